@@ -1,0 +1,235 @@
+"""The `besmart` command: serve, migrate, administer users, clients, keys and tokens."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated
+
+import typer
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+
+app = typer.Typer(
+    help="besmart-server: energy-data platform (besmart REST API).", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+client_app = typer.Typer(help="Clients (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="Users and roles.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for the X-Auth header.", no_args_is_help=True)
+token_app = typer.Typer(help="Long-lived bearer tokens for devices.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(client_app, name="client")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(token_app, name="token")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(text: str) -> int:
+    """'90m', '12h', '30d', '1y' or plain seconds → seconds."""
+    match = _DURATION.match(text.lower())
+    if not match or int(match.group(1)) <= 0:
+        raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 3600, 90m, 12h, 30d, 1y)")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _database(settings: Settings | None = None) -> Database:
+    settings = settings or _settings()
+    return Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+def _migrated(settings: Settings | None = None) -> Database:
+    from besmart_server.server import migrate
+
+    db = _database(settings)
+    migrate.upgrade(db)
+    return db
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Upgrade the schema, load demo data into an empty database, and serve the API."""
+    import uvicorn
+
+    from besmart_server import demo
+
+    settings = _settings()
+    db = _migrated(settings)
+    if settings.demo and demo.is_empty(db):
+        _print_demo(demo.load_demo(db))
+    db.dispose()
+    uvicorn.run(
+        "besmart_server.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        # Tokens travel in headers, never in URLs; access lines show paths only.
+        access_log=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or upgrade the schema (one Alembic history for SQLite and PostgreSQL)."""
+    from besmart_server.server import migrate
+
+    db = _database()
+    migrate.upgrade(db, revision)
+    typer.echo(f"database at revision {migrate.current_revision(db)}")
+    db.dispose()
+
+
+@client_app.command("add")
+def client_add(name: Annotated[str, typer.Argument(help="Client name.")]) -> None:
+    """Create a client and print its client_cid."""
+    from besmart_server.server.users import service
+
+    db = _migrated()
+    with db.transaction() as conn:
+        cid = service.create_client(conn, name=name)
+    typer.echo(cid)
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="Login name.")],
+    client: Annotated[int, typer.Option("--client", help="client_cid to grant the role on.")],
+    role: Annotated[Role, typer.Option("--role", help="Role on that client.")] = Role.read,
+    password: Annotated[
+        str | None, typer.Option("--password", help="Password (else BESMART_PASSWORD or prompt).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Admin: sees every client.")] = False,
+) -> None:
+    """Create a user with a role on a client (or grant the role to an existing user)."""
+    from besmart_server.server.errors import AppError
+    from besmart_server.server.users import service
+
+    password = password or os.environ.get("BESMART_PASSWORD")
+    db = _migrated()
+    try:
+        with db.transaction() as conn:
+            try:
+                uid = service.user_id_by_login(conn, login)
+                created = False
+            except AppError:
+                if not password:
+                    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+                uid = service.create_user(conn, login=login, password=password, is_admin=admin)
+                created = True
+            service.grant_role(conn, user_id=uid, client_cid=client, role=role)
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    verb = "created" if created else "updated"
+    typer.echo(f"user {login} (id {uid}) {verb}: {role.value} on client {client}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    client: Annotated[int, typer.Option("--client", help="client_cid the key reads.")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+) -> None:
+    """Create an API key for a client and print it once."""
+    from besmart_server.server.errors import AppError
+    from besmart_server.server.users import service
+
+    settings = _settings()
+    db = _migrated(settings)
+    try:
+        with db.transaction() as conn:
+            key = service.create_api_key(
+                conn, client_cid=client, name=name, pepper=settings.secret_pepper.get_secret_value()
+            )
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(key)
+
+
+@token_app.command("create")
+def token_create(
+    login: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime: 3600, 90m, 12h, 30d, 1y.")] = "365d",
+) -> None:
+    """Issue a long-lived token for a device and print it once."""
+    from besmart_server.server.errors import AppError
+    from besmart_server.server.users import service
+
+    seconds = parse_duration(ttl)
+    settings = _settings()
+    db = _migrated(settings)
+    try:
+        with db.transaction() as conn:
+            uid = service.user_id_by_login(conn, login)
+            issued = service.issue_token(
+                conn,
+                user_id=uid,
+                ttl_seconds=seconds,
+                pepper=settings.secret_pepper.get_secret_value(),
+                kind="device",
+            )
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(issued.token)
+
+
+@token_app.command("revoke")
+def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.")]) -> None:
+    """Revoke a token."""
+    from besmart_server.server.users import service
+
+    settings = _settings()
+    db = _migrated(settings)
+    with db.transaction() as conn:
+        ok = service.revoke_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
+    if not ok:
+        typer.echo("error: unknown or already revoked token", err=True)
+        raise typer.Exit(1)
+    typer.echo("revoked")
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo data (a client, a user whose password is printed once, and more)."""
+    from besmart_server import demo as demo_data
+
+    db = _migrated()
+    if not demo_data.is_empty(db):
+        typer.echo(
+            "error: the database already holds clients; demo data goes into an empty one", err=True
+        )
+        raise typer.Exit(1)
+    _print_demo(demo_data.load_demo(db))
+
+
+def _print_demo(info: object) -> None:
+    from besmart_server.demo import DemoInfo
+
+    assert isinstance(info, DemoInfo)
+    typer.echo("demo data loaded:")
+    typer.echo(f"  client_cid: {info.client_cid}")
+    typer.echo(f"  login:      {info.login}")
+    typer.echo(f"  password:   {info.password}   (shown once; keep it)")
+    for note in info.notes:
+        typer.echo(f"  {note}")
+
+
+def main() -> None:
+    """Entry point of the `besmart` script."""
+    app()

@@ -1,0 +1,51 @@
+"""Demo data for a newcomer: a client, a user whose password is printed once, and more."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, select
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.db import Database
+from besmart_server.server.users import service as users
+from besmart_server.server.users.tables import clients
+
+DEMO_LOGIN = "demo"
+DEMO_CLIENT = "Demo Energy Community"
+
+
+@dataclass
+class DemoInfo:
+    """What the demo created, for the CLI to print."""
+
+    client_cid: int
+    login: str
+    password: str
+    notes: list[str] = field(default_factory=list)
+
+
+# Later parts (sensors, data, weather, graphs) append loaders: f(conn, info) -> None.
+DemoLoader = Callable[[Connection, DemoInfo], None]
+LOADERS: list[DemoLoader] = []
+
+
+def is_empty(db: Database) -> bool:
+    """True when no tenant exists yet (the first serve of a new database)."""
+    with db.transaction(write=False) as conn:
+        return conn.scalar(select(clients.c.cid).limit(1)) is None
+
+
+def load_demo(db: Database, *, password: str | None = None) -> DemoInfo:
+    """Create the demo client and user (and what the loaders add) in one transaction."""
+    password = password or secrets.token_urlsafe(12)
+    with db.transaction() as conn:
+        cid = users.create_client(conn, name=DEMO_CLIENT)
+        uid = users.create_user(conn, login=DEMO_LOGIN, password=password)
+        users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.owner)
+        info = DemoInfo(client_cid=cid, login=DEMO_LOGIN, password=password)
+        for loader in LOADERS:
+            loader(conn, info)
+    return info

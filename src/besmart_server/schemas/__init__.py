@@ -1,0 +1,1 @@
+"""The wire contract: pydantic models with the spec's field names; no SQLAlchemy, no FastAPI."""

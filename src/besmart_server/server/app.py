@@ -1,0 +1,101 @@
+"""create_app(settings): the FastAPI app, its lifespan, routers and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from besmart_server import API_VERSION, __version__
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
+from besmart_server.server.middleware import LimitsAndHeaders
+from besmart_server.server.users.router import router as users_router
+
+log = logging.getLogger("besmart")
+
+DESCRIPTION = (
+    "Energy-data platform implementing the besmart REST API "
+    f"v{API_VERSION}: sensors, meter installation periods, versioned time series, "
+    "weather and estimation graphs."
+)
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def render_error(exc: AppError) -> Response:
+    """domain.md's error bodies: strings for 404/409/403, detail objects otherwise."""
+    if isinstance(exc, Invalid):
+        return _json(exc.status, exc.body())
+    if isinstance(exc, Unauthorized):
+        return _json(401, {"detail": exc.detail}, {"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, Throttled):
+        return _json(429, {"detail": exc.detail}, {"Retry-After": str(exc.retry_after)})
+    if exc.status in (403, 404, 409):
+        return _json(exc.status, exc.detail)
+    return _json(exc.status, {"detail": exc.detail})
+
+
+def _routers() -> list[APIRouter]:
+    """Every router of the API, in the order OpenAPI lists them."""
+    return [users_router]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for these settings; the database opens in the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        try:
+            yield
+        finally:
+            app.state.db.dispose()
+
+    app = FastAPI(
+        title="besmart REST API",
+        version=API_VERSION,
+        summary=f"besmart-server {__version__}",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> Response:
+        return render_error(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Logged without the request's headers or body: they may carry secrets.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _json(500, {"detail": "Internal server error"})
+
+    for router in _routers():
+        app.include_router(router)
+
+    app.add_middleware(LimitsAndHeaders, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "X-Auth", "Content-Type"],
+        )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,51 @@
+"""Settings from the environment (prefix BESMART_); built explicitly, never at import time."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/besmart.db"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; each field documents itself in the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="BESMART_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="sqlite:///path or postgresql://user@host:port/db",
+    )
+    sqlite_synchronous: str = Field(
+        "NORMAL",
+        pattern="^(OFF|NORMAL|FULL|EXTRA)$",
+        description="SQLite PRAGMA synchronous (WAL): NORMAL survives process crashes",
+    )
+    token_ttl_seconds: int = Field(7200, ge=60, description="lifetime of login tokens")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS (JSON list)"
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="largest accepted request body (413 above)"
+    )
+    max_points_per_request: int = Field(
+        2_000_000, ge=1, description="points one write request may carry (413 above)"
+    )
+    max_points_per_read: int = Field(
+        5_000_000, ge=1, description="points one read may return (413 above)"
+    )
+    max_items_per_request: int = Field(
+        10_000, ge=1, description="items in one multi-series request (413 above)"
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="failed logins per login within the window before 429"
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="failed logins per client address within the window before 429"
+    )
+    login_window_seconds: int = Field(300, ge=1, description="throttling window for failures")
+    demo: bool = Field(True, description="load demo data on the first serve of an empty database")
+    secret_pepper: SecretStr = Field(
+        SecretStr(""), description="optional pepper mixed into token and API key hashes"
+    )

@@ -1,0 +1,80 @@
+"""Annotated dependencies: settings, the request's transaction, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
+
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.errors import Unauthorized
+from besmart_server.server.users import service as users
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Token from POST /api/users/token")
+api_key_scheme = APIKeyHeader(name="X-Auth", auto_error=False, description="A client's API key")
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    """The app's database."""
+    db: Database = request.app.state.db
+    return db
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    """One transaction per request: committed before the response is sent, rolled back on error."""
+    db = get_db(request)
+    with db.transaction(write=request.method not in _READ_METHODS) as conn:
+        yield conn
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_db)]
+# scope="function": the commit happens before the response leaves, so a 2xx means durable.
+ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    """The raw bearer token of the request (401 when absent)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    return credentials.credentials
+
+
+def current_user(
+    conn: ConnDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
+) -> users.Principal:
+    """The user behind a valid bearer token."""
+    return users.authenticate_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
+
+
+def user_or_api_key(
+    conn: ConnDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> users.Principal:
+    """A bearer token or an X-Auth API key (weather routes)."""
+    pepper = settings.secret_pepper.get_secret_value()
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return users.authenticate_token(conn, credentials.credentials, pepper=pepper)
+    if api_key:
+        return users.authenticate_api_key(conn, api_key, pepper=pepper)
+    raise Unauthorized()
+
+
+CurrentUser = Annotated[users.Principal, Depends(current_user)]
+UserOrApiKey = Annotated[users.Principal, Depends(user_or_api_key)]

@@ -1,0 +1,82 @@
+"""Catalog of units and signal types; series and their versioned points."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from besmart_server.server.db import metadata
+
+units = Table(
+    "units",
+    metadata,
+    Column("unit_id", Integer, primary_key=True, autoincrement=False),
+    Column("symbol", String(20), nullable=False, unique=True),
+    Column("dimension", String(40), nullable=False),
+    Column("factor", Float, nullable=False),  # base = value * factor + offset
+    Column("offset", Float, nullable=False),
+)
+
+signal_types = Table(
+    "signal_types",
+    metadata,
+    Column("moid", Integer, primary_key=True, autoincrement=False),
+    Column("symbol", String(40), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("unit_id", Integer, ForeignKey("units.unit_id"), nullable=False),
+    Column("time_series_type", SmallInteger, nullable=False),  # 0 inst., 1 cumulative, 2 interval
+    Column("obis_mapping", String(40), nullable=True),
+    Column("apply_current_ratio", Boolean, nullable=False, default=False),
+    Column("apply_voltage_ratio", Boolean, nullable=False, default=False),
+    Column("is_measurement", Boolean, nullable=False, default=True),
+    Column("group_id", Integer, nullable=True),
+    Column("group_name", String(100), nullable=True),
+    Column("chart_expected_unit", String(20), nullable=True),
+    Column("draw_chart", Boolean, nullable=False, default=True),
+    Column("keep_prefix", Boolean, nullable=False, default=False),
+)
+
+# One time series: integer ids keep the points' primary key narrow.
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sensor_mid", Integer, ForeignKey("sensors.mid", ondelete="CASCADE"), nullable=False),
+    Column("signal_type_moid", Integer, ForeignKey("signal_types.moid"), nullable=False),
+    UniqueConstraint("sensor_mid", "signal_type_moid"),
+)
+
+# Points clustered by (series, time, origin, acq): a range scan reads one contiguous run and
+# the newest version per (time, origin) is the last row of each run. `acq` is microseconds.
+points = Table(
+    "points",
+    metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("time", BigInteger, primary_key=True, autoincrement=False),
+    Column("origin", SmallInteger, primary_key=True, autoincrement=False),
+    Column("acq", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", SmallInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("text", Text, nullable=True),
+    sqlite_with_rowid=False,
+)
+
+# A single-row clock that hands out strictly increasing acquisition stamps (µs), so two
+# writes within one millisecond, even from different processes, stay ordered by arrival.
+version_clock = Table(
+    "version_clock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_us", BigInteger, nullable=False),
+)

@@ -1,0 +1,64 @@
+"""Meter types, sensor states (meter installation periods) and signal states."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from besmart_server.server.db import metadata
+
+meter_types = Table(
+    "meter_types",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # NULL: a system type everybody sees; else the client that owns it.
+    Column("client_cid", Integer, ForeignKey("clients.cid", ondelete="CASCADE"), nullable=True),
+    Column("meter_type_name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("number_of_phases", Integer, nullable=True),
+    Column("is_ami", Boolean, nullable=False, default=False),
+    Column("is_dcu", Boolean, nullable=False, default=False),
+    Column("is_balance", Boolean, nullable=False, default=False),
+)
+
+sensor_states = Table(
+    "sensor_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sensor_mid", Integer, ForeignKey("sensors.mid", ondelete="CASCADE"), nullable=False),
+    Column("since", BigInteger, nullable=False),
+    Column("till", BigInteger, nullable=True),  # NULL: the meter is still installed
+    Column("meter_eid", String(200), nullable=True),
+    Column("meter_type_id", Integer, ForeignKey("meter_types.id"), nullable=True),
+    Column("info", Text, nullable=True),  # JSON, e.g. {"current_ratio": 40}
+    Index("ix_sensor_states_sensor_mid_since", "sensor_mid", "since"),
+    Index("ix_sensor_states_meter_eid", "meter_eid"),
+)
+
+signal_states = Table(
+    "signal_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "sensor_state_id",
+        Integer,
+        ForeignKey("sensor_states.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("signal_type_moid", Integer, ForeignKey("signal_types.moid"), nullable=False),
+    Column("value_for_since", Float, nullable=True),
+    Column("value_for_till", Float, nullable=True),
+    Column("info", Text, nullable=True),
+    UniqueConstraint("sensor_state_id", "signal_type_moid"),
+)

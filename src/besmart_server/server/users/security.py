@@ -1,0 +1,47 @@
+"""Secrets: argon2id password hashes, opaque tokens and API keys stored as SHA-256 digests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Verifying against this keeps unknown logins as slow as wrong passwords (no user enumeration).
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+TOKEN_PREFIX = "bst_"
+API_KEY_PREFIX = "bsk_"
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash with its own salt and parameters."""
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when the password matches; constant work whether or not the user exists."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_token() -> str:
+    """A random opaque bearer token (46 characters, 256 bits)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_api_key() -> str:
+    """A random API key for the X-Auth header."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(secret: str, pepper: str = "") -> str:
+    """What is stored for a token or key: high-entropy secrets need no slow hash."""
+    if pepper:
+        return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(secret.encode()).hexdigest()
