@@ -15,6 +15,9 @@ from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
 from besmart_server.server.middleware import LimitsAndHeaders
+from besmart_server.server.sensors.router import router as sensors_router
+from besmart_server.server.signals.router import router as signals_router
+from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
 
 log = logging.getLogger("besmart")
@@ -46,8 +49,9 @@ def render_error(exc: AppError) -> Response:
 
 
 def _routers() -> list[APIRouter]:
-    """Every router of the API, in the order OpenAPI lists them."""
-    return [users_router]
+    """Every router of the API. Fixed paths (/api/sensors/states, /api/sensors/signals/...)
+    come before the sensor router, whose /api/sensors/{client_cid}.{sensor_mid} is a pattern."""
+    return [users_router, states_router, signals_router, sensors_router]
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -1,0 +1,47 @@
+"""Resolve a (client_cid, sensor_mid) pair for a caller: the tenant rule in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.errors import Forbidden, NotFound
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.users.service import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRef:
+    """The identity and location of a sensor the caller may use."""
+
+    client_cid: int
+    sensor_mid: int
+    sensor_type_id: int | None
+    lat: float | None
+    lon: float | None
+
+
+def sensor_not_found(client_cid: int, sensor_mid: int) -> NotFound:
+    """The one answer for 'missing' and 'not yours' alike (no existence leaks)."""
+    return NotFound(f"Sensor {client_cid}.{sensor_mid} not found")
+
+
+def sensor_for(
+    conn: Connection, principal: Principal, client_cid: int, sensor_mid: int, role: Role
+) -> SensorRef:
+    """The sensor if the caller holds `role` on its client: 404 when it is missing or another
+    tenant's, 403 when the caller can read but lacks the role."""
+    if not principal.can(client_cid, Role.read):
+        raise sensor_not_found(client_cid, sensor_mid)
+    row = conn.execute(
+        select(sensors.c.sensor_type_id, sensors.c.lat, sensors.c.lon).where(
+            sensors.c.mid == sensor_mid, sensors.c.client_cid == client_cid
+        )
+    ).first()
+    if row is None:
+        raise sensor_not_found(client_cid, sensor_mid)
+    if not principal.can(client_cid, role):
+        raise Forbidden(f"{role.value} role on client {client_cid} required")
+    return SensorRef(client_cid, sensor_mid, row.sensor_type_id, row.lat, row.lon)

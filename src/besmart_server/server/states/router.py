@@ -1,0 +1,7 @@
+"""HTTP routes of the states module (thin: parse, authorize, call the service)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
