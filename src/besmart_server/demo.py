@@ -24,6 +24,9 @@ class DemoInfo:
     client_cid: int
     login: str
     password: str
+    # Demo sensors by role: "station", "transformer", "meter_1", "meter_2" (has a meter
+    # swap), "pv" → sensor_mid; later loaders write data and weather for them.
+    sensors: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
