@@ -1,0 +1,313 @@
+"""The read pipeline of a signal, pure and vectorised: versions, origin, multiply, stitch, buckets.
+
+Everything here works on a `Frame` of numpy columns and knows nothing of the database or HTTP.
+Times are UTC unix milliseconds (int64); windows are half-open, `since <= time < till`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+TYPE_DBL: Final = 0
+TYPE_INT: Final = 1
+TYPE_STR: Final = 2
+TYPE_RM: Final = 3
+# Wire names indexed by type code, and back.
+TYPE_NAMES: Final[tuple[str, ...]] = ("DBL", "INT", "STR", "RM")
+TYPE_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(TYPE_NAMES)}
+
+MS_PER_MINUTE: Final = 60_000
+_OPEN_END: Final = np.iinfo(np.int64).max  # `till` of a period that is still open
+
+I64 = NDArray[np.int64]
+I8 = NDArray[np.int8]
+F64 = NDArray[np.float64]
+Selector = NDArray[np.bool_] | NDArray[np.intp] | NDArray[np.int64]
+
+
+class SeriesKind(IntEnum):
+    """`time_series_type` of a signal type: how its points aggregate."""
+
+    INSTANTANEOUS = 0
+    CUMULATIVE = 1
+    INTERVAL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Points as parallel columns; `text` is given only when STR points exist."""
+
+    time: I64  # capture time, UTC ms
+    origin: I64  # 1..5
+    acq: I64  # version stamp: opaque, strictly ordered
+    type: I8  # TYPE_* codes
+    value: F64  # NaN for RM and STR
+    text: tuple[str | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.time.shape[0]
+        lengths = (self.origin.shape[0], self.acq.shape[0], self.type.shape[0])
+        if any(m != n for m in (*lengths, self.value.shape[0])):
+            raise ValueError("Frame columns differ in length")
+        if self.text is not None and len(self.text) != n:
+            raise ValueError("Frame text differs in length from the other columns")
+
+    def __len__(self) -> int:
+        return int(self.time.shape[0])
+
+    @classmethod
+    def empty(cls) -> Frame:
+        """A frame without points."""
+        return cls(
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0, np.int8),
+            np.empty(0, np.float64),
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        time: ArrayLike,
+        origin: ArrayLike,
+        acq: ArrayLike,
+        type: ArrayLike,  # the column's name on the wire and in the store
+        value: ArrayLike,
+        text: Sequence[str | None] | None = None,
+    ) -> Frame:
+        """Build a frame from array-likes, coercing each column to its dtype."""
+        return cls(
+            np.asarray(time, dtype=np.int64).reshape(-1),
+            np.asarray(origin, dtype=np.int64).reshape(-1),
+            np.asarray(acq, dtype=np.int64).reshape(-1),
+            np.asarray(type, dtype=np.int8).reshape(-1),
+            np.asarray(value, dtype=np.float64).reshape(-1),
+            None if text is None else tuple(text),
+        )
+
+    def take(self, selector: Selector) -> Frame:
+        """The points picked by a boolean mask or an index array, in that order."""
+        idx = np.flatnonzero(selector) if selector.dtype == np.bool_ else selector
+        kind = self.type[idx]
+        text: tuple[str | None, ...] | None = None
+        if self.text is not None and bool(np.any(kind == TYPE_STR)):
+            texts = np.empty(len(self.text), dtype=object)
+            texts[:] = self.text
+            text = tuple(texts[idx].tolist())
+        return Frame(self.time[idx], self.origin[idx], self.acq[idx], kind, self.value[idx], text)
+
+
+@dataclass(frozen=True, slots=True)
+class StatePeriod:
+    """A sensor state as the pipeline sees it: its span, factor and the signal state's readings."""
+
+    since: int
+    till: int | None  # None: still installed
+    # current_ratio x voltage_ratio (or multiplier), as the signal type asks; 1.0 when not asked
+    factor: float
+    value_for_since: float | None = None  # None: no signal state for this signal
+    value_for_till: float | None = None
+
+
+def concat(frames: Sequence[Frame]) -> Frame:
+    """The points of several frames, one after the other."""
+    if not frames:
+        return Frame.empty()
+    text: tuple[str | None, ...] | None = None
+    if any(fr.text is not None for fr in frames):
+        text = tuple(t for fr in frames for t in (fr.text or (None,) * len(fr)))
+    return Frame(
+        np.concatenate([fr.time for fr in frames]),
+        np.concatenate([fr.origin for fr in frames]),
+        np.concatenate([fr.acq for fr in frames]),
+        np.concatenate([fr.type for fr in frames]),
+        np.concatenate([fr.value for fr in frames]),
+        text,
+    )
+
+
+def sort_versions(f: Frame) -> Frame:
+    """Every version, sorted by (time, origin, acq)."""
+    return f.take(np.lexsort((f.acq, f.origin, f.time)))
+
+
+def latest_versions(f: Frame) -> Frame:
+    """The newest version per (time, origin), sorted; a pair whose newest version is RM is gone."""
+    s = sort_versions(f)
+    n = len(s)
+    if n == 0:
+        return s
+    # The newest version is the last of each (time, origin) run; with equal acq (which the store
+    # never produces) the later input row wins because lexsort is stable.
+    last = np.ones(n, dtype=np.bool_)
+    last[:-1] = (s.time[1:] != s.time[:-1]) | (s.origin[1:] != s.origin[:-1])
+    return s.take(last & (s.type != TYPE_RM))
+
+
+def filter_origin(f: Frame, origin: int | None) -> Frame:
+    """Only the points of one origin; every point when `origin` is None."""
+    return f if origin is None else f.take(f.origin == origin)
+
+
+def clip_window(f: Frame, since: int, till: int) -> Frame:
+    """Only the points with since <= time < till."""
+    return f.take((f.time >= since) & (f.time < till))
+
+
+def _sorted_periods(periods: Sequence[StatePeriod]) -> list[StatePeriod]:
+    return sorted(periods, key=lambda p: p.since)
+
+
+def _period_index(time: I64, periods: Sequence[StatePeriod]) -> NDArray[np.intp]:
+    """Index into the since-sorted `periods` of the one in force at each time; -1 for none.
+
+    Periods are expected not to overlap (sensor states never do); if they did, the one that
+    started last at or before the time is used.
+    """
+    if not periods:
+        return np.full(time.shape[0], -1, dtype=np.intp)
+    sinces = np.array([p.since for p in periods], dtype=np.int64)
+    tills = np.array([_OPEN_END if p.till is None else p.till for p in periods], dtype=np.int64)
+    idx = np.searchsorted(sinces, time, side="right") - 1
+    covered = (idx >= 0) & (time < tills[np.maximum(idx, 0)])
+    return np.where(covered, idx, -1).astype(np.intp)
+
+
+def apply_multiplier(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
+    """Multiply each value by the factor of the period in force at its time (1.0 outside all)."""
+    # Type codes stay as stored: an INT reading times a ratio is still that reading, scaled.
+    ps = _sorted_periods(periods)
+    # The trailing 1.0 is what index -1 (no period) picks.
+    factors = np.array([*(p.factor for p in ps), 1.0], dtype=np.float64)
+    return replace(f, value=f.value * factors[_period_index(f.time, ps)])
+
+
+def stitch_shifts(periods: Sequence[StatePeriod]) -> list[float]:
+    """What `stitch` adds to the readings of each period, in since order.
+
+    The rules beyond domain.md: a period without a signal state (`value_for_since` None) is not
+    shifted and adds no increment, so the chain continues past it from the previous meter; a
+    missing `value_for_till` counts as equal to `value_for_since` (no known increment) — the
+    increment is never guessed from readings, so a point's stitched value does not depend on
+    the window it was read in.
+    """
+    shifts: list[float] = []
+    offset: float | None = None  # where the next meter's counter continues
+    for p in _sorted_periods(periods):
+        if p.value_for_since is None:
+            shifts.append(0.0)
+            continue
+        start = p.factor * p.value_for_since
+        if offset is None:
+            offset = start  # the first meter's readings stay as stored
+        shifts.append(offset - start)
+        end = p.value_for_till if p.value_for_till is not None else p.value_for_since
+        offset += p.factor * (end - p.value_for_since)
+    return shifts
+
+
+def stitch(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
+    """Stitch a counter across meter swaps: `v - f*vfs + offset` per period (see stitch_shifts).
+
+    `f`'s values are expected already multiplied by the same periods' factors; points outside
+    every period are not shifted.
+    """
+    ps = _sorted_periods(periods)
+    shifts = np.array([*stitch_shifts(ps), 0.0], dtype=np.float64)
+    return replace(f, value=f.value + shifts[_period_index(f.time, ps)])
+
+
+def aggregate(f: Frame, *, delta_t_minutes: int, kind: SeriesKind, since: int, till: int) -> Frame:
+    """Buckets of `delta_t_minutes` aligned to the epoch, per origin, as DBL points.
+
+    INSTANTANEOUS: mean and INTERVAL: sum of the points with since <= time < till, in buckets
+    [g, g + delta) labelled g — the first label may precede an unaligned `since`.
+    CUMULATIVE: the counter at each aligned g with since <= g < till, linearly interpolated
+    between the readings at/before and at/after g (which may lie outside the window), never
+    extrapolated. acq is the newest acq among the points used. RM and STR points are ignored.
+    """
+    if delta_t_minutes <= 0:
+        raise ValueError("delta_t must be a positive number of minutes")
+    if since >= till:
+        raise ValueError("since must be before till")
+    step = delta_t_minutes * MS_PER_MINUTE
+    numeric = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
+    points = f.take(numeric)
+    if kind == SeriesKind.CUMULATIVE:
+        return _counter_at_grid(points, step, since, till)
+    return _bucket_reduce(
+        clip_window(points, since, till), step, mean=kind == SeriesKind.INSTANTANEOUS
+    )
+
+
+def _bucket_reduce(f: Frame, step: int, *, mean: bool) -> Frame:
+    n = len(f)
+    if n == 0:
+        return Frame.empty()
+    label = (f.time // step) * step  # floor division: aligned also before the epoch
+    order = np.lexsort((f.origin, label))
+    label, origin, acq, value = label[order], f.origin[order], f.acq[order], f.value[order]
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = (label[1:] != label[:-1]) | (origin[1:] != origin[:-1])
+    starts = np.flatnonzero(first)
+    result = np.add.reduceat(value, starts)
+    if mean:
+        result = result / np.diff(np.append(starts, n))
+    return Frame(
+        label[starts],
+        origin[starts],
+        np.maximum.reduceat(acq, starts),
+        np.full(starts.shape[0], TYPE_DBL, dtype=np.int8),
+        result.astype(np.float64),
+    )
+
+
+def _counter_at_grid(f: Frame, step: int, since: int, till: int) -> Frame:
+    n = len(f)
+    if n == 0:
+        return Frame.empty()
+    order = np.lexsort((f.acq, f.time, f.origin))
+    time, origin, acq, value = f.time[order], f.origin[order], f.acq[order], f.value[order]
+    # One reading per (origin, time): the newest, should the caller not have resolved versions.
+    last = np.ones(n, dtype=np.bool_)
+    last[:-1] = (origin[1:] != origin[:-1]) | (time[1:] != time[:-1])
+    time, origin, acq, value = time[last], origin[last], acq[last], value[last]
+    bounds = [0, *(np.flatnonzero(origin[1:] != origin[:-1]) + 1).tolist(), origin.shape[0]]
+    pieces: list[Frame] = []
+    for lo_i, hi_i in itertools.pairwise(bounds):
+        t, v, a = time[lo_i:hi_i], value[lo_i:hi_i], acq[lo_i:hi_i]
+        # Grid points with a reading at/before and at/after them, inside the window.
+        lo = max(since, int(t[0]))
+        hi = min(till - 1, int(t[-1]))
+        g_first = -(-lo // step) * step
+        g_last = (hi // step) * step
+        if g_first > g_last:
+            continue
+        grid = np.arange(g_first, g_last + 1, step, dtype=np.int64)
+        after = np.searchsorted(t, grid, side="left")  # first reading at/after g
+        exact = t[after] == grid
+        before = np.where(exact, after, after - 1)  # last reading at/before g
+        t0, t1 = t[before], t[after]
+        span = (t1 - t0).astype(np.float64)
+        weight = np.divide(
+            (grid - t0).astype(np.float64), span, out=np.zeros(grid.shape[0]), where=span != 0
+        )
+        pieces.append(
+            Frame(
+                grid,
+                np.full(grid.shape[0], int(origin[lo_i]), dtype=np.int64),
+                np.maximum(a[before], a[after]),
+                np.full(grid.shape[0], TYPE_DBL, dtype=np.int8),
+                v[before] + (v[after] - v[before]) * weight,
+            )
+        )
+    out = concat(pieces)
+    return out.take(np.lexsort((out.origin, out.time)))
