@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -47,12 +49,17 @@ def _database(settings: Settings | None = None) -> Database:
     return Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
 
 
-def _migrated(settings: Settings | None = None) -> Database:
+@contextmanager
+def _migrated(settings: Settings | None = None) -> Iterator[Database]:
+    """The configured database at the newest schema, closed afterwards."""
     from besmart_server.server import migrate
 
     db = _database(settings)
-    migrate.upgrade(db)
-    return db
+    try:
+        migrate.upgrade(db)
+        yield db
+    finally:
+        db.dispose()
 
 
 @app.command()
@@ -67,10 +74,9 @@ def serve(
     from besmart_server import demo
 
     settings = _settings()
-    db = _migrated(settings)
-    if settings.demo and demo.is_empty(db):
-        _print_demo(demo.load_demo(db))
-    db.dispose()
+    with _migrated(settings) as db:
+        if settings.demo and demo.is_empty(db):
+            _print_demo(demo.load_demo(db))
     uvicorn.run(
         "besmart_server.server.app:app_from_env",
         factory=True,
@@ -89,9 +95,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from besmart_server.server import migrate
 
     db = _database()
-    migrate.upgrade(db, revision)
-    typer.echo(f"database at revision {migrate.current_revision(db)}")
-    db.dispose()
+    try:
+        migrate.upgrade(db, revision)
+        typer.echo(f"database at revision {migrate.current_revision(db)}")
+    finally:
+        db.dispose()
 
 
 @client_app.command("add")
@@ -99,8 +107,7 @@ def client_add(name: Annotated[str, typer.Argument(help="Client name.")]) -> Non
     """Create a client and print its client_cid."""
     from besmart_server.server.users import service
 
-    db = _migrated()
-    with db.transaction() as conn:
+    with _migrated() as db, db.transaction() as conn:
         cid = service.create_client(conn, name=name)
     typer.echo(cid)
 
@@ -120,9 +127,8 @@ def user_add(
     from besmart_server.server.users import service
 
     password = password or os.environ.get("BESMART_PASSWORD")
-    db = _migrated()
     try:
-        with db.transaction() as conn:
+        with _migrated() as db, db.transaction() as conn:
             try:
                 uid = service.user_id_by_login(conn, login)
                 created = False
@@ -149,9 +155,8 @@ def apikey_create(
     from besmart_server.server.users import service
 
     settings = _settings()
-    db = _migrated(settings)
     try:
-        with db.transaction() as conn:
+        with _migrated(settings) as db, db.transaction() as conn:
             key = service.create_api_key(
                 conn, client_cid=client, name=name, pepper=settings.secret_pepper.get_secret_value()
             )
@@ -172,9 +177,8 @@ def token_create(
 
     seconds = parse_duration(ttl)
     settings = _settings()
-    db = _migrated(settings)
     try:
-        with db.transaction() as conn:
+        with _migrated(settings) as db, db.transaction() as conn:
             uid = service.user_id_by_login(conn, login)
             issued = service.issue_token(
                 conn,
@@ -195,8 +199,7 @@ def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.
     from besmart_server.server.users import service
 
     settings = _settings()
-    db = _migrated(settings)
-    with db.transaction() as conn:
+    with _migrated(settings) as db, db.transaction() as conn:
         ok = service.revoke_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
     if not ok:
         typer.echo("error: unknown or already revoked token", err=True)
@@ -209,13 +212,14 @@ def demo() -> None:
     """Load the demo data (a client, a user whose password is printed once, and more)."""
     from besmart_server import demo as demo_data
 
-    db = _migrated()
-    if not demo_data.is_empty(db):
-        typer.echo(
-            "error: the database already holds clients; demo data goes into an empty one", err=True
-        )
-        raise typer.Exit(1)
-    _print_demo(demo_data.load_demo(db))
+    with _migrated() as db:
+        if not demo_data.is_empty(db):
+            typer.echo(
+                "error: the database already holds clients; demo data goes into an empty one",
+                err=True,
+            )
+            raise typer.Exit(1)
+        _print_demo(demo_data.load_demo(db))
 
 
 def _print_demo(info: object) -> None:

@@ -1,0 +1,220 @@
+"""Each CLI command against the test database, and `besmart serve` end to end."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from besmart_server.cli import app, parse_duration
+from besmart_server.server.db import Database
+from besmart_server.server.users import service
+from besmart_server.server.users.tables import clients, tokens, user_roles, users
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(database_url: str, db: Database) -> dict[str, str]:
+    return {"BESMART_DATABASE_URL": database_url}
+
+
+def invoke(env: dict[str, str], *args: str, input: str | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env, input=input)
+    return result.exit_code, result.output
+
+
+def test_db_upgrade_reports_head(env: dict[str, str]) -> None:
+    code, out = invoke(env, "db", "upgrade")
+    assert code == 0
+    assert re.search(r"database at revision \d{4}", out)
+
+
+def test_client_add_prints_the_new_cid(env: dict[str, str], db: Database) -> None:
+    code, out = invoke(env, "client", "add", "Grid Operator North")
+    assert code == 0
+    cid = int(out.strip())
+    with db.transaction() as conn:
+        assert conn.scalar(select(clients.c.name).where(clients.c.cid == cid)) == (
+            "Grid Operator North"
+        )
+
+
+def _add_client(env: dict[str, str]) -> int:
+    return int(invoke(env, "client", "add", "c")[1].strip())
+
+
+def test_user_add_with_password_option_can_log_in(env: dict[str, str], db: Database) -> None:
+    cid = _add_client(env)
+    code, out = invoke(
+        env,
+        "user",
+        "add",
+        "alice",
+        "--password",
+        "s3cret!",
+        "--client",
+        str(cid),
+        "--role",
+        "write",
+    )
+    assert code == 0, out
+    with db.transaction() as conn:
+        uid = service.user_id_by_login(conn, "alice")
+        role = conn.scalar(select(user_roles.c.role).where(user_roles.c.user_id == uid))
+        stored = conn.scalar(select(users.c.password_hash).where(users.c.id == uid))
+    assert role == "write"
+    assert stored is not None
+    assert stored.startswith("$argon2id$")
+    from besmart_server.server.users import security
+
+    assert security.verify_password(stored, "s3cret!")
+
+
+def test_user_add_reads_password_from_env_and_prompt(env: dict[str, str], db: Database) -> None:
+    cid = _add_client(env)
+    code, _ = invoke(
+        {**env, "BESMART_PASSWORD": "from-env"}, "user", "add", "bob", "--client", str(cid)
+    )
+    assert code == 0
+    code, out = invoke(env, "user", "add", "carol", "--client", str(cid), input="typed\ntyped\n")
+    assert code == 0, out
+    from besmart_server.server.users import security
+
+    with db.transaction() as conn:
+        hashes = {
+            r.login: r.password_hash
+            for r in conn.execute(select(users.c.login, users.c.password_hash))
+        }
+    assert security.verify_password(hashes["bob"], "from-env")
+    assert security.verify_password(hashes["carol"], "typed")
+
+
+def test_user_add_admin_flag_and_bad_client(env: dict[str, str], db: Database) -> None:
+    cid = _add_client(env)
+    code, _ = invoke(env, "user", "add", "root", "--password", "x", "--client", str(cid), "--admin")
+    assert code == 0
+    with db.transaction() as conn:
+        assert conn.scalar(select(users.c.is_admin).where(users.c.login == "root")) is True
+    code, out = invoke(env, "user", "add", "dave", "--password", "x", "--client", "999999")
+    assert code == 1
+    assert "Client 999999 not found" in out
+    with db.transaction() as conn:
+        assert conn.scalar(select(users.c.id).where(users.c.login == "dave")) is None
+    code, _ = invoke(
+        env, "user", "add", "erin", "--password", "x", "--client", "1", "--role", "god"
+    )
+    assert code == 2
+
+
+def test_apikey_create_prints_a_working_key_once(env: dict[str, str], db: Database) -> None:
+    cid = _add_client(env)
+    code, out = invoke(env, "apikey", "create", "--client", str(cid))
+    assert code == 0
+    key = out.strip()
+    assert key.startswith("bsk_")
+    with db.transaction() as conn:
+        principal = service.authenticate_api_key(conn, key)
+    assert principal.roles == {cid: "read"}
+    code, out = invoke(env, "apikey", "create", "--client", "999999")
+    assert code == 1
+
+
+def test_token_create_issues_a_long_lived_device_token(env: dict[str, str], db: Database) -> None:
+    cid = _add_client(env)
+    invoke(env, "user", "add", "gateway", "--password", "x", "--client", str(cid))
+    code, out = invoke(env, "token", "create", "gateway", "--ttl", "30d")
+    assert code == 0, out
+    token = out.strip()
+    with db.transaction() as conn:
+        principal = service.authenticate_token(conn, token)
+        expires = conn.scalar(select(tokens.c.expires_at).where(tokens.c.kind == "device"))
+    assert principal.login == "gateway"
+    assert expires is not None
+    assert abs(expires / 1000 - (time.time() + 30 * 86400)) < 60
+    assert invoke(env, "token", "revoke", token)[0] == 0
+    assert invoke(env, "token", "revoke", token)[0] == 1
+    assert invoke(env, "token", "create", "nobody")[0] == 1
+    assert invoke(env, "token", "create", "gateway", "--ttl", "soon")[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("3600", 3600), ("90m", 5400), ("12h", 43200), ("30d", 2592000), ("1y", 31536000)],
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_demo_loads_once_into_an_empty_database(env: dict[str, str], db: Database) -> None:
+    code, out = invoke(env, "demo")
+    assert code == 0, out
+    password = re.search(r"password:\s+(\S+)", out)
+    assert password
+    with db.transaction() as conn:
+        stored = conn.scalar(select(users.c.password_hash).where(users.c.login == "demo"))
+    from besmart_server.server.users import security
+
+    assert security.verify_password(stored, password.group(1))
+    code, out = invoke(env, "demo")
+    assert code == 1
+    assert "already" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_on_a_fresh_sqlite_database_with_demo_login(tmp_path: Path) -> None:
+    """The README's first command: empty default database → schema, demo user, live API."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BESMART_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "besmart_server", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        password = None
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if m := re.search(r"password:\s+(\S+)", line):
+                password = m.group(1)
+            if "Uvicorn running" in line or "Application startup complete" in line:
+                break
+        assert password, "".join(lines)
+        assert (tmp_path / "data" / "besmart.db").exists()
+        base = f"http://127.0.0.1:{port}"
+        token = httpx.post(f"{base}/api/users/token", json={"login": "demo", "password": password})
+        assert token.status_code == 200, token.text
+        me = httpx.get(
+            f"{base}/api/clients", headers={"Authorization": f"Bearer {token.json()['token']}"}
+        )
+        assert me.status_code == 200
+        assert me.json()[0]["role"] == "owner"
+        assert httpx.get(f"{base}/openapi.json").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
