@@ -1,7 +1,463 @@
-"""HTTP routes of the signals module (thin: parse, authorize, call the service)."""
+"""HTTP routes of the signals module (thin: parse, authorize, call the service).
+
+The data routes decode bodies with orjson and numpy (never pydantic), run the storage work in
+the thread pool inside one transaction of their own, and answer orjson bytes; the pydantic
+schemas only document them in OpenAPI.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from besmart_server.schemas.signals import (
+    CapResponse,
+    GetSignalRequest,
+    PutMultipleSignalsRequest,
+    SignalData,
+    SignalResponse,
+    SignalTypeResponse,
+    UnitResponse,
+)
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.deps import (
+    ConnDep,
+    CurrentUser,
+    DatabaseDep,
+    SettingsDep,
+    bearer_token,
+)
+from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
+from besmart_server.server.signals import columns, service
+from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.users import service as users
+from besmart_server.server.users.service import Principal
+
+router = APIRouter(tags=["Signals"])
+
+_JSON = "application/json"
+_R422: dict[int | str, dict[str, Any]] = {422: {"description": "Validation Error"}}
+_ITEMS = TypeAdapter(list[GetSignalRequest])
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # SignalData is a component already (through SignalResponse)
+    return schema
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+
+
+_PUT_ONE_BODY = _body(_schema(SignalData))
+_PUT_MANY_BODY = _body({"type": "array", "items": _schema(PutMultipleSignalsRequest)})
+_POST_MANY_BODY = _body({"type": "array", "items": _schema(GetSignalRequest)})
+
+
+def get_store(request: Request) -> SeriesStore:
+    """The app's series store, picked by the database's dialect (made once per app)."""
+    store: SeriesStore | None = getattr(request.app.state, "signal_store", None)
+    if store is None:
+        db: Database = request.app.state.db
+        store = store_for(db.dialect)
+        request.app.state.signal_store = store
+    return store
+
+
+def authenticated(
+    db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
+) -> Principal:
+    """The caller, checked in a short read transaction of its own, so that the data routes'
+    write transaction starts only once the body is decoded (and SQLite's lock is not held
+    twice by one request)."""
+    with db.transaction(write=False) as conn:
+        return users.authenticate_token(
+            conn, token, pepper=settings.secret_pepper.get_secret_value()
+        )
+
+
+StoreDep = Annotated[SeriesStore, Depends(get_store)]
+Caller = Annotated[Principal, Depends(authenticated)]
+ClientCid = Annotated[int, Path(description="Client CID")]
+SensorMid = Annotated[int, Path(description="Sensor MID")]
+SignalTypeMoid = Annotated[int, Path(description="Signal type MOID")]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(columns.dumps(body), status_code=status, media_type=_JSON)
+
+
+# --- catalog and clock ----------------------------------------------------------------------
+
+
+@router.get(
+    "/api/sensors/signals/types",
+    response_model=list[SignalTypeResponse],
+    summary="Get signals types",
+    responses={200: {"description": "Successfully read signals types"}, **R401},
+)
+def get_signal_types(conn: ConnDep, _user: CurrentUser) -> list[SignalTypeResponse]:
+    """Get signals types."""
+    return service.list_signal_types(conn)
+
+
+@router.get(
+    "/api/units",
+    response_model=list[UnitResponse],
+    summary="Get units",
+    responses={200: {"description": "Successfully read units"}, **R401},
+)
+def get_units(conn: ConnDep, _user: CurrentUser) -> list[UnitResponse]:
+    """Get units (the ids that output_unit_id takes)."""
+    return service.list_units(conn)
+
+
+@router.get(
+    "/api/time",
+    summary="Get server time",
+    response_model=float,
+    responses={200: {"description": "The server's clock as a bare number"}, **R401},
+)
+def get_time(
+    _user: CurrentUser,
+    unit: Annotated[Literal["s", "ms"], Query(description="s (float) or ms (integer)")] = "s",
+) -> Response:
+    """Get server time (UTC unix seconds or milliseconds)."""
+    now_ns = time.time_ns()
+    value: float | int = now_ns // 1_000_000 if unit == "ms" else round(now_ns / 1e9, 3)
+    return _json(value)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/cap",
+    response_model=CapResponse,
+    summary="Get newest capture time",
+    responses={200: {"description": "Newest stored capture time"}, **R401, **R404},
+)
+def get_cap(
+    conn: ConnDep,
+    user: CurrentUser,
+    store: StoreDep,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: int | None = None,
+    signal_origin_id: int | None = None,
+) -> Response:
+    """Get the newest capture time stored for a signal (ms, or null)."""
+    cap = service.cap_max(
+        conn,
+        store,
+        user,
+        client_cid,
+        sensor_mid,
+        signal_type_moid=signal_type_moid,
+        signal_origin_id=signal_origin_id,
+    )
+    return _json({"cap_max": cap})
+
+
+@router.get(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data",
+    response_model=SignalResponse,
+    summary="Get signal data",
+    description="Using this endpoint client can get signal data",
+    responses={200: {"description": "Successfully read signal data"}, **R401, **R404, **R413},
+)
+def get_signal_data(
+    conn: ConnDep,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Annotated[int, Query(description="Start date (UTC unix timestamp)")],
+    till: Annotated[int, Query(description="End date (UTC unix timestamp)")],
+    get_last: Annotated[
+        bool, Query(description="Get only records with newest acq time for the same cap times")
+    ] = False,
+    delta_t: Annotated[int | None, Query(description="Aggregate time (in minutes)")] = None,
+    raw: Annotated[bool, Query(description="Fetch raw signal")] = False,
+    apply_multiplier: Annotated[bool, Query(description="Apply multiplier")] = False,
+    output_unit_id: Annotated[int | None, Query(description="Output unit id")] = None,
+    signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
+    is_chart: Annotated[bool, Query(description="Convert to the chart unit")] = False,
+) -> Response:
+    """Get signal data."""
+    started = time.perf_counter()
+    q = service.ReadQuery(
+        client_cid=client_cid,
+        sensor_mid=sensor_mid,
+        signal_type_moid=signal_type_moid,
+        since=since,
+        till=till,
+        get_last=get_last,
+        signal_origin_id=signal_origin_id,
+        delta_t=delta_t,
+        raw=raw,
+        apply_multiplier=apply_multiplier,
+        output_unit_id=output_unit_id,
+        is_chart=is_chart,
+    )
+    budget = service.ReadBudget(settings.max_points_per_read)
+    return _json(service.read(conn, store, user, q, budget=budget, started=started))
+
+
+def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]:
+    body = columns.loads(raw)
+    if not isinstance(body, list):
+        raise Invalid("Expected a list of signal requests", loc=("body",), type_="list_type")
+    if len(body) > settings.max_items_per_request:
+        raise TooLarge(
+            f"{len(body)} items in one request; at most {settings.max_items_per_request} "
+            "(max_items_per_request)"
+        )
+    try:
+        items = _ITEMS.validate_python(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Invalid(first["msg"], loc=("body", *first["loc"]), type_=str(first["type"])) from exc
+    return [
+        service.ReadQuery(
+            client_cid=r.client_cid,
+            sensor_mid=r.sensor_mid,
+            signal_type_moid=r.signal_type_moid,
+            since=r.since,
+            till=r.till,
+            get_last=r.last_acq,
+            signal_origin_id=r.signal_origin_id,
+            delta_t=r.delta_t,
+            raw=r.raw,
+            apply_multiplier=r.apply_multiplier,
+            output_unit_id=r.output_unit_id,
+            is_chart=r.is_chart,
+        )
+        for r in items
+    ]
+
+
+def _read_many(
+    db: Database, store: SeriesStore, user: Principal, qs: list[service.ReadQuery], limit: int
+) -> bytes:
+    with db.transaction(write=False) as conn:
+        out = service.read_many(conn, store, user, qs, budget=service.ReadBudget(limit))
+    return columns.dumps(out)
+
+
+_POST_DOC: dict[str, Any] = {
+    "response_model": list[SignalResponse],
+    "summary": "Get multiple signals data",
+    "responses": {200: {"description": "Successfully read signal data"}, **R401, **R413},
+    "openapi_extra": _POST_MANY_BODY,
+}
+
+
+async def _post_many(
+    request: Request, db: Database, store: SeriesStore, user: Principal
+) -> Response:
+    settings: Settings = request.app.state.settings
+    qs = _parse_read_items(await request.body(), settings)
+    body = await run_in_threadpool(_read_many, db, store, user, qs, settings.max_points_per_read)
+    return Response(body, media_type=_JSON)
+
+
+@router.post("/api/sensors/signals/data/v2", **_POST_DOC)
+async def post_signals_data_v2(
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+) -> Response:
+    """Get multiple signals data."""
+    return await _post_many(request, db, store, user)
+
+
+@router.post(
+    "/api/sensors/signals/data", **_POST_DOC | {"summary": "Get multiple signals data (legacy)"}
+)
+async def post_signals_data(
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+) -> Response:
+    """Get multiple signals data (legacy path; items may say get_last and origin_id)."""
+    return await _post_many(request, db, store, user)
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+def _write(
+    db: Database, store: SeriesStore, user: Principal, items: list[service.WriteItem]
+) -> int:
+    with db.transaction(write=True) as conn:
+        return service.write(conn, store, user, items)
+
+
+def _too_many_points(n: int, settings: Settings) -> TooLarge:
+    return TooLarge(
+        f"{n} points in one request; at most {settings.max_points_per_request} "
+        "(max_points_per_request): split the request"
+    )
+
+
+def _parse_one(raw: bytes, settings: Settings) -> columns.Columns:
+    data = columns.unwrap(columns.loads(raw))
+    n = columns.count_points(data)
+    if n > settings.max_points_per_request:
+        raise _too_many_points(n, settings)
+    return columns.decode(data)
+
+
+def _int_field(item: dict[str, Any], key: str, loc: columns.Loc) -> int:
+    v = item.get(key)
+    if v is None:
+        raise Invalid("Field required", loc=(*loc, key), type_="missing")
+    if type(v) is not int:
+        raise Invalid("Input should be a valid integer", loc=(*loc, key), type_="int_type")
+    return v
+
+
+def _parse_many(raw: bytes, settings: Settings) -> list[service.WriteItem]:
+    body = columns.loads(raw)
+    if not isinstance(body, list):
+        raise Invalid("Expected a list of PutMultipleSignalsRequest", type_="list_type")
+    if len(body) > settings.max_items_per_request:
+        raise TooLarge(
+            f"{len(body)} items in one request; at most {settings.max_items_per_request} "
+            "(max_items_per_request)"
+        )
+    total = 0
+    for i, item in enumerate(body):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
+            raise Invalid("Expected an object with a 'data' object", loc=("body", i))
+        total += columns.count_points(item["data"])
+    if total > settings.max_points_per_request:
+        raise _too_many_points(total, settings)
+    items = []
+    for i, item in enumerate(body):
+        loc = ("body", i)
+        unit = item.get("unit")
+        if unit is not None and not isinstance(unit, str):
+            raise Invalid("Input should be a valid string", loc=(*loc, "unit"), type_="string_type")
+        items.append(
+            service.WriteItem(
+                client_cid=_int_field(item, "client_cid", loc),
+                sensor_mid=_int_field(item, "sensor_mid", loc),
+                signal_type_moid=_int_field(item, "signal_type_moid", loc),
+                unit=unit,
+                columns=columns.decode(
+                    columns.unwrap(item["data"], (*loc, "data")), (*loc, "data")
+                ),
+                loc=(*loc, "data"),
+            )
+        )
+    return items
+
+
+async def _put_one(
+    request: Request,
+    db: Database,
+    store: SeriesStore,
+    user: Principal,
+    ids: tuple[int, int, int],
+    unit: str | None,
+) -> None:
+    settings: Settings = request.app.state.settings
+    cols = _parse_one(await request.body(), settings)
+    item = service.WriteItem(ids[0], ids[1], ids[2], unit, cols, ("body",))
+    await run_in_threadpool(_write, db, store, user, [item])
+
+
+_PUT_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **R401,
+    **R403,
+    **R404,
+    **R413,
+    **_R422,
+}
+UnitQuery = Annotated[str | None, Query(description="Signal unit")]
+
+
+@router.put(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data/v2",
+    summary="Put signal data",
+    response_model=None,
+    responses={200: {"description": "Successfully updated signal data"}, **_PUT_ONE_RESPONSES},
+    openapi_extra=_PUT_ONE_BODY,
+)
+async def put_signal_data_v2(
+    request: Request,
+    db: DatabaseDep,
+    store: StoreDep,
+    user: Caller,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    unit: UnitQuery = None,
+) -> Response:
+    """Put signal data."""
+    await _put_one(request, db, store, user, (client_cid, sensor_mid, signal_type_moid), unit)
+    return _json(None)
+
+
+@router.put(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data",
+    summary="Put signal data (legacy)",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Successfully updated signal data"}, **_PUT_ONE_RESPONSES},
+    openapi_extra=_PUT_ONE_BODY,
+)
+async def put_signal_data(
+    request: Request,
+    db: DatabaseDep,
+    store: StoreDep,
+    user: Caller,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    unit: UnitQuery = None,
+) -> Response:
+    """Put signal data (legacy path, answers 204 as older clients expect)."""
+    await _put_one(request, db, store, user, (client_cid, sensor_mid, signal_type_moid), unit)
+    return Response(status_code=204)
+
+
+_PUT_MANY_DOC: dict[str, Any] = {
+    "summary": "Put multiple signals data",
+    "response_model": None,
+    "responses": {200: {"description": "Successfully updated signals data"}, **_PUT_ONE_RESPONSES},
+    "openapi_extra": _PUT_MANY_BODY,
+}
+
+
+async def _put_many(
+    request: Request, db: Database, store: SeriesStore, user: Principal
+) -> Response:
+    settings: Settings = request.app.state.settings
+    items = _parse_many(await request.body(), settings)
+    await run_in_threadpool(_write, db, store, user, items)
+    return _json(None)
+
+
+@router.put("/api/sensors/signals/data/v2", **_PUT_MANY_DOC)
+async def put_signals_data_v2(
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+) -> Response:
+    """Put multiple signals data."""
+    return await _put_many(request, db, store, user)
+
+
+@router.put(
+    "/api/sensors/signals/data", **_PUT_MANY_DOC | {"summary": "Put multiple signals data (legacy)"}
+)
+async def put_signals_data(
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+) -> Response:
+    """Put multiple signals data (legacy path)."""
+    return await _put_many(request, db, store, user)

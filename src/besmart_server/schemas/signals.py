@@ -1,0 +1,135 @@
+"""Signal types, units and signal data on the wire (field names exactly as in the spec).
+
+Data bodies are never parsed by these models on the server (columns are decoded with orjson and
+numpy); the models document them in OpenAPI and type them in clients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _floor_ms(v: Any) -> Any:
+    """Accept float milliseconds (clients compute them as time() * 1000) as whole ms."""
+    if isinstance(v, float) and math.isfinite(v):
+        return math.floor(v)
+    return v
+
+
+Millis = Annotated[int, BeforeValidator(_floor_ms)]
+
+
+class SignalTypeResponse(BaseModel):
+    """A signal type of the catalog; `time_series_type` 0 instantaneous, 1 cumulative,
+    2 interval."""
+
+    signal_type_moid: int
+    symbol: str | None = None
+    description: str | None = None
+    is_measurement: bool
+    time_series_type: int | None = None
+    apply_multiplier: bool | None = None
+    apply_current_ratio: bool | None = None
+    apply_voltage_ratio: bool | None = None
+    obis_mapping: str | None = None
+    chart_expected_unit: str | None = None
+    keep_prefix: bool | None = None
+    draw_chart: bool | None = None
+    unit_id: int | None = None
+    unit_symbol: str | None = None
+    group_id: int | None = None
+    group: str | None = None
+    data_model_type: Any = None
+    chart_expected_summary: list[Any] = Field(default_factory=list)
+    columns: dict[str, Any] = Field(default_factory=dict)
+    payload_mapping: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnitResponse(BaseModel):
+    """A unit: a value in it is `value * factor + offset` in its dimension's base unit."""
+
+    unit_id: int
+    symbol: str
+    dimension: str
+    factor: float
+    offset: float
+    aliases: list[str] = Field(default_factory=list, description="other accepted symbols")
+
+
+class SignalData(BaseModel):
+    """Columnar points: equal-length columns; `type` defaults to DBL, `origin` to 1."""
+
+    time: list[int] = Field(description="capture times, UTC unix ms")
+    value: list[float | int | str | None] = Field(
+        default_factory=list, description="numbers; text for STR; null for RM"
+    )
+    type: list[Literal["DBL", "INT", "STR", "RM"]] | None = None
+    origin: list[int] | None = Field(
+        None,
+        description="1 measured, 2 predicted, 3 calculated, 4 estimated, 5 corrected",
+    )
+    acq_time: list[int] | None = Field(
+        None, description="acquisition time per point, ms (imports of history; in responses)"
+    )
+
+
+class PutMultipleSignalsRequest(BaseModel):
+    """One series of a multi-series PUT."""
+
+    data: SignalData
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    unit: str | None = None
+
+
+class GetSignalRequest(BaseModel):
+    """One series of a multi-series read (aliases as older clients send them)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    signal_origin_id: int | None = Field(
+        None, validation_alias=AliasChoices("signal_origin_id", "origin_id")
+    )
+    since: Millis
+    till: Millis
+    apply_multiplier: bool = False
+    last_acq: bool = Field(False, validation_alias=AliasChoices("last_acq", "get_last"))
+    delta_t: int | None = None
+    output_unit_id: int | None = None
+    raw: bool = False
+    is_chart: bool = False
+    filters: Any = Field(None, description="accepted for older clients; not applied")
+
+
+class SignalError(BaseModel):
+    """Why one item of a multi-series read has no data."""
+
+    status: int
+    detail: str
+
+
+class SignalResponse(BaseModel):
+    """A signal's points; `time_tstorage` and `time_other` are seconds spent in the storage
+    and in the rest of the request."""
+
+    client_cid: int | None = None
+    sensor_mid: int | None = None
+    signal_type_moid: int | None = None
+    unit: str | None = None
+    data: SignalData | None = None
+    time_tstorage: float | None = None
+    time_other: float | None = None
+    error: SignalError | None = None
+
+
+class CapResponse(BaseModel):
+    """The newest stored capture time of a signal (ms), or null."""
+
+    cap_max: int | None

@@ -1,0 +1,315 @@
+"""Columnar bodies in and out: decode and validate with numpy, encode responses with orjson.
+
+A body is `{"time": [...], "value": [...], "type": [...], "origin": [...], "acq_time": [...]}`
+(also accepted wrapped as `{"data": {...}}`). Element types are checked with one C-level pass
+(`set(map(type, column))`); only a body that fails it is walked element by element, to name the
+column and index in the 422.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from besmart_server.server.errors import Invalid
+from besmart_server.server.signals.catalog import Unit, UnitMismatch, convert
+from besmart_server.server.signals.pipeline import (
+    TYPE_CODES,
+    TYPE_DBL,
+    TYPE_INT,
+    TYPE_NAMES,
+    TYPE_RM,
+    TYPE_STR,
+    Frame,
+    concat,
+)
+
+Loc = tuple[str | int, ...]
+
+COLUMNS: Final = ("time", "value", "type", "origin", "acq_time")
+ORIGINS: Final = frozenset({1, 2, 3, 4, 5})
+_NUMBER: Final = frozenset({int, float})
+_INT64_MAX: Final = float(2**63 - 1024)  # largest float that still fits int64
+_TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A validated columnar body; `acq_ms` is None unless the body carried `acq_time`."""
+
+    time: NDArray[np.int64]
+    origin: NDArray[np.int64]
+    type: NDArray[np.int8]
+    value: NDArray[np.float64]  # NaN for STR and RM
+    text: tuple[str | None, ...] | None  # only when STR points exist
+    acq_ms: NDArray[np.int64] | None
+
+    def __len__(self) -> int:
+        return int(self.time.shape[0])
+
+    def frame(self, stamp_us: int) -> Frame:
+        """The points as a store frame: `acq` is the body's acq_time in µs, else the stamp."""
+        n = len(self)
+        acq = np.full(n, stamp_us, dtype=np.int64) if self.acq_ms is None else self.acq_ms * 1000
+        return Frame(self.time, self.origin, acq, self.type, self.value, self.text)
+
+
+def loads(raw: bytes) -> Any:
+    """The JSON body; 422 when it is not JSON (NaN and Infinity are not JSON)."""
+    if not raw:
+        raise Invalid("Request body is empty", loc=("body",), type_="missing")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"Body is not valid JSON: {exc}", type_="json_invalid") from exc
+
+
+def unwrap(body: Any, loc: Loc = ("body",)) -> dict[str, Any]:
+    """The columnar object of a body, unwrapping `{"data": {...}}`."""
+    if isinstance(body, dict) and "time" not in body and isinstance(body.get("data"), dict):
+        body = body["data"]
+    if not isinstance(body, dict):
+        raise Invalid("Expected a columnar object with a 'time' column", loc=loc, type_="dict_type")
+    return body
+
+
+def count_points(body: dict[str, Any]) -> int:
+    """How many points a columnar object claims (its `time` column), before validation."""
+    time = body.get("time")
+    return len(time) if isinstance(time, list) else 0
+
+
+def decode(body: dict[str, Any], loc: Loc = ("body",)) -> Columns:
+    """Validate a columnar object; 422 naming the column (and index) of the first error."""
+    time_col = body.get("time")
+    if time_col is None:
+        raise Invalid("Field required: the 'time' column", loc=(*loc, "time"), type_="missing")
+    n = _check_list(time_col, (*loc, "time"))
+    lists: dict[str, list[Any] | None] = {"time": time_col}
+    for name in COLUMNS[1:]:
+        col = body.get(name)
+        if col is not None:
+            m = _check_list(col, (*loc, name))
+            if m != n:
+                raise Invalid(
+                    f"Column '{name}' has {m} items but 'time' has {n}",
+                    loc=(*loc, name),
+                )
+        lists[name] = col
+
+    time = _int_column(time_col, (*loc, "time"), floor=True)
+    origin = (
+        np.ones(n, dtype=np.int64)
+        if lists["origin"] is None
+        else _int_column(lists["origin"], (*loc, "origin"), floor=False)
+    )
+    if n and not bool(np.isin(origin, list(ORIGINS)).all()):
+        i = int(np.flatnonzero(~np.isin(origin, list(ORIGINS)))[0])
+        raise Invalid(
+            f"origin[{i}]: {int(origin[i])} is not an origin (1 measured, 2 predicted, "
+            "3 calculated, 4 estimated, 5 corrected)",
+            loc=(*loc, "origin", i),
+        )
+    kind = _type_column(lists["type"], n, (*loc, "type"))
+    value, text = _value_column(lists["value"], kind, (*loc, "value"))
+    acq_ms = (
+        None
+        if lists["acq_time"] is None
+        else _int_column(lists["acq_time"], (*loc, "acq_time"), floor=True)
+    )
+    if acq_ms is not None and n and (acq_ms.min() < 0 or acq_ms.max() > _INT64_MAX // 1000):
+        i = int(np.flatnonzero((acq_ms < 0) | (acq_ms > _INT64_MAX // 1000))[0])
+        raise Invalid(f"acq_time[{i}]: out of range", loc=(*loc, "acq_time", i))
+    return Columns(time, origin, kind, value, text, acq_ms)
+
+
+def _check_list(col: Any, loc: Loc) -> int:
+    if not isinstance(col, list):
+        raise Invalid(f"Column '{loc[-1]}' must be a list", loc=loc, type_="list_type")
+    return len(col)
+
+
+def _int_column(col: list[Any], loc: Loc, *, floor: bool) -> NDArray[np.int64]:
+    """Integers; with `floor`, floats are accepted and floored to whole milliseconds."""
+    kinds = set(map(type, col))
+    if not col:
+        return np.empty(0, dtype=np.int64)
+    if kinds == {int}:
+        try:
+            return np.fromiter(col, dtype=np.int64, count=len(col))
+        except OverflowError:
+            pass  # located below
+    elif kinds <= _NUMBER:
+        arr = np.array(col, dtype=np.float64)
+        bad = ~np.isfinite(arr) | (np.abs(arr) > _INT64_MAX)
+        if not floor:
+            bad |= arr != np.floor(arr)
+        if not bad.any():
+            return np.floor(arr).astype(np.int64)
+    for i, x in enumerate(col):
+        if type(x) not in _NUMBER:
+            raise Invalid(
+                f"{loc[-1]}[{i}]: expected a number, got {_show(x)}",
+                loc=(*loc, i),
+                type_="int_type",
+            )
+        if not -(2**63) <= x <= _INT64_MAX or (isinstance(x, float) and not np.isfinite(x)):
+            raise Invalid(f"{loc[-1]}[{i}]: {x} is out of range", loc=(*loc, i))
+        if not floor and x != int(x):
+            raise Invalid(
+                f"{loc[-1]}[{i}]: expected an integer, got {x}", loc=(*loc, i), type_="int_type"
+            )
+    raise AssertionError("unreachable: a column failed as a whole but in no element")
+
+
+def _type_column(col: list[Any] | None, n: int, loc: Loc) -> NDArray[np.int8]:
+    if col is None:
+        return np.full(n, TYPE_DBL, dtype=np.int8)
+    try:
+        return np.fromiter((TYPE_CODES[t] for t in col), dtype=np.int8, count=n)
+    except (KeyError, TypeError):
+        pass
+    for i, t in enumerate(col):
+        if not isinstance(t, str) or t not in TYPE_CODES:
+            raise Invalid(
+                f"type[{i}]: unknown type {_show(t)} (expected one of {', '.join(TYPE_NAMES)})",
+                loc=(*loc, i),
+                type_="enum",
+            )
+    raise AssertionError("unreachable")
+
+
+def _value_column(
+    col: list[Any] | None, kind: NDArray[np.int8], loc: Loc
+) -> tuple[NDArray[np.float64], tuple[str | None, ...] | None]:
+    n = kind.shape[0]
+    numeric = (kind == TYPE_DBL) | (kind == TYPE_INT)
+    if col is None:
+        if numeric.any() or (kind == TYPE_STR).any():
+            raise Invalid(
+                "Field required: the 'value' column (only RM points may omit it)",
+                loc=loc,
+                type_="missing",
+            )
+        return np.full(n, np.nan), None
+    kinds = set(map(type, col))
+    if kinds <= _NUMBER and numeric.all():
+        value = np.array(col, dtype=np.float64) if n else np.empty(0, dtype=np.float64)
+        bad = ~np.isfinite(value)
+        is_int = kind == TYPE_INT
+        if is_int.any():
+            bad |= is_int & (value != np.floor(value))
+        if not bad.any():
+            return value, None
+    # Mixed bodies (STR, RM, or an error somewhere): one checked pass.
+    value = np.full(n, np.nan)
+    text: list[str | None] = [None] * n
+    has_text = False
+    for i, (x, k) in enumerate(zip(col, kind.tolist(), strict=True)):
+        if k == TYPE_RM:
+            continue  # a tombstone's value is ignored
+        if k == TYPE_STR:
+            if not isinstance(x, str):
+                raise Invalid(
+                    f"value[{i}]: a STR point needs a string, got {_show(x)}",
+                    loc=(*loc, i),
+                    type_="string_type",
+                )
+            text[i] = x
+            has_text = True
+            continue
+        if type(x) not in _NUMBER:
+            raise Invalid(
+                f"value[{i}]: a {TYPE_NAMES[k]} point needs a number, got {_show(x)}",
+                loc=(*loc, i),
+                type_="float_type",
+            )
+        v = float(x)
+        if not np.isfinite(v):
+            raise Invalid(f"value[{i}]: {x} is not a finite number", loc=(*loc, i))
+        if k == TYPE_INT and v != np.floor(v):
+            raise Invalid(
+                f"value[{i}]: an INT point needs an integer, got {x}",
+                loc=(*loc, i),
+                type_="int_type",
+            )
+        value[i] = v
+    return value, (tuple(text) if has_text else None)
+
+
+def _show(x: Any) -> str:
+    s = orjson.dumps(x).decode()
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def convert_in(cols: Columns, src: Unit, dst: Unit, loc: Loc) -> Columns:
+    """The values converted from the unit they arrived in to the signal type's unit."""
+    if src.unit_id == dst.unit_id:
+        return cols
+    try:
+        value = convert(cols.value, src, dst)
+    except UnitMismatch as exc:
+        raise Invalid(str(exc), loc=loc, type_="unit_mismatch") from exc
+    return Columns(cols.time, cols.origin, cols.type, value, cols.text, cols.acq_ms)
+
+
+def merge(parts: Sequence[Frame]) -> Frame:
+    """Frames of one series written together, as one, without duplicate keys: where a
+    (time, origin, acq) appears more than once the later point in the request wins."""
+    f = parts[0] if len(parts) == 1 else concat(parts)
+    n = len(f)
+    if n < 2:
+        return f
+    order = np.lexsort((np.arange(n), f.acq, f.origin, f.time))
+    t, o, a = f.time[order], f.origin[order], f.acq[order]
+    keep = np.ones(n, dtype=np.bool_)
+    keep[:-1] = (t[1:] != t[:-1]) | (o[1:] != o[:-1]) | (a[1:] != a[:-1])
+    if keep.all():
+        return f  # the store does not need the rows sorted
+    return f.take(order[keep])
+
+
+# --- out ------------------------------------------------------------------------------------
+
+
+def encode_data(f: Frame) -> dict[str, Any]:
+    """The `data` object of a response: columns as numpy arrays or lists, for orjson."""
+    kinds = f.type
+    value: Any
+    if not len(f) or bool((kinds == TYPE_DBL).all()):
+        value = f.value  # NaN (never stored for DBL) would encode as null
+    else:
+        vals: list[Any] = f.value.tolist()
+        is_int = kinds == TYPE_INT
+        for i in np.flatnonzero(is_int).tolist():
+            v = vals[i]
+            if v == v and v == int(v):
+                vals[i] = int(v)
+        for i in np.flatnonzero(kinds == TYPE_RM).tolist():
+            vals[i] = None
+        if f.text is not None:
+            for i in np.flatnonzero(kinds == TYPE_STR).tolist():
+                vals[i] = f.text[i]
+        value = vals
+    return {
+        "time": f.time,
+        "value": value,
+        "type": _TYPE_NAME_ARRAY[kinds].tolist(),
+        "origin": f.origin,
+        "acq_time": f.acq // 1000,
+    }
+
+
+def empty_data() -> dict[str, Any]:
+    """The `data` object without points."""
+    return {"time": [], "value": [], "type": [], "origin": [], "acq_time": []}
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson with numpy arrays serialised natively."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)

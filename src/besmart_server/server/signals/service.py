@@ -1,0 +1,507 @@
+"""Signal data: catalog listings, columnar writes and the read pipeline over a SeriesStore.
+
+Functions take the request's connection first; they raise AppErrors and never commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, select
+
+from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
+from besmart_server.schemas.users import Role
+from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
+from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.signals import catalog
+from besmart_server.server.signals.catalog import Unit, UnknownUnit
+from besmart_server.server.signals.columns import (
+    ORIGINS,
+    Columns,
+    Loc,
+    convert_in,
+    empty_data,
+    encode_data,
+    merge,
+)
+from besmart_server.server.signals.pipeline import (
+    MS_PER_MINUTE,
+    TYPE_DBL,
+    TYPE_INT,
+    Frame,
+    SeriesKind,
+    StatePeriod,
+    aggregate,
+    apply_multiplier,
+    latest_versions,
+    stitch,
+)
+from besmart_server.server.signals.store import SeriesKey, SeriesStore
+from besmart_server.server.signals.tables import signal_types, units
+from besmart_server.server.states.tables import sensor_states, signal_states
+from besmart_server.server.users.service import Principal
+
+# --- catalog --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInfo:
+    """What the data routes need to know of a signal type."""
+
+    moid: int
+    symbol: str
+    unit: Unit
+    kind: SeriesKind
+    current_ratio: bool
+    voltage_ratio: bool
+    chart_unit: Unit | None
+
+
+def _unit_from_row(row: Any) -> Unit:
+    known = next((u for u in catalog.UNITS if u.unit_id == row.unit_id), None)
+    return Unit(
+        int(row.unit_id),
+        str(row.symbol),
+        str(row.dimension),
+        float(row.factor),
+        float(row.offset),
+        known.aliases if known else (),
+    )
+
+
+def load_units(conn: Connection) -> dict[int, Unit]:
+    """Every unit of the catalog table, by id."""
+    rows = conn.execute(select(units).order_by(units.c.unit_id))
+    return {int(r.unit_id): _unit_from_row(r) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Units by id and signal types by moid, as the catalog tables hold them."""
+
+    units: dict[int, Unit]
+    types: dict[int, TypeInfo]
+
+
+def load_catalog(conn: Connection) -> Catalog:
+    """The catalog tables (a few dozen rows each), read once per request."""
+    by_id = load_units(conn)
+    by_symbol = {u.symbol: u for u in by_id.values()}
+    out: dict[int, TypeInfo] = {}
+    for r in conn.execute(select(signal_types)):
+        chart = by_symbol.get(r.chart_expected_unit) if r.chart_expected_unit else None
+        out[int(r.moid)] = TypeInfo(
+            int(r.moid),
+            str(r.symbol),
+            by_id[int(r.unit_id)],
+            SeriesKind(int(r.time_series_type)),
+            bool(r.apply_current_ratio),
+            bool(r.apply_voltage_ratio),
+            chart,
+        )
+    return Catalog(by_id, out)
+
+
+def list_signal_types(conn: Connection) -> list[SignalTypeResponse]:
+    """The signal type catalog, in moid order."""
+    by_id = load_units(conn)
+    out = []
+    for r in conn.execute(select(signal_types).order_by(signal_types.c.moid)):
+        unit = by_id[int(r.unit_id)]
+        out.append(
+            SignalTypeResponse(
+                signal_type_moid=r.moid,
+                symbol=r.symbol,
+                description=r.description,
+                is_measurement=r.is_measurement,
+                time_series_type=r.time_series_type,
+                apply_multiplier=bool(r.apply_current_ratio or r.apply_voltage_ratio),
+                apply_current_ratio=r.apply_current_ratio,
+                apply_voltage_ratio=r.apply_voltage_ratio,
+                obis_mapping=r.obis_mapping,
+                chart_expected_unit=r.chart_expected_unit,
+                keep_prefix=r.keep_prefix,
+                draw_chart=r.draw_chart,
+                unit_id=unit.unit_id,
+                unit_symbol=unit.symbol,
+                group_id=r.group_id,
+                group=r.group_name,
+            )
+        )
+    return out
+
+
+def list_units(conn: Connection) -> list[UnitResponse]:
+    """The unit catalog, in id order."""
+    return [
+        UnitResponse(
+            unit_id=u.unit_id,
+            symbol=u.symbol,
+            dimension=u.dimension,
+            factor=u.factor,
+            offset=u.offset,
+            aliases=list(u.aliases),
+        )
+        for u in load_units(conn).values()
+    ]
+
+
+def _type_or_404(types: dict[int, TypeInfo], moid: int) -> TypeInfo:
+    t = types.get(moid)
+    if t is None:
+        raise NotFound(f"Signal type {moid} not found")
+    return t
+
+
+def _unit_in(t: TypeInfo, symbol: str | None, loc: Loc) -> Unit:
+    if symbol is None or symbol == "":
+        return t.unit
+    try:
+        return catalog.unit_by_symbol(symbol)
+    except UnknownUnit as exc:
+        raise Invalid(str(exc), loc=loc, type_="unit") from exc
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteItem:
+    """One series' validated columns, as the request gave them."""
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    unit: str | None
+    columns: Columns
+    loc: Loc  # where this item sits in the body, for 422s
+
+
+def write(
+    conn: Connection, store: SeriesStore, principal: Principal, items: Sequence[WriteItem]
+) -> int:
+    """Store every item as a new version, all or nothing; returns how many points were stored.
+
+    Authorization, types and units are checked for every item before anything is written. The
+    transaction takes one version stamp; points of one series sent twice in the request keep
+    the later one.
+    """
+    types = load_catalog(conn).types
+    checked: set[tuple[int, int]] = set()
+    plain: dict[SeriesKey, list[Frame]] = defaultdict(list)
+    imported: dict[SeriesKey, list[Frame]] = defaultdict(list)
+    converted: list[tuple[SeriesKey, Columns]] = []
+    for item in items:
+        if (item.client_cid, item.sensor_mid) not in checked:
+            sensor_for(conn, principal, item.client_cid, item.sensor_mid, Role.write)
+            checked.add((item.client_cid, item.sensor_mid))
+        t = _type_or_404(types, item.signal_type_moid)
+        unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
+        src = _unit_in(t, item.unit, unit_loc)
+        cols = convert_in(item.columns, src, t.unit, unit_loc)
+        converted.append(((item.sensor_mid, t.moid), cols))
+    if not any(len(c) for _, c in converted):
+        return 0
+    ids = store.series_ids(conn, (k for k, c in converted if len(c)), create=True)
+    needs_stamp = any(c.acq_ms is None and len(c) for _, c in converted)
+    stamp = store.stamp(conn) if needs_stamp else 0
+    for key, cols in converted:
+        if len(cols):
+            (plain if cols.acq_ms is None else imported)[key].append(cols.frame(stamp))
+    stored = 0
+    for key, frames in plain.items():
+        f = merge(frames)
+        store.insert(conn, ids[key], f, replace=False)
+        stored += len(f)
+    for key, frames in imported.items():
+        f = merge(frames)
+        store.insert(conn, ids[key], f, replace=True)
+        stored += len(f)
+    return stored
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadQuery:
+    """One signal read: GET's query or one item of the multi-series POST."""
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    since: int
+    till: int
+    get_last: bool = False
+    signal_origin_id: int | None = None
+    delta_t: int | None = None
+    raw: bool = False
+    apply_multiplier: bool = False
+    output_unit_id: int | None = None
+    is_chart: bool = False
+
+
+class ReadBudget:
+    """Points a request may still read from the store (max_points_per_read), across items."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, n: int) -> None:
+        """Spend `n` points; 413 when the request's reads exceed the limit."""
+        self.left -= n
+        if self.left < 0:
+            raise TooLarge(
+                f"The requested window holds more than {self.limit} points "
+                "(max_points_per_read); read a shorter window or aggregate with delta_t"
+            )
+
+
+def check_query(q: ReadQuery, loc: Loc) -> None:
+    """422 for a malformed read, naming the field."""
+    if q.since >= q.till:
+        raise Invalid("since must be before till", loc=(*loc, "since"))
+    if q.delta_t is not None and q.delta_t <= 0:
+        raise Invalid("delta_t must be a positive number of minutes", loc=(*loc, "delta_t"))
+    if q.signal_origin_id is not None and q.signal_origin_id not in ORIGINS:
+        raise Invalid(
+            f"{q.signal_origin_id} is not an origin (1 to 5)", loc=(*loc, "signal_origin_id")
+        )
+
+
+def _output_unit(q: ReadQuery, t: TypeInfo, units_by_id: dict[int, Unit], loc: Loc) -> Unit:
+    if q.output_unit_id is not None:
+        dst = units_by_id.get(q.output_unit_id)
+        if dst is None:
+            raise Invalid(
+                f"Unknown unit id {q.output_unit_id}", loc=(*loc, "output_unit_id"), type_="unit"
+            )
+        if dst.dimension != t.unit.dimension:
+            raise Invalid(
+                f"Cannot convert {t.unit.symbol} ({t.unit.dimension}) to {dst.symbol} "
+                f"({dst.dimension})",
+                loc=(*loc, "output_unit_id"),
+                type_="unit_mismatch",
+            )
+        return dst
+    if q.is_chart and t.chart_unit is not None:
+        return t.chart_unit
+    return t.unit
+
+
+def _info_number(info: dict[str, Any], key: str) -> float | None:
+    v = info.get(key)
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def state_factor(info: dict[str, Any], t: TypeInfo) -> float:
+    """The factor a state's `info` gives a signal type: current_ratio and/or voltage_ratio as the
+    type's flags ask; `multiplier` stands for both when neither ratio is given (CT·VT types)."""
+    if not (t.current_ratio or t.voltage_ratio):
+        return 1.0
+    ct = _info_number(info, "current_ratio") if t.current_ratio else None
+    vt = _info_number(info, "voltage_ratio") if t.voltage_ratio else None
+    if ct is None and vt is None:
+        m = _info_number(info, "multiplier")
+        return m if m is not None and t.current_ratio and t.voltage_ratio else 1.0
+    return (ct if ct is not None else 1.0) * (vt if vt is not None else 1.0)
+
+
+def load_periods(
+    conn: Connection, sensor_mid: int, t: TypeInfo, *, multiply: bool
+) -> list[StatePeriod]:
+    """The sensor's states as the pipeline sees them, with this signal's readings at swaps."""
+    states = conn.execute(
+        select(
+            sensor_states.c.id, sensor_states.c.since, sensor_states.c.till, sensor_states.c.info
+        )
+        .where(sensor_states.c.sensor_mid == sensor_mid)
+        .order_by(sensor_states.c.since)
+    ).all()
+    if not states:
+        return []
+    readings = {
+        int(r.sensor_state_id): (r.value_for_since, r.value_for_till)
+        for r in conn.execute(
+            select(
+                signal_states.c.sensor_state_id,
+                signal_states.c.value_for_since,
+                signal_states.c.value_for_till,
+            ).where(
+                signal_states.c.sensor_state_id.in_([s.id for s in states]),
+                signal_states.c.signal_type_moid == t.moid,
+            )
+        )
+    }
+    periods = []
+    for s in states:
+        info = _parse_info(s.info)
+        vfs, vft = readings.get(int(s.id), (None, None))
+        periods.append(
+            StatePeriod(
+                since=int(s.since),
+                till=None if s.till is None else int(s.till),
+                factor=state_factor(info, t) if multiply else 1.0,
+                value_for_since=None if vfs is None else float(vfs),
+                value_for_till=None if vft is None else float(vft),
+            )
+        )
+    return periods
+
+
+def _parse_info(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    q: ReadQuery,
+    *,
+    budget: ReadBudget,
+    loc: Loc = ("query",),
+    started: float | None = None,
+    cat: Catalog | None = None,
+) -> dict[str, Any]:
+    """One signal's points through domain.md's steps, as a SignalResponse object.
+
+    versions → origin → multiplier → stitching → delta_t aggregation → output unit.
+    """
+    t0 = time.perf_counter() if started is None else started
+    check_query(q, loc)
+    sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
+    cat = cat or load_catalog(conn)
+    t = _type_or_404(cat.types, q.signal_type_moid)
+    dst = _output_unit(q, t, cat.units, loc)
+    step = (q.delta_t or 0) * MS_PER_MINUTE
+    if step and (q.till - q.since) // step > budget.limit:
+        budget.take(budget.limit + 1)  # more buckets than a read may return
+
+    storage = 0.0
+    s0 = time.perf_counter()
+    ids = store.series_ids(conn, [(q.sensor_mid, t.moid)], create=False)
+    sid = ids.get((q.sensor_mid, t.moid))
+    lo, hi = q.since, q.till
+    cumulative = t.kind == SeriesKind.CUMULATIVE
+    if sid is not None and step and cumulative:
+        before, after = store.neighbours(conn, sid, q.since, q.till, origin=q.signal_origin_id)
+        lo = before if before is not None else lo
+        hi = after + 1 if after is not None else hi
+    f = (
+        Frame.empty()
+        if sid is None
+        else store.read(conn, sid, lo, hi, origin=q.signal_origin_id, limit=budget.left)
+    )
+    storage += time.perf_counter() - s0
+    budget.take(len(f))
+
+    if len(f):
+        if q.get_last or step:
+            f = latest_versions(f)  # 1. versions (2. origin was applied by the store)
+        multiply = q.apply_multiplier and (t.current_ratio or t.voltage_ratio)
+        stitching = cumulative and not q.raw
+        if multiply or stitching:
+            s1 = time.perf_counter()
+            periods = load_periods(conn, q.sensor_mid, t, multiply=bool(multiply))
+            storage += time.perf_counter() - s1
+            if multiply:
+                f = apply_multiplier(f, periods)  # 3.
+            if stitching:
+                f = stitch(f, periods)  # 4.
+        if step:
+            f = aggregate(
+                f, delta_t_minutes=q.delta_t or 0, kind=t.kind, since=q.since, till=q.till
+            )
+        if dst.unit_id != t.unit.unit_id:
+            numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+            value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
+            f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
+    data = encode_data(f) if len(f) else empty_data()
+    return {
+        "client_cid": q.client_cid,
+        "sensor_mid": q.sensor_mid,
+        "signal_type_moid": q.signal_type_moid,
+        "unit": dst.symbol,
+        "data": data,
+        "time_tstorage": storage,
+        "time_other": max(time.perf_counter() - t0 - storage, 0.0),
+    }
+
+
+def read_many(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    queries: Sequence[ReadQuery],
+    *,
+    budget: ReadBudget,
+) -> list[dict[str, Any]]:
+    """Every item in request order; an item that does not exist or that the caller may not
+    read comes back with empty data and an `error` (the request as a whole still succeeds)."""
+    out = []
+    for i, q in enumerate(queries):
+        check_query(q, ("body", i))
+    cat = load_catalog(conn)
+    for i, q in enumerate(queries):
+        try:
+            out.append(read(conn, store, principal, q, budget=budget, loc=("body", i), cat=cat))
+        except NotFound as exc:
+            out.append(_item_error(q, exc))
+    return out
+
+
+def _item_error(q: ReadQuery, exc: AppError) -> dict[str, Any]:
+    return {
+        "client_cid": q.client_cid,
+        "sensor_mid": q.sensor_mid,
+        "signal_type_moid": q.signal_type_moid,
+        "unit": None,
+        "data": empty_data(),
+        "time_tstorage": 0.0,
+        "time_other": 0.0,
+        "error": {"status": exc.status, "detail": exc.detail},
+    }
+
+
+def cap_max(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    client_cid: int,
+    sensor_mid: int,
+    *,
+    signal_type_moid: int | None,
+    signal_origin_id: int | None,
+) -> int | None:
+    """The newest capture time stored for a sensor's signal (or any of its signals)."""
+    sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
+    types = load_catalog(conn).types
+    if signal_type_moid is not None:
+        _type_or_404(types, signal_type_moid)
+        moids = [signal_type_moid]
+    else:
+        moids = list(types)
+    ids = store.series_ids(conn, [(sensor_mid, m) for m in moids], create=False)
+    return store.cap_max(conn, sorted(ids.values()), origin=signal_origin_id)

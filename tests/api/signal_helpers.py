@@ -1,0 +1,112 @@
+"""Helpers for the signal tests: sensors and states straight into the tables, and short calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from besmart_server.server.db import Database, now_ms
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals.catalog import signal_type_by_symbol
+from besmart_server.server.states.tables import sensor_states, signal_states
+
+T0 = 1_700_000_100_000 - (1_700_000_100_000 % 3_600_000)  # an hour boundary, UTC ms
+MIN = 60_000
+Q = 15 * MIN
+
+
+def moid(symbol: str) -> int:
+    """The moid of a seeded signal type."""
+    t = signal_type_by_symbol(symbol)
+    assert t is not None, symbol
+    return t.moid
+
+
+def make_sensor(db: Database, cid: int, name: str = "meter") -> int:
+    """A sensor of client `cid`; returns its mid."""
+    with db.transaction() as conn:
+        return int(
+            conn.execute(
+                insert(sensors)
+                .values(client_cid=cid, name=name, created_at=now_ms())
+                .returning(sensors.c.mid)
+            ).scalar_one()
+        )
+
+
+def make_state(
+    db: Database,
+    mid: int,
+    since: int,
+    till: int | None = None,
+    *,
+    info: dict[str, Any] | None = None,
+    readings: dict[int, tuple[float | None, float | None]] | None = None,
+) -> int:
+    """A sensor state with signal states {moid: (value_for_since, value_for_till)}."""
+    with db.transaction() as conn:
+        sid = int(
+            conn.execute(
+                insert(sensor_states)
+                .values(
+                    sensor_mid=mid,
+                    since=since,
+                    till=till,
+                    info=json.dumps(info) if info is not None else None,
+                )
+                .returning(sensor_states.c.id)
+            ).scalar_one()
+        )
+        for m, (vfs, vft) in (readings or {}).items():
+            conn.execute(
+                insert(signal_states).values(
+                    sensor_state_id=sid,
+                    signal_type_moid=m,
+                    value_for_since=vfs,
+                    value_for_till=vft,
+                )
+            )
+    return sid
+
+
+def data_url(cid: int, mid: int, m: int, *, v2: bool = True) -> str:
+    return f"/api/sensors/{cid}.{mid}/signals/{m}/data" + ("/v2" if v2 else "")
+
+
+def put(
+    client: TestClient,
+    headers: dict[str, str],
+    cid: int,
+    mid: int,
+    m: int,
+    body: Any,
+    **params: Any,
+) -> Any:
+    """PUT v2 one series and expect 200."""
+    r = client.put(data_url(cid, mid, m), json=body, headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def get(
+    client: TestClient,
+    headers: dict[str, str],
+    cid: int,
+    mid: int,
+    m: int,
+    since: int,
+    till: int,
+    **params: Any,
+) -> dict[str, Any]:
+    """GET one series and expect 200; returns the response object."""
+    r = client.get(
+        data_url(cid, mid, m, v2=False),
+        params={"since": since, "till": till, **params},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
