@@ -1,0 +1,345 @@
+"""Sensor types and sensors: plain functions over the request's connection."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
+from besmart_server.schemas.users import Role
+from besmart_server.server.db import now_ms
+from besmart_server.server.errors import Conflict, Invalid
+from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.sensors.tables import sensor_types, sensors
+from besmart_server.server.signals.tables import points, series
+from besmart_server.server.states.rules import creates_cycle
+from besmart_server.server.states.tables import sensor_states, signal_states
+from besmart_server.server.users.service import Principal
+from besmart_server.server.users.tables import clients
+
+INT32_MAX = 2**31 - 1
+
+
+# --- JSON parameters and custom-field schemas -------------------------------------------
+
+
+def parse_json(text: str, field: str, *, object_only: bool = True) -> Any:
+    """A JSON-in-string query parameter: 422 at ("query", field) when it is not JSON (or,
+    with `object_only`, neither an object nor null)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(
+            f"{field} is not valid JSON: {exc}", loc=("query", field), type_="json_invalid"
+        ) from exc
+    if object_only and value is not None and not isinstance(value, dict):
+        raise Invalid(f"{field} must be a JSON object", loc=("query", field), type_="dict_type")
+    return value
+
+
+def dump_json(value: Any) -> str | None:
+    """JSON text to store (None stays NULL)."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def load_json(text: str | None) -> Any:
+    """A stored JSON column as a JSON value."""
+    return None if text is None else orjson.loads(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> Draft202012Validator | None:
+    try:
+        schema = orjson.loads(schema_text)
+        Draft202012Validator.check_schema(schema)
+    except (orjson.JSONDecodeError, SchemaError):
+        return None  # a broken custom schema must not make every write fail
+    return Draft202012Validator(schema)
+
+
+def check_custom_fields(value: Any, schema_text: str | None, *, field: str, what: str) -> None:
+    """422 at ("query", field) when `value` breaks the type's JSON Schema (Draft 2020-12)."""
+    if value is None or not schema_text:
+        return
+    validator = _validator(schema_text)
+    if validator is None:
+        return
+    error = best_match(validator.iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path)
+        at = f" at '{where}'" if where else ""
+        raise Invalid(
+            f"{field} does not match the custom fields of {what}{at}: {error.message}",
+            loc=("query", field),
+            type_="json_schema",
+        )
+
+
+# --- sensor types ------------------------------------------------------------------------
+
+
+def list_types(conn: Connection) -> list[SensorTypeResponse]:
+    """Every sensor type, by id."""
+    rows = conn.execute(select(sensor_types).order_by(sensor_types.c.id))
+    return [
+        SensorTypeResponse(
+            id=r.id,
+            name=r.name,
+            description=r.description or "",
+            sensor_state_custom_fields=r.sensor_state_custom_fields,
+            sensor_custom_fields=r.sensor_custom_fields,
+            is_system_type=bool(r.is_system_type),
+        )
+        for r in rows
+    ]
+
+
+def _type_row(conn: Connection, sensor_type_id: int, *, field: str = "sensor_type_id") -> Row[Any]:
+    row = conn.execute(select(sensor_types).where(sensor_types.c.id == sensor_type_id)).first()
+    if row is None:
+        raise Invalid(f"Sensor type {sensor_type_id} not found", loc=("query", field))
+    return row
+
+
+# --- sensors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SensorFields:
+    """Sensor fields as the query gives them; None means 'not given' (left unchanged).
+
+    On update, `sensor_eid=""` clears the external id and `node_id=0` detaches the sensor
+    from its parent; JSON fields are text, and the JSON text `null` clears them."""
+
+    name: str | None = None
+    sensor_type_id: int | None = None
+    sensor_eid: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    node_id: int | None = None
+    annotations: str | None = None
+    info: str | None = None
+    comments: str | None = None
+    uncertain: bool | None = None
+    negligible: bool | None = None
+    balance_calculation: bool | None = None
+
+
+def _sensor_query() -> Any:
+    return select(
+        sensors,
+        sensor_types.c.name.label("type_name"),
+        sensor_types.c.description.label("type_description"),
+    ).select_from(sensors.outerjoin(sensor_types, sensor_types.c.id == sensors.c.sensor_type_id))
+
+
+def _response(row: Row[Any], principal: Principal) -> SensorResponse:
+    can_write = principal.can(row.client_cid, Role.write)
+    return SensorResponse(
+        client_cid=row.client_cid,
+        sensor_mid=row.mid,
+        name=row.name,
+        sensor_type_id=row.sensor_type_id,
+        sensor_type_name=row.type_name,
+        sensor_type_description=row.type_description,
+        sensor_eid=row.sensor_eid,
+        lat=row.lat,
+        lon=row.lon,
+        node_id=row.node_id,
+        annotations=load_json(row.annotations),
+        info=load_json(row.info),
+        comments=row.comments,
+        uncertain=bool(row.uncertain),
+        negligible=bool(row.negligible),
+        balance_calculation=bool(row.balance_calculation),
+        write=can_write,
+        execute=can_write,
+    )
+
+
+def _read(conn: Connection, principal: Principal, sensor_mid: int) -> SensorResponse:
+    row = conn.execute(_sensor_query().where(sensors.c.mid == sensor_mid)).one()
+    return _response(row, principal)
+
+
+def get_sensor(
+    conn: Connection, principal: Principal, client_cid: int, sensor_mid: int
+) -> SensorResponse:
+    """A sensor the caller can read (404 when missing or another tenant's)."""
+    sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
+    return _read(conn, principal, sensor_mid)
+
+
+def _check_eid(conn: Connection, client_cid: int, eid: str, sensor_mid: int | None) -> None:
+    query = select(sensors.c.mid).where(
+        sensors.c.client_cid == client_cid, sensors.c.sensor_eid == eid
+    )
+    if sensor_mid is not None:
+        query = query.where(sensors.c.mid != sensor_mid)
+    other = conn.scalar(query)
+    if other is not None:
+        raise Conflict(f"Sensor with sensor_eid {eid} already exists: {client_cid}.{other}")
+
+
+def _check_parent(conn: Connection, client_cid: int, parent: int, sensor_mid: int | None) -> None:
+    """The parent must be a sensor of the same client, and must not close a loop."""
+    loc = ("query", "node_id")
+    exists = conn.scalar(
+        select(sensors.c.mid).where(sensors.c.mid == parent, sensors.c.client_cid == client_cid)
+    )
+    if exists is None:
+        raise Invalid(f"Sensor {client_cid}.{parent} not found (node_id)", loc=loc)
+    if sensor_mid is None:
+        return  # a new sensor has no children yet
+    # Topology edits of one client are serialized, so two concurrent edits cannot each pass
+    # the check and together close a loop (a no-op on SQLite, whose writers queue anyway).
+    conn.execute(select(clients.c.cid).where(clients.c.cid == client_cid).with_for_update())
+
+    def parent_of(mid: int) -> int | None:
+        value = conn.scalar(select(sensors.c.node_id).where(sensors.c.mid == mid))
+        return None if value is None else int(value)
+
+    if creates_cycle(sensor_mid, parent, parent_of):
+        raise Invalid(
+            f"node_id {parent} would make sensor {client_cid}.{sensor_mid} its own ancestor",
+            loc=loc,
+            type_="cycle",
+        )
+
+
+def create_sensor(
+    conn: Connection, principal: Principal, *, client_cid: int, fields: SensorFields
+) -> SensorResponse:
+    """A new sensor under `client_cid` (write role); the server assigns its sensor_mid."""
+    principal.require(client_cid, Role.write, what=f"Client {client_cid}")
+    if not fields.name:
+        raise Invalid("name must not be empty", loc=("query", "name"), type_="string_too_short")
+    schema_text = None
+    if fields.sensor_type_id is not None:
+        schema_text = _type_row(conn, fields.sensor_type_id).sensor_custom_fields
+    info = None if fields.info is None else parse_json(fields.info, "info")
+    check_custom_fields(
+        info, schema_text, field="info", what=f"sensor type {fields.sensor_type_id}"
+    )
+    annotations = (
+        None
+        if fields.annotations is None
+        else parse_json(fields.annotations, "annotations", object_only=False)
+    )
+    eid = fields.sensor_eid or None
+    if eid is not None:
+        _check_eid(conn, client_cid, eid, None)
+    node_id = fields.node_id or None
+    if node_id is not None:
+        _check_parent(conn, client_cid, node_id, None)
+    try:
+        mid = conn.execute(
+            insert(sensors)
+            .values(
+                client_cid=client_cid,
+                name=fields.name,
+                sensor_type_id=fields.sensor_type_id,
+                sensor_eid=eid,
+                lat=fields.lat,
+                lon=fields.lon,
+                node_id=node_id,
+                annotations=dump_json(annotations),
+                info=dump_json(info),
+                comments=fields.comments,
+                uncertain=bool(fields.uncertain),
+                negligible=bool(fields.negligible),
+                balance_calculation=bool(fields.balance_calculation),
+                created_at=now_ms(),
+            )
+            .returning(sensors.c.mid)
+        ).scalar_one()
+    except IntegrityError as exc:  # a concurrent insert of the same sensor_eid
+        raise Conflict(f"Sensor with sensor_eid {eid} already exists") from exc
+    return _read(conn, principal, int(mid))
+
+
+def update_sensor(
+    conn: Connection,
+    principal: Principal,
+    client_cid: int,
+    sensor_mid: int,
+    fields: SensorFields,
+) -> SensorResponse:
+    """Change only the given fields of a sensor (write role)."""
+    sensor_for(conn, principal, client_cid, sensor_mid, Role.write)
+    current = conn.execute(
+        select(sensors).where(sensors.c.mid == sensor_mid).with_for_update()
+    ).one()
+    values: dict[str, Any] = {}
+    if fields.name is not None:
+        if not fields.name:
+            raise Invalid("name must not be empty", loc=("query", "name"), type_="string_too_short")
+        values["name"] = fields.name
+    for name in ("lat", "lon", "comments", "uncertain", "negligible", "balance_calculation"):
+        given = getattr(fields, name)
+        if given is not None:
+            values[name] = given
+    if fields.sensor_eid is not None:
+        eid = fields.sensor_eid or None
+        if eid is not None:
+            _check_eid(conn, client_cid, eid, sensor_mid)
+        values["sensor_eid"] = eid
+    if fields.node_id is not None:
+        parent = fields.node_id or None
+        if parent == sensor_mid:
+            raise Invalid(
+                f"node_id {parent}: a sensor cannot be its own parent",
+                loc=("query", "node_id"),
+                type_="cycle",
+            )
+        if parent is not None:
+            _check_parent(conn, client_cid, parent, sensor_mid)
+        values["node_id"] = parent
+    if fields.annotations is not None:
+        values["annotations"] = dump_json(
+            parse_json(fields.annotations, "annotations", object_only=False)
+        )
+    type_id = current.sensor_type_id
+    if fields.sensor_type_id is not None:
+        type_id = fields.sensor_type_id
+        values["sensor_type_id"] = type_id
+    info = load_json(current.info)
+    if fields.info is not None:
+        info = parse_json(fields.info, "info")
+        values["info"] = dump_json(info)
+    if fields.info is not None or fields.sensor_type_id is not None:
+        schema_text = None if type_id is None else _type_row(conn, type_id).sensor_custom_fields
+        check_custom_fields(
+            info,
+            schema_text,
+            field="info" if fields.info is not None else "sensor_type_id",
+            what=f"sensor type {type_id}",
+        )
+    if values:
+        try:
+            conn.execute(update(sensors).where(sensors.c.mid == sensor_mid).values(**values))
+        except IntegrityError as exc:
+            raise Conflict(f"Sensor with sensor_eid {fields.sensor_eid} already exists") from exc
+    return _read(conn, principal, sensor_mid)
+
+
+def delete_sensor(conn: Connection, principal: Principal, client_cid: int, sensor_mid: int) -> None:
+    """Remove a sensor with its states, signal states, series and points (write role).
+
+    Its children in the tree stay, detached (node_id becomes null)."""
+    sensor_for(conn, principal, client_cid, sensor_mid, Role.write)
+    own_series = select(series.c.id).where(series.c.sensor_mid == sensor_mid)
+    own_states = select(sensor_states.c.id).where(sensor_states.c.sensor_mid == sensor_mid)
+    conn.execute(delete(points).where(points.c.series_id.in_(own_series)))
+    conn.execute(delete(series).where(series.c.sensor_mid == sensor_mid))
+    conn.execute(delete(signal_states).where(signal_states.c.sensor_state_id.in_(own_states)))
+    conn.execute(delete(sensor_states).where(sensor_states.c.sensor_mid == sensor_mid))
+    conn.execute(update(sensors).where(sensors.c.node_id == sensor_mid).values(node_id=None))
+    conn.execute(delete(sensors).where(sensors.c.mid == sensor_mid))
