@@ -380,7 +380,9 @@ def test_put_every_field(client: TestClient, db: Database) -> None:
     assert body["info"] == {"kwp": 5}
     assert body["annotations"] == ["a"]
     assert (body["lat"], body["lon"], body["sensor_eid"]) == (-33.9, 151.2, "PV-9")
-    assert body["uncertain"] and body["negligible"] and body["balance_calculation"]
+    assert body["uncertain"] is True
+    assert body["negligible"] is True
+    assert body["balance_calculation"] is True
 
 
 def test_put_clears_eid_parent_and_json(client: TestClient, db: Database) -> None:
