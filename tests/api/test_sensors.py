@@ -9,8 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
+from besmart_server.demo import DemoInfo
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
+from besmart_server.server.sensors import demo
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.tables import points, series
 from besmart_server.server.states.tables import sensor_states, signal_states
@@ -647,3 +649,51 @@ def test_openapi_has_the_specs_operations(client: TestClient) -> None:
         p["name"] for p in paths["/api/sensors/{client_cid}.{sensor_mid}"]["put"]["parameters"]
     }
     assert {"node_id", "annotations", "info", "balance_calculation"} <= update
+
+
+# --- demo sensors ------------------------------------------------------------------------
+
+
+def test_demo_loader_builds_the_grid(client: TestClient, db: Database) -> None:
+    cid, owner = make_tenant(db)
+    info = DemoInfo(client_cid=cid, login=owner.login, password=owner.password)
+    with db.transaction() as conn:
+        demo.load(conn, info)
+    assert set(info.sensors) == {"station", "transformer", "meter_1", "meter_2", "pv"}
+
+    def sensor(role: str) -> dict[str, Any]:
+        res = client.get(f"/api/sensors/{cid}.{info.sensors[role]}", headers=owner.headers)
+        assert res.status_code == 200
+        body: dict[str, Any] = res.json()
+        return body
+
+    assert sensor("station")["sensor_type_name"] == "station"
+    assert sensor("transformer")["node_id"] == info.sensors["station"]
+    for role in ("meter_1", "meter_2", "pv"):
+        assert sensor(role)["node_id"] == info.sensors["transformer"]
+        assert sensor(role)["balance_calculation"] is True
+    pv = sensor("pv")
+    assert pv["info"] == {"kwp": 9.8, "tilt": 35, "azimuth": 180}
+    assert (round(pv["lat"]), round(pv["lon"])) == (50, 20)
+
+    states = client.get(
+        "/api/sensors/states",
+        params={"client_cid": cid, "sensor_mid": info.sensors["meter_2"]},
+        headers=owner.headers,
+    ).json()
+    assert [(s["since"], s["till"]) for s in states] == [
+        (demo.INSTALLED_MS, demo.SWAP_MS),
+        (demo.SWAP_MS, None),
+    ]
+    readings = [
+        {
+            s["signal_type_moid"]: (s["value_for_since"], s["value_for_till"])
+            for s in st["signal_states"]
+        }
+        for st in states
+    ]
+    assert readings == [demo.METER_2_READINGS["old"], demo.METER_2_READINGS["new"]]
+    meter_1 = client.get(
+        "/api/sensors/states", params={"sensor_mid": info.sensors["meter_1"]}, headers=owner.headers
+    ).json()
+    assert meter_1[0]["info"] == {"current_ratio": 40, "voltage_ratio": 1}
