@@ -1,0 +1,229 @@
+"""Decoding and validating columnar bodies; merging duplicate points; encoding responses."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from besmart_server.server.errors import Invalid
+from besmart_server.server.signals import columns
+from besmart_server.server.signals.catalog import unit_by_symbol
+from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+
+T = 1_700_000_000_000
+
+
+def invalid(body: Any, loc: tuple[Any, ...] = ("body",)) -> Invalid:
+    with pytest.raises(Invalid) as info:
+        columns.decode(columns.unwrap(body, loc), loc)
+    return info.value
+
+
+def test_defaults_type_dbl_and_origin_1() -> None:
+    c = columns.decode({"time": [T, T + 1], "value": [1, 2.5]})
+    assert c.time.tolist() == [T, T + 1]
+    assert c.value.tolist() == [1.0, 2.5]
+    assert c.type.tolist() == [TYPE_DBL, TYPE_DBL]
+    assert c.origin.tolist() == [1, 1]
+    assert c.acq_ms is None
+    assert c.text is None
+
+
+def test_all_columns_and_exponent_notation() -> None:
+    raw = (
+        b'{"time": [1.7e12, 1700000000001], "value": [1.235e+04, 3], "type": ["DBL", "INT"],'
+        b' "origin": [2, 5], "acq_time": [1700000000500, 1.7000000005e12]}'
+    )
+    c = columns.decode(columns.unwrap(columns.loads(raw)))
+    assert c.time.tolist() == [1_700_000_000_000, 1_700_000_000_001]
+    assert c.value.tolist() == [12350.0, 3.0]
+    assert c.type.tolist() == [TYPE_DBL, TYPE_INT]
+    assert c.origin.tolist() == [2, 5]
+    assert c.acq_ms is not None
+    assert c.acq_ms.tolist() == [1_700_000_000_500, 1_700_000_000_500]
+
+
+def test_wrapped_in_data_object() -> None:
+    c = columns.decode(columns.unwrap({"data": {"time": [T], "value": [1]}}))
+    assert len(c) == 1
+
+
+def test_float_time_is_floored_to_whole_ms() -> None:
+    c = columns.decode({"time": [T + 0.9, -1.5], "value": [1, 2]})
+    assert c.time.tolist() == [T, -2]
+
+
+def test_mixed_types_str_and_rm() -> None:
+    c = columns.decode(
+        {"time": [T, T + 1, T + 2], "value": [1, "on", None], "type": ["DBL", "STR", "RM"]}
+    )
+    assert c.type.tolist() == [TYPE_DBL, TYPE_STR, TYPE_RM]
+    assert c.text == (None, "on", None)
+    assert c.value[0] == 1.0
+    assert math.isnan(c.value[1])
+    assert math.isnan(c.value[2])
+
+
+def test_rm_only_needs_no_value_column() -> None:
+    c = columns.decode({"time": [T], "type": ["RM"]})
+    assert c.type.tolist() == [TYPE_RM]
+
+
+def test_empty_columns() -> None:
+    assert len(columns.decode({"time": [], "value": []})) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "needle"),
+    [
+        pytest.param({"value": [1]}, ("body", "time"), "time", id="no-time"),
+        pytest.param({"time": 5}, ("body", "time"), "list", id="time-not-list"),
+        pytest.param({"time": [T, T], "value": [1]}, ("body", "value"), "has 1", id="unequal"),
+        pytest.param(
+            {"time": [T], "value": [1], "origin": [1, 1]}, ("body", "origin"), "2", id="unequal-o"
+        ),
+        pytest.param({"time": [T, "x"], "value": [1, 2]}, ("body", "time", 1), "number", id="t"),
+        pytest.param({"time": [T, None], "value": [1, 2]}, ("body", "time", 1), "null", id="tn"),
+        pytest.param({"time": [T, True], "value": [1, 2]}, ("body", "time", 1), "true", id="tb"),
+        pytest.param({"time": [2**70], "value": [1]}, ("body", "time", 0), "range", id="big"),
+        pytest.param({"time": [T, T], "value": [1, "x"]}, ("body", "value", 1), "number", id="v"),
+        pytest.param({"time": [T], "value": [None]}, ("body", "value", 0), "null", id="v-null"),
+        pytest.param({"time": [T], "value": [False]}, ("body", "value", 0), "false", id="v-bool"),
+        pytest.param({"time": [T], "value": [[1]]}, ("body", "value", 0), "number", id="v-list"),
+        pytest.param(
+            {"time": [T], "value": [1.5], "type": ["INT"]}, ("body", "value", 0), "INT", id="int"
+        ),
+        pytest.param(
+            {"time": [T, T], "value": [1, 2], "type": ["DBL", "FOO"]},
+            ("body", "type", 1),
+            "FOO",
+            id="type",
+        ),
+        pytest.param(
+            {"time": [T], "value": [1], "type": ["dbl"]}, ("body", "type", 0), "dbl", id="case"
+        ),
+        pytest.param(
+            {"time": [T], "value": [1], "type": [None]}, ("body", "type", 0), "null", id="typen"
+        ),
+        pytest.param(
+            {"time": [T, T], "value": [1, 2], "origin": [1, 6]},
+            ("body", "origin", 1),
+            "6",
+            id="origin",
+        ),
+        pytest.param(
+            {"time": [T], "value": [1], "origin": [0]}, ("body", "origin", 0), "0", id="origin0"
+        ),
+        pytest.param(
+            {"time": [T], "value": [1], "origin": [1.5]}, ("body", "origin", 0), "1.5", id="o-f"
+        ),
+        pytest.param(
+            {"time": [T], "value": [3], "type": ["STR"]}, ("body", "value", 0), "string", id="s"
+        ),
+        pytest.param({"time": [T]}, ("body", "value"), "value", id="no-value"),
+        pytest.param(
+            {"time": [T], "value": [1], "acq_time": ["x"]},
+            ("body", "acq_time", 0),
+            "number",
+            id="acq",
+        ),
+        pytest.param(
+            {"time": [T], "value": [1], "acq_time": [-5]}, ("body", "acq_time", 0), "range", id="a"
+        ),
+        pytest.param([1, 2], ("body",), "columnar", id="not-object"),
+    ],
+)
+def test_invalid_bodies_name_column_and_index(body: Any, loc: tuple[Any, ...], needle: str) -> None:
+    err = invalid(body)
+    assert tuple(err.loc) == loc
+    assert needle in err.detail
+    assert err.body()["detail"][0]["loc"] == list(loc)
+
+
+def test_error_location_inside_a_multi_put_item() -> None:
+    err = invalid({"time": [T, T], "value": [1, "x"]}, ("body", 3, "data"))
+    assert err.loc == ["body", 3, "data", "value", 1]
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"time": [NaN]}', b'{"time": [1e400]}'])
+def test_not_json_is_422(raw: bytes) -> None:
+    with pytest.raises(Invalid):
+        columns.loads(raw)
+
+
+def test_huge_finite_value_is_fine_but_int_must_fit() -> None:
+    assert columns.decode({"time": [T], "value": [1e300]}).value[0] == 1e300
+
+
+def test_convert_in_units() -> None:
+    c = columns.decode({"time": [T, T + 1], "value": [1500, 250]})
+    kw = columns.convert_in(c, unit_by_symbol("W"), unit_by_symbol("kW"), ("query", "unit"))
+    assert kw.value.tolist() == [1.5, 0.25]
+    with pytest.raises(Invalid) as info:
+        columns.convert_in(c, unit_by_symbol("V"), unit_by_symbol("kW"), ("query", "unit"))
+    assert info.value.loc == ["query", "unit"]
+
+
+def _frame(time: list[int], acq: list[int], value: list[float]) -> Frame:
+    n = len(time)
+    return Frame.from_columns(time, [1] * n, acq, [TYPE_DBL] * n, value)
+
+
+def test_merge_keeps_the_later_duplicate() -> None:
+    f = columns.merge([_frame([1, 2, 1], [9, 9, 9], [10, 20, 30]), _frame([2], [9], [40])])
+    got = sorted(zip(f.time.tolist(), f.value.tolist(), strict=True))
+    assert got == [(1, 30.0), (2, 40.0)]
+
+
+def test_merge_without_duplicates_keeps_everything() -> None:
+    f = columns.merge([_frame([3, 1], [9, 9], [1, 2]), _frame([1], [8], [3])])
+    assert len(f) == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.floats(-9, 9)), max_size=30))
+def test_merge_equals_a_dict_of_last_writes(points: list[tuple[int, int, float]]) -> None:
+    f = (
+        columns.merge(
+            [_frame([t for t, _, _ in points], [a for _, a, _ in points], [v for *_, v in points])]
+        )
+        if points
+        else Frame.empty()
+    )
+    expected: dict[tuple[int, int], float] = {}
+    for t, a, v in points:
+        expected[(t, a)] = v
+    got = {
+        (t, a): v for t, a, v in zip(f.time.tolist(), f.acq.tolist(), f.value.tolist(), strict=True)
+    }
+    assert got == expected
+
+
+def test_encode_data_types() -> None:
+    f = Frame.from_columns(
+        [1, 2, 3, 4],
+        [1, 1, 1, 1],
+        [5_000_001, 5_000_001, 5_000_001, 5_000_001],
+        [TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM],
+        [1.5, 7.0, math.nan, math.nan],
+        [None, None, "on", None],
+    )
+    out = columns.encode_data(f)
+    assert out["value"] == [1.5, 7, "on", None]
+    assert isinstance(out["value"][1], int)
+    assert out["type"] == ["DBL", "INT", "STR", "RM"]
+    assert out["acq_time"].tolist() == [5000] * 4
+
+
+def test_encode_dbl_only_stays_numpy_and_dumps() -> None:
+    f = _frame([1, 2], [1000, 2000], [0.5, 1.5])
+    out = columns.encode_data(f)
+    assert isinstance(out["value"], np.ndarray)
+    assert columns.dumps(out) == (
+        b'{"time":[1,2],"value":[0.5,1.5],"type":["DBL","DBL"],"origin":[1,1],"acq_time":[1,2]}'
+    )

@@ -1,0 +1,170 @@
+"""The SeriesStore of the test database's engine (run with --db-url for PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from sqlalchemy import Connection
+
+from besmart_server.server.db import Database
+from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+from besmart_server.server.signals.store import SeriesStore, store_for
+from tests.api.signal_helpers import make_sensor, moid
+from tests.factories import make_client
+
+T = 1_700_000_000_000
+
+
+@pytest.fixture
+def store(db: Database) -> SeriesStore:
+    return store_for(db.dialect)
+
+
+@pytest.fixture
+def sid(db: Database, store: SeriesStore) -> int:
+    mid = make_sensor(db, make_client(db))
+    with db.transaction() as conn:
+        return store.series_ids(conn, [(mid, moid("A+"))], create=True)[(mid, moid("A+"))]
+
+
+def frame(
+    time: list[int], acq: int | list[int], value: list[float], origin: int = 1, kind: int = TYPE_DBL
+) -> Frame:
+    n = len(time)
+    acqs = acq if isinstance(acq, list) else [acq] * n
+    return Frame.from_columns(time, [origin] * n, acqs, [kind] * n, value)
+
+
+def read(conn: Connection, store: SeriesStore, sid: int, *, origin: int | None = None) -> Frame:
+    return store.read(conn, sid, T - 10**9, T + 10**9, origin=origin, limit=1000)
+
+
+def test_series_ids_are_created_once(db: Database, store: SeriesStore) -> None:
+    mid = make_sensor(db, make_client(db))
+    keys = [(mid, moid("A+")), (mid, moid("P+"))]
+    with db.transaction() as conn:
+        assert store.series_ids(conn, keys, create=False) == {}
+        first = store.series_ids(conn, keys, create=True)
+        again = store.series_ids(conn, [*keys, (mid, moid("U1"))], create=False)
+    assert set(first) == set(keys)
+    assert again == first
+
+
+def test_stamps_increase_strictly_and_avoid_whole_ms(db: Database, store: SeriesStore) -> None:
+    stamps = []
+    for _ in range(50):
+        with db.transaction() as conn:
+            stamps.append(store.stamp(conn))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
+    assert all(s % 1000 != 0 for s in stamps)
+
+
+def test_insert_and_read_round_trip_sorted(db: Database, store: SeriesStore, sid: int) -> None:
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([T + 2, T, T + 1], 11, [3.0, 1.0, 2.0]), replace=False)
+        store.insert(conn, sid, frame([T], 7, [0.5], origin=2), replace=False)
+        store.insert(conn, sid, frame([T], 13, [1.5]), replace=False)
+    with db.transaction(write=False) as conn:
+        f = read(conn, store, sid)
+        only2 = read(conn, store, sid, origin=2)
+    assert f.time.tolist() == [T, T, T, T + 1, T + 2]
+    assert f.origin.tolist() == [1, 1, 2, 1, 1]
+    assert f.acq.tolist() == [11, 13, 7, 11, 11]
+    assert f.value.tolist() == [1.0, 1.5, 0.5, 2.0, 3.0]
+    assert only2.value.tolist() == [0.5]
+
+
+def test_window_is_half_open_and_limited(db: Database, store: SeriesStore, sid: int) -> None:
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame(list(range(T, T + 10)), 11, [1.0] * 10), replace=False)
+    with db.transaction(write=False) as conn:
+        assert store.read(conn, sid, T + 2, T + 5, origin=None, limit=100).time.tolist() == [
+            T + 2,
+            T + 3,
+            T + 4,
+        ]
+        assert len(store.read(conn, sid, T, T + 10, origin=None, limit=4)) == 5  # limit + 1
+
+
+def test_types_text_and_tombstones(db: Database, store: SeriesStore, sid: int) -> None:
+    f = Frame.from_columns(
+        [T, T + 1, T + 2, T + 3],
+        [1, 1, 1, 1],
+        [11, 11, 11, 11],
+        [TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM],
+        [1.5, 7.0, math.nan, math.nan],
+        [None, None, "door open", None],
+    )
+    with db.transaction() as conn:
+        store.insert(conn, sid, f, replace=False)
+    with db.transaction(write=False) as conn:
+        got = read(conn, store, sid)
+    assert got.type.tolist() == [TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM]
+    assert got.value[:2].tolist() == [1.5, 7.0]
+    assert np.isnan(got.value[2:]).all()
+    assert got.text is not None
+    assert got.text[2] == "door open"
+
+
+def test_replace_overwrites_the_same_key(db: Database, store: SeriesStore, sid: int) -> None:
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([T, T + 1], 5000, [1.0, 2.0]), replace=True)
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([T], 5000, [9.0]), replace=True)
+    with db.transaction(write=False) as conn:
+        f = read(conn, store, sid)
+    assert f.value.tolist() == [9.0, 2.0]
+
+
+def test_rollback_stores_nothing(db: Database, store: SeriesStore, sid: int) -> None:
+    def write_then_fail() -> None:
+        with db.transaction() as conn:
+            store.insert(conn, sid, frame([T], 11, [1.0]), replace=False)
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    with db.transaction(write=False) as conn:
+        assert len(read(conn, store, sid)) == 0
+
+
+def test_neighbours_per_origin_and_numeric(db: Database, store: SeriesStore, sid: int) -> None:
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([T - 500, T - 100], 11, [1.0, 2.0]), replace=False)
+        store.insert(conn, sid, frame([T - 300], 11, [1.0], origin=2), replace=False)
+        store.insert(conn, sid, frame([T - 50], 11, [math.nan], kind=TYPE_RM), replace=False)
+        store.insert(conn, sid, frame([T + 1000, T + 2000], 11, [3.0, 4.0]), replace=False)
+        store.insert(conn, sid, frame([T + 1500], 11, [3.0], origin=3), replace=False)
+    with db.transaction(write=False) as conn:
+        assert store.neighbours(conn, sid, T, T + 1000, origin=None) == (T - 300, T + 1500)
+        assert store.neighbours(conn, sid, T, T + 1000, origin=1) == (T - 100, T + 1000)
+        assert store.neighbours(conn, sid, T - 1000, T - 600, origin=1) == (None, T - 500)
+
+
+def test_cap_max(db: Database, store: SeriesStore, sid: int) -> None:
+    with db.transaction(write=False) as conn:
+        assert store.cap_max(conn, [sid], origin=None) is None
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([T, T + 5], 11, [1.0, 2.0]), replace=False)
+        store.insert(conn, sid, frame([T + 9], 11, [1.0], origin=2), replace=False)
+    with db.transaction(write=False) as conn:
+        assert store.cap_max(conn, [sid], origin=None) == T + 9
+        assert store.cap_max(conn, [sid], origin=1) == T + 5
+        assert store.cap_max(conn, [], origin=None) is None
+
+
+def test_bulk_insert_of_many_points(db: Database, store: SeriesStore, sid: int) -> None:
+    n = 50_000
+    times = list(range(T, T + n))
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame(times, 11, [float(i) for i in range(n)]), replace=False)
+    with db.transaction(write=False) as conn:
+        f = store.read(conn, sid, T, T + n, origin=None, limit=n)
+    assert len(f) == n
+    assert f.value[-1] == n - 1
+    assert f.type.dtype == np.int8
+    assert (f.type == TYPE_DBL).all()
+    assert not (f.type == TYPE_INT).any()
