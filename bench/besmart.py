@@ -1,0 +1,323 @@
+"""besmart-server under test: started as a real ``besmart serve`` process on loopback.
+
+On SQLite (a file in a temporary directory) or on PostgreSQL (a fresh database created on
+the server of ``pg_url`` and dropped afterwards). A client and a user with the write role
+are made with the CLI, sensors through the API; points go in through the multi-series PUT
+and come back through the documented reads.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import orjson
+import psycopg
+
+from bench.peers import LOOPBACK, Read, Skip, free_port, http_client, start, stop, wait_until
+from bench.workload import Batch, Query, Workload
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POINTS_TABLE = "points"
+PUT_MULTI = "/api/sensors/signals/data/v2"
+GET_ONE = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data"
+WEATHER = "/api/weather/{lat}/{lon}/{signal_type_moid}/data"
+
+Backend = Literal["sqlite", "postgres"]
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def check_loopback_url(url: str) -> str:
+    host = urlsplit(url).hostname
+    if host not in (LOOPBACK, "localhost"):
+        raise ValueError(f"the benchmark's PostgreSQL must be on loopback, not {host!r}")
+    return url
+
+
+class Besmart:
+    """One besmart-server process and its database, for the life of the ``with`` block."""
+
+    def __init__(self, backend: Backend, *, workers: int = 1, pg_url: str = DEFAULT_PG_URL):
+        self.backend = backend
+        self.name = f"besmart-{backend}"
+        self.workers = workers
+        self._pg_admin = check_loopback_url(pg_url)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        self.log = self._tmp / "server.log"
+        self.port = free_port()
+        self.http = http_client(f"http://{LOOPBACK}:{self.port}")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pg_db: str | None = None
+        self.version = ""
+        self.durability = ""
+        self.cid = 0
+        self.mids: dict[str, int] = {}
+        if backend == "sqlite":
+            self.db_path = self._tmp / "besmart.db"
+            self.url = f"sqlite:///{self.db_path}"
+        else:
+            self._pg_db = f"bench_{uuid.uuid4().hex[:12]}"
+            self.url = _with_database(self._pg_admin, self._pg_db)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Besmart:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BESMART_DATABASE_URL": self.url,
+            "BESMART_DEMO": "0",
+            "BESMART_LOGIN_MAX_FAILURES": "1000",
+        }
+
+    def _cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "besmart_server", *args],
+            env=self._env(),
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"besmart {' '.join(args[:2])}: {done.stderr.decode()[-500:]}")
+        return done.stdout.decode()
+
+    def _start(self) -> None:
+        if self.backend == "postgres":
+            with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'CREATE DATABASE "{self._pg_db}"')
+                row = conn.execute("SHOW server_version").fetchone()
+                fsync = conn.execute("SHOW fsync").fetchone()
+                sync = conn.execute("SHOW synchronous_commit").fetchone()
+            self.version = f"PostgreSQL {row[0] if row else '?'}"
+            self.durability = (
+                f"commit per request, fsync={fsync[0] if fsync else '?'}, "
+                f"synchronous_commit={sync[0] if sync else '?'}"
+            )
+        else:
+            level = os.environ.get("BESMART_SQLITE_SYNCHRONOUS", "NORMAL")
+            self.version = f"SQLite {sqlite3.sqlite_version}"
+            self.durability = f"commit per request, WAL, synchronous={level}"
+        self.cid = int(self._cli("client", "add", "bench").strip().splitlines()[-1])
+        password = secrets.token_urlsafe(18)
+        self._cli(
+            "user", "add", "bench", "--password", password,
+            "--client", str(self.cid), "--role", "write",
+        )  # fmt: skip
+        serve = ["serve", "--host", LOOPBACK, "--port", str(self.port)]
+        self._proc = start(
+            [sys.executable, "-m", "besmart_server", *serve, "--workers", str(self.workers)],
+            self.log,
+            env=self._env(),
+        )
+        wait_until(
+            f"{self.name} on port {self.port}",
+            lambda: self.http.get("/openapi.json", timeout=2).status_code == 200,
+            timeout_s=90,
+            proc=self._proc,
+            log=self.log,
+        )
+        paths: dict[str, Any] = self.http.get("/openapi.json").json().get("paths", {})
+        self._paths = paths
+        missing = [
+            f"{verb.upper()} {path}"
+            for path, verb in (("/api/sensors", "post"), (PUT_MULTI, "put"), (PUT_MULTI, "post"))
+            if verb not in paths.get(path, {})
+        ] + ([f"GET {GET_ONE}"] if "get" not in paths.get(GET_ONE, {}) else [])
+        if missing:
+            raise Skip(f"routes not served yet: {', '.join(missing)} (issues 3 and 4)")
+        resp = self.http.post("/api/users/token", json={"login": "bench", "password": password})
+        if resp.status_code != 200:
+            raise RuntimeError(f"login: {resp.status_code} {resp.text[:200]}")
+        self.http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
+
+    def close(self) -> None:
+        self.http.close()
+        if self._proc is not None:
+            stop(self._proc)
+            self._proc = None
+        if self._pg_db is not None:
+            try:
+                with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_db}" WITH (FORCE)')
+            except psycopg.Error as exc:
+                print(f"warning: could not drop {self._pg_db}: {exc}", file=sys.stderr)
+            self._pg_db = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def describe(self) -> str:
+        return f"{self.version}, {self.workers} worker(s)"
+
+    # -- data ----------------------------------------------------------------------------
+
+    def setup(self, workload: Workload) -> None:
+        """One besmart sensor per workload sensor."""
+        for name in workload.sensors:
+            resp = self.http.post("/api/sensors", params={"client_cid": self.cid, "name": name})
+            if resp.status_code != 201:
+                raise RuntimeError(f"create sensor {name}: {resp.status_code} {resp.text[:200]}")
+            self.mids[name] = int(resp.json()["sensor_mid"])
+
+    def prepare(self, batches: Sequence[Batch]) -> list[bytes]:
+        """Multi-series PUT bodies: one item per chunk, columnar data with origin 1."""
+        bodies = []
+        for batch in batches:
+            items = [
+                {
+                    "client_cid": self.cid,
+                    "sensor_mid": self.mids[c.series.sensor],
+                    "signal_type_moid": c.series.moid,
+                    "data": {
+                        "time": c.time,
+                        "value": c.value,
+                        "origin": np.ones(len(c), dtype=np.int8),
+                    },
+                }
+                for c in batch.chunks
+            ]
+            bodies.append(orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY))
+        return bodies
+
+    def write(self, body: bytes) -> None:
+        resp = self.http.put(PUT_MULTI, content=body, headers={"Content-Type": "application/json"})
+        if resp.status_code not in (200, 204):
+            raise RuntimeError(f"PUT {PUT_MULTI}: {resp.status_code} {resp.text[:300]}")
+
+    def flush(self) -> None:
+        """Writes are committed before the PUT answers."""
+
+    # -- reads ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _count_one(body: bytes) -> int:
+        answer: dict[str, Any] = orjson.loads(body)
+        return len(answer["data"]["time"])
+
+    @staticmethod
+    def _count_many(body: bytes) -> int:
+        answer: list[dict[str, Any]] = orjson.loads(body)
+        errors = [item["error"] for item in answer if item.get("error")]
+        if errors:
+            raise RuntimeError(f"multi-series read: {errors[0]}")
+        return sum(len(item["data"]["time"]) for item in answer)
+
+    def _get(self, q: Query, **extra: str | int | None) -> Read:
+        s = q.series[0]
+        path = GET_ONE.format(
+            client_cid=self.cid, sensor_mid=self.mids[s.sensor], signal_type_moid=s.moid
+        )
+        params: dict[str, str | int | None] = {"since": q.since, "till": q.till, **extra}
+
+        def send() -> bytes:
+            resp = self.http.get(path, params=params)
+            if resp.status_code != 200:
+                raise RuntimeError(f"GET {path}: {resp.status_code} {resp.text[:300]}")
+            return resp.content
+
+        return Read(send, self._count_one)
+
+    def read(self, kind: str, q: Query) -> Read:
+        if kind == "raw":
+            return self._get(q)
+        if kind == "last":
+            return self._get(q, get_last="true")
+        if kind == "daily":
+            return self._get(q, delta_t=q.delta_t_min)
+        if kind == "multi":
+            body = orjson.dumps(
+                [
+                    {
+                        "client_cid": self.cid,
+                        "sensor_mid": self.mids[s.sensor],
+                        "signal_type_moid": s.moid,
+                        "since": q.since,
+                        "till": q.till,
+                    }
+                    for s in q.series
+                ]
+            )
+
+            def send() -> bytes:
+                resp = self.http.post(
+                    PUT_MULTI, content=body, headers={"Content-Type": "application/json"}
+                )
+                if resp.status_code != 200:
+                    raise RuntimeError(f"POST {PUT_MULTI}: {resp.status_code} {resp.text[:300]}")
+                return resp.content
+
+            return Read(send, self._count_many)
+        if kind == "weather":
+            if "get" not in self._paths.get(WEATHER, {}):
+                raise Skip("weather route not served yet")
+            raise Skip("weather route served, but the benchmark has no weather grid loader yet")
+        raise Skip("no such read")
+
+    # -- size ----------------------------------------------------------------------------
+
+    def storage_bytes(self) -> int:
+        """Bytes of the points table with its indexes (all partitions on PostgreSQL)."""
+        if self.backend == "sqlite":
+            return _sqlite_points_bytes(self.db_path)
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            # A plain table has no partition tree; a partitioned one has size 0 itself.
+            row = conn.execute(
+                "SELECT pg_total_relation_size(%(t)s::regclass) + coalesce(("
+                " SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%(t)s::regclass)"
+                " WHERE relid <> %(t)s::regclass), 0)",
+                {"t": POINTS_TABLE},
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _sqlite_points_bytes(path: Path) -> int:
+    """Pages of the points table and its indexes (dbstat), else the whole file with WAL."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (POINTS_TABLE,)
+            )
+        ]
+        if not names:
+            raise Skip(f"no {POINTS_TABLE!r} table in the SQLite database")
+        try:
+            marks = ",".join("?" * len(names))
+            row = conn.execute(
+                f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({marks})", names
+            ).fetchone()
+            return int(row[0] or 0) if row else 0
+        except sqlite3.OperationalError:  # no dbstat in this SQLite build
+            wal = path.with_name(path.name + "-wal")
+            return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
