@@ -1,0 +1,76 @@
+"""`balance`: a node's energy minus its children's that count in the balance; the residual."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from besmart_server.server.graphs.engine import Env, Member, Operator, Params, Series, operator
+from besmart_server.server.graphs.operators.signals import read_energy
+
+
+def balance(parent: Series, children: Mapping[int, Series]) -> tuple[Series, dict[str, Any]]:
+    """Residual = parent - Σ children in every interval where all of them have a value.
+
+    parent == Σ children + residual holds in each returned interval up to float rounding.
+    """
+    frame = pd.concat({-1: parent, **children}, axis=1, join="outer").sort_index()
+    complete = frame.notna().all(axis=1)
+    full = frame[complete]
+    values = full.to_numpy(dtype=float)
+    inputs = values[:, 0]
+    outputs = values[:, 1:].sum(axis=1) if values.shape[1] > 1 else np.zeros(len(full))
+    residual = pd.Series(inputs - outputs, index=full.index)
+    metrics: dict[str, Any] = {
+        "intervals": len(full),
+        "intervals_incomplete": int((~complete).sum()),
+        "input_kWh": float(inputs.sum()),
+        "outputs_kWh": float(outputs.sum()),
+        "residual_kWh": float(residual.sum()),
+        "residual_share": float(residual.sum() / inputs.sum()) if inputs.sum() else None,
+    }
+    return residual, metrics
+
+
+def split_members(members: Sequence[Member]) -> tuple[list[int], list[int], list[int]]:
+    """(included, negligible ones left out, uncertain ones included but flagged)."""
+    counted = [m for m in members if m.balance_calculation]
+    included = [m.sensor_mid for m in counted if not m.negligible]
+    negligible = [m.sensor_mid for m in counted if m.negligible]
+    uncertain = [m.sensor_mid for m in counted if m.uncertain and not m.negligible]
+    return included, negligible, uncertain
+
+
+class BalanceParams(Params):
+    """The node, which energy signal to balance and at which step."""
+
+    client_cid: int
+    node_mid: int
+    moid: int = Field(default=32, description="an energy signal: A+ register by default")
+    delta_t: int = Field(default=15, gt=0)
+    get_last: bool = True
+
+
+@operator("balance", BalanceParams)
+def balance_op(inputs: Sequence[Series], p: BalanceParams, env: Env) -> Series:
+    """The node's residual energy (kWh per interval): its own minus its counted children's."""
+    since, till = env.span()
+    members = env.ctx.sensors_below(p.client_cid, p.node_mid)
+    included, negligible, uncertain = split_members(members)
+
+    def energy(mid: int) -> Series:
+        return read_energy(
+            env, p.client_cid, mid, p.moid, since, till, p.delta_t, get_last=p.get_last
+        )
+
+    residual, metrics = balance(energy(p.node_mid), {mid: energy(mid) for mid in included})
+    metrics |= {"children": included, "negligible_excluded": negligible, "uncertain": uncertain}
+    env.metrics.update(metrics)
+    return residual
+
+
+OPERATORS: tuple[Operator[Any], ...] = (balance_op,)

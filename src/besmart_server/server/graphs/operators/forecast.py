@@ -1,0 +1,196 @@
+"""Day-ahead forecasts: `forecast_load` (gradient boosting, BDEW fallback) and `forecast_pv`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from pydantic import Field
+
+from besmart_server.server.graphs.engine import Env, Operator, Params, Series, grid, operator, times
+from besmart_server.server.graphs.operators.profile import (
+    BdewProfile,
+    bdew_profile,
+    holiday_dates,
+    to_freq,
+)
+from besmart_server.server.graphs.operators.pv import PVParams, pv_from_weather
+from besmart_server.server.graphs.operators.weather import KELVIN, on_grid
+
+DAY = pd.Timedelta(days=1)
+WEEK = pd.Timedelta(days=7)
+FEATURES = ("hour", "weekday", "holiday", "doy_sin", "doy_cos", "temp_c", "lag_1d", "lag_7d")
+
+
+def calendar_features(
+    index: pd.DatetimeIndex,
+    history: Series,
+    temperature_c: Series | None,
+    *,
+    timezone: str,
+    country: str | None,
+) -> NDArray[np.float64]:
+    """One row per time: local time of day, weekday, holiday, season, temperature, lags.
+
+    Lags read only `history`, so a row never sees a value that was not known before the
+    forecast was issued (NaN where the lag falls in the forecast window: boosting handles it).
+    """
+    local = index.tz_convert(timezone)
+    days = holiday_dates(country, sorted({int(y) for y in local.year}))
+    holiday = np.isin(np.asarray(local.date), np.asarray(days, dtype=object))
+    doy = 2 * np.pi * local.dayofyear.to_numpy() / 365.25
+    temp = (
+        temperature_c.reindex(index).to_numpy(dtype=float)
+        if temperature_c is not None
+        else np.full(len(index), np.nan)
+    )
+    return np.column_stack(
+        [
+            local.hour + local.minute / 60.0,
+            local.weekday,
+            holiday.astype(float),
+            np.sin(doy),
+            np.cos(doy),
+            temp,
+            history.reindex(index - DAY).to_numpy(dtype=float),
+            history.reindex(index - WEEK).to_numpy(dtype=float),
+        ]
+    ).astype(float)
+
+
+def forecast_load_series(
+    history: Series,
+    index: pd.DatetimeIndex,
+    *,
+    temperature_c: Series | None = None,
+    min_history_days: float = 14.0,
+    profile: str = "H25",
+    timezone: str = "Europe/Warsaw",
+    country: str | None = "PL",
+    rounds: int = 200,
+    seed: int = 0,
+) -> tuple[Series, dict[str, Any]]:
+    """Load (same unit as `history`) at `index` from history strictly before `index[0]`."""
+    issue = index[0]
+    hist = history[history.index < issue].dropna()
+    step_h = (index[1] - index[0]) / pd.Timedelta(hours=1) if len(index) > 1 else 0.25
+    days = len(hist) * step_h / 24.0
+    metrics: dict[str, Any] = {"history_days": round(days, 3)}
+    if days < min_history_days:
+        # too little history to learn from: the standard profile at the history's level
+        quarter = grid(
+            index[0], index[-1] + (index[1] - index[0] if len(index) > 1 else DAY / 96), 15
+        )
+        shape = to_freq(
+            bdew_profile(quarter, profile=profile, timezone=timezone, country=country),
+            int(step_h * 60),
+        )
+        shape = shape.reindex(index)
+        level = float(hist.mean()) if len(hist) else float(shape.mean())
+        out = shape * (level / float(shape.mean())) if float(shape.mean()) else shape
+        metrics["model"] = f"profile:{profile}"
+        return out, metrics
+    x = calendar_features(times(hist), hist, temperature_c, timezone=timezone, country=country)
+    params: dict[str, Any] = {
+        "objective": "regression",
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "deterministic": True,
+        "num_threads": 1,  # deterministic and polite on a shared machine
+        "seed": seed,
+        "verbose": -1,
+    }
+    data = lgb.Dataset(x, label=hist.to_numpy(dtype=float), feature_name=list(FEATURES))
+    model = lgb.train(params, data, num_boost_round=rounds)
+    xq = calendar_features(index, hist, temperature_c, timezone=timezone, country=country)
+    pred = np.asarray(model.predict(xq), dtype=float)
+    metrics |= {"model": "lightgbm", "train_rows": len(hist)}
+    return pd.Series(pred, index=index), metrics
+
+
+class ForecastLoadParams(Params):
+    """Input 0: history (kWh per interval or kW); input 1, optional: air temperature (K)."""
+
+    freq_minutes: int = Field(default=15, gt=0)
+    min_history_days: float = Field(default=14.0, gt=0)
+    profile: BdewProfile = "H25"
+    timezone: str = "Europe/Warsaw"
+    country: str | None = "PL"
+    rounds: int = Field(default=200, gt=0, le=5000)
+    non_negative: bool = True
+
+
+@operator("forecast_load", ForecastLoadParams, inputs=(1, 2))
+def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> Series:
+    """Load over the run's window from the history before it, calendar and temperature."""
+    index = grid(env.since, env.till, p.freq_minutes)
+    temperature = None
+    if len(inputs) > 1 and len(inputs[1].dropna()):
+        full = grid(
+            inputs[0].index.min() if len(inputs[0]) else env.since, env.till, p.freq_minutes
+        )
+        temperature = on_grid(inputs[1].dropna(), full) - KELVIN
+    out, metrics = forecast_load_series(
+        inputs[0],
+        index,
+        temperature_c=temperature,
+        min_history_days=p.min_history_days,
+        profile=p.profile,
+        timezone=p.timezone,
+        country=p.country,
+        rounds=p.rounds,
+    )
+    if p.non_negative:
+        out = out.clip(lower=0.0)
+    env.metrics.update(metrics)
+    return out
+
+
+def bias_ratio(
+    measured: Series, modelled: Series, *, floor: float, bounds: tuple[float, float] = (0.2, 2.0)
+) -> tuple[float, int]:
+    """Σ measured / Σ modelled over intervals where both exist and the model exceeds `floor`."""
+    both = pd.concat([measured, modelled], axis=1, join="inner").dropna()
+    both = both[both.iloc[:, 1] > floor]
+    if len(both) == 0 or float(both.iloc[:, 1].sum()) <= 0:
+        return 1.0, 0
+    ratio = float(both.iloc[:, 0].sum()) / float(both.iloc[:, 1].sum())
+    return float(np.clip(ratio, *bounds)), len(both)
+
+
+class ForecastPVParams(PVParams):
+    """The PV model on forecast weather; input 0, optional: measured power (kW) for the bias."""
+
+    weather_origin: int | None = Field(default=2, ge=1, le=5, description="2: forecasts")
+    history_weather_origin: int | None = Field(default=None, ge=1, le=5)
+    bias_days: int = Field(default=14, ge=0)
+
+
+@operator("forecast_pv", ForecastPVParams, inputs=(0, 1))
+def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Series:
+    """PV power (kW) from weather forecasts, scaled by measured/modelled output of recent days."""
+    index = grid(env.since, env.till, p.freq_minutes)
+    forecast = pv_from_weather(env, p, index)
+    ratio, used = 1.0, 0
+    if inputs and p.bias_days > 0:
+        measured = inputs[0]
+        measured = measured[
+            (measured.index < env.since) & (measured.index >= env.since - p.bias_days * DAY)
+        ]
+        if len(measured.dropna()):
+            past = grid(env.since - p.bias_days * DAY, env.since, p.freq_minutes)
+            hist_params = p.model_copy(update={"weather_origin": p.history_weather_origin})
+            modelled = pv_from_weather(env, hist_params, past)
+            ratio, used = bias_ratio(
+                on_grid(measured.dropna(), past), modelled, floor=0.01 * p.power
+            )
+    env.metrics |= {"bias_ratio": ratio, "bias_intervals": used}
+    return forecast * ratio
+
+
+OPERATORS: tuple[Operator[Any], ...] = (forecast_load, forecast_pv)
