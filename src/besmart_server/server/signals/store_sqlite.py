@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from besmart_server.server.db import now_ms
-from besmart_server.server.signals.pipeline import TYPE_STR, Frame
+from besmart_server.server.signals.pipeline import TYPE_RM, TYPE_STR, Frame
 from besmart_server.server.signals.store import CommonQueries, SeriesKey
 from besmart_server.server.signals.tables import series
 
@@ -26,10 +26,14 @@ _INSERT: Final = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _REPLACE: Final = _INSERT.replace("INSERT", "INSERT OR REPLACE", 1)
+_WHERE: Final = "series_id = ? AND time >= ? AND time < ?"
+# NULL values (RM, STR) come back as +inf (9e999): a float column needs no None.
 _READ: Final = (
-    "SELECT time, origin, acq, type, value, text FROM points "
-    "WHERE series_id = ? AND time >= ? AND time < ? {origin}"
-    "ORDER BY time, origin, acq LIMIT ?"
+    "SELECT time, origin, acq, type, ifnull(value, 9e999) FROM points "
+    "WHERE {where} ORDER BY time, origin, acq LIMIT ?"
+)
+_ROW: Final = np.dtype(
+    [("time", "i8"), ("origin", "i8"), ("acq", "i8"), ("type", "i1"), ("value", "f8")]
 )
 
 
@@ -76,22 +80,38 @@ class SqliteStore(CommonQueries):
         origin: int | None,
         limit: int,
     ) -> Frame:
-        """See SeriesStore.read: the primary key's order, so no sort."""
+        """See SeriesStore.read: the primary key's order (no sort), rows streamed from the
+        cursor straight into one structured numpy array."""
         params: tuple[int, ...] = (series_id, since, till)
+        where = _WHERE
         if origin is not None:
+            where += " AND origin = ?"
             params += (origin,)
-        sql = _READ.format(origin="AND origin = ? " if origin is not None else "")
-        rows = _driver(conn).execute(sql, (*params, limit + 1)).fetchall()
-        n = len(rows)
-        if n == 0:
+        cur = _driver(conn).execute(_READ.format(where=where), (*params, limit + 1))
+        rec = np.fromiter(cur, dtype=_ROW)
+        if not rec.shape[0]:
             return Frame.empty()
-        time, orig, acq, kind, value, txt = zip(*rows, strict=True)
-        type_arr = np.fromiter(kind, dtype=np.int8, count=n)
+        kind = rec["type"]
+        value = rec["value"].copy()
+        value[(kind == TYPE_STR) | (kind == TYPE_RM)] = np.nan  # NULL read as +inf
+        text_col = None
+        if bool((kind == TYPE_STR).any()):
+            by_key = {
+                (t, o, a): txt
+                for t, o, a, txt in _driver(conn).execute(
+                    f"SELECT time, origin, acq, text FROM points WHERE {where} AND type = ?",
+                    (*params, TYPE_STR),
+                )
+            }
+            keys = zip(
+                rec["time"].tolist(), rec["origin"].tolist(), rec["acq"].tolist(), strict=True
+            )
+            text_col = tuple(by_key.get(k) for k in keys)
         return Frame(
-            np.fromiter(time, dtype=np.int64, count=n),
-            np.fromiter(orig, dtype=np.int64, count=n),
-            np.fromiter(acq, dtype=np.int64, count=n),
-            type_arr,
-            np.array(value, dtype=np.float64),  # NULL → NaN
-            tuple(txt) if bool((type_arr == TYPE_STR).any()) else None,
+            rec["time"].copy(),
+            rec["origin"].copy(),
+            rec["acq"].copy(),
+            kind.copy(),
+            value,
+            text_col,
         )
