@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pvlib
 from pydantic import Field
@@ -72,11 +73,13 @@ def pv_power(
     g = pd.Series(ghi.to_numpy(dtype=float), index=times).fillna(0.0).clip(lower=0.0)
     t_air = pd.Series(_const_or_series(temp_air_c, index, DEFAULT_TEMP_C).to_numpy(), index=times)
     wind = pd.Series(_const_or_series(wind_speed, index, DEFAULT_WIND).to_numpy(), index=times)
+    doy = np.asarray(times.day_of_year, dtype=float)
     solpos = pvlib.solarposition.get_solarposition(
         times, lat, lon, altitude=altitude, temperature=t_air
     )
     if dni is None or dhi is None:
-        parts = pvlib.irradiance.erbs(g, solpos["zenith"], times)
+        # day of year as numbers: pvlib 0.16 would ask pandas for a deprecated attribute
+        parts = pvlib.irradiance.erbs(g, solpos["zenith"], doy)
         b, d = parts["dni"], parts["dhi"]
     else:
         b = pd.Series(dni.reindex(index).to_numpy(dtype=float), index=times).fillna(0.0)
@@ -89,7 +92,7 @@ def pv_power(
         dni=b,
         ghi=g,
         dhi=d,
-        dni_extra=pvlib.irradiance.get_extra_radiation(times),
+        dni_extra=pd.Series(pvlib.irradiance.get_extra_radiation(doy), index=times),
         albedo=albedo,
         model="haydavies",
     )

@@ -1,0 +1,392 @@
+"""The graph engine: validation with node/param locations, cycles, ordering, template filling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from besmart_server.server.errors import Invalid, NotFound
+from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
+from besmart_server.server.graphs.engine import (
+    Env,
+    Operator,
+    Params,
+    Series,
+    grid,
+    parse_graph,
+    prepare,
+    run,
+)
+from besmart_server.server.graphs.operators import REGISTRY
+from tests.unit.graph_memory import MemoryContext, ms
+
+TRACE: list[tuple[int, int, Any]] = []  # (item, node, label) in execution order
+
+
+class ConstParams(Params):
+    value: float
+    n: int = 4
+    tags: list[str] = []
+
+
+def _const(inputs: Sequence[Series], p: ConstParams, env: Env) -> Series:
+    TRACE.append((env.item, env.node, p.value))
+    index = grid(env.since, env.since + pd.Timedelta(minutes=15 * p.n), 15)
+    env.metrics["n"] = p.n
+    return pd.Series(p.value, index=index, dtype=float)
+
+
+class TraceParams(Params):
+    label: str = ""
+
+
+def _trace(inputs: Sequence[Series], p: TraceParams, env: Env) -> Series:
+    TRACE.append((env.item, env.node, p.label))
+    return inputs[0] if inputs else pd.Series(dtype=float)
+
+
+def _diff(inputs: Sequence[Series], p: TraceParams, env: Env) -> Series:
+    return inputs[0] - inputs[1]
+
+
+REG: dict[str, Operator[Any]] = {
+    "const": Operator("const", ConstParams, _const),
+    "trace": Operator("trace", TraceParams, _trace, 0, None),
+    "diff": Operator("diff", TraceParams, _diff, 2, 2),
+    **REGISTRY,
+}
+SINCE, TILL = ms("2024-01-01"), ms("2024-01-02")
+
+
+@pytest.fixture(autouse=True)
+def _clear_trace() -> None:
+    TRACE.clear()
+
+
+def _invalid(graph: Any) -> Invalid:
+    with pytest.raises(Invalid) as exc:
+        parse_graph(graph, REG)
+    return exc.value
+
+
+def node(function: str, **params: Any) -> dict[str, Any]:
+    return {"function": function, "params": params}
+
+
+def edges(*pairs: tuple[int, int]) -> list[dict[str, int]]:
+    return [{"from": a, "to": b} for a, b in pairs]
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("graph", "loc", "type_"),
+    [
+        pytest.param({"nodes": []}, ["nodes"], "value_error", id="no-nodes"),
+        pytest.param(
+            {"nodes": [node("const", value=1), node("nope")]},
+            ["nodes", 1, "function"],
+            "value_error",
+            id="unknown-function",
+        ),
+        pytest.param(
+            {"nodes": [node("scale", factor=2), node("const")], "edges": edges((1, 0))},
+            ["nodes", 1, "params", "value"],
+            "missing",
+            id="missing-param",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value="lots")]},
+            ["nodes", 0, "params", "value"],
+            "float_parsing",
+            id="ill-typed-param",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1, n=-1.5)]},
+            ["nodes", 0, "params", "n"],
+            "int_from_float",
+            id="ill-typed-int",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1, colour="red")]},
+            ["nodes", 0, "params", "colour"],
+            "extra_forbidden",
+            id="unknown-param",
+        ),
+        pytest.param(
+            {"nodes": [node("write", client_cid=1, sensor_mid=2, moid=3, origin=1)]},
+            ["nodes", 0, "params", "origin"],
+            "literal_error",
+            id="measured-origin-not-writable",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1)], "edges": edges((0, 5))},
+            ["edges", 0, "to"],
+            "value_error",
+            id="edge-to-unknown-node",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1)], "edges": [{"from": "0", "to": 0}]},
+            ["edges", 0, "from"],
+            "int_type",
+            id="edge-not-int",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1), node("diff")], "edges": edges((0, 1))},
+            ["nodes", 1, "inputs"],
+            "value_error",
+            id="too-few-inputs",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value=1), node("const", value=2)], "edges": edges((0, 1))},
+            ["nodes", 1, "inputs"],
+            "value_error",
+            id="input-to-a-source",
+        ),
+        pytest.param(
+            {"nodes": [node("const", value={"$param": ""})]},
+            ["nodes", 0, "params", "value"],
+            "value_error",
+            id="bad-template",
+        ),
+    ],
+)
+def test_invalid_graphs_name_the_node_and_parameter(
+    graph: dict[str, Any], loc: list[Any], type_: str
+) -> None:
+    err = _invalid(graph)
+    assert err.loc == loc
+    assert err.type_ == type_
+    assert err.status == 422
+
+
+def test_a_cycle_is_rejected_naming_its_nodes() -> None:
+    graph = {
+        "nodes": [node("const", value=1), *[node("trace", label=x) for x in "abc"]],
+        "edges": edges((0, 1), (1, 2), (2, 3), (3, 1)),
+    }
+    err = _invalid(graph)
+    assert err.loc == ["edges", 1]
+    assert "[1, 2, 3]" in err.detail
+
+
+def test_a_self_loop_is_a_cycle() -> None:
+    err = _invalid({"nodes": [node("trace")], "edges": edges((0, 0))})
+    assert err.loc == ["edges", 0]
+    assert "[0]" in err.detail
+
+
+def test_since_not_before_till_is_rejected_before_anything_is_read() -> None:
+    ctx = MemoryContext()
+    g = {"nodes": [node("signals", client_cid=1, sensor_mid=2, moid=32)]}
+    with pytest.raises(Invalid) as exc:
+        run("g", g, {}, TILL, TILL, ctx, registry=REG)
+    assert exc.value.loc == ["query", "since"]
+    assert ctx.reads == []
+
+
+# --- ordering ---------------------------------------------------------------------------------
+
+
+def test_order_is_topological_and_smallest_index_first() -> None:
+    graph = {
+        "nodes": [
+            node("trace", label="sink"),
+            node("trace", label="middle"),
+            node("const", value=2),
+            node("const", value=3),
+            node("trace", label="loose"),
+        ],
+        "edges": edges((3, 1), (2, 1), (1, 0)),
+    }
+    parsed = parse_graph(graph, REG)
+    assert parsed.order == (2, 3, 1, 0, 4)
+    run("g", parsed, {}, SINCE, TILL, MemoryContext(), registry=REG)
+    assert [n for _, n, _ in TRACE] == [2, 3, 1, 0, 4]
+
+
+def test_inputs_arrive_in_edge_order() -> None:
+    graph = {
+        "nodes": [node("const", value=10), node("const", value=3), node("diff"), node("trace")],
+        "edges": edges((1, 2), (0, 2), (2, 3)),
+    }
+    parsed = parse_graph(graph, REG)
+    assert parsed.inputs_of(2) == [1, 0]
+    ctx = MemoryContext()
+    g2 = {
+        "nodes": [*graph["nodes"], node("write", client_cid=1, sensor_mid=9, moid=1011, origin=3)],
+        "edges": [*graph["edges"], *edges((3, 4))],
+    }
+    record = run("g", g2, {}, SINCE, TILL, ctx, registry=REG, run_time=123)
+    np.testing.assert_array_equal(ctx.written[(1, 9, 1011, 3)].to_numpy(), [-7.0] * 4)
+    assert record.points_written == {"1.9/1011/3": 4}
+    assert record.run_time == 123
+    assert record.metrics == [{"0:const": {"n": 4}, "1:const": {"n": 4}, "4:write": {"points": 4}}]
+
+
+# --- templates --------------------------------------------------------------------------------
+
+TEMPLATED = {
+    "nodes": [
+        node(
+            "const",
+            value={"$param": "params.power"},
+            n={"$param": "n", "default": 2},
+            tags={"$param": "tags", "default": []},
+        ),
+        node(
+            "write",
+            client_cid={"$param": "client_cid"},
+            sensor_mid={"$param": "sensor_mid"},
+            moid=1011,
+            origin=4,
+        ),
+    ],
+    "edges": edges((0, 1)),
+}
+
+
+def test_an_object_body_runs_once_with_whole_values_substituted() -> None:
+    ctx = MemoryContext()
+    body = {"client_cid": 7, "sensor_mid": 70, "params": {"power": 2.5}, "n": 3, "tags": ["a"]}
+    plans = prepare(parse_graph(TEMPLATED, REG), body, REG)
+    assert len(plans) == 1
+    const = plans[0][0]
+    assert isinstance(const, ConstParams)
+    assert (const.value, const.n, const.tags) == (2.5, 3, ["a"])
+    record = run("t", TEMPLATED, body, SINCE, TILL, ctx, registry=REG)
+    assert record.items == 1
+    assert record.points_written == {"7.70/1011/4": 3}
+    assert ctx.written[(7, 70, 1011, 4)].tolist() == [2.5, 2.5, 2.5]
+
+
+def test_a_list_body_runs_once_per_item_and_defaults_fill_gaps() -> None:
+    ctx = MemoryContext()
+    body = [
+        {"client_cid": 1, "sensor_mid": 10, "params": {"power": 1.0}},
+        {"client_cid": 1, "sensor_mid": 11, "params": {"power": 4.0}, "n": None},
+    ]
+    record = run("t", TEMPLATED, body, SINCE, TILL, ctx, registry=REG)
+    assert record.items == 2
+    assert [(item, v) for item, n, v in TRACE if n == 0] == [(0, 1.0), (1, 4.0)]
+    assert record.points_written == {"1.10/1011/4": 2, "1.11/1011/4": 2}  # n: null → default 2
+    assert ctx.written[(1, 11, 1011, 4)].tolist() == [4.0, 4.0]
+
+
+def test_a_missing_template_value_names_the_body_item_and_nothing_runs() -> None:
+    ctx = MemoryContext()
+    body = [
+        {"client_cid": 1, "sensor_mid": 10, "params": {"power": 1.0}},
+        {"client_cid": 1, "sensor_mid": 11, "params": {}},
+    ]
+    with pytest.raises(Invalid) as exc:
+        run("t", TEMPLATED, body, SINCE, TILL, ctx, registry=REG)
+    assert exc.value.loc == ["body", 1, "params", "power"]
+    assert "nodes/0/params/value" in exc.value.detail
+    assert TRACE == []
+    assert ctx.written == {}
+
+
+def test_an_ill_typed_body_value_names_the_node_and_parameter() -> None:
+    body = [{"client_cid": 1, "sensor_mid": 10, "params": {"power": "high"}}]
+    with pytest.raises(Invalid) as exc:
+        run("t", TEMPLATED, body, SINCE, TILL, MemoryContext(), registry=REG)
+    assert exc.value.loc == ["nodes", 0, "params", "value"]
+    assert "body item 0" in exc.value.detail
+
+
+def test_cross_field_rules_are_checked_before_running() -> None:
+    graph = {"nodes": [node("wind", lat=52, lon=21, power=100, cut_in_speed=13.0)]}
+    with pytest.raises(Invalid) as exc:
+        run("w", graph, {}, SINCE, TILL, MemoryContext())
+    assert exc.value.loc == ["nodes", 0, "params", "rated_speed"]
+
+
+# --- the shipped graphs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_graphs_are_valid(name: str) -> None:
+    parsed = parse_graph(builtin_graph(name))
+    assert sorted(parsed.order) == list(range(len(parsed.nodes)))
+
+
+def test_an_unknown_builtin_is_not_found() -> None:
+    with pytest.raises(NotFound):
+        builtin_graph("nope")
+
+
+def test_builtin_estimation_takes_the_real_services_body_as_is() -> None:
+    days = pd.date_range("2024-03-01", periods=9, freq="D", tz="UTC")
+    ctx = MemoryContext()
+    ctx.signals[(14, 100, 32)] = pd.Series(np.cumsum([500, 8, 9, 7, 0, 12, 8, 9, 11.0]), index=days)
+    ctx.signals[(14, 101, 32)] = pd.Series(
+        np.cumsum([0, 20, 21, 19, 22, 20, 18, 25, 21.0]), index=days
+    )
+    hours = pd.date_range("2024-02-28", "2024-03-12", freq="h", tz="UTC")
+    ctx.weather[1031] = pd.Series(
+        np.clip(500 * np.sin((hours.hour - 6) / 12 * np.pi), 0, None), index=hours
+    )
+    ctx.weather[139] = pd.Series(278.0, index=hours)
+    ctx.weather[1041] = pd.Series(6.0, index=hours)
+    common = {
+        "profile_signal_moid": 1011,
+        "profile_signal_freq_minutes": 15,
+        "zone_signals_freq_minutes": 1440,
+        "lat": 52.23,
+        "lon": 21.01,
+        "signal_discrepancy_tolerance_kWh": 0.01,
+    }
+    body = [
+        {
+            "client_cid": 14,
+            "sensor_mid": 100,
+            **common,
+            "params": {
+                "type": "PV",
+                "power": 3.0,
+                "inclination": 35,
+                "orientation": 180,
+                "efficiency": 0.9,
+                "cut_in_speed": None,
+                "cut_out_speed": None,
+                "hub_height": None,
+            },
+        },
+        {
+            "client_cid": 14,
+            "sensor_mid": 101,
+            **common,
+            "params": {
+                "type": "wind",
+                "power": 5.0,
+                "inclination": None,
+                "orientation": None,
+                "efficiency": 0.95,
+                "cut_in_speed": 3,
+                "cut_out_speed": 25,
+                "hub_height": 30,
+            },
+        },
+    ]
+    since, till = ms("2024-03-02"), ms("2024-03-08")
+    record = run("estimation", builtin_graph("estimation"), body, since, till, ctx)
+    assert record.items == 2
+    assert record.points_written == {"14.100/1011/4": 6 * 96, "14.101/1011/4": 6 * 96}
+    daily = ctx.written[(14, 100, 1011, 4)].resample("D").sum()
+    np.testing.assert_allclose(daily.to_numpy(), [9, 7, 0, 12, 8, 9], atol=1e-9)
+    daily = ctx.written[(14, 101, 1011, 4)].resample("D").sum()
+    np.testing.assert_allclose(daily.to_numpy(), [21, 19, 22, 20, 18, 25], atol=1e-9)
+    est = record.metrics[0]["3:estimation"]
+    assert est["within_tolerance"] is True
+    assert est["periods"] == 7  # readings a day either side of the window close its edges
+    assert est["periods_rejected"] == 0
+    zero_day = ctx.written[(14, 100, 1011, 4)]["2024-03-04"]
+    assert len(zero_day) == 96
+    assert (zero_day == 0).all()
+    assert record.metrics[1]["2:generation"]["type"] == "wind"
