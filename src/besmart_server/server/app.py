@@ -19,6 +19,7 @@ from besmart_server.server.sensors.router import router as sensors_router
 from besmart_server.server.signals.router import router as signals_router
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
+from besmart_server.server.weather.router import router as weather_router
 
 log = logging.getLogger("besmart")
 
@@ -51,7 +52,7 @@ def render_error(exc: AppError) -> Response:
 def _routers() -> list[APIRouter]:
     """Every router of the API. Fixed paths (/api/sensors/states, /api/sensors/signals/...)
     come before the sensor router, whose /api/sensors/{client_cid}.{sensor_mid} is a pattern."""
-    return [users_router, states_router, signals_router, sensors_router]
+    return [users_router, states_router, signals_router, weather_router, sensors_router]
 
 
 def create_app(settings: Settings) -> FastAPI:

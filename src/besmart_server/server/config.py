@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         20, ge=1, description="failed logins per client address within the window before 429"
     )
     login_window_seconds: int = Field(300, ge=1, description="throttling window for failures")
+    weather_radius_km: float = Field(
+        50.0, gt=0, description="weather: grid points farther than this from a query are not used"
+    )
+    weather_neighbours: int = Field(
+        4, ge=1, le=64, description="weather: grid points interpolated (inverse distance) at most"
+    )
     demo: bool = Field(True, description="load demo data on the first serve of an empty database")
     secret_pepper: SecretStr = Field(
         SecretStr(""), description="optional pepper mixed into token and API key hashes"
