@@ -219,6 +219,9 @@ def test_sensor_eid_is_unique_per_client(client: TestClient, db: Database) -> No
         ),
         pytest.param({"node_id": 999_999}, ["query", "node_id"], id="unknown-node"),
         pytest.param({"sensor_eid": "x" * 201}, ["query", "sensor_eid"], id="eid-too-long"),
+        pytest.param({"name": "a\x00b"}, ["query", "name"], id="name-nul"),
+        pytest.param({"sensor_eid": "\x00"}, ["query", "sensor_eid"], id="eid-nul"),
+        pytest.param({"comments": "x\x00"}, ["query", "comments"], id="comments-nul"),
     ],
 )
 def test_create_rejects_bad_input(
@@ -230,6 +233,12 @@ def test_create_rejects_bad_input(
     res = client.post("/api/sensors", params=query, headers=actor.headers)
     assert loc_of(res) == loc
     assert _count(db, sensors) == 0
+
+
+def test_escaped_nul_inside_json_round_trips(client: TestClient, db: Database) -> None:
+    cid, actor = make_tenant(db, Role.write)
+    body = new_sensor(client, actor, cid, info='{"note": "a\\u0000b"}')
+    assert body["info"] == {"note": "a\x00b"}
 
 
 def test_schema_error_names_the_field(client: TestClient, db: Database) -> None:
@@ -288,6 +297,12 @@ def test_admin_sees_every_tenant(client: TestClient, db: Database) -> None:
     admin = make_user(db, admin=True)
     mid = new_sensor(client, owner, cid)["sensor_mid"]
     assert client.get(f"/api/sensors/{cid}.{mid}", headers=admin.headers).status_code == 200
+    assert new_sensor(client, admin, cid, name="by admin")["client_cid"] == cid
+    res = client.post(
+        "/api/sensors", params={"client_cid": 777_777, "name": "x"}, headers=admin.headers
+    )
+    assert res.status_code == 404
+    assert res.json() == "Client 777777 not found"
 
 
 @pytest.mark.parametrize(
@@ -494,6 +509,7 @@ def test_put_by_reader_is_403_and_by_stranger_404(client: TestClient, db: Databa
         pytest.param({"node_id": 12345678}, ["query", "node_id"], id="node"),
         pytest.param({"node_id": "x"}, ["query", "node_id"], id="node-not-int"),
         pytest.param({"balance_calculation": "yes please"}, ["query", "balance_calculation"]),
+        pytest.param({"comments": "\x00"}, ["query", "comments"], id="comments-nul"),
     ],
 )
 def test_put_rejects_bad_input(

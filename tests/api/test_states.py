@@ -167,6 +167,7 @@ def test_states_of_different_sensors_may_overlap(client: TestClient, db: Databas
         pytest.param({"sensor_mid": None}, ["query", "sensor_mid"], id="missing-sensor"),
         pytest.param({"client_cid": None}, ["query", "client_cid"], id="missing-client"),
         pytest.param({"meter_eid": "x" * 201}, ["query", "meter_eid"], id="eid-too-long"),
+        pytest.param({"meter_eid": "S\x00N"}, ["query", "meter_eid"], id="eid-nul"),
     ],
 )
 def test_create_rejects_bad_input(
@@ -563,5 +564,8 @@ def test_find_needs_a_serial(client: TestClient, db: Database) -> None:
     _, actor = make_tenant(db)
     res = client.get("/api/sensors/states/find", headers=actor.headers)
     assert loc_of(res) == ["query", "meter_dev"]
-    res = client.get("/api/sensors/states/find", params={"meter_dev": ""}, headers=actor.headers)
-    assert loc_of(res) == ["query", "meter_dev"]
+    for serial in ("", "SN\x00"):
+        res = client.get(
+            "/api/sensors/states/find", params={"meter_dev": serial}, headers=actor.headers
+        )
+        assert loc_of(res) == ["query", "meter_dev"]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import now_ms
-from besmart_server.server.errors import Conflict, Invalid
+from besmart_server.server.errors import Conflict, Invalid, NotFound
 from besmart_server.server.sensors.access import sensor_for
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.signals.tables import points, series
@@ -82,6 +82,14 @@ def check_custom_fields(value: Any, schema_text: str | None, *, field: str, what
         )
 
 
+def check_text(value: str | None, field: str) -> None:
+    """422 for text no database can store: NUL characters (PostgreSQL rejects them)."""
+    if value is not None and "\x00" in value:
+        raise Invalid(
+            f"{field} must not contain NUL characters", loc=("query", field), type_="string_nul"
+        )
+
+
 # --- sensor types ------------------------------------------------------------------------
 
 
@@ -130,6 +138,10 @@ class SensorFields:
     uncertain: bool | None = None
     negligible: bool | None = None
     balance_calculation: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("name", "sensor_eid", "comments"):
+            check_text(getattr(self, name), name)
 
 
 def _sensor_query() -> Any:
@@ -219,6 +231,8 @@ def create_sensor(
 ) -> SensorResponse:
     """A new sensor under `client_cid` (write role); the server assigns its sensor_mid."""
     principal.require(client_cid, Role.write, what=f"Client {client_cid}")
+    if conn.scalar(select(clients.c.cid).where(clients.c.cid == client_cid)) is None:
+        raise NotFound(f"Client {client_cid} not found")  # admins reach here for any cid
     if not fields.name:
         raise Invalid("name must not be empty", loc=("query", "name"), type_="string_too_short")
     schema_text = None

@@ -18,6 +18,7 @@ from besmart_server.server.sensors.access import sensor_for
 from besmart_server.server.sensors.service import (
     INT32_MAX,
     check_custom_fields,
+    check_text,
     dump_json,
     load_json,
     parse_json,
@@ -168,6 +169,8 @@ def find_for_meter(
 
     Several candidates (one serial in two tenants): those whose meter type name matches
     `meter_type_name` (case-insensitive) win, then the latest `since`."""
+    check_text(meter_dev, "meter_dev")
+    check_text(meter_type_name, "meter_type_name")
     readable = _readable(principal)
     missing = NotFound(f"Sensor state for meter {meter_dev} not found")
     if readable is None:
@@ -206,6 +209,9 @@ class StateFields:
     meter_eid: str | None = None
     meter_type_id: int | str | None = None
     info: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.meter_eid, "meter_eid")
 
 
 @dataclass(frozen=True, slots=True)
