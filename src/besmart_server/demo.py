@@ -30,9 +30,16 @@ class DemoInfo:
     notes: list[str] = field(default_factory=list)
 
 
-# Later parts (sensors, data, weather, graphs) append loaders: f(conn, info) -> None.
 DemoLoader = Callable[[Connection, DemoInfo], None]
-LOADERS: list[DemoLoader] = []
+
+
+def loaders() -> list[DemoLoader]:
+    """Each part's loader, in dependency order (data needs sensors)."""
+    # Imported here: the loaders import DemoInfo from this module.
+    from besmart_server.server.sensors import demo as sensors_demo
+    from besmart_server.server.signals import demo as signals_demo
+
+    return [sensors_demo.load, signals_demo.load]
 
 
 def is_empty(db: Database) -> bool:
@@ -49,6 +56,6 @@ def load_demo(db: Database, *, password: str | None = None) -> DemoInfo:
         uid = users.create_user(conn, login=DEMO_LOGIN, password=password)
         users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.owner)
         info = DemoInfo(client_cid=cid, login=DEMO_LOGIN, password=password)
-        for loader in LOADERS:
+        for loader in loaders():
             loader(conn, info)
     return info
