@@ -43,7 +43,7 @@ def _select(s: Series, since: int, till: int, delta_t: int | None, kind: SeriesK
         np.ones(n, dtype=np.int64),
         np.zeros(n, dtype=np.int64),
         np.zeros(n, dtype=np.int8),
-        s.to_numpy(dtype=np.float64),
+        np.asarray(s.to_numpy(), dtype=np.float64),
     )
     out = aggregate(frame, delta_t_minutes=delta_t, kind=kind, since=since, till=till)
     return pd.Series(out.value, index=pd.to_datetime(out.time, unit="ms", utc=True))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import Field
 
 from besmart_server.server.errors import Invalid, NotFound
 from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
@@ -30,7 +31,7 @@ TRACE: list[tuple[int, int, Any]] = []  # (item, node, label) in execution order
 class ConstParams(Params):
     value: float
     n: int = 4
-    tags: list[str] = []
+    tags: list[str] = Field(default_factory=list)
 
 
 def _const(inputs: Sequence[Series], p: ConstParams, env: Env) -> Series:

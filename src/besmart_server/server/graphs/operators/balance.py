@@ -25,13 +25,14 @@ def balance(parent: Series, children: Mapping[int, Series]) -> tuple[Series, dic
     inputs = values[:, 0]
     outputs = values[:, 1:].sum(axis=1) if values.shape[1] > 1 else np.zeros(len(full))
     residual = pd.Series(inputs - outputs, index=full.index)
+    total_in = float(inputs.sum())
     metrics: dict[str, Any] = {
         "intervals": len(full),
         "intervals_incomplete": int((~complete).sum()),
         "input_kWh": float(inputs.sum()),
         "outputs_kWh": float(outputs.sum()),
         "residual_kWh": float(residual.sum()),
-        "residual_share": float(residual.sum() / inputs.sum()) if inputs.sum() else None,
+        "residual_share": float(residual.sum() / total_in) if abs(total_in) > 1e-9 else None,
     }
     return residual, metrics
 

@@ -24,6 +24,7 @@ from besmart_server.server.graphs.engine import (
 )
 
 F64 = NDArray[np.float64]
+NEGLIGIBLE_KWH = 1e-12  # a period's shape summing to less is flat: scaling it would overflow
 I64 = NDArray[np.int64]
 
 
@@ -40,7 +41,7 @@ def reconcile(shape: F64, period: I64, targets: F64, tolerance: float = 0.0) -> 
     """Scale `shape` within each period so its sum equals that period's target.
 
     `period[i]` is the period of interval i (-1: none). Negative shape values count as 0. A
-    period whose shape sums to 0 gets its energy evenly; a target below 0 but within
+    period whose shape sums to (practically) 0 gets its energy evenly; a target below 0 but within
     `tolerance` is taken as 0 (a counter's rounding), beyond it the period is rejected.
     """
     n_periods = len(targets)
@@ -52,8 +53,9 @@ def reconcile(shape: F64, period: I64, targets: F64, tolerance: float = 0.0) -> 
     targets = np.asarray(targets, dtype=float)
     rejected = targets < -tolerance
     goal = np.where(targets < 0, 0.0, targets)
-    even = (sums <= 0) & (counts > 0)
-    factor = np.divide(goal, sums, out=np.zeros(n_periods), where=sums > 0)
+    shaped = sums > NEGLIGIBLE_KWH
+    even = ~shaped & (counts > 0)
+    factor = np.divide(goal, sums, out=np.zeros(n_periods), where=shaped)
     each = np.divide(goal, counts, out=np.zeros(n_periods), where=counts > 0)
     values = np.full(len(shape), np.nan)
     values[inside] = np.where(even[p], each[p], shape[inside] * factor[p])

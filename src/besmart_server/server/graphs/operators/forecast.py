@@ -42,7 +42,7 @@ def calendar_features(
     local = index.tz_convert(timezone)
     days = holiday_dates(country, sorted({int(y) for y in local.year}))
     holiday = np.isin(np.asarray(local.date), np.asarray(days, dtype=object))
-    doy = 2 * np.pi * local.dayofyear.to_numpy() / 365.25
+    doy = 2 * np.pi * local.day_of_year.to_numpy() / 365.25
     temp = (
         temperature_c.reindex(index).to_numpy(dtype=float)
         if temperature_c is not None
@@ -51,7 +51,7 @@ def calendar_features(
     return np.column_stack(
         [
             local.hour + local.minute / 60.0,
-            local.weekday,
+            local.day_of_week,
             holiday.astype(float),
             np.sin(doy),
             np.cos(doy),
@@ -98,8 +98,8 @@ def forecast_load_series(
     params: dict[str, Any] = {
         "objective": "regression",
         "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": 20,
+        "num_leaves": 15,
+        "min_data_in_leaf": 40,
         "deterministic": True,
         "num_threads": 1,  # deterministic and polite on a shared machine
         "seed": seed,

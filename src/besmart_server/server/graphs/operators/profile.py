@@ -100,7 +100,7 @@ def learned_shape(
         frames.append(
             pd.DataFrame(
                 {
-                    "weekday": local.weekday,
+                    "weekday": local.day_of_week,
                     "slot": local.hour * 60 + local.minute,
                     "v": s.to_numpy() / s.mean(),
                 }
@@ -113,7 +113,7 @@ def learned_shape(
     by_slot = data.groupby("slot")["v"].mean()
     local = index.tz_convert(timezone)
     slots = local.hour * 60 + local.minute
-    keys = pd.MultiIndex.from_arrays([local.weekday, slots])
+    keys = pd.MultiIndex.from_arrays([local.day_of_week, slots])
     values = by_week.reindex(keys).to_numpy()
     fallback = by_slot.reindex(slots).to_numpy()
     values = np.where(np.isnan(values), fallback, values)
