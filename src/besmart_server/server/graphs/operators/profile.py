@@ -11,7 +11,7 @@ from typing import Any, Literal
 import holidays as holidays_lib
 import numpy as np
 import pandas as pd
-from demandlib import bdew
+from demandlib import bdew  # type: ignore[import-untyped,unused-ignore]  # untyped package
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (

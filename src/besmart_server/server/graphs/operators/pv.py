@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pvlib
+import pvlib  # type: ignore[import-untyped,unused-ignore]  # pvlib ships no type hints
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import Env, Operator, Series, Windowed, min_step, operator
