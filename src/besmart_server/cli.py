@@ -13,6 +13,7 @@ import typer
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.weather.cli import weather_app
 
 app = typer.Typer(
     help="besmart-server: energy-data platform (besmart REST API).", no_args_is_help=True
@@ -27,6 +28,7 @@ app.add_typer(client_app, name="client")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(token_app, name="token")
+app.add_typer(weather_app, name="weather")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
