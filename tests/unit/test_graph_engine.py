@@ -21,6 +21,7 @@ from besmart_server.server.graphs.engine import (
     parse_graph,
     prepare,
     run,
+    write_targets,
 )
 from besmart_server.server.graphs.operators import REGISTRY
 from tests.unit.graph_memory import MemoryContext, ms
@@ -391,3 +392,59 @@ def test_builtin_estimation_takes_the_real_services_body_as_is() -> None:
     assert len(zero_day) == 96
     assert (zero_day == 0).all()
     assert record.metrics[1]["2:generation"]["type"] == "wind"
+
+
+def test_write_targets_are_known_before_running() -> None:
+    body = [
+        {"client_cid": 1, "sensor_mid": 10, "params": {"power": 1.0}},
+        {"client_cid": 2, "sensor_mid": 20, "params": {"power": 1.0}},
+    ]
+    parsed = parse_graph(TEMPLATED, REG)
+    assert write_targets(parsed, prepare(parsed, body, REG)) == {(1, 10), (2, 20)}
+
+
+def test_builtin_load_forecast_writes_a_day_ahead_from_a_register() -> None:
+    ctx = MemoryContext()
+    idx = pd.date_range("2024-02-01", "2024-03-07", freq="15min", inclusive="left", tz="UTC")
+    hour = idx.hour + idx.minute / 60
+    per_quarter = 0.2 + 0.15 * np.exp(-((hour - 19) ** 2) / 6)
+    ctx.signals[(3, 30, 32)] = pd.Series(1000 + np.cumsum(per_quarter), index=idx)
+    body = {"client_cid": 3, "sensor_mid": 30}
+    record = run(
+        "load_forecast",
+        builtin_graph("load_forecast"),
+        body,
+        ms("2024-03-05"),
+        ms("2024-03-06"),
+        ctx,
+    )
+    assert record.points_written == {"3.30/1011/2": 96}
+    assert record.metrics[0]["2:forecast_load"]["model"] == "lightgbm"
+    out = ctx.written[(3, 30, 1011, 2)]
+    # energy per quarter of the next quarter's counter minus this one: the profile shifted by one
+    truth = pd.Series(per_quarter, index=idx).shift(-1).loc[out.index]
+    assert float((out - truth).abs().mean()) < 0.01
+
+
+def test_builtin_pv_forecast_without_measurements_writes_the_model() -> None:
+    ctx = MemoryContext()
+    hours = pd.date_range("2024-06-01", "2024-06-20", freq="h", tz="UTC")
+    ctx.weather[1031] = pd.Series(
+        np.clip(700 * np.sin((hours.hour - 3) / 16 * np.pi), 0, None), index=hours
+    )
+    body = {"client_cid": 1, "sensor_mid": 7, "lat": 52.2, "lon": 21.0, "params": {"power": 4.0}}
+    record = run(
+        "pv_forecast", builtin_graph("pv_forecast"), body, ms("2024-06-18"), ms("2024-06-19"), ctx
+    )
+    assert record.points_written == {"1.7/70/2": 96}
+    assert record.metrics[0]["1:forecast_pv"] == {
+        "intervals": 96,
+        "decomposition": "erbs",
+        "bias_ratio": 1.0,
+        "bias_intervals": 0,
+    }
+    out = ctx.written[(1, 7, 70, 2)]
+    assert out.iloc[0] == 0.0  # midnight
+    assert 2.0 < out.max() < 4.0  # a 4 kWp array at 700 W/m2 GHI
+    assert ("weather", 52.2, 21.0, 1031) in {r[:4] for r in ctx.reads}
+    assert any(r[0] == "weather" and r[6].get("signal_origin_id") == 2 for r in ctx.reads)

@@ -483,6 +483,17 @@ def prepare(graph: Graph, body: Any, registry: Registry | None = None) -> list[l
     return plans
 
 
+def write_targets(graph: Graph, plans: Sequence[Sequence[Params]]) -> set[tuple[int, int]]:
+    """The (client_cid, sensor_mid) pairs a run writes: each needs the caller's `write` role."""
+    found: set[tuple[int, int]] = set()
+    for plan in plans:
+        for j, node in enumerate(graph.nodes):
+            if node.function == "write":
+                target = plan[j].model_dump()
+                found.add((int(target["client_cid"]), int(target["sensor_mid"])))
+    return found
+
+
 def check_window(since: int, till: int) -> None:
     """The half-open window must not be empty."""
     if since >= till:
