@@ -238,3 +238,17 @@ def test_security_headers_and_body_limit(settings: Settings, db: Database) -> No
         ok = client.get("/api/clients")
         assert ok.headers["X-Content-Type-Options"] == "nosniff"
         assert ok.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/api/sensors/5.", "/api/sensors/.5", "/api/nothing-here"])
+def test_unknown_paths_answer_404_with_a_json_string(client: TestClient, path: str) -> None:
+    res = client.get(path)
+    assert res.status_code == 404
+    assert res.json() == f"Path {path} not found"
+
+
+def test_wrong_method_keeps_405(client: TestClient) -> None:
+    res = client.patch("/api/users/token")
+    assert res.status_code == 405
+    assert res.json() == {"detail": "Method Not Allowed"}
+    assert res.headers["Allow"]

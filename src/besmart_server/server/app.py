@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from besmart_server import API_VERSION, __version__
 from besmart_server.server.config import Settings
@@ -80,6 +81,14 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> Response:
         return render_error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # An unknown path (e.g. a malformed `5.` sensor key) answers like every other 404:
+        # a JSON string, never the framework's default body.
+        if exc.status_code == 404:
+            return _json(404, f"Path {request.url.path} not found")
+        return _json(exc.status_code, {"detail": exc.detail}, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
