@@ -130,15 +130,24 @@ def grid_point(
     return created.sensor_mid
 
 
-def grid_points_near(conn: Connection, cid: int, lat: float, radius_km: float) -> list[GridPoint]:
-    """The client's weather points in the latitude band that a radius around `lat` can reach."""
+def grid_points_near(conn: Connection, lat: float, radius_km: float) -> list[tuple[int, GridPoint]]:
+    """(client_cid, point) of the weather points in the latitude band a radius can reach."""
     # Only latitude is narrowed in SQL: a longitude band breaks at the date line and the poles,
-    # and the haversine filter that follows is exact anyway.
+    # and the haversine filter that follows is exact anyway. One query, joined to the client,
+    # because this runs on every weather read.
     reach = radius_km / _KM_PER_DEGREE + 1e-6
     rows = conn.execute(
-        select(sensors_table.c.mid, sensors_table.c.lat, sensors_table.c.lon).where(
+        select(
+            sensors_table.c.client_cid,
+            sensors_table.c.mid,
+            sensors_table.c.lat,
+            sensors_table.c.lon,
+        )
+        .select_from(sensors_table.join(clients, clients.c.cid == sensors_table.c.client_cid))
+        .where(
             and_(
-                sensors_table.c.client_cid == cid,
+                clients.c.is_system.is_(True),
+                clients.c.name == WEATHER_CLIENT_NAME,
                 sensors_table.c.sensor_type_id == WEATHER_POINT_TYPE,
                 sensors_table.c.lat.is_not(None),
                 sensors_table.c.lon.is_not(None),
@@ -147,7 +156,7 @@ def grid_points_near(conn: Connection, cid: int, lat: float, radius_km: float) -
             )
         )
     )
-    return [GridPoint(int(r.mid), float(r.lat), float(r.lon)) for r in rows]
+    return [(int(r.client_cid), GridPoint(int(r.mid), float(r.lat), float(r.lon))) for r in rows]
 
 
 # --- imports --------------------------------------------------------------------------------
@@ -355,17 +364,11 @@ def neighbours_of(
     conn: Connection, lat: float, lon: float, *, radius_km: float, k: int
 ) -> tuple[int, list[Neighbour]]:
     """The weather client and the grid points that answer for (lat, lon); 404 if none."""
-    cid = weather_client(conn, create=False)
-    found = (
-        []
-        if cid is None
-        else nearest(
-            grid_points_near(conn, cid, lat, radius_km), lat, lon, radius_km=radius_km, k=k
-        )
-    )
-    if cid is None or not found:
+    near = grid_points_near(conn, lat, radius_km)
+    found = nearest([p for _, p in near], lat, lon, radius_km=radius_km, k=k)
+    if not found:
         raise NotFound(f"No weather grid point within {radius_km:g} km of ({lat:g}, {lon:g})")
-    return cid, found
+    return near[0][0], found
 
 
 def read_weather(
