@@ -9,6 +9,7 @@ on disk, and stopped. Every wait is a bounded loop.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,6 +140,20 @@ def settle_size(path: Path, *, stable_s: float, timeout_s: float) -> int:
         elif time.monotonic() - since >= stable_s:
             break
     return last
+
+
+def package_version(package: str) -> str:
+    """The installed Debian package's version (Debian's VictoriaMetrics reports none itself)."""
+    try:
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return ""
+    return done.stdout.decode(errors="replace").strip() if done.returncode == 0 else ""
 
 
 def which_or_install(binary: str, package: str) -> str:
@@ -288,6 +303,10 @@ class _Peer:
     def storage_bytes(self) -> int:
         raise NotImplementedError
 
+    def stored_points(self) -> int | None:
+        """Not counted back: the workload's points are what was written."""
+        return None
+
     def describe(self) -> str:
         return f"{self.name} {self.version}".strip()
 
@@ -382,6 +401,8 @@ class InfluxDB(_Peer):
         )
 
     def read(self, kind: str, q: Query) -> Read:
+        if kind == "weather":
+            raise Skip("no equivalent (weather is a besmart feature)")
         where = self._where(q)
         if kind == "raw":
             return self._read(f"SELECT value FROM sig WHERE {where}")
@@ -420,8 +441,6 @@ class VictoriaMetrics(_Peer):
 
     def _start(self) -> None:
         binary = which_or_install("victoria-metrics", "victoria-metrics")
-        out = subprocess.run([binary, "-version"], capture_output=True, timeout=30, check=False)
-        self.version = out.stdout.decode(errors="replace").strip().split("-")[-1][:40]
         self._launch(
             [
                 binary,
@@ -434,6 +453,8 @@ class VictoriaMetrics(_Peer):
             ],
             "/health",
         )
+        found = re.search(r'short_version="([^"]+)"', self.http.get("/metrics").text)
+        self.version = found.group(1) if found else package_version("victoria-metrics")
 
     def write(self, body: bytes) -> None:
         _check(self.http.post("/write", params={"precision": "ms"}, content=body), 204)
@@ -473,6 +494,8 @@ class VictoriaMetrics(_Peer):
         )
 
     def read(self, kind: str, q: Query) -> Read:
+        if kind == "weather":
+            raise Skip("no equivalent (weather is a besmart feature)")
         s = q.series[0]
         sel = f'{{sensor="{s.sensor}",moid="{s.moid}"}}'
         if kind == "raw":

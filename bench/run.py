@@ -62,6 +62,7 @@ class Engine(Protocol):
     def flush(self) -> None: ...
     def read(self, kind: str, q: Query) -> Read: ...
     def storage_bytes(self) -> int: ...
+    def stored_points(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Result:
     durability: str = ""
     values: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # why a figure is missing
+    load: str = ""  # the machine's 1-minute load average before and after (others' work shows)
     skipped: str = ""  # why the whole engine cannot be measured here (not a failure)
     error: str = ""  # why the whole engine failed
 
@@ -101,6 +103,7 @@ def rows(workload: Workload) -> list[Row]:
     raw = workload.raw_query().expected_points
     multi = workload.multi_query()
     minute = len(workload.minute)
+    weather = workload.weather_query().expected_points
     return [
         Row("ingest", "1 ingest, multi-series PUT (first versions)", "pts/s", True),
         Row("reingest", f"1b ingest, versions 2-{spec.versions} of the same points", "pts/s", True),
@@ -118,7 +121,7 @@ def rows(workload: Workload) -> list[Row]:
             False,
         ),
         Row("multi_p95", "5 multi-series read, p95", "ms", False),
-        Row("weather_p50", "6 weather point query, p50", "ms", False),
+        Row("weather_p50", f"6 weather T_AIR at a point, {weather:,} h (IDW), p50", "ms", False),
         Row("weather_p95", "6 weather point query, p95", "ms", False),
         Row("bytes_per_point", "7 bytes on disk per stored point", "B/pt", False),
     ]
@@ -237,7 +240,7 @@ def notes(results: dict[str, Result]) -> list[str]:
                 f"{head}: {'skipped' if res.skipped else 'FAILED'}: {res.skipped or res.error}"
             )
             continue
-        out.append(f"{head}; durability: {res.durability}")
+        out.append(f"{head}; durability: {res.durability}; load average {res.load}")
         out += [f"  {kind}: {why}" for kind, why in res.notes.items()]
     return out
 
@@ -291,12 +294,13 @@ def _queries(workload: Workload) -> dict[str, Query]:
         "last": workload.last_query(),
         "daily": workload.daily_query(),
         "multi": workload.multi_query(),
-        "weather": workload.raw_query(),  # placeholder window; no engine serves it yet
+        "weather": workload.weather_query(),
     }
 
 
 def measure(engine: Engine, workload: Workload, opts: Options) -> Result:
     res = Result(engine.name)
+    before = os.getloadavg()[0]
     with engine:
         res.describe, res.durability = engine.describe(), engine.durability
         _say(f"{engine.name} ({res.describe}) on loopback")
@@ -329,8 +333,12 @@ def measure(engine: Engine, workload: Workload, opts: Options) -> Result:
         if "last_p50" in res.values and res.values.get("raw_p50"):
             res.values["last_ratio"] = res.values["last_p50"] / res.values["raw_p50"]
         size = engine.storage_bytes()
-        res.values["bytes_per_point"] = size / workload.stored_points
-        _say(f"  on disk: {size:,} bytes for {workload.stored_points:,} points")
+        stored = engine.stored_points() or workload.stored_points
+        if stored < workload.stored_points:
+            raise RuntimeError(f"{stored:,} points stored of {workload.stored_points:,} written")
+        res.values["bytes_per_point"] = size / stored
+        _say(f"  on disk: {size:,} bytes for {stored:,} points")
+    res.load = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
     return res
 
 

@@ -27,6 +27,9 @@ MS_15MIN = 15 * MS_MINUTE
 MS_HOUR = 60 * MS_MINUTE
 MS_DAY = 24 * MS_HOUR
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+WEATHER_START_MS = 1_672_531_200_000  # 2023-01-01T00:00:00Z (a typical-year file has no 29 Feb)
+WEATHER_AT = (50.10, 19.90)  # the queried place, inside the grid below
+T_AIR = 139  # air temperature (stored in K)
 
 A_PLUS = 32  # active energy import register, kWh, cumulative
 P_PLUS = 1001  # active power import, kW, instantaneous
@@ -129,12 +132,26 @@ class Query:
 
 
 @dataclass(frozen=True, eq=False)
+class WeatherPoint:
+    """One weather grid point: a year of hourly values, stamped at the end of each hour
+    (as an EPW file has them: 2023-01-01T01:00Z … 2024-01-01T00:00Z)."""
+
+    lat: float
+    lon: float
+    time: IntArray
+    temp_c: FloatArray
+    ghi_wm2: FloatArray
+    wind_ms: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
 class Workload:
     spec: Spec
     meters: tuple[Series, ...]
     minute: Series
     versions: tuple[Series, ...]
     sensors: tuple[str, ...] = field(default=())
+    weather: tuple[WeatherPoint, ...] = field(default=())
 
     @property
     def stored_points(self) -> int:
@@ -179,6 +196,12 @@ class Workload:
         till = since + MS_DAY
         per_series = int(np.count_nonzero((chosen[0].time >= since) & (chosen[0].time < till)))
         return Query(chosen, since, till, per_series * len(chosen))
+
+    def weather_query(self) -> Query:
+        """Hourly T_AIR at ``WEATHER_AT`` (interpolated from the grid) from 2 Jan to 31 Dec."""
+        since = WEATHER_START_MS + MS_DAY
+        till = WEATHER_START_MS + 364 * MS_DAY
+        return Query((), since, till, (till - since) // MS_HOUR, 60)
 
 
 def _end(series: Series, step: int) -> int:
@@ -314,6 +337,26 @@ def _versions(spec: Spec) -> tuple[Series, ...]:
     return tuple(out)
 
 
+def weather_grid(spec: Spec) -> tuple[WeatherPoint, ...]:
+    """Four grid points 0.25° apart around ``WEATHER_AT``: temperature with a seasonal and a
+    daily cycle, a crude clear-sky-times-clouds irradiance, gusty wind."""
+    t = WEATHER_START_MS + MS_HOUR + np.arange(365 * 24, dtype=np.int64) * MS_HOUR
+    day = (t - WEATHER_START_MS) / MS_DAY
+    hour = (t % MS_DAY) / MS_HOUR
+    out = []
+    for i, (lat, lon) in enumerate(((50.0, 19.75), (50.0, 20.0), (50.25, 19.75), (50.25, 20.0))):
+        rng = _rng(spec, 7, i)
+        season = -np.cos(2 * np.pi * (day - 15) / 365.0)
+        temp = 8.5 + 10.0 * season + 4.0 * np.sin(2 * np.pi * (hour - 9) / 24) - 0.3 * i
+        temp = temp + 1.5 * _smooth_noise(rng, t.shape[0], 24)
+        sun = np.maximum(0.0, np.sin(np.pi * (hour - 6 + 2 * season) / (12 + 4 * season)))
+        clouds = np.clip(0.6 + 0.35 * _smooth_noise(rng, t.shape[0], 12), 0.1, 1.0)
+        ghi = np.round(800.0 * (0.75 + 0.25 * season) * sun * clouds)
+        wind = _round(np.abs(3.5 + 2.0 * _smooth_noise(rng, t.shape[0], 6)), 1)
+        out.append(WeatherPoint(lat, lon, t, _round(temp, 1), _round(ghi, 0), wind))
+    return tuple(out)
+
+
 def generate(spec: Spec) -> Workload:
     """The whole workload for these sizes (a full run: about 4.2 M points, well under 1 s)."""
     meters = tuple(s for i in range(spec.sensors) for s in _meter(spec, i))
@@ -321,4 +364,4 @@ def generate(spec: Spec) -> Workload:
     minute = Series("minute", "min000", P_PLUS, tm, power_kw(_rng(spec, 4), tm, 4.0))
     versions = _versions(spec)
     sensors = (*dict.fromkeys(s.sensor for s in meters), minute.sensor, versions[0].sensor)
-    return Workload(spec, meters, minute, versions, sensors)
+    return Workload(spec, meters, minute, versions, sensors, weather_grid(spec))
