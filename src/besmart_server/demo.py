@@ -38,8 +38,9 @@ def loaders() -> list[DemoLoader]:
     # Imported here: the loaders import DemoInfo from this module.
     from besmart_server.server.sensors import demo as sensors_demo
     from besmart_server.server.signals import demo as signals_demo
+    from besmart_server.server.weather import demo as weather_demo
 
-    return [sensors_demo.load, signals_demo.load]
+    return [sensors_demo.load, signals_demo.load, weather_demo.load]
 
 
 def is_empty(db: Database) -> bool:
