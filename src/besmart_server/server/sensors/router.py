@@ -1,4 +1,7 @@
-"""HTTP routes of the sensors module (thin: parse, authorize, call the service)."""
+"""HTTP routes of the sensors module (thin: parse, authorize, call the service).
+
+Fixed paths (/api/sensors/types, /find) are declared before the
+/api/sensors/{client_cid}.{sensor_mid} patterns and the bare-number catch-all."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409, Invalid
 from besmart_server.server.sensors import service
-from besmart_server.server.sensors.service import INT32_MAX, SensorFields
+from besmart_server.server.sensors.service import INT32_MAX, SensorFields, SensorFilter
 
 router = APIRouter(tags=["Sensors"])
 
@@ -41,6 +44,45 @@ _SENSOR_KEY_HELP = (
 def get_types(conn: ConnDep, _user: CurrentUser) -> list[SensorTypeResponse]:
     """Every sensor type, system ones included, by id."""
     return service.list_types(conn)
+
+
+@router.get(
+    "/api/sensors/find",
+    summary="Find sensors",
+    description="Beyond the spec (the real service's older name for a sensor search): the "
+    "sensors the caller can read, narrowed by every filter given, in `sensor_mid` order, "
+    "each as Get sensor answers it. `name` matches a substring, ignoring case (ASCII letters "
+    "on SQLite); `sensor_eid` matches exactly; `meter_eid` names the meter of the sensor's "
+    "state in force now. A `client_cid` the caller cannot read is 404, as for a missing "
+    "client (like Get sensor states); an unknown `sensor_type_id` is 422. Pages: `limit` "
+    "(1-1000, default 100) and `offset`; a page shorter than `limit` is the last.",
+    responses={200: {"description": "The matching sensors"}, **R401, **R404},
+)
+def find_sensors(
+    conn: ConnDep,
+    user: CurrentUser,
+    client_cid: Annotated[int | None, Query(description="Client CID", ge=0, le=INT32_MAX)] = None,
+    sensor_type_id: TypeQ = None,
+    name: Annotated[
+        str | None, Query(description="Part of the name, case-insensitive", max_length=500)
+    ] = None,
+    sensor_eid: EidQ = None,
+    meter_eid: Annotated[
+        str | None,
+        Query(description="Serial of the meter installed now (state in force)", max_length=200),
+    ] = None,
+    limit: Annotated[int, Query(description="Page size", ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(description="Sensors to skip", ge=0, le=INT32_MAX)] = 0,
+) -> list[SensorResponse]:
+    """Find the caller's sensors, filtered and paginated."""
+    where = SensorFilter(
+        client_cid=client_cid,
+        sensor_type_id=sensor_type_id,
+        name=name,
+        sensor_eid=sensor_eid,
+        meter_eid=meter_eid,
+    )
+    return service.find_sensors(conn, user, where, limit=limit, offset=offset)
 
 
 @router.post(

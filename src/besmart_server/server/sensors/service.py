@@ -9,7 +9,17 @@ from typing import Any
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
@@ -88,6 +98,21 @@ def check_text(value: str | None, field: str) -> None:
         raise Invalid(
             f"{field} must not contain NUL characters", loc=("query", field), type_="string_nul"
         )
+
+
+def readable_filter(principal: Principal, column: Any) -> ColumnElement[bool] | None:
+    """A filter on a client_cid `column` for what the caller can read (None: nothing)."""
+    if principal.is_admin:
+        return true()
+    cids = sorted(cid for cid in principal.roles if principal.can(cid, Role.read))
+    return column.in_(cids) if cids else None
+
+
+def require_readable_client(conn: Connection, principal: Principal, client_cid: int) -> None:
+    """404 when the client is missing or the caller cannot read it (the same answer)."""
+    found = conn.scalar(select(clients.c.cid).where(clients.c.cid == client_cid))
+    if found is None or not principal.can(client_cid, Role.read):
+        raise NotFound(f"Client {client_cid} not found")
 
 
 # --- sensor types ------------------------------------------------------------------------
@@ -187,6 +212,70 @@ def get_sensor(
     """A sensor the caller can read (404 when missing or another tenant's)."""
     sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
     return _read(conn, principal, sensor_mid)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorFilter:
+    """What GET /api/sensors/find narrows by; None means 'any'."""
+
+    client_cid: int | None = None
+    sensor_type_id: int | None = None
+    name: str | None = None
+    sensor_eid: str | None = None
+    meter_eid: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("name", "sensor_eid", "meter_eid"):
+            check_text(getattr(self, name), name)
+
+
+def find_sensors(
+    conn: Connection,
+    principal: Principal,
+    where: SensorFilter,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    at: int | None = None,
+) -> list[SensorResponse]:
+    """A page of the sensors the caller can read that match `where`, by sensor_mid.
+
+    `name` is a case-insensitive substring; `meter_eid` names the meter of the state in
+    force at `at` (default now). A client the caller cannot read is 404, like a missing
+    one; an unknown sensor type is 422."""
+    if where.client_cid is not None:
+        require_readable_client(conn, principal, where.client_cid)
+    if where.sensor_type_id is not None:
+        _type_row(conn, where.sensor_type_id)
+    readable = readable_filter(principal, sensors.c.client_cid)
+    if readable is None:
+        return []
+    query = _sensor_query().where(readable)
+    if where.client_cid is not None:
+        query = query.where(sensors.c.client_cid == where.client_cid)
+    if where.sensor_type_id is not None:
+        query = query.where(sensors.c.sensor_type_id == where.sensor_type_id)
+    if where.name:
+        # lower() on both sides: ASCII on SQLite, the locale's case mapping on PostgreSQL.
+        query = query.where(
+            func.lower(sensors.c.name).contains(where.name.lower(), autoescape=True)
+        )
+    if where.sensor_eid is not None:
+        query = query.where(sensors.c.sensor_eid == where.sensor_eid)
+    if where.meter_eid is not None:
+        at = now_ms() if at is None else at
+        query = query.where(
+            select(sensor_states.c.id)
+            .where(
+                sensor_states.c.sensor_mid == sensors.c.mid,
+                sensor_states.c.meter_eid == where.meter_eid,
+                sensor_states.c.since <= at,
+                sensor_states.c.till.is_(None) | (sensor_states.c.till > at),
+            )
+            .exists()
+        )
+    rows = conn.execute(query.order_by(sensors.c.mid).limit(limit).offset(offset))
+    return [_response(r, principal) for r in rows]
 
 
 def _check_eid(conn: Connection, client_cid: int, eid: str, sensor_mid: int | None) -> None:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, true, update
+from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from besmart_server.schemas.sensors import SensorStateResponse, SignalStateDto
@@ -22,13 +22,14 @@ from besmart_server.server.sensors.service import (
     dump_json,
     load_json,
     parse_json,
+    readable_filter,
+    require_readable_client,
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.signals.tables import signal_types
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
 from besmart_server.server.users.service import Principal
-from besmart_server.server.users.tables import clients
 
 # Latest instant a state may name: 9999-12-31T23:59:59.999Z (keeps ms convertible to dates).
 MAX_MS = 253_402_300_799_999
@@ -39,10 +40,7 @@ MAX_MS = 253_402_300_799_999
 
 def _readable(principal: Principal) -> ColumnElement[bool] | None:
     """A filter on sensors.client_cid for what the caller can read (None: nothing)."""
-    if principal.is_admin:
-        return true()
-    cids = [cid for cid in principal.roles if principal.can(cid, Role.read)]
-    return sensors.c.client_cid.in_(cids) if cids else None
+    return readable_filter(principal, sensors.c.client_cid)
 
 
 def _states(
@@ -134,9 +132,7 @@ def list_states(
     if client_cid is not None and sensor_mid is not None:
         sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
     elif client_cid is not None:
-        exists = conn.scalar(select(clients.c.cid).where(clients.c.cid == client_cid))
-        if exists is None or not principal.can(client_cid, Role.read):
-            raise NotFound(f"Client {client_cid} not found")
+        require_readable_client(conn, principal, client_cid)
     elif sensor_mid is not None:
         owner = conn.scalar(select(sensors.c.client_cid).where(sensors.c.mid == sensor_mid))
         if owner is None or not principal.can(owner, Role.read):
