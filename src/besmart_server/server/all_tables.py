@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from besmart_server.server.db import metadata
+from besmart_server.server.graphs import tables as graph_tables
 from besmart_server.server.sensors import tables as sensor_tables
 from besmart_server.server.signals import tables as signal_tables
 from besmart_server.server.states import tables as state_tables
@@ -13,6 +14,7 @@ CATALOG_TABLES = frozenset({"units", "signal_types", "version_clock"})
 
 __all__ = [
     "CATALOG_TABLES",
+    "graph_tables",
     "metadata",
     "sensor_tables",
     "signal_tables",

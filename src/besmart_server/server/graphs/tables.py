@@ -1,0 +1,40 @@
+"""Stored graphs (by name) and graph runs (their state and run record)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+
+from besmart_server.server.db import metadata
+
+graphs = Table(
+    "graphs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Runs name a graph without a tenant (the spec's graph_name), so names are global.
+    Column("name", String(200), nullable=False, unique=True),
+    Column("definition", Text, nullable=False),  # JSON: {"nodes": [...], "edges": [...]}
+    # The tenant that owns the graph; NULL for system graphs an admin stored.
+    Column("owner_cid", Integer, ForeignKey("clients.cid", ondelete="CASCADE"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+graph_runs = Table(
+    "graph_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("graph_name", String(200), nullable=False),
+    Column("since", BigInteger, nullable=False),
+    Column("till", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),  # JSON: the run's template parameters
+    Column("state", String(10), nullable=False),  # queued, running, done, failed
+    Column("executor", String(20), nullable=False),
+    Column("record", Text, nullable=True),  # JSON run record once done
+    Column("error", Text, nullable=True),
+    # Who started it (NULL: the CLI); only they (and admins) may see the run.
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=True),
+    Column("finished_at", BigInteger, nullable=True),
+    Index("ix_graph_runs_user_id", "user_id"),
+)
