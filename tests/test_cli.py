@@ -170,6 +170,13 @@ def test_demo_loads_once_into_an_empty_database(env: dict[str, str], db: Databas
     assert "already" in out
 
 
+def test_demo_ignores_system_clients(env: dict[str, str], db: Database) -> None:
+    with db.transaction() as conn:
+        service.create_client(conn, name="Weather (system)", is_system=True)
+    code, out = invoke(env, "demo")
+    assert code == 0, out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -44,9 +44,11 @@ def loaders() -> list[DemoLoader]:
 
 
 def is_empty(db: Database) -> bool:
-    """True when no tenant exists yet (the first serve of a new database)."""
+    """True when no tenant exists yet (the first serve of a new database); system clients
+    such as the weather grid's, made by an earlier `besmart weather import`, do not count."""
     with db.transaction(write=False) as conn:
-        return conn.scalar(select(clients.c.cid).limit(1)) is None
+        query = select(clients.c.cid).where(clients.c.is_system.is_(False)).limit(1)
+        return conn.scalar(query) is None
 
 
 def load_demo(db: Database, *, password: str | None = None) -> DemoInfo:

@@ -167,8 +167,11 @@ def test_roles_rank_and_admin_sees_everything(client: TestClient, db: Database) 
     admin = make_user(db, admin=True)
     mine = client.get("/api/clients", headers=writer.headers).json()
     assert [(c["client_cid"], c["role"]) for c in mine] == [(a, "write")]
+    with db.transaction() as conn:
+        system = service.create_client(conn, name="Weather (system)", is_system=True)
     everything = client.get("/api/clients", headers=admin.headers).json()
     assert {(c["client_cid"], c["role"]) for c in everything} >= {(a, "owner"), (b, "owner")}
+    assert system not in {c["client_cid"] for c in everything}
     with db.transaction() as conn:
         principal = service.authenticate_token(conn, writer.token)
     assert principal.can(a, Role.read)

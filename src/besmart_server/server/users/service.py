@@ -107,8 +107,13 @@ def grant_role(conn: Connection, *, user_id: int, client_cid: int, role: Role) -
 
 
 def list_client_roles(conn: Connection, principal: Principal) -> list[ClientRole]:
-    """The clients the caller can see, each with the caller's role, by cid."""
-    query = select(clients.c.cid, clients.c.name).order_by(clients.c.cid)
+    """The tenants the caller can see, each with the caller's role, by cid (system clients,
+    such as the weather grid's, are internal and never listed)."""
+    query = (
+        select(clients.c.cid, clients.c.name)
+        .where(clients.c.is_system.is_(False))
+        .order_by(clients.c.cid)
+    )
     if not principal.is_admin:
         query = query.where(clients.c.cid.in_(list(principal.roles)))
     result = []
