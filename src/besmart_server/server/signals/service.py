@@ -245,6 +245,9 @@ class ReadQuery:
     apply_multiplier: bool = False
     output_unit_id: int | None = None
     is_chart: bool = False
+    # Only versions acquired before this time (UTC ms): the data as it stood then, for
+    # backtests without leakage. None reads every version.
+    as_of: int | None = None
 
 
 class ReadBudget:
@@ -374,7 +377,16 @@ def _parse_info(raw: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def read(
+@dataclass(frozen=True, slots=True)
+class FrameRead:
+    """One signal's points after the read pipeline, as arrays, with the unit they are in."""
+
+    frame: Frame
+    unit: Unit
+    storage_s: float  # seconds spent in the store
+
+
+def read_frame(
     conn: Connection,
     store: SeriesStore,
     principal: Principal,
@@ -382,14 +394,12 @@ def read(
     *,
     budget: ReadBudget,
     loc: Loc = ("query",),
-    started: float | None = None,
     cat: Catalog | None = None,
-) -> dict[str, Any]:
-    """One signal's points through domain.md's steps, as a SignalResponse object.
+) -> FrameRead:
+    """One signal's points through domain.md's steps, as a Frame (no wire encoding).
 
-    versions → origin → multiplier → stitching → delta_t aggregation → output unit.
+    versions (as of `q.as_of`) → origin → multiplier → stitching → delta_t aggregation → unit.
     """
-    t0 = time.perf_counter() if started is None else started
     check_query(q, loc)
     sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
     cat = cat or load_catalog(conn)
@@ -416,6 +426,8 @@ def read(
     )
     storage += time.perf_counter() - s0
     budget.take(len(f))
+    if q.as_of is not None and len(f):
+        f = f.take(f.acq < q.as_of * 1000)  # acq is µs: imports ms x 1000, stamps µs
 
     if len(f):
         if q.get_last or step:
@@ -438,15 +450,36 @@ def read(
             numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
+    return FrameRead(f, dst, storage)
+
+
+def read(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    q: ReadQuery,
+    *,
+    budget: ReadBudget,
+    loc: Loc = ("query",),
+    started: float | None = None,
+    cat: Catalog | None = None,
+) -> dict[str, Any]:
+    """One signal's points through domain.md's steps, as a SignalResponse object.
+
+    versions → origin → multiplier → stitching → delta_t aggregation → output unit.
+    """
+    t0 = time.perf_counter() if started is None else started
+    got = read_frame(conn, store, principal, q, budget=budget, loc=loc, cat=cat)
+    f = got.frame
     data = encode_data(f) if len(f) else empty_data()
     return {
         "client_cid": q.client_cid,
         "sensor_mid": q.sensor_mid,
         "signal_type_moid": q.signal_type_moid,
-        "unit": dst.symbol,
+        "unit": got.unit.symbol,
         "data": data,
-        "time_tstorage": storage,
-        "time_other": max(time.perf_counter() - t0 - storage, 0.0),
+        "time_tstorage": got.storage_s,
+        "time_other": max(time.perf_counter() - t0 - got.storage_s, 0.0),
     }
 
 
