@@ -120,7 +120,7 @@ def rows(workload: Workload) -> list[Row]:
             "ms",
             False,
         ),
-        Row("multi_p95", "5 multi-series read, p95", "ms", False),
+        Row("multi_p95", "5 multi-series POST, p95", "ms", False),
         Row("weather_p50", f"6 weather T_AIR at a point, {weather:,} h (IDW), p50", "ms", False),
         Row("weather_p95", "6 weather point query, p95", "ms", False),
         Row("bytes_per_point", "7 bytes on disk per stored point", "B/pt", False),
