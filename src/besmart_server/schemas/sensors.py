@@ -71,3 +71,20 @@ class SensorStateResponse(BaseModel):
     meter_type_is_ami: bool | None = None
     meter_type_is_dcu: bool | None = None
     signal_states: list[SignalStateDto] = Field(default_factory=list)
+
+
+class MeterTypeResponse(BaseModel):
+    """A kind of meter a sensor state may name: a seeded system type or a client's own."""
+
+    id: int
+    client_cid: int | None = Field(
+        default=None, description="The client that owns this type; null for a system type"
+    )
+    meter_type_name: str
+    description: str
+    number_of_phases: int | None = Field(
+        default=None, description="1 or 3 (2 for split-phase); null when not applicable"
+    )
+    is_ami: bool = Field(description="A smart meter read remotely (AMI)")
+    is_dcu: bool = Field(description="A data concentrator unit")
+    is_balance: bool = Field(description="A meter used for energy balance (station, feeder)")

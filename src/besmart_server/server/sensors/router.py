@@ -1,6 +1,6 @@
 """HTTP routes of the sensors module (thin: parse, authorize, call the service).
 
-Fixed paths (/api/sensors/types, /find) are declared before the
+Fixed paths (/api/sensors/types, /find, /meters...) are declared before the
 /api/sensors/{client_cid}.{sensor_mid} patterns and the bare-number catch-all."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409, Invalid
+from besmart_server.server.meters.router import router as meters_router
 from besmart_server.server.sensors import service
 from besmart_server.server.sensors.service import INT32_MAX, SensorFields, SensorFilter
 
@@ -83,6 +84,10 @@ def find_sensors(
         meter_eid=meter_eid,
     )
     return service.find_sensors(conn, user, where, limit=limit, offset=offset)
+
+
+# The meter type catalog: /api/sensors/meters and /api/sensors/meters/{meter_type_id}.
+router.include_router(meters_router)
 
 
 @router.post(

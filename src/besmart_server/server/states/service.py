@@ -268,11 +268,14 @@ def _meter_type(conn: Connection, raw: int | str, client_cid: int) -> int | None
         value = raw
     found = None
     if 0 <= value <= INT32_MAX:
+        # FOR SHARE: a concurrent DELETE of this type waits for us, then sees it in use (409).
         found = conn.scalar(
-            select(meter_types.c.id).where(
+            select(meter_types.c.id)
+            .where(
                 meter_types.c.id == value,
                 meter_types.c.client_cid.is_(None) | (meter_types.c.client_cid == client_cid),
             )
+            .with_for_update(read=True)
         )
     if found is None:
         raise Invalid(f"Meter type {value} not found", loc=loc)
