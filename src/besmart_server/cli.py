@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from besmart_server.data_cli import data_app
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
@@ -29,6 +30,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(token_app, name="token")
 app.add_typer(weather_app, name="weather")
+app.add_typer(data_app, name="data")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
