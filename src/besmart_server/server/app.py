@@ -15,6 +15,7 @@ from besmart_server import API_VERSION, __version__
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
+from besmart_server.server.graphs.router import router as graphs_router
 from besmart_server.server.middleware import LimitsAndHeaders
 from besmart_server.server.sensors.router import router as sensors_router
 from besmart_server.server.signals.router import router as signals_router
@@ -53,7 +54,14 @@ def render_error(exc: AppError) -> Response:
 def _routers() -> list[APIRouter]:
     """Every router of the API. Fixed paths (/api/sensors/states, /api/sensors/signals/...)
     come before the sensor router, whose /api/sensors/{client_cid}.{sensor_mid} is a pattern."""
-    return [users_router, states_router, signals_router, weather_router, sensors_router]
+    return [
+        users_router,
+        states_router,
+        signals_router,
+        weather_router,
+        graphs_router,
+        sensors_router,
+    ]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -67,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            executor = getattr(app.state, "graph_executor", None)  # made on first async run
+            if executor is not None:
+                executor.shutdown()
             app.state.db.dispose()
 
     app = FastAPI(

@@ -52,6 +52,21 @@ class Settings(BaseSettings):
         4, ge=1, le=64, description="weather: grid points interpolated (inverse distance) at most"
     )
     demo: bool = Field(True, description="load demo data on the first serve of an empty database")
+    executor: str = Field(
+        "inprocess",
+        pattern="^(inprocess|dramatiq)$",
+        description="graphs: where task_async runs go: a thread of the server (inprocess) or "
+        "workers behind a broker (dramatiq; start them with `besmart graph worker`)",
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="graphs: the Redis broker of the dramatiq executor"
+    )
+    broker_queue: str = Field(
+        "besmart-graphs", description="graphs: the queue the dramatiq executor and workers use"
+    )
+    graph_threads: int = Field(
+        2, ge=1, le=64, description="graphs: concurrent task_async runs per server (inprocess)"
+    )
     secret_pepper: SecretStr = Field(
         SecretStr(""), description="optional pepper mixed into token and API key hashes"
     )

@@ -1,0 +1,224 @@
+"""The engine's `Context` over the database: reads through the signal and weather services,
+the grid tree from the sensors table, writes collected during a run and flushed afterwards.
+
+Each read is its own short read transaction, so a long run holds no lock; the writes of a run
+are kept in memory until it has finished (a failing run writes nothing) and are then stored
+through `signals.service.write` in one transaction per target series, every point with
+`acq_time` = the run's time, so a re-run adds a newer version beside the earlier one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.db import Database
+from besmart_server.server.errors import Invalid, NotFound
+from besmart_server.server.graphs.engine import Member, Series, as_series, empty_series, ns
+from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals import service as signals
+from besmart_server.server.signals.columns import Columns
+from besmart_server.server.signals.pipeline import TYPE_CODES, TYPE_DBL, TYPE_INT
+from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.users.service import Principal
+from besmart_server.server.weather import service as weather
+
+Target = tuple[int, int, int]  # (client_cid, sensor_mid, moid)
+
+_SIGNAL_OPTIONS: Final = frozenset(
+    {"get_last", "signal_origin_id", "delta_t", "raw", "apply_multiplier", "output_unit_id"}
+)
+_WEATHER_OPTIONS: Final = frozenset({"get_last", "signal_origin_id", "delta_t"})
+_NUMERIC: Final = (TYPE_DBL, TYPE_INT)
+
+
+def _series(time_ms: Any, value: Any, kinds: Any) -> Series:
+    """Numeric points (DBL/INT) as a float series on a UTC index; other types are left out."""
+    t = np.asarray(time_ms, dtype=np.int64)
+    if t.shape[0] == 0:
+        return empty_series()
+    k = np.asarray(kinds, dtype=np.int8)
+    keep = np.isin(k, _NUMERIC)
+    if isinstance(value, np.ndarray):
+        v = value.astype(np.float64)
+    else:  # lists with null (RM) or text (STR) in the non-numeric places
+        v = np.array([x if isinstance(x, int | float) else np.nan for x in value], dtype=float)
+    index = pd.to_datetime(t[keep], unit="ms", utc=True)
+    return as_series(pd.Series(v[keep], index=index))
+
+
+def _options(given: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise Invalid(f"Unknown {what} read option {unknown[0]!r}", loc=("read_options",))
+    return given
+
+
+@dataclass
+class DbContext:
+    """The graph engine's I/O against one database, on behalf of one principal.
+
+    `as_of` (UTC ms) makes every signal read see the data as it stood then: only versions
+    acquired before it (backtests without leakage). `dry_run` keeps the writes in memory.
+    """
+
+    db: Database
+    principal: Principal
+    store: SeriesStore | None = None
+    as_of: int | None = None
+    max_points_per_read: int = 5_000_000
+    weather_radius_km: float = 50.0
+    weather_neighbours: int = 4
+    pending: dict[tuple[int, int, int, int], list[Series]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = store_for(self.db.dialect)
+
+    @property
+    def _store(self) -> SeriesStore:
+        assert self.store is not None  # __post_init__
+        return self.store
+
+    def read_signal(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        moid: int,
+        since: int,
+        till: int,
+        **read_options: Any,
+    ) -> Series:
+        """A signal through the read pipeline (as of `self.as_of` when set)."""
+        opts = _options(read_options, _SIGNAL_OPTIONS, "signal")
+        q = signals.ReadQuery(
+            client_cid=client_cid,
+            sensor_mid=sensor_mid,
+            signal_type_moid=moid,
+            since=since,
+            till=till,
+            get_last=bool(opts.get("get_last", False)),
+            signal_origin_id=opts.get("signal_origin_id"),
+            delta_t=opts.get("delta_t"),
+            raw=bool(opts.get("raw", False)),
+            apply_multiplier=bool(opts.get("apply_multiplier", False)),
+            output_unit_id=opts.get("output_unit_id"),
+            as_of=self.as_of,
+        )
+        budget = signals.ReadBudget(self.max_points_per_read)
+        with self.db.transaction(write=False) as conn:
+            got = signals.read_frame(conn, self._store, self.principal, q, budget=budget)
+        f = got.frame
+        return _series(f.time, f.value, f.type)
+
+    def read_weather(
+        self, lat: float, lon: float, moid: int, since: int, till: int, **read_options: Any
+    ) -> Series:
+        """Weather at a place through the weather service; empty where no grid point is near."""
+        opts = _options(read_options, _WEATHER_OPTIONS, "weather")
+        q = weather.WeatherQuery(
+            lat=lat,
+            lon=lon,
+            signal_type_moid=moid,
+            since=since,
+            till=till,
+            delta_t=opts.get("delta_t"),
+            signal_origin_id=opts.get("signal_origin_id"),
+            get_last=bool(opts.get("get_last", True)),
+        )
+        budget = signals.ReadBudget(self.max_points_per_read)
+        try:
+            with self.db.transaction(write=False) as conn:
+                out = weather.read_weather(
+                    conn,
+                    self._store,
+                    q,
+                    radius_km=self.weather_radius_km,
+                    neighbours=self.weather_neighbours,
+                    budget=budget,
+                )
+        except NotFound:
+            return empty_series()
+        data = out["data"]
+        kinds = [TYPE_CODES[k] for k in data["type"]]
+        return _series(data["time"], data["value"], kinds)
+
+    def sensors_below(self, client_cid: int, node_mid: int) -> list[Member]:
+        """The node's children in the grid tree with their balance flags (node readable)."""
+        with self.db.transaction(write=False) as conn:
+            sensor_for(conn, self.principal, client_cid, node_mid, Role.read)
+            rows = conn.execute(
+                select(
+                    sensors.c.mid,
+                    sensors.c.balance_calculation,
+                    sensors.c.negligible,
+                    sensors.c.uncertain,
+                )
+                .where(sensors.c.client_cid == client_cid, sensors.c.node_id == node_mid)
+                .order_by(sensors.c.mid)
+            ).all()
+        return [
+            Member(int(r.mid), bool(r.balance_calculation), bool(r.negligible), bool(r.uncertain))
+            for r in rows
+        ]
+
+    def write(
+        self, client_cid: int, sensor_mid: int, moid: int, series: Series, origin: int
+    ) -> int:
+        """Keep the points for `flush`; the count of finite points kept."""
+        s = series[np.isfinite(series.to_numpy(dtype=float))]
+        if len(s):
+            self.pending[(client_cid, sensor_mid, moid, origin)].append(s)
+        return len(s)
+
+    def targets(self) -> list[Target]:
+        """The series the run has written so far."""
+        return sorted({(cid, mid, moid) for cid, mid, moid, _ in self.pending})
+
+    def flush(self, run_time: int) -> dict[Target, int]:
+        """Store the collected points, one transaction per target series, with acq_time =
+        `run_time`; the points stored per target. Targets stored before a failure stay."""
+        by_target: dict[Target, list[tuple[int, Series]]] = defaultdict(list)
+        for (cid, mid, moid, origin), parts in self.pending.items():
+            for part in parts:
+                by_target[(cid, mid, moid)].append((origin, part))
+        stored: dict[Target, int] = {}
+        for target in sorted(by_target):
+            columns = _columns(by_target[target], run_time)
+            cid, mid, moid = target
+            item = signals.WriteItem(cid, mid, moid, None, columns, ("graph", "write"))
+            with self.db.transaction() as conn:
+                stored[target] = signals.write(conn, self._store, self.principal, [item])
+            del_keys = [k for k in self.pending if k[:3] == target]
+            for k in del_keys:
+                del self.pending[k]
+        return stored
+
+
+def _columns(parts: list[tuple[int, Series]], run_time: int) -> Columns:
+    """The parts of one target as write columns (later parts win on equal time and origin)."""
+    times, origins, values = [], [], []
+    for origin, s in parts:
+        t = ns(s.index) // 1_000_000
+        times.append(t)
+        origins.append(np.full(t.shape[0], origin, dtype=np.int64))
+        values.append(s.to_numpy(dtype=np.float64))
+    time = np.concatenate(times)
+    n = time.shape[0]
+    return Columns(
+        time=time,
+        origin=np.concatenate(origins),
+        type=np.full(n, TYPE_DBL, dtype=np.int8),
+        value=np.concatenate(values),
+        text=None,
+        acq_ms=np.full(n, run_time, dtype=np.int64),
+    )

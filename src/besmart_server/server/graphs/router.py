@@ -1,0 +1,165 @@
+"""HTTP routes of estimation graphs: the spec's run route, run states, graph management."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+
+from besmart_server.schemas.graphs import GraphInfo, RunAccepted, RunRecord, RunStatus
+from besmart_server.server.deps import (
+    ConnDep,
+    CurrentUser,
+    DatabaseDep,
+    SettingsDep,
+    bearer_token,
+)
+from besmart_server.server.errors import R401, R403, R404, R409
+from besmart_server.server.graphs import service
+from besmart_server.server.graphs.executor import Executor, shared_executor
+from besmart_server.server.users import service as users
+from besmart_server.server.users.service import Principal
+
+router = APIRouter(tags=["Estimation"])
+
+_R422: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Unprocessable entity: loc names the node and parameter"}
+}
+
+
+def caller(
+    db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
+) -> Principal:
+    """The bearer token's user, checked in a short read transaction: a run opens its own
+    transactions (one per target), so the request must not hold a write lock meanwhile."""
+    with db.transaction(write=False) as conn:
+        return users.authenticate_token(
+            conn, token, pepper=settings.secret_pepper.get_secret_value()
+        )
+
+
+def get_executor(request: Request, db: DatabaseDep, settings: SettingsDep) -> Executor:
+    """The app's executor for task_async runs."""
+    return shared_executor(request.app.state, settings, db)
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+@router.post(
+    "/api/tasks/graphs/run/name",
+    summary="Run graph",
+    status_code=201,
+    response_model=RunRecord | RunAccepted,
+    responses={
+        201: {"description": "Successfully executed task"},
+        202: {"description": "Queued (task_async=true)", "model": RunAccepted},
+        **R401,
+        **R403,
+        **R404,
+        **_R422,
+    },
+)
+def run_graph(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    principal: Caller,
+    request: Request,
+    response: Response,
+    graph_name: Annotated[str, Query(description="Graph name")],
+    since: Annotated[int | None, Query(description="Start date (UTC unix timestamp in ms)")] = None,
+    till: Annotated[int | None, Query(description="End date (UTC unix timestamp in ms)")] = None,
+    task_async: Annotated[
+        bool, Query(description="Queue the run and answer 202 with its id")
+    ] = False,
+    body: Annotated[Any, Body(description="Template parameters: an object or a list")] = None,
+) -> Any:
+    """Run a graph over [since, till) once per body item; 201 with the run record."""
+    lo, hi = service.default_window(since, till)
+    if task_async:
+        executor = get_executor(request, db, settings)
+        run_id = service.submit(db, principal, executor, graph_name, lo, hi, body)
+        response.status_code = 202
+        return RunAccepted(run_id=run_id)
+    return service.run_now(db, principal, graph_name, lo, hi, body, settings=settings)
+
+
+@router.get(
+    "/api/tasks/runs/{run_id}",
+    summary="Get graph run",
+    response_model=RunStatus,
+    responses={**R401, **R404},
+)
+def get_run(
+    conn: ConnDep, principal: CurrentUser, run_id: Annotated[int, Path(description="Run id")]
+) -> RunStatus:
+    """A run's state, with its record once done (only the caller's runs)."""
+    return service.get_run(conn, principal, run_id)
+
+
+@router.get(
+    "/api/tasks/graphs",
+    summary="List graphs",
+    response_model=list[GraphInfo],
+    responses={**R401},
+)
+def list_graphs(conn: ConnDep, principal: CurrentUser) -> list[GraphInfo]:
+    """Shipped graphs and the stored ones the caller can see."""
+    return service.list_graphs(conn, principal)
+
+
+@router.get(
+    "/api/tasks/graphs/{name}",
+    summary="Get graph",
+    response_model=GraphInfo,
+    responses={**R401, **R404},
+)
+def get_graph(
+    conn: ConnDep, principal: CurrentUser, name: Annotated[str, Path(description="Graph name")]
+) -> GraphInfo:
+    """A graph's definition by name."""
+    return service.find_graph(conn, principal, name).info()
+
+
+@router.put(
+    "/api/tasks/graphs/{name}",
+    summary="Put graph",
+    response_model=GraphInfo,
+    responses={
+        200: {"description": "Replaced"},
+        201: {"description": "Created"},
+        **R401,
+        **R403,
+        **R404,
+        **R409,
+        **_R422,
+    },
+)
+def put_graph(
+    conn: ConnDep,
+    principal: CurrentUser,
+    response: Response,
+    name: Annotated[str, Path(description="Graph name")],
+    definition: Annotated[Any, Body(description='{"nodes": [...], "edges": [...]}')],
+    client_cid: Annotated[
+        int | None, Query(description="Owning client of a new graph (admins: omit for system)")
+    ] = None,
+) -> GraphInfo:
+    """Create (201) or replace (200) a graph; validated before it is stored."""
+    info, created = service.put_graph(conn, principal, name, definition, client_cid=client_cid)
+    response.status_code = 201 if created else 200
+    return info
+
+
+@router.delete(
+    "/api/tasks/graphs/{name}",
+    summary="Delete graph",
+    status_code=204,
+    responses={**R401, **R403, **R404},
+)
+def delete_graph(
+    conn: ConnDep, principal: CurrentUser, name: Annotated[str, Path(description="Graph name")]
+) -> Response:
+    """Delete a stored graph (owner or admin); shipped graphs stay."""
+    service.delete_graph(conn, principal, name)
+    return Response(status_code=204)

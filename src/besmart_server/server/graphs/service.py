@@ -1,0 +1,371 @@
+"""Graphs by name and their runs: find, store, validate, authorize, run, record.
+
+Stored-graph functions take the request's connection first and never commit. Running spans
+several transactions on purpose, so those functions take the `Database`: validation and the
+authorization of every write target happen in one read transaction before anything runs; the
+run's reads are short read transactions; its writes are flushed once it has finished, one
+transaction per target series (see `context.py`); the run's row records each state change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+
+from besmart_server.schemas.graphs import GraphDefinition, GraphInfo, RunRecord, RunStatus
+from besmart_server.schemas.users import Role
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database, now_ms
+from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
+from besmart_server.server.graphs import engine
+from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
+from besmart_server.server.graphs.context import DbContext
+from besmart_server.server.graphs.tables import graph_runs, graphs
+from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.users.service import Principal
+
+log = logging.getLogger("besmart.graphs")
+
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+_NAME = re.compile(NAME_PATTERN)
+DAY_MS: Final = 86_400_000
+
+
+# --- stored graphs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGraph:
+    """A graph by name: shipped (in code) or stored (a row)."""
+
+    name: str
+    definition: dict[str, Any]
+    owner_cid: int | None
+    shipped: bool
+    created_at: int | None = None
+    updated_at: int | None = None
+
+    def info(self) -> GraphInfo:
+        """The wire shape."""
+        return GraphInfo(
+            name=self.name,
+            owner_cid=self.owner_cid,
+            shipped=self.shipped,
+            definition=GraphDefinition.model_validate(self.definition),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+def _graph_not_found(name: str) -> NotFound:
+    return NotFound(f"Graph {name!r} not found")
+
+
+def _from_row(row: Any) -> StoredGraph:
+    return StoredGraph(
+        name=str(row.name),
+        definition=orjson.loads(row.definition),
+        owner_cid=None if row.owner_cid is None else int(row.owner_cid),
+        shipped=False,
+        created_at=int(row.created_at),
+        updated_at=int(row.updated_at),
+    )
+
+
+def _visible(principal: Principal, owner_cid: int | None) -> bool:
+    return owner_cid is None or principal.can(owner_cid, Role.read)
+
+
+def find_graph(conn: Connection, principal: Principal, name: str) -> StoredGraph:
+    """A shipped graph, a system graph or one of a client the caller can read; else 404."""
+    if name in BUILTIN:
+        return StoredGraph(name, builtin_graph(name), None, shipped=True)
+    row = conn.execute(select(graphs).where(graphs.c.name == name)).first()
+    if row is None or not _visible(principal, row.owner_cid):
+        raise _graph_not_found(name)
+    return _from_row(row)
+
+
+def list_graphs(conn: Connection, principal: Principal) -> list[GraphInfo]:
+    """Every graph the caller can see: shipped ones first, then stored ones by name."""
+    out = [StoredGraph(n, builtin_graph(n), None, shipped=True).info() for n in sorted(BUILTIN)]
+    for row in conn.execute(select(graphs).order_by(graphs.c.name)):
+        if _visible(principal, row.owner_cid):
+            out.append(_from_row(row).info())
+    return out
+
+
+def _may_manage(principal: Principal, owner_cid: int | None, name: str) -> None:
+    """Owners of the graph's client (or admins) change it; system graphs are admins' only."""
+    if principal.is_admin:
+        return
+    if owner_cid is None:
+        raise Forbidden(f"Graph {name!r} is a system graph: only admins change it")
+    principal.require(owner_cid, Role.owner, what=f"Graph {name!r}")
+
+
+def put_graph(
+    conn: Connection,
+    principal: Principal,
+    name: str,
+    definition: Any,
+    *,
+    client_cid: int | None,
+) -> tuple[GraphInfo, bool]:
+    """Create or replace a graph (validated first); (the graph, whether it was created).
+
+    A new graph belongs to `client_cid` (owner role needed); admins may omit it for a system
+    graph. Replacing keeps the owner. Shipped names are reserved.
+    """
+    if not _NAME.match(name):
+        raise Invalid(f"A graph name matches {NAME_PATTERN}", loc=("path", "name"))
+    if name in BUILTIN:
+        raise Conflict(f"Graph {name!r} is shipped with the server; store yours by another name")
+    try:
+        engine.parse_graph(definition)
+    except Invalid as exc:
+        raise Invalid(exc.detail, loc=("body", *exc.loc), type_=exc.type_) from None
+    text = orjson.dumps(definition).decode()
+    now = now_ms()
+    row = conn.execute(select(graphs.c.owner_cid).where(graphs.c.name == name)).first()
+    if row is not None:
+        if not _visible(principal, row.owner_cid):
+            raise Conflict(f"Graph name {name!r} is taken")  # names are global; owner unseen
+        _may_manage(principal, row.owner_cid, name)
+        conn.execute(
+            update(graphs).where(graphs.c.name == name).values(definition=text, updated_at=now)
+        )
+        created = False
+    else:
+        if client_cid is None and not principal.is_admin:
+            raise Invalid(
+                "client_cid is required (the client that owns the graph)",
+                loc=("query", "client_cid"),
+            )
+        if client_cid is not None:
+            principal.require(client_cid, Role.owner, what=f"Client {client_cid}")
+        conn.execute(
+            insert(graphs).values(
+                name=name, definition=text, owner_cid=client_cid, created_at=now, updated_at=now
+            )
+        )
+        created = True
+    return find_graph(conn, principal, name).info(), created
+
+
+def delete_graph(conn: Connection, principal: Principal, name: str) -> None:
+    """Delete a stored graph (owner or admin); shipped graphs cannot be deleted."""
+    found = find_graph(conn, principal, name)
+    if found.shipped:
+        raise Forbidden(f"Graph {name!r} is shipped with the server and cannot be deleted")
+    _may_manage(principal, found.owner_cid, name)
+    conn.execute(delete(graphs).where(graphs.c.name == name))
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A run that passed validation and authorization."""
+
+    name: str
+    graph: engine.Graph
+    since: int
+    till: int
+    body: Any
+    targets: frozenset[tuple[int, int]]
+
+
+def default_window(since: int | None, till: int | None, now: int | None = None) -> tuple[int, int]:
+    """The spec's since/till are optional: the current UTC day, or one day from the one given."""
+    if since is None and till is None:
+        day = (now if now is not None else now_ms()) // DAY_MS * DAY_MS
+        return day, day + DAY_MS
+    if since is None:
+        assert till is not None
+        return till - DAY_MS, till
+    return since, since + DAY_MS if till is None else till
+
+
+def plan_run(
+    conn: Connection, principal: Principal, name: str, since: int, till: int, body: Any
+) -> RunPlan:
+    """Validate the window, graph and body and check the write role on every target."""
+    engine.check_window(since, till)
+    found = find_graph(conn, principal, name)
+    graph = engine.parse_graph(found.definition)
+    plans = engine.prepare(graph, body)
+    targets = engine.write_targets(graph, plans)
+    for cid, mid in sorted(targets):
+        sensor_for(conn, principal, cid, mid, Role.write)
+    return RunPlan(name, graph, since, till, body, frozenset(targets))
+
+
+def create_run(conn: Connection, principal: Principal, plan: RunPlan, *, executor: str) -> int:
+    """The run's row, queued; its id."""
+    result = conn.execute(
+        insert(graph_runs)
+        .values(
+            graph_name=plan.name,
+            since=plan.since,
+            till=plan.till,
+            body=orjson.dumps(plan.body).decode(),
+            state="queued",
+            executor=executor,
+            user_id=principal.user_id,
+            created_at=now_ms(),
+        )
+        .returning(graph_runs.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def get_run(conn: Connection, principal: Principal, run_id: int) -> RunStatus:
+    """A run of the caller's (any run for admins); 404 otherwise."""
+    row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
+    if row is None or not (
+        principal.is_admin or (principal.user_id is not None and row.user_id == principal.user_id)
+    ):
+        raise NotFound(f"Run {run_id} not found")
+    return RunStatus(
+        run_id=int(row.id),
+        graph=str(row.graph_name),
+        since=int(row.since),
+        till=int(row.till),
+        state=row.state,
+        executor=str(row.executor),
+        created_at=int(row.created_at),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        record=None if row.record is None else RunRecord.model_validate_json(row.record),
+        error=row.error,
+    )
+
+
+def _set_state(db: Database, run_id: int, **values: Any) -> None:
+    with db.transaction() as conn:
+        conn.execute(update(graph_runs).where(graph_runs.c.id == run_id).values(**values))
+
+
+def execute(
+    db: Database,
+    run_id: int,
+    principal: Principal,
+    *,
+    settings: Settings,
+    plan: RunPlan | None = None,
+    run_time: int | None = None,
+) -> dict[str, Any]:
+    """Run a queued run to its end and record it; the run record (errors re-raised)."""
+    with db.transaction() as conn:
+        row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(f"Run {run_id} not found")
+        conn.execute(
+            update(graph_runs)
+            .where(graph_runs.c.id == run_id)
+            .values(state="running", started_at=now_ms())
+        )
+    started = time.perf_counter()
+    try:
+        if plan is None:  # a queued run: validate and authorize again, things may have changed
+            with db.transaction(write=False) as conn:
+                plan = plan_run(
+                    conn, principal, row.graph_name, row.since, row.till, orjson.loads(row.body)
+                )
+        ctx = DbContext(
+            db,
+            principal,
+            max_points_per_read=settings.max_points_per_read,
+            weather_radius_km=settings.weather_radius_km,
+            weather_neighbours=settings.weather_neighbours,
+        )
+        done = engine.run(
+            plan.name, plan.graph, plan.body, plan.since, plan.till, ctx, run_time=run_time
+        )
+        ctx.flush(done.run_time)
+        record = done.to_json() | {"run_id": run_id, "duration_s": time.perf_counter() - started}
+    except Exception as exc:
+        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        _set_state(db, run_id, state="failed", error=str(detail)[:4000], finished_at=now_ms())
+        raise
+    _set_state(db, run_id, state="done", record=orjson.dumps(record).decode(), finished_at=now_ms())
+    return record
+
+
+def run_now(
+    db: Database,
+    principal: Principal,
+    name: str,
+    since: int,
+    till: int,
+    body: Any,
+    *,
+    settings: Settings,
+    executor: str = "request",
+) -> dict[str, Any]:
+    """Validate, authorize and run in this thread; the run record."""
+    with db.transaction(write=False) as conn:
+        plan = plan_run(conn, principal, name, since, till, body)
+    with db.transaction() as conn:
+        run_id = create_run(conn, principal, plan, executor=executor)
+    return execute(db, run_id, principal, settings=settings, plan=plan)
+
+
+class Submitter(Protocol):
+    """What `submit` needs of an executor (see executor.py)."""
+
+    kind: str
+
+    def submit(self, run_id: int, principal: Principal) -> None:
+        """Start a queued run."""
+        ...
+
+
+def submit(
+    db: Database,
+    principal: Principal,
+    executor: Submitter,
+    name: str,
+    since: int,
+    till: int,
+    body: Any,
+) -> int:
+    """Validate, authorize and queue a run (committed before the executor sees it); its id."""
+    with db.transaction(write=False) as conn:
+        plan = plan_run(conn, principal, name, since, till, body)
+    with db.transaction() as conn:
+        run_id = create_run(conn, principal, plan, executor=executor.kind)
+    executor.submit(run_id, principal)
+    return run_id
+
+
+# --- who a queued run acts for ----------------------------------------------------------------
+
+
+def principal_to_json(principal: Principal) -> dict[str, Any]:
+    """A principal as a task message carries it."""
+    return {
+        "user_id": principal.user_id,
+        "login": principal.login,
+        "is_admin": principal.is_admin,
+        "roles": {str(cid): role.value for cid, role in principal.roles.items()},
+    }
+
+
+def principal_from_json(raw: Mapping[str, Any]) -> Principal:
+    """The principal a task message carries."""
+    return Principal(
+        user_id=raw.get("user_id"),
+        login=raw.get("login"),
+        is_admin=bool(raw.get("is_admin", False)),
+        roles={int(cid): Role(role) for cid, role in dict(raw.get("roles", {})).items()},
+    )
