@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.users import service as users
 from tests.api.sensor_helpers import DAY, ENERGY_METER, PV, T0, loc_of, new_sensor, new_state
 from tests.factories import Actor, make_client, make_tenant, make_user
 
@@ -124,6 +125,21 @@ def test_find_by_reader_and_admin(client: TestClient, db: Database) -> None:
     assert _mids(_find(client, admin, client_cid=other_cid)) == [theirs]
     res = client.get(FIND, params={"client_cid": 999_999}, headers=admin.headers)
     assert res.status_code == 404
+
+
+def test_find_leaves_out_system_clients_unless_named(client: TestClient, db: Database) -> None:
+    cid, owner = make_tenant(db)
+    with db.transaction() as conn:
+        system_cid = users.create_client(conn, name="weather grid", is_system=True)
+    admin = make_user(db, admin=True)
+    mine = new_sensor(client, owner, cid)["sensor_mid"]
+    grid = new_sensor(client, admin, system_cid, name="grid point")["sensor_mid"]
+    assert _mids(_find(client, admin, limit=1000)) == [mine]
+    listed = client.get("/api/clients", headers=admin.headers).json()
+    assert system_cid not in {c["client_cid"] for c in listed}
+    assert _mids(_find(client, admin, client_cid=system_cid)) == [grid]
+    res = client.get(FIND, params={"client_cid": system_cid}, headers=owner.headers)
+    assert (res.status_code, res.json()) == (404, f"Client {system_cid} not found")
 
 
 def test_find_without_readable_clients_is_empty(client: TestClient, db: Database) -> None:

@@ -107,6 +107,18 @@ def test_list_shows_my_clients_types_and_never_anothers(client: TestClient, db: 
     assert _list(client, reader)[-1] == mine
 
 
+def test_list_leaves_out_system_clients_unless_named(client: TestClient, db: Database) -> None:
+    with db.transaction() as conn:
+        system_cid = users.create_client(conn, name="weather grid", is_system=True)
+    admin = make_user(db, admin=True)
+    internal = _new(client, admin, system_cid, "Internal")
+    assert internal["id"] not in {t["id"] for t in _list(client, admin)}
+    assert [t["id"] for t in _list(client, admin, client_cid=system_cid)] == [
+        *SYSTEM_IDS,
+        internal["id"],
+    ]
+
+
 def test_list_for_a_client_i_cannot_read_is_404_like_a_missing_one(
     client: TestClient, db: Database
 ) -> None:

@@ -15,6 +15,7 @@ from besmart_server.server.sensors.service import (
     check_text,
     readable_filter,
     require_readable_client,
+    tenant_cids,
 )
 from besmart_server.server.states.tables import meter_types, sensor_states
 from besmart_server.server.users.service import Principal
@@ -67,7 +68,7 @@ def _read(conn: Connection, meter_type_id: int) -> MeterTypeResponse:
 def list_meter_types(
     conn: Connection, principal: Principal, *, client_cid: int | None = None
 ) -> list[MeterTypeResponse]:
-    """System types and those of the clients the caller can read, by id.
+    """System types and those of the tenants the caller can read, by id.
 
     With `client_cid`: the types a state of that client may name (system ones and the
     client's own); a client the caller cannot read is 404, like a missing one."""
@@ -78,7 +79,8 @@ def list_meter_types(
         visible = system | (meter_types.c.client_cid == client_cid)
     else:
         readable = readable_filter(principal, meter_types.c.client_cid)
-        visible = system if readable is None else system | readable
+        tenants = meter_types.c.client_cid.in_(tenant_cids())
+        visible = system if readable is None else system | (readable & tenants)
     rows = conn.execute(select(meter_types).where(visible).order_by(meter_types.c.id))
     return [_response(r) for r in rows]
 

@@ -55,7 +55,9 @@ def get_types(conn: ConnDep, _user: CurrentUser) -> list[SensorTypeResponse]:
     "each as Get sensor answers it. `name` matches a substring, ignoring case (ASCII letters "
     "on SQLite); `sensor_eid` matches exactly; `meter_eid` names the meter of the sensor's "
     "state in force now. A `client_cid` the caller cannot read is 404, as for a missing "
-    "client (like Get sensor states); an unknown `sensor_type_id` is 422. Pages: `limit` "
+    "client (like Get sensor states); an unknown `sensor_type_id` is 422. Without "
+    "`client_cid`, internal system clients (the weather grid's) are left out, as in GET "
+    "/api/clients. Pages: `limit` "
     "(1-1000, default 100) and `offset`; a page shorter than `limit` is the last.",
     responses={200: {"description": "The matching sensors"}, **R401, **R404},
 )

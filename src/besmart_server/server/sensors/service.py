@@ -108,6 +108,11 @@ def readable_filter(principal: Principal, column: Any) -> ColumnElement[bool] | 
     return column.in_(cids) if cids else None
 
 
+def tenant_cids() -> Any:
+    """A subquery of the tenants' cids: every client but the internal system ones."""
+    return select(clients.c.cid).where(clients.c.is_system.is_(False))
+
+
 def require_readable_client(conn: Connection, principal: Principal, client_cid: int) -> None:
     """404 when the client is missing or the caller cannot read it (the same answer)."""
     found = conn.scalar(select(clients.c.cid).where(clients.c.cid == client_cid))
@@ -242,7 +247,8 @@ def find_sensors(
 
     `name` is a case-insensitive substring; `meter_eid` names the meter of the state in
     force at `at` (default now). A client the caller cannot read is 404, like a missing
-    one; an unknown sensor type is 422."""
+    one; an unknown sensor type is 422. Without `client_cid`, system clients' sensors (the
+    weather grid's) are left out, as GET /api/clients leaves those clients out."""
     if where.client_cid is not None:
         require_readable_client(conn, principal, where.client_cid)
     if where.sensor_type_id is not None:
@@ -253,6 +259,8 @@ def find_sensors(
     query = _sensor_query().where(readable)
     if where.client_cid is not None:
         query = query.where(sensors.c.client_cid == where.client_cid)
+    else:  # system clients (the weather grid's) are internal, as in GET /api/clients
+        query = query.where(sensors.c.client_cid.in_(tenant_cids()))
     if where.sensor_type_id is not None:
         query = query.where(sensors.c.sensor_type_id == where.sensor_type_id)
     if where.name:
