@@ -388,6 +388,34 @@ def test_balance_operator_reads_registers_and_leaves_out_negligible_children() -
     assert m["residual_kWh"] == pytest.approx(5.0)
 
 
+def test_balance_can_leave_out_children_without_data_and_lists_them() -> None:
+    ctx = MemoryContext()
+    t = pd.date_range("2024-01-01", periods=5, freq="15min", tz="UTC")
+    ctx.signals[(1, 100, 32)] = pd.Series([0, 10, 22, 31, 45.0], index=t)
+    ctx.signals[(1, 101, 32)] = pd.Series([0, 6, 13, 18, 26.0], index=t)
+    ctx.tree[(1, 100)] = [Member(101, True), Member(105, True)]  # 105 has no A+ at all
+
+    def residual_of(skip: bool) -> tuple[list[float], dict[str, object]]:
+        g = {
+            "nodes": [
+                node("balance", client_cid=1, node_mid=100, skip_children_without_data=skip),
+                node("write", client_cid=1, sensor_mid=900, moid=1011, origin=3),
+            ],
+            "edges": [{"from": 0, "to": 1}],
+        }
+        ctx.written.clear()
+        record = run("b", g, {}, ms("2024-01-01"), ms("2024-01-01T01:00"), ctx)
+        out = ctx.written.get((1, 900, 1011, 3))
+        return ([] if out is None else out.tolist()), record.metrics[0]["0:balance"]
+
+    kept, m_kept = residual_of(False)
+    assert kept == []
+    assert m_kept["intervals_incomplete"] == 4
+    skipped, m_skipped = residual_of(True)
+    assert skipped == [4.0, 5.0, 4.0, 6.0]
+    assert (m_skipped["children"], m_skipped["without_data"]) == ([101], [105])
+
+
 # --- gap_fill ---------------------------------------------------------------------------------
 
 

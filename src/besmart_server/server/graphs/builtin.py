@@ -90,7 +90,8 @@ ESTIMATION: Final[dict[str, Any]] = {
 }
 
 # Body: {"client_cid", "sensor_mid", "lat", "lon", "params": {"power", "inclination",
-# "orientation", "efficiency"}}; optional moid (70, P_PV), freq_minutes, bias_days.
+# "orientation", "efficiency"}}; optional moid (70, P_PV), freq_minutes, bias_days,
+# weather_origin (2: forecasts; 3 for typical-year or model weather).
 _PV_SITE = {
     "lat": T("lat"),
     "lon": T("lon"),
@@ -118,6 +119,8 @@ PV_FORECAST: Final[dict[str, Any]] = {
                 **_PV_SITE,
                 "freq_minutes": T("freq_minutes", 15),
                 "bias_days": T("bias_days", 14),
+                "weather_origin": T("weather_origin", 2),
+                "history_weather_origin": T("history_weather_origin", None),
             },
         },
         {
@@ -181,7 +184,7 @@ LOAD_FORECAST: Final[dict[str, Any]] = {
 }
 
 # Body: {"client_cid", "node_mid", "residual_sensor_mid"}; optional moid (32), residual_moid
-# (1011), delta_t (15).
+# (1011), delta_t (15), apply_multiplier (true: primary side), skip_children_without_data (true).
 BALANCE: Final[dict[str, Any]] = {
     "nodes": [
         {
@@ -191,6 +194,8 @@ BALANCE: Final[dict[str, Any]] = {
                 "node_mid": T("node_mid"),
                 "moid": T("moid", 32),
                 "delta_t": T("delta_t", 15),
+                "apply_multiplier": T("apply_multiplier", True),
+                "skip_children_without_data": T("skip_children_without_data", True),
             },
         },
         {

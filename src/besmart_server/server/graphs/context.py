@@ -10,12 +10,14 @@ through `signals.service.write` in one transaction per target series, every poin
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
@@ -61,28 +63,58 @@ def _options(given: dict[str, Any], allowed: frozenset[str], what: str) -> dict[
     return given
 
 
+Transactions = Callable[..., AbstractContextManager[Connection]]  # (*, write: bool)
+
+
+def within(conn: Connection) -> Transactions:
+    """Transactions inside one open connection: reads use it as it is, each flush a SAVEPOINT
+    (for callers that own the transaction, such as the demo loader)."""
+
+    @contextmanager
+    def transaction(*, write: bool = True) -> Iterator[Connection]:
+        if not write:
+            yield conn
+            return
+        with conn.begin_nested():
+            yield conn
+
+    return transaction
+
+
 @dataclass
 class DbContext:
     """The graph engine's I/O against one database, on behalf of one principal.
 
+    `transaction` opens the transactions (`Database.transaction`, or `within(conn)`).
     `as_of` (UTC ms) makes every signal read see the data as it stood then: only versions
-    acquired before it (backtests without leakage). `dry_run` keeps the writes in memory.
+    acquired before it (backtests without leakage). Writes wait in `pending` for `flush`.
     """
 
-    db: Database
+    transaction: Transactions
+    dialect: str
     principal: Principal
-    store: SeriesStore | None = None
     as_of: int | None = None
     max_points_per_read: int = 5_000_000
     weather_radius_km: float = 50.0
     weather_neighbours: int = 4
+    store: SeriesStore | None = None
     pending: dict[tuple[int, int, int, int], list[Series]] = field(
         default_factory=lambda: defaultdict(list)
     )
 
     def __post_init__(self) -> None:
         if self.store is None:
-            self.store = store_for(self.db.dialect)
+            self.store = store_for(self.dialect)
+
+    @classmethod
+    def over(cls, db: Database, principal: Principal, **options: Any) -> DbContext:
+        """A context that opens its own transactions on `db`."""
+        return cls(db.transaction, db.dialect, principal, **options)
+
+    @classmethod
+    def inside(cls, conn: Connection, principal: Principal, **options: Any) -> DbContext:
+        """A context inside the caller's transaction on `conn`."""
+        return cls(within(conn), conn.dialect.name, principal, **options)
 
     @property
     def _store(self) -> SeriesStore:
@@ -115,7 +147,7 @@ class DbContext:
             as_of=self.as_of,
         )
         budget = signals.ReadBudget(self.max_points_per_read)
-        with self.db.transaction(write=False) as conn:
+        with self.transaction(write=False) as conn:
             got = signals.read_frame(conn, self._store, self.principal, q, budget=budget)
         f = got.frame
         return _series(f.time, f.value, f.type)
@@ -137,7 +169,7 @@ class DbContext:
         )
         budget = signals.ReadBudget(self.max_points_per_read)
         try:
-            with self.db.transaction(write=False) as conn:
+            with self.transaction(write=False) as conn:
                 out = weather.read_weather(
                     conn,
                     self._store,
@@ -154,7 +186,7 @@ class DbContext:
 
     def sensors_below(self, client_cid: int, node_mid: int) -> list[Member]:
         """The node's children in the grid tree with their balance flags (node readable)."""
-        with self.db.transaction(write=False) as conn:
+        with self.transaction(write=False) as conn:
             sensor_for(conn, self.principal, client_cid, node_mid, Role.read)
             rows = conn.execute(
                 select(
@@ -196,7 +228,7 @@ class DbContext:
             columns = _columns(by_target[target], run_time)
             cid, mid, moid = target
             item = signals.WriteItem(cid, mid, moid, None, columns, ("graph", "write"))
-            with self.db.transaction() as conn:
+            with self.transaction() as conn:
                 stored[target] = signals.write(conn, self._store, self.principal, [item])
             del_keys = [k for k in self.pending if k[:3] == target]
             for k in del_keys:

@@ -281,7 +281,7 @@ def execute(
                 plan = plan_run(
                     conn, principal, row.graph_name, row.since, row.till, orjson.loads(row.body)
                 )
-        ctx = DbContext(
+        ctx = DbContext.over(
             db,
             principal,
             max_points_per_read=settings.max_points_per_read,

@@ -54,6 +54,14 @@ class BalanceParams(Params):
     moid: int = Field(default=32, description="an energy signal: A+ register by default")
     delta_t: int = Field(default=15, gt=0)
     get_last: bool = True
+    apply_multiplier: bool = Field(
+        default=False, description="read primary-side values (CT/VT ratios of the states)"
+    )
+    skip_children_without_data: bool = Field(
+        default=False,
+        description="leave out (and list) counted children with no data in the window, instead "
+        "of leaving every interval incomplete",
+    )
 
 
 @operator("balance", BalanceParams)
@@ -63,13 +71,24 @@ def balance_op(inputs: Sequence[Series], p: BalanceParams, env: Env) -> Series:
     members = env.ctx.sensors_below(p.client_cid, p.node_mid)
     included, negligible, uncertain = split_members(members)
 
-    def energy(mid: int) -> Series:
-        return read_energy(
-            env, p.client_cid, mid, p.moid, since, till, p.delta_t, get_last=p.get_last
-        )
+    options: dict[str, Any] = {"get_last": p.get_last}
+    if p.apply_multiplier:
+        options["apply_multiplier"] = True
 
-    residual, metrics = balance(energy(p.node_mid), {mid: energy(mid) for mid in included})
-    metrics |= {"children": included, "negligible_excluded": negligible, "uncertain": uncertain}
+    def energy(mid: int) -> Series:
+        return read_energy(env, p.client_cid, mid, p.moid, since, till, p.delta_t, **options)
+
+    children = {mid: energy(mid) for mid in included}
+    no_data = [mid for mid, s in children.items() if not len(s.dropna())]
+    if p.skip_children_without_data:
+        children = {mid: s for mid, s in children.items() if mid not in no_data}
+    residual, metrics = balance(energy(p.node_mid), children)
+    metrics |= {
+        "children": sorted(children),
+        "negligible_excluded": negligible,
+        "uncertain": uncertain,
+        "without_data": no_data,
+    }
     env.metrics.update(metrics)
     return residual
 
