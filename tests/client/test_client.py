@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pydoc
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from besmart_server.client import (
     TooLarge,
     ValidationError,
 )
+from besmart_server.schemas.graphs import GraphDefinition, RunAccepted, RunRecord
 from besmart_server.schemas.signals import (
     GetSignalRequest,
     PutMultipleSignalsRequest,
@@ -43,7 +45,7 @@ from besmart_server.server.weather.providers import ORIGIN_MODEL, ProviderResult
 from tests.client.conftest import BASE, AppTransport
 from tests.factories import Actor, make_client, make_user
 
-A_PLUS, A_MINUS, T_AIR = 32, 34, 139
+A_PLUS, A_MINUS, T_AIR, EA_PLUS = 32, 34, 139, 1011
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 H = 3_600_000
 
@@ -53,7 +55,8 @@ def paths(transport: AppTransport) -> list[str]:
 
 
 def has_route(app: FastAPI, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in app.routes)
+    """Whether the app serves `path` (routers are included lazily: ask the OpenAPI document)."""
+    return path in app.openapi()["paths"]
 
 
 class Clock:
@@ -456,25 +459,61 @@ def test_meter_types(bs: Client, tenant: tuple[int, Actor], app: FastAPI) -> Non
     system = bs.meter_types()
     assert system
     own = bs.create_meter_type(cid, "Test meter", number_of_phases=3, is_ami=True)
-    assert own["meter_type_name"] == "Test meter"
-    assert bs.update_meter_type(own["id"], description="d")["description"] == "d"
+    assert (own.meter_type_name, own.client_cid, own.is_ami) == ("Test meter", cid, True)
+    assert bs.update_meter_type(own.id, description="d").description == "d"
+    with pytest.raises(Forbidden):
+        bs.update_meter_type(system[0].id, description="x")
     mid = bs.create_sensor(cid, "m").sensor_mid
-    state = bs.create_sensor_state(cid, mid, since=T0, meter_type_id=own["id"])
+    state = bs.create_sensor_state(cid, mid, since=T0, meter_type_id=own.id)
     assert state.meter_type_name == "Test meter"
     with pytest.raises(Conflict):
-        bs.delete_meter_type(own["id"])
+        bs.delete_meter_type(own.id)
     bs.delete_sensor_state(state.sensor_state_id)
-    bs.delete_meter_type(own["id"])
-    assert own["id"] not in [m["id"] for m in bs.meter_types(cid)]
+    bs.delete_meter_type(own.id)
+    assert own.id not in [m.id for m in bs.meter_types(cid)]
 
 
-def test_graph_run(bs: Client, tenant: tuple[int, Actor], app: FastAPI) -> None:
+def test_graphs_run_and_management(bs: Client, tenant: tuple[int, Actor], app: FastAPI) -> None:
     if not has_route(app, "/api/tasks/graphs/run/name"):
         pytest.skip("POST /api/tasks/graphs/run/name is not in the app yet (issue 8)")
-    with pytest.raises(NotFound):
-        bs.run_graph("no such graph", since=T0, till=T0 + H)
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    q = 15 * 60_000
+    bs.put_signal(
+        cid, mid, A_PLUS, {"time": [T0 + i * q for i in range(5)], "value": [0, 1, 3, 6, 10]}
+    )
+    assert {"estimation", "balance", "gap_fill"} <= {g.name for g in bs.graphs()}
+    src = {"client_cid": cid, "sensor_mid": mid, "moid": A_PLUS}
+    graph = GraphDefinition(
+        nodes=[
+            {"function": "signals", "params": {**src, "delta_t": 15, "energy_per_interval": True}},
+            {"function": "scale", "params": {"factor": {"$param": "factor", "default": 2.0}}},
+            {"function": "write", "params": {**src, "moid": EA_PLUS, "origin": 3}},
+        ],
+        edges=[{"from": 0, "to": 1}, {"from": 1, "to": 2}],
+    )
+    info = bs.put_graph("tripler", graph, client_cid=cid)
+    assert (info.name, info.owner_cid, info.shipped) == ("tripler", cid, False)
+    assert bs.get_graph("tripler").definition == graph
+    record = bs.run_graph("tripler", {"factor": 3.0}, since=T0, till=T0 + H)
+    assert isinstance(record, RunRecord)
+    assert record.points_written == {f"{cid}.{mid}/{EA_PLUS}/3": 4}
+    assert bs.read(cid, mid, EA_PLUS, T0, T0 + H)["value"].tolist() == [3.0, 6.0, 9.0, 12.0]
+    queued = bs.run_graph("tripler", {"factor": 1.0}, since=T0, till=T0 + H, task_async=True)
+    assert isinstance(queued, RunAccepted)
+    deadline = time.monotonic() + 60
+    while (status := bs.graph_run(queued.run_id)).state not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status.state == "done", status.error
+    assert status.record is not None
     with pytest.raises(ValidationError):
-        bs.run_graph("gap_fill", {}, since=T0 + H, till=T0)
+        bs.run_graph("tripler", {}, since=T0 + H, till=T0)
+    bs.delete_graph("tripler")
+    with pytest.raises(NotFound):
+        bs.get_graph("tripler")
+    with pytest.raises(NotFound):
+        bs.run_graph("tripler", since=T0, till=T0 + H)
 
 
 # --- connection errors, closing, docs ---------------------------------------------------------

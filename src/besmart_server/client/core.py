@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -23,7 +24,15 @@ from besmart_server.client.series import (
     plan_requests,
     to_ms,
 )
+from besmart_server.schemas.graphs import (
+    GraphDefinition,
+    GraphInfo,
+    RunAccepted,
+    RunRecord,
+    RunStatus,
+)
 from besmart_server.schemas.sensors import (
+    MeterTypeResponse,
     SensorResponse,
     SensorStateResponse,
     SensorTypeResponse,
@@ -417,12 +426,10 @@ class Client:
 
     # --- meter types ------------------------------------------------------------------------
 
-    def meter_types(self, client_cid: int | None = None) -> list[dict[str, Any]]:
+    def meter_types(self, client_cid: int | None = None) -> list[MeterTypeResponse]:
         """Meter types a state may name: system ones and clients' own (GET /api/sensors/meters)."""
-        out: list[dict[str, Any]] = self._json(
-            "GET", "/api/sensors/meters", params={"client_cid": client_cid}
-        )
-        return out
+        params = {"client_cid": client_cid}
+        return self._models(MeterTypeResponse, "GET", "/api/sensors/meters", params=params)
 
     def create_meter_type(
         self,
@@ -434,7 +441,7 @@ class Client:
         is_ami: bool | None = None,
         is_dcu: bool | None = None,
         is_balance: bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> MeterTypeResponse:
         """Add a meter type of `client_cid` (POST /api/sensors/meters; owner role)."""
         params = {
             "client_cid": client_cid,
@@ -445,8 +452,7 @@ class Client:
             "is_dcu": is_dcu,
             "is_balance": is_balance,
         }
-        out: dict[str, Any] = self._json("POST", "/api/sensors/meters", params=params)
-        return out
+        return self._model(MeterTypeResponse, "POST", "/api/sensors/meters", params=params)
 
     def update_meter_type(
         self,
@@ -458,7 +464,7 @@ class Client:
         is_ami: bool | None = None,
         is_dcu: bool | None = None,
         is_balance: bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> MeterTypeResponse:
         """Change a client's meter type (PUT /api/sensors/meters/{id})."""
         params = {
             "meter_type_name": meter_type_name,
@@ -468,10 +474,9 @@ class Client:
             "is_dcu": is_dcu,
             "is_balance": is_balance,
         }
-        out: dict[str, Any] = self._json(
-            "PUT", f"/api/sensors/meters/{meter_type_id}", params=params
+        return self._model(
+            MeterTypeResponse, "PUT", f"/api/sensors/meters/{meter_type_id}", params=params
         )
-        return out
 
     def delete_meter_type(self, meter_type_id: int) -> None:
         """Remove a client's meter type (DELETE /api/sensors/meters/{id}; 409 while in use)."""
@@ -863,39 +868,58 @@ class Client:
         since: TimeLike | None = None,
         till: TimeLike | None = None,
         task_async: bool | None = None,
-    ) -> Any:
+    ) -> RunRecord | RunAccepted:
         """Run a named graph over [since, till) (POST /api/tasks/graphs/run/name); `body` fills
         its template parameters (an object, or a list to run once per item). Answers the run
-        record (or, with `task_async`, the queued run to poll with `graph_run`)."""
+        record, or with `task_async` the queued run to poll with `graph_run`."""
         params = {
             "graph_name": graph_name,
             "since": _ms_or_none(since),
             "till": _ms_or_none(till),
             "task_async": task_async,
         }
-        return self._json(
-            "POST", "/api/tasks/graphs/run/name", params=params, body={} if body is None else body
+        res = self._request("POST", "/api/tasks/graphs/run/name", params=params, body=body)
+        if res.status_code == 202:
+            return RunAccepted.model_validate_json(res.content)
+        return RunRecord.model_validate_json(res.content)
+
+    def graph_run(self, run_id: int) -> RunStatus:
+        """The state of a graph run, with its record once done (GET /api/tasks/runs/{id})."""
+        return self._model(RunStatus, "GET", f"/api/tasks/runs/{run_id}")
+
+    def graphs(self) -> list[GraphInfo]:
+        """Shipped graphs and the stored ones the caller can see (GET /api/tasks/graphs)."""
+        return self._models(GraphInfo, "GET", "/api/tasks/graphs")
+
+    def get_graph(self, name: str) -> GraphInfo:
+        """One graph's definition (GET /api/tasks/graphs/{name})."""
+        return self._model(GraphInfo, "GET", f"/api/tasks/graphs/{quote(name, safe='')}")
+
+    def put_graph(
+        self,
+        name: str,
+        definition: GraphDefinition | Mapping[str, Any],
+        *,
+        client_cid: int | None = None,
+    ) -> GraphInfo:
+        """Create or replace a graph by name (PUT /api/tasks/graphs/{name}); `client_cid`
+        owns a new one."""
+        body = (
+            definition.model_dump(by_alias=True)
+            if isinstance(definition, BaseModel)
+            else dict(definition)
+        )
+        return self._model(
+            GraphInfo,
+            "PUT",
+            f"/api/tasks/graphs/{quote(name, safe='')}",
+            params={"client_cid": client_cid},
+            body=body,
         )
 
-    def graph_run(self, run_id: int | str) -> Any:
-        """The state and record of a graph run (GET /api/tasks/runs/{id})."""
-        return self._json("GET", f"/api/tasks/runs/{run_id}")
-
-    def graphs(self) -> Any:
-        """The stored graphs (GET /api/tasks/graphs)."""
-        return self._json("GET", "/api/tasks/graphs")
-
-    def get_graph(self, name: str) -> Any:
-        """One stored graph (GET /api/tasks/graphs/{name})."""
-        return self._json("GET", f"/api/tasks/graphs/{name}")
-
-    def put_graph(self, name: str, graph: Mapping[str, Any]) -> Any:
-        """Store a graph by name (PUT /api/tasks/graphs/{name})."""
-        return self._json("PUT", f"/api/tasks/graphs/{name}", body=dict(graph))
-
     def delete_graph(self, name: str) -> None:
-        """Remove a stored graph (DELETE /api/tasks/graphs/{name})."""
-        self._request("DELETE", f"/api/tasks/graphs/{name}")
+        """Remove a stored graph (DELETE /api/tasks/graphs/{name}); shipped graphs stay."""
+        self._request("DELETE", f"/api/tasks/graphs/{quote(name, safe='')}")
 
 
 def _body(res: httpx.Response) -> Any:
