@@ -36,11 +36,12 @@ DemoLoader = Callable[[Connection, DemoInfo], None]
 def loaders() -> list[DemoLoader]:
     """Each part's loader, in dependency order (data needs sensors)."""
     # Imported here: the loaders import DemoInfo from this module.
+    from besmart_server.server.graphs import demo as graphs_demo
     from besmart_server.server.sensors import demo as sensors_demo
     from besmart_server.server.signals import demo as signals_demo
     from besmart_server.server.weather import demo as weather_demo
 
-    return [sensors_demo.load, signals_demo.load, weather_demo.load]
+    return [sensors_demo.load, signals_demo.load, weather_demo.load, graphs_demo.load]
 
 
 def is_empty(db: Database) -> bool:
