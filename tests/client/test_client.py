@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import pydoc
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from besmart_server.client import (
     RateLimited,
     TooLarge,
     ValidationError,
+    core,
 )
 from besmart_server.schemas.graphs import GraphDefinition, RunAccepted, RunRecord
 from besmart_server.schemas.signals import (
@@ -571,6 +574,18 @@ def test_context_manager_closes_the_connections(closed_check: Client) -> None:
     closed_check.close()
     with pytest.raises(RuntimeError):
         closed_check.clients()
+
+
+def test_the_client_names_every_route_of_the_app(app: FastAPI) -> None:
+    """A route added to the app without a client method fails here."""
+    source = inspect.getsource(core)
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}", "{}", path)
+
+    named = {shape(p) for p in re.findall(r'"(/api/[^"]*)"', source)}
+    missing = [p for p in app.openapi()["paths"] if shape(p) not in named]
+    assert missing == []
 
 
 def test_public_methods_have_docstrings_that_render_in_help() -> None:

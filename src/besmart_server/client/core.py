@@ -63,6 +63,8 @@ RETRYABLE: Final = (
     httpx.PoolTimeout,
 )
 _IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
+_PUT_V2: Final = "/api/sensors/{}.{}/signals/{}/data/v2"
+_LEGACY_PUT: Final = "/api/sensors/{}.{}/signals/{}/data"  # answers 204
 
 JsonText = Mapping[str, Any] | list[Any] | str
 Progress = Callable[[int, int], None]
@@ -701,8 +703,9 @@ class Client:
         """Store points of one signal (PUT .../signals/{moid}/data/v2, or the legacy path that
         answers 204); `data` is columnar, `unit` the unit its values arrive in."""
         body = data.model_dump(exclude_none=True) if isinstance(data, BaseModel) else dict(data)
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data"
-        self._request("PUT", path if legacy else path + "/v2", params={"unit": unit}, body=body)
+        ids = (client_cid, sensor_mid, signal_type_moid)
+        path = _LEGACY_PUT.format(*ids) if legacy else _PUT_V2.format(*ids)
+        self._request("PUT", path, params={"unit": unit}, body=body)
 
     def put_signals(
         self,
