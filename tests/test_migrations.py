@@ -77,3 +77,23 @@ def test_schema_columns_match_the_table_definitions(empty_db: Database) -> None:
         assert actual == {c.name for c in table.columns}, table.name
         pk = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
         assert pk == {c.name for c in table.primary_key.columns}, table.name
+
+
+def test_deleted_ids_are_never_handed_out_again(empty_db: Database) -> None:
+    """sensor_mid is unique in the installation for good: a deleted sensor's id is not reused
+    (SQLite would reuse the highest rowid without AUTOINCREMENT)."""
+    from sqlalchemy import delete, insert
+
+    from besmart_server.server.sensors.tables import sensors
+    from besmart_server.server.users.tables import clients
+
+    migrate.upgrade(empty_db)
+    with empty_db.transaction() as conn:
+        cid = conn.execute(
+            insert(clients).values(name="c", is_system=False, created_at=0).returning(clients.c.cid)
+        ).scalar_one()
+        row = {"client_cid": cid, "name": "s", "created_at": 0}
+        first = conn.execute(insert(sensors).values(**row).returning(sensors.c.mid)).scalar_one()
+        conn.execute(delete(sensors).where(sensors.c.mid == first))
+        second = conn.execute(insert(sensors).values(**row).returning(sensors.c.mid)).scalar_one()
+    assert second > first

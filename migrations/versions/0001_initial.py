@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("is_system", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("created_at", BIG, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -34,6 +35,7 @@ def upgrade() -> None:
         sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.Column("created_at", BIG, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "user_roles",
@@ -62,6 +64,7 @@ def upgrade() -> None:
         sa.Column("created_at", BIG, nullable=False),
         sa.Column("expires_at", BIG, nullable=False),
         sa.Column("revoked_at", BIG, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "api_keys",
@@ -76,6 +79,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=True),
         sa.Column("created_at", BIG, nullable=False),
         sa.Column("revoked_at", BIG, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "login_failures",
@@ -83,6 +87,7 @@ def upgrade() -> None:
         sa.Column("login", sa.String(200), nullable=False),
         sa.Column("address", sa.String(64), nullable=False),
         sa.Column("at", BIG, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_login_failures_login_at", "login_failures", ["login", "at"])
     op.create_index("ix_login_failures_address_at", "login_failures", ["address", "at"])
@@ -95,6 +100,7 @@ def upgrade() -> None:
         sa.Column("sensor_custom_fields", sa.Text(), nullable=True),
         sa.Column("sensor_state_custom_fields", sa.Text(), nullable=True),
         sa.Column("is_system_type", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "sensors",
@@ -124,6 +130,7 @@ def upgrade() -> None:
         sa.Column("balance_calculation", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("created_at", BIG, nullable=False),
         sa.UniqueConstraint("client_cid", "sensor_eid", name="uq_sensors_client_cid_sensor_eid"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_sensors_client_cid", "sensors", ["client_cid"])
     op.create_index("ix_sensors_node_id", "sensors", ["node_id"])
@@ -143,6 +150,7 @@ def upgrade() -> None:
         sa.Column("is_ami", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("is_dcu", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("is_balance", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "sensor_states",
@@ -158,6 +166,7 @@ def upgrade() -> None:
         sa.Column("meter_eid", sa.String(200), nullable=True),
         sa.Column("meter_type_id", sa.Integer(), sa.ForeignKey("meter_types.id"), nullable=True),
         sa.Column("info", sa.Text(), nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_sensor_states_sensor_mid_since", "sensor_states", ["sensor_mid", "since"])
     op.create_index("ix_sensor_states_meter_eid", "sensor_states", ["meter_eid"])
@@ -207,6 +216,7 @@ def upgrade() -> None:
             "signal_type_moid",
             name="uq_signal_states_sensor_state_id_signal_type_moid",
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "series",
@@ -223,6 +233,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "sensor_mid", "signal_type_moid", name="uq_series_sensor_mid_signal_type_moid"
         ),
+        sqlite_autoincrement=True,
     )
     # No foreign key from points to series: it would cost a lookup per inserted point; the
     # sensor deletion removes a series' points explicitly in the same transaction.

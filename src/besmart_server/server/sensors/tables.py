@@ -27,6 +27,7 @@ sensor_types = Table(
     Column("sensor_custom_fields", Text, nullable=True),  # JSON Schema for sensors' info
     Column("sensor_state_custom_fields", Text, nullable=True),  # JSON Schema for states' info
     Column("is_system_type", Boolean, nullable=False, default=False),
+    sqlite_autoincrement=True,
 )
 
 sensors = Table(
@@ -51,4 +52,5 @@ sensors = Table(
     UniqueConstraint("client_cid", "sensor_eid"),
     Index("ix_sensors_client_cid", "client_cid"),
     Index("ix_sensors_node_id", "node_id"),
+    sqlite_autoincrement=True,
 )

@@ -55,6 +55,7 @@ series = Table(
     Column("sensor_mid", Integer, ForeignKey("sensors.mid", ondelete="CASCADE"), nullable=False),
     Column("signal_type_moid", Integer, ForeignKey("signal_types.moid"), nullable=False),
     UniqueConstraint("sensor_mid", "signal_type_moid"),
+    sqlite_autoincrement=True,
 )
 
 # Points clustered by (series, time, origin, acq): a range scan reads one contiguous run and

@@ -30,6 +30,7 @@ meter_types = Table(
     Column("is_ami", Boolean, nullable=False, default=False),
     Column("is_dcu", Boolean, nullable=False, default=False),
     Column("is_balance", Boolean, nullable=False, default=False),
+    sqlite_autoincrement=True,
 )
 
 sensor_states = Table(
@@ -44,6 +45,7 @@ sensor_states = Table(
     Column("info", Text, nullable=True),  # JSON, e.g. {"current_ratio": 40}
     Index("ix_sensor_states_sensor_mid_since", "sensor_mid", "since"),
     Index("ix_sensor_states_meter_eid", "meter_eid"),
+    sqlite_autoincrement=True,
 )
 
 signal_states = Table(
@@ -61,4 +63,5 @@ signal_states = Table(
     Column("value_for_till", Float, nullable=True),
     Column("info", Text, nullable=True),
     UniqueConstraint("sensor_state_id", "signal_type_moid"),
+    sqlite_autoincrement=True,
 )

@@ -23,6 +23,7 @@ clients = Table(
     Column("name", String(200), nullable=False),
     Column("is_system", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 users = Table(
@@ -34,6 +35,7 @@ users = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("is_active", Boolean, nullable=False, default=True),
     Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 user_roles = Table(
@@ -54,6 +56,7 @@ tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    sqlite_autoincrement=True,
 )
 
 api_keys = Table(
@@ -65,6 +68,7 @@ api_keys = Table(
     Column("name", String(200), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    sqlite_autoincrement=True,
 )
 
 login_failures = Table(
@@ -76,4 +80,5 @@ login_failures = Table(
     Column("at", BigInteger, nullable=False),
     Index("ix_login_failures_login_at", "login", "at"),
     Index("ix_login_failures_address_at", "address", "at"),
+    sqlite_autoincrement=True,
 )
