@@ -23,7 +23,17 @@ from besmart_server.server.graphs.operators.weather import KELVIN, on_grid
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)
-FEATURES = ("hour", "weekday", "holiday", "doy_sin", "doy_cos", "temp_c", "lag_1d", "lag_7d")
+FEATURES = (
+    "hour",
+    "weekday",
+    "holiday",
+    "doy_sin",
+    "doy_cos",
+    "temp_c",
+    "lag_1d",
+    "lag_7d",
+    "mean_7d",  # the same time of day over the 7 days before: a low-noise daily profile
+)
 
 
 def calendar_features(
@@ -48,6 +58,16 @@ def calendar_features(
         if temperature_c is not None
         else np.full(len(index), np.nan)
     )
+    days_before = np.column_stack(
+        [history.reindex(index - k * DAY).to_numpy(dtype=float) for k in range(1, 8)]
+    )
+    seen = np.isfinite(days_before).sum(axis=1)
+    mean_7d = np.divide(
+        np.nansum(days_before, axis=1),
+        seen,
+        out=np.full(len(index), np.nan),
+        where=seen > 0,
+    )
     return np.column_stack(
         [
             local.hour + local.minute / 60.0,
@@ -58,6 +78,7 @@ def calendar_features(
             temp,
             history.reindex(index - DAY).to_numpy(dtype=float),
             history.reindex(index - WEEK).to_numpy(dtype=float),
+            mean_7d,
         ]
     ).astype(float)
 
@@ -98,8 +119,8 @@ def forecast_load_series(
     params: dict[str, Any] = {
         "objective": "regression",
         "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_data_in_leaf": 40,
+        "num_leaves": 5,  # small trees, large leaves: weeks of noisy 15-minute history
+        "min_data_in_leaf": 100,
         "deterministic": True,
         "num_threads": 1,  # deterministic and polite on a shared machine
         "seed": seed,
