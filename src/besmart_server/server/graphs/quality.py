@@ -156,7 +156,7 @@ def measure(db: Database, info: DemoInfo, settings: Settings) -> dict[str, Any]:
     ref = reference_pv(db, lo, hi)
     t = engine.ns(ref.index) // 1_000_000
     _write(db, cid, pv, P_PV, t, ref.to_numpy(), t + HOUR_MS)
-    body: dict[str, Any] = {
+    pv_body: dict[str, Any] = {
         "client_cid": cid,
         "sensor_mid": pv,
         "lat": LAT,
@@ -165,7 +165,7 @@ def measure(db: Database, info: DemoInfo, settings: Settings) -> dict[str, Any]:
         "weather_origin": 3,
         "freq_minutes": 60,
     }
-    bt = backtest(db, ADMIN, "pv_forecast", body, PV_SINCE, hi, settings=settings)
+    bt = backtest(db, ADMIN, "pv_forecast", pv_body, PV_SINCE, hi, settings=settings)
     out["pv_forecast (TMY3 weather as forecast)"] = bt.to_json()
 
     # estimation from daily readings
