@@ -186,5 +186,10 @@ def worker(
     from besmart_server.server.graphs.worker import serve
 
     settings = Settings()
+    if not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        typer.echo(
+            f"BESMART_BROKER_URL must be a redis:// URL, not {settings.broker_url}", err=True
+        )
+        raise typer.Exit(2)
     typer.echo(f"graph worker on {settings.broker_queue} ({threads} threads); Ctrl-C stops")
     serve(settings, threads=threads)
