@@ -256,7 +256,12 @@ def _read_many(
 _POST_DOC: dict[str, Any] = {
     "response_model": list[SignalResponse],
     "summary": "Get multiple signals data",
-    "responses": {200: {"description": "Successfully read signal data"}, **R401, **R413},
+    "responses": {
+        200: {"description": "Successfully read signal data"},
+        **R401,
+        **R413,
+        **_R422,
+    },
     "openapi_extra": _POST_MANY_BODY,
 }
 

@@ -48,7 +48,12 @@ def _parse_login(raw: bytes) -> LoginRequest:
     summary="Login and get token",
     description="Client logs in to the server with login and password. "
     "As a result, they receive a token.",
-    responses={200: {"description": "User logged in"}, **R401, **R429},
+    responses={
+        200: {"description": "User logged in"},
+        **R401,
+        422: {"description": "The body is not a JSON login object"},
+        **R429,
+    },
     openapi_extra=_LOGIN_BODY,
 )
 async def post_token(request: Request, db: DatabaseDep, settings: SettingsDep) -> TokenResponse:
