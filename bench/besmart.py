@@ -195,19 +195,31 @@ class Besmart:
         self._load_weather(workload.weather)
 
     def _load_weather(self, grid: Sequence[WeatherPoint]) -> None:
-        """``besmart weather import`` of one EPW file per grid point (when both exist)."""
+        """``besmart weather import`` of one EPW file per grid point (when both exist), the
+        imports running side by side."""
         if "get" not in self._paths.get(WEATHER, {}):
             self._no_weather = "weather route not served yet"
             return
+        runs = []
         for i, point in enumerate(grid):
             path = self._tmp / f"grid{i}.epw"
             path.write_text(epw(point))
+            argv = [sys.executable, "-m", "besmart_server", "weather", "import", str(path)]
+            runs.append(
+                subprocess.Popen(
+                    argv, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+            )
+        errors = []
+        for proc in runs:
             try:
-                self._cli("weather", "import", str(path))
-            except RuntimeError as exc:
-                self._no_weather = f"weather grid could not be loaded: {exc}"
-                return
-        self._no_weather = ""
+                _out, err = proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _out, err = proc.communicate()
+            if proc.returncode != 0:
+                errors.append(err.decode(errors="replace").strip()[-300:])
+        self._no_weather = f"weather grid could not be loaded: {errors[0]}" if errors else ""
 
     def prepare(self, batches: Sequence[Batch]) -> list[bytes]:
         """Multi-series PUT bodies: one item per chunk, columnar data with origin 1."""

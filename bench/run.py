@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -80,7 +81,6 @@ class Result:
     durability: str = ""
     values: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # why a figure is missing
-    load: str = ""  # the machine's 1-minute load average before and after (others' work shows)
     skipped: str = ""  # why the whole engine cannot be measured here (not a failure)
     error: str = ""  # why the whole engine failed
 
@@ -240,7 +240,7 @@ def notes(results: dict[str, Result]) -> list[str]:
                 f"{head}: {'skipped' if res.skipped else 'FAILED'}: {res.skipped or res.error}"
             )
             continue
-        out.append(f"{head}; durability: {res.durability}; load average {res.load}")
+        out.append(f"{head}; durability: {res.durability}")
         out += [f"  {kind}: {why}" for kind, why in res.notes.items()]
     return out
 
@@ -260,19 +260,44 @@ def _timed_writes(engine: Engine, bodies: list[bytes]) -> float:
     return time.perf_counter() - t0
 
 
-def samples(send: Callable[[], bytes], *, warmup: int, reps: int, budget_s: float) -> list[float]:
-    """Seconds per call after ``warmup`` calls; at most ``reps`` calls and about ``budget_s``."""
-    for _ in range(warmup):
-        send()
-    out: list[float] = []
-    deadline = time.monotonic() + budget_s
-    for i in range(reps):
+def interleaved_samples(
+    sends: dict[str, Callable[[], bytes]], *, warmup: int, reps: int, budget_s: float
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Seconds per call of each engine's read, the engines taking turns (the starting one
+    rotating), so that whatever else loads the machine weighs on every engine alike.
+
+    At most ``reps`` rounds, and no more once about ``budget_s`` per engine is spent (after
+    5 rounds). An engine whose read fails leaves the rounds; its error is returned.
+    """
+    failed: dict[str, str] = {}
+
+    def call(name: str) -> float | None:
         t0 = time.perf_counter()
-        send()
-        out.append(time.perf_counter() - t0)
+        try:
+            sends[name]()
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        return time.perf_counter() - t0
+
+    for name in list(sends):
+        for _ in range(warmup):
+            if name not in failed and call(name) is None:
+                break
+    out: dict[str, list[float]] = {name: [] for name in sends}
+    names = list(sends)
+    deadline = time.monotonic() + budget_s * max(1, len(names))
+    for i in range(reps):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            if name in failed:
+                continue
+            took = call(name)
+            if took is not None:
+                out[name].append(took)
         if i >= 4 and time.monotonic() > deadline:
             break
-    return out
+    return {n: v for n, v in out.items() if n not in failed}, failed
 
 
 def percentiles_ms(values: Sequence[float]) -> tuple[float, float]:
@@ -298,48 +323,125 @@ def _queries(workload: Workload) -> dict[str, Query]:
     }
 
 
-def measure(engine: Engine, workload: Workload, opts: Options) -> Result:
+@dataclass
+class Live:
+    """An engine started, written and still running (its stack stops it)."""
+
+    engine: Engine
+    res: Result
+    stack: ExitStack
+
+
+def start_and_ingest(engine: Engine, workload: Workload, opts: Options) -> Live:
+    """Phase 1, one engine at a time (the machine to itself): start, write, check."""
     res = Result(engine.name)
-    before = os.getloadavg()[0]
-    with engine:
+    with ExitStack() as stack:
+        stack.enter_context(engine)
         res.describe, res.durability = engine.describe(), engine.durability
         _say(f"{engine.name} ({res.describe}) on loopback")
         engine.setup(workload)
         _ingest(engine, res, "ingest", workload.ingest_batches(opts.layout))
         _ingest(engine, res, "reingest", workload.version_batches())
-        queries = _queries(workload)
-        first = engine.read("raw", queries["raw"])
-        expected = queries["raw"].expected_points
+        raw = workload.raw_query()
+        first = engine.read("raw", raw)
         wait_until(
             f"{engine.name}: written points visible",
-            lambda: first.count(first.send()) == expected,
+            lambda: first.count(first.send()) == raw.expected_points,
             timeout_s=60,
             interval_s=0.5,
         )
-        for kind in READS:
-            q = queries[kind]
+        return Live(engine, res, stack.pop_all())
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with may swallow)
+
+
+def read_all(lives: dict[str, Live], workload: Workload, opts: Options) -> None:
+    """Phase 2: every read, the running engines taking turns; failures close an engine."""
+    for kind, q in _queries(workload).items():
+        reads: dict[str, Read] = {}
+        for name, live in list(lives.items()):
             try:
-                read = engine.read(kind, q)
+                read = live.engine.read(kind, q)
+                got = read.count(read.send())
             except Skip as why:
-                res.notes[kind] = str(why)
+                live.res.notes[kind] = str(why)
                 continue
-            got = read.count(read.send())
+            except Exception as exc:
+                _fail(lives, name, f"{kind} read: {type(exc).__name__}: {exc}")
+                continue
             if got != q.expected_points:
-                raise RuntimeError(f"{kind} read: {got} points, expected {q.expected_points}")
-            took = samples(read.send, warmup=opts.warmup, reps=opts.reps, budget_s=opts.budget_s)
-            p50, p95 = percentiles_ms(took)
+                _fail(lives, name, f"{kind} read: {got} points, expected {q.expected_points}")
+                continue
+            reads[name] = read
+        if not reads:
+            continue
+        sends = {name: r.send for name, r in reads.items()}
+        took, failed = interleaved_samples(
+            sends, warmup=opts.warmup, reps=opts.reps, budget_s=opts.budget_s
+        )
+        for name, reason in failed.items():
+            _fail(lives, name, f"{kind} read: {reason}")
+        for name, values in took.items():
+            p50, p95 = percentiles_ms(values)
+            res = lives[name].res
             res.values[f"{kind}_p50"], res.values[f"{kind}_p95"] = p50, p95
-            _say(f"  {kind}: {got:,} points, p50 {p50:.2f} ms, p95 {p95:.2f} ms ({len(took)} runs)")
-        if "last_p50" in res.values and res.values.get("raw_p50"):
-            res.values["last_ratio"] = res.values["last_p50"] / res.values["raw_p50"]
-        size = engine.storage_bytes()
-        stored = engine.stored_points() or workload.stored_points
+            _say(
+                f"  {kind:7} {COLUMN[name]:17} {q.expected_points:>9,} points  p50 {p50:8.2f} ms"
+                f"  p95 {p95:8.2f} ms  ({len(values)} runs)"
+            )
+    for live in lives.values():
+        v = live.res.values
+        if "last_p50" in v and v.get("raw_p50"):
+            v["last_ratio"] = v["last_p50"] / v["raw_p50"]
+
+
+def measure_storage(name: str, live: Live, workload: Workload) -> None:
+    """Phase 3, per engine: size on disk once settled, then stop it."""
+    with live.stack:
+        size = live.engine.storage_bytes()
+        stored = live.engine.stored_points() or workload.stored_points
         if stored < workload.stored_points:
             raise RuntimeError(f"{stored:,} points stored of {workload.stored_points:,} written")
-        res.values["bytes_per_point"] = size / stored
-        _say(f"  on disk: {size:,} bytes for {stored:,} points")
-    res.load = f"{before:.1f} -> {os.getloadavg()[0]:.1f}"
-    return res
+        live.res.values["bytes_per_point"] = size / stored
+        _say(f"  {COLUMN[name]}: {size:,} bytes on disk for {stored:,} points")
+
+
+def _fail(lives: dict[str, Live], name: str, why: str) -> None:
+    live = lives.pop(name)
+    live.res.error = why
+    _say(f"{name}: FAILED: {why}")
+    live.stack.close()
+
+
+def measure_all(names: Sequence[str], workload: Workload, opts: Options) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    lives: dict[str, Live] = {}
+    try:
+        for name in names:
+            try:
+                live = start_and_ingest(make_engine(name, opts), workload, opts)
+            except Skip as why:
+                results[name] = Result(name, skipped=str(why))
+                _say(f"{name}: skipped: {why}")
+                continue
+            except Exception as exc:  # one engine's failure must not hide the others' figures
+                results[name] = Result(name, error=f"{type(exc).__name__}: {exc}")
+                _say(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                continue
+            lives[name] = live
+            results[name] = live.res
+        _say(f"reads, engines taking turns: {', '.join(COLUMN[n] for n in lives)}")
+        read_all(lives, workload, opts)
+        for name in list(lives):
+            live = lives.pop(name)
+            try:
+                measure_storage(name, live, workload)
+            except Exception as exc:
+                live.res.error = f"size on disk: {type(exc).__name__}: {exc}"
+                _say(f"{name}: FAILED: {live.res.error}")
+    finally:
+        for live in lives.values():  # Ctrl-C or a bug: stop whatever still runs
+            live.stack.close()
+    return results
 
 
 def make_engine(name: str, opts: Options) -> Engine:
@@ -382,23 +484,16 @@ def run(opts: Options, only: Sequence[str]) -> tuple[str, dict[str, object]]:
         f"{len(workload.minute):,} 1-min, {opts.spec.versions} x {len(workload.versions[0]):,} "
         f"versioned), batches of {opts.spec.batch_points:,} points, layout {opts.layout}"
     )
-    results: dict[str, Result] = {}
-    for name in only:
-        try:
-            results[name] = measure(make_engine(name, opts), workload, opts)
-        except Skip as why:
-            results[name] = Result(name, skipped=str(why))
-            _say(f"{name}: skipped: {why}")
-        except Exception as exc:  # one engine's failure must not hide the others' figures
-            results[name] = Result(name, error=f"{type(exc).__name__}: {exc}")
-            _say(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+    load_before = os.getloadavg()[0]
+    results = measure_all(only, workload, opts)
+    load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     lines = table(workload, results, judge=not opts.quick and opts.spec == FULL)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info = machine()
     head = (
         f"besmart benchmark, {'quick' if opts.quick else 'full'} run, {when}; "
         f"{info['cpu']}, {info['cores']} cores, {info['memory']}; "
-        f"server workers {opts.workers}; {time.monotonic() - t0:.0f} s"
+        f"server workers {opts.workers}; load average {load}; {time.monotonic() - t0:.0f} s"
     )
     text = "\n".join([head, "", markdown(lines), "", *notes(results)])
     doc: dict[str, object] = {
@@ -408,6 +503,7 @@ def run(opts: Options, only: Sequence[str]) -> tuple[str, dict[str, object]]:
         "spec": dataclasses.asdict(opts.spec),
         "layout": opts.layout,
         "workers": opts.workers,
+        "load_average": load,
         "rows": [dataclasses.asdict(r) for r in rows(workload)],
         "results": {k: dataclasses.asdict(v) for k, v in results.items()},
         "table": lines,

@@ -103,6 +103,7 @@ class Spec:
     minute_days: int
     version_days: int
     versions: int = 5
+    weather_days: int = 365  # of the weather grid (hourly, from WEATHER_START_MS)
     multi_series: int = 100  # series in the multi-series read (whole sensors, rounded up)
     batch_points: int = 10_000  # points per write request
     seed: int = 20240101
@@ -111,13 +112,15 @@ class Spec:
     def __post_init__(self) -> None:
         if min(self.sensors, self.days, self.minute_days, self.version_days) < 1:
             raise ValueError("sensors and every number of days must be at least 1")
+        if not 3 <= self.weather_days <= 365:
+            raise ValueError("weather_days must be 3 to 365 (one typical year at most)")
         if self.versions < 1 or self.batch_points < 1 or self.multi_series < 1:
             raise ValueError("versions, batch_points and multi_series must be at least 1")
 
 
 # 20 sensors x 5 signals = the 100 series of the multi-series read; a year of each.
 FULL = Spec(sensors=20, days=365, minute_days=365, version_days=365)
-QUICK = Spec(sensors=2, days=7, minute_days=7, version_days=7, batch_points=2_000)
+QUICK = Spec(sensors=2, days=7, minute_days=7, version_days=7, weather_days=7, batch_points=2_000)
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,9 +201,10 @@ class Workload:
         return Query(chosen, since, till, per_series * len(chosen))
 
     def weather_query(self) -> Query:
-        """Hourly T_AIR at ``WEATHER_AT`` (interpolated from the grid) from 2 Jan to 31 Dec."""
+        """Hourly T_AIR at ``WEATHER_AT`` (interpolated from the grid), all but the first and
+        the last day of the grid's span (a full run: 2 Jan to 31 Dec, 8,712 hours)."""
         since = WEATHER_START_MS + MS_DAY
-        till = WEATHER_START_MS + 364 * MS_DAY
+        till = WEATHER_START_MS + (self.spec.weather_days - 1) * MS_DAY
         return Query((), since, till, (till - since) // MS_HOUR, 60)
 
 
@@ -340,7 +344,7 @@ def _versions(spec: Spec) -> tuple[Series, ...]:
 def weather_grid(spec: Spec) -> tuple[WeatherPoint, ...]:
     """Four grid points 0.25° apart around ``WEATHER_AT``: temperature with a seasonal and a
     daily cycle, a crude clear-sky-times-clouds irradiance, gusty wind."""
-    t = WEATHER_START_MS + MS_HOUR + np.arange(365 * 24, dtype=np.int64) * MS_HOUR
+    t = WEATHER_START_MS + MS_HOUR + np.arange(spec.weather_days * 24, dtype=np.int64) * MS_HOUR
     day = (t - WEATHER_START_MS) / MS_DAY
     hour = (t % MS_DAY) / MS_HOUR
     out = []

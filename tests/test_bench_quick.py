@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bench import run
+from bench.besmart import epw
 from bench.peers import line_protocol
 from bench.workload import (
     A_PLUS,
@@ -23,6 +25,7 @@ from bench.workload import (
     P_PLUS,
     QUICK,
     U1,
+    WEATHER_AT,
     Chunk,
     Layout,
     Series,
@@ -53,6 +56,8 @@ def test_full_sizes_are_the_issues(full: Workload) -> None:
     assert len(multi.series) == 100
     assert multi.till - multi.since == MS_DAY
     assert multi.expected_points == 100 * 96
+    assert [len(p.time) for p in full.weather] == [8_760] * 4
+    assert full.weather_query().expected_points == 8_712
 
 
 def test_generation_is_deterministic_and_independent_of_size() -> None:
@@ -121,6 +126,34 @@ def test_versions_share_times_and_differ_in_values() -> None:
         assert older.acq_ms is not None
         assert newer.acq_ms is not None
         assert newer.acq_ms > older.acq_ms
+
+
+def test_weather_grid_surrounds_the_queried_place() -> None:
+    w = generate(QUICK)
+    lats = {p.lat for p in w.weather}
+    lons = {p.lon for p in w.weather}
+    assert min(lats) < WEATHER_AT[0] < max(lats)
+    assert min(lons) < WEATHER_AT[1] < max(lons)
+    for p in w.weather:
+        assert set(np.diff(p.time).tolist()) == {MS_HOUR}
+        assert -30 < p.temp_c.min() < p.temp_c.max() < 40
+        assert p.ghi_wm2.min() >= 0
+        assert p.wind_ms.min() >= 0
+    q = w.weather_query()
+    assert q.expected_points == (QUICK.weather_days - 2) * 24 == (q.till - q.since) // MS_HOUR
+
+
+def test_epw_file_has_one_row_per_hour() -> None:
+    point = generate(QUICK).weather[0]
+    lines = epw(point).splitlines()
+    assert lines[0].startswith("LOCATION,")
+    assert lines[0].split(",")[6:8] == [f"{point.lat:.4f}", f"{point.lon:.4f}"]
+    rows = [line.split(",") for line in lines[8:]]
+    assert len(rows) == len(point.time)
+    assert rows[0][:4] == ["2023", "1", "1", "1"]  # hour 1 = 00:00-01:00 UTC
+    assert rows[23][:4] == ["2023", "1", "1", "24"]
+    assert {len(r) for r in rows} == {35}
+    assert float(rows[5][6]) == point.temp_c[5]
 
 
 @pytest.mark.parametrize("layout", ["time", "series"])
@@ -209,6 +242,33 @@ def test_formatting_and_percentiles() -> None:
     assert run.fmt_value("ms", 123.4) == "123"
     assert run.fmt_value("B/pt", None) == "-"
     assert run.percentiles_ms([0.001] * 19 + [0.1]) == pytest.approx((1.0, 5.95))
+
+
+def test_reads_take_turns_and_a_failing_engine_leaves() -> None:
+    calls: list[str] = []
+
+    def ok(name: str) -> Callable[[], bytes]:
+        def send() -> bytes:
+            calls.append(name)
+            return b""
+
+        return send
+
+    def broken() -> bytes:
+        calls.append("broken")
+        if calls.count("broken") > 2:
+            raise RuntimeError("gone")
+        return b""
+
+    took, failed = run.interleaved_samples(
+        {"a": ok("a"), "b": ok("b"), "broken": broken}, warmup=1, reps=4, budget_s=10
+    )
+    assert failed == {"broken": "RuntimeError: gone"}
+    assert set(took) == {"a", "b"}
+    assert len(took["a"]) == len(took["b"]) == 4
+    rounds = [c for c in calls[3:] if c != "broken"]
+    assert rounds[:2] == ["a", "b"]
+    assert rounds[2:4] == ["b", "a"]  # the starting engine rotates
 
 
 def test_arguments() -> None:
