@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_items_per_request: int = Field(
         10_000, ge=1, description="items in one multi-series request (413 above)"
     )
+    max_window_days: int = Field(
+        3660, ge=1, description="longest since..till window one read may span, in days (413 above)"
+    )
     login_max_failures: int = Field(
         5, ge=1, description="failed logins per login within the window before 429"
     )

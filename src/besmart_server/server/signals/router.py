@@ -208,7 +208,9 @@ def get_signal_data(
         output_unit_id=output_unit_id,
         is_chart=is_chart,
     )
-    budget = service.ReadBudget(settings.max_points_per_read)
+    budget = service.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
     return _json(service.read(conn, store, user, q, budget=budget, started=started))
 
 
@@ -246,10 +248,14 @@ def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]
 
 
 def _read_many(
-    db: Database, store: SeriesStore, user: Principal, qs: list[service.ReadQuery], limit: int
+    db: Database,
+    store: SeriesStore,
+    user: Principal,
+    qs: list[service.ReadQuery],
+    budget: service.ReadBudget,
 ) -> bytes:
     with db.transaction(write=False) as conn:
-        out = service.read_many(conn, store, user, qs, budget=service.ReadBudget(limit))
+        out = service.read_many(conn, store, user, qs, budget=budget)
     return columns.dumps(out)
 
 
@@ -271,7 +277,10 @@ async def _post_many(
 ) -> Response:
     settings: Settings = request.app.state.settings
     qs = _parse_read_items(await request.body(), settings)
-    body = await run_in_threadpool(_read_many, db, store, user, qs, settings.max_points_per_read)
+    budget = service.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
+    body = await run_in_threadpool(_read_many, db, store, user, qs, budget)
     return Response(body, media_type=_JSON)
 
 

@@ -250,12 +250,26 @@ class ReadQuery:
     as_of: int | None = None
 
 
-class ReadBudget:
-    """Points a request may still read from the store (max_points_per_read), across items."""
+MS_PER_DAY = 86_400_000
 
-    def __init__(self, limit: int) -> None:
+
+class ReadBudget:
+    """Points a request may still read from the store (max_points_per_read), across items,
+    and the longest window one read may span (max_window_days; None: no limit)."""
+
+    def __init__(self, limit: int, *, max_window_days: int | None = None) -> None:
         self.limit = limit
         self.left = limit
+        self.max_window_days = max_window_days
+
+    def check_window(self, since: int, till: int) -> None:
+        """413 when `till - since` spans more days than a read may."""
+        days = self.max_window_days
+        if days is not None and till - since > days * MS_PER_DAY:
+            raise TooLarge(
+                f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; at most "
+                f"{days} (max_window_days): read a shorter window"
+            )
 
     def take(self, n: int) -> None:
         """Spend `n` points; 413 when the request's reads exceed the limit."""
@@ -401,6 +415,7 @@ def read_frame(
     versions (as of `q.as_of`) → origin → multiplier → stitching → delta_t aggregation → unit.
     """
     check_query(q, loc)
+    budget.check_window(q.since, q.till)
     sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
     cat = cat or load_catalog(conn)
     t = _type_or_404(cat.types, q.signal_type_moid)
@@ -496,6 +511,7 @@ def read_many(
     out = []
     for i, q in enumerate(queries):
         check_query(q, ("body", i))
+        budget.check_window(q.since, q.till)
     cat = load_catalog(conn)
     for i, q in enumerate(queries):
         try:

@@ -80,7 +80,7 @@ def get_weather_data(
         q,
         radius_km=settings.weather_radius_km,
         neighbours=settings.weather_neighbours,
-        budget=ReadBudget(settings.max_points_per_read),
+        budget=ReadBudget(settings.max_points_per_read, max_window_days=settings.max_window_days),
         started=started,
     )
     return Response(columns.dumps(body), media_type="application/json")
