@@ -91,6 +91,12 @@ def test_empty_columns() -> None:
         pytest.param({"time": [T, None], "value": [1, 2]}, ("body", "time", 1), "null", id="tn"),
         pytest.param({"time": [T, True], "value": [1, 2]}, ("body", "time", 1), "true", id="tb"),
         pytest.param({"time": [2**70], "value": [1]}, ("body", "time", 0), "range", id="big"),
+        pytest.param(  # found by fuzzing: -2**63 as a float passed one check, failed the other
+            {"time": [1559, float(-(2**63))], "value": [1, 2]},
+            ("body", "time", 1),
+            "range",
+            id="min-float",
+        ),
         pytest.param({"time": [T, T], "value": [1, "x"]}, ("body", "value", 1), "number", id="v"),
         pytest.param({"time": [T], "value": [None]}, ("body", "value", 0), "null", id="v-null"),
         pytest.param({"time": [T], "value": [False]}, ("body", "value", 0), "false", id="v-bool"),

@@ -158,7 +158,8 @@ def _int_column(col: list[Any], loc: Loc, *, floor: bool) -> NDArray[np.int64]:
                 loc=(*loc, i),
                 type_="int_type",
             )
-        if not -(2**63) <= x <= _INT64_MAX or (isinstance(x, float) and not np.isfinite(x)):
+        # The same bound as the whole-column check above, or a value it refused passes here.
+        if not -_INT64_MAX <= x <= _INT64_MAX or (isinstance(x, float) and not np.isfinite(x)):
             raise Invalid(f"{loc[-1]}[{i}]: {x} is out of range", loc=(*loc, i))
         if not floor and x != int(x):
             raise Invalid(
