@@ -91,7 +91,9 @@ def run_graph(
     responses={**R401, **R404},
 )
 def get_run(
-    conn: ConnDep, principal: CurrentUser, run_id: Annotated[int, Path(description="Run id")]
+    conn: ConnDep,
+    principal: CurrentUser,
+    run_id: Annotated[int, Path(description="Run id", ge=0, le=2**31 - 1)],
 ) -> RunStatus:
     """A run's state, with its record once done (only the caller's runs)."""
     return service.get_run(conn, principal, run_id)
