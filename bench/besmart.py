@@ -195,21 +195,34 @@ class Besmart:
         self._load_weather(workload.weather)
 
     def _load_weather(self, grid: Sequence[WeatherPoint]) -> None:
-        """``besmart weather import`` of one EPW file per grid point (when both exist), the
-        imports running side by side."""
+        """``besmart weather import`` of one EPW file per grid point (when both exist).
+
+        The first import runs alone: it creates the system weather client, and concurrent
+        first imports on PostgreSQL each create one of their own (then reads answer 404).
+        The rest run side by side.
+        """
         if "get" not in self._paths.get(WEATHER, {}):
             self._no_weather = "weather route not served yet"
             return
-        runs = []
+        files = []
         for i, point in enumerate(grid):
             path = self._tmp / f"grid{i}.epw"
             path.write_text(epw(point))
-            argv = [sys.executable, "-m", "besmart_server", "weather", "import", str(path)]
-            runs.append(
-                subprocess.Popen(
-                    argv, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-                )
+            files.append(path)
+        errors = self._imports(files[:1]) or self._imports(files[1:])
+        self._no_weather = f"weather grid could not be loaded: {errors[0]}" if errors else ""
+
+    def _imports(self, files: Sequence[Path]) -> list[str]:
+        """Run one import per file at once; their errors."""
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "besmart_server", "weather", "import", str(path)],
+                env=self._env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+            for path in files
+        ]
         errors = []
         for proc in runs:
             try:
@@ -219,7 +232,7 @@ class Besmart:
                 _out, err = proc.communicate()
             if proc.returncode != 0:
                 errors.append(err.decode(errors="replace").strip()[-300:])
-        self._no_weather = f"weather grid could not be loaded: {errors[0]}" if errors else ""
+        return errors
 
     def prepare(self, batches: Sequence[Batch]) -> list[bytes]:
         """Multi-series PUT bodies: one item per chunk, columnar data with origin 1."""
