@@ -84,9 +84,11 @@ def authenticated(
 
 StoreDep = Annotated[SeriesStore, Depends(get_store)]
 Caller = Annotated[Principal, Depends(authenticated)]
-ClientCid = Annotated[int, Path(description="Client CID")]
-SensorMid = Annotated[int, Path(description="Sensor MID")]
-SignalTypeMoid = Annotated[int, Path(description="Signal type MOID")]
+# Ids are 32-bit in the database: larger ones are 422 here, not an overflow in the driver.
+_ID_MAX = 2**31 - 1
+ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=_ID_MAX)]
+SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=_ID_MAX)]
+SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=_ID_MAX)]
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -149,8 +151,8 @@ def get_cap(
     store: StoreDep,
     client_cid: ClientCid,
     sensor_mid: SensorMid,
-    signal_type_moid: int | None = None,
-    signal_origin_id: int | None = None,
+    signal_type_moid: Annotated[int | None, Query(ge=0, le=_ID_MAX)] = None,
+    signal_origin_id: Annotated[int | None, Query(ge=0, le=_ID_MAX)] = None,
 ) -> Response:
     """Get the newest capture time stored for a signal (ms, or null)."""
     cap = service.cap_max(

@@ -281,8 +281,15 @@ class ReadBudget:
             )
 
 
+# A read window within 64-bit milliseconds, with room for the store's `till + 1`.
+TIME_MIN, TIME_MAX = -(2**62), 2**62
+
+
 def check_query(q: ReadQuery, loc: Loc) -> None:
     """422 for a malformed read, naming the field."""
+    for name, value in (("since", q.since), ("till", q.till)):
+        if not TIME_MIN <= value <= TIME_MAX:
+            raise Invalid(f"{name} must be a UTC ms timestamp within ±2**62", loc=(*loc, name))
     if q.since >= q.till:
         raise Invalid("since must be before till", loc=(*loc, "since"))
     if q.delta_t is not None and q.delta_t <= 0:
