@@ -19,9 +19,11 @@ from besmart_server.server.graphs.tables import graph_runs, graphs
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.tables import points, series
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
+from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import api_keys, clients, tokens, user_roles
-from tests.factories import Actor, make_client, make_user
+from besmart_server.server.users.tables import users as users_t
+from tests.factories import Actor, make_client
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 Q = 15 * 60_000
@@ -66,6 +68,26 @@ class Tenant:
 
 def _num(v: float) -> str:
     return json.dumps(v)
+
+
+PASSWORD = "correct horse battery staple"
+_hash: list[str] = []
+
+
+def make_user(db: Database, *, login: str, roles: dict[int, Role]) -> Actor:
+    """A user with a token, its argon2 hash computed once per process (seeding stays fast)."""
+    if not _hash:
+        _hash.append(security.hash_password(PASSWORD))
+    with db.transaction() as conn:
+        uid = conn.execute(
+            users_t.insert()
+            .values(login=login, password_hash=_hash[0], is_admin=False, created_at=now_ms())
+            .returning(users_t.c.id)
+        ).scalar_one()
+        for cid, role in roles.items():
+            users.grant_role(conn, user_id=uid, client_cid=cid, role=role)
+        token = users.issue_token(conn, user_id=uid, ttl_seconds=7200).token
+    return Actor(user_id=int(uid), login=login, password=PASSWORD, token=token)
 
 
 def _ok(res: Any, status: int = 201) -> dict[str, Any]:
