@@ -32,6 +32,7 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", BIG, nullable=False),
         sa.Column("updated_at", BIG, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "graph_runs",
@@ -53,6 +54,7 @@ def upgrade() -> None:
         sa.Column("created_at", BIG, nullable=False),
         sa.Column("started_at", BIG, nullable=True),
         sa.Column("finished_at", BIG, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_graph_runs_user_id", "graph_runs", ["user_id"])
 

@@ -17,6 +17,7 @@ graphs = Table(
     Column("owner_cid", Integer, ForeignKey("clients.cid", ondelete="CASCADE"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,  # ids are never handed out again (as every surrogate key)
 )
 
 graph_runs = Table(
@@ -37,4 +38,5 @@ graph_runs = Table(
     Column("started_at", BigInteger, nullable=True),
     Column("finished_at", BigInteger, nullable=True),
     Index("ix_graph_runs_user_id", "user_id"),
+    sqlite_autoincrement=True,
 )
