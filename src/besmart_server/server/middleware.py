@@ -64,18 +64,31 @@ class LimitsAndHeaders:
         except _BodyTooLarge:
             if not started:
                 await self._reject(send, limit)
+        except Exception:
+            # The 500 goes out from here, with the headers; the app's handler still logs the
+            # error (the outermost middleware sees that a response has started and sends none).
+            if not started:
+                await self._send_json(
+                    send, 500, {"detail": "Internal server error"}, csp=not is_docs
+                )
+            raise
+
+    @classmethod
+    async def _reject(cls, send: Send, limit: int) -> None:
+        await cls._send_json(send, 413, {"detail": f"Request body larger than {limit} bytes"})
 
     @staticmethod
-    async def _reject(send: Send, limit: int) -> None:
-        body = orjson.dumps({"detail": f"Request body larger than {limit} bytes"})
+    async def _send_json(send: Send, status: int, detail: object, *, csp: bool = True) -> None:
+        body = orjson.dumps(detail)
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     *_SECURITY_HEADERS,
+                    *([_API_CSP] if csp else []),
                 ],
             }
         )
