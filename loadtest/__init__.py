@@ -1,0 +1,1 @@
+"""A bounded mixed read/write load test of besmart-server on loopback."""
