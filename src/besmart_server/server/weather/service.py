@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, select, text
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import now_ms
@@ -72,8 +72,16 @@ def store_of(conn: Connection) -> SeriesStore:
 # --- grid points ----------------------------------------------------------------------------
 
 
+_WEATHER_LOCK_KEY = 0x6265_5758  # "beWX": the advisory lock of weather grid creation
+
+
 def weather_client(conn: Connection, *, create: bool) -> int | None:
     """The system weather client's cid (created when asked and missing)."""
+    if create and conn.dialect.name == "postgresql":
+        # Concurrent first imports would each create a weather client (and the same grid
+        # point); one lock per transaction serializes the check-then-create. SQLite writers
+        # are serialized already by BEGIN IMMEDIATE.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WEATHER_LOCK_KEY})
     cid = conn.scalar(
         select(clients.c.cid)
         .where(clients.c.is_system.is_(True), clients.c.name == WEATHER_CLIENT_NAME)
