@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
@@ -22,6 +23,14 @@ from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.tables import sensor_types
 from besmart_server.server.states.tables import meter_types
+from besmart_server.server.users import security
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Still argon2id, with the smallest cost: hashing at the production cost (~0.1 s each)
+    # for every user a test makes would dominate the suite's time. Production parameters are
+    # covered by the CLI's `serve` test, which runs in its own process.
+    security.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,7 +11,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verifying against this keeps unknown logins as slow as wrong passwords (no user enumeration).
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+_dummy_hash = _hasher.hash("not-a-real-password")
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Swap the argon2id parameters (the test suite uses cheap ones to stay fast)."""
+    global _hasher, _dummy_hash
+    _hasher = hasher
+    _dummy_hash = hasher.hash("not-a-real-password")
+
 
 TOKEN_PREFIX = "bst_"
 API_KEY_PREFIX = "bsk_"
@@ -25,7 +33,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when the password matches; constant work whether or not the user exists."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
