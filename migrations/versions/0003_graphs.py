@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "graphs",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("name", sa.String(200), nullable=False, unique=True),
+        sa.Column("name", sa.String(200), nullable=False),
         sa.Column("definition", sa.Text(), nullable=False),
         sa.Column(
             "owner_cid",
@@ -32,6 +32,7 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", BIG, nullable=False),
         sa.Column("updated_at", BIG, nullable=False),
+        sa.UniqueConstraint("owner_cid", "name", name="uq_graphs_owner_cid_name"),
         sqlite_autoincrement=True,
     )
     op.create_table(

@@ -378,16 +378,26 @@ def test_management_rules(client: TestClient, db: Database) -> None:
     )
     assert client.get(url, headers=writer.headers).status_code == 200
     assert client.delete(url, headers=writer.headers).status_code == 403
-    _, stranger = make_tenant(db, Role.owner)
+    scid, stranger = make_tenant(db, Role.owner)
     assert client.get(url, headers=stranger.headers).status_code == 404
     assert client.delete(url, headers=stranger.headers).status_code == 404
-    # names are global: another tenant cannot take it over
+    # names are per client: another tenant cannot take it over through the owner's client...
     assert (
         client.put(
             url, params={"client_cid": cid}, json=_scale_graph(cid, mid), headers=stranger.headers
         ).status_code
-        == 409
+        == 404
     )
+    # ...and storing its own graph of that name leaves the owner's untouched
+    smid = make_sensor(db, scid)
+    theirs = client.put(
+        url, params={"client_cid": scid}, json=_scale_graph(scid, smid), headers=stranger.headers
+    )
+    assert theirs.status_code == 201
+    assert client.get(url, headers=stranger.headers).json()["owner_cid"] == scid
+    mine = client.get(url, headers=owner.headers).json()
+    assert mine["owner_cid"] == cid
+    assert mine["definition"] == _scale_graph(cid, mid)
     # shipped graphs: reserved names, not deletable
     assert (
         client.put(

@@ -348,11 +348,6 @@ def test_keys_are_not_tokens_and_tokens_are_not_keys(
     assert snapshot(db, victim) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph names are global: a PUT of a name another tenant uses answers 409 where a "
-    "free name answers 201 (graphs/service.py put_graph); needs per-client names",
-)
 def test_graph_names_do_not_tell_whether_another_tenant_uses_them(
     client: TestClient, world: tuple[Tenant, Tenant]
 ) -> None:

@@ -51,6 +51,7 @@ class StoredGraph:
     shipped: bool
     created_at: int | None = None
     updated_at: int | None = None
+    id: int | None = None  # the row of a stored graph
 
     def info(self) -> GraphInfo:
         """The wire shape."""
@@ -76,6 +77,7 @@ def _from_row(row: Any) -> StoredGraph:
         shipped=False,
         created_at=int(row.created_at),
         updated_at=int(row.updated_at),
+        id=int(row.id),
     )
 
 
@@ -83,14 +85,43 @@ def _visible(principal: Principal, owner_cid: int | None) -> bool:
     return owner_cid is None or principal.can(owner_cid, Role.read)
 
 
-def find_graph(conn: Connection, principal: Principal, name: str) -> StoredGraph:
-    """A shipped graph, a system graph or one of a client the caller can read; else 404."""
+def _candidates(
+    conn: Connection, principal: Principal, name: str, client_cid: int | None
+) -> list[Any]:
+    """Stored graphs of this name the caller can see (of one client when it is given); names
+    are unique per client, so other tenants' graphs of the same name never show through."""
+    rows = [
+        r
+        for r in conn.execute(select(graphs).where(graphs.c.name == name).order_by(graphs.c.id))
+        if _visible(principal, r.owner_cid)
+    ]
+    if client_cid is not None:
+        rows = [r for r in rows if r.owner_cid in (client_cid, None)]
+    return rows
+
+
+def _one(rows: list[Any], name: str) -> Any:
+    # A tenant's own graph shadows a system graph of the same name.
+    owned = [r for r in rows if r.owner_cid is not None]
+    if len(owned) > 1:
+        raise Conflict(
+            f"Graph name {name!r} is used by several of your clients; "
+            "rename one, or give client_cid"
+        )
+    return owned[0] if owned else rows[0]
+
+
+def find_graph(
+    conn: Connection, principal: Principal, name: str, *, client_cid: int | None = None
+) -> StoredGraph:
+    """A shipped graph, or a stored one of a client the caller can read (or a system one);
+    else 404 — whatever other tenants store under that name."""
     if name in BUILTIN:
         return StoredGraph(name, builtin_graph(name), None, shipped=True)
-    row = conn.execute(select(graphs).where(graphs.c.name == name)).first()
-    if row is None or not _visible(principal, row.owner_cid):
+    rows = _candidates(conn, principal, name, client_cid)
+    if not rows:
         raise _graph_not_found(name)
-    return _from_row(row)
+    return _from_row(_one(rows, name))
 
 
 def list_graphs(conn: Connection, principal: Principal) -> list[GraphInfo]:
@@ -134,15 +165,18 @@ def put_graph(
         raise Invalid(exc.detail, loc=("body", *exc.loc), type_=exc.type_) from None
     text = orjson.dumps(definition).decode()
     now = now_ms()
-    row = conn.execute(select(graphs.c.owner_cid).where(graphs.c.name == name)).first()
-    if row is not None:
-        if not _visible(principal, row.owner_cid):
-            raise Conflict(f"Graph name {name!r} is taken")  # names are global; owner unseen
+    rows = _candidates(conn, principal, name, client_cid)
+    if client_cid is not None or not principal.is_admin:
+        rows = [r for r in rows if r.owner_cid is not None]
+    else:
+        rows = [r for r in rows if r.owner_cid is None]  # an admin without client_cid: system
+    if rows:
+        row = _one(rows, name)
         _may_manage(principal, row.owner_cid, name)
         conn.execute(
-            update(graphs).where(graphs.c.name == name).values(definition=text, updated_at=now)
+            update(graphs).where(graphs.c.id == row.id).values(definition=text, updated_at=now)
         )
-        created = False
+        owner, created = row.owner_cid, False
     else:
         if client_cid is None and not principal.is_admin:
             raise Invalid(
@@ -156,8 +190,8 @@ def put_graph(
                 name=name, definition=text, owner_cid=client_cid, created_at=now, updated_at=now
             )
         )
-        created = True
-    return find_graph(conn, principal, name).info(), created
+        owner, created = client_cid, True
+    return find_graph(conn, principal, name, client_cid=owner).info(), created
 
 
 def delete_graph(conn: Connection, principal: Principal, name: str) -> None:
@@ -166,7 +200,7 @@ def delete_graph(conn: Connection, principal: Principal, name: str) -> None:
     if found.shipped:
         raise Forbidden(f"Graph {name!r} is shipped with the server and cannot be deleted")
     _may_manage(principal, found.owner_cid, name)
-    conn.execute(delete(graphs).where(graphs.c.name == name))
+    conn.execute(delete(graphs).where(graphs.c.id == found.id))
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from besmart_server.server.db import metadata
 
@@ -10,13 +20,14 @@ graphs = Table(
     "graphs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    # Runs name a graph without a tenant (the spec's graph_name), so names are global.
-    Column("name", String(200), nullable=False, unique=True),
+    # Unique per owner: a tenant's names never collide with, or reveal, another tenant's.
+    Column("name", String(200), nullable=False),
     Column("definition", Text, nullable=False),  # JSON: {"nodes": [...], "edges": [...]}
     # The tenant that owns the graph; NULL for system graphs an admin stored.
     Column("owner_cid", Integer, ForeignKey("clients.cid", ondelete="CASCADE"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner_cid", "name"),
     sqlite_autoincrement=True,  # ids are never handed out again (as every surrogate key)
 )
 
