@@ -11,8 +11,6 @@ two days before its latest swap when the swap precedes the month, so the stitch 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -23,10 +21,9 @@ from besmart_server.demo import DemoInfo
 from besmart_server.server.db import now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import signal_type_by_symbol
-from besmart_server.server.signals.pipeline import TYPE_DBL, Frame
-from besmart_server.server.signals.service import TypeInfo, load_catalog, state_factor
+from besmart_server.server.signals.pipeline import TYPE_DBL, Frame, StatePeriod
+from besmart_server.server.signals.service import load_catalog, load_periods
 from besmart_server.server.signals.store import SeriesStore, store_for
-from besmart_server.server.states.tables import sensor_states, signal_states
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -43,15 +40,6 @@ def _moid(symbol: str) -> int:
     t = signal_type_by_symbol(symbol)
     assert t is not None, symbol
     return t.moid
-
-
-@dataclass(frozen=True, slots=True)
-class _State:
-    since: int
-    till: int | None
-    factor: float
-    vfs: float | None
-    vft: float | None
 
 
 class _Writer:
@@ -149,44 +137,9 @@ def voltages(t: I64, rng: np.random.Generator) -> list[F64]:
 # --- counters consistent with sensor states ------------------------------------------------
 
 
-def _states(conn: Connection, mid: int, t: TypeInfo) -> list[_State]:
-    rows = conn.execute(
-        select(
-            sensor_states.c.id, sensor_states.c.since, sensor_states.c.till, sensor_states.c.info
-        )
-        .where(sensor_states.c.sensor_mid == mid)
-        .order_by(sensor_states.c.since)
-    ).all()
-    readings = {
-        int(r.sensor_state_id): (r.value_for_since, r.value_for_till)
-        for r in conn.execute(
-            select(
-                signal_states.c.sensor_state_id,
-                signal_states.c.value_for_since,
-                signal_states.c.value_for_till,
-            ).where(
-                signal_states.c.sensor_state_id.in_([r.id for r in rows]),
-                signal_states.c.signal_type_moid == t.moid,
-            )
-        )
-    }
-    out = []
-    for r in rows:
-        info = json.loads(r.info) if r.info else {}
-        vfs, vft = readings.get(int(r.id), (None, None))
-        out.append(
-            _State(
-                int(r.since),
-                None if r.till is None else int(r.till),
-                state_factor(info if isinstance(info, dict) else {}, t),
-                None if vfs is None else float(vfs),
-                None if vft is None else float(vft),
-            )
-        )
-    return out
-
-
-def counter(grid: I64, power: F64, states: list[_State], *, rate: float) -> tuple[F64, F64, F64]:
+def counter(
+    grid: I64, power: F64, states: list[StatePeriod], *, rate: float
+) -> tuple[F64, F64, F64]:
     """Register readings (as the meters read them) on `grid` for a load of `rate * power` kW,
     the primary-side power actually drawn (kW) and the meter's factor (CT·VT), consistent with
     the states' readings.
@@ -208,9 +161,9 @@ def counter(grid: I64, power: F64, states: list[_State], *, rate: float) -> tupl
         i1 = int(np.searchsorted(grid, till)) if s.till is not None else grid.shape[0]
         e0 = energy[min(i0, energy.shape[0] - 1)]
         span = (energy[min(i1, energy.shape[0] - 1)] - e0) if s.till is not None else 0.0
-        vfs = 0.0 if s.vfs is None else s.vfs
-        if s.vft is not None and s.till is not None and span > 0:
-            rate = (s.vft - vfs) * s.factor / span  # primary kWh per shape-kWh
+        vfs = 0.0 if s.value_for_since is None else s.value_for_since
+        if s.value_for_till is not None and s.till is not None and span > 0:
+            rate = (s.value_for_till - vfs) * s.factor / span  # primary kWh per shape-kWh
         reading[inside] = vfs + rate * (energy[inside] - e0) / s.factor
         primary[inside] = rate * power[inside]
         factor_at[inside] = s.factor
@@ -246,7 +199,8 @@ def load(conn: Connection, info: DemoInfo) -> None:
         if mid is None:
             continue
         a_plus, a_minus = types[_moid("A+")], types[_moid("A-")]
-        st_plus, st_minus = _states(conn, mid, a_plus), _states(conn, mid, a_minus)
+        st_plus = load_periods(conn, mid, a_plus, multiply=True)
+        st_minus = load_periods(conn, mid, a_minus, multiply=True)
         first = min([s.since for s in st_plus] + [start])
         base = max(first // Q_MS * Q_MS, end - MAX_HISTORY_DAYS * DAY_MS)
         grid = np.arange(base, end, Q_MS, dtype=np.int64)
