@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import Connection
 
 from besmart_server.server.db import Database
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+from besmart_server.server.signals.pipeline import (
+    TYPE_DBL,
+    TYPE_INT,
+    TYPE_RM,
+    TYPE_STR,
+    Frame,
+    latest_versions,
+)
 from besmart_server.server.signals.store import SeriesStore, store_for
 from tests.api.signal_helpers import make_sensor, moid
 from tests.factories import make_client
@@ -168,3 +175,47 @@ def test_bulk_insert_of_many_points(db: Database, store: SeriesStore, sid: int) 
     assert f.type.dtype == np.int8
     assert (f.type == TYPE_DBL).all()
     assert not (f.type == TYPE_INT).any()
+
+
+def test_read_latest_matches_latest_versions_of_read(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    """The store's newest-version read, tombstones and as-of bound included, resolves exactly
+    as `latest_versions` over every version does."""
+    rng = np.random.default_rng(7)
+    n = 300
+    kinds = rng.choice([TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM], size=n, p=[0.5, 0.2, 0.1, 0.2])
+    for acq in (11, 22, 33):
+        times = T + rng.choice(60, size=n // 3)
+        pick = kinds[: n // 3]
+        kinds = np.roll(kinds, 7)
+        values = np.where((pick == TYPE_STR) | (pick == TYPE_RM), math.nan, rng.random(n // 3))
+        texts = [f"s{acq}-{t}" if k == TYPE_STR else None for t, k in zip(times, pick, strict=True)]
+        f = Frame.from_columns(
+            times, rng.integers(1, 3, n // 3), [acq] * (n // 3), pick, values, texts
+        )
+        with db.transaction() as conn:
+            store.insert(conn, sid, latest_versions_unique(f), replace=False)
+    with db.transaction(write=False) as conn:
+        for origin, before in itertools.product((None, 1, 2), (None, 12, 23, 34)):
+            every = store.read(conn, sid, T + 5, T + 50, origin=origin, limit=1000)
+            if before is not None:
+                every = every.take(every.acq < before)
+            want = latest_versions(every)
+            got = store.read_latest(
+                conn, sid, T + 5, T + 50, origin=origin, limit=1000, acq_before=before
+            )
+            assert len(got) <= len(every)
+            got = latest_versions(got)
+            assert got.time.tolist() == want.time.tolist()
+            assert got.origin.tolist() == want.origin.tolist()
+            assert got.acq.tolist() == want.acq.tolist()
+            assert got.type.tolist() == want.type.tolist()
+            np.testing.assert_array_equal(got.value, want.value)
+            assert (got.text or (None,) * len(got)) == (want.text or (None,) * len(want))
+
+
+def latest_versions_unique(f: Frame) -> Frame:
+    """One point per (time, origin): a write carries no duplicate key."""
+    _, first = np.unique(np.stack([f.time, f.origin]), axis=1, return_index=True)
+    return f.take(np.sort(first))

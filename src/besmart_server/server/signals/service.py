@@ -441,19 +441,31 @@ def read_frame(
         before, after = store.neighbours(conn, sid, q.since, q.till, origin=q.signal_origin_id)
         lo = before if before is not None else lo
         hi = after + 1 if after is not None else hi
-    f = (
-        Frame.empty()
-        if sid is None
-        else store.read(conn, sid, lo, hi, origin=q.signal_origin_id, limit=budget.left)
-    )
+    latest = bool(q.get_last or step)  # only the newest versions matter: the store picks them
+    if sid is None:
+        f = Frame.empty()
+    elif latest:
+        f = store.read_latest(
+            conn,
+            sid,
+            lo,
+            hi,
+            origin=q.signal_origin_id,
+            limit=budget.left,
+            acq_before=None if q.as_of is None else _acq_bound(q.as_of),
+        )
+    else:
+        f = store.read(conn, sid, lo, hi, origin=q.signal_origin_id, limit=budget.left)
     storage += time.perf_counter() - s0
     budget.take(len(f))
-    if q.as_of is not None and len(f):
+    if q.as_of is not None and len(f) and not latest:
         f = f.take(f.acq < q.as_of * 1000)  # acq is µs: imports ms x 1000, stamps µs
 
     if len(f):
-        if q.get_last or step:
-            f = latest_versions(f)  # 1. versions (2. origin was applied by the store)
+        if latest:
+            # 1. versions: the store returned the newest of each (time, origin); this drops
+            # those that are RM (idempotent on resolved points). 2. origin: the store's too.
+            f = latest_versions(f)
         multiply = q.apply_multiplier and (t.current_ratio or t.voltage_ratio)
         stitching = cumulative and not q.raw
         if multiply or stitching:
@@ -473,6 +485,11 @@ def read_frame(
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
     return FrameRead(f, dst, storage)
+
+
+def _acq_bound(as_of_ms: int) -> int:
+    """`as_of` as an exclusive acq bound (µs), within the 64-bit range the stores hold."""
+    return max(min(as_of_ms * 1000, 2**63 - 1), -(2**63))
 
 
 def read(

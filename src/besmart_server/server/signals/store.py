@@ -61,6 +61,22 @@ class SeriesStore(Protocol):
         `limit` + 1 points, so the caller can tell that the window holds more than `limit`."""
         ...
 
+    def read_latest(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+        acq_before: int | None,
+    ) -> Frame:
+        """The newest version (with acq < `acq_before` when given) of each (time, origin) with
+        since <= time < till, sorted by (time, origin); a newest version of type RM is returned
+        as such (`latest_versions` drops it). At most `limit` + 1 points, as `read`."""
+        ...
+
     def neighbours(
         self, conn: Connection, series_id: int, since: int, till: int, *, origin: int | None
     ) -> tuple[int | None, int | None]:

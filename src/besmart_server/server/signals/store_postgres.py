@@ -87,6 +87,20 @@ def _driver(conn: Connection) -> Any:
     return conn.connection.driver_connection
 
 
+def _where(
+    series_id: int, since: int, till: int, origin: int | None, acq_before: int | None
+) -> tuple[str, tuple[int, ...]]:
+    where = _WINDOW
+    params: tuple[int, ...] = (series_id, since, till)
+    if origin is not None:
+        where += " AND origin = %s"
+        params += (origin,)
+    if acq_before is not None:
+        where += " AND acq < %s"
+        params += (acq_before,)
+    return where, params
+
+
 def _binary_rows(series_id: int, frame: Frame) -> bytes:
     rec = np.empty(len(frame), dtype=_IN_ROW)
     for name, const in _IN_CONST.items():
@@ -157,16 +171,37 @@ class PostgresStore(CommonQueries):
         limit: int,
     ) -> Frame:
         """See SeriesStore.read: one binary COPY, parsed by a fixed-size numpy dtype."""
-        where = _WINDOW
-        params: tuple[int, ...] = (series_id, since, till)
-        if origin is not None:
-            where += " AND origin = %s"
-            params += (origin,)
+        where, params = _where(series_id, since, till, origin, None)
         sql = (
             "COPY (SELECT time, origin, acq, type, coalesce(value, 'NaN'::float8) "
             f"FROM points WHERE {where} ORDER BY time, origin, acq LIMIT %s) "
             "TO STDOUT (FORMAT BINARY)"
         )
+        return self._scan(conn, sql, where, params, limit)
+
+    def read_latest(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+        acq_before: int | None,
+    ) -> Frame:
+        """See SeriesStore.read_latest: DISTINCT ON over the primary key, one binary COPY."""
+        where, params = _where(series_id, since, till, origin, acq_before)
+        sql = (
+            "COPY (SELECT DISTINCT ON (time, origin) time, origin, acq, type, "
+            f"coalesce(value, 'NaN'::float8) FROM points WHERE {where} "
+            "ORDER BY time, origin, acq DESC LIMIT %s) TO STDOUT (FORMAT BINARY)"
+        )
+        return self._scan(conn, sql, where, params, limit)
+
+    def _scan(
+        self, conn: Connection, sql: str, where: str, params: tuple[int, ...], limit: int
+    ) -> Frame:
         cur = _driver(conn).cursor()
         with cur.copy(sql, (*params, limit + 1)) as copy:
             raw = b"".join(bytes(chunk) for chunk in copy)

@@ -32,6 +32,12 @@ _READ: Final = (
     "SELECT time, origin, acq, type, ifnull(value, 9e999) FROM points "
     "WHERE {where} ORDER BY time, origin, acq LIMIT ?"
 )
+# The newest version per (time, origin): SQLite takes the bare columns from the row holding
+# max(acq); the primary key's order (series_id, time, origin, acq) makes this one pass.
+_READ_LATEST: Final = (
+    "SELECT time, origin, max(acq), type, ifnull(value, 9e999) FROM points "
+    "WHERE {where} GROUP BY series_id, time, origin ORDER BY series_id, time, origin LIMIT ?"
+)
 _ROW: Final = np.dtype(
     [("time", "i8"), ("origin", "i8"), ("acq", "i8"), ("type", "i1"), ("value", "f8")]
 )
@@ -82,12 +88,42 @@ class SqliteStore(CommonQueries):
     ) -> Frame:
         """See SeriesStore.read: the primary key's order (no sort), rows streamed from the
         cursor straight into one structured numpy array."""
+        return self._scan(conn, _READ, series_id, since, till, origin, None, limit)
+
+    def read_latest(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+        acq_before: int | None,
+    ) -> Frame:
+        """See SeriesStore.read_latest: one grouped pass over the primary key."""
+        return self._scan(conn, _READ_LATEST, series_id, since, till, origin, acq_before, limit)
+
+    @staticmethod
+    def _scan(
+        conn: Connection,
+        sql: str,
+        series_id: int,
+        since: int,
+        till: int,
+        origin: int | None,
+        acq_before: int | None,
+        limit: int,
+    ) -> Frame:
         params: tuple[int, ...] = (series_id, since, till)
         where = _WHERE
         if origin is not None:
             where += " AND origin = ?"
             params += (origin,)
-        cur = _driver(conn).execute(_READ.format(where=where), (*params, limit + 1))
+        if acq_before is not None:
+            where += " AND acq < ?"
+            params += (acq_before,)
+        cur = _driver(conn).execute(sql.format(where=where), (*params, limit + 1))
         rec = np.fromiter(cur, dtype=_ROW)
         if not rec.shape[0]:
             return Frame.empty()
