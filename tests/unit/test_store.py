@@ -219,3 +219,34 @@ def latest_versions_unique(f: Frame) -> Frame:
     """One point per (time, origin): a write carries no duplicate key."""
     _, first = np.unique(np.stack([f.time, f.origin]), axis=1, return_index=True)
     return f.take(np.sort(first))
+
+
+def test_insert_many_writes_every_series(db: Database, store: SeriesStore) -> None:
+    """Several series in one call (PostgreSQL: one COPY), text points and replace included."""
+    mid = make_sensor(db, make_client(db))
+    keys = [(mid, moid("A+")), (mid, moid("P+")), (mid, moid("U1"))]
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, keys, create=True)
+        parts = [
+            (ids[keys[0]], frame([T, T + 1], 11, [1.0, 2.0])),
+            (ids[keys[1]], Frame.empty()),
+            (
+                ids[keys[2]],
+                Frame.from_columns(
+                    [T, T + 1], [1, 1], [11, 11], [TYPE_STR, TYPE_DBL], [math.nan, 3.0], ["x", None]
+                ),
+            ),
+        ]
+        store.insert_many(conn, parts, replace=False)
+        store.insert_many(conn, [(ids[keys[1]], frame([T], 5000, [4.0]))], replace=True)
+        store.insert_many(conn, [(ids[keys[1]], frame([T], 5000, [5.0]))], replace=True)
+    with db.transaction(write=False) as conn:
+        a = read(conn, store, ids[keys[0]])
+        p = read(conn, store, ids[keys[1]])
+        u = read(conn, store, ids[keys[2]])
+    assert a.value.tolist() == [1.0, 2.0]
+    assert p.value.tolist() == [5.0]
+    assert u.type.tolist() == [TYPE_STR, TYPE_DBL]
+    assert u.text is not None
+    assert u.text[0] == "x"
+    assert u.value[1] == 3.0

@@ -215,14 +215,11 @@ def write(
         if len(cols):
             (plain if cols.acq_ms is None else imported)[key].append(cols.frame(stamp))
     stored = 0
-    for key, frames in plain.items():
-        f = merge(frames)
-        store.insert(conn, ids[key], f, replace=False)
-        stored += len(f)
-    for key, frames in imported.items():
-        f = merge(frames)
-        store.insert(conn, ids[key], f, replace=True)
-        stored += len(f)
+    for groups, replace in ((plain, False), (imported, True)):
+        parts = [(ids[key], merge(frames)) for key, frames in groups.items()]
+        if parts:
+            store.insert_many(conn, parts, replace=replace)
+        stored += sum(len(f) for _, f in parts)
     return stored
 
 

@@ -47,6 +47,13 @@ class SeriesStore(Protocol):
         overwrite a stored one with the same key (imports with their own acq_time)."""
         ...
 
+    def insert_many(
+        self, conn: Connection, parts: Sequence[tuple[int, Frame]], *, replace: bool
+    ) -> None:
+        """`insert` of several series' points at once: (series id, frame) pairs with distinct
+        series ids; the engine may write them all in one statement."""
+        ...
+
     def read(
         self,
         conn: Connection,

@@ -101,7 +101,8 @@ def _where(
     return where, params
 
 
-def _binary_rows(series_id: int, frame: Frame) -> bytes:
+def _binary_body(series_id: int, frame: Frame) -> bytes:
+    """The binary COPY tuples of a frame's points (no header or trailer)."""
     rec = np.empty(len(frame), dtype=_IN_ROW)
     for name, const in _IN_CONST.items():
         rec[name] = const
@@ -111,7 +112,7 @@ def _binary_rows(series_id: int, frame: Frame) -> bytes:
     rec["acq"] = frame.acq
     rec["type"] = frame.type
     rec["value"] = frame.value  # NaN for RM: the type says the value means nothing
-    return _COPY_HEADER + rec.tobytes() + _COPY_TRAILER
+    return rec.tobytes()
 
 
 class PostgresStore(CommonQueries):
@@ -129,33 +130,48 @@ class PostgresStore(CommonQueries):
         )
 
     def insert(self, conn: Connection, series_id: int, frame: Frame, *, replace: bool) -> None:
-        """See SeriesStore.insert: COPY straight into `points`, or, for `replace`, into a
-        staging table merged with ON CONFLICT DO UPDATE."""
-        if not len(frame):
+        """See SeriesStore.insert."""
+        self.insert_many(conn, [(series_id, frame)], replace=replace)
+
+    def insert_many(
+        self, conn: Connection, parts: Sequence[tuple[int, Frame]], *, replace: bool
+    ) -> None:
+        """See SeriesStore.insert_many: one binary COPY for every series (the series id is a
+        column), straight into `points` or, for `replace`, into a staging table merged with
+        ON CONFLICT DO UPDATE; STR points go in one text COPY."""
+        parts = [(sid, f) for sid, f in parts if len(f)]
+        if not parts:
             return
         target = "points_import" if replace else "points"
         cur = _driver(conn).cursor()
         if replace:
             cur.execute(_STAGE)
-        is_str = frame.type == TYPE_STR
-        plain = frame if not is_str.any() else frame.take(~is_str)
-        if len(plain):
+        bodies: list[bytes] = []
+        texts: list[tuple[int, Frame]] = []
+        for sid, frame in parts:
+            is_str = frame.type == TYPE_STR
+            has_str = bool(is_str.any())
+            plain = frame if not has_str else frame.take(~is_str)
+            if len(plain):
+                bodies.append(_binary_body(sid, plain))
+            if has_str:
+                texts.append((sid, frame.take(is_str)))
+        if bodies:
             with cur.copy(f"COPY {target} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(_binary_rows(series_id, plain))
-        if is_str.any():
-            texts = frame.take(is_str)
-            assert texts.text is not None
+                copy.write(_COPY_HEADER + b"".join(bodies) + _COPY_TRAILER)
+        if texts:
             with cur.copy(f"COPY {target} ({_COLUMNS}) FROM STDIN") as copy:
-                for row in zip(
-                    texts.time.tolist(),
-                    texts.origin.tolist(),
-                    texts.acq.tolist(),
-                    texts.type.tolist(),
-                    texts.text,
-                    strict=True,
-                ):
-                    t, o, a, k, s = row
-                    copy.write_row((series_id, t, o, a, k, None, s))
+                for sid, part in texts:
+                    assert part.text is not None
+                    for t, o, a, k, s in zip(
+                        part.time.tolist(),
+                        part.origin.tolist(),
+                        part.acq.tolist(),
+                        part.type.tolist(),
+                        part.text,
+                        strict=True,
+                    ):
+                        copy.write_row((sid, t, o, a, k, None, s))
         if replace:
             cur.execute(_MERGE)
             cur.execute("DELETE FROM points_import")

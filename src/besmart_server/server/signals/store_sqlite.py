@@ -76,6 +76,13 @@ class SqliteStore(CommonQueries):
         )
         _driver(conn).executemany(_REPLACE if replace else _INSERT, rows)
 
+    def insert_many(
+        self, conn: Connection, parts: Sequence[tuple[int, Frame]], *, replace: bool
+    ) -> None:
+        """See SeriesStore.insert_many: one executemany per series."""
+        for sid, frame in parts:
+            self.insert(conn, sid, frame, replace=replace)
+
     def read(
         self,
         conn: Connection,
