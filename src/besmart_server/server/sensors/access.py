@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
@@ -45,3 +46,19 @@ def sensor_for(
     if not principal.can(client_cid, role):
         raise Forbidden(f"{role.value} role on client {client_cid} required")
     return SensorRef(client_cid, sensor_mid, row.sensor_type_id, row.lat, row.lon)
+
+
+def readable_sensors(
+    conn: Connection, principal: Principal, pairs: Iterable[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """The (client_cid, sensor_mid) pairs `sensor_for(..., Role.read)` would accept, looked up
+    together: the sensor exists and the caller may read its client."""
+    wanted = {(cid, mid) for cid, mid in pairs if principal.can(cid, Role.read)}
+    mids = sorted({mid for _, mid in wanted})
+    out: set[tuple[int, int]] = set()
+    for i in range(0, len(mids), 500):
+        rows = conn.execute(
+            select(sensors.c.client_cid, sensors.c.mid).where(sensors.c.mid.in_(mids[i : i + 500]))
+        )
+        out.update(p for p in ((int(c), int(m)) for c, m in rows) if p in wanted)
+    return out
