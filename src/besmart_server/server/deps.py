@@ -76,5 +76,19 @@ def user_or_api_key(
     raise Unauthorized()
 
 
+def user_before_transaction(
+    db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
+) -> users.Principal:
+    """The bearer token's user, checked in a short read transaction of its own: for routes
+    that open their own write transactions (data writes, graph runs), so that one request
+    never holds SQLite's write lock while it opens a second writer."""
+    with db.transaction(write=False) as conn:
+        return users.authenticate_token(
+            conn, token, pepper=settings.secret_pepper.get_secret_value()
+        )
+
+
 CurrentUser = Annotated[users.Principal, Depends(current_user)]
+# For routes without ConnDep that manage their own transactions.
+UserOwnTransactions = Annotated[users.Principal, Depends(user_before_transaction)]
 UserOrApiKey = Annotated[users.Principal, Depends(user_or_api_key)]

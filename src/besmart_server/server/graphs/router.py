@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from besmart_server.schemas.graphs import GraphInfo, RunAccepted, RunRecord, RunStatus
 from besmart_server.server.deps import (
@@ -12,13 +12,11 @@ from besmart_server.server.deps import (
     CurrentUser,
     DatabaseDep,
     SettingsDep,
-    bearer_token,
+    UserOwnTransactions,
 )
 from besmart_server.server.errors import R401, R403, R404, R409
 from besmart_server.server.graphs import service
 from besmart_server.server.graphs.executor import Executor, shared_executor
-from besmart_server.server.users import service as users
-from besmart_server.server.users.service import Principal
 
 router = APIRouter(tags=["Estimation"])
 
@@ -27,23 +25,12 @@ _R422: dict[int | str, dict[str, Any]] = {
 }
 
 
-def caller(
-    db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
-) -> Principal:
-    """The bearer token's user, checked in a short read transaction: a run opens its own
-    transactions (one per target), so the request must not hold a write lock meanwhile."""
-    with db.transaction(write=False) as conn:
-        return users.authenticate_token(
-            conn, token, pepper=settings.secret_pepper.get_secret_value()
-        )
-
-
 def get_executor(request: Request, db: DatabaseDep, settings: SettingsDep) -> Executor:
     """The app's executor for task_async runs."""
     return shared_executor(request.app.state, settings, db)
 
 
-Caller = Annotated[Principal, Depends(caller)]
+Caller = UserOwnTransactions
 
 
 @router.post(

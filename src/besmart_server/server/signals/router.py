@@ -30,12 +30,11 @@ from besmart_server.server.deps import (
     CurrentUser,
     DatabaseDep,
     SettingsDep,
-    bearer_token,
+    UserOwnTransactions,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import columns, service
 from besmart_server.server.signals.store import SeriesStore, store_for
-from besmart_server.server.users import service as users
 from besmart_server.server.users.service import Principal
 
 router = APIRouter(tags=["Signals"])
@@ -70,20 +69,8 @@ def get_store(request: Request) -> SeriesStore:
     return store
 
 
-def authenticated(
-    db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
-) -> Principal:
-    """The caller, checked in a short read transaction of its own, so that the data routes'
-    write transaction starts only once the body is decoded (and SQLite's lock is not held
-    twice by one request)."""
-    with db.transaction(write=False) as conn:
-        return users.authenticate_token(
-            conn, token, pepper=settings.secret_pepper.get_secret_value()
-        )
-
-
 StoreDep = Annotated[SeriesStore, Depends(get_store)]
-Caller = Annotated[Principal, Depends(authenticated)]
+Caller = UserOwnTransactions
 # Ids are 32-bit in the database: larger ones are 422 here, not an overflow in the driver.
 _ID_MAX = 2**31 - 1
 ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=_ID_MAX)]
