@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from besmart_server.server import migrate
 from besmart_server.server.all_tables import metadata
 from besmart_server.server.db import Database
+from besmart_server.server.signals.blocks import decode
 from besmart_server.server.signals.catalog import SIGNAL_TYPES
-from besmart_server.server.signals.tables import signal_types
+from besmart_server.server.signals.tables import blocks, signal_types
 
 
 @pytest.fixture
@@ -97,3 +101,134 @@ def test_deleted_ids_are_never_handed_out_again(empty_db: Database) -> None:
         conn.execute(delete(sensors).where(sensors.c.mid == first))
         second = conn.execute(insert(sensors).values(**row).returning(sensors.c.mid)).scalar_one()
     assert second > first
+
+
+def _migrate_to(db: Database, revision: str, chunk: int | None, *, down: bool = False) -> None:
+    from alembic import command
+
+    cfg = migrate.alembic_config(db)
+    if chunk is not None:
+        cfg.attributes["blocks_chunk"] = chunk
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+_DAY = 86_400_000
+_T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+_NAN = float("nan")
+# (signal, time, origin, acq, type, value, text) as 0001's points held them: an RM's value
+# NULL (the SQLite store) or NaN (the PostgreSQL store's COPY), a STR's value NULL.
+_OLD_POINTS = [
+    (32, _T0, 1, 10, 0, 1.5, None),
+    (32, _T0, 1, 20, 0, 2.5, None),  # a second version of the same time
+    (32, _T0, 2, 15, 0, -3.25, None),  # another origin, same time
+    (32, _T0 + 900_000, 1, 10, 1, 7.0, None),
+    (32, _T0 + 1_800_000, 1, 30, 3, None, None),
+    (32, _T0 + 2_700_000, 1, 10, 2, None, 'hello, "world" ✓'),
+    (32, _T0 + 2_700_000, 2, 12, 3, _NAN, None),
+    (32, _T0 + _DAY, 1, 40, 0, 1e300, None),
+    (32, _T0 + _DAY + 5, 2, 40, 1, -2.0, None),
+    (32, _T0 + 2 * _DAY - 1, 1, 41, 0, 0.0, None),  # the last ms of that day
+    (32, _T0 + 3 * _DAY + 7, 2, 50, 2, None, ""),  # a day of text only
+    (34, -1, 1, 5, 0, 4.0, None),  # before the epoch: day -1
+    (34, 0, 1, 5, 0, 5.0, None),
+    (34, _T0 + 60_000, 1, 60, 0, 6.0, None),
+    (34, _T0 + 60_000, 1, 61, 3, None, None),  # removed by a later RM
+    (34, _T0 + 120_000, 1, 60, 2, None, "x"),
+]
+
+
+def _point_key(p: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(series, time, origin, acq, type, value or None, text): the value None for RM/STR
+    and text only for STR, as 0001's reads gave them back."""
+    series_id, time, origin, acq, kind, value, text = p
+    none = kind in (2, 3) or value is None or math.isnan(value)
+    return (
+        series_id,
+        time,
+        origin,
+        acq,
+        kind,
+        None if none else value,
+        text if kind == 2 else None,
+    )
+
+
+@pytest.mark.parametrize("chunk", [None, 3], ids=["default-chunk", "chunk-3"])
+def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None) -> None:
+    """0004 re-encodes every stored point, every version, as day blocks, and its downgrade
+    gives the same rows back; with a chunk of 3 a day holds more rows than one read."""
+    points_t = sa.table(
+        "points",
+        *(sa.column(c) for c in ("series_id", "time", "origin", "acq", "type", "value", "text")),
+    )
+    _migrate_to(empty_db, "0003", chunk)
+    assert "points" in _tables(empty_db)
+    with empty_db.transaction() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        sid = {}
+        for moid in (32, 34):
+            sid[moid] = conn.execute(
+                sa.text(
+                    "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
+                    "RETURNING id"
+                ),
+                {"mid": mid, "moid": moid},
+            ).scalar_one()
+        rows = [(sid[moid], *rest) for moid, *rest in _OLD_POINTS]
+        names = ("series_id", "time", "origin", "acq", "type", "value", "text")
+        conn.execute(points_t.insert(), [dict(zip(names, r, strict=True)) for r in rows])
+    want = sorted((_point_key(r) for r in rows), key=repr)
+
+    _migrate_to(empty_db, "head", chunk)
+    assert "points" not in _tables(empty_db)
+    got: list[tuple[Any, ...]] = []
+    with empty_db.transaction(write=False) as conn:
+        stored = conn.execute(select(blocks).order_by(*blocks.primary_key.columns)).all()
+    keys = {(r[0], r[1] // _DAY, r[2]) for r in rows}
+    assert [(b.series_id, b.day, b.origin) for b in stored] == sorted(keys)
+    for b in stored:
+        f = decode(b.day, b.origin, b.body)
+        assert b.n == len(f)
+        assert b.t_last == int(f.time.max())
+        numeric = f.time[f.type <= 1]
+        assert b.num_first == (int(numeric[0]) if len(numeric) else None)
+        assert b.num_last == (int(numeric[-1]) if len(numeric) else None)
+        assert f.time.tolist() == sorted(f.time.tolist())
+        text = f.text or (None,) * len(f)
+        for i in range(len(f)):
+            got.append(
+                _point_key(
+                    (
+                        b.series_id,
+                        int(f.time[i]),
+                        int(f.origin[i]),
+                        int(f.acq[i]),
+                        int(f.type[i]),
+                        float(f.value[i]),
+                        text[i],
+                    )
+                )
+            )
+            if f.type[i] in (2, 3):
+                assert math.isnan(f.value[i])  # the Frame's convention for RM and STR
+    assert sorted(got, key=repr) == want
+
+    _migrate_to(empty_db, "0003", chunk, down=True)
+    assert "blocks" not in _tables(empty_db)
+    with empty_db.transaction(write=False) as conn:
+        back = [tuple(r) for r in conn.execute(select(points_t))]
+    assert sorted(back, key=repr) == want  # RM and STR values NULL again, not NaN
