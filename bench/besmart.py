@@ -32,7 +32,7 @@ from bench.peers import LOOPBACK, Read, Skip, free_port, http_client, start, sto
 from bench.workload import T_AIR, WEATHER_AT, Batch, Query, WeatherPoint, Workload
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-POINTS_TABLE = "points"
+BLOCKS_TABLE = "blocks"  # day blocks: every stored point lives in one (see signals/blocks.py)
 PUT_MULTI = "/api/sensors/signals/data/v2"
 GET_ONE = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data"
 WEATHER = "/api/weather/{lat}/{lon}/{signal_type_moid}/data"
@@ -340,8 +340,8 @@ class Besmart:
     # -- size ----------------------------------------------------------------------------
 
     def stored_points(self) -> int:
-        """Rows of the points table: the workload's points plus the weather grid's."""
-        sql = f"SELECT count(*) FROM {POINTS_TABLE}"
+        """Points held in the blocks (every version): the workload's plus the weather grid's."""
+        sql = f"SELECT coalesce(sum(n), 0) FROM {BLOCKS_TABLE}"
         if self.backend == "sqlite":
             with closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
                 row = conn.execute(sql).fetchone()
@@ -351,31 +351,33 @@ class Besmart:
         return int(row[0]) if row else 0
 
     def storage_bytes(self) -> int:
-        """Bytes of the points table with its indexes (all partitions on PostgreSQL)."""
+        """Bytes of the blocks table: on SQLite its pages (WITHOUT ROWID: the primary key is the
+        table, no index besides); on PostgreSQL with its TOAST and primary-key index (and all
+        partitions, were it partitioned)."""
         if self.backend == "sqlite":
-            return _sqlite_points_bytes(self.db_path)
+            return _sqlite_blocks_bytes(self.db_path)
         with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             # A plain table has no partition tree; a partitioned one has size 0 itself.
             row = conn.execute(
                 "SELECT pg_total_relation_size(%(t)s::regclass) + coalesce(("
                 " SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%(t)s::regclass)"
                 " WHERE relid <> %(t)s::regclass), 0)",
-                {"t": POINTS_TABLE},
+                {"t": BLOCKS_TABLE},
             ).fetchone()
         return int(row[0]) if row else 0
 
 
-def _sqlite_points_bytes(path: Path) -> int:
-    """Pages of the points table and its indexes (dbstat), else the whole file with WAL."""
+def _sqlite_blocks_bytes(path: Path) -> int:
+    """Pages of the blocks table and any index on it (dbstat), else the whole file with WAL."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         names = [
             r[0]
             for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (POINTS_TABLE,)
+                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (BLOCKS_TABLE,)
             )
         ]
         if not names:
-            raise Skip(f"no {POINTS_TABLE!r} table in the SQLite database")
+            raise Skip(f"no {BLOCKS_TABLE!r} table in the SQLite database")
         try:
             marks = ",".join("?" * len(names))
             row = conn.execute(

@@ -14,10 +14,13 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.sensors import demo
 from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.signals.tables import points, series
+from besmart_server.server.signals import blocks as codec
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import sensor_states, signal_states
 from tests.api.sensor_helpers import (
     A_PLUS,
+    DAY,
     ENERGY_METER,
     PV,
     STATION,
@@ -35,6 +38,15 @@ UNAUTHORIZED = {"detail": "Not valid authentication credentials"}
 def _count(db: Database, table: Any, *where: Any) -> int:
     with db.transaction(write=False) as conn:
         return int(conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+def _stored_points(db: Database) -> dict[int, int]:
+    """Points held in day blocks, per series id."""
+    with db.transaction(write=False) as conn:
+        rows = conn.execute(
+            select(blocks.c.series_id, func.sum(blocks.c.n)).group_by(blocks.c.series_id)
+        )
+        return {int(sid): int(n) for sid, n in rows}
 
 
 # --- sensor types ------------------------------------------------------------------------
@@ -534,6 +546,9 @@ def test_delete_removes_states_series_and_points(client: TestClient, db: Databas
     new_signal_state(client, actor, state["sensor_state_id"], A_PLUS, value_for_since=1)
     kept_state = new_state(client, actor, cid, keep, since=T0)
     new_signal_state(client, actor, kept_state["sensor_state_id"], A_PLUS)
+    # Three points over two days (two blocks) per series, stored directly with the codec.
+    three = Frame.from_columns([T0, T0 + 1, T0 + DAY], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 1, 2])
+    sids: dict[int, int] = {}
     with db.transaction() as conn:
         for sensor_mid in (mid, keep):
             sid = conn.execute(
@@ -541,13 +556,22 @@ def test_delete_removes_states_series_and_points(client: TestClient, db: Databas
                 .values(sensor_mid=sensor_mid, signal_type_moid=A_PLUS)
                 .returning(series.c.id)
             ).scalar_one()
-            conn.execute(
-                insert(points),
-                [
-                    {"series_id": sid, "time": T0 + i, "origin": 1, "acq": 1, "type": 0, "value": i}
-                    for i in range(3)
-                ],
-            )
+            sids[sensor_mid] = sid
+            for day, origin, part in codec.split(three):
+                e = codec.encode(day, origin, codec.merge(None, part))
+                conn.execute(
+                    insert(blocks).values(
+                        series_id=sid,
+                        day=e.day,
+                        origin=e.origin,
+                        n=e.n,
+                        t_last=e.t_last,
+                        num_first=e.num_first,
+                        num_last=e.num_last,
+                        body=e.body,
+                    )
+                )
+    assert _stored_points(db) == {sids[mid]: 3, sids[keep]: 3}
     res = client.delete(f"/api/sensors/{cid}.{mid}", headers=actor.headers)
     assert res.status_code == 204
     assert res.content == b""
@@ -555,7 +579,7 @@ def test_delete_removes_states_series_and_points(client: TestClient, db: Databas
     assert _count(db, sensor_states) == 1
     assert _count(db, signal_states) == 1
     assert _count(db, series) == 1
-    assert _count(db, points) == 3
+    assert _stored_points(db) == {sids[keep]: 3}  # the deleted sensor's points are gone
     # Children stay, detached; the parent is untouched.
     got = client.get(f"/api/sensors/{cid}.{child}", headers=actor.headers).json()
     assert got["node_id"] is None

@@ -17,7 +17,7 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.graphs.tables import graph_runs, graphs
 from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.signals.tables import points, series
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
@@ -233,7 +233,7 @@ def snapshot(db: Database, t: Tenant) -> dict[str, list[tuple[Any, ...]]]:
         ),
         "meter_types": select(meter_types).where(meter_types.c.client_cid == t.cid),
         "series": select(series).where(series.c.sensor_mid.in_(mids)),
-        "points": select(points).where(points.c.series_id.in_(series_ids)),
+        "blocks": select(blocks).where(blocks.c.series_id.in_(series_ids)),
         "api_keys": select(api_keys).where(api_keys.c.client_cid == t.cid),
         "user_roles": select(user_roles).where(user_roles.c.client_cid == t.cid),
         "tokens": select(tokens).where(tokens.c.user_id.in_(user_ids)),

@@ -28,7 +28,7 @@ from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict, Invalid, NotFound
 from besmart_server.server.sensors.access import sensor_for
 from besmart_server.server.sensors.tables import sensor_types, sensors
-from besmart_server.server.signals.tables import points, series
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.rules import creates_cycle
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.server.users.service import Principal
@@ -448,7 +448,7 @@ def delete_sensor(conn: Connection, principal: Principal, client_cid: int, senso
     sensor_for(conn, principal, client_cid, sensor_mid, Role.write)
     own_series = select(series.c.id).where(series.c.sensor_mid == sensor_mid)
     own_states = select(sensor_states.c.id).where(sensor_states.c.sensor_mid == sensor_mid)
-    conn.execute(delete(points).where(points.c.series_id.in_(own_series)))
+    conn.execute(delete(blocks).where(blocks.c.series_id.in_(own_series)))
     conn.execute(delete(series).where(series.c.sensor_mid == sensor_mid))
     conn.execute(delete(signal_states).where(signal_states.c.sensor_state_id.in_(own_states)))
     conn.execute(delete(sensor_states).where(sensor_states.c.sensor_mid == sensor_mid))
