@@ -250,3 +250,115 @@ def test_insert_many_writes_every_series(db: Database, store: SeriesStore) -> No
     assert u.text is not None
     assert u.text[0] == "x"
     assert u.value[1] == 3.0
+
+
+DAY = 86_400_000
+D0 = (T // DAY) * DAY  # a UTC midnight: the model below straddles day boundaries
+
+
+def test_store_matches_a_model_across_days_origins_versions_and_limits(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    """Random writes over four days around UTC midnights (new versions, RM, STR, imports that
+    replace their own earlier import) read back exactly as a plain model of every version says:
+    read, read_latest, limits, neighbours and cap_max, over windows that start and end inside
+    and on the edges of day blocks."""
+    rng = np.random.default_rng(11)
+    model: dict[tuple[int, int, int], tuple[int, float, str | None]] = {}
+    grid = D0 - DAY + np.arange(0, 4 * DAY, 3_600_000, dtype=np.int64)  # hourly
+    for round_ in range(6):
+        n = 25
+        times = rng.choice(grid, size=n, replace=False) + rng.integers(0, 2, n)
+        origins = rng.integers(1, 3, n)
+        kinds = rng.choice([TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM], size=n, p=[0.5, 0.2, 0.1, 0.2])
+        values = np.where((kinds == TYPE_STR) | (kinds == TYPE_RM), math.nan, rng.random(n))
+        texts = [f"r{round_}-{i}" if k == TYPE_STR else None for i, k in enumerate(kinds)]
+        imported = round_ % 3 == 2
+        with db.transaction() as conn:
+            acq = 7_000_000 if imported else store.stamp(conn)  # imports reuse their acq_time
+            f = Frame.from_columns(times, origins, [acq] * n, kinds, values, texts)
+            store.insert(conn, sid, latest_versions_unique(f), replace=imported)
+        for t, o, k, v, s in zip(times, origins, kinds, values, texts, strict=True):
+            key = (int(t), int(o), acq)
+            if key in model and not imported:
+                continue  # latest_versions_unique kept the first of a duplicate pair
+            model[key] = (int(k), float(v), s)
+
+    def want(since: int, till: int, origin: int | None) -> list[tuple[object, ...]]:
+        return [
+            (t, o, a, *model[(t, o, a)])
+            for t, o, a in sorted(model)
+            if since <= t < till and origin in (None, o)
+        ]
+
+    def rows(f: Frame) -> list[tuple[object, ...]]:
+        text = f.text or (None,) * len(f)
+        return list(
+            zip(
+                f.time.tolist(),
+                f.origin.tolist(),
+                f.acq.tolist(),
+                f.type.tolist(),
+                f.value.tolist(),
+                text,
+                strict=True,
+            )
+        )
+
+    def same(got: list[tuple[object, ...]], exp: list[tuple[object, ...]]) -> None:
+        assert [r[:4] + r[5:] for r in got] == [r[:4] + r[5:] for r in exp]
+        np.testing.assert_array_equal([r[4] for r in got], [r[4] for r in exp])
+
+    edges = [D0 - DAY, D0 - 1, D0, D0 + 1, D0 + 3_600_000 * 10 + 1, D0 + DAY, D0 + 3 * DAY]
+    with db.transaction(write=False) as conn:
+        for since, till in itertools.combinations(edges, 2):
+            for origin in (None, 1, 2):
+                exp = want(since, till, origin)
+                got = store.read(conn, sid, since, till, origin=origin, limit=10_000)
+                same(rows(got), exp)
+                limited = store.read(conn, sid, since, till, origin=origin, limit=7)
+                same(rows(limited), exp[:8])
+                newest: dict[tuple[int, int], tuple[object, ...]] = {}
+                for r in exp:
+                    newest[(int(r[0]), int(r[1]))] = r  # type: ignore[call-overload]
+                latest = store.read_latest(
+                    conn, sid, since, till, origin=origin, limit=10_000, acq_before=None
+                )
+                same(rows(latest), [newest[k] for k in sorted(newest)])
+                numeric = [r for r in want(since - 31 * DAY, till + 31 * DAY, origin)]
+                numeric = [r for r in numeric if r[3] in (TYPE_DBL, TYPE_INT)]
+                before: dict[int, int] = {}
+                after: dict[int, int] = {}
+                for r in numeric:
+                    t, o = int(r[0]), int(r[1])  # type: ignore[call-overload]
+                    if t < since:
+                        before[o] = max(before.get(o, t), t)
+                    elif t >= till:
+                        after[o] = min(after.get(o, t), t)
+                assert store.neighbours(conn, sid, since, till, origin=origin) == (
+                    min(before.values()) if before else None,
+                    max(after.values()) if after else None,
+                )
+        for origin in (None, 1, 2):
+            times = [t for t, o, _ in model if origin in (None, o)]
+            assert store.cap_max(conn, [sid], origin=origin) == max(times)
+
+
+def test_concurrent_writers_of_one_block_lose_nothing(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    """A write rewrites its day block whole; two writers at once (imports take no version
+    stamp, so only the store's own exclusion keeps them apart) must both land."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def writer(k: int) -> None:
+        for i in range(20):
+            t = D0 + (k * 100 + i) * 60_000
+            with db.transaction() as conn:
+                store.insert(conn, sid, frame([t], 5_000_000, [float(i)]), replace=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(writer, (0, 1)))
+    with db.transaction(write=False) as conn:
+        got = store.read(conn, sid, D0, D0 + DAY, origin=None, limit=1000)
+    assert len(got) == 40

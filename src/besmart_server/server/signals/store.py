@@ -1,8 +1,9 @@
 """The `SeriesStore` protocol: where points live, with one implementation per engine.
 
-Both implementations share the dialect-neutral lookups here; each does the hot work (version
-stamps, bulk insert, range scan) with its engine's fast path. Versions are appended, never
-compared with stored values: writing a new version costs what writing the first one did.
+Points live in day blocks (blocks.py): one compressed row per (series, UTC day, origin) with
+every version of that day's points. `BlockStore` here does the work for both engines; their
+subclasses spell the SQL and keep concurrent writers of one block apart. Versions are never
+compared with stored values: a new version is merged into its block beside the older ones.
 
 Version stamps (`acq`, µs) come from the single-row `version_clock`, advanced inside the
 writing transaction: `max(last + 1, now)`, so stamps are strictly increasing in commit order,
@@ -13,14 +14,18 @@ the same (time, origin, acq_time) replaces the earlier import (idempotent import
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, func, select
+import numpy as np
+from sqlalchemy import Connection, func, select, text
 
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, Frame
-from besmart_server.server.signals.tables import points, series
+from besmart_server.server.db import now_ms
+from besmart_server.server.signals import blocks
+from besmart_server.server.signals.pipeline import I64, TYPE_DBL, TYPE_INT, Frame, concat
+from besmart_server.server.signals.tables import blocks as blocks_table
+from besmart_server.server.signals.tables import series
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 
@@ -98,8 +103,28 @@ class SeriesStore(Protocol):
         ...
 
 
-class CommonQueries:
-    """The dialect-neutral part of both stores."""
+Row = tuple[int, int, bytes]  # (day, origin, body) of a stored block
+
+
+class BlockStore:
+    """SeriesStore over day blocks (see blocks.py), shared by both engines.
+
+    A write reads the blocks it touches, merges the new points in and writes each block back
+    whole: one row per (series, day, origin), so a read of a year is 365 rows per origin and
+    a version never costs more than its points. The engines differ only in SQL spelling, the
+    version stamp and how a writer excludes the others (see the subclasses).
+    """
+
+    _ph = "?"  # the driver's placeholder
+    _upsert = ""  # INSERT of a whole block that replaces the stored one with the same key
+    _stamp_sql = ""
+
+    def stamp(self, conn: Connection) -> int:
+        """See SeriesStore.stamp."""
+        return int(conn.execute(text(self._stamp_sql), {"now": now_ms() * 1000}).scalar_one())
+
+    def _lock_writers(self, conn: Connection) -> None:
+        """Keep other writers out of the blocks this transaction reads and rewrites."""
 
     def series_ids(
         self, conn: Connection, keys: Iterable[SeriesKey], *, create: bool
@@ -132,43 +157,230 @@ class CommonQueries:
                     out[(mid, moid)] = sid
         return out
 
+    # --- writes ---------------------------------------------------------------------------
+
+    def insert(self, conn: Connection, series_id: int, frame: Frame, *, replace: bool) -> None:
+        """See SeriesStore.insert."""
+        self.insert_many(conn, [(series_id, frame)], replace=replace)
+
+    def insert_many(
+        self, conn: Connection, parts: Sequence[tuple[int, Frame]], *, replace: bool
+    ) -> None:
+        """See SeriesStore.insert_many: every touched block read in one statement per
+        `_CHUNK` series, merged with the new points and written back in one executemany.
+        A new point replaces a stored one with the same (time, origin, acq) whether or not
+        `replace` is asked: server stamps never repeat, so only imports can meet one."""
+        new: dict[tuple[int, int, int], Frame] = {}
+        span: dict[int, tuple[int, int]] = {}
+        for sid, frame in parts:
+            for day, origin, part in blocks.split(frame):
+                new[(sid, day, origin)] = part
+                lo, hi = span.get(sid, (day, day))
+                span[sid] = (min(lo, day), max(hi, day))
+        if not new:
+            return
+        self._lock_writers(conn)
+        stored = self._stored(conn, span)
+        rows = []
+        for (sid, day, origin), part in new.items():
+            old = stored.get((sid, day, origin))
+            merged = blocks.merge(None if old is None else blocks.decode(day, origin, old), part)
+            e = blocks.encode(day, origin, merged)
+            rows.append((sid, day, origin, e.n, e.t_last, e.num_first, e.num_last, e.body))
+        _driver(conn).cursor().executemany(self._upsert, rows)
+
+    def _stored(
+        self, conn: Connection, span: dict[int, tuple[int, int]]
+    ) -> dict[tuple[int, int, int], bytes]:
+        """The bodies of the stored blocks of each series within its (first, last) day."""
+        out: dict[tuple[int, int, int], bytes] = {}
+        ph = self._ph
+        items = sorted(span.items())
+        cur = _driver(conn).cursor()
+        for i in range(0, len(items), _CHUNK):
+            chunk = items[i : i + _CHUNK]
+            where = " OR ".join(
+                [f"(series_id = {ph} AND day >= {ph} AND day <= {ph})"] * len(chunk)
+            )
+            params = [v for sid, (lo, hi) in chunk for v in (sid, lo, hi)]
+            cur.execute(f"SELECT series_id, day, origin, body FROM blocks WHERE {where}", params)
+            for sid, day, origin, body in cur.fetchall():
+                out[(sid, day, origin)] = bytes(body)
+        return out
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def read(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+    ) -> Frame:
+        """See SeriesStore.read."""
+        return self._scan(conn, series_id, since, till, origin, limit, latest=False, before=None)
+
+    def read_latest(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+        acq_before: int | None,
+    ) -> Frame:
+        """See SeriesStore.read_latest: a block holds every version of its points, sorted by
+        (time, acq), so the newest one is the last of each time's run."""
+        return self._scan(
+            conn, series_id, since, till, origin, limit, latest=True, before=acq_before
+        )
+
+    def _scan(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        origin: int | None,
+        limit: int,
+        *,
+        latest: bool,
+        before: int | None,
+    ) -> Frame:
+        if since >= till:
+            return Frame.empty()
+        frames: list[Frame] = []
+        kept = 0
+        day_seen: int | None = None
+        origins: set[int] = set()
+        for day, org, body in self._fetch(conn, series_id, since, till, origin):
+            if day != day_seen and kept > limit:
+                break  # the limit is passed and the last day is whole: enough to sort
+            day_seen = day
+            f = blocks.decode(day, org, body)
+            if f.time[0] < since or f.time[-1] >= till:
+                f = f.take((f.time >= since) & (f.time < till))
+            if latest:
+                f = _newest(f, before)
+            if len(f):
+                frames.append(f)
+                origins.add(org)
+                kept += len(f)
+        if not frames:
+            return Frame.empty()
+        out = frames[0] if len(frames) == 1 else concat(frames)
+        if len(origins) > 1:
+            out = out.take(np.lexsort((out.acq, out.origin, out.time)))
+        return out if len(out) <= limit + 1 else out.take(np.arange(limit + 1))
+
+    def _fetch(
+        self, conn: Connection, series_id: int, since: int, till: int, origin: int | None
+    ) -> Iterator[Row]:
+        ph = self._ph
+        sql = (
+            "SELECT day, origin, body FROM blocks "
+            f"WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
+        )
+        params: list[int] = [series_id, blocks.day_of(since), blocks.day_of(till - 1)]
+        if origin is not None:
+            sql += f" AND origin = {ph}"
+            params.append(origin)
+        cur = _driver(conn).cursor()
+        cur.execute(sql + " ORDER BY day, origin", params)
+        for day, org, body in cur:
+            yield int(day), int(org), body
+
     def neighbours(
         self, conn: Connection, series_id: int, since: int, till: int, *, origin: int | None
     ) -> tuple[int | None, int | None]:
-        """See SeriesStore.neighbours; looks at most max(window, 31 days) beyond each end."""
+        """See SeriesStore.neighbours; looks at most max(window, 31 days) beyond each end. The
+        summary columns answer for every block but the one holding `since` (or `till`), whose
+        numeric points may lie on both sides: that one is decoded."""
         reach = max(till - since, NEIGHBOUR_LOOKAROUND_MS)
-        base = [points.c.series_id == series_id, points.c.type.in_((TYPE_DBL, TYPE_INT))]
+        last_before: dict[int, int] = {}
+        first_after: dict[int, int] = {}
+        q = select(
+            blocks_table.c.day,
+            blocks_table.c.origin,
+            blocks_table.c.num_first,
+            blocks_table.c.num_last,
+        ).where(blocks_table.c.series_id == series_id, blocks_table.c.num_first.is_not(None))
         if origin is not None:
-            base.append(points.c.origin == origin)
-        before = (
-            select(func.max(points.c.time).label("t"))
-            .where(*base, points.c.time >= since - reach, points.c.time < since)
-            .group_by(points.c.origin)
-            .subquery()
+            q = q.where(blocks_table.c.origin == origin)
+        ranges = (
+            (blocks.day_of(since - reach), blocks.day_of(since)),
+            (blocks.day_of(till), blocks.day_of(till + reach - 1)),
         )
-        after = (
-            select(func.min(points.c.time).label("t"))
-            .where(*base, points.c.time >= till, points.c.time < till + reach)
-            .group_by(points.c.origin)
-            .subquery()
-        )
-        lo = conn.scalar(select(func.min(before.c.t)))
-        hi = conn.scalar(select(func.max(after.c.t)))
-        return (None if lo is None else int(lo), None if hi is None else int(hi))
+        for lo_day, hi_day in ranges:
+            rows = conn.execute(
+                q.where(blocks_table.c.day >= lo_day, blocks_table.c.day <= hi_day)
+            ).all()
+            for day, org, first, last in rows:
+                if first < since <= last or first < till <= last:
+                    times = self._numeric_times(conn, series_id, int(day), int(org))
+                else:
+                    times = np.array([first, last], dtype=np.int64)
+                b = times[(times >= since - reach) & (times < since)]
+                if b.shape[0]:
+                    last_before[org] = max(last_before.get(org, int(b[-1])), int(b[-1]))
+                a = times[(times >= till) & (times < till + reach)]
+                if a.shape[0]:
+                    first_after[org] = min(first_after.get(org, int(a[0])), int(a[0]))
+        lo = min(last_before.values()) if last_before else None
+        hi = max(first_after.values()) if first_after else None
+        return lo, hi
+
+    @staticmethod
+    def _numeric_times(conn: Connection, series_id: int, day: int, origin: int) -> I64:
+        body: bytes = conn.execute(
+            select(blocks_table.c.body).where(
+                blocks_table.c.series_id == series_id,
+                blocks_table.c.day == day,
+                blocks_table.c.origin == origin,
+            )
+        ).scalar_one()
+        f = blocks.decode(day, origin, bytes(body))
+        times: I64 = f.time[(f.type == TYPE_DBL) | (f.type == TYPE_INT)]
+        return times
 
     def cap_max(
         self, conn: Connection, series_ids: Sequence[int], *, origin: int | None
     ) -> int | None:
-        """See SeriesStore.cap_max: one index lookup per series."""
+        """See SeriesStore.cap_max: the newest day's blocks of each series, by the key."""
         best: int | None = None
+        b = blocks_table
         for sid in series_ids:
-            q = select(func.max(points.c.time)).where(points.c.series_id == sid)
+            last_day = select(func.max(b.c.day)).where(b.c.series_id == sid)
+            q = select(func.max(b.c.t_last)).where(b.c.series_id == sid)
             if origin is not None:
-                q = q.where(points.c.origin == origin)
-            t = conn.scalar(q)
+                last_day = last_day.where(b.c.origin == origin)
+                q = q.where(b.c.origin == origin)
+            t = conn.scalar(q.where(b.c.day == last_day.scalar_subquery()))
             if t is not None and (best is None or t > best):
                 best = int(t)
         return best
+
+
+def _newest(f: Frame, acq_before: int | None) -> Frame:
+    """The newest version (acq < acq_before) of each time of one block's points."""
+    if acq_before is not None:
+        f = f.take(f.acq < acq_before)
+    n = len(f)
+    if n < 2:
+        return f
+    last = np.ones(n, dtype=np.bool_)
+    last[:-1] = f.time[1:] != f.time[:-1]
+    return f if bool(last.all()) else f.take(last)
+
+
+def _driver(conn: Connection) -> Any:
+    """The DB-API connection under the SQLAlchemy one, in the same transaction."""
+    return conn.connection.driver_connection
 
 
 def store_for(dialect: str) -> SeriesStore:

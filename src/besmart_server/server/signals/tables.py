@@ -9,6 +9,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -58,18 +59,20 @@ series = Table(
     sqlite_autoincrement=True,
 )
 
-# Points clustered by (series, time, origin, acq): a range scan reads one contiguous run and
-# the newest version per (time, origin) is the last row of each run. `acq` is microseconds.
-points = Table(
-    "points",
+# Points as day blocks (see blocks.py): one row per (series, UTC day, origin) holding every
+# version of that day's points, compressed. The summary columns answer the counter-neighbour
+# and cap queries without decoding a body.
+blocks = Table(
+    "blocks",
     metadata,
     Column("series_id", Integer, primary_key=True, autoincrement=False),
-    Column("time", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", BigInteger, primary_key=True, autoincrement=False),  # time // 86,400,000
     Column("origin", SmallInteger, primary_key=True, autoincrement=False),
-    Column("acq", BigInteger, primary_key=True, autoincrement=False),
-    Column("type", SmallInteger, nullable=False),
-    Column("value", Float, nullable=True),
-    Column("text", Text, nullable=True),
+    Column("n", Integer, nullable=False),  # points in the body, every version
+    Column("t_last", BigInteger, nullable=False),  # newest capture time of any point
+    Column("num_first", BigInteger, nullable=True),  # first/last time of a DBL/INT point
+    Column("num_last", BigInteger, nullable=True),
+    Column("body", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 

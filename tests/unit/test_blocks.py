@@ -1,0 +1,132 @@
+"""The day-block codec: exact round trips, merge semantics, splitting and damaged bodies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from besmart_server.server.signals import blocks
+from besmart_server.server.signals.blocks import DAY_MS, CorruptBlock
+from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+
+Point = tuple[int, int, int, float, str | None]  # time offset, acq, type, value, text
+
+
+def _frame(day: int, points: list[Point], origin: int = 1) -> Frame:
+    texts = [p[4] for p in points]
+    return Frame.from_columns(
+        [day * DAY_MS + p[0] for p in points],
+        [origin] * len(points),
+        [p[1] for p in points],
+        [p[2] for p in points],
+        [p[3] for p in points],
+        texts if any(p[2] == TYPE_STR for p in points) else None,
+    )
+
+
+def _rows(f: Frame) -> list[tuple[int, int, int, int, float | None, str | None]]:
+    text = f.text or (None,) * len(f)
+    return [
+        (t, o, a, k, None if math.isnan(v) else v, s)
+        for t, o, a, k, v, s in zip(
+            f.time.tolist(),
+            f.origin.tolist(),
+            f.acq.tolist(),
+            f.type.tolist(),
+            f.value.tolist(),
+            text,
+            strict=True,
+        )
+    ]
+
+
+def _point() -> st.SearchStrategy[Point]:
+    def build(t: int, acq: int, kind: int, value: float, s: str) -> Point:
+        if kind in (TYPE_RM, TYPE_STR):
+            value = math.nan
+        return (t, acq, kind, value, s if kind == TYPE_STR else None)
+
+    return st.builds(
+        build,
+        st.integers(0, DAY_MS - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        st.sampled_from((TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM)),
+        st.floats(allow_nan=False, width=64),
+        st.text(max_size=8),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    day=st.integers(-(2**62) // DAY_MS, (2**62 - 1) // DAY_MS),  # times within ±2**62
+    points=st.lists(_point(), min_size=1, max_size=60, unique_by=lambda p: (p[0], p[1])),
+)
+def test_encode_then_decode_gives_the_sorted_points_back(day: int, points: list[Point]) -> None:
+    f = blocks.merge(None, _frame(day, points, origin=3))
+    e = blocks.encode(day, 3, f)
+    back = blocks.decode(day, 3, e.body)
+    assert _rows(back) == _rows(f)
+    assert [(r[0], r[2]) for r in _rows(back)] == sorted((r[0], r[2]) for r in _rows(back))
+    numeric = [r[0] for r in _rows(f) if r[3] in (TYPE_DBL, TYPE_INT)]
+    assert (e.n, e.t_last) == (len(f), int(f.time[-1]))
+    assert (e.num_first, e.num_last) == (
+        (min(numeric), max(numeric)) if numeric else (None, None)
+    )
+
+
+def test_merge_keeps_versions_and_lets_a_new_point_replace_the_same_key() -> None:
+    old = _frame(5, [(0, 10, TYPE_DBL, 1.0, None), (900_000, 10, TYPE_DBL, 2.0, None)])
+    new = _frame(5, [(0, 20, TYPE_DBL, 1.5, None), (900_000, 10, TYPE_STR, math.nan, "x")])
+    got = _rows(blocks.merge(old, new))
+    base = 5 * DAY_MS
+    assert got == [
+        (base, 1, 10, TYPE_DBL, 1.0, None),
+        (base, 1, 20, TYPE_DBL, 1.5, None),
+        (base + 900_000, 1, 10, TYPE_STR, None, "x"),  # same (time, acq): the new point
+    ]
+
+
+def test_split_groups_by_utc_day_and_origin_including_before_the_epoch() -> None:
+    f = Frame.from_columns(
+        [-1, 0, DAY_MS - 1, DAY_MS, 0],
+        [1, 1, 1, 1, 2],
+        [1, 1, 1, 1, 1],
+        [TYPE_DBL] * 5,
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+    )
+    got = [(day, origin, part.value.tolist()) for day, origin, part in blocks.split(f)]
+    assert got == [(-1, 1, [1.0]), (0, 1, [2.0, 3.0]), (0, 2, [5.0]), (1, 1, [4.0])]
+
+
+def test_a_point_outside_the_day_is_refused() -> None:
+    f = _frame(0, [(0, 1, TYPE_DBL, 1.0, None)])
+    with pytest.raises(ValueError, match="within its day"):
+        blocks.encode(1, 1, f)
+
+
+def test_a_regular_day_compresses_far_below_a_row_per_point() -> None:
+    t = np.arange(96, dtype=np.int64) * 900_000
+    value = np.round(230 + np.sin(t / 3e6) * 3, 1)
+    f = Frame.from_columns(t, np.ones(96), np.full(96, 1_700_000_000_000_001), np.zeros(96), value)
+    assert len(blocks.encode(0, 1, f).body) / 96 < 4.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x01", b"\x02\x01\x00\x00\x00" + b"\x00" * 8, b"\x01\x05\x00\x00\x00garbage"],
+    ids=["empty", "short header", "unknown format", "not zstd"],
+)
+def test_a_damaged_body_raises_corrupt_block(body: bytes) -> None:
+    with pytest.raises(CorruptBlock):
+        blocks.decode(0, 1, body)
+
+
+def test_a_body_shorter_than_its_count_raises_corrupt_block() -> None:
+    e = blocks.encode(0, 1, _frame(0, [(0, 1, TYPE_DBL, 1.0, None)]))
+    lying = b"\x01\x09\x00\x00\x00" + e.body[5:]  # claims 9 points
+    with pytest.raises(CorruptBlock, match="shorter"):
+        blocks.decode(0, 1, lying)
