@@ -130,3 +130,44 @@ def test_a_body_shorter_than_its_count_raises_corrupt_block() -> None:
     lying = b"\x01\x09\x00\x00\x00" + e.body[5:]  # claims 9 points
     with pytest.raises(CorruptBlock, match="shorter"):
         blocks.decode(0, 1, lying)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3), st.integers(-2, 2), st.integers(1, 2), _point()),
+        min_size=1,
+        max_size=80,
+        unique_by=lambda p: (p[0], p[1], p[2], p[3][0], p[3][1]),
+    )
+)
+def test_batches_equal_one_block_at_a_time_and_latest_holds_the_newest(
+    points: list[tuple[int, int, int, Point]],
+) -> None:
+    """encode_batch/decode_batch over many (series, day, origin) blocks give what encode and
+    decode give block by block; `latest` is set exactly when a time has older versions and
+    holds the newest version of each time."""
+    points.sort(key=lambda p: (p[0], p[2], p[1], p[3][0], p[3][1]))  # series, origin, time, acq
+    sid = np.array([p[0] for p in points], dtype=np.int64)
+    f = Frame.from_columns(
+        [p[1] * DAY_MS + p[3][0] for p in points],
+        [p[2] for p in points],
+        [p[3][1] for p in points],
+        [p[3][2] for p in points],
+        [p[3][3] for p in points],
+        [p[3][4] for p in points] if any(p[3][2] == TYPE_STR for p in points) else None,
+    )
+    batch = blocks.encode_batch(sid, f)
+    decoded, counts = blocks.decode_batch([(e.day, e.origin, e.body) for _, e in batch])
+    assert _rows(decoded) == _rows(f)
+    assert counts.tolist() == [e.n for _, e in batch]
+    for s, e in batch:
+        part = f.take((sid == s) & (f.time // DAY_MS == e.day) & (f.origin == e.origin))
+        one = blocks.encode(e.day, e.origin, part)
+        assert (one.body, one.latest) == (e.body, e.latest)
+        newest = np.append(part.time[1:] != part.time[:-1], True)
+        if bool(newest.all()):
+            assert e.latest is None
+        else:
+            assert e.latest is not None
+            assert _rows(blocks.decode(e.day, e.origin, e.latest)) == _rows(part.take(newest))

@@ -32,6 +32,7 @@ from typing import Final
 import numpy as np
 import orjson
 import zstandard
+from numpy.typing import NDArray
 
 from besmart_server.server.signals.pipeline import (
     F64,
@@ -40,6 +41,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_INT,
     TYPE_STR,
     Frame,
+    concat,
 )
 
 DAY_MS: Final = 86_400_000
@@ -74,6 +76,9 @@ class Encoded:
     num_first: int | None  # first/last capture time of a numeric (DBL/INT) point
     num_last: int | None
     body: bytes
+    # The newest version of each time alone (RM included), when the block holds older ones:
+    # what get_last and delta_t reads decode, so they cost what a plain read of one version does.
+    latest: bytes | None = None
 
 
 def day_of(time: int) -> int:
@@ -97,7 +102,7 @@ def split(f: Frame) -> Iterator[tuple[int, int, Frame]]:
 def merge(old: Frame | None, new: Frame) -> Frame:
     """A block's points after a write: sorted by (time, acq); a new point replaces a stored one
     with the same (time, acq) — an import re-sent with its own acq_time."""
-    both = new if old is None or not len(old) else _concat2(old, new)
+    both = new if old is None or not len(old) else concat((old, new))
     order = np.lexsort((both.acq, both.time))  # stable: of equal keys the new point comes last
     s = both.take(order)
     if len(s) > 1:
@@ -108,82 +113,203 @@ def merge(old: Frame | None, new: Frame) -> Frame:
     return s
 
 
-def _concat2(a: Frame, b: Frame) -> Frame:
-    text: tuple[str | None, ...] | None = None
-    if a.text is not None or b.text is not None:
-        text = (*(a.text or (None,) * len(a)), *(b.text or (None,) * len(b)))
-    return Frame(
-        np.concatenate((a.time, b.time)),
-        np.concatenate((a.origin, b.origin)),
-        np.concatenate((a.acq, b.acq)),
-        np.concatenate((a.type, b.type)),
-        np.concatenate((a.value, b.value)),
-        text,
-    )
-
-
 def encode(day: int, origin: int, f: Frame) -> Encoded:
     """A block of points that all lie in `day` with this origin, sorted by (time, acq)."""
+    if not len(f):
+        raise ValueError("a block holds at least one point")
+    if int(f.time[0]) < day * DAY_MS or int(f.time[-1]) >= (day + 1) * DAY_MS:
+        raise ValueError("every point of a block lies within its day")
+    if bool((f.origin != origin).any()):
+        raise ValueError("every point of a block has its origin")
+    ((_, e),) = encode_batch(np.zeros(len(f), dtype=np.int64), f)
+    return e
+
+
+def encode_batch(series_id: I64, f: Frame, *, latest: bool = True) -> list[tuple[int, Encoded]]:
+    """The blocks of many series at once: (series id, block) per (series, day, origin) run.
+
+    `f` (with each point's series id beside it) must be sorted so that every block's points
+    are contiguous and in (time, acq) order — by (series, origin, time, acq), say. The column
+    work is done once over every point; only slicing and compression are per block, so a
+    write touching hundreds of blocks does not pay numpy's per-call cost hundreds of times.
+    """
     n = len(f)
     if n == 0:
-        raise ValueError("a block holds at least one point")
-    base = day * DAY_MS
-    offset = f.time - base
-    if int(offset[0]) < 0 or int(offset[-1]) >= DAY_MS:
-        raise ValueError("every point of a block lies within its day")
-    toff = np.empty(n, dtype="<i4")
-    toff[0] = offset[0]
-    toff[1:] = np.diff(offset)
-    acq = np.empty(n, dtype="<i8")
-    acq[0] = f.acq[0]
-    acq[1:] = np.diff(f.acq)  # wraps like the cumsum that undoes it: exact for any int64
-    value = np.ascontiguousarray(f.value, dtype="<f8").view(np.uint8).reshape(n, 8).T
-    parts = [toff.tobytes(), acq.tobytes(), f.type.astype(np.int8).tobytes(), value.tobytes()]
-    is_str = f.type == TYPE_STR
-    if bool(is_str.any()):
-        if f.text is None:
-            raise ValueError("STR points need their text")
-        parts.append(orjson.dumps([f.text[i] for i in np.flatnonzero(is_str).tolist()]))
-    numeric = np.flatnonzero((f.type == TYPE_DBL) | (f.type == TYPE_INT))
-    body = _HEADER.pack(FORMAT, n) + _codecs.compressor.compress(b"".join(parts))
-    return Encoded(
-        day=day,
-        origin=origin,
-        n=n,
-        t_last=int(f.time[-1]),
-        num_first=int(f.time[numeric[0]]) if numeric.shape[0] else None,
-        num_last=int(f.time[numeric[-1]]) if numeric.shape[0] else None,
-        body=body,
+        return []
+    day = f.time // DAY_MS
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = (
+        (series_id[1:] != series_id[:-1]) | (day[1:] != day[:-1]) | (f.origin[1:] != f.origin[:-1])
     )
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n)
+    offset = f.time - day * DAY_MS
+    dtime = np.empty(n, dtype=np.int64)
+    dtime[0] = offset[0]
+    dtime[1:] = np.diff(offset)
+    dtime[starts] = offset[starts]
+    if bool((dtime < 0).any()):
+        raise ValueError("a block's points must be sorted by time")
+    dtime32 = dtime.astype("<i4")
+    dacq = np.empty(n, dtype="<i8")
+    dacq[0] = f.acq[0]
+    dacq[1:] = np.diff(f.acq)  # wraps like the cumsum that undoes it: exact for any int64
+    dacq[starts] = f.acq[starts]
+    kind = f.type.astype(np.int8)
+    value = np.ascontiguousarray(f.value, dtype="<f8").view(np.uint8).reshape(n, 8)
+    numeric = (kind == TYPE_DBL) | (kind == TYPE_INT)
+    lo_num = np.minimum.reduceat(np.where(numeric, f.time, _NO_TIME_HI), starts).tolist()
+    hi_num = np.maximum.reduceat(np.where(numeric, f.time, _NO_TIME_LO), starts).tolist()
+    texts = _block_texts(f, kind, starts, ends)
+    newest = _latest_bodies(series_id, f, first, starts) if latest else {}
+    compress = _codecs.compressor.compress
+    out: list[tuple[int, Encoded]] = []
+    for i, (lo, hi, sid, d, org, last) in enumerate(
+        zip(
+            starts.tolist(),
+            ends.tolist(),
+            series_id[starts].tolist(),
+            day[starts].tolist(),
+            f.origin[starts].tolist(),
+            f.time[ends - 1].tolist(),
+            strict=True,
+        )
+    ):
+        payload = [
+            dtime32[lo:hi].tobytes(),
+            dacq[lo:hi].tobytes(),
+            kind[lo:hi].tobytes(),
+            value[lo:hi].T.tobytes(),  # byte planes: a C-order copy of the transposed view
+        ]
+        if texts is not None and texts[i]:
+            payload.append(orjson.dumps(texts[i]))
+        body = _HEADER.pack(FORMAT, hi - lo) + compress(b"".join(payload))
+        has_num = lo_num[i] != _NO_TIME_HI
+        out.append(
+            (
+                sid,
+                Encoded(
+                    day=d,
+                    origin=org,
+                    n=hi - lo,
+                    t_last=last,
+                    num_first=lo_num[i] if has_num else None,
+                    num_last=hi_num[i] if has_num else None,
+                    body=body,
+                    latest=newest.get(i),
+                ),
+            )
+        )
+    return out
+
+
+def _latest_bodies(
+    series_id: I64, f: Frame, first: NDArray[np.bool_], starts: I64
+) -> dict[int, bytes]:
+    """The `latest` body of each block (by index) that holds superseded versions."""
+    n = len(f)
+    newest = np.ones(n, dtype=np.bool_)
+    newest[:-1] = first[1:] | (f.time[1:] != f.time[:-1])
+    if bool(newest.all()):
+        return {}
+    block = np.cumsum(first) - 1
+    stale = np.unique(block[~newest])
+    keep = newest & np.isin(block, stale)
+    parts = encode_batch(series_id[keep], f.take(keep), latest=False)
+    return {int(b): e.body for b, (_, e) in zip(stale.tolist(), parts, strict=True)}
+
+
+_NO_TIME_HI: Final = np.iinfo(np.int64).max
+_NO_TIME_LO: Final = np.iinfo(np.int64).min
+
+
+def _block_texts(
+    f: Frame, kind: NDArray[np.int8], starts: I64, ends: I64
+) -> list[list[str | None]] | None:
+    """The strings of each block's STR points, in order; None when there are none at all."""
+    where = np.flatnonzero(kind == TYPE_STR)
+    if not where.shape[0]:
+        return None
+    if f.text is None:
+        raise ValueError("STR points need their text")
+    block = np.searchsorted(starts, where, side="right") - 1
+    out: list[list[str | None]] = [[] for _ in range(starts.shape[0])]
+    for b, i in zip(block.tolist(), where.tolist(), strict=True):
+        out[b].append(f.text[i])
+    return out
 
 
 def decode(day: int, origin: int, body: bytes) -> Frame:
     """The points of a stored block, sorted by (time, acq)."""
-    try:
-        fmt, n = _HEADER.unpack_from(body)
-        if fmt != FORMAT:
-            raise CorruptBlock(f"block format {fmt} is not {FORMAT}")
-        raw = _codecs.decompressor.decompress(memoryview(body)[_HEADER.size :])
-    except (struct.error, zstandard.ZstdError) as exc:
-        raise CorruptBlock(str(exc)) from exc
-    if len(raw) < 21 * n:
-        raise CorruptBlock("block shorter than its point count")
-    time: I64 = np.frombuffer(raw, "<i4", n, 0).cumsum(dtype=np.int64)
-    time += day * DAY_MS
-    acq: I64 = np.frombuffer(raw, "<i8", n, 4 * n).cumsum(dtype=np.int64)
-    kind = np.frombuffer(raw, np.int8, n, 12 * n).copy()
-    planes = np.frombuffer(raw, np.uint8, 8 * n, 13 * n).reshape(8, n)
-    value: F64 = planes.T.copy().view("<f8").reshape(n).astype(np.float64, copy=False)
+    f, _ = decode_batch([(day, origin, body)])
+    return f
+
+
+def decode_batch(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
+    """The points of many stored blocks, one after the other in the rows' order, with each
+    block's number of points. Per block only the header and decompression run in Python."""
+    raws: list[bytes] = []
+    counts: list[int] = []
+    decompress = _codecs.decompressor.decompress
+    for _, _, body in rows:
+        try:
+            fmt, n = _HEADER.unpack_from(body)
+            if fmt != FORMAT:
+                raise CorruptBlock(f"block format {fmt} is not {FORMAT}")
+            raw = decompress(memoryview(body)[_HEADER.size :])
+        except (struct.error, zstandard.ZstdError) as exc:
+            raise CorruptBlock(str(exc)) from exc
+        if len(raw) < 21 * n:
+            raise CorruptBlock("block shorter than its point count")
+        raws.append(raw)
+        counts.append(n)
+    if not raws:
+        return Frame.empty(), np.empty(0, dtype=np.int64)
+    ns = np.array(counts, dtype=np.int64)
+    total = int(ns.sum())
+    starts = np.cumsum(ns) - ns
+    views = [memoryview(r) for r in raws]
+    dtime = np.frombuffer(
+        b"".join([v[: 4 * n] for v, n in zip(views, counts, strict=True)]), "<i4"
+    ).cumsum(dtype=np.int64)
+    dacq = np.frombuffer(
+        b"".join([v[4 * n : 12 * n] for v, n in zip(views, counts, strict=True)]), "<i8"
+    ).cumsum(dtype=np.int64)
+    kind = np.frombuffer(
+        b"".join([v[12 * n : 13 * n] for v, n in zip(views, counts, strict=True)]), np.int8
+    ).copy()
+    planes = [
+        np.frombuffer(r, np.uint8, 8 * n, 13 * n).reshape(8, n).T
+        for r, n in zip(raws, counts, strict=True)
+    ]
+    joined = np.ascontiguousarray(np.concatenate(planes))  # one block: may keep the view's order
+    value: F64 = joined.view("<f8").reshape(total).astype(np.float64, copy=False)
+    # Undo each block's running sums: subtract what the blocks before it added up to.
+    before_t = np.repeat(_sum_before(dtime, starts), ns)
+    before_a = np.repeat(_sum_before(dacq, starts), ns)
+    days = np.array([r[0] for r in rows], dtype=np.int64)
+    time: I64 = dtime - before_t + np.repeat(days * DAY_MS, ns)
+    acq: I64 = dacq - before_a
+    origin = np.repeat(np.array([r[1] for r in rows], dtype=np.int64), ns)
     text: tuple[str | None, ...] | None = None
-    if len(raw) > 21 * n:
-        strings: list[str | None] = orjson.loads(raw[21 * n :])
-        cells: list[str | None] = [None] * n
-        for i, s in zip(np.flatnonzero(kind == TYPE_STR).tolist(), strings, strict=True):
-            cells[i] = s
+    if any(len(r) > 21 * n for r, n in zip(raws, counts, strict=True)):
+        cells: list[str | None] = [None] * total
+        str_at = np.flatnonzero(kind == TYPE_STR).tolist()
+        k = 0
+        for r, n in zip(raws, counts, strict=True):
+            if len(r) > 21 * n:
+                strings: list[str | None] = orjson.loads(r[21 * n :])
+                for s in strings:
+                    cells[str_at[k]] = s
+                    k += 1
+        if k != len(str_at):
+            raise CorruptBlock("STR points and their strings differ in number")
         text = tuple(cells)
-    return Frame(time, np.full(n, origin, dtype=np.int64), acq, kind, value, text)
+    return Frame(time, origin, acq, kind, value, text), ns
 
 
-def decode_many(rows: Sequence[tuple[int, int, bytes]]) -> list[Frame]:
-    """`decode` of (day, origin, body) rows."""
-    return [decode(day, origin, body) for day, origin, body in rows]
+def _sum_before(cumulative: I64, starts: I64) -> I64:
+    """The running sum just before each block's first point (0 for the first block)."""
+    out = np.zeros(starts.shape[0], dtype=np.int64)
+    out[1:] = cumulative[starts[1:] - 1]
+    return out

@@ -14,7 +14,7 @@ the same (time, origin, acq_time) replaces the earlier import (idempotent import
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
@@ -23,7 +23,14 @@ from sqlalchemy import Connection, func, select, text
 
 from besmart_server.server.db import now_ms
 from besmart_server.server.signals import blocks
-from besmart_server.server.signals.pipeline import I64, TYPE_DBL, TYPE_INT, Frame, concat
+from besmart_server.server.signals.pipeline import (
+    I64,
+    TYPE_DBL,
+    TYPE_INT,
+    Frame,
+    concat,
+    sort_versions,
+)
 from besmart_server.server.signals.tables import blocks as blocks_table
 from besmart_server.server.signals.tables import series
 
@@ -170,30 +177,49 @@ class BlockStore:
         `_CHUNK` series, merged with the new points and written back in one executemany.
         A new point replaces a stored one with the same (time, origin, acq) whether or not
         `replace` is asked: server stamps never repeat, so only imports can meet one."""
-        new: dict[tuple[int, int, int], Frame] = {}
-        span: dict[int, tuple[int, int]] = {}
-        for sid, frame in parts:
-            for day, origin, part in blocks.split(frame):
-                new[(sid, day, origin)] = part
-                lo, hi = span.get(sid, (day, day))
-                span[sid] = (min(lo, day), max(hi, day))
-        if not new:
+        parts = [(sid, f) for sid, f in parts if len(f)]
+        if not parts:
             return
+        span: dict[int, tuple[int, int]] = {}
+        wanted: set[tuple[int, int, int]] = set()
+        for sid, f in parts:
+            day = f.time // blocks.DAY_MS
+            lo, hi = int(day.min()), int(day.max())
+            known = span.get(sid, (lo, hi))
+            span[sid] = (min(known[0], lo), max(known[1], hi))
+            keys = np.unique(np.stack((day, f.origin)), axis=1).T.tolist()
+            wanted.update((sid, d, o) for d, o in keys)
         self._lock_writers(conn)
-        stored = self._stored(conn, span)
-        rows = []
-        for (sid, day, origin), part in new.items():
-            old = stored.get((sid, day, origin))
-            merged = blocks.merge(None if old is None else blocks.decode(day, origin, old), part)
-            e = blocks.encode(day, origin, merged)
-            rows.append((sid, day, origin, e.n, e.t_last, e.num_first, e.num_last, e.body))
+        stored = [row for row in self._stored(conn, span) if row[:3] in wanted]
+        old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
+        frames = [old, *(f for _, f in parts)]
+        sids = [np.repeat(np.array([r[0] for r in stored], dtype=np.int64), counts)]
+        sids += [np.full(len(f), sid, dtype=np.int64) for sid, f in parts]
+        both, sid_col = concat(frames), np.concatenate(sids)
+        # Stable sort, stored points first: of two with the same key the new one comes last.
+        order = np.lexsort((both.acq, both.time, both.origin, sid_col))
+        both, sid_col = both.take(order), sid_col[order]
+        dup = (
+            (sid_col[1:] == sid_col[:-1])
+            & (both.origin[1:] == both.origin[:-1])
+            & (both.time[1:] == both.time[:-1])
+            & (both.acq[1:] == both.acq[:-1])
+        )
+        if bool(dup.any()):
+            keep = np.append(~dup, True)
+            both, sid_col = both.take(keep), sid_col[keep]
+        rows = [
+            (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
+            for sid, e in blocks.encode_batch(sid_col, both)
+        ]
         _driver(conn).cursor().executemany(self._upsert, rows)
 
     def _stored(
         self, conn: Connection, span: dict[int, tuple[int, int]]
-    ) -> dict[tuple[int, int, int], bytes]:
-        """The bodies of the stored blocks of each series within its (first, last) day."""
-        out: dict[tuple[int, int, int], bytes] = {}
+    ) -> list[tuple[int, int, int, bytes]]:
+        """(series id, day, origin, body) of the stored blocks of each series within its
+        (first, last) day."""
+        out: list[tuple[int, int, int, bytes]] = []
         ph = self._ph
         items = sorted(span.items())
         cur = _driver(conn).cursor()
@@ -204,8 +230,7 @@ class BlockStore:
             )
             params = [v for sid, (lo, hi) in chunk for v in (sid, lo, hi)]
             cur.execute(f"SELECT series_id, day, origin, body FROM blocks WHERE {where}", params)
-            for sid, day, origin, body in cur.fetchall():
-                out[(sid, day, origin)] = bytes(body)
+            out.extend((int(s), int(d), int(o), bytes(b)) for s, d, o, b in cur.fetchall())
         return out
 
     # --- reads ----------------------------------------------------------------------------
@@ -254,36 +279,48 @@ class BlockStore:
     ) -> Frame:
         if since >= till:
             return Frame.empty()
+        # The newest versions alone are stored apart (blocks.Encoded.latest) unless an as_of
+        # bound needs the older ones too.
+        column = "coalesce(latest, body)" if latest and before is None else "body"
+        rows = self._fetch(conn, column, series_id, since, till, origin)
         frames: list[Frame] = []
         kept = 0
-        day_seen: int | None = None
-        origins: set[int] = set()
-        for day, org, body in self._fetch(conn, series_id, since, till, origin):
-            if day != day_seen and kept > limit:
-                break  # the limit is passed and the last day is whole: enough to sort
-            day_seen = day
-            f = blocks.decode(day, org, body)
+        i = 0
+        while i < len(rows) and kept <= limit:
+            # Decode in whole days, about as many points as the limit still wants at a time.
+            j, planned = i, 0
+            while j < len(rows) and (planned <= limit - kept or rows[j][0] == rows[j - 1][0]):
+                planned += rows[j][2]
+                j += 1
+            f, _ = blocks.decode_batch([(d, o, body) for d, o, _, body in rows[i:j]])
+            i = j
             if f.time[0] < since or f.time[-1] >= till:
                 f = f.take((f.time >= since) & (f.time < till))
             if latest:
                 f = _newest(f, before)
             if len(f):
                 frames.append(f)
-                origins.add(org)
                 kept += len(f)
         if not frames:
             return Frame.empty()
         out = frames[0] if len(frames) == 1 else concat(frames)
-        if len(origins) > 1:
-            out = out.take(np.lexsort((out.acq, out.origin, out.time)))
+        if origin is None and len({int(r[1]) for r in rows}) > 1:
+            out = sort_versions(out)
         return out if len(out) <= limit + 1 else out.take(np.arange(limit + 1))
 
     def _fetch(
-        self, conn: Connection, series_id: int, since: int, till: int, origin: int | None
-    ) -> Iterator[Row]:
+        self,
+        conn: Connection,
+        column: str,
+        series_id: int,
+        since: int,
+        till: int,
+        origin: int | None,
+    ) -> list[tuple[int, int, int, bytes]]:
+        """(day, origin, n, body) of the blocks of a window, by (day, origin)."""
         ph = self._ph
         sql = (
-            "SELECT day, origin, body FROM blocks "
+            f"SELECT day, origin, n, {column} FROM blocks "
             f"WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
         )
         params: list[int] = [series_id, blocks.day_of(since), blocks.day_of(till - 1)]
@@ -292,8 +329,7 @@ class BlockStore:
             params.append(origin)
         cur = _driver(conn).cursor()
         cur.execute(sql + " ORDER BY day, origin", params)
-        for day, org, body in cur:
-            yield int(day), int(org), body
+        return [(int(d), int(o), int(n), bytes(b)) for d, o, n, b in cur.fetchall()]
 
     def neighbours(
         self, conn: Connection, series_id: int, since: int, till: int, *, origin: int | None
@@ -367,14 +403,15 @@ class BlockStore:
 
 
 def _newest(f: Frame, acq_before: int | None) -> Frame:
-    """The newest version (acq < acq_before) of each time of one block's points."""
+    """The newest version (acq < acq_before) of each (time, origin) of blocks' points, each
+    block sorted by (time, acq) and the blocks by (day, origin)."""
     if acq_before is not None:
         f = f.take(f.acq < acq_before)
     n = len(f)
     if n < 2:
         return f
     last = np.ones(n, dtype=np.bool_)
-    last[:-1] = f.time[1:] != f.time[:-1]
+    last[:-1] = (f.time[1:] != f.time[:-1]) | (f.origin[1:] != f.origin[:-1])
     return f if bool(last.all()) else f.take(last)
 
 

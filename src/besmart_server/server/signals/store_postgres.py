@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from besmart_server.server.signals.store import BlockStore, SeriesKey
 from besmart_server.server.signals.tables import series
 
-_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body"
+_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest"
 _LOCK: Final = text("SELECT last_us FROM version_clock WHERE id = 1 FOR UPDATE")
 
 
@@ -26,10 +26,10 @@ class PostgresStore(BlockStore):
 
     _ph = "%s"
     _upsert = (
-        f"INSERT INTO blocks ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        f"INSERT INTO blocks ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
         "t_last = EXCLUDED.t_last, num_first = EXCLUDED.num_first, "
-        "num_last = EXCLUDED.num_last, body = EXCLUDED.body"
+        "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest"
     )
     # The clock row stays locked until the transaction ends, so stamps follow commit order;
     # never a whole millisecond (see SqliteStore).

@@ -15,14 +15,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from besmart_server.server.signals.store import BlockStore, SeriesKey
 from besmart_server.server.signals.tables import series
 
-_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body"
+_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest"
 
 
 class SqliteStore(BlockStore):
     """SeriesStore on SQLite."""
 
     _ph = "?"
-    _upsert = f"INSERT OR REPLACE INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    _upsert = f"INSERT OR REPLACE INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     # Never a whole millisecond: an import's acq (ms x 1000) cannot meet a server stamp.
     _stamp_sql = (
         "UPDATE version_clock SET last_us = "

@@ -73,6 +73,8 @@ blocks = Table(
     Column("num_first", BigInteger, nullable=True),  # first/last time of a DBL/INT point
     Column("num_last", BigInteger, nullable=True),
     Column("body", LargeBinary, nullable=False),
+    # The newest version per time alone, when the body holds older ones (blocks.Encoded).
+    Column("latest", LargeBinary, nullable=True),
     sqlite_with_rowid=False,
 )
 
