@@ -41,11 +41,20 @@ def sensor_for(
             sensors.c.mid == sensor_mid, sensors.c.client_cid == client_cid
         )
     ).first()
-    if row is None:
+    require_role(principal, client_cid, sensor_mid, role, exists=row is not None)
+    assert row is not None
+    return SensorRef(client_cid, sensor_mid, row.sensor_type_id, row.lat, row.lon)
+
+
+def require_role(
+    principal: Principal, client_cid: int, sensor_mid: int, role: Role, *, exists: bool
+) -> None:
+    """sensor_for's verdict on a sensor already looked up (with `readable_sensors`, say):
+    404 when it is missing or not readable, 403 when readable without `role`."""
+    if not exists or not principal.can(client_cid, Role.read):
         raise sensor_not_found(client_cid, sensor_mid)
     if not principal.can(client_cid, role):
         raise Forbidden(f"{role.value} role on client {client_cid} required")
-    return SensorRef(client_cid, sensor_mid, row.sensor_type_id, row.lat, row.lon)
 
 
 def readable_sensors(

@@ -33,6 +33,9 @@ Loc = tuple[str | int, ...]
 
 COLUMNS: Final = ("time", "value", "type", "origin", "acq_time")
 ORIGINS: Final = frozenset({1, 2, 3, 4, 5})
+_ORIGIN_MIN: Final = min(ORIGINS)
+_ORIGIN_MAX: Final = max(ORIGINS)
+assert set(range(_ORIGIN_MIN, _ORIGIN_MAX + 1)) == ORIGINS  # a range check is exact
 _NUMBER: Final = frozenset({int, float})
 _INT64_MAX: Final = float(2**63 - 1024)  # largest float that still fits int64
 _TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)
@@ -108,8 +111,9 @@ def decode(body: dict[str, Any], loc: Loc = ("body",)) -> Columns:
         if lists["origin"] is None
         else _int_column(lists["origin"], (*loc, "origin"), floor=False)
     )
-    if n and not bool(np.isin(origin, list(ORIGINS)).all()):
-        i = int(np.flatnonzero(~np.isin(origin, list(ORIGINS)))[0])
+    bad_origin = (origin < _ORIGIN_MIN) | (origin > _ORIGIN_MAX)  # np.isin: 30 µs per item
+    if n and bool(bad_origin.any()):
+        i = int(np.flatnonzero(bad_origin)[0])
         raise Invalid(
             f"origin[{i}]: {int(origin[i])} is not an origin (1 measured, 2 predicted, "
             "3 calculated, 4 estimated, 5 corrected)",
@@ -172,9 +176,12 @@ def _type_column(col: list[Any] | None, n: int, loc: Loc) -> NDArray[np.int8]:
     if col is None:
         return np.full(n, TYPE_DBL, dtype=np.int8)
     try:
+        distinct = set(col)
+        if len(distinct) == 1:  # the usual column: one type throughout
+            return np.full(n, TYPE_CODES[distinct.pop()], dtype=np.int8)
         return np.fromiter((TYPE_CODES[t] for t in col), dtype=np.int8, count=n)
     except (KeyError, TypeError):
-        pass
+        pass  # located below
     for i, t in enumerate(col):
         if not isinstance(t, str) or t not in TYPE_CODES:
             raise Invalid(
@@ -266,6 +273,8 @@ def merge(parts: Sequence[Frame]) -> Frame:
     n = len(f)
     if n < 2:
         return f
+    if bool((f.origin == f.origin[0]).all()) and bool((np.diff(f.time) > 0).all()):
+        return f  # the usual item: one origin, times rising, so no key twice (no 4-key sort)
     order = np.lexsort((np.arange(n), f.acq, f.origin, f.time))
     t, o, a = f.time[order], f.origin[order], f.acq[order]
     keep = np.ones(n, dtype=np.bool_)

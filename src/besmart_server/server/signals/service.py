@@ -18,7 +18,12 @@ from sqlalchemy import Connection, select
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
 from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
-from besmart_server.server.sensors.access import readable_sensors, sensor_for, sensor_not_found
+from besmart_server.server.sensors.access import (
+    readable_sensors,
+    require_role,
+    sensor_for,
+    sensor_not_found,
+)
 from besmart_server.server.signals import catalog
 from besmart_server.server.signals.catalog import Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
@@ -193,14 +198,14 @@ def write(
     the later one.
     """
     types = load_catalog(conn).types
-    checked: set[tuple[int, int]] = set()
     plain: dict[SeriesKey, list[Frame]] = defaultdict(list)
     imported: dict[SeriesKey, list[Frame]] = defaultdict(list)
     converted: list[tuple[SeriesKey, Columns]] = []
+    # Every sensor looked up in one query, then judged item by item as sensor_for would.
+    known = readable_sensors(conn, principal, ((i.client_cid, i.sensor_mid) for i in items))
     for item in items:
-        if (item.client_cid, item.sensor_mid) not in checked:
-            sensor_for(conn, principal, item.client_cid, item.sensor_mid, Role.write)
-            checked.add((item.client_cid, item.sensor_mid))
+        pair = (item.client_cid, item.sensor_mid)
+        require_role(principal, *pair, Role.write, exists=pair in known)
         t = _type_or_404(types, item.signal_type_moid)
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)

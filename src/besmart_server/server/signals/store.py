@@ -187,8 +187,10 @@ class BlockStore:
             lo, hi = int(day.min()), int(day.max())
             known = span.get(sid, (lo, hi))
             span[sid] = (min(known[0], lo), max(known[1], hi))
-            keys = np.unique(np.stack((day, f.origin)), axis=1).T.tolist()
-            wanted.update((sid, d, o) for d, o in keys)
+            # One 1-D unique of day and origin packed (origin is a SMALLINT): a 2-D
+            # np.unique(axis=1) cost a fifth of a write.
+            packed = np.unique(day * 65_536 + (f.origin + 32_768)).tolist()
+            wanted.update((sid, k >> 16, (k & 0xFFFF) - 32_768) for k in packed)
         self._lock_writers(conn)
         stored = [row for row in self._stored(conn, span) if row[:3] in wanted]
         old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
