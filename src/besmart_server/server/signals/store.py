@@ -210,11 +210,15 @@ class BlockStore:
         if bool(dup.any()):
             keep = np.append(~dup, True)
             both, sid_col = both.take(keep), sid_col[keep]
+        self._put(conn, blocks.encode_batch(sid_col, both))
+
+    def _put(self, conn: Connection, encoded: list[tuple[int, blocks.Encoded]]) -> None:
+        """Store whole blocks, each replacing the stored one with its key."""
         rows = [
             (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
-            for sid, e in blocks.encode_batch(sid_col, both)
+            for sid, e in encoded
         ]
-        _driver(conn).cursor().executemany(self._upsert, rows)
+        dbapi_connection(conn).cursor().executemany(self._upsert, rows)
 
     def _stored(
         self, conn: Connection, span: dict[int, tuple[int, int]]
@@ -224,7 +228,7 @@ class BlockStore:
         out: list[tuple[int, int, int, bytes]] = []
         ph = self._ph
         items = sorted(span.items())
-        cur = _driver(conn).cursor()
+        cur = dbapi_connection(conn).cursor()
         for i in range(0, len(items), _CHUNK):
             chunk = items[i : i + _CHUNK]
             where = " OR ".join(
@@ -329,7 +333,7 @@ class BlockStore:
         if origin is not None:
             sql += f" AND origin = {ph}"
             params.append(origin)
-        cur = _driver(conn).cursor()
+        cur = dbapi_connection(conn).cursor()
         cur.execute(sql + " ORDER BY day, origin", params)
         return [(int(d), int(o), int(n), bytes(b)) for d, o, n, b in cur.fetchall()]
 
@@ -417,7 +421,7 @@ def _newest(f: Frame, acq_before: int | None) -> Frame:
     return f if bool(last.all()) else f.take(last)
 
 
-def _driver(conn: Connection) -> Any:
+def dbapi_connection(conn: Connection) -> Any:
     """The DB-API connection under the SQLAlchemy one, in the same transaction."""
     return conn.connection.driver_connection
 

@@ -1,5 +1,7 @@
 """PostgreSQL store: day blocks as bytea rows (below the TOAST threshold for a day of
-15-minute data, so a block is read in place), written back with one pipelined executemany.
+15-minute data, so a block is read in place). A write reads its blocks and writes them back in
+one statement each, with the keys and blocks as arrays (unnest): constant SQL that psycopg
+prepares once, one round trip instead of one per block or a query text per request.
 
 A write reads the blocks it will rewrite, so two writers must not interleave on one block:
 every writer locks the version clock's row first (stamped writes hold it anyway until they
@@ -9,28 +11,35 @@ end), which serializes block writers — they already were, through the clock, b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from besmart_server.server.signals.store import BlockStore, SeriesKey
+from besmart_server.server.signals.blocks import Encoded
+from besmart_server.server.signals.store import BlockStore, SeriesKey, dbapi_connection
 from besmart_server.server.signals.tables import series
 
 _COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest"
 _LOCK: Final = text("SELECT last_us FROM version_clock WHERE id = 1 FOR UPDATE")
+_STORED: Final = (
+    "SELECT b.series_id, b.day, b.origin, b.body FROM blocks b "
+    "JOIN unnest(%s::int[], %s::bigint[], %s::bigint[]) AS w(sid, lo, hi) "
+    "ON b.series_id = w.sid AND b.day >= w.lo AND b.day <= w.hi"
+)
+_PUT: Final = (
+    f"INSERT INTO blocks ({_COLUMNS}) SELECT * FROM unnest(%s::int[], %s::bigint[], "
+    "%s::smallint[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bytea[], "
+    "%s::bytea[]) ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
+    "t_last = EXCLUDED.t_last, num_first = EXCLUDED.num_first, "
+    "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest"
+)
 
 
 class PostgresStore(BlockStore):
     """SeriesStore on PostgreSQL."""
 
     _ph = "%s"
-    _upsert = (
-        f"INSERT INTO blocks ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
-        "t_last = EXCLUDED.t_last, num_first = EXCLUDED.num_first, "
-        "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest"
-    )
     # The clock row stays locked until the transaction ends, so stamps follow commit order;
     # never a whole millisecond (see SqliteStore).
     _stamp_sql = (
@@ -41,6 +50,27 @@ class PostgresStore(BlockStore):
 
     def _lock_writers(self, conn: Connection) -> None:
         conn.execute(_LOCK)
+
+    def _stored(
+        self, conn: Connection, span: dict[int, tuple[int, int]]
+    ) -> list[tuple[int, int, int, bytes]]:
+        items = sorted(span.items())
+        params = (
+            [sid for sid, _ in items],
+            [lo for _, (lo, _) in items],
+            [hi for _, (_, hi) in items],
+        )
+        cur = dbapi_connection(conn).cursor()
+        cur.execute(_STORED, params)
+        return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in cur.fetchall()]
+
+    def _put(self, conn: Connection, encoded: list[tuple[int, Encoded]]) -> None:
+        columns: tuple[list[Any], ...] = tuple([] for _ in range(9))
+        for sid, e in encoded:
+            row = (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
+            for col, v in zip(columns, row, strict=True):
+                col.append(v)
+        dbapi_connection(conn).cursor().execute(_PUT, columns)
 
     def _create(self, conn: Connection, keys: Sequence[SeriesKey]) -> None:
         conn.execute(
