@@ -73,9 +73,7 @@ def test_encode_then_decode_gives_the_sorted_points_back(day: int, points: list[
     assert [(r[0], r[2]) for r in _rows(back)] == sorted((r[0], r[2]) for r in _rows(back))
     numeric = [r[0] for r in _rows(f) if r[3] in (TYPE_DBL, TYPE_INT)]
     assert (e.n, e.t_last) == (len(f), int(f.time[-1]))
-    assert (e.num_first, e.num_last) == (
-        (min(numeric), max(numeric)) if numeric else (None, None)
-    )
+    assert (e.num_first, e.num_last) == ((min(numeric), max(numeric)) if numeric else (None, None))
 
 
 def test_merge_keeps_versions_and_lets_a_new_point_replace_the_same_key() -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from besmart_server.server.db import Database
 from besmart_server.server.signals.catalog import (
     SIGNAL_TYPES,
     UNITS,
@@ -220,3 +221,18 @@ def test_conversion_goes_through_the_base(pair: tuple[Unit, Unit], value: float)
     assert got * dst.factor + dst.offset == pytest.approx(
         value * src.factor + src.offset, rel=1e-12, abs=1e-6
     )
+
+
+def test_the_catalog_is_read_once_per_ttl(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process keeps the catalog for CATALOG_TTL_S (it changes only by migration) and reads
+    it again once that has passed."""
+    from besmart_server.server.signals import service
+
+    with db.transaction(write=False) as conn:
+        first = service.load_catalog(conn)
+        assert service.load_catalog(conn) is first
+    monkeypatch.setattr(service, "CATALOG_TTL_S", 0.0)
+    with db.transaction(write=False) as conn:
+        again = service.load_catalog(conn)
+    assert again is not first
+    assert again == first

@@ -325,8 +325,8 @@ def test_store_matches_a_model_across_days_origins_versions_and_limits(
                     conn, sid, since, till, origin=origin, limit=10_000, acq_before=None
                 )
                 same(rows(latest), [newest[k] for k in sorted(newest)])
-                numeric = [r for r in want(since - 31 * DAY, till + 31 * DAY, origin)]
-                numeric = [r for r in numeric if r[3] in (TYPE_DBL, TYPE_INT)]
+                around = want(since - 31 * DAY, till + 31 * DAY, origin)
+                numeric = [r for r in around if r[3] in (TYPE_DBL, TYPE_INT)]
                 before: dict[int, int] = {}
                 after: dict[int, int] = {}
                 for r in numeric:

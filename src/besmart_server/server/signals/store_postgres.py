@@ -1,7 +1,7 @@
 """PostgreSQL store: day blocks as bytea rows (below the TOAST threshold for a day of
 15-minute data, so a block is read in place). A write reads its blocks and writes them back in
-one statement each, with the keys and blocks as arrays (unnest): constant SQL that psycopg
-prepares once, one round trip instead of one per block or a query text per request.
+constant SQL: the keys read as arrays (unnest), one query whatever the number of series; the
+blocks written by binary COPY into a staging table merged with one INSERT ... ON CONFLICT.
 
 A write reads the blocks it will rewrite, so two writers must not interleave on one block:
 every writer locks the version clock's row first (stamped writes hold it anyway until they
@@ -11,7 +11,7 @@ end), which serializes block writers — they already were, through the clock, b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -27,10 +27,12 @@ _STORED: Final = (
     "JOIN unnest(%s::int[], %s::bigint[], %s::bigint[]) AS w(sid, lo, hi) "
     "ON b.series_id = w.sid AND b.day >= w.lo AND b.day <= w.hi"
 )
-_PUT: Final = (
-    f"INSERT INTO blocks ({_COLUMNS}) SELECT * FROM unnest(%s::int[], %s::bigint[], "
-    "%s::smallint[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bytea[], "
-    "%s::bytea[]) ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
+_STAGE: Final = "CREATE TEMP TABLE IF NOT EXISTS blocks_in (LIKE blocks) ON COMMIT DELETE ROWS"
+_COPY: Final = f"COPY blocks_in ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES: Final = ("int4", "int8", "int2", "int4", "int8", "int8", "int8", "bytea", "bytea")
+_MERGE: Final = (
+    f"INSERT INTO blocks ({_COLUMNS}) SELECT {_COLUMNS} FROM blocks_in "
+    "ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
     "t_last = EXCLUDED.t_last, num_first = EXCLUDED.num_first, "
     "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest"
 )
@@ -61,16 +63,22 @@ class PostgresStore(BlockStore):
             [hi for _, (_, hi) in items],
         )
         cur = dbapi_connection(conn).cursor()
-        cur.execute(_STORED, params)
+        cur.execute(_STORED, params, binary=True)
         return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in cur.fetchall()]
 
     def _put(self, conn: Connection, encoded: list[tuple[int, Encoded]]) -> None:
-        columns: tuple[list[Any], ...] = tuple([] for _ in range(9))
-        for sid, e in encoded:
-            row = (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
-            for col, v in zip(columns, row, strict=True):
-                col.append(v)
-        dbapi_connection(conn).cursor().execute(_PUT, columns)
+        """Binary COPY into a staging table, merged with one INSERT ... ON CONFLICT: half
+        the time of an unnest of arrays, whose parameters psycopg dumps in Python."""
+        cur = dbapi_connection(conn).cursor()
+        cur.execute(_STAGE)
+        with cur.copy(_COPY) as copy:
+            copy.set_types(list(_COPY_TYPES))
+            for sid, e in encoded:
+                copy.write_row(
+                    (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
+                )
+        cur.execute(_MERGE)
+        cur.execute("DELETE FROM blocks_in")
 
     def _create(self, conn: Connection, keys: Sequence[SeriesKey]) -> None:
         conn.execute(
