@@ -340,8 +340,8 @@ def test_store_matches_a_model_across_days_origins_versions_and_limits(
                     max(after.values()) if after else None,
                 )
         for origin in (None, 1, 2):
-            times = [t for t, o, _ in model if origin in (None, o)]
-            assert store.cap_max(conn, [sid], origin=origin) == max(times)
+            stored_times = [t for t, o, _ in model if origin in (None, o)]
+            assert store.cap_max(conn, [sid], origin=origin) == max(stored_times)
 
 
 def test_concurrent_writers_of_one_block_lose_nothing(
