@@ -163,6 +163,9 @@ def encode_batch(series_id: I64, f: Frame, *, latest: bool = True) -> list[tuple
     texts = _block_texts(f, kind, starts, ends)
     newest = _latest_bodies(series_id, f, first, starts) if latest else {}
     compress = _codecs.compressor.compress
+    # Whole columns as bytes once: slicing bytes per block is cheaper than a numpy call.
+    time_b, acq_b, kind_b = dtime32.tobytes(), dacq.tobytes(), kind.tobytes()
+    planes = [p.tobytes() for p in value.T]
     out: list[tuple[int, Encoded]] = []
     for i, (lo, hi, sid, d, org, last) in enumerate(
         zip(
@@ -176,10 +179,10 @@ def encode_batch(series_id: I64, f: Frame, *, latest: bool = True) -> list[tuple
         )
     ):
         payload = [
-            dtime32[lo:hi].tobytes(),
-            dacq[lo:hi].tobytes(),
-            kind[lo:hi].tobytes(),
-            value[lo:hi].T.tobytes(),  # byte planes: a C-order copy of the transposed view
+            time_b[4 * lo : 4 * hi],
+            acq_b[8 * lo : 8 * hi],
+            kind_b[lo:hi],
+            *[plane[lo:hi] for plane in planes],  # byte plane k of every value, k = 0..7
         ]
         if texts is not None and texts[i]:
             payload.append(orjson.dumps(texts[i]))
