@@ -233,3 +233,73 @@ def test_encode_dbl_only_stays_numpy_and_dumps() -> None:
     assert columns.dumps(out) == (
         b'{"time":[1,2],"value":[0.5,1.5],"type":["DBL","DBL"],"origin":[1,1],"acq_time":[1,2]}'
     )
+
+
+_cell = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@st.composite
+def _item(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(0, 6))
+    plain_time = st.integers(-(2**62), 2**62)
+    item: dict[str, Any] = {
+        "time": draw(st.lists(st.one_of(plain_time, plain_time, _cell), min_size=n, max_size=n)),
+        "value": draw(
+            st.lists(
+                st.one_of(st.floats(-1e9, 1e9), st.integers(-1000, 1000), _cell),
+                min_size=n,
+                max_size=n,
+            )
+        ),
+    }
+    if draw(st.booleans()):
+        item["origin"] = draw(
+            st.lists(
+                st.one_of(st.integers(1, 5), st.integers(-2, 9), _cell), min_size=n, max_size=n
+            )
+        )
+    if draw(st.integers(0, 5)) == 0:
+        item["type"] = ["DBL"] * n
+    if draw(st.integers(0, 8)) == 0:
+        item["value"] = item["value"][:-1]  # a column of the wrong length
+    return item
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_item(), min_size=1, max_size=4))
+def test_decode_many_answers_and_fails_exactly_as_decode_item_by_item(
+    items: list[dict[str, Any]],
+) -> None:
+    """The multi-series PUT's batched validation is an optimisation only: the same columns
+    for valid items, the same first error (message and location) for invalid ones."""
+    locs = [("body", i, "data") for i in range(len(items))]
+    try:
+        want: list[columns.Columns] | Invalid = [
+            columns.decode(it, loc) for it, loc in zip(items, locs, strict=True)
+        ]
+    except Invalid as exc:
+        want = exc
+    except OverflowError:
+        return  # decode's own limit (a huge int in a value column), not this function's
+    try:
+        got: list[columns.Columns] | Invalid = columns.decode_many(items, locs)
+    except Invalid as exc:
+        got = exc
+    if isinstance(want, Invalid):
+        assert isinstance(got, Invalid)
+        assert (str(got), got.loc) == (str(want), want.loc)
+        return
+    assert not isinstance(got, Invalid)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.time.tolist() == w.time.tolist()
+        assert g.origin.tolist() == w.origin.tolist()
+        assert g.type.tolist() == w.type.tolist()
+        np.testing.assert_array_equal(g.value, w.value)
+        assert (g.text, g.acq_ms is None) == (w.text, w.acq_ms is None)

@@ -8,6 +8,7 @@ column and index in the 422.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -130,6 +131,76 @@ def decode(body: dict[str, Any], loc: Loc = ("body",)) -> Columns:
         i = int(np.flatnonzero((acq_ms < 0) | (acq_ms > _INT64_MAX // 1000))[0])
         raise Invalid(f"acq_time[{i}]: out of range", loc=(*loc, "acq_time", i))
     return Columns(time, origin, kind, value, text, acq_ms)
+
+
+class _NotPlain(Exception):
+    """The items are not all plain numeric ones: validate them one by one."""
+
+
+def decode_many(bodies: Sequence[dict[str, Any]], locs: Sequence[Loc]) -> list[Columns]:
+    """`decode` of many columnar objects (the items of a multi-series PUT).
+
+    When every item is plain — integer times, finite numbers, origins in range, no type,
+    acq_time or text — each column is validated once over all items concatenated: per item,
+    a dozen numpy calls cost more than its hundred points do. Anything else, and every error,
+    goes through `decode` item by item, so answers and errors are exactly decode's.
+    """
+    if bodies and all(_is_plain(b) for b in bodies):
+        try:
+            return _decode_plain(bodies)
+        except _NotPlain:
+            pass
+    return [decode(b, loc) for b, loc in zip(bodies, locs, strict=True)]
+
+
+def _is_plain(body: dict[str, Any]) -> bool:
+    time, value, origin = body.get("time"), body.get("value"), body.get("origin")
+    return (
+        isinstance(time, list)
+        and isinstance(value, list)
+        and len(value) == len(time)
+        and (origin is None or (isinstance(origin, list) and len(origin) == len(time)))
+        and body.get("type") is None
+        and body.get("acq_time") is None
+    )
+
+
+def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
+    sizes = [len(b["time"]) for b in bodies]
+    total = sum(sizes)
+    times = list(itertools.chain.from_iterable(b["time"] for b in bodies))
+    values = list(itertools.chain.from_iterable(b["value"] for b in bodies))
+    origins = list(
+        itertools.chain.from_iterable(
+            b.get("origin") or [1] * n for b, n in zip(bodies, sizes, strict=True)
+        )
+    )
+    if set(map(type, times)) - {int} or set(map(type, origins)) - {int}:
+        raise _NotPlain
+    if set(map(type, values)) - _NUMBER:
+        raise _NotPlain
+    try:
+        time = np.fromiter(times, dtype=np.int64, count=total)
+        origin = np.fromiter(origins, dtype=np.int64, count=total)
+        value = np.array(values, dtype=np.float64) if total else np.empty(0, dtype=np.float64)
+    except OverflowError as exc:
+        raise _NotPlain from exc
+    if not bool(np.isfinite(value).all()):
+        raise _NotPlain
+    if bool(((origin < _ORIGIN_MIN) | (origin > _ORIGIN_MAX)).any()):
+        raise _NotPlain
+    kind = np.full(total, TYPE_DBL, dtype=np.int8)
+    out = []
+    start = 0
+    for n in sizes:
+        end = start + n
+        out.append(
+            Columns(
+                time[start:end], origin[start:end], kind[start:end], value[start:end], None, None
+            )
+        )
+        start = end
+    return out
 
 
 def _check_list(col: Any, loc: Loc) -> int:

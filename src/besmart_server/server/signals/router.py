@@ -325,6 +325,18 @@ def _int_field(item: dict[str, Any], key: str, loc: columns.Loc) -> int:
     return v
 
 
+def _item_head(item: dict[str, Any], loc: columns.Loc) -> tuple[int, int, int, str | None]:
+    unit = item.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise Invalid("Input should be a valid string", loc=(*loc, "unit"), type_="string_type")
+    return (
+        _int_field(item, "client_cid", loc),
+        _int_field(item, "sensor_mid", loc),
+        _int_field(item, "signal_type_moid", loc),
+        unit,
+    )
+
+
 def _parse_many(raw: bytes, settings: Settings) -> list[service.WriteItem]:
     body = columns.loads(raw)
     if not isinstance(body, list):
@@ -341,25 +353,22 @@ def _parse_many(raw: bytes, settings: Settings) -> list[service.WriteItem]:
         total += columns.count_points(item["data"])
     if total > settings.max_points_per_request:
         raise _too_many_points(total, settings)
-    items = []
+    locs = [("body", i, "data") for i in range(len(body))]
+    heads: list[tuple[int, int, int, str | None]] = []
     for i, item in enumerate(body):
-        loc = ("body", i)
-        unit = item.get("unit")
-        if unit is not None and not isinstance(unit, str):
-            raise Invalid("Input should be a valid string", loc=(*loc, "unit"), type_="string_type")
-        items.append(
-            service.WriteItem(
-                client_cid=_int_field(item, "client_cid", loc),
-                sensor_mid=_int_field(item, "sensor_mid", loc),
-                signal_type_moid=_int_field(item, "signal_type_moid", loc),
-                unit=unit,
-                columns=columns.decode(
-                    columns.unwrap(item["data"], (*loc, "data")), (*loc, "data")
-                ),
-                loc=(*loc, "data"),
-            )
+        try:
+            heads.append(_item_head(item, ("body", i)))
+        except Invalid:
+            for j in range(i):  # an earlier item's bad column is the first error, as it was
+                columns.decode(columns.unwrap(body[j]["data"], locs[j]), locs[j])
+            raise
+    datas = [columns.unwrap(item["data"], loc) for item, loc in zip(body, locs, strict=True)]
+    return [
+        service.WriteItem(cid, mid, moid, unit, cols, loc)
+        for (cid, mid, moid, unit), cols, loc in zip(
+            heads, columns.decode_many(datas, locs), locs, strict=True
         )
-    return items
+    ]
 
 
 async def _put_one(
