@@ -262,7 +262,7 @@ def decode_batch(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
             raw = decompress(memoryview(body)[_HEADER.size :])
         except (struct.error, zstandard.ZstdError) as exc:
             raise CorruptBlock(str(exc)) from exc
-        if len(raw) < 21 * n:
+        if n < 1 or len(raw) < 21 * n:
             raise CorruptBlock("block shorter than its point count")
         raws.append(raw)
         counts.append(n)
@@ -272,12 +272,19 @@ def decode_batch(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     total = int(ns.sum())
     starts = np.cumsum(ns) - ns
     views = [memoryview(r) for r in raws]
-    dtime = np.frombuffer(
+    # Each block's columns are deltas from its own start: one running sum over every block
+    # at once, after the first delta of each block absorbs what the blocks before it summed to.
+    days = np.array([r[0] for r in rows], dtype=np.int64)
+    time: I64 = np.frombuffer(
         b"".join([v[: 4 * n] for v, n in zip(views, counts, strict=True)]), "<i4"
-    ).cumsum(dtype=np.int64)
-    dacq = np.frombuffer(
+    ).astype(np.int64)
+    time[starts] += _restart(time, starts, days * DAY_MS)
+    np.cumsum(time, out=time)
+    acq: I64 = np.frombuffer(
         b"".join([v[4 * n : 12 * n] for v, n in zip(views, counts, strict=True)]), "<i8"
-    ).cumsum(dtype=np.int64)
+    ).astype(np.int64)
+    acq[starts] += _restart(acq, starts, np.zeros(len(counts), dtype=np.int64))
+    np.cumsum(acq, out=acq)  # wraps like the encoder's diff: exact for any int64
     kind = np.frombuffer(
         b"".join([v[12 * n : 13 * n] for v, n in zip(views, counts, strict=True)]), np.int8
     ).copy()
@@ -287,12 +294,6 @@ def decode_batch(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     ]
     joined = np.ascontiguousarray(np.concatenate(planes))  # one block: may keep the view's order
     value: F64 = joined.view("<f8").reshape(total).astype(np.float64, copy=False)
-    # Undo each block's running sums: subtract what the blocks before it added up to.
-    before_t = np.repeat(_sum_before(dtime, starts), ns)
-    before_a = np.repeat(_sum_before(dacq, starts), ns)
-    days = np.array([r[0] for r in rows], dtype=np.int64)
-    time: I64 = dtime - before_t + np.repeat(days * DAY_MS, ns)
-    acq: I64 = dacq - before_a
     origin = np.repeat(np.array([r[1] for r in rows], dtype=np.int64), ns)
     text: tuple[str | None, ...] | None = None
     if any(len(r) > 21 * n for r, n in zip(raws, counts, strict=True)):
@@ -311,8 +312,10 @@ def decode_batch(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     return Frame(time, origin, acq, kind, value, text), ns
 
 
-def _sum_before(cumulative: I64, starts: I64) -> I64:
-    """The running sum just before each block's first point (0 for the first block)."""
-    out = np.zeros(starts.shape[0], dtype=np.int64)
-    out[1:] = cumulative[starts[1:] - 1]
+def _restart(deltas: I64, starts: I64, base: I64) -> I64:
+    """What to add to each block's first delta so that one running sum over all blocks gives
+    `base` + the block's own running sum: its base minus where the block before ended."""
+    ends = base + np.add.reduceat(deltas, starts)  # each block's last value
+    out = base.copy()
+    out[1:] -= ends[:-1]
     return out
