@@ -180,34 +180,17 @@ def _frame(time: list[int], acq: list[int], value: list[float]) -> Frame:
     return Frame.from_columns(time, [1] * n, acq, [TYPE_DBL] * n, value)
 
 
-def test_merge_keeps_the_later_duplicate() -> None:
-    f = columns.merge([_frame([1, 2, 1], [9, 9, 9], [10, 20, 30]), _frame([2], [9], [40])])
-    got = sorted(zip(f.time.tolist(), f.value.tolist(), strict=True))
-    assert got == [(1, 30.0), (2, 40.0)]
-
-
-def test_merge_without_duplicates_keeps_everything() -> None:
-    f = columns.merge([_frame([3, 1], [9, 9], [1, 2]), _frame([1], [8], [3])])
-    assert len(f) == 3
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.floats(-9, 9)), max_size=30))
-def test_merge_equals_a_dict_of_last_writes(points: list[tuple[int, int, float]]) -> None:
-    f = (
-        columns.merge(
-            [_frame([t for t, _, _ in points], [a for _, a, _ in points], [v for *_, v in points])]
-        )
-        if points
-        else Frame.empty()
-    )
-    expected: dict[tuple[int, int], float] = {}
-    for t, a, v in points:
-        expected[(t, a)] = v
-    got = {
-        (t, a): v for t, a, v in zip(f.time.tolist(), f.acq.tolist(), f.value.tolist(), strict=True)
-    }
-    assert got == expected
+def test_to_frame_keeps_item_order_acq_and_text() -> None:
+    """Items of one write become one frame in request order: the stamp where a body has no
+    acq_time, its acq_time in µs where it has; text only where STR points exist."""
+    a = columns.decode({"time": [1, 2], "value": [1.0, 2.0]})
+    b = columns.decode({"time": [1], "value": ["x"], "type": ["STR"], "acq_time": [7]})
+    f = columns.to_frame([a, b], 5)
+    assert f.time.tolist() == [1, 2, 1]
+    assert f.acq.tolist() == [5, 5, 7000]
+    assert f.type.tolist() == [TYPE_DBL, TYPE_DBL, TYPE_STR]
+    assert f.text == (None, None, "x")
+    assert columns.to_frame([a], 5).text is None
 
 
 def test_encode_data_types() -> None:

@@ -362,3 +362,53 @@ def test_concurrent_writers_of_one_block_lose_nothing(
     with db.transaction(write=False) as conn:
         got = store.read(conn, sid, D0, D0 + DAY, origin=None, limit=1000)
     assert len(got) == 40
+
+
+def test_insert_points_keeps_the_later_duplicate_and_counts_distinct_new_points(
+    db: Database, store: SeriesStore
+) -> None:
+    """One write of two series with repeated keys: of equal (series, time, origin, acq) the
+    later point in the write is kept, and the count is of distinct new keys; re-sending a
+    stored key replaces it and counts once."""
+    mid = make_sensor(db, make_client(db))
+    keys = [(mid, moid("A+")), (mid, moid("P+"))]
+    rng = np.random.default_rng(3)
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, keys, create=True)
+    model: dict[tuple[int, int, int], float] = {}
+    for round_ in range(4):
+        n = 40
+        sids = rng.choice([ids[keys[0]], ids[keys[1]]], size=n)
+        times = D0 + rng.integers(0, 6, n) * 900_000
+        acqs = rng.integers(1, 3, n) * 1000
+        values = rng.random(n)
+        f = Frame.from_columns(times, np.ones(n), acqs, np.zeros(n), values)
+        with db.transaction() as conn:
+            count = store.insert_points(conn, sids.astype(np.int64), f)
+        written = {}
+        columns_ = (sids.tolist(), times.tolist(), acqs.tolist(), values.tolist())
+        for s, t, a, v in zip(*columns_, strict=True):
+            written[(s, t, a)] = v
+        assert count == len(written), round_
+        model.update(written)
+    with db.transaction(write=False) as conn:
+        for sid in ids.values():
+            got = store.read(conn, sid, D0, D0 + DAY, origin=None, limit=1000)
+            want = sorted((t, a, v) for (s, t, a), v in model.items() if s == sid)
+            rows_ = list(zip(got.time.tolist(), got.acq.tolist(), got.value.tolist(), strict=True))
+            assert rows_ == want
+
+
+@pytest.mark.parametrize(
+    ("series_ids", "days"),
+    [([1, 1, 2, 2], [0, 0, 0, 3]), ([2**30, 5, 5, 2**30], [-2, 7, 7, 10**6])],
+    ids=["packed", "beyond the packed range"],
+)
+def test_block_keys_on_both_paths(series_ids: list[int], days: list[int]) -> None:
+    from besmart_server.server.signals.store import _block_keys
+
+    f = Frame.from_columns(
+        [d * DAY + 5 for d in days], [1, 2, 2, 1], [1] * 4, [TYPE_DBL] * 4, [0.0] * 4
+    )
+    got = _block_keys(np.array(series_ids, dtype=np.int64), f)
+    assert got == {(s, d, o) for s, d, o in zip(series_ids, days, [1, 2, 2, 1], strict=True)}

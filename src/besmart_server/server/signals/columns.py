@@ -27,7 +27,6 @@ from besmart_server.server.signals.pipeline import (
     TYPE_RM,
     TYPE_STR,
     Frame,
-    concat,
 )
 
 Loc = tuple[str | int, ...]
@@ -337,22 +336,26 @@ def convert_in(cols: Columns, src: Unit, dst: Unit, loc: Loc) -> Columns:
     return Columns(cols.time, cols.origin, cols.type, value, cols.text, cols.acq_ms)
 
 
-def merge(parts: Sequence[Frame]) -> Frame:
-    """Frames of one series written together, as one, without duplicate keys: where a
-    (time, origin, acq) appears more than once the later point in the request wins."""
-    f = parts[0] if len(parts) == 1 else concat(parts)
-    n = len(f)
-    if n < 2:
-        return f
-    if bool((f.origin == f.origin[0]).all()) and bool((np.diff(f.time) > 0).all()):
-        return f  # the usual item: one origin, times rising, so no key twice (no 4-key sort)
-    order = np.lexsort((np.arange(n), f.acq, f.origin, f.time))
-    t, o, a = f.time[order], f.origin[order], f.acq[order]
-    keep = np.ones(n, dtype=np.bool_)
-    keep[:-1] = (t[1:] != t[:-1]) | (o[1:] != o[:-1]) | (a[1:] != a[:-1])
-    if keep.all():
-        return f  # the store does not need the rows sorted
-    return f.take(order[keep])
+def to_frame(parts: Sequence[Columns], stamp_us: int) -> Frame:
+    """Validated columns of several items as one store frame, in order: `acq` is each body's
+    acq_time in µs, else the write's stamp."""
+    if len(parts) == 1:
+        return parts[0].frame(stamp_us)
+    text: tuple[str | None, ...] | None = None
+    if any(c.text is not None for c in parts):
+        text = tuple(itertools.chain.from_iterable(c.text or (None,) * len(c) for c in parts))
+    acq = [
+        np.full(len(c), stamp_us, dtype=np.int64) if c.acq_ms is None else c.acq_ms * 1000
+        for c in parts
+    ]
+    return Frame(
+        np.concatenate([c.time for c in parts]),
+        np.concatenate([c.origin for c in parts]),
+        np.concatenate(acq),
+        np.concatenate([c.type for c in parts]),
+        np.concatenate([c.value for c in parts]),
+        text,
+    )
 
 
 # --- out ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from besmart_server.server.signals.columns import (
     convert_in,
     empty_data,
     encode_data,
-    merge,
+    to_frame,
 )
 from besmart_server.server.signals.pipeline import (
     MS_PER_MINUTE,
@@ -216,8 +215,6 @@ def write(
     the later one.
     """
     types = load_catalog(conn).types
-    plain: dict[SeriesKey, list[Frame]] = defaultdict(list)
-    imported: dict[SeriesKey, list[Frame]] = defaultdict(list)
     converted: list[tuple[SeriesKey, Columns]] = []
     # Every sensor looked up in one query, then judged item by item as sensor_for would.
     known = readable_sensors(conn, principal, ((i.client_cid, i.sensor_mid) for i in items))
@@ -228,22 +225,18 @@ def write(
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)
         cols = convert_in(item.columns, src, t.unit, unit_loc)
-        converted.append(((item.sensor_mid, t.moid), cols))
-    if not any(len(c) for _, c in converted):
-        return 0
-    ids = store.series_ids(conn, (k for k, c in converted if len(c)), create=True)
-    needs_stamp = any(c.acq_ms is None and len(c) for _, c in converted)
-    stamp = store.stamp(conn) if needs_stamp else 0
-    for key, cols in converted:
         if len(cols):
-            (plain if cols.acq_ms is None else imported)[key].append(cols.frame(stamp))
-    stored = 0
-    for groups, replace in ((plain, False), (imported, True)):
-        parts = [(ids[key], merge(frames)) for key, frames in groups.items()]
-        if parts:
-            store.insert_many(conn, parts, replace=replace)
-        stored += sum(len(f) for _, f in parts)
-    return stored
+            converted.append(((item.sensor_mid, t.moid), cols))
+    if not converted:
+        return 0
+    ids = store.series_ids(conn, (k for k, _ in converted), create=True)
+    stamp = store.stamp(conn) if any(c.acq_ms is None for _, c in converted) else 0
+    # Every item as one frame, in request order (the store keeps the later of two points
+    # with the same key): no frame or sort per item.
+    frame = to_frame([c for _, c in converted], stamp)
+    sizes = [len(c) for _, c in converted]
+    series = np.repeat(np.array([ids[k] for k, _ in converted], dtype=np.int64), sizes)
+    return store.insert_points(conn, series, frame)
 
 
 # --- reads ----------------------------------------------------------------------------------
