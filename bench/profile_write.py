@@ -19,7 +19,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,33 @@ from besmart_server.server.users import service as users
 WARM, TIMED = 20, 40
 
 
-def _database(url: str | None) -> Database:
+@contextmanager
+def _database(url: str | None) -> Iterator[Database]:
+    """A fresh database: a temporary SQLite file, or a PostgreSQL database dropped after."""
     if url is None:
-        return Database(f"sqlite:///{Path(tempfile.mkdtemp()) / 'profile.db'}")
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{Path(tmp) / 'profile.db'}")
+            yield db
+            db.dispose()
+        return
     name = f"profile_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str]) -> None:
-    db = _database(argv[0] if argv else None)
+    with _database(argv[0] if argv else None) as db:
+        _profile(db)
+
+
+def _profile(db: Database) -> None:
     migrate.upgrade(db)
     with db.transaction() as conn:
         cid = users.create_client(conn, name="profile")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from besmart_server.server.signals.blocks import Encoded
@@ -21,7 +21,7 @@ from besmart_server.server.signals.store import BlockStore, SeriesKey, dbapi_con
 from besmart_server.server.signals.tables import series
 
 _COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest"
-_LOCK: Final = text("SELECT last_us FROM version_clock WHERE id = 1 FOR UPDATE")
+_LOCK: Final = "SELECT last_us FROM version_clock WHERE id = 1 FOR UPDATE"
 _STORED: Final = (
     "SELECT b.series_id, b.day, b.origin, b.body FROM blocks b "
     "JOIN unnest(%s::int[], %s::bigint[], %s::bigint[]) AS w(sid, lo, hi) "
@@ -51,7 +51,9 @@ class PostgresStore(BlockStore):
     )
 
     def _lock_writers(self, conn: Connection) -> None:
-        conn.execute(_LOCK)
+        # One round trip for both (no parameters: the simple protocol takes several
+        # statements): the clock row's lock and the staging table _put copies into.
+        dbapi_connection(conn).cursor().execute(f"{_STAGE}; {_LOCK}")
 
     def _stored(
         self, conn: Connection, span: dict[int, tuple[int, int]]
@@ -70,15 +72,13 @@ class PostgresStore(BlockStore):
         """Binary COPY into a staging table, merged with one INSERT ... ON CONFLICT: half
         the time of an unnest of arrays, whose parameters psycopg dumps in Python."""
         cur = dbapi_connection(conn).cursor()
-        cur.execute(_STAGE)
-        with cur.copy(_COPY) as copy:
+        with cur.copy(_COPY) as copy:  # blocks_in was made by _lock_writers
             copy.set_types(list(_COPY_TYPES))
             for sid, e in encoded:
                 copy.write_row(
                     (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
                 )
-        cur.execute(_MERGE)
-        cur.execute("DELETE FROM blocks_in")
+        cur.execute(f"{_MERGE}; DELETE FROM blocks_in")
 
     def _create(self, conn: Connection, keys: Sequence[SeriesKey]) -> None:
         conn.execute(
