@@ -179,10 +179,9 @@ class BlockStore:
     def insert_many(
         self, conn: Connection, parts: Sequence[tuple[int, Frame]], *, replace: bool
     ) -> None:
-        """See SeriesStore.insert_many: every touched block read in one statement per
-        `_CHUNK` series, merged with the new points and written back in one executemany.
-        A new point replaces a stored one with the same (time, origin, acq) whether or not
-        `replace` is asked: server stamps never repeat, so only imports can meet one."""
+        """See SeriesStore.insert_many: `insert_points` of the parts together. A new point
+        replaces a stored one with the same (time, origin, acq) whether or not `replace` is
+        asked: server stamps never repeat, so only imports can meet one."""
         parts = [(sid, f) for sid, f in parts if len(f)]
         if parts:
             sizes = [len(f) for _, f in parts]
