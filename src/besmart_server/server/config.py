@@ -22,6 +22,13 @@ class Settings(BaseSettings):
         pattern="^(OFF|NORMAL|FULL|EXTRA)$",
         description="SQLite PRAGMA synchronous (WAL): NORMAL survives process crashes",
     )
+    sqlite_checkpoint_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="the server checkpoints SQLite's WAL this often on a thread of its own "
+        "(0: SQLite does it inside the commit that fills 1,000 WAL pages)",
+    )
     token_ttl_seconds: int = Field(7200, ge=60, description="lifetime of login tokens")
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (JSON list)"
