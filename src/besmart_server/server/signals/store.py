@@ -55,8 +55,9 @@ class SeriesStore(Protocol):
         ...
 
     def insert(self, conn: Connection, series_id: int, frame: Frame, *, replace: bool) -> None:
-        """Append points (no duplicate (time, origin, acq) in `frame`); `replace` lets a point
-        overwrite a stored one with the same key (imports with their own acq_time)."""
+        """Add points as new versions; a point with the key (time, origin, acq) of a stored one
+        replaces it (only imports, with their own acq_time, can meet one). `replace` says the
+        caller expects that; the stores behave the same either way."""
         ...
 
     def insert_many(
