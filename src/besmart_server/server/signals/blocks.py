@@ -42,6 +42,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_STR,
     Frame,
     concat,
+    last_of_runs,
 )
 
 DAY_MS: Final = 86_400_000
@@ -105,12 +106,7 @@ def merge(old: Frame | None, new: Frame) -> Frame:
     both = new if old is None or not len(old) else concat((old, new))
     order = np.lexsort((both.acq, both.time))  # stable: of equal keys the new point comes last
     s = both.take(order)
-    if len(s) > 1:
-        keep = np.ones(len(s), dtype=np.bool_)
-        keep[:-1] = (s.time[1:] != s.time[:-1]) | (s.acq[1:] != s.acq[:-1])
-        if not bool(keep.all()):
-            s = s.take(keep)
-    return s
+    return s.take(last_of_runs(s.time, s.acq))
 
 
 def encode(day: int, origin: int, f: Frame) -> Encoded:
@@ -161,7 +157,7 @@ def encode_batch(series_id: I64, f: Frame, *, latest: bool = True) -> list[tuple
     lo_num = np.minimum.reduceat(np.where(numeric, f.time, _NO_TIME_HI), starts).tolist()
     hi_num = np.maximum.reduceat(np.where(numeric, f.time, _NO_TIME_LO), starts).tolist()
     texts = _block_texts(f, kind, starts, ends)
-    newest = _latest_bodies(series_id, f, first, starts) if latest else {}
+    newest = _latest_bodies(series_id, f, first) if latest else {}
     compress = _codecs.compressor.compress
     # Whole columns as bytes once: slicing bytes per block is cheaper than a numpy call.
     time_b, acq_b, kind_b = dtime32.tobytes(), dacq.tobytes(), kind.tobytes()
@@ -206,13 +202,9 @@ def encode_batch(series_id: I64, f: Frame, *, latest: bool = True) -> list[tuple
     return out
 
 
-def _latest_bodies(
-    series_id: I64, f: Frame, first: NDArray[np.bool_], starts: I64
-) -> dict[int, bytes]:
+def _latest_bodies(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> dict[int, bytes]:
     """The `latest` body of each block (by index) that holds superseded versions."""
-    n = len(f)
-    newest = np.ones(n, dtype=np.bool_)
-    newest[:-1] = first[1:] | (f.time[1:] != f.time[:-1])
+    newest = last_of_runs(series_id, f.origin, f.time)  # day follows from time
     if bool(newest.all()):
         return {}
     block = np.cumsum(first) - 1

@@ -136,6 +136,19 @@ def concat(frames: Sequence[Frame]) -> Frame:
     )
 
 
+def last_of_runs(*keys: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """True for the last row of each run of equal keys (rows sorted by them): the newest
+    version where the last key is the one versions are ordered by."""
+    n = keys[0].shape[0]
+    last = np.ones(n, dtype=np.bool_)
+    if n > 1:
+        changed = np.zeros(n - 1, dtype=np.bool_)
+        for k in keys:
+            changed |= k[1:] != k[:-1]
+        last[:-1] = changed
+    return last
+
+
 def sort_versions(f: Frame) -> Frame:
     """Every version, sorted by (time, origin, acq)."""
     if _is_sorted(f):
@@ -163,9 +176,7 @@ def latest_versions(f: Frame) -> Frame:
         return s
     # The newest version is the last of each (time, origin) run; with equal acq (which the store
     # never produces) the later input row wins because lexsort is stable.
-    last = np.ones(n, dtype=np.bool_)
-    last[:-1] = (s.time[1:] != s.time[:-1]) | (s.origin[1:] != s.origin[:-1])
-    return s.take(last & (s.type != TYPE_RM))
+    return s.take(last_of_runs(s.time, s.origin) & (s.type != TYPE_RM))
 
 
 def filter_origin(f: Frame, origin: int | None) -> Frame:
@@ -296,8 +307,7 @@ def _counter_at_grid(f: Frame, step: int, since: int, till: int) -> Frame:
     order = np.lexsort((f.acq, f.time, f.origin))
     time, origin, acq, value = f.time[order], f.origin[order], f.acq[order], f.value[order]
     # One reading per (origin, time): the newest, should the caller not have resolved versions.
-    last = np.ones(n, dtype=np.bool_)
-    last[:-1] = (origin[1:] != origin[:-1]) | (time[1:] != time[:-1])
+    last = last_of_runs(origin, time)
     time, origin, acq, value = time[last], origin[last], acq[last], value[last]
     bounds = [0, *(np.flatnonzero(origin[1:] != origin[:-1]) + 1).tolist(), origin.shape[0]]
     pieces: list[Frame] = []

@@ -29,6 +29,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_INT,
     Frame,
     concat,
+    last_of_runs,
     sort_versions,
 )
 from besmart_server.server.signals.tables import blocks as blocks_table
@@ -115,9 +116,6 @@ class SeriesStore(Protocol):
     ) -> int | None:
         """The newest capture time stored in these series (any version), or None."""
         ...
-
-
-Row = tuple[int, int, bytes]  # (day, origin, body) of a stored block
 
 
 class BlockStore:
@@ -211,14 +209,8 @@ class BlockStore:
         # Stable sort, stored points first: of two with the same key the later new one is last.
         order = np.lexsort((both.acq, both.time, both.origin, sid_col))
         both, sid_col, fresh = both.take(order), sid_col[order], fresh[order]
-        dup = (
-            (sid_col[1:] == sid_col[:-1])
-            & (both.origin[1:] == both.origin[:-1])
-            & (both.time[1:] == both.time[:-1])
-            & (both.acq[1:] == both.acq[:-1])
-        )
-        if bool(dup.any()):
-            keep = np.append(~dup, True)
+        keep = last_of_runs(sid_col, both.origin, both.time, both.acq)
+        if not bool(keep.all()):
             both, sid_col, fresh = both.take(keep), sid_col[keep], fresh[keep]
         self._put(conn, blocks.encode_batch(sid_col, both))
         return int(fresh.sum())
@@ -440,12 +432,7 @@ def _newest(f: Frame, acq_before: int | None) -> Frame:
     block sorted by (time, acq) and the blocks by (day, origin)."""
     if acq_before is not None:
         f = f.take(f.acq < acq_before)
-    n = len(f)
-    if n < 2:
-        return f
-    last = np.ones(n, dtype=np.bool_)
-    last[:-1] = (f.time[1:] != f.time[:-1]) | (f.origin[1:] != f.origin[:-1])
-    return f if bool(last.all()) else f.take(last)
+    return f.take(last_of_runs(f.time, f.origin))  # take() of an all-true mask is free
 
 
 def dbapi_connection(conn: Connection) -> Any:
