@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-from besmart_server.server.signals.blocks import DAY_MS, decode, encode, merge, split
+from besmart_server.server.signals.blocks import DAY_MS, decode, encode_batch
 from besmart_server.server.signals.pipeline import TYPE_RM, TYPE_STR, Frame
 
 revision = "0004"
@@ -159,22 +159,22 @@ def upgrade() -> None:
             .order_by(p.time, p.origin, p.acq)
         )
         for rows in _whole_days(bind, query, p.time, DAY_MS, chunk):
-            out = []
-            for day, origin, part in split(_frame(rows)):
-                e = encode(day, origin, merge(None, part))
-                out.append(
-                    {
-                        "series_id": sid,
-                        "day": e.day,
-                        "origin": e.origin,
-                        "n": e.n,
-                        "t_last": e.t_last,
-                        "num_first": e.num_first,
-                        "num_last": e.num_last,
-                        "body": e.body,
-                        "latest": e.latest,
-                    }
-                )
+            f = _frame(rows)
+            f = f.take(np.lexsort((f.acq, f.time, f.origin)))  # each block's points together
+            out = [
+                {
+                    "series_id": sid,
+                    "day": e.day,
+                    "origin": e.origin,
+                    "n": e.n,
+                    "t_last": e.t_last,
+                    "num_first": e.num_first,
+                    "num_last": e.num_last,
+                    "body": e.body,
+                    "latest": e.latest,
+                }
+                for _, e in encode_batch(np.full(len(f), sid, dtype=np.int64), f)
+            ]
             bind.execute(_blocks.insert(), out)
     op.drop_table("points")
 

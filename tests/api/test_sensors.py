@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -557,8 +558,7 @@ def test_delete_removes_states_series_and_points(client: TestClient, db: Databas
                 .returning(series.c.id)
             ).scalar_one()
             sids[sensor_mid] = sid
-            for day, origin, part in codec.split(three):
-                e = codec.encode(day, origin, codec.merge(None, part))
+            for _, e in codec.encode_batch(np.full(3, sid, dtype=np.int64), three):
                 conn.execute(
                     insert(blocks).values(
                         series_id=sid,

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.blocks import DAY_MS, CorruptBlock
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+from besmart_server.server.signals.pipeline import (
+    TYPE_DBL,
+    TYPE_INT,
+    TYPE_RM,
+    TYPE_STR,
+    Frame,
+    sort_versions,
+)
 
 Point = tuple[int, int, int, float, str | None]  # time offset, acq, type, value, text
 
@@ -66,7 +73,7 @@ def _point() -> st.SearchStrategy[Point]:
     points=st.lists(_point(), min_size=1, max_size=60, unique_by=lambda p: (p[0], p[1])),
 )
 def test_encode_then_decode_gives_the_sorted_points_back(day: int, points: list[Point]) -> None:
-    f = blocks.merge(None, _frame(day, points, origin=3))
+    f = sort_versions(_frame(day, points, origin=3))
     e = blocks.encode(day, 3, f)
     back = blocks.decode(day, 3, e.body)
     assert _rows(back) == _rows(f)
@@ -76,19 +83,7 @@ def test_encode_then_decode_gives_the_sorted_points_back(day: int, points: list[
     assert (e.num_first, e.num_last) == ((min(numeric), max(numeric)) if numeric else (None, None))
 
 
-def test_merge_keeps_versions_and_lets_a_new_point_replace_the_same_key() -> None:
-    old = _frame(5, [(0, 10, TYPE_DBL, 1.0, None), (900_000, 10, TYPE_DBL, 2.0, None)])
-    new = _frame(5, [(0, 20, TYPE_DBL, 1.5, None), (900_000, 10, TYPE_STR, math.nan, "x")])
-    got = _rows(blocks.merge(old, new))
-    base = 5 * DAY_MS
-    assert got == [
-        (base, 1, 10, TYPE_DBL, 1.0, None),
-        (base, 1, 20, TYPE_DBL, 1.5, None),
-        (base + 900_000, 1, 10, TYPE_STR, None, "x"),  # same (time, acq): the new point
-    ]
-
-
-def test_split_groups_by_utc_day_and_origin_including_before_the_epoch() -> None:
+def test_batches_group_by_utc_day_and_origin_including_before_the_epoch() -> None:
     f = Frame.from_columns(
         [-1, 0, DAY_MS - 1, DAY_MS, 0],
         [1, 1, 1, 1, 2],
@@ -96,7 +91,11 @@ def test_split_groups_by_utc_day_and_origin_including_before_the_epoch() -> None
         [TYPE_DBL] * 5,
         [1.0, 2.0, 3.0, 4.0, 5.0],
     )
-    got = [(day, origin, part.value.tolist()) for day, origin, part in blocks.split(f)]
+    f = f.take(np.lexsort((f.acq, f.time, f.origin)))  # encode_batch's order
+    got = sorted(
+        (e.day, e.origin, blocks.decode(e.day, e.origin, e.body).value.tolist())
+        for _, e in blocks.encode_batch(np.zeros(len(f), dtype=np.int64), f)
+    )
     assert got == [(-1, 1, [1.0]), (0, 1, [2.0, 3.0]), (0, 2, [5.0]), (1, 1, [4.0])]
 
 

@@ -412,3 +412,27 @@ def test_block_keys_on_both_paths(series_ids: list[int], days: list[int]) -> Non
     )
     got = _block_keys(np.array(series_ids, dtype=np.int64), f)
     assert got == {(s, d, o) for s, d, o in zip(series_ids, days, [1, 2, 2, 1], strict=True)}
+
+
+def test_a_new_version_is_kept_beside_the_old_and_a_same_key_point_replaces_it(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    """Merging into a stored block: another acq is a new version beside the stored one; the
+    same (time, origin, acq) — an import re-sent — replaces the stored point, text and all."""
+    base = D0 + 5 * DAY
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([base, base + 900_000], 10, [1.0, 2.0]), replace=False)
+    new = Frame.from_columns(
+        [base, base + 900_000], [1, 1], [20, 10], [TYPE_DBL, TYPE_STR], [1.5, math.nan], [None, "x"]
+    )
+    with db.transaction() as conn:
+        store.insert(conn, sid, new, replace=True)
+    with db.transaction(write=False) as conn:
+        got = store.read(conn, sid, base, base + DAY, origin=None, limit=100)
+    assert list(zip(got.time.tolist(), got.acq.tolist(), got.type.tolist(), strict=True)) == [
+        (base, 10, TYPE_DBL),
+        (base, 20, TYPE_DBL),
+        (base + 900_000, 10, TYPE_STR),
+    ]
+    assert got.value[:2].tolist() == [1.0, 1.5]
+    assert got.text == (None, None, "x")

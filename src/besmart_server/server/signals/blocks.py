@@ -22,10 +22,9 @@ can change without a schema change.
 
 from __future__ import annotations
 
-import itertools
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,7 +40,6 @@ from besmart_server.server.signals.pipeline import (
     TYPE_INT,
     TYPE_STR,
     Frame,
-    concat,
     last_of_runs,
 )
 
@@ -85,28 +83,6 @@ class Encoded:
 def day_of(time: int) -> int:
     """The UTC day (days since the epoch) that holds a capture time in ms."""
     return time // DAY_MS
-
-
-def split(f: Frame) -> Iterator[tuple[int, int, Frame]]:
-    """The points of a frame per (day, origin), in that order: (day, origin, points)."""
-    if not len(f):
-        return
-    day = f.time // DAY_MS
-    order = np.lexsort((f.origin, day))
-    day_s, origin_s = day[order], f.origin[order]
-    cut = np.flatnonzero((day_s[1:] != day_s[:-1]) | (origin_s[1:] != origin_s[:-1])) + 1
-    bounds = [0, *cut.tolist(), len(f)]
-    for lo, hi in itertools.pairwise(bounds):
-        yield int(day_s[lo]), int(origin_s[lo]), f.take(order[lo:hi])
-
-
-def merge(old: Frame | None, new: Frame) -> Frame:
-    """A block's points after a write: sorted by (time, acq); a new point replaces a stored one
-    with the same (time, acq) — an import re-sent with its own acq_time."""
-    both = new if old is None or not len(old) else concat((old, new))
-    order = np.lexsort((both.acq, both.time))  # stable: of equal keys the new point comes last
-    s = both.take(order)
-    return s.take(last_of_runs(s.time, s.acq))
 
 
 def encode(day: int, origin: int, f: Frame) -> Encoded:
