@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,7 +27,17 @@ import numpy as np
 import orjson
 import psycopg
 
-from bench.peers import LOOPBACK, Read, Skip, free_port, http_client, start, stop, wait_until
+from bench.peers import (
+    LOOPBACK,
+    Read,
+    Served,
+    Skip,
+    free_port,
+    http_client,
+    start,
+    stop,
+    wait_until,
+)
 from bench.workload import T_AIR, WEATHER_AT, Batch, Query, WeatherPoint, Workload
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -52,7 +61,7 @@ def check_loopback_url(url: str) -> str:
     return url
 
 
-class Besmart:
+class Besmart(Served):
     """One besmart-server process and its database, for the life of the ``with`` block."""
 
     def __init__(self, backend: Backend, *, workers: int = 1, pg_url: str = DEFAULT_PG_URL):
@@ -80,22 +89,6 @@ class Besmart:
             self.url = _with_database(self._pg_admin, self._pg_db)
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    def __enter__(self) -> Besmart:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _env(self) -> dict[str, str]:
         return {

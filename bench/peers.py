@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -229,22 +229,16 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
-class _Peer:
-    """Start/stop plumbing shared by the two peers."""
+class Served:
+    """A server the benchmark starts on entry and stops on exit, even if starting fails."""
 
-    name = ""
-    durability = ""
-    version = ""
+    def _start(self) -> None:
+        raise NotImplementedError
 
-    def __init__(self) -> None:
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
-        self.port = free_port()
-        self.log = self._tmp / "server.log"
-        self.store = self._tmp / "store"  # everything the peer keeps, and nothing else
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.http = http_client(f"http://{LOOPBACK}:{self.port}")
+    def close(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> _Peer:
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -259,6 +253,22 @@ class _Peer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Peer(Served):
+    """Start/stop plumbing shared by the two peers."""
+
+    name = ""
+    durability = ""
+    version = ""
+
+    def __init__(self) -> None:
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        self.port = free_port()
+        self.log = self._tmp / "server.log"
+        self.store = self._tmp / "store"  # everything the peer keeps, and nothing else
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.http = http_client(f"http://{LOOPBACK}:{self.port}")
 
     def _start(self) -> None:
         raise NotImplementedError
