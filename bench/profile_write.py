@@ -15,20 +15,15 @@ import cProfile
 import pstats
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psycopg
 from sqlalchemy import insert
-from sqlalchemy.engine import make_url
 
+from bench.scratch import scratch_database
 from bench.workload import METER_SIGNALS, MS_15MIN, START_MS
 from besmart_server.schemas.users import Role
 from besmart_server.server import migrate
@@ -41,30 +36,13 @@ from besmart_server.server.users import service as users
 WARM, TIMED = 20, 40
 
 
-@contextmanager
-def _database(url: str | None) -> Iterator[Database]:
-    """A fresh database: a temporary SQLite file, or a PostgreSQL database dropped after."""
-    if url is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Database(f"sqlite:///{Path(tmp) / 'profile.db'}")
-            yield db
-            db.dispose()
-        return
-    name = f"profile_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main(argv: list[str]) -> None:
-    with _database(argv[0] if argv else None) as db:
-        _profile(db)
+    with scratch_database(argv[0] if argv else None, "profile") as url:
+        db = Database(url)
+        try:
+            _profile(db)
+        finally:
+            db.dispose()
 
 
 def _profile(db: Database) -> None:

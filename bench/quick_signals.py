@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import orjson
-import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
 
+from bench.scratch import scratch_database
 from besmart_server.schemas.users import Role
 from besmart_server.server import migrate
 from besmart_server.server.app import create_app
@@ -106,21 +103,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if args.url == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{Path(tmp) / 'bench.db'}", series=args.series, points=args.points,
-                rounds=args.rounds)  # fmt: skip
-        return
-    name = f"besmart_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(args.url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(args.url).set(database=name).render_as_string(hide_password=False)
+    with scratch_database(None if args.url == "sqlite" else args.url, "besmart_bench") as url:
         run(url, series=args.series, points=args.points, rounds=args.rounds)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
