@@ -1,16 +1,43 @@
-"""The README documents every setting, and its CLI list names commands that exist."""
+"""The README documents every setting, its CLI list names commands that exist, its examples
+run as written against a served demo, and its quality table is what the command prints.
+
+Every ```sh block runs, in README order and in one bash session (so variables carry from
+block to block as they do for a reader), against `besmart serve` on a fresh demo database,
+with the real `curl` (made to fail on an HTTP error status) and `jq`; ```sh norun marks a
+synopsis that is not meant to run. The ```python block runs too. The only edits are the
+server's address and the demo password the server printed.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from bench.scratch import scratch_database
 from besmart_server.cli import app
+from besmart_server.demo import load_demo
+from besmart_server.server import migrate
 from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.graphs import quality
+from tests.reliability.server import Server
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README_PATH = Path(__file__).resolve().parents[1] / "README.md"
+README = README_PATH.read_text()
+README_URL = "http://127.0.0.1:8000"
+PASSWORD_PLACEHOLDER = "<printed password>"
+# .ci/run sets this so CI fails, instead of skipping, when curl or jq is missing.
+TOOLS_REQUIRED = os.environ.get("BESMART_README_TOOLS") == "required"
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
@@ -25,3 +52,182 @@ def test_every_command_group_the_readme_names_exists() -> None:
     for group in named:
         result = CliRunner().invoke(app, [group, "--help"])
         assert result.exit_code == 0, (group, result.output)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced code block: its info string, the README line of its first code line, text."""
+
+    info: str
+    line: int
+    text: str
+
+    @property
+    def runs(self) -> bool:
+        return self.info.split()[:1] in (["sh"], ["python"]) and "norun" not in self.info.split()
+
+
+def blocks(text: str = README) -> list[Block]:
+    found = []
+    for m in re.finditer(r"^```([^\n]*)\n(.*?)^```$", text, re.M | re.S):
+        found.append(Block(m.group(1).strip(), text.count("\n", 0, m.start()) + 2, m.group(2)))
+    return found
+
+
+def test_every_shell_block_is_runnable_or_marked() -> None:
+    sh = [b for b in blocks() if b.info.split()[:1] == ["sh"]]
+    assert {b.info for b in sh} <= {"sh", "sh norun"}, [b.info for b in sh]
+    # the sections a newcomer follows step by step run; the synopses do not
+    assert sum(b.runs for b in sh) >= 6
+    for b in blocks():
+        if b.runs and b.info == "sh":
+            # `besmart` is not on PATH after ./scripts/serve: runnable blocks say .venv/bin/
+            assert not re.search(r"(^|[\s$(])besmart ", b.text), (b.line, b.text)
+
+
+@dataclass(frozen=True)
+class Demo:
+    url: str
+    database_url: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def served_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
+    """`besmart serve` on a fresh database of the test engine, demo loaded by serve itself."""
+    option: str = request.config.getoption("--db-url")
+    with scratch_database(None if option == "sqlite" else option, "besmart_readme") as url:
+        log = tmp_path_factory.mktemp("readme") / "serve.log"
+        server = Server(url, log, env={"BESMART_DEMO": "1"})
+        server.start()
+        try:
+            printed = re.search(r"password:\s+(\S+)", log.read_text())
+            assert printed, log.read_text()
+            yield Demo(server.url, url, printed.group(1))
+        finally:
+            server.stop()
+
+
+def _tools() -> dict[str, str]:
+    found = {name: shutil.which(name) for name in ("curl", "jq", "bash")}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        message = f"the README's examples need {', '.join(missing)} (apt-get install {missing})"
+        if TOOLS_REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    return {name: str(path) for name, path in found.items()}
+
+
+def _edited(text: str, demo: Demo) -> str:
+    return text.replace(README_URL, demo.url).replace(PASSWORD_PLACEHOLDER, demo.password)
+
+
+def test_the_readme_examples_run_against_a_served_demo(served_demo: Demo, tmp_path: Path) -> None:
+    tools = _tools()
+    runnable = [b for b in blocks() if b.runs]
+    assert any(PASSWORD_PLACEHOLDER in b.text for b in runnable)
+    # A reader's checkout: .venv/bin/besmart is the command (this interpreter, this code);
+    # PATH has no besmart on it, and curl answers an HTTP error status with exit code 22.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "curl").write_text(f'#!/bin/sh\nexec {tools["curl"]} --fail-with-body "$@"\n')
+    (bindir / "jq").symlink_to(tools["jq"])
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "besmart").write_text(f'#!/bin/sh\nexec {sys.executable} -m besmart_server "$@"\n')
+    for f in (bindir / "curl", venv / "besmart"):
+        f.chmod(0o755)
+
+    driver = [
+        "set -Eeuo pipefail",
+        "shopt -s inherit_errexit",
+        'trap \'echo "README.md line $((AT + LINENO - 1)) failed ($?): $BASH_COMMAND" >&2\' ERR',
+    ]
+    for b in runnable:
+        if b.info == "sh":
+            script = tmp_path / f"readme_{b.line}.sh"
+            script.write_text(_edited(b.text, served_demo))
+            driver += [f"AT={b.line}", f'echo "== README.md line {b.line}" >&2', f"source {script}"]
+        else:
+            script = tmp_path / f"readme_{b.line}.py"
+            script.write_text(_edited(b.text, served_demo))
+            driver += [f"AT={b.line}", f'echo "== README.md line {b.line}" >&2']
+            driver.append(f"{sys.executable} {script}")
+    driver.append('echo "== README examples done" >&2')
+
+    env = {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "BESMART_DATABASE_URL": served_demo.database_url,
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(driver)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = f"{done.stderr[-6000:]}\n--- stdout ---\n{done.stdout[-4000:]}"
+    assert done.returncode == 0, report
+    assert "== README examples done" in done.stderr, report
+    assert time.monotonic() - started < 300
+
+
+# --- the quality table ------------------------------------------------------------------
+
+
+def _section(text: str) -> str:
+    begin, end = text.index(quality.README_BEGIN), text.index(quality.README_END)
+    return text[begin : end + len(quality.README_END)]
+
+
+def _rows(section: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| graph "):
+            label, *cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[label] = cells
+    return rows
+
+
+def _masked(text: str) -> str:
+    return re.sub(r"-?\d[\d.,]*(e-?\d+)?", "N", text)
+
+
+def test_the_readme_quality_table_is_what_the_command_prints(tmp_path: Path) -> None:
+    """The README's table is `besmart graph quality --readme README.md`'s output: the same
+    rows, columns and wording, and the same figures where they do not depend on the day the
+    demo is loaded (the PV row); the load rows are measured on a demo whose 30 days end at
+    the day it is loaded, so they are checked for their form only."""
+    url = f"sqlite:///{tmp_path / 'quality.db'}"
+    db = Database(url)
+    try:
+        migrate.upgrade(db)
+        measured = quality.measure(db, load_demo(db), Settings(database_url=url, demo=False))
+    finally:
+        db.dispose()
+    written = _section(README)
+    fresh = quality.readme_section(measured, "2000-01-01")
+    assert _masked(written) == _masked(fresh)
+    want, have = _rows(fresh), _rows(written)
+    assert list(have) == list(want)
+    pv = quality.ROWS[2][1]
+    assert have[pv] == want[pv]
+    for cells in have.values():
+        assert len(cells) == 4
+        for cell in cells:
+            float(cell)
+    assert re.search(r"Measured on the demo loaded on \d{4}-\d\d-\d\d:", written)
+
+
+def test_quality_splice_replaces_only_the_marked_block() -> None:
+    text = f"before\n{quality.README_BEGIN}\nold\n{quality.README_END}\nafter\n"
+    assert quality.splice(text, "NEW") == "before\nNEW\nafter\n"
+    with pytest.raises(ValueError, match="graph-quality"):
+        quality.splice("no markers", "NEW")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
+from besmart_server.cli_db import open_database
 from besmart_server.data_cli import data_app
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
 from besmart_server.server.graphs.cli import graph_app
 from besmart_server.server.weather.cli import weather_app
 
@@ -50,24 +48,6 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _database(settings: Settings | None = None) -> Database:
-    settings = settings or _settings()
-    return Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-
-
-@contextmanager
-def _migrated(settings: Settings | None = None) -> Iterator[Database]:
-    """The configured database at the newest schema, closed afterwards."""
-    from besmart_server.server import migrate
-
-    db = _database(settings)
-    try:
-        migrate.upgrade(db)
-        yield db
-    finally:
-        db.dispose()
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -80,7 +60,7 @@ def serve(
     from besmart_server import demo
 
     settings = _settings()
-    with _migrated(settings) as db:
+    with open_database(settings, create=True) as db:
         if settings.demo and demo.is_empty(db):
             _print_demo(demo.load_demo(db))
     uvicorn.run(
@@ -100,12 +80,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or upgrade the schema (one Alembic history for SQLite and PostgreSQL)."""
     from besmart_server.server import migrate
 
-    db = _database()
-    try:
+    with open_database(create=True, upgrade=False) as db:
         migrate.upgrade(db, revision)
         typer.echo(f"database at revision {migrate.current_revision(db)}")
-    finally:
-        db.dispose()
 
 
 @client_app.command("add")
@@ -113,7 +90,7 @@ def client_add(name: Annotated[str, typer.Argument(help="Client name.")]) -> Non
     """Create a client and print its client_cid."""
     from besmart_server.server.users import service
 
-    with _migrated() as db, db.transaction() as conn:
+    with open_database() as db, db.transaction() as conn:
         cid = service.create_client(conn, name=name)
     typer.echo(cid)
 
@@ -133,20 +110,16 @@ def user_add(
     from besmart_server.server.users import service
 
     password = password or os.environ.get("BESMART_PASSWORD")
-    try:
-        with _migrated() as db, db.transaction() as conn:
-            try:
-                uid = service.user_id_by_login(conn, login)
-                created = False
-            except AppError:
-                if not password:
-                    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-                uid = service.create_user(conn, login=login, password=password, is_admin=admin)
-                created = True
-            service.grant_role(conn, user_id=uid, client_cid=client, role=role)
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
+    with open_database() as db, db.transaction() as conn:
+        try:
+            uid = service.user_id_by_login(conn, login)
+            created = False
+        except AppError:
+            if not password:
+                password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+            uid = service.create_user(conn, login=login, password=password, is_admin=admin)
+            created = True
+        service.grant_role(conn, user_id=uid, client_cid=client, role=role)
     verb = "created" if created else "updated"
     typer.echo(f"user {login} (id {uid}) {verb}: {role.value} on client {client}")
 
@@ -157,18 +130,13 @@ def apikey_create(
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
 ) -> None:
     """Create an API key for a client and print it once."""
-    from besmart_server.server.errors import AppError
     from besmart_server.server.users import service
 
     settings = _settings()
-    try:
-        with _migrated(settings) as db, db.transaction() as conn:
-            key = service.create_api_key(
-                conn, client_cid=client, name=name, pepper=settings.secret_pepper.get_secret_value()
-            )
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
+    with open_database(settings) as db, db.transaction() as conn:
+        key = service.create_api_key(
+            conn, client_cid=client, name=name, pepper=settings.secret_pepper.get_secret_value()
+        )
     typer.echo(key)
 
 
@@ -178,24 +146,19 @@ def token_create(
     ttl: Annotated[str, typer.Option("--ttl", help="Lifetime: 3600, 90m, 12h, 30d, 1y.")] = "365d",
 ) -> None:
     """Issue a long-lived token for a device and print it once."""
-    from besmart_server.server.errors import AppError
     from besmart_server.server.users import service
 
     seconds = parse_duration(ttl)
     settings = _settings()
-    try:
-        with _migrated(settings) as db, db.transaction() as conn:
-            uid = service.user_id_by_login(conn, login)
-            issued = service.issue_token(
-                conn,
-                user_id=uid,
-                ttl_seconds=seconds,
-                pepper=settings.secret_pepper.get_secret_value(),
-                kind="device",
-            )
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
+    with open_database(settings) as db, db.transaction() as conn:
+        uid = service.user_id_by_login(conn, login)
+        issued = service.issue_token(
+            conn,
+            user_id=uid,
+            ttl_seconds=seconds,
+            pepper=settings.secret_pepper.get_secret_value(),
+            kind="device",
+        )
     typer.echo(issued.token)
 
 
@@ -205,7 +168,7 @@ def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.
     from besmart_server.server.users import service
 
     settings = _settings()
-    with _migrated(settings) as db, db.transaction() as conn:
+    with open_database(settings) as db, db.transaction() as conn:
         ok = service.revoke_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
     if not ok:
         typer.echo("error: unknown or already revoked token", err=True)
@@ -218,7 +181,7 @@ def demo() -> None:
     """Load the demo data (a client, a user whose password is printed once, and more)."""
     from besmart_server import demo as demo_data
 
-    with _migrated() as db:
+    with open_database(create=True) as db:
         if not demo_data.is_empty(db):
             typer.echo(
                 "error: the database already holds clients; demo data goes into an empty one",

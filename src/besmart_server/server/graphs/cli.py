@@ -7,41 +7,20 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from besmart_server.cli_db import open_database
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
-from besmart_server.server.errors import AppError
 from besmart_server.server.users.service import Principal
 from besmart_server.server.weather.cli import parse_time
 
 graph_app = typer.Typer(help="Estimation graphs: list, show, put, run, evaluate; workers.")
 
 OPERATOR = Principal(user_id=None, login="cli", is_admin=True)
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[Database]:
-    """The configured database at the newest schema; AppErrors become exit code 1."""
-    from besmart_server.server import migrate
-
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        migrate.upgrade(db)
-        yield db
-    except AppError as exc:
-        typer.echo(f"error ({exc.status}): {exc.detail}", err=True)
-        loc = getattr(exc, "loc", None)
-        if loc:
-            typer.echo(f"  at {'/'.join(str(p) for p in loc)}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
 
 
 def _json_arg(text: str) -> Any:
@@ -67,7 +46,7 @@ def list_graphs() -> None:
     """Every graph: name, owner client (- for system/shipped), shipped or stored."""
     from besmart_server.server.graphs import service
 
-    with _database(Settings()) as db, db.transaction(write=False) as conn:
+    with open_database() as db, db.transaction(write=False) as conn:
         for g in service.list_graphs(conn, OPERATOR):
             owner = "-" if g.owner_cid is None else str(g.owner_cid)
             typer.echo(f"{g.name}\t{owner}\t{'shipped' if g.shipped else 'stored'}")
@@ -78,7 +57,7 @@ def show(name: str) -> None:
     """A graph's definition as JSON."""
     from besmart_server.server.graphs import service
 
-    with _database(Settings()) as db, db.transaction(write=False) as conn:
+    with open_database() as db, db.transaction(write=False) as conn:
         _echo(service.find_graph(conn, OPERATOR, name).definition)
 
 
@@ -94,7 +73,7 @@ def put(
     from besmart_server.server.graphs import service
 
     graph = _json_arg(definition)
-    with _database(Settings()) as db, db.transaction() as conn:
+    with open_database() as db, db.transaction() as conn:
         _, created = service.put_graph(conn, OPERATOR, name, graph, client_cid=client)
     typer.echo(f"{'created' if created else 'replaced'} {name}")
 
@@ -116,7 +95,7 @@ def run(
     settings = Settings()
     parsed = _json_arg(body)
     lo, hi = parse_time(since), parse_time(till)
-    with _database(settings) as db:
+    with open_database(settings) as db:
         if task_async:
             executor = executor_for(settings, db)
             try:
@@ -143,7 +122,7 @@ def evaluate(
 
     settings = Settings()
     parsed = _json_arg(body)
-    with _database(settings) as db:
+    with open_database(settings) as db:
         result = backtest(
             db,
             OPERATOR,
@@ -166,16 +145,37 @@ def quality(
         str | None,
         typer.Option(help="a database for the demo (default: a temporary SQLite file)"),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="every figure, as JSON")] = False,
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write the table into this README between its graph-quality markers",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Load the demo into a fresh database and print the shipped graphs' measured quality."""
     from besmart_server.demo import load_demo
-    from besmart_server.server.graphs.quality import measure
+    from besmart_server.server.graphs import quality as q
 
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'quality.db'}"
         settings = Settings(database_url=url, demo=False)
-        with _database(settings) as db:
-            _echo(measure(db, load_demo(db), settings))
+        # The demo needs a database of its own: this command makes one.
+        with open_database(settings, create=True) as db:
+            measured = q.measure(db, load_demo(db), settings)
+    if as_json:
+        _echo(measured)
+    else:
+        typer.echo(f"{q.table(measured)}\n\n{q.summary(measured)}")
+    if readme is not None:
+        day = datetime.now(UTC).date().isoformat()
+        try:
+            readme.write_text(q.splice(readme.read_text(), q.readme_section(measured, day)))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: {readme}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote the table into {readme}", err=True)
 
 
 @graph_app.command("worker")
@@ -191,5 +191,7 @@ def worker(
             f"BESMART_BROKER_URL must be a redis:// URL, not {settings.broker_url}", err=True
         )
         raise typer.Exit(2)
+    with open_database(settings, upgrade=False):
+        pass  # names the database and refuses a missing one; the worker opens its own
     typer.echo(f"graph worker on {settings.broker_queue} ({threads} threads); Ctrl-C stops")
     serve(settings, threads=threads)

@@ -40,6 +40,7 @@ from besmart_server.server.signals.columns import Columns
 from besmart_server.server.signals.pipeline import TYPE_DBL
 from besmart_server.server.signals.store import store_for
 from besmart_server.server.users.service import Principal
+from besmart_server.server.weather.compat import quiet_pandas_deprecations
 from besmart_server.server.weather.demo import LAT, LON
 
 
@@ -127,7 +128,8 @@ def reference_pv(db: Database, since: int, till: int) -> pd.Series[float]:
     chain = pvlib.modelchain.ModelChain.with_pvwatts(
         system, pvlib.location.Location(LAT, LON), losses_model="pvwatts"
     )
-    chain.run_model(frame)
+    with quiet_pandas_deprecations():
+        chain.run_model(frame)
     ac = np.clip(np.asarray(chain.results.ac, dtype=float), 0.0, None) / 1000.0
     return pd.Series(ac, index=starts)
 
@@ -248,3 +250,69 @@ def _balance(
         "max_relative_closure_error": float(closure.max()),
         "closes_to_1e-9": bool((closure <= 1e-9).all()),
     }
+
+
+# The README's quality section is this module's output, spliced between these markers by
+# `besmart graph quality --readme README.md` and checked by tests/test_readme.py.
+README_BEGIN: Final = "<!-- graph-quality:begin: besmart graph quality --readme README.md -->"
+README_END: Final = "<!-- graph-quality:end -->"
+TABLE_HEADER: Final = (
+    "| graph | MAE | rMAE | skill vs 1 day | skill vs 1 week |\n|---|---|---|---|---|"
+)
+# measure()'s keys → the table's rows. The load rows depend on the day the demo is loaded
+# (its 30 days end at that day's midnight); the PV row reads only the fixed TMY3 year.
+ROWS: Final = (
+    ("load_forecast meter_2", "load_forecast, meter 2 (MAE in kWh per 15 min)"),
+    ("load_forecast meter_1", "load_forecast, meter 1 (MAE in kWh per 15 min)"),
+    ("pv_forecast (TMY3 weather as forecast)", "pv_forecast, 28 days in June (MAE in kW, hourly)"),
+)
+
+
+def _figure(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def table(measured: dict[str, Any]) -> str:
+    """The forecast graphs' scores as a Markdown table (the README's and the command's)."""
+    lines = [TABLE_HEADER]
+    for key, label in ROWS:
+        s = measured[key]
+        cells = [_figure(s[k]) for k in ("mae", "rmae", "skill_1d", "skill_7d")]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def summary(measured: dict[str, Any]) -> str:
+    """The estimation and balance checks in one sentence."""
+    est, bal = measured["estimation"], measured["balance"]
+    within = "all" if est["all_within_tolerance"] else "NOT all"
+    closes = "closed" if bal["closes_to_1e-9"] else "did NOT close"
+    return (
+        f"`estimation` reconciled {within} {est['days']} daily periods within "
+        f"{est['max_discrepancy_kWh']:.1g} kWh (tolerance {est['tolerance_kWh']:g} kWh); "
+        f"`balance` {closes} {bal['intervals']:,} intervals to "
+        f"{bal['max_relative_closure_error']:.1g} relative."
+    )
+
+
+def readme_section(measured: dict[str, Any], day: str) -> str:
+    """The README's generated block, markers included; `day` is the demo's load date."""
+    return "\n".join(
+        [
+            README_BEGIN,
+            f"Measured on the demo loaded on {day}:",
+            "",
+            table(measured),
+            "",
+            summary(measured),
+            README_END,
+        ]
+    )
+
+
+def splice(text: str, section: str) -> str:
+    """`text` with the block between the markers replaced by `section`."""
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"no {README_BEGIN!r} ... {README_END!r} block")
+    return text[:begin] + section + text[end + len(README_END) :]

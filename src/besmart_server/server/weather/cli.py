@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -11,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
+from besmart_server.cli_db import open_database
 from besmart_server.server.weather.providers import Kind, ProviderError, ProviderResult
 
 weather_app = typer.Typer(help="Weather grid: fetch forecasts and history, import files.")
@@ -40,26 +37,12 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-@contextmanager
-def _database() -> Iterator[Database]:
-    """The configured database at the newest schema, closed afterwards."""
-    from besmart_server.server import migrate
-
-    settings = Settings()
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        migrate.upgrade(db)
-        yield db
-    finally:
-        db.dispose()
-
-
 def _store(result: ProviderResult) -> None:
     from besmart_server.server.weather import service
 
     total = result.points()
     with (
-        _database() as db,
+        open_database() as db,
         db.transaction() as conn,
         typer.progressbar(length=total, label="storing") as bar,
     ):
