@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -30,7 +32,9 @@ def env(database_url: str, db: Database) -> dict[str, str]:
 
 def invoke(env: dict[str, str], *args: str, input: str | None = None) -> tuple[int, str]:
     result = runner.invoke(app, list(args), env=env, input=input)
-    return result.exit_code, result.output
+    # A command's answer is on stdout, and its errors on stderr; stderr also names the
+    # database, which is not part of the answer.
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 def test_db_upgrade_reports_head(env: dict[str, str]) -> None:
@@ -225,3 +229,105 @@ def test_serve_on_a_fresh_sqlite_database_with_demo_login(tmp_path: Path) -> Non
         proc.wait(timeout=20)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# --- which database a command uses, and which commands may create one -------------------
+
+WEATHER_FILE = Path(__file__).parent / "data" / "weather" / "krakow_2days.epw"
+# Every command that opens the database but must not create one.
+NO_CREATE = [
+    ["client", "add", "x"],
+    ["user", "add", "alice", "--client", "1", "--password", "x"],
+    ["apikey", "create", "--client", "1"],
+    ["token", "create", "gateway"],
+    ["token", "revoke", "bst_x"],
+    ["graph", "list"],
+    ["graph", "show", "balance"],
+    ["graph", "put", "g", "{}"],
+    ["graph", "run", "balance", "--since", "0", "--till", "1"],
+    ["graph", "evaluate", "load_forecast", "--since", "0", "--till", "1"],
+    ["graph", "worker"],
+    ["weather", "import", str(WEATHER_FILE)],
+]
+
+
+@pytest.mark.parametrize("args", NO_CREATE, ids=lambda a: " ".join(a[:2]))
+def test_a_command_run_elsewhere_refuses_to_create_the_default_database(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a directory without ./data/besmart.db, no command but db upgrade, serve and
+    demo makes a new empty database there: it names the one it looked for and exits 1."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args, env={"BESMART_DATABASE_URL": None})
+    expected = tmp_path.resolve() / "data" / "besmart.db"
+    assert result.exit_code == 1, result.output
+    assert f"database: sqlite:///{expected}" in result.stderr
+    assert f"error: no database at {expected}" in result.stderr
+    assert "besmart db upgrade" in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.fixture
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that exists but holds no schema: an empty SQLite file, or a new
+    PostgreSQL database on the test server."""
+    from bench.scratch import scratch_database
+
+    option: str = request.config.getoption("--db-url")
+    if option == "sqlite":
+        (tmp_path / "empty.db").touch()
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with scratch_database(option, "besmart_empty") as url:
+        yield url
+
+
+def test_a_command_refuses_a_database_without_schema_and_leaves_it_empty(
+    empty_database_url: str,
+) -> None:
+    result = runner.invoke(
+        app, ["client", "add", "x"], env={"BESMART_DATABASE_URL": empty_database_url}
+    )
+    assert result.exit_code == 1, result.output
+    assert "error: the database holds no besmart schema" in result.stderr
+    db = Database(empty_database_url)
+    try:
+        from besmart_server.server import migrate
+
+        assert migrate.current_revision(db) is None
+        with db.engine.connect() as conn:
+            assert not sa_inspect(conn).get_table_names()
+    finally:
+        db.dispose()
+
+
+def test_db_upgrade_and_demo_create_the_database_and_name_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["db", "upgrade"], env={"BESMART_DATABASE_URL": None})
+    default = tmp_path.resolve() / "data" / "besmart.db"
+    assert result.exit_code == 0, result.output
+    assert f"database: sqlite:///{default}" in result.stderr
+    assert default.is_file()
+    # ... and once it exists, the other commands use it (and still name it).
+    result = runner.invoke(app, ["client", "add", "x"], env={"BESMART_DATABASE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "1"
+    assert f"database: sqlite:///{default}" in result.stderr
+
+    other = tmp_path / "elsewhere" / "demo.db"
+    result = runner.invoke(app, ["demo"], env={"BESMART_DATABASE_URL": f"sqlite:///{other}"})
+    assert result.exit_code == 0, result.output
+    assert f"database: sqlite:///{other.resolve()}" in result.stderr
+    assert "password:" in result.stdout
+
+
+def test_the_database_line_hides_the_password() -> None:
+    from besmart_server.cli_db import describe
+
+    assert describe("postgresql://alice:s3cret@db.example:5432/besmart") == (
+        "postgresql://alice:***@db.example:5432/besmart"
+    )
+    assert describe("sqlite:///relative/x.db") == f"sqlite:///{Path('relative/x.db').resolve()}"

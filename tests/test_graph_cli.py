@@ -31,7 +31,9 @@ def env(database_url: str, db: Database) -> dict[str, str]:
 
 def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args), env=env)
-    return result.exit_code, result.output
+    # A command's answer is on stdout, and its errors on stderr; stderr also names the
+    # database, which is not part of the answer.
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 def _register(
