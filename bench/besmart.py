@@ -126,6 +126,7 @@ class Besmart(Served):
             level = os.environ.get("BESMART_SQLITE_SYNCHRONOUS", "NORMAL")
             self.version = f"SQLite {sqlite3.sqlite_version}"
             self.durability = f"commit per request, WAL, synchronous={level}"
+        self._cli("db", "upgrade")  # only db upgrade, serve and demo create a database
         self.cid = int(self._cli("client", "add", "bench").strip().splitlines()[-1])
         password = secrets.token_urlsafe(18)
         self._cli(
