@@ -331,3 +331,17 @@ def test_the_database_line_hides_the_password() -> None:
         "postgresql://alice:***@db.example:5432/besmart"
     )
     assert describe("sqlite:///relative/x.db") == f"sqlite:///{Path('relative/x.db').resolve()}"
+
+
+def test_a_missing_postgresql_database_is_a_clear_error(request: pytest.FixtureRequest) -> None:
+    option: str = request.config.getoption("--db-url")
+    if option == "sqlite":
+        pytest.skip("PostgreSQL only (run with --db-url postgresql://...)")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(option).set(database="besmart_no_such_database").render_as_string(False)
+    result = runner.invoke(app, ["graph", "list"], env={"BESMART_DATABASE_URL": url})
+    assert result.exit_code == 1, result.output
+    assert "error: cannot open the database:" in result.stderr
+    assert "besmart_no_such_database" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
