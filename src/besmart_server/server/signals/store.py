@@ -141,6 +141,7 @@ class BlockStore:
     """
 
     _ph = "?"  # the driver's placeholder
+    _by_origin = ""  # FROM blocks ... so that the (series_id, origin, day) index is used
     _upsert = ""  # INSERT of a whole block that replaces the stored one with the same key
     _stamp_sql = ""
 
@@ -427,7 +428,7 @@ class BlockStore:
             )
             parts.append(
                 f"SELECT * FROM (SELECT {int(back)} AS back, origin, day, {column} AS b "
-                f"FROM blocks WHERE series_id = {ph} AND origin = {ph} AND "
+                f"FROM blocks{self._by_origin} WHERE series_id = {ph} AND origin = {ph} AND "
                 + cond.format(ph=ph)
                 + f" ORDER BY day {order} LIMIT {step}) AS e{len(parts)}"
             )
