@@ -267,3 +267,20 @@ def test_swap_with_both_readings_says_nothing(
     body = get(client, a.headers, cid, mid, m, T, T + 2 * D, get_last=True)
     assert body["data"]["value"] == [0.0, 50.0, 65.0]
     assert "warnings" not in body
+
+
+def test_assumed_swap_reading_is_scaled_by_its_meters_ratio(
+    client: TestClient, db: Database, owner: tuple[int, int, Actor]
+) -> None:
+    """The assumed value_for_till is the old meter's raw reading, scaled by the old meter's
+    ratio like a given one, so the chain stays right across transformer ratios."""
+    cid, mid, a = owner
+    m = moid("A+")
+    make_state(db, mid, T, T + D, info={"multiplier": 40}, readings={m: (0.0, None)})
+    make_state(db, mid, T + D, None, info={"multiplier": 1}, readings={m: (2.0, None)})
+    put(
+        client, a.headers, cid, mid, m, {"time": [T + H, T + 2 * H, T + D + H], "value": [1, 5, 12]}
+    )
+    body = get(client, a.headers, cid, mid, m, T, T + 2 * D, get_last=True, apply_multiplier=True)
+    assert body["data"]["value"] == [40.0, 200.0, 210.0]
+    assert len(body["warnings"]) == 1
