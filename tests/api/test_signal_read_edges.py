@@ -284,3 +284,19 @@ def test_assumed_swap_reading_is_scaled_by_its_meters_ratio(
     body = get(client, a.headers, cid, mid, m, T, T + 2 * D, get_last=True, apply_multiplier=True)
     assert body["data"]["value"] == [40.0, 200.0, 210.0]
     assert len(body["warnings"]) == 1
+
+
+def test_missing_value_for_till_before_an_unstitched_period_is_not_assumed(
+    client: TestClient, db: Database, owner: tuple[int, int, Actor]
+) -> None:
+    """A value_for_till only shifts later stitched periods: with none after it, nothing is
+    assumed (only the unstitched period is reported)."""
+    cid, mid, a = owner
+    m = moid("A+")
+    make_state(db, mid, T, T + D, readings={m: (0.0, None)})
+    make_state(db, mid, T + D, None)  # no signal state for A+
+    put(client, a.headers, cid, mid, m, {"time": [T + H, T + D + H], "value": [7, 3]})
+    body = get(client, a.headers, cid, mid, m, T, T + 2 * D, get_last=True)
+    assert body["data"]["value"] == [7.0, 3.0]
+    (warning,) = body["warnings"]
+    assert "no value_for_since" in warning

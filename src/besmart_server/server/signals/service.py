@@ -560,6 +560,8 @@ def _assume_swap_readings(
     newest = int(f.time.max())  # f holds points, so the series exists
     assert sid is not None
     stitched = any(p.value_for_since is not None for p in periods)
+    # value_for_till only shifts the periods after it that are stitched themselves.
+    last_stitched = max((p.since for p in periods if p.value_for_since is not None), default=0)
     out: list[StatePeriod] = []
     for p in sorted(periods, key=lambda p: p.since):
         span = f"{p.since}..{'' if p.till is None else p.till}"
@@ -570,7 +572,9 @@ def _assume_swap_readings(
                     f"installation period {span} has no value_for_since for this signal: its "
                     "readings are not stitched (as its meter reads them)"
                 )
-        elif p.till is not None and p.value_for_till is None and p.till <= newest:
+        elif (
+            p.till is not None and p.value_for_till is None and p.till <= min(newest, last_stitched)
+        ):
             edge = store.neighbours(
                 conn,
                 sid,
