@@ -213,20 +213,46 @@ def test_buckets_per_read(small: TestClient, owner: tuple[int, int, Actor]) -> N
 
 
 def test_window_length_single_read(small: TestClient, owner: tuple[int, int, Actor]) -> None:
+    """Only a delta_t read is capped by max_window_days (its buckets grow with the window)."""
     cid, mid, actor = owner
-    params = {"since": T0, "till": T0 + 10 * MS_PER_DAY + 1}
+    params = {"since": T0, "till": T0 + 10 * MS_PER_DAY + 1, "delta_t": 1440}
     res = small.get(_one(cid, mid), params=params, headers=actor.headers)
     assert res.status_code == 413, res.text
     assert "at most 10 (max_window_days)" in _detail(res)
+    assert "delta_t" in _detail(res)
     ok = small.get(
-        _one(cid, mid), params={"since": T0, "till": T0 + 10 * MS_PER_DAY}, headers=actor.headers
+        _one(cid, mid),
+        params={"since": T0, "till": T0 + 10 * MS_PER_DAY, "delta_t": 1440},
+        headers=actor.headers,
     )
     assert ok.status_code == 200, ok.text
 
 
+def test_raw_read_of_any_window_costs_its_points(
+    small: TestClient, owner: tuple[int, int, Actor]
+) -> None:
+    """A read without delta_t is bounded by its points (max_points_per_read), not its window:
+    since=0 till=<far future> answers what is stored (#14)."""
+    cid, mid, actor = owner
+    m = moid("P+")
+    body = {"time": [T0, T0 + Q], "value": [1.0, 2.0]}
+    put = small.put(
+        f"/api/sensors/{cid}.{mid}/signals/{m}/data/v2", json=body, headers=actor.headers
+    )
+    assert put.status_code == 200, put.text
+    params = {"since": 0, "till": 2**62}
+    res = small.get(_one(cid, mid), params=params, headers=actor.headers)
+    assert res.status_code == 200, res.text
+    assert res.json()["data"]["value"] == [1.0, 2.0]
+    items = [_read_item(cid, mid, 0, 2**62)]
+    many = small.post("/api/sensors/signals/data/v2", json=items, headers=actor.headers)
+    assert many.status_code == 200, many.text
+    assert many.json()[0]["data"]["value"] == [1.0, 2.0]
+
+
 def test_window_length_multi_read(small: TestClient, owner: tuple[int, int, Actor]) -> None:
     cid, mid, actor = owner
-    items = [_read_item(cid, mid, T0, T0 + Q), _read_item(cid, mid, 0, T0)]
+    items = [_read_item(cid, mid, T0, T0 + Q), {**_read_item(cid, mid, 0, T0), "delta_t": 60}]
     res = small.post("/api/sensors/signals/data/v2", json=items, headers=actor.headers)
     assert res.status_code == 413, res.text
     assert "max_window_days" in _detail(res)
@@ -249,7 +275,7 @@ def test_window_of_another_tenant_sensor_is_still_413(
     _cid, _mid, actor = owner
     other_cid, _ = make_tenant(db)
     other_mid = make_sensor(db, other_cid)
-    params = {"since": 0, "till": T0}
+    params = {"since": 0, "till": T0, "delta_t": 60}
     a = small.get(_one(other_cid, other_mid), params=params, headers=actor.headers)
     b = small.get(_one(other_cid, other_mid + 10_000), params=params, headers=actor.headers)
     assert a.status_code == b.status_code == 413

@@ -138,6 +138,11 @@ def test_rollback_stores_nothing(db: Database, store: SeriesStore, sid: int) -> 
         assert len(read(conn, store, sid)) == 0
 
 
+def points_of(f: Frame) -> list[tuple[int, int, float]]:
+    """(time, origin, value) of neighbour points."""
+    return list(zip(f.time.tolist(), f.origin.tolist(), f.value.tolist(), strict=True))
+
+
 def test_neighbours_per_origin_and_numeric(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction() as conn:
         store.insert(conn, sid, frame([T - 500, T - 100], 11, [1.0, 2.0]), replace=False)
@@ -146,9 +151,85 @@ def test_neighbours_per_origin_and_numeric(db: Database, store: SeriesStore, sid
         store.insert(conn, sid, frame([T + 1000, T + 2000], 11, [3.0, 4.0]), replace=False)
         store.insert(conn, sid, frame([T + 1500], 11, [3.0], origin=3), replace=False)
     with db.transaction(write=False) as conn:
-        assert store.neighbours(conn, sid, T, T + 1000, origin=None) == (T - 300, T + 1500)
-        assert store.neighbours(conn, sid, T, T + 1000, origin=1) == (T - 100, T + 1000)
-        assert store.neighbours(conn, sid, T - 1000, T - 600, origin=1) == (None, T - 500)
+
+        def near(
+            since: int | None, till: int | None, origin: int | None
+        ) -> list[tuple[int, int, float]]:
+            f = store.neighbours(conn, sid, since, till, origin=origin, acq_before=None)
+            return points_of(f)
+
+        assert near(T, T + 1000, None) == [
+            (T - 300, 2, 1.0),
+            (T - 100, 1, 2.0),
+            (T + 1000, 1, 3.0),
+            (T + 1500, 3, 3.0),
+        ]
+        assert near(T, T + 1000, 1) == [(T - 100, 1, 2.0), (T + 1000, 1, 3.0)]
+        assert near(T - 1000, T - 600, 1) == [(T - 500, 1, 1.0)]
+        assert near(T, None, 3) == []
+        assert near(None, T + 1600, None) == [(T + 2000, 1, 4.0)]
+
+
+def test_neighbours_skip_removed_readings_however_far(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    """A reading whose newest version is RM is no neighbour, on either side, also when whole
+    runs of days lie between the window and the next live reading (the search goes on block
+    after block); a reading far away (years) is found as a near one is."""
+    day = 86_400_000
+    d0 = (T // day) * day
+    near_before = [d0 - k * day for k in range(1, 30)]  # 29 days of readings before d0
+    near_after = [d0 + day + k * day for k in range(0, 29)]
+    with db.transaction() as conn:
+        store.insert(conn, sid, frame([d0 - 900 * day], 11, [5.0]), replace=False)
+        store.insert(conn, sid, frame([d0 + 700 * day], 11, [9.0]), replace=False)
+        store.insert(conn, sid, frame(near_before + near_after, 12, [7.0] * 58), replace=False)
+    with db.transaction() as conn:
+        store.insert(
+            conn,
+            sid,
+            frame(near_before + near_after, 13, [math.nan] * 58, kind=TYPE_RM),
+            replace=False,
+        )
+
+    with db.transaction(write=False) as conn:
+        got = store.neighbours(conn, sid, d0, d0 + day, origin=None, acq_before=None)
+        assert points_of(got) == [(d0 - 900 * day, 1, 5.0), (d0 + 700 * day, 1, 9.0)]
+        # As the data stood before the RMs: the nearest readings are back.
+        old = store.neighbours(conn, sid, d0, d0 + day, origin=1, acq_before=13)
+        assert points_of(old) == [(d0 - day, 1, 7.0), (d0 + day, 1, 7.0)]
+        # Before the second write, only the far readings existed.
+        oldest = store.neighbours(conn, sid, d0, d0 + day, origin=1, acq_before=12)
+        assert points_of(oldest) == [(d0 - 900 * day, 1, 5.0), (d0 + 700 * day, 1, 9.0)]
+        assert len(store.neighbours(conn, sid, d0, d0 + day, origin=2, acq_before=None)) == 0
+
+
+def test_neighbours_in_the_edge_day_blocks(db: Database, store: SeriesStore, sid: int) -> None:
+    """The blocks holding `since` and `till` have readings on both sides of the window edge;
+    only those on the wanted side count, and a removed one there hands over to the one before
+    it in the same block."""
+    day = 86_400_000
+    d0 = (T // day) * day
+    h = 3_600_000
+    with db.transaction() as conn:
+        store.insert(
+            conn,
+            sid,
+            frame(
+                [d0 + h, d0 + 2 * h, d0 + 5 * h, d0 + 8 * h, d0 + 9 * h],
+                11,
+                [1.0, 2.0, 3.0, 4.0, 5.0],
+            ),
+            replace=False,
+        )
+        store.insert(
+            conn, sid, frame([d0 + 2 * h, d0 + 8 * h], 12, [0.0, 0.0], kind=TYPE_RM), replace=False
+        )
+    with db.transaction(write=False) as conn:
+        got = store.neighbours(conn, sid, d0 + 3 * h, d0 + 6 * h, origin=1, acq_before=None)
+        assert points_of(got) == [(d0 + h, 1, 1.0), (d0 + 9 * h, 1, 5.0)]
+        got = store.neighbours(conn, sid, d0 + 2 * h, d0 + 5 * h, origin=None, acq_before=None)
+        assert points_of(got) == [(d0 + h, 1, 1.0), (d0 + 5 * h, 1, 3.0)]
 
 
 def test_cap_max(db: Database, store: SeriesStore, sid: int) -> None:
@@ -325,20 +406,25 @@ def test_store_matches_a_model_across_days_origins_versions_and_limits(
                     conn, sid, since, till, origin=origin, limit=10_000, acq_before=None
                 )
                 same(rows(latest), [newest[k] for k in sorted(newest)])
-                around = want(since - 31 * DAY, till + 31 * DAY, origin)
-                numeric = [r for r in around if r[3] in (TYPE_DBL, TYPE_INT)]
-                before: dict[int, int] = {}
-                after: dict[int, int] = {}
-                for r in numeric:
-                    t, o = int(r[0]), int(r[1])  # type: ignore[call-overload]
+                # Neighbours: of each origin, the nearest live numeric reading on each side.
+                live: dict[tuple[int, int], tuple[object, ...]] = {}
+                for r in want(-(2**62), 2**62, origin):
+                    live[(int(r[0]), int(r[1]))] = r  # type: ignore[call-overload]
+                before: dict[int, tuple[int, float]] = {}
+                after: dict[int, tuple[int, float]] = {}
+                for (t, o), r in sorted(live.items()):
+                    if r[3] not in (TYPE_DBL, TYPE_INT):
+                        continue
                     if t < since:
-                        before[o] = max(before.get(o, t), t)
-                    elif t >= till:
-                        after[o] = min(after.get(o, t), t)
-                assert store.neighbours(conn, sid, since, till, origin=origin) == (
-                    min(before.values()) if before else None,
-                    max(after.values()) if after else None,
+                        before[o] = (t, r[4])  # type: ignore[assignment]
+                    elif t >= till and o not in after:
+                        after[o] = (t, r[4])  # type: ignore[assignment]
+                exp_edges = sorted(
+                    [(t, o, v) for o, (t, v) in (*before.items(), *after.items())],
+                    key=lambda e: (e[0], e[1]),
                 )
+                got_edges = store.neighbours(conn, sid, since, till, origin=origin, acq_before=None)
+                assert points_of(got_edges) == exp_edges
         for origin in (None, 1, 2):
             stored_times = [t for t, o, _ in model if origin in (None, o)]
             assert store.cap_max(conn, [sid], origin=origin) == max(stored_times)

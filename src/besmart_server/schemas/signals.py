@@ -21,6 +21,11 @@ def _floor_ms(v: Any) -> Any:
 
 Millis = Annotated[int, BeforeValidator(_floor_ms)]
 
+AS_OF_DOC = (
+    "Time travel: only versions acquired before this time (UTC ms) count, so the read answers "
+    "what it would have answered then (later writes and RMs unseen); default every version"
+)
+
 
 class SignalTypeResponse(BaseModel):
     """A signal type of the catalog; `time_series_type` 0 instantaneous, 1 cumulative,
@@ -105,6 +110,7 @@ class GetSignalRequest(BaseModel):
     output_unit_id: int | None = None
     raw: bool = False
     is_chart: bool = False
+    as_of: Millis | None = Field(None, description=AS_OF_DOC)
     filters: Any = Field(None, description="accepted for older clients; not applied")
 
 
@@ -127,6 +133,11 @@ class SignalResponse(BaseModel):
     time_tstorage: float | None = None
     time_other: float | None = None
     error: SignalError | None = None
+    warnings: list[str] | None = Field(
+        None,
+        description="what the server had to assume to answer, e.g. the counter reading at a "
+        "meter swap that lacks value_for_till; only present when there is something to say",
+    )
 
 
 class CapResponse(BaseModel):

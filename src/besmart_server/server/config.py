@@ -46,7 +46,10 @@ class Settings(BaseSettings):
         10_000, ge=1, description="items in one multi-series request (413 above)"
     )
     max_window_days: int = Field(
-        3660, ge=1, description="longest since..till window one read may span, in days (413 above)"
+        3660,
+        ge=1,
+        description="longest since..till window one delta_t read may span, in days (413 above); "
+        "raw reads are bounded by max_points_per_read only",
     )
     login_max_failures: int = Field(
         5, ge=1, description="failed logins per login within the window before 429"

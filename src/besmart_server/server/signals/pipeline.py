@@ -222,9 +222,11 @@ def stitch_shifts(periods: Sequence[StatePeriod]) -> list[float]:
 
     The rules beyond domain.md: a period without a signal state (`value_for_since` None) is not
     shifted and adds no increment, so the chain continues past it from the previous meter; a
-    missing `value_for_till` counts as equal to `value_for_since` (no known increment) — the
-    increment is never guessed from readings, so a point's stitched value does not depend on
-    the window it was read in.
+    missing `value_for_till` counts as equal to `value_for_since` (no known increment). This
+    function never guesses from the readings it is given (they depend on the window); the
+    read path fills a missing `value_for_till` from the store first (the meter's last live
+    reading before the swap: service._assume_swap_readings), so the fallback here only holds
+    for a period without readings.
     """
     shifts: list[float] = []
     offset: float | None = None  # where the next meter's counter continues

@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from besmart_server.schemas.signals import (
+    AS_OF_DOC,
     CapResponse,
     GetSignalRequest,
     PutMultipleSignalsRequest,
@@ -158,7 +159,9 @@ def get_cap(
     "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data",
     response_model=SignalResponse,
     summary="Get signal data",
-    description="Using this endpoint client can get signal data",
+    description="Using this endpoint client can get signal data. `as_of` reads the data as it "
+    "stood at a past time (only versions acquired before it); a stitched counter read answers "
+    "`warnings` when a meter swap lacks a reading and the server had to assume one.",
     responses={200: {"description": "Successfully read signal data"}, **R401, **R404, **R413},
 )
 def get_signal_data(
@@ -180,6 +183,7 @@ def get_signal_data(
     output_unit_id: Annotated[int | None, Query(description="Output unit id")] = None,
     signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
     is_chart: Annotated[bool, Query(description="Convert to the chart unit")] = False,
+    as_of: Annotated[int | None, Query(description=AS_OF_DOC)] = None,
 ) -> Response:
     """Get signal data."""
     started = time.perf_counter()
@@ -196,6 +200,7 @@ def get_signal_data(
         apply_multiplier=apply_multiplier,
         output_unit_id=output_unit_id,
         is_chart=is_chart,
+        as_of=as_of,
     )
     budget = service.ReadBudget(
         settings.max_points_per_read, max_window_days=settings.max_window_days
@@ -231,6 +236,7 @@ def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]
             apply_multiplier=r.apply_multiplier,
             output_unit_id=r.output_unit_id,
             is_chart=r.is_chart,
+            as_of=r.as_of,
         )
         for r in items
     ]

@@ -9,7 +9,7 @@ import json
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from besmart_server.server.signals.pipeline import (
     StatePeriod,
     aggregate,
     apply_multiplier,
+    concat,
     latest_versions,
     stitch,
 )
@@ -275,13 +276,19 @@ class ReadBudget:
         self.left = limit
         self.max_window_days = max_window_days
 
-    def check_window(self, since: int, till: int) -> None:
-        """413 when `till - since` spans more days than a read may."""
+    def check_window(self, since: int, till: int, delta_t: int | None) -> None:
+        """413 when an aggregated read's `till - since` spans more days than a read may.
+
+        Only `delta_t` reads are capped: their work grows with the window (buckets, and the
+        interpolation between readings), while a raw read costs what its points cost, which
+        `take` bounds already, so since=0&till=<far future> reads whatever is stored."""
         days = self.max_window_days
-        if days is not None and till - since > days * MS_PER_DAY:
+        if delta_t is not None and days is not None and till - since > days * MS_PER_DAY:
             raise TooLarge(
-                f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; at most "
-                f"{days} (max_window_days): read a shorter window"
+                f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; a read "
+                f"with delta_t may span at most {days} (max_window_days) days, as its buckets "
+                "grow with the window: read a shorter window (reads without delta_t are bounded "
+                "by their points only, max_points_per_read)"
             )
 
     def take(self, n: int) -> None:
@@ -427,6 +434,7 @@ class FrameRead:
     frame: Frame
     unit: Unit
     storage_s: float  # seconds spent in the store
+    warnings: tuple[str, ...] = ()  # what had to be assumed (the response's `warnings`)
 
 
 def read_frame(
@@ -445,7 +453,7 @@ def read_frame(
     versions (as of `q.as_of`) → origin → multiplier → stitching → delta_t aggregation → unit.
     """
     check_query(q, loc)
-    budget.check_window(q.since, q.till)
+    budget.check_window(q.since, q.till, q.delta_t)
     if pre is None:
         sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
     elif (q.client_cid, q.sensor_mid) not in pre.sensors:
@@ -458,6 +466,7 @@ def read_frame(
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
     storage = 0.0
+    warnings: list[str] = []
     s0 = time.perf_counter()
     ids = (
         pre.series
@@ -465,12 +474,8 @@ def read_frame(
         else store.series_ids(conn, [(q.sensor_mid, t.moid)], create=False)
     )
     sid = ids.get((q.sensor_mid, t.moid))
-    lo, hi = q.since, q.till
     cumulative = t.kind == SeriesKind.CUMULATIVE
-    if sid is not None and step and cumulative:
-        before, after = store.neighbours(conn, sid, q.since, q.till, origin=q.signal_origin_id)
-        lo = before if before is not None else lo
-        hi = after + 1 if after is not None else hi
+    acq_before = None if q.as_of is None else _acq_bound(q.as_of)
     latest = bool(q.get_last or step)  # only the newest versions matter: the store picks them
     if sid is None:
         f = Frame.empty()
@@ -478,18 +483,31 @@ def read_frame(
         f = store.read_latest(
             conn,
             sid,
-            lo,
-            hi,
+            q.since,
+            q.till,
             origin=q.signal_origin_id,
             limit=budget.left,
-            acq_before=None if q.as_of is None else _acq_bound(q.as_of),
+            acq_before=acq_before,
         )
+        if step and cumulative:
+            # The counter at a bucket start interpolates between the live readings around
+            # it, however far outside the window they lie: those alone are read, not the days
+            # between them.
+            edges = store.neighbours(
+                conn,
+                sid,
+                q.since,
+                q.till,
+                origin=q.signal_origin_id,
+                acq_before=acq_before,
+            )
+            f = concat([f, edges]) if len(edges) else f
     else:
-        f = store.read(conn, sid, lo, hi, origin=q.signal_origin_id, limit=budget.left)
+        f = store.read(conn, sid, q.since, q.till, origin=q.signal_origin_id, limit=budget.left)
     storage += time.perf_counter() - s0
     budget.take(len(f))
-    if q.as_of is not None and len(f) and not latest:
-        f = f.take(f.acq < q.as_of * 1000)  # acq is µs: imports ms x 1000, stamps µs
+    if acq_before is not None and len(f) and not latest:
+        f = f.take(f.acq < acq_before)  # acq is µs: imports ms x 1000, stamps µs
 
     if len(f):
         if latest:
@@ -505,6 +523,9 @@ def read_frame(
             if multiply:
                 f = apply_multiplier(f, periods)  # 3.
             if stitching:
+                s2 = time.perf_counter()
+                periods = _assume_swap_readings(conn, store, sid, q, periods, f, warnings)
+                storage += time.perf_counter() - s2
                 f = stitch(f, periods)  # 4.
         if step:
             f = aggregate(
@@ -514,7 +535,71 @@ def read_frame(
             numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
-    return FrameRead(f, dst, storage)
+    return FrameRead(f, dst, storage, tuple(warnings))
+
+
+def _assume_swap_readings(
+    conn: Connection,
+    store: SeriesStore,
+    sid: int | None,
+    q: ReadQuery,
+    periods: list[StatePeriod],
+    f: Frame,
+    warnings: list[str],
+) -> list[StatePeriod]:
+    """The periods with what a meter swap lacks filled in, and a warning for each assumption
+    that shifts a point of `f` (README, "Meter swaps").
+
+    An ended period whose signal state has no value_for_till: its meter is taken to have
+    stopped at its last live reading before the swap (newest in time over the origins read, as
+    of `q.as_of`), so the next meter continues from there instead of dropping back by what the
+    previous one counted (negative consumption). With no reading in the period it counted
+    nothing (value_for_till = value_for_since). The reading comes from the store, not from
+    the window, so a stitched value does not depend on the window it is read in.
+    """
+    newest = int(f.time.max())  # f holds points, so the series exists
+    assert sid is not None
+    stitched = any(p.value_for_since is not None for p in periods)
+    # value_for_till only shifts the periods after it that are stitched themselves.
+    last_stitched = max((p.since for p in periods if p.value_for_since is not None), default=0)
+    out: list[StatePeriod] = []
+    for p in sorted(periods, key=lambda p: p.since):
+        span = f"{p.since}..{'' if p.till is None else p.till}"
+        if p.value_for_since is None:
+            inside = (f.time >= p.since) & (p.till is None or f.time < p.till)
+            if stitched and bool(np.any(inside)):
+                warnings.append(
+                    f"installation period {span} has no value_for_since for this signal: its "
+                    "readings are not stitched (as its meter reads them)"
+                )
+        elif (
+            p.till is not None and p.value_for_till is None and p.till <= min(newest, last_stitched)
+        ):
+            edge = store.neighbours(
+                conn,
+                sid,
+                p.till,
+                None,
+                origin=q.signal_origin_id,
+                acq_before=None if q.as_of is None else _acq_bound(q.as_of),
+            )
+            edge = edge.take(edge.time >= p.since)
+            if len(edge):
+                i = int(np.argmax(edge.time))
+                at, value = int(edge.time[i]), float(edge.value[i])
+                p = replace(p, value_for_till=value)
+                warnings.append(
+                    f"installation period {span} has no value_for_till for this signal: the "
+                    f"next meter is assumed to continue from the last reading before the swap "
+                    f"({value:g} at {at})"
+                )
+            else:
+                warnings.append(
+                    f"installation period {span} has no value_for_till for this signal and no "
+                    "reading: its meter is assumed to have counted nothing (value_for_since)"
+                )
+        out.append(p)
+    return out
 
 
 def _acq_bound(as_of_ms: int) -> int:
@@ -550,6 +635,8 @@ def read(
         "data": data,
         "time_tstorage": got.storage_s,
         "time_other": max(time.perf_counter() - t0 - got.storage_s, 0.0),
+        # Only when there is something to say: other clients' bodies stay as they were.
+        **({"warnings": list(got.warnings)} if got.warnings else {}),
     }
 
 
@@ -566,7 +653,7 @@ def read_many(
     out = []
     for i, q in enumerate(queries):
         check_query(q, ("body", i))
-        budget.check_window(q.since, q.till)
+        budget.check_window(q.since, q.till, q.delta_t)
     cat = load_catalog(conn)
     known = readable_sensors(conn, principal, ((q.client_cid, q.sensor_mid) for q in queries))
     keys = [(q.sensor_mid, q.signal_type_moid) for q in queries]

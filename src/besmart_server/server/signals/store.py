@@ -15,7 +15,6 @@ the same (time, origin, acq_time) replaces the earlier import (idempotent import
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, func, select, text
 
 from besmart_server.server.db import now_ms
 from besmart_server.server.signals import blocks
+from besmart_server.server.signals.columns import ORIGINS
 from besmart_server.server.signals.pipeline import (
     I64,
     TYPE_DBL,
@@ -37,8 +37,11 @@ from besmart_server.server.signals.tables import series
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 
-# How far outside a window the neighbours of a counter are looked for (at least).
-NEIGHBOUR_LOOKAROUND_MS: Final = int(timedelta(days=31).total_seconds() * 1000)
+# The most blocks per origin one round of the neighbour search decodes at most (see neighbours).
+_EDGE_STEP_MAX: Final = 64
+# Beyond every capture time a read may name (service.check_query bounds them to ±2**62).
+_TIME_MIN: Final = -(2**63)
+_TIME_MAX: Final = 2**63 - 1
 _CHUNK: Final = 500
 
 
@@ -105,10 +108,20 @@ class SeriesStore(Protocol):
         ...
 
     def neighbours(
-        self, conn: Connection, series_id: int, since: int, till: int, *, origin: int | None
-    ) -> tuple[int | None, int | None]:
-        """The earliest time, over origins, of each origin's last numeric reading before
-        `since`, and the latest of each origin's first one at or after `till`."""
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int | None,
+        till: int | None,
+        *,
+        origin: int | None,
+        acq_before: int | None,
+    ) -> Frame:
+        """Of each origin (only `origin` when given), the last live numeric reading before
+        `since` and the first at or after `till` (a side that is None is not looked for),
+        however far: a (time, origin) counts when its newest version (acq < `acq_before` when
+        given) is DBL or INT with a finite value, so a reading removed by RM is no neighbour.
+        One point per origin and side, sorted by (time, origin)."""
         ...
 
     def cap_max(
@@ -128,6 +141,7 @@ class BlockStore:
     """
 
     _ph = "?"  # the driver's placeholder
+    _by_origin = ""  # FROM blocks ... so that the (series_id, origin, day) index is used
     _upsert = ""  # INSERT of a whole block that replaces the stored one with the same key
     _stamp_sql = ""
 
@@ -341,57 +355,92 @@ class BlockStore:
         return [(int(d), int(o), int(n), bytes(b)) for d, o, n, b in cur.fetchall()]
 
     def neighbours(
-        self, conn: Connection, series_id: int, since: int, till: int, *, origin: int | None
-    ) -> tuple[int | None, int | None]:
-        """See SeriesStore.neighbours; looks at most max(window, 31 days) beyond each end. The
-        summary columns answer for every block but the one holding `since` (or `till`), whose
-        numeric points may lie on both sides: that one is decoded."""
-        reach = max(till - since, NEIGHBOUR_LOOKAROUND_MS)
-        last_before: dict[int, int] = {}
-        first_after: dict[int, int] = {}
-        q = select(
-            blocks_table.c.day,
-            blocks_table.c.origin,
-            blocks_table.c.num_first,
-            blocks_table.c.num_last,
-        ).where(blocks_table.c.series_id == series_id, blocks_table.c.num_first.is_not(None))
-        if origin is not None:
-            q = q.where(blocks_table.c.origin == origin)
-        ranges = (
-            (blocks.day_of(since - reach), blocks.day_of(since)),
-            (blocks.day_of(till), blocks.day_of(till + reach - 1)),
-        )
-        for lo_day, hi_day in ranges:
-            rows = conn.execute(
-                q.where(blocks_table.c.day >= lo_day, blocks_table.c.day <= hi_day)
-            ).all()
-            for day, org, first, last in rows:
-                if first < since <= last or first < till <= last:
-                    times = self._numeric_times(conn, series_id, int(day), int(org))
-                else:
-                    times = np.array([first, last], dtype=np.int64)
-                b = times[(times >= since - reach) & (times < since)]
-                if b.shape[0]:
-                    last_before[org] = max(last_before.get(org, int(b[-1])), int(b[-1]))
-                a = times[(times >= till) & (times < till + reach)]
-                if a.shape[0]:
-                    first_after[org] = min(first_after.get(org, int(a[0])), int(a[0]))
-        lo = min(last_before.values()) if last_before else None
-        hi = max(first_after.values()) if first_after else None
-        return lo, hi
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int | None,
+        till: int | None,
+        *,
+        origin: int | None,
+        acq_before: int | None,
+    ) -> Frame:
+        """See SeriesStore.neighbours. Per origin, the nearest block that holds a numeric version
+        on the wanted side is found by the (series_id, origin, day) index and decoded; its
+        summary columns count every version, RM'd and later ones too, so a block whose live
+        readings are all gone sends the search on to the next one, in growing steps."""
+        column = "coalesce(latest, body)" if acq_before is None else "body"
+        # (backward?, origin) -> the day to search from; what is found goes to `found`.
+        pending: dict[tuple[bool, int], int] = {}
+        for o in sorted(ORIGINS) if origin is None else [origin]:
+            if since is not None:
+                pending[(True, o)] = blocks.day_of(since - 1)
+            if till is not None:
+                pending[(False, o)] = blocks.day_of(till)
+        lo = _TIME_MIN if since is None else since
+        hi = _TIME_MAX if till is None else till
+        found: list[Frame] = []
+        step = 1
+        while pending:
+            rows = self._edge_blocks(conn, column, series_id, pending, lo, hi, step)
+            searched, pending = pending, {}
+            for key in searched:
+                back, o = key
+                hit: Frame | None = None
+                cands = rows.get(key, [])
+                for d, body in cands:
+                    f = _newest(blocks.decode(d, o, body), acq_before)
+                    side = f.time < lo if back else f.time >= hi
+                    live = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+                    at = np.flatnonzero(live & np.isfinite(f.value) & side)
+                    if at.shape[0]:
+                        hit = f.take(at[-1:] if back else at[:1])
+                        break
+                if hit is not None:
+                    found.append(hit)
+                elif len(cands) == step:  # more blocks may lie beyond the last one decoded
+                    pending[key] = cands[-1][0] - 1 if back else cands[-1][0] + 1
+            step = min(step * 4, _EDGE_STEP_MAX)
+        if not found:
+            return Frame.empty()
+        out = concat(found)
+        return out.take(np.lexsort((out.origin, out.time)))
 
-    @staticmethod
-    def _numeric_times(conn: Connection, series_id: int, day: int, origin: int) -> I64:
-        body: bytes = conn.execute(
-            select(blocks_table.c.body).where(
-                blocks_table.c.series_id == series_id,
-                blocks_table.c.day == day,
-                blocks_table.c.origin == origin,
+    def _edge_blocks(
+        self,
+        conn: Connection,
+        column: str,
+        series_id: int,
+        pending: dict[tuple[bool, int], int],
+        since: int,
+        till: int,
+        step: int,
+    ) -> dict[tuple[bool, int], list[tuple[int, bytes]]]:
+        """The `step` nearest blocks of each (backward?, origin) from its day that hold a
+        numeric version on that side of the window: one statement for all of them."""
+        ph = self._ph
+        parts: list[str] = []
+        params: list[int] = []
+        for (back, o), day in pending.items():
+            cond, order, edge = (
+                ("day <= {ph} AND num_first < {ph}", "DESC", since)
+                if back
+                else ("day >= {ph} AND num_last >= {ph}", "ASC", till)
             )
-        ).scalar_one()
-        f = blocks.decode(day, origin, bytes(body))
-        times: I64 = f.time[(f.type == TYPE_DBL) | (f.type == TYPE_INT)]
-        return times
+            parts.append(
+                f"SELECT * FROM (SELECT {int(back)} AS back, origin, day, {column} AS b "
+                f"FROM blocks{self._by_origin} WHERE series_id = {ph} AND origin = {ph} AND "
+                + cond.format(ph=ph)
+                + f" ORDER BY day {order} LIMIT {step}) AS e{len(parts)}"
+            )
+            params.extend([series_id, o, day, edge])
+        cur = dbapi_connection(conn).cursor()
+        cur.execute(" UNION ALL ".join(parts), params)
+        out: dict[tuple[bool, int], list[tuple[int, bytes]]] = {}
+        for back, o, day, body in cur.fetchall():
+            out.setdefault((bool(back), int(o)), []).append((int(day), bytes(body)))
+        for (back, _), cands in out.items():
+            cands.sort(reverse=back)  # nearest first: UNION ALL keeps no order
+        return out
 
     def cap_max(
         self, conn: Connection, series_ids: Sequence[int], *, origin: int | None

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     SmallInteger,
@@ -75,6 +76,9 @@ blocks = Table(
     Column("body", LargeBinary, nullable=False),
     # The newest version per time alone, when the body holds older ones (blocks.Encoded).
     Column("latest", LargeBinary, nullable=True),
+    # The nearest block of one origin before or after a window, whatever lies between: a
+    # counter's neighbours (store.neighbours) without scanning the other origins' days.
+    Index("ix_blocks_series_origin_day", "series_id", "origin", "day"),
     sqlite_with_rowid=False,
 )
 

@@ -398,7 +398,7 @@ def read_weather(
     """
     t0 = time.perf_counter() if started is None else started
     t = check_weather_query(q)
-    budget.check_window(q.since, q.till)
+    budget.check_window(q.since, q.till, q.delta_t)
     if t.symbol == GHI_CS:
         return _clear_sky(q, t, t0, budget.left)
     s0 = time.perf_counter()
