@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from besmart_server.server.db import Database
+from besmart_server.server.signals.service import DELTA_T_MAX
 from besmart_server.server.users import service as users
 from besmart_server.server.weather import service
 from besmart_server.server.weather.grid import haversine_km
@@ -313,6 +314,7 @@ def test_not_a_weather_signal_is_404(client: TestClient, api_key: dict[str, str]
         (0, "inf", {}, ["path", "lon"]),
         (0, 0, {"since": T0 + H, "till": T0}, ["query", "since"]),
         (0, 0, {"delta_t": 0}, ["query", "delta_t"]),
+        (0, 0, {"delta_t": 2**53}, ["query", "delta_t"]),  # its ms overflow int64
         (0, 0, {"signal_origin_id": 9}, ["query", "signal_origin_id"]),
         (0, 0, {"since": "yesterday"}, ["query", "since"]),
     ],
@@ -327,6 +329,7 @@ def test_not_a_weather_signal_is_404(client: TestClient, api_key: dict[str, str]
         "lon-inf",
         "since>=till",
         "delta_t=0",
+        "delta_t-overflow",
         "origin",
         "since-text",
     ],
@@ -350,3 +353,21 @@ def test_float_times_are_floored(db: Database, client: TestClient, api_key: dict
     # since floors to T0 (included), till to T0 + H (excluded: half-open)
     body = get(client, api_key, *A, T_AIR, since=T0 + 0.9, till=T0 + H + 0.5)
     assert body["data"]["time"] == [T0]
+
+
+@pytest.mark.usefixtures("grid")
+@pytest.mark.parametrize("delta_t", [2**53, 2**63, 10**30])
+def test_delta_t_beyond_64_bit_ms_is_422_with_data(
+    client: TestClient, api_key: dict[str, str], delta_t: int
+) -> None:
+    # With points to aggregate, the bucket arithmetic overflowed (500) before the bound.
+    r = client.get(
+        url(*A, T_AIR),
+        params={"since": T0, "till": T0 + 4 * H, "delta_t": delta_t},
+        headers=api_key,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["query", "delta_t"]
+    # The largest accepted delta_t still aggregates: one bucket holding the window's mean.
+    got = get(client, api_key, *A, T_AIR, delta_t=DELTA_T_MAX)
+    assert got["data"]["value"] == [281.5]

@@ -303,6 +303,8 @@ class ReadBudget:
 
 # A read window within 64-bit milliseconds, with room for the store's `till + 1`.
 TIME_MIN, TIME_MAX = -(2**62), 2**62
+# The longest delta_t whose bucket (in ms) still fits the window's 64-bit arithmetic.
+DELTA_T_MAX = TIME_MAX // MS_PER_MINUTE
 
 
 def check_query(q: ReadQuery, loc: Loc) -> None:
@@ -312,8 +314,11 @@ def check_query(q: ReadQuery, loc: Loc) -> None:
             raise Invalid(f"{name} must be a UTC ms timestamp within ±2**62", loc=(*loc, name))
     if q.since >= q.till:
         raise Invalid("since must be before till", loc=(*loc, "since"))
-    if q.delta_t is not None and q.delta_t <= 0:
-        raise Invalid("delta_t must be a positive number of minutes", loc=(*loc, "delta_t"))
+    if q.delta_t is not None and not 0 < q.delta_t <= DELTA_T_MAX:
+        raise Invalid(
+            f"delta_t must be a positive number of minutes, at most {DELTA_T_MAX}",
+            loc=(*loc, "delta_t"),
+        )
     if q.signal_origin_id is not None and q.signal_origin_id not in ORIGINS:
         raise Invalid(
             f"{q.signal_origin_id} is not an origin (1 to 5)", loc=(*loc, "signal_origin_id")
