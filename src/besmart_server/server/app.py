@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from besmart_server import API_VERSION, __version__
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.docs import add_docs
 from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
 from besmart_server.server.graphs.router import router as graphs_router
 from besmart_server.server.middleware import LimitsAndHeaders
@@ -88,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary=f"besmart-server {__version__}",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # add_docs: Swagger UI from the package's own files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
 
@@ -111,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for router in _routers():
         app.include_router(router)
+    add_docs(app)
 
     app.add_middleware(LimitsAndHeaders, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
