@@ -248,10 +248,16 @@ def test_create_rejects_bad_input(
     assert _count(db, sensors) == 0
 
 
-def test_escaped_nul_inside_json_round_trips(client: TestClient, db: Database) -> None:
+def test_escaped_nul_inside_json_is_422(client: TestClient, db: Database) -> None:
+    """A NUL in a string of the info JSON is a NUL in text like any other (issue #14: one
+    rule for every string of a request); an escaped backslash before u0000 is not one."""
     cid, actor = make_tenant(db, Role.write)
-    body = new_sensor(client, actor, cid, info='{"note": "a\\u0000b"}')
-    assert body["info"] == {"note": "a\x00b"}
+    query = {"client_cid": cid, "name": "meter", "info": '{"note": "a\\u0000b"}'}
+    res = client.post("/api/sensors", params=query, headers=actor.headers)
+    assert loc_of(res) == ["query", "info", "note"]
+    assert _count(db, sensors) == 0
+    body = new_sensor(client, actor, cid, info='{"note": "a\\\\u0000b"}')
+    assert body["info"] == {"note": "a\\u0000b"}
 
 
 def test_schema_error_names_the_field(client: TestClient, db: Database) -> None:
