@@ -103,7 +103,9 @@ def check_body_text(body: bytes) -> None:
     """422 when the body holds a NUL character, naming the JSON field where there is one."""
     if b"\x00" in body:
         raise _nul(["body"])
-    if _JSON_NUL in body:  # rare: only then is the body parsed here too
+    # A backslash first: memchr-fast, absent from numeric bodies, while the 6-byte search is
+    # slow on digits (its last byte, 0, is everywhere).
+    if b"\\" in body and _JSON_NUL in body:  # rare: only then is the body parsed here too
         _check_json_text(body, ["body"])
 
 
