@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Only errors outside LimitsAndHeaders (which answers and logs the rest) reach here.
         # Logged without the request's headers or body: they may carry secrets.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _json(500, {"detail": "Internal server error"})

@@ -43,6 +43,10 @@ class _Reject(Exception):
         self.body = body
 
 
+class _Gone(Exception):
+    """The client disconnected while sending its request."""
+
+
 def _too_large(limit: int, what: str = "Request body") -> _Reject:
     return _Reject(413, {"detail": f"{what} larger than {limit} bytes (max_body_bytes)"})
 
@@ -185,6 +189,8 @@ class LimitsAndHeaders:
         except _Reject as rejected:
             await self._send_json(send, rejected.status, rejected.body, csp)
             return
+        except _Gone:
+            return  # the client left before its body arrived: nobody to answer
         started = False
         finished = False
 
@@ -224,8 +230,8 @@ class LimitsAndHeaders:
         more_body = True
         while more_body:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away: let the app see it
-                return scope, _replay([message], receive)
+            if message["type"] != "http.request":
+                raise _Gone
             data: bytes = message.get("body", b"")
             more_body = bool(message.get("more_body", False))
             received += len(data)
