@@ -35,12 +35,19 @@ def _failing_app(settings: Settings) -> FastAPI:
     return app
 
 
-@pytest.fixture
-def served(settings: Settings, db: Database) -> Iterator[tuple[int, Actor]]:
-    """The failing app under uvicorn (httptools, as `besmart serve` runs it) on a free port."""
+@pytest.fixture(params=["httptools", "h11"])
+def served(
+    request: pytest.FixtureRequest, settings: Settings, db: Database
+) -> Iterator[tuple[int, Actor]]:
+    """The failing app under uvicorn on a free port, with either HTTP implementation
+    (`besmart serve` picks httptools when installed, else h11)."""
     port = free_port()
     config = uvicorn.Config(
-        _failing_app(settings), host="127.0.0.1", port=port, log_level="critical", http="httptools"
+        _failing_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        http=request.param,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
