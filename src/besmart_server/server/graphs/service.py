@@ -65,6 +65,32 @@ class StoredGraph:
         )
 
 
+def _big_int_at(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return loc if not -(2**63) <= value < 2**64 else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _big_int_at(item, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(value: Any, loc: tuple[str | int, ...]) -> str:
+    """A request's JSON (a body, a definition) as stored; 422 naming the first integer JSON
+    storage cannot hold (beyond 64 bits) instead of failing while storing it."""
+    found = _big_int_at(value, loc)
+    if found is not None:
+        raise Invalid("Integers must fit in 64 bits", loc=found, type_="int_too_big")
+    return orjson.dumps(value).decode()
+
+
 def _graph_not_found(name: str) -> NotFound:
     return NotFound(f"Graph {name!r} not found")
 
@@ -159,11 +185,12 @@ def put_graph(
         raise Invalid(f"A graph name matches {NAME_PATTERN}", loc=("path", "name"))
     if name in BUILTIN:
         raise Conflict(f"Graph {name!r} is shipped with the server; store yours by another name")
+    json_text(definition, ("body",))
     try:
         engine.parse_graph(definition)
     except Invalid as exc:
         raise Invalid(exc.detail, loc=("body", *exc.loc), type_=exc.type_) from None
-    text = orjson.dumps(definition).decode()
+    text = json_text(definition, ("body",))
     now = now_ms()
     rows = _candidates(conn, principal, name, client_cid)
     if client_cid is not None or not principal.is_admin:
@@ -241,6 +268,7 @@ def plan_run(
 ) -> RunPlan:
     """Validate the window, graph and body and check the write role on every target."""
     engine.check_window(since, till, max_window_days=max_window_days)
+    json_text(body, ("body",))
     found = find_graph(conn, principal, name)
     graph = engine.parse_graph(found.definition)
     plans = engine.prepare(graph, body)
@@ -259,7 +287,7 @@ def create_run(conn: Connection, principal: Principal, plan: RunPlan, *, executo
             graph_name=plan.name,
             since=plan.since,
             till=plan.till,
-            body=orjson.dumps(plan.body).decode(),
+            body=json_text(plan.body, ("body",)),
             state="queued",
             executor=executor,
             user_id=principal.user_id,

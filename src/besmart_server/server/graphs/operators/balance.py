@@ -13,6 +13,7 @@ from besmart_server.server.graphs.engine import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     Env,
+    Id,
     Member,
     Operator,
     Params,
@@ -59,9 +60,9 @@ def split_members(members: Sequence[Member]) -> tuple[list[int], list[int], list
 class BalanceParams(Params):
     """The node, which energy signal to balance and at which step."""
 
-    client_cid: int
-    node_mid: int
-    moid: int = Field(default=32, description="an energy signal: A+ register by default")
+    client_cid: Id
+    node_mid: Id
+    moid: Id = Field(default=32, description="an energy signal: A+ register by default")
     delta_t: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     get_last: bool = True
     apply_multiplier: bool = Field(

@@ -152,7 +152,7 @@ class ForecastLoadParams(Params):
     """Input 0: history (kWh per interval or kW); input 1, optional: air temperature (K)."""
 
     freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
-    min_history_days: float = Field(default=14.0, gt=0)
+    min_history_days: float = Field(default=14.0, gt=0, le=3660)
     profile: BdewProfile = "H25"
     timezone: TimeZone = "Europe/Warsaw"
     country: Country = "PL"
@@ -203,7 +203,7 @@ class ForecastPVParams(PVParams):
 
     weather_origin: int | None = Field(default=2, ge=1, le=5, description="2: forecasts")
     history_weather_origin: int | None = Field(default=None, ge=1, le=5)
-    bias_days: int = Field(default=14, ge=0)
+    bias_days: int = Field(default=14, ge=0, le=366)
 
 
 @operator("forecast_pv", ForecastPVParams, inputs=(0, 1), output=produces(POWER))

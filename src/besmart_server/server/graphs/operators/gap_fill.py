@@ -93,7 +93,7 @@ class GapFillParams(Params):
 
     freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     max_linear_minutes: int = Field(default=60, ge=0)
-    context_hours: float = Field(default=24.0, gt=0)
+    context_hours: float = Field(default=24.0, gt=0, le=366 * 24)
     timezone: TimeZone = "Europe/Warsaw"
 
 

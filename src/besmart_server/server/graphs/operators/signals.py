@@ -8,11 +8,13 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
+from besmart_server.server.errors import Invalid
 from besmart_server.server.graphs.engine import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     POWER,
     Env,
+    Id,
     Incompatible,
     Kind,
     Operator,
@@ -129,9 +131,9 @@ def read_energy(
 class SignalsParams(Windowed):
     """Which signal to read and with which read options (domain.md § Reading a signal)."""
 
-    client_cid: int
-    sensor_mid: int
-    moid: int
+    client_cid: Id
+    sensor_mid: Id
+    moid: Id
     delta_t: int | None = Field(
         default=None, gt=0, le=MAX_STEP_MINUTES, description="bucket minutes"
     )
@@ -139,7 +141,7 @@ class SignalsParams(Windowed):
     get_last: bool = True
     apply_multiplier: bool = False
     raw: bool = False
-    output_unit_id: int | None = None
+    output_unit_id: Id | None = None
     energy_per_interval: bool = Field(
         default=False, description="kWh per delta_t bucket whatever the signal's kind"
     )
@@ -189,9 +191,9 @@ def signals(inputs: Sequence[Series], p: SignalsParams, env: Env) -> Series:
 class WriteParams(Params):
     """Where the input goes and as which origin (2 forecast, 3 calculated, 4 estimated)."""
 
-    client_cid: int
-    sensor_mid: int
-    moid: int
+    client_cid: Id
+    sensor_mid: Id
+    moid: Id
     origin: Literal[2, 3, 4]
     series_is: Literal["energy", "power"] | None = Field(
         default=None,
@@ -258,6 +260,11 @@ def write(inputs: Sequence[Series], p: WriteParams, env: Env) -> Series:
     if p.clip_to_window:
         series = series[(series.index >= env.since) & (series.index < env.till)]
     if p.series_is is not None:
+        if len(series) == 1 and p.freq_minutes is None:
+            raise Invalid(
+                "a single point's step (to convert energy and power) is unknown: give freq_minutes",
+                loc=("nodes", env.node, "params", "freq_minutes"),
+            )
         series = to_target_unit(series, p.moid, p.series_is, p.freq_minutes)
     n = env.write(p.client_cid, p.sensor_mid, p.moid, series, p.origin) if len(series) else 0
     env.metrics["points"] = n

@@ -12,6 +12,7 @@ from pydantic import Field
 from besmart_server.server.graphs.engine import (
     MAX_STEP_MINUTES,
     Env,
+    Id,
     Operator,
     Quantity,
     Series,
@@ -95,7 +96,7 @@ class WeatherParams(Windowed):
 
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    moid: int
+    moid: Id
     delta_t: int | None = Field(default=None, gt=0, le=MAX_STEP_MINUTES)
     signal_origin_id: int | None = Field(default=None, ge=1, le=5)
     get_last: bool = True
