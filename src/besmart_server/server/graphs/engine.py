@@ -384,6 +384,11 @@ def _has_template(value: Any) -> bool:
     return False
 
 
+def has_templates(graph: Graph) -> bool:
+    """Whether any node param waits for a run's body."""
+    return any(_has_template(dict(node.params)) for node in graph.nodes)
+
+
 def _check_template(value: Any, loc: Loc) -> None:
     if is_template(value):
         path = value[PARAM]

@@ -185,12 +185,15 @@ def put_graph(
         raise Invalid(f"A graph name matches {NAME_PATTERN}", loc=("path", "name"))
     if name in BUILTIN:
         raise Conflict(f"Graph {name!r} is shipped with the server; store yours by another name")
-    json_text(definition, ("body",))
+    text = json_text(definition, ("body",))
     try:
-        engine.parse_graph(definition)
+        graph = engine.parse_graph(definition)
+        if not engine.has_templates(graph):
+            # nothing left for a body to fill: cross-field rules and what flows between
+            # nodes can be checked now rather than at the first run
+            engine.prepare(graph, {})
     except Invalid as exc:
         raise Invalid(exc.detail, loc=("body", *exc.loc), type_=exc.type_) from None
-    text = json_text(definition, ("body",))
     now = now_ms()
     rows = _candidates(conn, principal, name, client_cid)
     if client_cid is not None or not principal.is_admin:
