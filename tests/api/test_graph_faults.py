@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, now_ms
 from besmart_server.server.graphs import service
 from besmart_server.server.graphs.builtin import BUILTIN
 from besmart_server.server.graphs.operators import REGISTRY
@@ -585,3 +585,34 @@ def test_a_sensor_moved_out_of_reach_between_queue_and_run_fails_the_run(
     with pytest.raises(service.NotFound):
         service.execute(db, run_id, principal, settings=settings)
     assert _runs_in(db)[0][0] == "failed"
+
+
+# --- item 22: the demo grid balances physically -----------------------------------------------
+
+
+def test_the_demo_transformer_balances_to_a_few_percent_of_losses(
+    client: TestClient, db: Database
+) -> None:
+    from besmart_server.demo import load_demo
+
+    info = load_demo(db, password="demo password")
+    s = info.sensors
+    operator = make_user(db, roles={info.client_cid: Role.write})
+    till = now_ms() // DAY * DAY
+    body = {
+        "client_cid": info.client_cid,
+        "node_mid": s["transformer"],
+        "residual_sensor_mid": s["residual"],
+        "moid": P_PLUS,
+    }
+    res = _run(client, operator, "balance", body, since=till - 30 * DAY, till=till)
+    assert res.status_code == 201, res.text
+    m = res.json()["metrics"][0]["0:balance"]
+    assert m["children"] == sorted([s["meter_1"], s["meter_2"]])
+    assert (m["without_data"], m["intervals"], m["intervals_incomplete"]) == ([], 30 * 96, 0)
+    assert 0.01 < m["residual_share"] < 0.06  # transformer and line losses, nothing untracked
+    assert res.json()["warnings"] == []
+    # the PV installation is behind meter 2, whose export is its surplus
+    with db.transaction(write=False) as conn:
+        pv = conn.execute(select(sensors).where(sensors.c.mid == s["pv"])).one()
+    assert (pv.node_id, pv.balance_calculation) == (s["meter_2"], False)
