@@ -616,3 +616,18 @@ def test_the_demo_transformer_balances_to_a_few_percent_of_losses(
     with db.transaction(write=False) as conn:
         pv = conn.execute(select(sensors).where(sensors.c.mid == s["pv"])).one()
     assert (pv.node_id, pv.balance_calculation) == (s["meter_2"], False)
+
+
+def test_a_read_into_a_unit_of_another_dimension_is_422_when_stored(
+    client: TestClient, db: Database, owner: tuple[int, Actor]
+) -> None:
+    cid, actor = owner
+    mid = make_sensor(db, cid)
+    read = {"client_cid": cid, "sensor_mid": mid, "moid": P_PLUS}
+    for unit_id, why in ((17, "voltage"), (99999, "Unknown unit")):
+        graph = {"nodes": [{"function": "signals", "params": {**read, "output_unit_id": unit_id}}]}
+        res = client.put(
+            f"{GRAPHS}/u", params={"client_cid": cid}, json=graph, headers=actor.headers
+        )
+        assert loc_of(res) == ["body", "nodes", 0, "params", "output_unit_id"]
+        assert why in res.json()["detail"][0]["msg"]

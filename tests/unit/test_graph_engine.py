@@ -492,3 +492,28 @@ def test_run_records_serialise_numpy_and_pandas_values_as_plain_json() -> None:
     assert records.plain(record) == orjson.loads(text)
     with pytest.raises(TypeError, match="object"):
         records.dumps({"x": object()})
+
+
+class ReadParams(Params):
+    delta_t: int = 15
+
+
+def _bad_read(inputs: Sequence[Series], p: ReadParams, env: Env) -> Series:
+    raise Invalid("delta_t must be a positive number of minutes", loc=("query", "delta_t"))
+
+
+def _bad_other(inputs: Sequence[Series], p: ReadParams, env: Env) -> Series:
+    raise Invalid("something else", loc=("query", "till"))
+
+
+@pytest.mark.parametrize(
+    ("fn", "loc"),
+    [(_bad_read, ["nodes", 1, "params", "delta_t"]), (_bad_other, ["nodes", 1])],
+    ids=["names-a-param", "names-the-node"],
+)
+def test_a_422_from_a_service_a_node_calls_names_the_node(fn: Any, loc: list[Any]) -> None:
+    registry = {**REG, "read": Operator("read", ReadParams, fn, 0, 1)}
+    graph = {"nodes": [node("const", value=1), node("read")], "edges": edges((0, 1))}
+    with pytest.raises(Invalid) as exc:
+        run("g", parse_graph(graph, registry), {}, SINCE, TILL, MemoryContext(), registry=registry)
+    assert exc.value.loc == loc

@@ -695,6 +695,18 @@ class RunRecord:
         }
 
 
+def _at_node(exc: Invalid, node: int, params: Params) -> Invalid:
+    """A 422 from a service the node called (a read's `query.output_unit_id`...), named by the
+    node and, where the service names one of the node's parameters, by that parameter."""
+    if exc.loc[:1] == ["nodes"]:
+        return exc
+    named = [
+        part for part in exc.loc if isinstance(part, str) and part in type(params).model_fields
+    ]
+    where: Loc = ("nodes", node, "params", named[-1]) if named else ("nodes", node)
+    return Invalid(exc.detail, loc=where, type_=exc.type_)
+
+
 def execute(
     graph: Graph, params: Sequence[Params], env: Env, registry: Registry
 ) -> tuple[dict[int, Series], dict[str, dict[str, Any]]]:
@@ -704,7 +716,11 @@ def execute(
     for j in graph.order:
         op = registry[graph.nodes[j].function]
         env.node, env.metrics = j, {}
-        outputs[j] = as_series(op(tuple(outputs[i] for i in graph.inputs_of(j)), params[j], env))
+        try:
+            out = op(tuple(outputs[i] for i in graph.inputs_of(j)), params[j], env)
+        except Invalid as exc:
+            raise _at_node(exc, j, params[j]) from None
+        outputs[j] = as_series(out)
         if env.metrics:
             metrics[f"{j}:{op.name}"] = env.metrics
     return outputs, metrics

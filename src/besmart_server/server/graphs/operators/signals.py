@@ -152,6 +152,19 @@ def _check_signals(p: SignalsParams, n_inputs: int) -> tuple[str, str] | None:
         return ("delta_t", "energy_per_interval needs delta_t")
     if p.energy_per_interval and (problem := energy_problem(p.moid)) is not None:
         return ("moid", problem)
+    st = signal_type_by_moid(p.moid)
+    if p.output_unit_id is not None and st is not None:
+        try:
+            unit = unit_by_id(p.output_unit_id)
+        except UnknownUnit:
+            return ("output_unit_id", f"Unknown unit id {p.output_unit_id}")
+        have = unit_by_symbol(st.unit_symbol)
+        if unit.dimension != have.dimension:
+            return (
+                "output_unit_id",
+                f"Cannot convert {have.symbol} ({have.dimension}) to {unit.symbol} "
+                f"({unit.dimension})",
+            )
     return None
 
 
