@@ -631,3 +631,14 @@ def test_a_read_into_a_unit_of_another_dimension_is_422_when_stored(
         )
         assert loc_of(res) == ["body", "nodes", 0, "params", "output_unit_id"]
         assert why in res.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(("cid", "status"), [(999_999, 404), (2**31, 422), (2**40, 422), (-5, 422)])
+def test_an_admin_storing_a_graph_for_no_such_client_is_4xx(
+    client: TestClient, db: Database, cid: int, status: int
+) -> None:
+    admin = make_user(db, admin=True)
+    graph = {"nodes": [{"function": "profile", "params": {}}]}
+    res = client.put(f"{GRAPHS}/x", params={"client_cid": cid}, json=graph, headers=admin.headers)
+    assert res.status_code == status, res.text
+    assert client.get(f"{GRAPHS}/x", headers=admin.headers).status_code == 404

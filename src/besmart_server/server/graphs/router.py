@@ -171,7 +171,12 @@ def put_graph(
     name: Annotated[str, Path(description="Graph name")],
     definition: Annotated[Any, Body(description='{"nodes": [...], "edges": [...]}')],
     client_cid: Annotated[
-        int | None, Query(description="Owning client of a new graph (admins: omit for system)")
+        int | None,
+        Query(
+            description="Owning client of a new graph (admins: omit for system)",
+            ge=0,
+            le=2**31 - 1,
+        ),
     ] = None,
 ) -> GraphInfo:
     """Create (201) or replace (200) a graph; validated before it is stored."""

@@ -29,7 +29,7 @@ from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.tables import graph_run_clients, graph_runs, graphs
 from besmart_server.server.sensors.access import sensor_for
-from besmart_server.server.users.service import Principal
+from besmart_server.server.users.service import Principal, client_exists
 
 log = logging.getLogger("besmart.graphs")
 
@@ -215,6 +215,8 @@ def put_graph(
             )
         if client_cid is not None:
             principal.require(client_cid, Role.owner, what=f"Client {client_cid}")
+            if not client_exists(conn, client_cid):  # admins may name any client
+                raise NotFound(f"Client {client_cid} not found")
         conn.execute(
             insert(graphs).values(
                 name=name, definition=text, owner_cid=client_cid, created_at=now, updated_at=now
