@@ -642,3 +642,34 @@ def test_an_admin_storing_a_graph_for_no_such_client_is_4xx(
     res = client.put(f"{GRAPHS}/x", params={"client_cid": cid}, json=graph, headers=admin.headers)
     assert res.status_code == status, res.text
     assert client.get(f"{GRAPHS}/x", headers=admin.headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("since", "till"),
+    [
+        (T0, T0 + 1),
+        (T0 + 1, T0 + 2),  # no interval starts inside
+        (T0 + 7, T0 + Q + 7),
+        (-2_208_988_800_000, -2_208_988_800_000 + DAY),  # the first day graphs compute on
+        (7_258_118_400_000 - DAY, 7_258_118_400_000),  # the last
+    ],
+)
+def test_short_unaligned_and_edge_windows_never_answer_5xx(
+    client: TestClient, db: Database, owner: tuple[int, Actor], since: int, till: int
+) -> None:
+    cid, actor = owner
+    mid = _power_with_a_gap(client, db, cid, actor)
+    body = {
+        "client_cid": cid,
+        "sensor_mid": mid,
+        "node_mid": mid,
+        "residual_sensor_mid": mid,
+        "moid": P_PLUS,
+        "lat": 50.0,
+        "lon": 19.9,
+        "params": {"power": 5.0},
+    }
+    for name in sorted(BUILTIN):
+        res = _run(client, actor, name, body, since=since, till=till)
+        assert res.status_code < 500, (name, res.text)
+    assert "running" not in [state for state, _ in _runs_in(db)]

@@ -20,6 +20,7 @@ from besmart_server.server.graphs.engine import (
     Params,
     Series,
     TimeZone,
+    empty_series,
     grid,
     operator,
     produces,
@@ -164,6 +165,9 @@ class ForecastLoadParams(Params):
 def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> Series:
     """Load over the run's window from the history before it, calendar and temperature."""
     index = grid(env.since, env.till, p.freq_minutes)
+    if len(index) == 0:
+        env.metrics["warning"] = f"no {p.freq_minutes}-minute interval starts in the window"
+        return empty_series()
     temperature = None
     if len(inputs) > 1 and len(inputs[1].dropna()):
         full = grid(
