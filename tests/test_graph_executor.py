@@ -164,3 +164,57 @@ def test_a_graph_over_several_sensors_runs_on_a_real_worker(
             assert sum(data["value"]) == pytest.approx(
                 (125.0 + 3 * i) - (110.0 + 2 * i) + (131.0 + 4 * i) - (125.0 + 3 * i)
             )
+
+
+def test_a_run_failing_on_a_real_worker_is_recorded_failed_and_writes_nothing(
+    database_url: str, db: Database, queue: str, worker: subprocess.Popen[bytes]
+) -> None:
+    """The second of its two targets cannot be stored: the worker records the run as failed,
+    and the first target's points, flushed in the same transaction, are not kept either."""
+    settings = Settings(
+        database_url=database_url,
+        demo=False,
+        executor="dramatiq",
+        broker_url=BROKER_URL,
+        broker_queue=queue,
+    )
+    cid, actor = make_tenant(db, Role.owner)
+    with TestClient(create_app(settings)) as client:
+        mid = make_sensor(db, cid, "meter")
+        times = [T0 + k * 900_000 for k in range(97)]
+        put(client, actor.headers, cid, mid, moid("A+"), {"time": times, "value": list(range(97))})
+        read = {"client_cid": cid, "sensor_mid": mid, "moid": moid("A+"), "delta_t": 15}
+        target = {"client_cid": cid, "sensor_mid": mid, "origin": 3}
+        graph = {
+            "nodes": [
+                {"function": "signals", "params": {**read, "energy_per_interval": True}},
+                {"function": "write", "params": {**target, "moid": EA_PLUS}},
+                {"function": "write", "params": {**target, "moid": 99999}},
+            ],
+            "edges": [{"from": 0, "to": 1}, {"from": 0, "to": 2}],
+        }
+        stored = client.put(
+            "/api/tasks/graphs/two", params={"client_cid": cid}, json=graph, headers=actor.headers
+        )
+        assert stored.status_code == 201, stored.text
+        res = client.post(
+            "/api/tasks/graphs/run/name",
+            params={"graph_name": "two", "since": T0, "till": T0 + DAY, "task_async": True},
+            json={},
+            headers=actor.headers,
+        )
+        assert res.status_code == 202, res.text
+        run_id = res.json()["run_id"]
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while True:
+            status = client.get(f"/api/tasks/runs/{run_id}", headers=actor.headers).json()
+            if status["state"] in ("done", "failed"):
+                break
+            assert worker.poll() is None, "the worker died"
+            assert time.monotonic() < deadline, f"run still {status['state']}"
+            time.sleep(0.2)
+        assert status["state"] == "failed", status
+        assert "99999" in status["error"]
+        assert status["finished_at"] is not None
+        data = get(client, actor.headers, cid, mid, EA_PLUS, T0, T0 + DAY)["data"]
+        assert data["time"] == []

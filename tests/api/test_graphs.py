@@ -221,7 +221,7 @@ def test_anonymous_is_401(client: TestClient) -> None:
     assert client.get(GRAPHS).status_code == 401
 
 
-def test_async_run_answers_202_and_its_state_is_readable_by_its_user_only(
+def test_async_run_answers_202_and_its_state_is_readable_by_its_clients_readers(
     client: TestClient, db: Database, tenant: tuple[int, Actor]
 ) -> None:
     cid, actor = tenant
@@ -240,8 +240,12 @@ def test_async_run_answers_202_and_its_state_is_readable_by_its_user_only(
     assert body["state"] == "done", body
     assert body["executor"] == "inprocess"
     assert body["record"]["points_written"] == {f"{cid}.{mid}/{EA_PLUS}/4": 96}
-    other = make_user(db, roles={cid: Role.owner})
-    assert client.get(f"/api/tasks/runs/{run_id}", headers=other.headers).status_code == 404
+    reader = make_user(db, roles={cid: Role.read})
+    seen = client.get(f"/api/tasks/runs/{run_id}", headers=reader.headers)
+    assert seen.status_code == 200
+    assert seen.json()["clients"] == [cid]
+    _, stranger = make_tenant(db, Role.owner)
+    assert client.get(f"/api/tasks/runs/{run_id}", headers=stranger.headers).status_code == 404
     assert client.get("/api/tasks/runs/999999", headers=actor.headers).status_code == 404
 
 

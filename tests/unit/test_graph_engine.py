@@ -448,3 +448,72 @@ def test_builtin_pv_forecast_without_measurements_writes_the_model() -> None:
     assert 2.0 < out.max() < 4.0  # a 4 kWp array at 700 W/m2 GHI
     assert ("weather", 52.2, 21.0, 1031) in {r[:4] for r in ctx.reads}
     assert any(r[0] == "weather" and r[6].get("signal_origin_id") == 2 for r in ctx.reads)
+
+
+# --- the run record's one serialisation point ---------------------------------------------
+
+
+def test_run_records_serialise_numpy_and_pandas_values_as_plain_json() -> None:
+    import orjson
+
+    from besmart_server.server.graphs import records
+
+    record = {
+        "count": np.int64(3),
+        "small": np.int8(-2),
+        "share": np.float32(0.5),
+        "ok": np.bool_(True),
+        "missing": np.float64("nan"),
+        "huge": float("inf"),
+        "values": np.array([1, 2]),
+        "floats": np.array([np.nan, 1.5]),
+        "at": pd.Timestamp(1_782_864_000_000, unit="ms", tz="UTC"),
+        "step": pd.Timedelta(minutes=15),
+        "mids": {np.int64(7), 3},
+        7: "an int key",
+        "nested": [{"gaps": np.int64(1)}],
+    }
+    text = records.dumps(record)
+    assert orjson.loads(text) == {
+        "count": 3,
+        "small": -2,
+        "share": 0.5,
+        "ok": True,
+        "missing": None,
+        "huge": None,
+        "values": [1, 2],
+        "floats": [None, 1.5],
+        "at": 1_782_864_000_000,
+        "step": 900.0,
+        "mids": [3, 7],
+        "7": "an int key",
+        "nested": [{"gaps": 1}],
+    }
+    assert records.plain(record) == orjson.loads(text)
+    with pytest.raises(TypeError, match="object"):
+        records.dumps({"x": object()})
+
+
+class ReadParams(Params):
+    delta_t: int = 15
+
+
+def _bad_read(inputs: Sequence[Series], p: ReadParams, env: Env) -> Series:
+    raise Invalid("delta_t must be a positive number of minutes", loc=("query", "delta_t"))
+
+
+def _bad_other(inputs: Sequence[Series], p: ReadParams, env: Env) -> Series:
+    raise Invalid("something else", loc=("query", "till"))
+
+
+@pytest.mark.parametrize(
+    ("fn", "loc"),
+    [(_bad_read, ["nodes", 1, "params", "delta_t"]), (_bad_other, ["nodes", 1])],
+    ids=["names-a-param", "names-the-node"],
+)
+def test_a_422_from_a_service_a_node_calls_names_the_node(fn: Any, loc: list[Any]) -> None:
+    registry = {**REG, "read": Operator("read", ReadParams, fn, 0, 1)}
+    graph = {"nodes": [node("const", value=1), node("read")], "edges": edges((0, 1))}
+    with pytest.raises(Invalid) as exc:
+        run("g", parse_graph(graph, registry), {}, SINCE, TILL, MemoryContext(), registry=registry)
+    assert exc.value.loc == loc

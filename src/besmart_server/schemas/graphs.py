@@ -39,6 +39,11 @@ class RunRecord(BaseModel):
     points_written: dict[str, int] = Field(description="per target `cid.mid/moid/origin`")
     metrics: list[dict[str, dict[str, Any]]] = Field(description="per item, per `node:function`")
     duration_s: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="why a node did less than asked (no weather, no readings, nothing to "
+        "write...): a run with warnings is still done, with what it could do",
+    )
 
 
 class RunAccepted(BaseModel):
@@ -57,6 +62,10 @@ class RunStatus(BaseModel):
     till: int
     state: RunState
     executor: str
+    clients: list[int] = Field(
+        default_factory=list,
+        description="the clients the run writes to: readers of all of them may see the run",
+    )
     created_at: int
     started_at: int | None = None
     finished_at: int | None = None

@@ -99,7 +99,16 @@ def run(
         if task_async:
             executor = executor_for(settings, db)
             try:
-                run_id = service.submit(db, OPERATOR, executor, name, lo, hi, parsed)
+                run_id = service.submit(
+                    db,
+                    OPERATOR,
+                    executor,
+                    name,
+                    lo,
+                    hi,
+                    parsed,
+                    max_window_days=settings.max_window_days,
+                )
             finally:
                 executor.shutdown()
             _echo({"run_id": run_id, "state": "queued", "executor": executor.kind})

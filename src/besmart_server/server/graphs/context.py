@@ -95,6 +95,7 @@ class DbContext:
     principal: Principal
     as_of: int | None = None
     max_points_per_read: int = 5_000_000
+    max_window_days: int | None = None  # each read's window, as a data read checks it (413)
     weather_radius_km: float = 50.0
     weather_neighbours: int = 4
     store: SeriesStore | None = None
@@ -146,7 +147,7 @@ class DbContext:
             output_unit_id=opts.get("output_unit_id"),
             as_of=self.as_of,
         )
-        budget = signals.ReadBudget(self.max_points_per_read)
+        budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         with self.transaction(write=False) as conn:
             got = signals.read_frame(conn, self._store, self.principal, q, budget=budget)
         f = got.frame
@@ -167,7 +168,7 @@ class DbContext:
             signal_origin_id=opts.get("signal_origin_id"),
             get_last=bool(opts.get("get_last", True)),
         )
-        budget = signals.ReadBudget(self.max_points_per_read)
+        budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         try:
             with self.transaction(write=False) as conn:
                 out = weather.read_weather(
@@ -216,9 +217,12 @@ class DbContext:
         """The series the run has written so far."""
         return sorted({(cid, mid, moid) for cid, mid, moid, _ in self.pending})
 
-    def flush(self, run_time: int) -> dict[Target, int]:
+    def flush(self, run_time: int, *, into: Connection | None = None) -> dict[Target, int]:
         """Store the collected points, one transaction per target series, with acq_time =
-        `run_time`; the points stored per target. Targets stored before a failure stay."""
+        `run_time`; the points stored per target. Targets stored before a failure stay, unless
+        `into` is given: then every target is a SAVEPOINT of that one transaction, which the
+        caller commits together with whatever says the run is done."""
+        transaction = self.transaction if into is None else within(into)
         by_target: dict[Target, list[tuple[int, Series]]] = defaultdict(list)
         for (cid, mid, moid, origin), parts in self.pending.items():
             for part in parts:
@@ -228,7 +232,7 @@ class DbContext:
             columns = _columns(by_target[target], run_time)
             cid, mid, moid = target
             item = signals.WriteItem(cid, mid, moid, None, columns, ("graph", "write"))
-            with self.transaction() as conn:
+            with transaction() as conn:
                 stored[target] = signals.write(conn, self._store, self.principal, [item])
             del_keys = [k for k in self.pending if k[:3] == target]
             for k in del_keys:

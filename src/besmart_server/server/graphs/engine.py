@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import heapq
 import time
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar
 
+import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from besmart_server.server.errors import Invalid
+from besmart_server.server.errors import Invalid, TooLarge
 
 Series: TypeAlias = "pd.Series[float]"
 Loc: TypeAlias = tuple[str | int, ...]
@@ -30,6 +32,15 @@ Loc: TypeAlias = tuple[str | int, ...]
 PARAM: Final = "$param"  # key of a template parameter: {"$param": "dotted.path", "default": ...}
 DEFAULT: Final = "default"
 MS_PER_MINUTE: Final = 60_000
+MS_PER_DAY: Final = 86_400_000
+# Graphs compute on pandas' nanosecond timestamps (years 1677 to 2262): windows stay well inside,
+# so steps and lookbacks added to them cannot overflow.
+TIME_MIN_MS: Final = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+TIME_MAX_MS: Final = 7_258_118_400_000  # 2200-01-01T00:00:00Z
+TIME_RANGE: Final = "1900-01-01 to 2200-01-01 (UTC)"
+MAX_STEP_MINUTES: Final = 366 * 1440  # no step, bucket or freq_minutes is longer than a year
+MAX_SHIFT_MINUTES: Final = 100 * 366 * 1440  # lookback/lookahead: 100 years at most
+MAX_ID: Final = 2**31 - 1  # client, sensor, signal type and unit ids are 32-bit columns
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -173,19 +184,103 @@ def target_key(client_cid: int, sensor_mid: int, moid: int, origin: int) -> str:
 class Params(BaseModel):
     """Base of every operator's parameters: unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities (JSON bodies may carry them) are never meaningful parameters.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Windowed(Params):
     """Parameters of operators that may look beyond the run's window."""
 
-    lookback_minutes: int = Field(default=0, ge=0, description="extend the window backwards")
-    lookahead_minutes: int = Field(default=0, ge=0, description="extend the window forwards")
+    lookback_minutes: int = Field(
+        default=0, ge=0, le=MAX_SHIFT_MINUTES, description="extend the window backwards"
+    )
+    lookahead_minutes: int = Field(
+        default=0, ge=0, le=MAX_SHIFT_MINUTES, description="extend the window forwards"
+    )
+
+
+def _time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: an IANA name such as Europe/Warsaw"
+        ) from None
+    return value
+
+
+def _country(value: str | None) -> str | None:
+    if value is not None and value not in holidays_lib.list_supported_countries():
+        raise ValueError(
+            f"no public holidays are known for country {value!r}: an ISO 3166 alpha-2 code "
+            "such as PL, or null for none"
+        )
+    return value
+
+
+# Checked when the params are validated, so a bad zone or country is a 422 naming the parameter
+# before anything runs (pandas and `holidays` would only fail half-way through the run).
+TimeZone: TypeAlias = Annotated[str, AfterValidator(_time_zone)]
+Country: TypeAlias = Annotated[str | None, AfterValidator(_country)]
+
+# An id of a client, sensor, signal type or unit: a larger number would fail in the database.
+Id: TypeAlias = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+Kind: TypeAlias = Literal["instantaneous", "cumulative", "interval"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """What a series between nodes holds, as far as the graph tells before it runs: the
+    dimension of its unit (the catalog's: energy, power, voltage...) and how its points relate
+    in time (readings of a register, energy per interval, or instantaneous values)."""
+
+    dimension: str
+    kind: Kind
+
+    def describe(self) -> str:
+        """For error messages."""
+        return {
+            ("energy", "interval"): "energy per interval (kWh)",
+            ("energy", "cumulative"): "energy register readings",
+            ("power", "instantaneous"): "power (kW)",
+        }.get((self.dimension, self.kind), f"{self.kind} {self.dimension}")
+
+
+ENERGY_PER_INTERVAL: Final = Quantity("energy", "interval")
+POWER: Final = Quantity("power", "instantaneous")
+
+
+class Incompatible(Exception):
+    """Raised by an operator's `output` rule: what flows into it cannot be used as asked.
+    `where` is relative to the node, e.g. ("params", "moid") or ("inputs",)."""
+
+    def __init__(self, where: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
 
 
 P = TypeVar("P", bound=Params)
 OpFn: TypeAlias = Callable[[Sequence[Series], P, Env], Series]
 Check: TypeAlias = Callable[[P, int], tuple[str, str] | None]
+# What a node outputs given its params and its inputs' quantities (None: not known); raises
+# Incompatible when the inputs do not fit. Without one, a node's output is not known.
+Output: TypeAlias = Callable[[P, Sequence[Quantity | None]], Quantity | None]
+
+
+def same_as_input(p: Params, inputs: Sequence[Quantity | None]) -> Quantity | None:
+    """The `output` of operators that keep their (first) input's quantity."""
+    return inputs[0] if inputs else None
+
+
+def produces(quantity: Quantity) -> Callable[[Params, Sequence[Quantity | None]], Quantity]:
+    """The `output` of operators that always make the same quantity."""
+
+    def output(p: Params, inputs: Sequence[Quantity | None]) -> Quantity:
+        return quantity
+
+    return output
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +294,7 @@ class Operator(Generic[P]):
     max_inputs: int | None = 0  # None: any number
     check: Check[P] | None = None  # cross-field rules: (param, message) when broken
     doc: str = ""
+    output: Output[P] | None = None
 
     def __call__(self, inputs: Sequence[Series], params: P, env: Env) -> Series:
         """Run the operator on already validated params."""
@@ -214,12 +310,15 @@ def operator(
     *,
     inputs: tuple[int, int | None] = (0, 0),
     check: Check[P] | None = None,
+    output: Output[P] | None = None,
 ) -> Callable[[OpFn[P]], Operator[P]]:
-    """Declare a function as the operator `name` with its parameter model and input arity."""
+    """Declare a function as the operator `name` with its parameter model, input arity and
+    (optionally) the quantity it outputs."""
 
     def wrap(fn: OpFn[P]) -> Operator[P]:
         doc = (fn.__doc__ or "").strip().splitlines()
-        return Operator(name, params, fn, inputs[0], inputs[1], check, doc[0] if doc else "")
+        first = doc[0] if doc else ""
+        return Operator(name, params, fn, inputs[0], inputs[1], check, first, output)
 
     return wrap
 
@@ -283,6 +382,11 @@ def _has_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_template(v) for v in value)
     return False
+
+
+def has_templates(graph: Graph) -> bool:
+    """Whether any node param waits for a run's body."""
+    return any(_has_template(dict(node.params)) for node in graph.nodes)
 
 
 def _check_template(value: Any, loc: Loc) -> None:
@@ -479,8 +583,27 @@ def prepare(graph: Graph, body: Any, registry: Registry | None = None) -> list[l
                 if broken is not None:
                     raise Invalid(broken[1], loc=(*loc, broken[0]))
             plan.append(params)
+        _check_quantities(graph, plan, registry, body_loc)
         plans.append(plan)
     return plans
+
+
+def _check_quantities(
+    graph: Graph, plan: Sequence[Params], registry: Registry, body_loc: Loc
+) -> None:
+    """Follow what each node outputs through the graph; 422 where a node cannot take what
+    flows into it (a voltage written into an energy signal, a sum of power and energy...)."""
+    out: dict[int, Quantity | None] = {}
+    for j in graph.order:
+        op = registry[graph.nodes[j].function]
+        given = [out[i] for i in graph.inputs_of(j)]
+        try:
+            out[j] = None if op.output is None else op.output(plan[j], given)
+        except Incompatible as exc:
+            msg = exc.message
+            if len(body_loc) > 1:
+                msg = f"{msg} (body item {body_loc[1]})"
+            raise Invalid(msg, loc=("nodes", j, *exc.where), type_="unit_mismatch") from None
 
 
 def write_targets(graph: Graph, plans: Sequence[Sequence[Params]]) -> set[tuple[int, int]]:
@@ -494,10 +617,53 @@ def write_targets(graph: Graph, plans: Sequence[Sequence[Params]]) -> set[tuple[
     return found
 
 
-def check_window(since: int, till: int) -> None:
-    """The half-open window must not be empty."""
+def check_window(since: int, till: int, *, max_window_days: int | None = None) -> None:
+    """A non-empty half-open window of calendar time the engine can compute on (422 naming
+    since or till), at most `max_window_days` long (413, as a data read answers)."""
+    for name, value in (("since", since), ("till", till)):
+        if not TIME_MIN_MS <= value <= TIME_MAX_MS:
+            raise Invalid(
+                f"{name} must be a UTC ms timestamp from {TIME_RANGE}", loc=("query", name)
+            )
     if since >= till:
         raise Invalid("since must be before till", loc=("query", "since"))
+    if max_window_days is not None and till - since > max_window_days * MS_PER_DAY:
+        raise TooLarge(
+            f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; at most "
+            f"{max_window_days} (max_window_days): run a shorter window"
+        )
+
+
+def check_spans(
+    graph: Graph,
+    plans: Sequence[Sequence[Params]],
+    since: int,
+    till: int,
+    *,
+    max_window_days: int | None = None,
+) -> None:
+    """Every node's widened window (lookback/lookahead) within the engine's calendar range
+    (422 naming the parameter) and at most `max_window_days` long (413)."""
+    for plan in plans:
+        for j, params in enumerate(plan):
+            if not isinstance(params, Windowed):
+                continue
+            lo = since - params.lookback_minutes * MS_PER_MINUTE
+            hi = till + params.lookahead_minutes * MS_PER_MINUTE
+            for name, ok in (
+                ("lookback_minutes", lo >= TIME_MIN_MS),
+                ("lookahead_minutes", hi <= TIME_MAX_MS),
+            ):
+                if not ok:
+                    raise Invalid(
+                        f"{name} reaches beyond {TIME_RANGE}", loc=("nodes", j, "params", name)
+                    )
+            if max_window_days is not None and hi - lo > max_window_days * MS_PER_DAY:
+                raise TooLarge(
+                    f"Node {j} ({graph.nodes[j].function}) reads {(hi - lo) / MS_PER_DAY:.1f} "
+                    f"days (the window widened by lookback_minutes/lookahead_minutes); at most "
+                    f"{max_window_days} (max_window_days): run a shorter window"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +678,7 @@ class RunRecord:
     points_written: dict[str, int]
     metrics: list[dict[str, dict[str, Any]]]
     duration_s: float
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The record in its wire shape."""
@@ -524,7 +691,20 @@ class RunRecord:
             "points_written": dict(self.points_written),
             "metrics": self.metrics,
             "duration_s": self.duration_s,
+            "warnings": list(self.warnings),
         }
+
+
+def _at_node(exc: Invalid, node: int, params: Params) -> Invalid:
+    """A 422 from a service the node called (a read's `query.output_unit_id`...), named by the
+    node and, where the service names one of the node's parameters, by that parameter."""
+    if exc.loc[:1] == ["nodes"]:
+        return exc
+    named = [
+        part for part in exc.loc if isinstance(part, str) and part in type(params).model_fields
+    ]
+    where: Loc = ("nodes", node, "params", named[-1]) if named else ("nodes", node)
+    return Invalid(exc.detail, loc=where, type_=exc.type_)
 
 
 def execute(
@@ -536,7 +716,11 @@ def execute(
     for j in graph.order:
         op = registry[graph.nodes[j].function]
         env.node, env.metrics = j, {}
-        outputs[j] = as_series(op(tuple(outputs[i] for i in graph.inputs_of(j)), params[j], env))
+        try:
+            out = op(tuple(outputs[i] for i in graph.inputs_of(j)), params[j], env)
+        except Invalid as exc:
+            raise _at_node(exc, j, params[j]) from None
+        outputs[j] = as_series(out)
         if env.metrics:
             metrics[f"{j}:{op.name}"] = env.metrics
     return outputs, metrics
@@ -562,10 +746,15 @@ def run(
     now = run_time if run_time is not None else int(time.time() * 1000)
     written: dict[str, int] = {}
     all_metrics: list[dict[str, dict[str, Any]]] = []
+    warnings: list[str] = []
     for item, plan in enumerate(plans):
         env = Env(ctx, ms_to_ts(since), ms_to_ts(till), ms_to_ts(now), item=item, written=written)
         _, item_metrics = execute(parsed, plan, env, registry)
         all_metrics.append(item_metrics)
+        for key, node_metrics in item_metrics.items():
+            if node_metrics.get("warning"):
+                where = key if len(plans) == 1 else f"item {item}, {key}"
+                warnings.append(f"{where}: {node_metrics['warning']}")
     return RunRecord(
         graph=name,
         since=since,
@@ -575,4 +764,5 @@ def run(
         points_written=written,
         metrics=all_metrics,
         duration_s=time.perf_counter() - started,
+        warnings=warnings,
     )

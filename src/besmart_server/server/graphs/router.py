@@ -6,7 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 
-from besmart_server.schemas.graphs import GraphInfo, RunAccepted, RunRecord, RunStatus
+from besmart_server.schemas.graphs import (
+    GraphInfo,
+    RunAccepted,
+    RunRecord,
+    RunState,
+    RunStatus,
+)
 from besmart_server.server.deps import (
     ConnDep,
     CurrentUser,
@@ -65,7 +71,16 @@ def run_graph(
     lo, hi = service.default_window(since, till)
     if task_async:
         executor = get_executor(request, db, settings)
-        run_id = service.submit(db, principal, executor, graph_name, lo, hi, body)
+        run_id = service.submit(
+            db,
+            principal,
+            executor,
+            graph_name,
+            lo,
+            hi,
+            body,
+            max_window_days=settings.max_window_days,
+        )
         response.status_code = 202
         return RunAccepted(run_id=run_id)
     return service.run_now(db, principal, graph_name, lo, hi, body, settings=settings)
@@ -82,8 +97,33 @@ def get_run(
     principal: CurrentUser,
     run_id: Annotated[int, Path(description="Run id", ge=0, le=2**31 - 1)],
 ) -> RunStatus:
-    """A run's state, with its record once done (only the caller's runs)."""
+    """A run's state, with its record once done: the caller's own runs, and runs writing to
+    clients it reads."""
     return service.get_run(conn, principal, run_id)
+
+
+@router.get(
+    "/api/tasks/runs",
+    summary="List graph runs",
+    response_model=list[RunStatus],
+    responses={**R401},
+)
+def list_runs(
+    conn: ConnDep,
+    principal: CurrentUser,
+    graph_name: Annotated[str | None, Query(description="Only runs of this graph")] = None,
+    state: Annotated[RunState | None, Query(description="Only runs in this state")] = None,
+    client_cid: Annotated[
+        int | None, Query(description="Only runs writing to this client", ge=0, le=2**31 - 1)
+    ] = None,
+    limit: Annotated[
+        int, Query(description="At most this many, newest first", ge=1, le=1000)
+    ] = 100,
+) -> list[RunStatus]:
+    """The caller's own runs and those of clients it reads (running needs the write role)."""
+    return service.list_runs(
+        conn, principal, graph_name=graph_name, state=state, client_cid=client_cid, limit=limit
+    )
 
 
 @router.get(
@@ -131,7 +171,12 @@ def put_graph(
     name: Annotated[str, Path(description="Graph name")],
     definition: Annotated[Any, Body(description='{"nodes": [...], "edges": [...]}')],
     client_cid: Annotated[
-        int | None, Query(description="Owning client of a new graph (admins: omit for system)")
+        int | None,
+        Query(
+            description="Owning client of a new graph (admins: omit for system)",
+            ge=0,
+            le=2**31 - 1,
+        ),
     ] = None,
 ) -> GraphInfo:
     """Create (201) or replace (200) a graph; validated before it is stored."""

@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from besmart_server.schemas.graphs import GraphDefinition, GraphInfo, RunRecord, RunStatus
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
-from besmart_server.server.graphs import engine
+from besmart_server.server.graphs import engine, records
 from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
 from besmart_server.server.graphs.context import DbContext
-from besmart_server.server.graphs.tables import graph_runs, graphs
+from besmart_server.server.graphs.tables import graph_run_clients, graph_runs, graphs
 from besmart_server.server.sensors.access import sensor_for
-from besmart_server.server.users.service import Principal
+from besmart_server.server.users.service import Principal, client_exists
 
 log = logging.getLogger("besmart.graphs")
 
@@ -63,6 +63,32 @@ class StoredGraph:
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
+
+
+def _big_int_at(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return loc if not -(2**63) <= value < 2**64 else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _big_int_at(item, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(value: Any, loc: tuple[str | int, ...]) -> str:
+    """A request's JSON (a body, a definition) as stored; 422 naming the first integer JSON
+    storage cannot hold (beyond 64 bits) instead of failing while storing it."""
+    found = _big_int_at(value, loc)
+    if found is not None:
+        raise Invalid("Integers must fit in 64 bits", loc=found, type_="int_too_big")
+    return orjson.dumps(value).decode()
 
 
 def _graph_not_found(name: str) -> NotFound:
@@ -159,11 +185,15 @@ def put_graph(
         raise Invalid(f"A graph name matches {NAME_PATTERN}", loc=("path", "name"))
     if name in BUILTIN:
         raise Conflict(f"Graph {name!r} is shipped with the server; store yours by another name")
+    text = json_text(definition, ("body",))
     try:
-        engine.parse_graph(definition)
+        graph = engine.parse_graph(definition)
+        if not engine.has_templates(graph):
+            # nothing left for a body to fill: cross-field rules and what flows between
+            # nodes can be checked now rather than at the first run
+            engine.prepare(graph, {})
     except Invalid as exc:
         raise Invalid(exc.detail, loc=("body", *exc.loc), type_=exc.type_) from None
-    text = orjson.dumps(definition).decode()
     now = now_ms()
     rows = _candidates(conn, principal, name, client_cid)
     if client_cid is not None or not principal.is_admin:
@@ -185,6 +215,8 @@ def put_graph(
             )
         if client_cid is not None:
             principal.require(client_cid, Role.owner, what=f"Client {client_cid}")
+            if not client_exists(conn, client_cid):  # admins may name any client
+                raise NotFound(f"Client {client_cid} not found")
         conn.execute(
             insert(graphs).values(
                 name=name, definition=text, owner_cid=client_cid, created_at=now, updated_at=now
@@ -230,13 +262,22 @@ def default_window(since: int | None, till: int | None, now: int | None = None) 
 
 
 def plan_run(
-    conn: Connection, principal: Principal, name: str, since: int, till: int, body: Any
+    conn: Connection,
+    principal: Principal,
+    name: str,
+    since: int,
+    till: int,
+    body: Any,
+    *,
+    max_window_days: int | None = None,
 ) -> RunPlan:
     """Validate the window, graph and body and check the write role on every target."""
-    engine.check_window(since, till)
+    engine.check_window(since, till, max_window_days=max_window_days)
+    json_text(body, ("body",))
     found = find_graph(conn, principal, name)
     graph = engine.parse_graph(found.definition)
     plans = engine.prepare(graph, body)
+    engine.check_spans(graph, plans, since, till, max_window_days=max_window_days)
     targets = engine.write_targets(graph, plans)
     for cid, mid in sorted(targets):
         sensor_for(conn, principal, cid, mid, Role.write)
@@ -251,7 +292,7 @@ def create_run(conn: Connection, principal: Principal, plan: RunPlan, *, executo
             graph_name=plan.name,
             since=plan.since,
             till=plan.till,
-            body=orjson.dumps(plan.body).decode(),
+            body=json_text(plan.body, ("body",)),
             state="queued",
             executor=executor,
             user_id=principal.user_id,
@@ -259,16 +300,34 @@ def create_run(conn: Connection, principal: Principal, plan: RunPlan, *, executo
         )
         .returning(graph_runs.c.id)
     )
-    return int(result.scalar_one())
+    run_id = int(result.scalar_one())
+    cids = sorted({cid for cid, _ in plan.targets})
+    if cids:
+        conn.execute(insert(graph_run_clients), [{"run_id": run_id, "client_cid": c} for c in cids])
+    return run_id
 
 
-def get_run(conn: Connection, principal: Principal, run_id: int) -> RunStatus:
-    """A run of the caller's (any run for admins); 404 otherwise."""
-    row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
-    if row is None or not (
-        principal.is_admin or (principal.user_id is not None and row.user_id == principal.user_id)
-    ):
-        raise NotFound(f"Run {run_id} not found")
+def _clients_of(conn: Connection, run_ids: list[int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {r: [] for r in run_ids}
+    rows = conn.execute(
+        select(graph_run_clients.c.run_id, graph_run_clients.c.client_cid)
+        .where(graph_run_clients.c.run_id.in_(run_ids))
+        .order_by(graph_run_clients.c.client_cid)
+    )
+    for run_id, cid in rows:
+        found[int(run_id)].append(int(cid))
+    return found
+
+
+def _may_see(principal: Principal, user_id: int | None, clients: list[int]) -> bool:
+    """Its user, admins, and readers of every client it writes to (a run's record names the
+    series it wrote, so a reader of only some of them does not see it)."""
+    if principal.is_admin or (principal.user_id is not None and user_id == principal.user_id):
+        return True
+    return bool(clients) and all(principal.can(cid, Role.read) for cid in clients)
+
+
+def _status(row: Any, clients: list[int]) -> RunStatus:
     return RunStatus(
         run_id=int(row.id),
         graph=str(row.graph_name),
@@ -276,12 +335,63 @@ def get_run(conn: Connection, principal: Principal, run_id: int) -> RunStatus:
         till=int(row.till),
         state=row.state,
         executor=str(row.executor),
+        clients=clients,
         created_at=int(row.created_at),
         started_at=row.started_at,
         finished_at=row.finished_at,
         record=None if row.record is None else RunRecord.model_validate_json(row.record),
         error=row.error,
     )
+
+
+def get_run(conn: Connection, principal: Principal, run_id: int) -> RunStatus:
+    """A run the caller may see (see `_may_see`); 404 otherwise."""
+    row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
+    clients = _clients_of(conn, [run_id])[run_id]
+    if row is None or not _may_see(principal, row.user_id, clients):
+        raise NotFound(f"Run {run_id} not found")
+    return _status(row, clients)
+
+
+def list_runs(
+    conn: Connection,
+    principal: Principal,
+    *,
+    graph_name: str | None = None,
+    state: str | None = None,
+    client_cid: int | None = None,
+    limit: int = 100,
+) -> list[RunStatus]:
+    """The newest runs the caller may see, newest first, optionally of one graph, state or
+    client."""
+    q = select(graph_runs).order_by(graph_runs.c.id.desc())
+    if graph_name is not None:
+        q = q.where(graph_runs.c.graph_name == graph_name)
+    if state is not None:
+        q = q.where(graph_runs.c.state == state)
+    if client_cid is not None:
+        q = q.where(
+            graph_runs.c.id.in_(
+                select(graph_run_clients.c.run_id).where(
+                    graph_run_clients.c.client_cid == client_cid
+                )
+            )
+        )
+    if not principal.is_admin:
+        readable = [cid for cid in principal.roles if principal.can(cid, Role.read)]
+        runs_clients = select(graph_run_clients.c.run_id).where(
+            graph_run_clients.c.run_id == graph_runs.c.id
+        )
+        theirs = and_(
+            runs_clients.exists(),
+            ~runs_clients.where(graph_run_clients.c.client_cid.not_in(readable)).exists(),
+        )
+        if principal.user_id is not None:
+            theirs = or_(graph_runs.c.user_id == principal.user_id, theirs)
+        q = q.where(theirs)
+    rows = conn.execute(q.limit(limit)).all()
+    clients = _clients_of(conn, [int(r.id) for r in rows])
+    return [_status(row, clients[int(row.id)]) for row in rows]
 
 
 def _set_state(db: Database, run_id: int, **values: Any) -> None:
@@ -298,7 +408,12 @@ def execute(
     plan: RunPlan | None = None,
     run_time: int | None = None,
 ) -> dict[str, Any]:
-    """Run a queued run to its end and record it; the run record (errors re-raised)."""
+    """Run a queued run to its end and record it; the run record (errors re-raised).
+
+    The run's points and its `done` state commit in one transaction, after the record has been
+    serialised: a run is either done with its points stored, or failed with none of them.
+    Anything that stops it (an error, a worker's time limit) records it as failed.
+    """
     with db.transaction() as conn:
         row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
         if row is None:
@@ -313,26 +428,40 @@ def execute(
         if plan is None:  # a queued run: validate and authorize again, things may have changed
             with db.transaction(write=False) as conn:
                 plan = plan_run(
-                    conn, principal, row.graph_name, row.since, row.till, orjson.loads(row.body)
+                    conn,
+                    principal,
+                    row.graph_name,
+                    row.since,
+                    row.till,
+                    orjson.loads(row.body),
+                    max_window_days=settings.max_window_days,
                 )
         ctx = DbContext.over(
             db,
             principal,
             max_points_per_read=settings.max_points_per_read,
+            max_window_days=settings.max_window_days,
             weather_radius_km=settings.weather_radius_km,
             weather_neighbours=settings.weather_neighbours,
         )
         done = engine.run(
             plan.name, plan.graph, plan.body, plan.since, plan.till, ctx, run_time=run_time
         )
-        ctx.flush(done.run_time)
-        record = done.to_json() | {"run_id": run_id, "duration_s": time.perf_counter() - started}
-    except Exception as exc:
+        duration = {"run_id": run_id, "duration_s": time.perf_counter() - started}
+        text = records.dumps(done.to_json() | duration)
+        with db.transaction() as conn:
+            ctx.flush(done.run_time, into=conn)
+            conn.execute(
+                update(graph_runs)
+                .where(graph_runs.c.id == run_id)
+                .values(state="done", record=text, finished_at=now_ms())
+            )
+    except BaseException as exc:
         detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
         _set_state(db, run_id, state="failed", error=str(detail)[:4000], finished_at=now_ms())
         raise
-    _set_state(db, run_id, state="done", record=orjson.dumps(record).decode(), finished_at=now_ms())
-    return record
+    out: dict[str, Any] = orjson.loads(text)
+    return out
 
 
 def run_now(
@@ -348,7 +477,9 @@ def run_now(
 ) -> dict[str, Any]:
     """Validate, authorize and run in this thread; the run record."""
     with db.transaction(write=False) as conn:
-        plan = plan_run(conn, principal, name, since, till, body)
+        plan = plan_run(
+            conn, principal, name, since, till, body, max_window_days=settings.max_window_days
+        )
     with db.transaction() as conn:
         run_id = create_run(conn, principal, plan, executor=executor)
     return execute(db, run_id, principal, settings=settings, plan=plan)
@@ -372,10 +503,12 @@ def submit(
     since: int,
     till: int,
     body: Any,
+    *,
+    max_window_days: int | None = None,
 ) -> int:
     """Validate, authorize and queue a run (committed before the executor sees it); its id."""
     with db.transaction(write=False) as conn:
-        plan = plan_run(conn, principal, name, since, till, body)
+        plan = plan_run(conn, principal, name, since, till, body, max_window_days=max_window_days)
     with db.transaction() as conn:
         run_id = create_run(conn, principal, plan, executor=executor.kind)
     executor.submit(run_id, principal)

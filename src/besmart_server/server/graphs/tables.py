@@ -43,11 +43,21 @@ graph_runs = Table(
     Column("executor", String(20), nullable=False),
     Column("record", Text, nullable=True),  # JSON run record once done
     Column("error", Text, nullable=True),
-    # Who started it (NULL: the CLI); only they (and admins) may see the run.
+    # Who started it (NULL: the CLI); they, admins and readers of its clients may see it.
     Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("started_at", BigInteger, nullable=True),
     Column("finished_at", BigInteger, nullable=True),
     Index("ix_graph_runs_user_id", "user_id"),
     sqlite_autoincrement=True,
+)
+
+# The clients a run writes to (from its write targets, when it is created): readers of every
+# one of them may see the run; running one needs the write role on each.
+graph_run_clients = Table(
+    "graph_run_clients",
+    metadata,
+    Column("run_id", Integer, ForeignKey("graph_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_cid", Integer, ForeignKey("clients.cid", ondelete="CASCADE"), primary_key=True),
+    Index("ix_graph_run_clients_client_cid", "client_cid"),
 )

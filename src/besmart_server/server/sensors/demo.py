@@ -151,9 +151,11 @@ def load(conn: Connection, info: DemoInfo) -> None:
         sensor_eid="PV-KRK-0001",
         lat=50.0601,
         lon=19.9405,
-        node_id=transformer,
+        # On the apartment block's roof, behind meter 2: its surplus is meter 2's export, so it
+        # is no member of the transformer's balance (counting it too would count it twice).
+        node_id=meter_2,
         details={"kwp": 9.8, "tilt": 35, "azimuth": 180},
-        balance_calculation=True,
+        balance_calculation=False,
         annotations={"inverter": "10 kW string inverter"},
     )
     _state(
@@ -189,5 +191,5 @@ def load(conn: Connection, info: DemoInfo) -> None:
     )
     info.notes.append(
         "Demo sensors: a station, a transformer, two meters (meter_2 swapped on 2026-10-15) "
-        "and a 9.8 kWp PV installation in Krakow."
+        "and a 9.8 kWp PV installation behind meter_2, in Krakow."
     )

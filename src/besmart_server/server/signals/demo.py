@@ -207,7 +207,7 @@ def load(conn: Connection, info: DemoInfo) -> None:
         load_shape = shape_fn(grid, rng)
         pv_shape = clear_sky(grid, *KRAKOW) * _daily_noise(grid, rng, 0.2, 1.0)
         plus, p_primary, factor_at = counter(grid, load_shape, st_plus, rate=rate)
-        minus, _, _ = counter(grid, pv_shape, st_minus, rate=max(export, 1e-3))
+        minus, export_primary, _ = counter(grid, pv_shape, st_minus, rate=max(export, 1e-3))
         # The month, and for meter_2 also the days around a swap that precedes it.
         swaps = [s.since for s in st_plus[1:] if s.since < start]
         lo = min(start, swaps[-1] - 2 * DAY_MS) if swaps else start
@@ -217,7 +217,8 @@ def load(conn: Connection, info: DemoInfo) -> None:
         in_month = grid >= start
         # P+ as the meter measures it (secondary side); apply_multiplier gives the primary.
         write(mid, "P+", grid[in_month], p_primary[in_month] / factor_at[in_month])
-        meters_primary += p_primary[in_month]
+        # what the meter draws from the transformer: its import less what it feeds back
+        meters_primary += p_primary[in_month] - export_primary[in_month]
         for phase, u in zip(("U1", "U2", "U3"), voltages(month, rng), strict=True):
             write(mid, phase, month, u)
 
@@ -225,12 +226,17 @@ def load(conn: Connection, info: DemoInfo) -> None:
         lat, lon = _location(conn, pv)
         write(pv, "P_PV", month, pv_power(month, 9.8, lat, lon, rng))
 
-    for role, level in (("transformer", 1.0), ("station", 1.0)):
+    # The transformer, metered on its 15 kV side, feeds only the two meters: its power is theirs
+    # plus the losses of the transformer and the low-voltage lines (no-load ~0.3 kW and ~1.5 %
+    # of the load), a few percent as in a real substation. The station adds its own auxiliary
+    # supply (lighting, heating, protection: 0.2 kW). The PV installation sits behind meter 2
+    # (the apartment block's roof): its surplus is meter 2's A- export, already counted.
+    losses = 0.3 + 0.015 * meters_primary
+    for role, own in (("transformer", 0.0), ("station", 0.2)):
         mid = roles.get(role)
         if mid is None:
             continue
-        losses = 0.015 * meters_primary + 0.8  # copper and iron losses, kW
-        write(mid, "P+", month, meters_primary + losses + 20.0 * level)  # other feeders
+        write(mid, "P+", month, meters_primary + losses + own)
         if role == "transformer":
             for phase, u in zip(("U1", "U2", "U3"), voltages(month, rng), strict=True):
                 write(mid, phase, month, u + 1.0)

@@ -10,13 +10,17 @@ import pandas as pd
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
     Env,
+    Incompatible,
     Operator,
     Params,
+    Quantity,
     Series,
     empty_series,
     ns,
     operator,
+    same_as_input,
 )
 from besmart_server.server.graphs.operators.signals import step_of
 
@@ -29,7 +33,16 @@ class SumParams(Params):
     )
 
 
-@operator("sum", SumParams, inputs=(1, None))
+def _all_alike(p: Params, inputs: Sequence[Quantity | None]) -> Quantity | None:
+    """Sums and differences add like to like: their known inputs must hold one quantity."""
+    known = {q for q in inputs if q is not None}
+    if len(known) > 1:
+        what = " and ".join(sorted(q.describe() for q in known))
+        raise Incompatible(("inputs",), f"the inputs hold different quantities: {what}")
+    return inputs[0] if len(known) == 1 and None not in inputs else None
+
+
+@operator("sum", SumParams, inputs=(1, None), output=_all_alike)
 def sum_(inputs: Sequence[Series], p: SumParams, env: Env) -> Series:
     """The sum of the inputs at each time."""
     frame = pd.concat(list(inputs), axis=1, join=p.align)
@@ -42,7 +55,7 @@ class DifferenceParams(Params):
     """No parameters: the first input minus the second at their common times."""
 
 
-@operator("difference", DifferenceParams, inputs=(2, 2))
+@operator("difference", DifferenceParams, inputs=(2, 2), output=_all_alike)
 def difference(inputs: Sequence[Series], p: DifferenceParams, env: Env) -> Series:
     """The first input minus the second, where both have a value."""
     a, b = inputs
@@ -57,7 +70,7 @@ class ScaleParams(Params):
     offset: float = 0.0
 
 
-@operator("scale", ScaleParams, inputs=(1, 1))
+@operator("scale", ScaleParams, inputs=(1, 1), output=same_as_input)
 def scale(inputs: Sequence[Series], p: ScaleParams, env: Env) -> Series:
     """Multiply by a factor and add an offset."""
     return inputs[0] * p.factor + p.offset
@@ -67,7 +80,7 @@ class ResampleParams(Params):
     """A new step: `mean`/`sum` aggregate into epoch-aligned buckets (labelled by their start);
     `interpolate`, `ffill` and `split` (an interval's energy spread evenly) refine."""
 
-    freq_minutes: int = Field(gt=0)
+    freq_minutes: int = Field(gt=0, le=MAX_STEP_MINUTES)
     how: Literal["mean", "sum", "interpolate", "ffill", "split"] = "mean"
 
 
@@ -97,7 +110,7 @@ def resample(series: Series, freq_minutes: int, how: str) -> Series:
     return pd.Series(values, index=index[inside])
 
 
-@operator("resample", ResampleParams, inputs=(1, 1))
+@operator("resample", ResampleParams, inputs=(1, 1), output=same_as_input)
 def resample_op(inputs: Sequence[Series], p: ResampleParams, env: Env) -> Series:
     """Change the step of a series."""
     return resample(inputs[0], p.freq_minutes, p.how)

@@ -9,8 +9,19 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import Env, Member, Operator, Params, Series, operator
-from besmart_server.server.graphs.operators.signals import read_energy
+from besmart_server.server.graphs.engine import (
+    ENERGY_PER_INTERVAL,
+    MAX_STEP_MINUTES,
+    Env,
+    Id,
+    Member,
+    Operator,
+    Params,
+    Series,
+    operator,
+    produces,
+)
+from besmart_server.server.graphs.operators.signals import energy_problem, read_energy
 
 
 def balance(parent: Series, children: Mapping[int, Series]) -> tuple[Series, dict[str, Any]]:
@@ -49,10 +60,10 @@ def split_members(members: Sequence[Member]) -> tuple[list[int], list[int], list
 class BalanceParams(Params):
     """The node, which energy signal to balance and at which step."""
 
-    client_cid: int
-    node_mid: int
-    moid: int = Field(default=32, description="an energy signal: A+ register by default")
-    delta_t: int = Field(default=15, gt=0)
+    client_cid: Id
+    node_mid: Id
+    moid: Id = Field(default=32, description="an energy signal: A+ register by default")
+    delta_t: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     get_last: bool = True
     apply_multiplier: bool = Field(
         default=False, description="read primary-side values (CT/VT ratios of the states)"
@@ -64,7 +75,12 @@ class BalanceParams(Params):
     )
 
 
-@operator("balance", BalanceParams)
+def _check(p: BalanceParams, n_inputs: int) -> tuple[str, str] | None:
+    problem = energy_problem(p.moid)
+    return None if problem is None else ("moid", problem)
+
+
+@operator("balance", BalanceParams, check=_check, output=produces(ENERGY_PER_INTERVAL))
 def balance_op(inputs: Sequence[Series], p: BalanceParams, env: Env) -> Series:
     """The node's residual energy (kWh per interval): its own minus its counted children's."""
     since, till = env.span()

@@ -12,6 +12,8 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
+    ENERGY_PER_INTERVAL,
+    MAX_STEP_MINUTES,
     Env,
     Operator,
     Series,
@@ -21,6 +23,7 @@ from besmart_server.server.graphs.engine import (
     min_step,
     ns,
     operator,
+    produces,
 )
 
 F64 = NDArray[np.float64]
@@ -165,7 +168,7 @@ class EstimationParams(Windowed):
     optionally, generation power (input 2, kW)."""
 
     mode: Mode = "net_import"
-    freq_minutes: int = Field(default=15, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     signal_discrepancy_tolerance_kWh: float = Field(default=0.0, ge=0)
     readings: Literal["cumulative", "interval"] = Field(
         default="cumulative",
@@ -173,7 +176,7 @@ class EstimationParams(Windowed):
         "per period starting at each point",
     )
     zone_freq_minutes: int | None = Field(
-        default=None, gt=0, description="period of interval readings"
+        default=None, gt=0, le=MAX_STEP_MINUTES, description="period of interval readings"
     )
 
 
@@ -185,7 +188,13 @@ def _check(p: EstimationParams, n_inputs: int) -> tuple[str, str] | None:
     return None
 
 
-@operator("estimation", EstimationParams, inputs=(2, 3), check=_check)
+@operator(
+    "estimation",
+    EstimationParams,
+    inputs=(2, 3),
+    check=_check,
+    output=produces(ENERGY_PER_INTERVAL),
+)
 def estimation(inputs: Sequence[Series], p: EstimationParams, env: Env) -> Series:
     """A profile (kWh per interval) whose energy in each coarse period equals its reading."""
     out, metrics = estimate(

@@ -11,7 +11,22 @@ import pandas as pd
 from numpy.typing import NDArray
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import Env, Operator, Params, Series, grid, operator, times
+from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
+    POWER,
+    Country,
+    Env,
+    Operator,
+    Params,
+    Series,
+    TimeZone,
+    empty_series,
+    grid,
+    operator,
+    produces,
+    same_as_input,
+    times,
+)
 from besmart_server.server.graphs.operators.profile import (
     BdewProfile,
     bdew_profile,
@@ -19,7 +34,7 @@ from besmart_server.server.graphs.operators.profile import (
     to_freq,
 )
 from besmart_server.server.graphs.operators.pv import PVParams, pv_from_weather
-from besmart_server.server.graphs.operators.weather import KELVIN, on_grid
+from besmart_server.server.graphs.operators.weather import KELVIN, on_grid, warn_without_weather
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)
@@ -137,19 +152,22 @@ def forecast_load_series(
 class ForecastLoadParams(Params):
     """Input 0: history (kWh per interval or kW); input 1, optional: air temperature (K)."""
 
-    freq_minutes: int = Field(default=15, gt=0)
-    min_history_days: float = Field(default=14.0, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
+    min_history_days: float = Field(default=14.0, gt=0, le=3660)
     profile: BdewProfile = "H25"
-    timezone: str = "Europe/Warsaw"
-    country: str | None = "PL"
+    timezone: TimeZone = "Europe/Warsaw"
+    country: Country = "PL"
     rounds: int = Field(default=200, gt=0, le=5000)
     non_negative: bool = True
 
 
-@operator("forecast_load", ForecastLoadParams, inputs=(1, 2))
+@operator("forecast_load", ForecastLoadParams, inputs=(1, 2), output=same_as_input)
 def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> Series:
     """Load over the run's window from the history before it, calendar and temperature."""
     index = grid(env.since, env.till, p.freq_minutes)
+    if len(index) == 0:
+        env.metrics["warning"] = f"no {p.freq_minutes}-minute interval starts in the window"
+        return empty_series()
     temperature = None
     if len(inputs) > 1 and len(inputs[1].dropna()):
         full = grid(
@@ -189,10 +207,10 @@ class ForecastPVParams(PVParams):
 
     weather_origin: int | None = Field(default=2, ge=1, le=5, description="2: forecasts")
     history_weather_origin: int | None = Field(default=None, ge=1, le=5)
-    bias_days: int = Field(default=14, ge=0)
+    bias_days: int = Field(default=14, ge=0, le=366)
 
 
-@operator("forecast_pv", ForecastPVParams, inputs=(0, 1))
+@operator("forecast_pv", ForecastPVParams, inputs=(0, 1), output=produces(POWER))
 def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Series:
     """PV power (kW) from weather forecasts, scaled by measured/modelled output of recent days."""
     index = grid(env.since, env.till, p.freq_minutes)
@@ -211,6 +229,7 @@ def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Seri
                 on_grid(measured.dropna(), past), modelled, floor=0.01 * p.power
             )
     env.metrics |= {"bias_ratio": ratio, "bias_intervals": used}
+    warn_without_weather(env, forecast, "irradiance (GHI)", p.lat, p.lon, p.weather_origin)
     return forecast * ratio
 
 

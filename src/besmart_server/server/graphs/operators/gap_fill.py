@@ -10,13 +10,16 @@ import pandas as pd
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
     Env,
     Operator,
     Params,
     Series,
+    TimeZone,
     empty_series,
     grid,
     operator,
+    same_as_input,
 )
 from besmart_server.server.graphs.operators.profile import learned_shape
 
@@ -88,13 +91,13 @@ def fill_gaps(
 class GapFillParams(Params):
     """Grid step, the longest gap filled linearly, and the context for long gaps' level."""
 
-    freq_minutes: int = Field(default=15, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     max_linear_minutes: int = Field(default=60, ge=0)
-    context_hours: float = Field(default=24.0, gt=0)
-    timezone: str = "Europe/Warsaw"
+    context_hours: float = Field(default=24.0, gt=0, le=366 * 24)
+    timezone: TimeZone = "Europe/Warsaw"
 
 
-@operator("gap_fill", GapFillParams, inputs=(1, 2))
+@operator("gap_fill", GapFillParams, inputs=(1, 2), output=same_as_input)
 def gap_fill(inputs: Sequence[Series], p: GapFillParams, env: Env) -> Series:
     """Only the estimated points for the missing intervals of input 0 (input 1: a shape)."""
     out, metrics = fill_gaps(

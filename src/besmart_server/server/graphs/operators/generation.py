@@ -8,9 +8,18 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field, field_validator
 
-from besmart_server.server.graphs.engine import Env, Operator, Series, Windowed, operator
+from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
+    POWER,
+    Env,
+    Operator,
+    Series,
+    Windowed,
+    operator,
+    produces,
+)
 from besmart_server.server.graphs.operators.pv import PVParams, pv_from_weather
-from besmart_server.server.graphs.operators.weather import model_grid
+from besmart_server.server.graphs.operators.weather import model_grid, warn_without_weather
 from besmart_server.server.graphs.operators.wind import WindParams, check_curve, wind_from_weather
 
 
@@ -28,7 +37,7 @@ class GenerationParams(Windowed):
     rated_speed: float = Field(default=12.0, gt=0)
     cut_out_speed: float = Field(default=25.0, gt=0)
     hub_height: float = Field(default=80.0, gt=0)
-    freq_minutes: int = Field(default=15, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     weather_origin: int | None = Field(default=None, ge=1, le=5)
 
     @field_validator("type", mode="before")
@@ -49,7 +58,7 @@ def _check(p: GenerationParams, n_inputs: int) -> tuple[str, str] | None:
     return check_curve(p, n_inputs) if p.type == "wind" else None
 
 
-@operator("generation", GenerationParams, check=_check)
+@operator("generation", GenerationParams, check=_check, output=produces(POWER))
 def generation(inputs: Sequence[Series], p: GenerationParams, env: Env) -> Series:
     """Generation power (kW): the PV or wind model by `type`, zero for none."""
     index = model_grid(env, p, p.freq_minutes)
@@ -63,7 +72,9 @@ def generation(inputs: Sequence[Series], p: GenerationParams, env: Env) -> Serie
     common |= {"weather_origin": p.weather_origin}
     if p.type == "pv":
         pv = PVParams(inclination=p.inclination, orientation=p.orientation, **common)
-        return pv_from_weather(env, pv, index)
+        out = pv_from_weather(env, pv, index)
+        warn_without_weather(env, out, "irradiance (GHI)", p.lat, p.lon, p.weather_origin)
+        return out
     wind = WindParams(
         hub_height=p.hub_height,
         cut_in_speed=p.cut_in_speed,
@@ -71,7 +82,9 @@ def generation(inputs: Sequence[Series], p: GenerationParams, env: Env) -> Serie
         cut_out_speed=p.cut_out_speed,
         **common,
     )
-    return wind_from_weather(env, wind, index)
+    out = wind_from_weather(env, wind, index)
+    warn_without_weather(env, out, "wind speed (WS)", p.lat, p.lon, p.weather_origin)
+    return out
 
 
 OPERATORS: tuple[Operator[Any], ...] = (generation,)

@@ -15,12 +15,17 @@ from demandlib import bdew  # type: ignore[import-untyped,unused-ignore]  # unty
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
+    ENERGY_PER_INTERVAL,
+    MAX_STEP_MINUTES,
+    Country,
     Env,
     Operator,
     Series,
+    TimeZone,
     Windowed,
     min_step,
     operator,
+    produces,
     times,
 )
 from besmart_server.server.graphs.operators.weather import model_grid
@@ -126,9 +131,11 @@ class ProfileParams(Windowed):
     profile: BdewProfile = "H25"
     annual_energy_kWh: float | None = Field(default=None, gt=0)
     period_energy_kWh: float | None = Field(default=None, ge=0, description="sum over the window")
-    freq_minutes: int = Field(default=15, gt=0, description="a multiple of 15 dividing a day")
-    timezone: str = "Europe/Warsaw"
-    country: str | None = Field(default="PL", description="public holidays count as Sundays")
+    freq_minutes: int = Field(
+        default=15, gt=0, le=MAX_STEP_MINUTES, description="a multiple of 15 dividing a day"
+    )
+    timezone: TimeZone = "Europe/Warsaw"
+    country: Country = Field(default="PL", description="public holidays count as Sundays")
     holidays: list[date] = Field(default_factory=list)
 
 
@@ -149,7 +156,13 @@ def to_freq(quarter_hours: Series, freq_minutes: int) -> Series:
     return buckets.sum(min_count=1)
 
 
-@operator("profile", ProfileParams, inputs=(0, None), check=_check)
+@operator(
+    "profile",
+    ProfileParams,
+    inputs=(0, None),
+    check=_check,
+    output=produces(ENERGY_PER_INTERVAL),
+)
 def profile(inputs: Sequence[Series], p: ProfileParams, env: Env) -> Series:
     """A typical load profile in kWh per interval: BDEW, or learned from the input series."""
     index = model_grid(env, p, 15)

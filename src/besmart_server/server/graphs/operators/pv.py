@@ -11,7 +11,17 @@ import pandas as pd
 import pvlib  # type: ignore[import-untyped,unused-ignore]  # pvlib ships no type hints
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import Env, Operator, Series, Windowed, min_step, operator
+from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
+    POWER,
+    Env,
+    Operator,
+    Series,
+    Windowed,
+    min_step,
+    operator,
+    produces,
+)
 from besmart_server.server.graphs.operators.weather import (
     DHI,
     DNI,
@@ -21,6 +31,7 @@ from besmart_server.server.graphs.operators.weather import (
     WS,
     model_grid,
     read_weather_grid,
+    warn_without_weather,
 )
 
 SAPM_OPEN_RACK = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
@@ -119,7 +130,7 @@ class PVParams(Windowed):
     gamma: float = Field(default=-0.004, ge=-0.02, le=0, description="1/K power coefficient")
     albedo: float = Field(default=0.2, ge=0, le=1)
     inverter_kw: float | None = Field(default=None, gt=0)
-    freq_minutes: int = Field(default=15, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     weather_origin: int | None = Field(default=None, ge=1, le=5)
 
 
@@ -157,10 +168,12 @@ def pv_from_weather(env: Env, p: PVParams, index: pd.DatetimeIndex) -> Series:
     return ac
 
 
-@operator("pv", PVParams)
+@operator("pv", PVParams, output=produces(POWER))
 def pv(inputs: Sequence[Series], p: PVParams, env: Env) -> Series:
     """PV AC power (kW) from the weather at the installation."""
-    return pv_from_weather(env, p, model_grid(env, p, p.freq_minutes))
+    out = pv_from_weather(env, p, model_grid(env, p, p.freq_minutes))
+    warn_without_weather(env, out, "irradiance (GHI)", p.lat, p.lon, p.weather_origin)
+    return out
 
 
 OPERATORS: tuple[Operator[Any], ...] = (pv,)

@@ -10,8 +10,11 @@ import pandas as pd
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
     Env,
+    Id,
     Operator,
+    Quantity,
     Series,
     Windowed,
     as_series,
@@ -22,6 +25,7 @@ from besmart_server.server.graphs.engine import (
     ns,
     operator,
 )
+from besmart_server.server.graphs.operators.signals import quantity_of
 
 # Signal types the generation models read (catalog moids and units).
 T_AIR = 139  # K
@@ -76,18 +80,33 @@ def model_grid(env: Env, p: Windowed, freq_minutes: int) -> pd.DatetimeIndex:
     return grid(ms_to_ts(since), ms_to_ts(till), freq_minutes)
 
 
+def warn_without_weather(
+    env: Env, modelled: Series, needed: str, lat: float, lon: float, origin: int | None
+) -> None:
+    """A run that models nothing says why in its record instead of quietly writing nothing."""
+    if len(modelled.dropna()) == 0:
+        of = "" if origin is None else f" of origin {origin}"
+        env.metrics["warning"] = (
+            f"no {needed} weather{of} near ({lat}, {lon}) in the window: nothing was modelled"
+        )
+
+
 class WeatherParams(Windowed):
     """A weather signal at a place; no place (null lat/lon) gives an empty series."""
 
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    moid: int
-    delta_t: int | None = Field(default=None, gt=0)
+    moid: Id
+    delta_t: int | None = Field(default=None, gt=0, le=MAX_STEP_MINUTES)
     signal_origin_id: int | None = Field(default=None, ge=1, le=5)
     get_last: bool = True
 
 
-@operator("weather", WeatherParams)
+def _weather_output(p: WeatherParams, inputs: Sequence[Quantity | None]) -> Quantity | None:
+    return quantity_of(p.moid)
+
+
+@operator("weather", WeatherParams, output=_weather_output)
 def weather(inputs: Sequence[Series], p: WeatherParams, env: Env) -> Series:
     """Read a weather signal at a latitude/longitude."""
     if p.lat is None or p.lon is None:

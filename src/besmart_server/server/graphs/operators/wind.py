@@ -9,8 +9,22 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import Env, Operator, Series, Windowed, operator
-from besmart_server.server.graphs.operators.weather import WS, model_grid, read_weather_grid
+from besmart_server.server.graphs.engine import (
+    MAX_STEP_MINUTES,
+    POWER,
+    Env,
+    Operator,
+    Series,
+    Windowed,
+    operator,
+    produces,
+)
+from besmart_server.server.graphs.operators.weather import (
+    WS,
+    model_grid,
+    read_weather_grid,
+    warn_without_weather,
+)
 
 
 def hub_speed(
@@ -53,7 +67,7 @@ class WindParams(Windowed):
     roughness: float = Field(default=0.1, gt=0, description="roughness length z0, m")
     measurement_height: float = Field(default=10.0, gt=0, description="height of the WS signal")
     efficiency: float = Field(default=1.0, gt=0, le=1, description="availability and losses")
-    freq_minutes: int = Field(default=15, gt=0)
+    freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
     weather_origin: int | None = Field(default=None, ge=1, le=5)
 
 
@@ -84,10 +98,12 @@ def wind_from_weather(env: Env, p: WindParams, index: pd.DatetimeIndex) -> Serie
     return curve * p.efficiency
 
 
-@operator("wind", WindParams, check=check_curve)
+@operator("wind", WindParams, check=check_curve, output=produces(POWER))
 def wind(inputs: Sequence[Series], p: WindParams, env: Env) -> Series:
     """Wind power (kW) from the wind speed at the site through a power curve."""
-    return wind_from_weather(env, p, model_grid(env, p, p.freq_minutes))
+    out = wind_from_weather(env, p, model_grid(env, p, p.freq_minutes))
+    warn_without_weather(env, out, "wind speed (WS)", p.lat, p.lon, p.weather_origin)
+    return out
 
 
 OPERATORS: tuple[Operator[Any], ...] = (wind,)
