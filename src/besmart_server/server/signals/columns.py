@@ -27,6 +27,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_RM,
     TYPE_STR,
     Frame,
+    round_significant,
 )
 
 Loc = tuple[str | int, ...]
@@ -38,6 +39,16 @@ _ORIGIN_MAX: Final = max(ORIGINS)
 assert set(range(_ORIGIN_MIN, _ORIGIN_MAX + 1)) == ORIGINS  # a range check is exact
 _NUMBER: Final = frozenset({int, float})
 _INT64_MAX: Final = float(2**63 - 1024)  # largest float that still fits int64
+# Capture times a read can ask for (since <= time < till within ±2**62, with room for the
+# store's `till + 1`): a point outside them could be stored but never read back.
+TIME_MIN: Final = -(2**62)
+TIME_MAX: Final = 2**62
+# Numbers the wire carries and every computed value stays finite from: an INT is a JSON
+# integer that a double holds exactly (|v| < 2**53: a larger one would silently round); any
+# number is at most VALUE_MAX in magnitude, so that sums of a read's points, stitching offsets
+# and unit conversions (factors up to 1e9 apart) stay far from the double's 1.8e308.
+INT_LIMIT: Final = float(2**53)  # |INT| < this
+VALUE_MAX: Final = 1e250
 _TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)
 
 
@@ -106,6 +117,14 @@ def decode(body: dict[str, Any], loc: Loc = ("body",)) -> Columns:
         lists[name] = col
 
     time = _int_column(time_col, (*loc, "time"), floor=True)
+    bad_time = (time < TIME_MIN) | (time >= TIME_MAX)
+    if n and bool(bad_time.any()):
+        i = int(np.flatnonzero(bad_time)[0])
+        raise Invalid(
+            f"time[{i}]: {int(time[i])} is outside the times a read can ask for "
+            "(-2**62 <= time < 2**62 ms)",
+            loc=(*loc, "time", i),
+        )
     origin = (
         np.ones(n, dtype=np.int64)
         if lists["origin"] is None
@@ -184,9 +203,11 @@ def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
         value = np.array(values, dtype=np.float64) if total else np.empty(0, dtype=np.float64)
     except OverflowError as exc:
         raise _NotPlain from exc
-    if not bool(np.isfinite(value).all()):
+    if not bool((np.abs(value) <= VALUE_MAX).all()):  # NaN and infinities fail it too
         raise _NotPlain
     if bool(((origin < _ORIGIN_MIN) | (origin > _ORIGIN_MAX)).any()):
+        raise _NotPlain
+    if total and (int(time.min()) < TIME_MIN or int(time.max()) >= TIME_MAX):
         raise _NotPlain
     kind = np.full(total, TYPE_DBL, dtype=np.int8)
     out = []
@@ -278,10 +299,10 @@ def _value_column(
     kinds = set(map(type, col))
     if kinds <= _NUMBER and numeric.all():
         value = np.array(col, dtype=np.float64) if n else np.empty(0, dtype=np.float64)
-        bad = ~np.isfinite(value)
+        bad = ~(np.abs(value) <= VALUE_MAX)  # NaN and infinities too
         is_int = kind == TYPE_INT
         if is_int.any():
-            bad |= is_int & (value != np.floor(value))
+            bad |= is_int & ((value != np.floor(value)) | (np.abs(value) >= INT_LIMIT))
         if not bad.any():
             return value, None
     # Mixed bodies (STR, RM, or an error somewhere): one checked pass.
@@ -316,8 +337,25 @@ def _value_column(
                 loc=(*loc, i),
                 type_="int_type",
             )
+        _check_magnitude(v, k, x, (*loc, i))
         value[i] = v
     return value, (tuple(text) if has_text else None)
+
+
+def _check_magnitude(v: float, kind: int, shown: Any, loc: Loc) -> None:
+    """422 for a number the wire cannot carry back: an INT beyond ±(2**53 - 1) or any number
+    beyond ±VALUE_MAX (see there)."""
+    if kind == TYPE_INT and abs(v) >= INT_LIMIT:
+        raise Invalid(
+            f"{loc[-2]}[{loc[-1]}]: the INT {shown} is beyond ±(2**53 - 1), the integers "
+            "the API carries exactly",
+            loc=loc,
+        )
+    if abs(v) > VALUE_MAX:
+        raise Invalid(
+            f"{loc[-2]}[{loc[-1]}]: {shown} is beyond ±{VALUE_MAX:g}, the largest magnitude stored",
+            loc=loc,
+        )
 
 
 def _show(x: Any) -> str:
@@ -325,14 +363,43 @@ def _show(x: Any) -> str:
     return s if len(s) <= 40 else s[:37] + "..."
 
 
-def convert_in(cols: Columns, src: Unit, dst: Unit, loc: Loc) -> Columns:
-    """The values converted from the unit they arrived in to the signal type's unit."""
+def check_acq_not_after(cols: Columns, latest_ms: int, loc: Loc) -> None:
+    """422 for an `acq_time` later than `latest_ms`: a version from the future would stay
+    the newest, hiding every live write after it, until its time came."""
+    acq = cols.acq_ms
+    if acq is None or not len(acq) or int(acq.max()) <= latest_ms:
+        return
+    i = int(np.flatnonzero(acq > latest_ms)[0])
+    raise Invalid(
+        f"acq_time[{i}]: {int(acq[i])} is in the future (later than the server's clock "
+        f"{latest_ms} plus its allowance for clock skew)",
+        loc=(*loc, "acq_time", i),
+    )
+
+
+def convert_in(
+    cols: Columns, src: Unit, dst: Unit, loc: Loc, value_loc: Loc = ("body", "value")
+) -> Columns:
+    """The values converted from the unit they arrived in to the signal type's unit, rounded
+    as computed values are (pipeline.round_significant); 422 at `loc` (the unit) across
+    dimensions, and at `value_loc` for a value the conversion takes beyond what is stored."""
     if src.unit_id == dst.unit_id:
         return cols
     try:
-        value = convert(cols.value, src, dst)
+        value = round_significant(convert(cols.value, src, dst))
     except UnitMismatch as exc:
         raise Invalid(str(exc), loc=loc, type_="unit_mismatch") from exc
+    numeric = (cols.type == TYPE_DBL) | (cols.type == TYPE_INT)
+    limit = np.where(cols.type == TYPE_INT, INT_LIMIT, np.nextafter(VALUE_MAX, np.inf))
+    bad = numeric & ~(np.abs(value) < limit)
+    if bool(bad.any()):
+        i = int(np.flatnonzero(bad)[0])
+        raise Invalid(
+            f"value[{i}]: {float(cols.value[i])!r} {src.symbol} is {float(value[i])!r} "
+            f"{dst.symbol}, beyond the "
+            + ("±(2**53 - 1) of an INT" if cols.type[i] == TYPE_INT else f"±{VALUE_MAX:g} stored"),
+            loc=(*value_loc, i),
+        )
     return Columns(cols.time, cols.origin, cols.type, value, cols.text, cols.acq_ms)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, select
 
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
+from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
 from besmart_server.server.sensors.access import (
     readable_sensors,
@@ -28,8 +29,11 @@ from besmart_server.server.signals import catalog
 from besmart_server.server.signals.catalog import Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
     ORIGINS,
+    TIME_MAX,
+    TIME_MIN,
     Columns,
     Loc,
+    check_acq_not_after,
     convert_in,
     empty_data,
     encode_data,
@@ -46,6 +50,7 @@ from besmart_server.server.signals.pipeline import (
     apply_multiplier,
     concat,
     latest_versions,
+    round_significant,
     stitch,
 )
 from besmart_server.server.signals.store import SeriesKey, SeriesStore
@@ -193,6 +198,9 @@ def _unit_in(t: TypeInfo, symbol: str | None, loc: Loc) -> Unit:
 
 # --- writes ---------------------------------------------------------------------------------
 
+# How far ahead of the server's clock an imported acq_time may be (clients' clocks drift).
+ACQ_SKEW_MS = 60_000
+
 
 @dataclass(frozen=True, slots=True)
 class WriteItem:
@@ -225,12 +233,16 @@ def write(
         t = _type_or_404(types, item.signal_type_moid)
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)
-        cols = convert_in(item.columns, src, t.unit, unit_loc)
+        cols = convert_in(item.columns, src, t.unit, unit_loc, (*item.loc, "value"))
+        check_acq_not_after(cols, now_ms() + ACQ_SKEW_MS, item.loc)
         if len(cols):
             converted.append(((item.sensor_mid, t.moid), cols))
     if not converted:
         return 0
     ids = store.series_ids(conn, (k for k, _ in converted), create=True)
+    imported = [int(c.acq_ms.max()) for _, c in converted if c.acq_ms is not None]
+    if imported:  # a live write after this import must be newer than it
+        store.advance(conn, max(imported) * 1000)
     stamp = store.stamp(conn) if any(c.acq_ms is None for _, c in converted) else 0
     # Every item as one frame, in request order (the store keeps the later of two points
     # with the same key): no frame or sort per item.
@@ -301,8 +313,7 @@ class ReadBudget:
             )
 
 
-# A read window within 64-bit milliseconds, with room for the store's `till + 1`.
-TIME_MIN, TIME_MAX = -(2**62), 2**62
+# A read window lies within columns.TIME_MIN..TIME_MAX, the bounds of every write's times too.
 # The longest delta_t whose bucket (in ms) still fits the window's 64-bit arithmetic.
 DELTA_T_MAX = TIME_MAX // MS_PER_MINUTE
 
@@ -512,7 +523,7 @@ def read_frame(
     storage += time.perf_counter() - s0
     budget.take(len(f))
     if acq_before is not None and len(f) and not latest:
-        f = f.take(f.acq < acq_before)  # acq is µs: imports ms x 1000, stamps µs
+        f = f.take(f.acq < acq_before)  # acq is µs, a whole ms (store.py)
 
     if len(f):
         if latest:
@@ -536,10 +547,13 @@ def read_frame(
             f = aggregate(
                 f, delta_t_minutes=q.delta_t or 0, kind=t.kind, since=q.since, till=q.till
             )
-        if dst.unit_id != t.unit.unit_id:
+        converting = dst.unit_id != t.unit.unit_id
+        if converting:
             numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
+        if multiply or stitching or step or converting:
+            f = _computed(f, dst, (*loc, "output_unit_id") if converting else loc)
     return FrameRead(f, dst, storage, tuple(warnings))
 
 
@@ -605,6 +619,20 @@ def _assume_swap_readings(
                 )
         out.append(p)
     return out
+
+
+def _computed(f: Frame, unit: Unit, loc: Loc) -> Frame:
+    """Computed values rounded (pipeline.round_significant); 422 for one that overflows."""
+    value = round_significant(f.value)
+    bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
+    if bool(bad.any()):
+        i = int(np.flatnonzero(bad)[0])
+        raise Invalid(
+            f"The value at time {int(f.time[i])} overflows in {unit.symbol} (multiplied, "
+            "aggregated or converted beyond ±1.8e308)",
+            loc=loc,
+        )
+    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
 
 
 def _acq_bound(as_of_ms: int) -> int:
