@@ -46,7 +46,7 @@ TIME_MAX: Final = 2**62
 # Numbers the wire carries and every computed value stays finite from: an INT is a JSON
 # integer that a double holds exactly (|v| < 2**53: a larger one would silently round); any
 # number is at most VALUE_MAX in magnitude, so that sums of a read's points, stitching offsets
-# and unit conversions (factors up to 1e9 apart) stay far from the double's 1.8e308.
+# and unit conversions (factors up to 1e6 apart) stay far from the double's 1.8e308.
 INT_LIMIT: Final = float(2**53)  # |INT| < this
 VALUE_MAX: Final = 1e250
 _TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)

@@ -142,11 +142,12 @@ def concat(frames: Sequence[Frame]) -> Frame:
 
 
 def round_significant(values: F64, digits: int = SIGNIFICANT_DIGITS) -> F64:
-    """`values` rounded to `digits` significant decimal digits: each is the double nearest the
-    decimal rounding, as if printed with that many digits and read back (708.3000000000001
-    is 708.3). NaN, infinities and zero pass unchanged, and so do magnitudes whose scaling
-    by a power of ten would not be exact (below about 1e-8 or above about 1e36 for 15 digits),
-    where binary noise is far below any reading's resolution anyway."""
+    """`values` rounded to `digits` significant decimal digits: each is the double nearest a
+    decimal of that many digits, as if printed so and read back (708.3000000000001 is 708.3;
+    a near-tie in the digit after may go the other way). NaN, infinities and zero pass
+    unchanged, and so do magnitudes whose scaling by a power of ten would not be exact (below
+    about 1e-8 or above about 1e36 for 15 digits), where binary noise is far below any
+    reading's resolution anyway."""
     out = np.array(values, dtype=np.float64)  # a copy: callers may keep their input
     mag = np.abs(out)
     ok = np.isfinite(out) & (mag > 0)

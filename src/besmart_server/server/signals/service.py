@@ -453,6 +453,9 @@ class FrameRead:
     warnings: tuple[str, ...] = ()  # what had to be assumed (the response's `warnings`)
 
 
+# A multiplier (a state's ratios are any number) can take a value beyond the double's range:
+# the pipeline lets it become inf/NaN quietly and _computed answers 422 for it.
+@np.errstate(over="ignore", invalid="ignore")
 def read_frame(
     conn: Connection,
     store: SeriesStore,
