@@ -40,6 +40,7 @@ from besmart_server.server.signals.columns import (
     to_frame,
 )
 from besmart_server.server.signals.pipeline import (
+    F64,
     MS_PER_MINUTE,
     TYPE_DBL,
     TYPE_INT,
@@ -533,6 +534,7 @@ def read_frame(
             # 1. versions: the store returned the newest of each (time, origin); this drops
             # those that are RM (idempotent on resolved points). 2. origin: the store's too.
             f = latest_versions(f)
+        stored = f.value  # values the steps below leave as they are are not rounded
         multiply = q.apply_multiplier and (t.current_ratio or t.voltage_ratio)
         stitching = cumulative and not q.raw
         if multiply or stitching:
@@ -556,7 +558,8 @@ def read_frame(
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
         if multiply or stitching or step or converting:
-            f = _computed(f, dst, (*loc, "output_unit_id") if converting else loc)
+            same_points = None if step else stored
+            f = _computed(f, same_points, dst, (*loc, "output_unit_id") if converting else loc)
     return FrameRead(f, dst, storage, tuple(warnings))
 
 
@@ -624,9 +627,12 @@ def _assume_swap_readings(
     return out
 
 
-def _computed(f: Frame, unit: Unit, loc: Loc) -> Frame:
-    """Computed values rounded (pipeline.round_significant); 422 for one that overflows."""
+def _computed(f: Frame, before: F64 | None, unit: Unit, loc: Loc) -> Frame:
+    """Computed values rounded (pipeline.round_significant): every value, or those that
+    differ from `before` (the stored ones, point for point); 422 for one that overflows."""
     value = round_significant(f.value)
+    if before is not None:
+        value = np.where(f.value != before, value, f.value)
     bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
     if bool(bad.any()):
         i = int(np.flatnonzero(bad)[0])
