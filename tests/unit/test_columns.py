@@ -348,3 +348,31 @@ def test_decode_many_answers_and_fails_exactly_as_decode_item_by_item(
         assert g.type.tolist() == w.type.tolist()
         np.testing.assert_array_equal(g.value, w.value)
         assert (g.text, g.acq_ms is None) == (w.text, w.acq_ms is None)
+
+
+def test_check_points_applies_decodes_bounds_to_columns_built_in_code() -> None:
+    """Graph results reach the store as Columns, not through decode: the write checks them
+    all at once and names the item, column and index of the first bad point."""
+    n = 3
+    good = Frame.from_columns([T, T + 1, T + 2], [1] * n, [0] * n, [TYPE_DBL] * n, [1.0, 2.0, 3.0])
+    locs = [("body", 0, "data"), ("body", 1, "data")]
+    columns.check_points(good, [1, 2], locs)
+    columns.check_points(Frame.empty(), [], [])
+    for value, kind in [
+        (1e300, TYPE_DBL),
+        (math.inf, TYPE_DBL),
+        (math.nan, TYPE_DBL),
+        (2.0**53, TYPE_INT),
+    ]:
+        bad = Frame.from_columns(
+            [T, T + 1, T + 2], [1] * n, [0] * n, [TYPE_DBL, TYPE_DBL, kind], [1.0, 2.0, value]
+        )
+        with pytest.raises(Invalid) as info:
+            columns.check_points(bad, [1, 2], locs)
+        assert info.value.loc == ["body", 1, "data", "value", 1], value
+    rm = Frame.from_columns([T], [1], [0], [TYPE_RM], [math.nan])  # a tombstone has no value
+    columns.check_points(rm, [1], locs[:1])
+    late = Frame.from_columns([T, 2**62], [1, 1], [0, 0], [TYPE_DBL] * 2, [1.0, 2.0])
+    with pytest.raises(Invalid) as info:
+        columns.check_points(late, [2], locs[:1])
+    assert info.value.loc == ["body", 0, "data", "time", 1]

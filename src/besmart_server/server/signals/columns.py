@@ -403,6 +403,33 @@ def convert_in(
     return Columns(cols.time, cols.origin, cols.type, value, cols.text, cols.acq_ms)
 
 
+def check_points(f: Frame, sizes: Sequence[int], locs: Sequence[Loc]) -> None:
+    """decode's bounds (times a read can ask for, numbers the wire carries back) over a whole
+    write at once, for columns that did not come through decode (graph results): 422 naming
+    the item's column and index. `sizes` and `locs`: each item's points and place, in order."""
+    numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+    limit = np.where(f.type == TYPE_INT, np.nextafter(INT_LIMIT, 0.0), VALUE_MAX)
+    bad_value = numeric & ~(np.abs(f.value) <= limit)  # NaN and infinities too
+    bad_time = (f.time < TIME_MIN) | (f.time >= TIME_MAX)
+    bad = bad_value | bad_time
+    if not len(f) or not bool(bad.any()):
+        return
+    j = int(np.flatnonzero(bad)[0])
+    ends = np.cumsum(sizes)
+    k = int(np.searchsorted(ends, j, side="right"))
+    i = j - (int(ends[k - 1]) if k else 0)
+    if bad_time[j]:
+        raise Invalid(
+            f"time[{i}]: {int(f.time[j])} is outside the times a read can ask for",
+            loc=(*locs[k], "time", i),
+        )
+    raise Invalid(
+        f"value[{i}]: {float(f.value[j])!r} is not a number the API carries back "
+        f"(INT within ±(2**53 - 1), any number within ±{VALUE_MAX:g})",
+        loc=(*locs[k], "value", i),
+    )
+
+
 def to_frame(parts: Sequence[Columns], stamp_us: int) -> Frame:
     """Validated columns of several items as one store frame, in order: `acq` is each body's
     acq_time in µs, else the write's stamp."""

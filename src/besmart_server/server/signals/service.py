@@ -34,6 +34,7 @@ from besmart_server.server.signals.columns import (
     Columns,
     Loc,
     check_acq_not_after,
+    check_points,
     convert_in,
     empty_data,
     encode_data,
@@ -226,8 +227,10 @@ def write(
     """
     types = load_catalog(conn).types
     converted: list[tuple[SeriesKey, Columns]] = []
+    locs: list[Loc] = []
     # Every sensor looked up in one query, then judged item by item as sensor_for would.
     known = readable_sensors(conn, principal, ((i.client_cid, i.sensor_mid) for i in items))
+    latest_acq = now_ms() + ACQ_SKEW_MS
     for item in items:
         pair = (item.client_cid, item.sensor_mid)
         require_role(principal, *pair, Role.write, exists=pair in known)
@@ -235,9 +238,10 @@ def write(
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)
         cols = convert_in(item.columns, src, t.unit, unit_loc, (*item.loc, "value"))
-        check_acq_not_after(cols, now_ms() + ACQ_SKEW_MS, item.loc)
+        check_acq_not_after(cols, latest_acq, item.loc)
         if len(cols):
             converted.append(((item.sensor_mid, t.moid), cols))
+            locs.append(item.loc)
     if not converted:
         return 0
     ids = store.series_ids(conn, (k for k, _ in converted), create=True)
@@ -249,6 +253,7 @@ def write(
     # with the same key): no frame or sort per item.
     frame = to_frame([c for _, c in converted], stamp)
     sizes = [len(c) for _, c in converted]
+    check_points(frame, sizes, locs)
     series = np.repeat(np.array([ids[k] for k, _ in converted], dtype=np.int64), sizes)
     return store.insert_points(conn, series, frame)
 
