@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -376,3 +377,11 @@ def test_check_points_applies_decodes_bounds_to_columns_built_in_code() -> None:
     with pytest.raises(Invalid) as info:
         columns.check_points(late, [2], locs[:1])
     assert info.value.loc == ["body", 0, "data", "time", 1]
+
+
+def test_encode_data_carries_an_int_stored_beyond_the_bounds_as_a_float() -> None:
+    """Points stored before writes were bounded still read: no Python int beyond 64 bits."""
+    f = Frame.from_columns([T, T + 1], [1, 1], [0, 0], [TYPE_INT, TYPE_INT], [1e300, 7.0])
+    out = orjson.loads(columns.dumps(columns.encode_data(f)))
+    assert out["value"] == [1e300, 7]
+    assert isinstance(out["value"][1], int)

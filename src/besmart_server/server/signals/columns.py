@@ -488,7 +488,9 @@ def encode_data(f: Frame) -> dict[str, Any]:
         is_int = kinds == TYPE_INT
         for i in np.flatnonzero(is_int).tolist():
             v = vals[i]
-            if v == v and v == int(v):
+            # Within ±2**53 only: a larger INT (stored before writes were bounded) stays a
+            # float, which orjson can encode where a Python int beyond 64 bits is a 500.
+            if v == v and -INT_LIMIT < v < INT_LIMIT and v == int(v):
                 vals[i] = int(v)
         for i in np.flatnonzero(kinds == TYPE_RM).tolist():
             vals[i] = None
