@@ -451,3 +451,14 @@ time,value,type,acq_time
         )
     with pytest.raises(ValueError, match="time at position 0"):
         bs.write(pd.Series([1.0], index=[2**62]), cid, mid, A_PLUS)
+
+
+def test_client_write_sends_and_counts_one_row_per_point(
+    bs: Client, tenant: tuple[int, Actor]
+) -> None:
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    frame = pd.DataFrame({"value": [1.0, 2.0, 3.0], "origin": [1, 1, 2]}, index=[T0, T0, T0])
+    assert bs.write(frame, cid, mid, A_PLUS, chunk_points=1) == 2
+    back = bs.read(cid, mid, A_PLUS, T0, T0 + H)
+    assert back["value"].tolist() == [2.0, 3.0]  # one version each, the later row

@@ -183,7 +183,28 @@ def columns_from_frame(frame: pd.DataFrame | pd.Series, origin: int | None = Non
             acq = _int_column(col, "acq_time")
         now = int(datetime.now(UTC).timestamp() * 1000)
         _check_range(acq, 0, now + ACQ_SKEW_MS, "acq_time")
-    return Columns(time, value, types, origins, acq)
+    return _last_of_each_point(Columns(time, value, types, origins, acq))
+
+
+def _last_of_each_point(c: Columns) -> Columns:
+    """Only the last row of each point (time, origin and acq_time): the server keeps one
+    version per key, the later of a request, so what is sent (and counted as written) is what
+    is stored, however the rows are split into requests."""
+    if len(c) < 2:
+        return c
+    keys = {"time": c.time, "origin": c.origin}
+    if c.acq_time is not None:
+        keys["acq"] = c.acq_time
+    keep = ~pd.DataFrame(keys).duplicated(keep="last").to_numpy()
+    if bool(keep.all()):
+        return c
+    return Columns(
+        c.time[keep],
+        c.value[keep],
+        None if c.type is None else c.type[keep],
+        c.origin[keep],
+        None if c.acq_time is None else c.acq_time[keep],
+    )
 
 
 def _check_range(ms: NDArray[np.int64], lo: int, hi: int, name: str) -> None:
