@@ -316,16 +316,12 @@ def _value_column(
     kinds = set(map(type, col))
     if kinds <= _NUMBER and numeric.all():
         value = np.array(col, dtype=np.float64) if n else np.empty(0, dtype=np.float64)
+        ok = not n or _within(value, VALUE_MAX)
         is_int = kind == TYPE_INT
-        if not n or (
-            _within(value, VALUE_MAX)
-            and not (
-                is_int.any()
-                and bool(
-                    (is_int & ((value != np.floor(value)) | (np.abs(value) >= INT_LIMIT))).any()
-                )
-            )
-        ):
+        if ok and bool(is_int.any()):
+            exact = (value == np.floor(value)) & (np.abs(value) < INT_LIMIT)
+            ok = bool((exact | ~is_int).all())
+        if ok:
             return value, None
     # Mixed bodies (STR, RM, or an error somewhere): one checked pass.
     value = np.full(n, np.nan)
@@ -393,8 +389,8 @@ def check_acq_not_after(cols: Columns, latest_ms: int, loc: Loc) -> None:
         return
     i = int(np.flatnonzero(acq > latest_ms)[0])
     raise Invalid(
-        f"acq_time[{i}]: {int(acq[i])} is in the future (later than the server's clock "
-        f"{latest_ms} plus its allowance for clock skew)",
+        f"acq_time[{i}]: {int(acq[i])} is in the future, later than {latest_ms} (the "
+        "server's clock and the skew it allows): it would hide every later write",
         loc=(*loc, "acq_time", i),
     )
 
