@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -17,8 +18,9 @@ from sqlalchemy.engine import make_url
 from besmart_server.server import migrate
 from besmart_server.server.all_tables import metadata
 from besmart_server.server.db import Database
-from besmart_server.server.signals.blocks import decode
+from besmart_server.server.signals.blocks import decode, encode_batch
 from besmart_server.server.signals.catalog import SIGNAL_TYPES
+from besmart_server.server.signals.pipeline import Frame
 from besmart_server.server.signals.tables import blocks, signal_types
 
 
@@ -193,7 +195,7 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
         conn.execute(points_t.insert(), [dict(zip(names, r, strict=True)) for r in rows])
     want = sorted((_point_key(r) for r in rows), key=repr)
 
-    _migrate_to(empty_db, "head", chunk)
+    _migrate_to(empty_db, "0005", chunk)  # 0006 moves these (µs) stamps to whole ms
     assert "points" not in _tables(empty_db)
     got: list[tuple[Any, ...]] = []
     with empty_db.transaction(write=False) as conn:
@@ -232,3 +234,72 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
     with empty_db.transaction(write=False) as conn:
         back = [tuple(r) for r in conn.execute(select(points_t))]
     assert sorted(back, key=repr) == want  # RM and STR values NULL again, not NaN
+
+
+def test_server_stamps_become_distinct_whole_ms_in_order() -> None:
+    from importlib import import_module
+
+    restamped = import_module("migrations.versions.0006_whole_ms_stamps").restamped
+    old = np.array([1_000_001, 1_000_002, 1_000_999, 1_002_500, 1_500_001], dtype=np.int64)
+    none = np.empty(0, dtype=np.int64)
+    assert restamped(old, none).tolist() == [1_001_000, 1_002_000, 1_003_000, 1_004_000, 1_501_000]
+    taken = np.array([1_002_000, 1_003_000, 1_501_000], dtype=np.int64)  # imports' stamps
+    assert restamped(old, taken).tolist() == [1_001_000, 1_004_000, 1_005_000, 1_006_000, 1_502_000]
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["default-chunk", "chunk-1"])
+def test_0006_gives_every_version_its_own_ms(empty_db: Database, chunk: int | None) -> None:
+    """Versions stamped within one ms before 0006 (µs stamps) each get a whole ms of their
+    own, in order; imported stamps (whole ms) and every value stay; the clock moves past."""
+    _migrate_to(empty_db, "0005", chunk)
+    stamps = [5_000_001, 5_000_002, 5_000_900, 5_001_000, 9_000_007]  # 5_001_000: an import
+    with empty_db.transaction() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        sid = conn.execute(
+            sa.text(
+                "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, 32) RETURNING id"
+            ),
+            {"mid": mid},
+        ).scalar_one()
+        n = len(stamps)
+        f = Frame.from_columns(
+            [_T0] * n + [_T0 + _DAY],
+            [1] * (n + 1),
+            [*stamps, 5_000_003],
+            [0] * (n + 1),
+            [float(i) for i in range(n + 1)],
+        )
+        for _, e in encode_batch(np.full(n + 1, sid, dtype=np.int64), f):
+            conn.execute(
+                sa.insert(blocks).values(
+                    series_id=sid, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
+                    num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
+                )
+            )  # fmt: skip
+        conn.execute(sa.text("UPDATE version_clock SET last_us = 9000007"))
+    _migrate_to(empty_db, "head", chunk)
+    with empty_db.transaction(write=False) as conn:
+        stored = conn.execute(select(blocks).order_by(blocks.c.day)).all()
+        clock = conn.execute(sa.text("SELECT last_us FROM version_clock")).scalar_one()
+    day0 = decode(stored[0].day, stored[0].origin, stored[0].body)
+    day1 = decode(stored[1].day, stored[1].origin, stored[1].body)
+    # 5_000_001, _002, _003 (the next day's block), _900 in order, then 9_000_007, around
+    # the import's 5_001_000, which keeps its stamp.
+    assert day0.acq.tolist() == [5_001_000, 5_002_000, 5_003_000, 5_005_000, 9_001_000]
+    assert day0.value.tolist() == [3.0, 0.0, 1.0, 2.0, 4.0]
+    assert day1.acq.tolist() == [5_004_000]
+    assert day1.value.tolist() == [5.0]
+    assert stored[0].n == 5
+    assert clock == 9_001_000

@@ -256,6 +256,11 @@ def import_(
                 f"{file.name}: {rows} rows, {prepared.points} points in "
                 f"{len(prepared.series)} series, {len(rejects)} rejected"
             )
+            if prepared.duplicates:
+                typer.echo(
+                    f"  {prepared.duplicates} rows left out: a later row has the same time, "
+                    "origin and acq_time of the same series (it is the one stored)"
+                )
             for r in rejects[:show]:
                 typer.echo(f"  rejected {r}")
             if len(rejects) > show:

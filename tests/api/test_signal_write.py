@@ -11,12 +11,13 @@ from fastapi.testclient import TestClient
 from besmart_server.schemas.users import Role
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
-from tests.api.signal_helpers import T0, Q, data_url, get, make_sensor, moid, put
+from besmart_server.server.db import Database, now_ms
+from tests.api.signal_helpers import T0, Q, data_url, get, make_sensor, make_state, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
 MANY = "/api/sensors/signals/data/v2"
 MANY_LEGACY = "/api/sensors/signals/data"
+H = 4 * Q
 
 
 @pytest.fixture
@@ -351,3 +352,240 @@ def test_limits_answer_413(small: TestClient, db: Database) -> None:
         headers=a.headers,
     )
     assert r.status_code == 413
+
+
+# --- versions on the wire, future imports (issue #14) ----------------------------------------
+
+
+def test_versions_written_within_one_ms_have_distinct_acq_times(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    """The wire's acq_time is ms: a burst of writes of one point (several per ms on a fast
+    store) still shows every version with its own, increasing acq_time."""
+    cid, mid, a = writer
+    m = moid("P+")
+    body = [item(cid, mid, "P+", {"time": [T0], "value": [0]})]
+    for i in range(200):
+        body[0]["data"]["value"] = [i]
+        assert client.put(MANY, json=body, headers=a.headers).status_code == 200
+    out = get(client, a.headers, cid, mid, m, T0, T0 + 1)["data"]
+    assert out["value"] == [float(i) for i in range(200)]
+    acq = out["acq_time"]
+    assert len(set(acq)) == 200
+    assert acq == sorted(acq)
+    assert get(client, a.headers, cid, mid, m, T0, T0 + 1, get_last=True)["data"]["value"] == [
+        199.0
+    ]
+
+
+def test_an_import_into_its_own_server_replaces_the_same_versions(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    """An export's rows carry each version's whole stamp: imported back (same time, origin,
+    acq_time) they are those versions, not copies beside them."""
+    cid, mid, a = writer
+    m = moid("P+")
+    for v in (1, 2, 3):
+        put(client, a.headers, cid, mid, m, {"time": [T0], "value": [v]})
+    out = get(client, a.headers, cid, mid, m, T0, T0 + 1)["data"]
+    put(client, a.headers, cid, mid, m, out)
+    assert get(client, a.headers, cid, mid, m, T0, T0 + 1)["data"] == out
+
+
+def test_an_acq_time_from_the_future_is_refused(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")
+    later = now_ms() + 3_600_000
+    body = {"time": [T0, T0 + Q], "value": [1, 2], "acq_time": [T0, later]}
+    r = client.put(data_url(cid, mid, m), json=body, headers=a.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "acq_time", 1]
+    many = [
+        item(cid, mid, "P+", {"time": [T0], "value": [1]}),
+        item(cid, mid, "P+", {"time": [T0], "value": [1], "acq_time": [later]}),
+    ]
+    r = client.put(MANY, json=many, headers=a.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", 1, "data", "acq_time", 0]
+    assert get(client, a.headers, cid, mid, m, T0 - Q, T0 + H)["data"]["time"] == []
+
+
+def test_a_live_write_after_an_import_is_newer_than_it(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    """An import a little ahead of the server's clock (within its skew allowance) must not
+    hide the live writes after it: the version clock moves past the import."""
+    cid, mid, a = writer
+    m = moid("P+")
+    ahead = now_ms() + 30_000
+    put(client, a.headers, cid, mid, m, {"time": [T0], "value": [1], "acq_time": [ahead]})
+    put(client, a.headers, cid, mid, m, {"time": [T0], "value": [2]})
+    out = get(client, a.headers, cid, mid, m, T0, T0 + 1)["data"]
+    assert out["value"] == [1.0, 2.0]
+    assert out["acq_time"][1] > ahead
+    assert get(client, a.headers, cid, mid, m, T0, T0 + 1, get_last=True)["data"]["value"] == [2.0]
+
+
+# --- values and times a read can give back (issue #14) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw_value", "kind"),
+    [
+        pytest.param("1e300", "INT", id="int-1e300"),
+        pytest.param("18446744073709551616", "INT", id="int-2**64"),
+        pytest.param("9007199254740993", "INT", id="int-2**53+1-rounds"),
+        pytest.param("-9007199254740992", "INT", id="int--2**53"),
+        pytest.param("1e300", "DBL", id="dbl-1e300"),
+    ],
+)
+def test_values_the_wire_cannot_carry_back_are_refused(
+    client: TestClient, writer: tuple[int, int, Actor], raw_value: str, kind: str
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")
+    one = f'{{"time": [{T0}, {T0 + Q}], "value": [1, {raw_value}], "type": ["INT", "{kind}"]}}'
+    headers = {**a.headers, "content-type": "application/json"}
+    r = client.put(data_url(cid, mid, m), content=one, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "value", 1]
+    many = f'[{{"client_cid": {cid}, "sensor_mid": {mid}, "signal_type_moid": {m}, "data": {one}}}]'
+    r = client.put(MANY, content=many, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", 0, "data", "value", 1]
+    plain = f'{{"time": [{T0}], "value": [{raw_value}]}}'  # the fast path of plain items
+    many = (
+        f'[{{"client_cid": {cid}, "sensor_mid": {mid}, "signal_type_moid": {m}, "data": {plain}}}]'
+    )
+    if kind == "DBL":
+        r = client.put(MANY, content=many, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", 0, "data", "value", 0]
+    assert get(client, a.headers, cid, mid, m, T0 - Q, T0 + H)["data"]["time"] == []
+
+
+def test_the_largest_int_and_value_round_trip(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")
+    big = 2**53 - 1
+    body = {"time": [T0, T0 + Q, T0 + 2 * Q], "value": [big, -big, 1e250]}
+    put(client, a.headers, cid, mid, m, {**body, "type": ["INT", "INT", "DBL"]})
+    out = get(client, a.headers, cid, mid, m, T0, T0 + H)["data"]
+    assert out["value"] == [big, -big, 1e250]
+    # A read that adds them up stays finite (the bound leaves room for sums).
+    assert get(client, a.headers, cid, mid, m, T0, T0 + H, delta_t=60)["data"]["value"] == [
+        pytest.approx(1e250 / 3)
+    ]
+
+
+def test_a_conversion_on_write_beyond_what_is_stored_is_refused(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")  # kW
+    r = client.put(
+        data_url(cid, mid, m),
+        json={"time": [T0, T0 + Q], "value": [1, 1e250]},
+        params={"unit": "MW"},
+        headers=a.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "value", 1]
+    many = [item(cid, mid, "P+", {"time": [T0], "value": [2**52], "type": ["INT"]}, unit="W")]
+    put(client, a.headers, cid, mid, m, {"time": [T0 + H], "value": [1]})
+    many[0]["unit"] = "MW"
+    r = client.put(MANY, json=many, headers=a.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", 0, "data", "value", 0]
+    assert get(client, a.headers, cid, mid, m, T0 - Q, T0 + 2 * H)["data"]["time"] == [T0 + H]
+
+
+@pytest.mark.parametrize("t", [2**62, 2**63 - 1, -(2**62) - 1])
+def test_times_no_read_can_ask_for_are_refused(
+    client: TestClient, writer: tuple[int, int, Actor], t: int
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")
+    r = client.put(
+        data_url(cid, mid, m), json={"time": [T0, t], "value": [1, 2]}, headers=a.headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "time", 1]
+    r = client.put(
+        MANY, json=[item(cid, mid, "P+", {"time": [t], "value": [1]})], headers=a.headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", 0, "data", "time", 0]
+    cap = client.get(
+        f"/api/sensors/{cid}.{mid}/signals/cap", params={"signal_type_moid": m}, headers=a.headers
+    )
+    assert cap.json() == {"cap_max": None}
+
+
+def test_the_edges_of_the_time_range_are_written_and_read(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    m = moid("P+")
+    lo, hi = -(2**62), 2**62 - 1
+    put(client, a.headers, cid, mid, m, {"time": [lo, hi], "value": [1, 2]})
+    assert get(client, a.headers, cid, mid, m, lo, lo + 1)["data"]["value"] == [1.0]
+    assert get(client, a.headers, cid, mid, m, hi, 2**62)["data"]["value"] == [2.0]
+
+
+# --- computed values rounded (issue #14) -----------------------------------------------------
+
+
+def test_computed_values_are_rounded_to_15_significant_digits(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    p = moid("P+")  # kW, instantaneous
+    put(
+        client,
+        a.headers,
+        cid,
+        mid,
+        p,
+        {"time": [T0, T0 + Q], "value": [0.7083, 12345.678901234567]},
+    )
+    units = {u["symbol"]: u["unit_id"] for u in client.get("/api/units", headers=a.headers).json()}
+    w = get(client, a.headers, cid, mid, p, T0, T0 + H, output_unit_id=units["W"])["data"]
+    assert w["value"] == [708.3, 12345678.9012346]  # 708.3000000000001 unrounded
+    # Stored values come back exactly as written; only computed ones are rounded.
+    assert get(client, a.headers, cid, mid, p, T0, T0 + H)["data"]["value"] == [
+        0.7083,
+        12345.678901234567,
+    ]
+    u = moid("U1")
+    put(client, a.headers, cid, mid, u, {"time": [T0, T0 + Q], "value": [18.7, 18.9]})
+    mean = get(client, a.headers, cid, mid, u, T0, T0 + H, delta_t=60)["data"]["value"]
+    assert mean == [18.8]  # 18.799999999999997 unrounded
+    # A conversion on write is a computed value too.
+    put(client, a.headers, cid, mid, p, {"time": [T0 + 2 * Q], "value": [708.3]}, unit="W")
+    assert get(client, a.headers, cid, mid, p, T0 + 2 * Q, T0 + H)["data"]["value"] == [0.7083]
+
+
+def test_a_computed_value_that_overflows_is_a_422_not_null(
+    client: TestClient, db: Database, writer: tuple[int, int, Actor]
+) -> None:
+    cid, mid, a = writer
+    p = moid("P+")
+    make_state(db, mid, T0 - H, None, info={"current_ratio": 1e30, "voltage_ratio": 1e30})
+    put(client, a.headers, cid, mid, p, {"time": [T0, T0 + Q], "value": [1, 1e250]})
+    r = client.get(
+        data_url(cid, mid, p, v2=False),
+        params={"since": T0, "till": T0 + H, "apply_multiplier": True},
+        headers=a.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert str(T0 + Q) in r.json()["detail"][0]["msg"]
+    body = [{"client_cid": cid, "sensor_mid": mid, "signal_type_moid": p, "since": T0,
+             "till": T0 + H, "apply_multiplier": True}]  # fmt: skip
+    r = client.post("/api/sensors/signals/data/v2", json=body, headers=a.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][:2] == ["body", 0]

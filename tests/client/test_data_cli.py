@@ -337,3 +337,128 @@ def test_export_refuses_a_bad_window(env: dict[str, str], tenant: tuple[int, Act
     )  # fmt: skip
     assert code == 2
     assert "--since must be before --till" in out
+
+
+# --- versions, duplicates and bounds (issue #14) -------------------------------------------
+
+
+def test_export_then_import_keeps_every_version_of_a_burst(
+    env: dict[str, str], bs: Client, tenant: tuple[int, Actor], tmp_path: Path
+) -> None:
+    """Versions written faster than one per ms each keep their own acq_time: exported and
+    imported, every one arrives, the count printed is the count stored, and the copy
+    exports to the same rows."""
+    cid, _ = tenant
+    src = bs.create_sensor(cid, "source").sensor_mid
+    dst = bs.create_sensor(cid, "copy").sensor_mid
+    n = 300
+    for i in range(n):
+        bs.put_signals(
+            [{"client_cid": cid, "sensor_mid": src, "signal_type_moid": A_PLUS,
+              "data": {"time": [T0, T0 + MIN], "value": [i, -i]}}]
+        )  # fmt: skip
+    original = bs.read(cid, src, A_PLUS, T0, T0 + H)
+    assert original["acq_time"].iloc[:n].is_unique  # the versions at T0
+    first, again = tmp_path / "first.csv", tmp_path / "again.csv"
+    window = ["--since", str(T0), "--till", str(T0 + H), "--time-format", "ms", "-q"]
+    code, text = run(
+        env, "export", str(first), *login_args(tenant), "--client", str(cid),
+        "--sensor", str(src), "--moid", str(A_PLUS), *window,
+    )  # fmt: skip
+    assert code == 0, text
+    assert f"exported: {2 * n} points" in text
+    code, text = run(env, "import", str(first), *login_args(tenant), "--sensor", str(dst), "-q")
+    assert code == 0, text
+    assert f"written: {2 * n} points in 1 series" in text
+    copy = bs.read(cid, dst, A_PLUS, T0, T0 + H)
+    pd.testing.assert_frame_equal(copy, original, check_exact=True)
+    code, text = run(
+        env, "export", str(again), *login_args(tenant), "--client", str(cid),
+        "--sensor", str(dst), "--moid", str(A_PLUS), *window,
+    )  # fmt: skip
+    assert code == 0, text
+    a, b = pd.read_csv(first), pd.read_csv(again)
+    pd.testing.assert_frame_equal(a.drop(columns="sensor_mid"), b.drop(columns="sensor_mid"))
+    # Imported again into the same series: the same versions, replaced, not doubled.
+    code, text = run(env, "import", str(first), *login_args(tenant), "--sensor", str(dst), "-q")
+    assert code == 0, text
+    assert len(bs.read(cid, dst, A_PLUS, T0, T0 + H)) == 2 * n
+
+
+def test_import_counts_what_is_stored_when_rows_repeat_a_point(
+    env: dict[str, str], bs: Client, tenant: tuple[int, Actor], tmp_path: Path
+) -> None:
+    """Rows with the same point (and acq_time) are one stored version, the later row: the
+    import sends only that one, so `written` is what is stored, in any number of requests."""
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    csv = write_csv(
+        tmp_path / "dup.csv",
+        f"""
+time,value,origin,acq_time
+{T0},1,1,{T0 + H}
+{T0},2,1,{T0 + H}
+{T0},3,2,{T0 + H}
+{T0 + MIN},4,1,{T0 + H}
+{T0 + MIN},5,1,{T0 + 2 * H}
+""",
+    )
+    args = ["import", str(csv), *login_args(tenant), "--client", str(cid), "--sensor", str(mid)]
+    code, out = run(env, *args, "--moid", str(A_PLUS), "--batch", "1", "-q")
+    assert code == 0, out
+    assert "5 rows, 4 points in 1 series, 0 rejected" in out
+    assert "1 rows left out" in out
+    assert "written: 4 points in 1 series" in out
+    back = bs.read(cid, mid, A_PLUS, T0, T0 + H)
+    assert back["value"].tolist() == [2.0, 3.0, 4.0, 5.0]
+
+    plain = write_csv(tmp_path / "plain.csv", f"time,value\n{T0 + 2 * MIN},1\n{T0 + 2 * MIN},7\n")
+    args = ["import", str(plain), *login_args(tenant), "--client", str(cid), "--sensor", str(mid)]
+    code, out = run(env, *args, "--moid", str(A_PLUS), "--batch", "1", "-q")
+    assert code == 0, out
+    assert "written: 1 points in 1 series" in out
+    assert bs.read(cid, mid, A_PLUS, T0 + 2 * MIN, T0 + H)["value"].tolist() == [7.0]
+
+
+def test_import_refuses_values_and_acq_times_the_server_would_refuse(
+    env: dict[str, str], bs: Client, tenant: tuple[int, Actor], tmp_path: Path
+) -> None:
+    """Checked before the first request, so nothing of a many-request import is written."""
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    future = int(time.time() * 1000) + 3_600_000
+    csv = write_csv(
+        tmp_path / "big.csv",
+        f"""
+time,value,type,acq_time
+{T0},1,DBL,{T0}
+{T0 + MIN},9007199254740993,INT,{T0}
+{T0 + 2 * MIN},1e300,DBL,{T0}
+{T0 + 3 * MIN},2,DBL,{future}
+""",
+    )
+    args = ["import", str(csv), *login_args(tenant), "--client", str(cid), "--sensor", str(mid)]
+    code, out = run(env, *args, "--moid", str(A_PLUS), "--batch", "1")
+    assert code == 1, out
+    assert "4 rows, 1 points in 1 series, 3 rejected" in out
+    assert "line 3: value '9007199254740993' is beyond ±(2**53 - 1)" in out
+    assert "line 4: value '1e300' is beyond ±1e+250" in out
+    assert f"line 5: acq_time '{future}' is in the future" in out
+    assert bs.read(cid, mid, A_PLUS, T0, T0 + H).empty
+    with pytest.raises(ValueError, match="beyond"):
+        bs.write(
+            pd.Series([2.0**60], index=[T0]).to_frame("value").assign(type="INT"), cid, mid, A_PLUS
+        )
+    with pytest.raises(ValueError, match="time at position 0"):
+        bs.write(pd.Series([1.0], index=[2**62]), cid, mid, A_PLUS)
+
+
+def test_client_write_sends_and_counts_one_row_per_point(
+    bs: Client, tenant: tuple[int, Actor]
+) -> None:
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    frame = pd.DataFrame({"value": [1.0, 2.0, 3.0], "origin": [1, 1, 2]}, index=[T0, T0, T0])
+    assert bs.write(frame, cid, mid, A_PLUS, chunk_points=1) == 2
+    back = bs.read(cid, mid, A_PLUS, T0, T0 + H)
+    assert back["value"].tolist() == [2.0, 3.0]  # one version each, the later row

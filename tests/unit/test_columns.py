@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -162,8 +163,44 @@ def test_not_json_is_422(raw: bytes) -> None:
         columns.loads(raw)
 
 
-def test_huge_finite_value_is_fine_but_int_must_fit() -> None:
-    assert columns.decode({"time": [T], "value": [1e300]}).value[0] == 1e300
+def test_huge_finite_value_is_fine_up_to_value_max_and_int_must_fit() -> None:
+    huge = columns.decode({"time": [T, T + 1], "value": [1e250, -1e250]})
+    assert huge.value.tolist() == [1e250, -1e250]
+    big = 2**53 - 1
+    ints = {"time": [T, T + 1], "value": [big, -big], "type": ["INT", "INT"]}
+    assert columns.decode(ints).value.tolist() == [big, -big]
+    # Beyond them a value is stored but not carried back (orjson, sums, rounding): 422.
+    for value, kind in [
+        (1e300, "DBL"),
+        (-1e251, "DBL"),
+        (1e300, "INT"),
+        (2**64, "INT"),
+        (2.0**64, "INT"),
+        (2**53, "INT"),
+        (2**53 + 1, "INT"),  # rounds to 2**53 as a double: refused, not silently rounded
+        (-(2**53), "INT"),
+    ]:
+        body = {"time": [T, T + 1], "value": [1, value], "type": ["DBL", kind]}
+        err = invalid(body)
+        assert err.loc == ["body", "value", 1], (value, kind)
+        assert str(err.detail).startswith("value[1]:"), err.detail
+
+
+def test_times_outside_what_a_read_can_ask_for_are_refused() -> None:
+    ok = columns.decode({"time": [-(2**62), 2**62 - 1], "value": [1, 2]})
+    assert ok.time.tolist() == [-(2**62), 2**62 - 1]
+    for t in (2**62, 2**63 - 1, -(2**62) - 1, 9.2e18):
+        err = invalid({"time": [T, t], "value": [1, 2]})
+        assert err.loc == ["body", "time", 1], t
+    # The multi-series fast path refuses them as decode does, naming the item.
+    bodies = [{"time": [T], "value": [1]}, {"time": [T, 2**62], "value": [1, 2]}]
+    with pytest.raises(Invalid) as info:
+        columns.decode_many(bodies, [("body", 0, "data"), ("body", 1, "data")])
+    assert info.value.loc == ["body", 1, "data", "time", 1]
+    bodies = [{"time": [T], "value": [1]}, {"time": [T], "value": [1e300]}]
+    with pytest.raises(Invalid) as info:
+        columns.decode_many(bodies, [("body", 0, "data"), ("body", 1, "data")])
+    assert info.value.loc == ["body", 1, "data", "value", 0]
 
 
 def test_convert_in_units() -> None:
@@ -173,6 +210,32 @@ def test_convert_in_units() -> None:
     with pytest.raises(Invalid) as info:
         columns.convert_in(c, unit_by_symbol("V"), unit_by_symbol("kW"), ("query", "unit"))
     assert info.value.loc == ["query", "unit"]
+
+
+def test_convert_in_rounds_and_refuses_values_it_takes_out_of_range() -> None:
+    c = columns.decode({"time": [T, T + 1], "value": [0.7083, 0.1]})
+    w = columns.convert_in(c, unit_by_symbol("kW"), unit_by_symbol("W"), ("query", "unit"))
+    assert w.value.tolist() == [708.3, 100.0]  # 0.7083 * 1000 is 708.3000000000001 unrounded
+    big = columns.decode({"time": [T, T + 1], "value": [1, 1e248]})
+    with pytest.raises(Invalid) as info:
+        columns.convert_in(
+            big, unit_by_symbol("kW"), unit_by_symbol("W"), ("query", "unit"), ("body", "value")
+        )
+    assert info.value.loc == ["body", "value", 1]
+    ints = columns.decode({"time": [T], "value": [2**50], "type": ["INT"]})
+    with pytest.raises(Invalid) as info:
+        columns.convert_in(ints, unit_by_symbol("kW"), unit_by_symbol("W"), ("query", "unit"))
+    assert info.value.loc == ["body", "value", 0]
+
+
+def test_an_acq_time_in_the_future_is_refused() -> None:
+    c = columns.decode({"time": [T, T + 1], "value": [1, 2], "acq_time": [T, T + 10]})
+    columns.check_acq_not_after(c, T + 10, ("body",))
+    with pytest.raises(Invalid) as info:
+        columns.check_acq_not_after(c, T + 9, ("body", 2, "data"))
+    assert info.value.loc == ["body", 2, "data", "acq_time", 1]
+    live = columns.decode({"time": [T], "value": [1]})
+    columns.check_acq_not_after(live, 0, ("body",))  # no acq_time: nothing to check
 
 
 def _frame(time: list[int], acq: list[int], value: list[float]) -> Frame:
@@ -286,3 +349,39 @@ def test_decode_many_answers_and_fails_exactly_as_decode_item_by_item(
         assert g.type.tolist() == w.type.tolist()
         np.testing.assert_array_equal(g.value, w.value)
         assert (g.text, g.acq_ms is None) == (w.text, w.acq_ms is None)
+
+
+def test_check_points_applies_decodes_bounds_to_columns_built_in_code() -> None:
+    """Graph results reach the store as Columns, not through decode: the write checks them
+    all at once and names the item, column and index of the first bad point."""
+    n = 3
+    good = Frame.from_columns([T, T + 1, T + 2], [1] * n, [0] * n, [TYPE_DBL] * n, [1.0, 2.0, 3.0])
+    locs = [("body", 0, "data"), ("body", 1, "data")]
+    columns.check_points(good, [1, 2], locs)
+    columns.check_points(Frame.empty(), [], [])
+    for value, kind in [
+        (1e300, TYPE_DBL),
+        (math.inf, TYPE_DBL),
+        (math.nan, TYPE_DBL),
+        (2.0**53, TYPE_INT),
+    ]:
+        bad = Frame.from_columns(
+            [T, T + 1, T + 2], [1] * n, [0] * n, [TYPE_DBL, TYPE_DBL, kind], [1.0, 2.0, value]
+        )
+        with pytest.raises(Invalid) as info:
+            columns.check_points(bad, [1, 2], locs)
+        assert info.value.loc == ["body", 1, "data", "value", 1], value
+    rm = Frame.from_columns([T], [1], [0], [TYPE_RM], [math.nan])  # a tombstone has no value
+    columns.check_points(rm, [1], locs[:1])
+    late = Frame.from_columns([T, 2**62], [1, 1], [0, 0], [TYPE_DBL] * 2, [1.0, 2.0])
+    with pytest.raises(Invalid) as info:
+        columns.check_points(late, [2], locs[:1])
+    assert info.value.loc == ["body", 0, "data", "time", 1]
+
+
+def test_encode_data_carries_an_int_stored_beyond_the_bounds_as_a_float() -> None:
+    """Points stored before writes were bounded still read: no Python int beyond 64 bits."""
+    f = Frame.from_columns([T, T + 1], [1, 1], [0, 0], [TYPE_INT, TYPE_INT], [1e300, 7.0])
+    out = orjson.loads(columns.dumps(columns.encode_data(f)))
+    assert out["value"] == [1e300, 7]
+    assert isinstance(out["value"][1], int)

@@ -28,6 +28,7 @@ from besmart_server.server.signals.pipeline import (
     concat,
     filter_origin,
     latest_versions,
+    round_significant,
     sort_versions,
     stitch,
     stitch_shifts,
@@ -642,3 +643,52 @@ def test_aggregate_matches_reference(args: tuple[int, SeriesKind, int, int, list
     got = aggregate(frame(points), delta_t_minutes=delta, kind=kind, since=since, till=till)
     want = ref_aggregate(points, delta_t_minutes=delta, kind=kind, since=since, till=till)
     assert_same_points(rows(got), want)
+
+
+# --- rounding of computed values --------------------------------------------------------------
+
+
+def test_round_significant_drops_binary_noise() -> None:
+    got = round_significant(
+        np.array(
+            [
+                708.3000000000001,
+                18.80000000000001,
+                0.1 + 0.2,
+                18.799999999999997,
+                -0.7082999999999999,
+            ]
+        )
+    )
+    assert got.tolist() == [708.3, 18.8, 0.3, 18.8, -0.7083]
+
+
+def test_round_significant_keeps_15_digits_and_special_values() -> None:
+    values = np.array([12345.678901234567, 123456789012345.67, 1e250, 1e-12, 0.0, -0.0])
+    got = round_significant(np.append(values, [np.nan, np.inf, -np.inf]))
+    assert got[:6].tolist() == [12345.6789012346, 123456789012346.0, 1e250, 1e-12, 0.0, -0.0]
+    assert np.isnan(got[6])
+    assert got[7] == np.inf
+    assert got[8] == -np.inf
+    assert round_significant(np.empty(0)).shape == (0,)
+
+
+@given(
+    st.lists(
+        st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_subnormal=False),
+        max_size=50,
+    )
+)
+def test_round_significant_is_printing_with_15_digits(xs: list[float]) -> None:
+    """Each result is the value printed with 15 significant digits (but for a tie broken the
+    other way: one unit of the 15th digit), for every magnitude the scaling handles exactly
+    (the rest pass unchanged); rounding again changes nothing."""
+    got = round_significant(np.array(xs, dtype=np.float64))
+    for x, g in zip(xs, got.tolist(), strict=True):
+        if 1e-8 <= abs(x) < 1e30:
+            unit = 10.0 ** (math.floor(math.log10(abs(x))) - 14)
+            assert abs(g - float(f"{x:.15g}")) <= unit + 4 * math.ulp(x), x
+            assert float(f"{g:.15g}") == g, x  # at most 15 significant digits
+        elif abs(x) < 9e-9:
+            assert g == x
+    assert round_significant(got).tolist() == got.tolist()

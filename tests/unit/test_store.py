@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection
 
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, now_ms
 from besmart_server.server.signals.pipeline import (
     TYPE_DBL,
     TYPE_INT,
@@ -60,13 +60,27 @@ def test_series_ids_are_created_once(db: Database, store: SeriesStore) -> None:
     assert again == first
 
 
-def test_stamps_increase_strictly_and_avoid_whole_ms(db: Database, store: SeriesStore) -> None:
+def test_stamps_are_whole_ms_each_in_its_own_ms(db: Database, store: SeriesStore) -> None:
+    """The wire's acq_time is ms: stamps taken faster than the wall clock ticks still each
+    get their own millisecond, so versions of a point never share an acq_time there."""
     stamps = []
-    for _ in range(50):
+    for _ in range(200):
         with db.transaction() as conn:
             stamps.append(store.stamp(conn))
-    assert all(b > a for a, b in itertools.pairwise(stamps))
-    assert all(s % 1000 != 0 for s in stamps)
+    assert all(s % 1000 == 0 for s in stamps)
+    assert all(b >= a + 1000 for a, b in itertools.pairwise(stamps))
+    assert stamps[0] >= (now_ms() - 60_000) * 1000  # the wall clock, not a counter from 0
+
+
+def test_advance_puts_the_next_stamp_after_an_import(db: Database, store: SeriesStore) -> None:
+    future = (now_ms() + 30_000) * 1000
+    with db.transaction() as conn:
+        store.advance(conn, future)
+        after = store.stamp(conn)
+        store.advance(conn, 5_000)  # never backwards
+        again = store.stamp(conn)
+    assert after == future + 1000
+    assert again == after + 1000
 
 
 def test_insert_and_read_round_trip_sorted(db: Database, store: SeriesStore, sid: int) -> None:

@@ -22,6 +22,13 @@ from numpy.typing import NDArray
 TYPES: Final = ("DBL", "INT", "STR", "RM")
 ORIGINS: Final = frozenset({1, 2, 3, 4, 5})
 FRAME_COLUMNS: Final = ("value", "origin", "type", "acq_time")
+# What the server stores (its columns.py): checked here too, so that a write of many requests
+# is refused before the first one rather than by a 422 half-way through.
+TIME_MIN: Final = -(2**62)  # capture times: TIME_MIN <= time < TIME_MAX (ms)
+TIME_MAX: Final = 2**62
+INT_LIMIT: Final = float(2**53)  # |INT| < this: integers a double carries exactly
+VALUE_MAX: Final = 1e250  # |value| <= this
+ACQ_SKEW_MS: Final = 60_000  # an acq_time may be at most this far ahead of the clock
 
 TimeLike = datetime | pd.Timestamp | int | float | str
 
@@ -144,6 +151,7 @@ def columns_from_frame(frame: pd.DataFrame | pd.Series, origin: int | None = Non
         frame = frame.to_frame("value")
     n = len(frame)
     time = _frame_times(frame)
+    _check_range(time, TIME_MIN, TIME_MAX - 1, "time")
     if origin is not None:
         if origin not in ORIGINS:
             raise ValueError(f"origin {origin} is not one of 1..5")
@@ -173,7 +181,37 @@ def columns_from_frame(frame: pd.DataFrame | pd.Series, origin: int | None = Non
             acq = datetimes_ms(col) if n else np.empty(0, dtype=np.int64)
         else:
             acq = _int_column(col, "acq_time")
-    return Columns(time, value, types, origins, acq)
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        _check_range(acq, 0, now + ACQ_SKEW_MS, "acq_time")
+    return _last_of_each_point(Columns(time, value, types, origins, acq))
+
+
+def _last_of_each_point(c: Columns) -> Columns:
+    """Only the last row of each point (time, origin and acq_time): the server keeps one
+    version per key, the later of a request, so what is sent (and counted as written) is what
+    is stored, however the rows are split into requests."""
+    if len(c) < 2:
+        return c
+    keys = {"time": c.time, "origin": c.origin}
+    if c.acq_time is not None:
+        keys["acq"] = c.acq_time
+    keep = ~pd.DataFrame(keys).duplicated(keep="last").to_numpy()
+    if bool(keep.all()):
+        return c
+    return Columns(
+        c.time[keep],
+        c.value[keep],
+        None if c.type is None else c.type[keep],
+        c.origin[keep],
+        None if c.acq_time is None else c.acq_time[keep],
+    )
+
+
+def _check_range(ms: NDArray[np.int64], lo: int, hi: int, name: str) -> None:
+    bad = (ms < lo) | (ms > hi)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} at position {i}: {int(ms[i])} is outside {lo}..{hi}")
 
 
 def _frame_times(frame: pd.DataFrame) -> NDArray[np.int64]:
@@ -210,10 +248,10 @@ def _values(frame: pd.DataFrame, types: NDArray[Any] | None) -> NDArray[Any]:
     col = frame["value"]
     if types is None and pd.api.types.is_numeric_dtype(col.dtype) and col.dtype != bool:
         value = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(value)
+        bad = ~(np.abs(value) <= VALUE_MAX)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"value at position {i}: {value[i]} is not a finite number")
+            _number(float(value[i]), "DBL", i)  # raises, saying why
         return value
     kinds = types if types is not None else np.full(n, "DBL", dtype=object)
     raw = col.to_numpy(dtype=object)
@@ -241,9 +279,13 @@ def _number(x: Any, kind: str, i: int) -> int | float:
         ) from None
     if not math.isfinite(v):
         raise ValueError(f"value at position {i}: {x!r} is not a finite number")
+    if abs(v) > VALUE_MAX:
+        raise ValueError(f"value at position {i}: {x!r} is beyond ±{VALUE_MAX:g}")
     if kind == "INT":
         if v != math.floor(v):
             raise ValueError(f"value at position {i}: an INT point needs an integer, got {x!r}")
+        if abs(v) >= INT_LIMIT:
+            raise ValueError(f"value at position {i}: the INT {x!r} is beyond ±(2**53 - 1)")
         return int(x) if isinstance(x, int | np.integer) else int(v)
     return v
 

@@ -18,7 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from besmart_server.client.core import SeriesWrite
-from besmart_server.client.series import ORIGINS, TYPES
+from besmart_server.client.series import ACQ_SKEW_MS, INT_LIMIT, ORIGINS, TYPES, VALUE_MAX
 
 TimeFormat = Literal["auto", "ms", "s", "iso"]
 FileFormat = Literal["csv", "parquet"]
@@ -87,6 +87,9 @@ class Prepared:
     rejects: list[Reject]
     rows: int
     row_where: list[str] = field(default_factory=list)
+    # Good rows left out for a later row of the same point (series, time, origin and
+    # acq_time): the server keeps one version per key, so they would never be stored.
+    duplicates: int = 0
 
     @property
     def points(self) -> int:
@@ -303,6 +306,11 @@ def prepare(table: pd.DataFrame, where: Sequence[str], cmap: ColumnMap) -> Prepa
         reasons.add(aempty, "missing acq_time")
         reasons.add(abad, lambda i: f"acq_time {_show(acol, i)} is {_TIME_WORDS[cmap.time_format]}")
         reasons.add(~aempty & ~abad & (acq < 0), "acq_time before 1970")
+        now = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
+        reasons.add(
+            ~aempty & ~abad & (acq > now + ACQ_SKEW_MS),
+            lambda i: f"acq_time {_show(acol, i)} is in the future (the server refuses it)",
+        )
 
     cids = _ids(table, cmap.client_col, cmap.client, "--client", reasons)
     mids = _ids(table, cmap.sensor_col, cmap.sensor, "--sensor", reasons)
@@ -316,8 +324,8 @@ def prepare(table: pd.DataFrame, where: Sequence[str], cmap: ColumnMap) -> Prepa
 
     rejects = [Reject(where[i], tuple(r)) for i, r in sorted(reasons.by_row.items())]
     good = ~reasons.bad()
-    series = _group(good, time_ms, values, types, origin, acq, cids, mids, moids, units)
-    return Prepared(series, rejects, n, list(where))
+    series, duplicates = _group(good, time_ms, values, types, origin, acq, cids, mids, moids, units)
+    return Prepared(series, rejects, n, list(where), duplicates)
 
 
 def _row_values(col: pd.Series, types: NDArray[Any], reasons: _Reasons) -> NDArray[Any]:
@@ -332,6 +340,14 @@ def _row_values(col: pd.Series, types: NDArray[Any], reasons: _Reasons) -> NDArr
     reasons.add(
         (types == "INT") & finite & (num != np.floor(num)),
         lambda i: f"value {_show(col, i)} is not an integer (type INT)",
+    )
+    reasons.add(
+        numeric & finite & (np.abs(np.where(finite, num, 0.0)) > VALUE_MAX),
+        lambda i: f"value {_show(col, i)} is beyond ±{VALUE_MAX:g}",
+    )
+    reasons.add(
+        (types == "INT") & finite & (np.abs(np.where(finite, num, 0.0)) >= INT_LIMIT),
+        lambda i: f"value {_show(col, i)} is beyond ±(2**53 - 1), the integers an INT carries",
     )
     if not ((types == "STR") | (types == "RM")).any():
         return num
@@ -358,7 +374,7 @@ def _group(
     mids: NDArray[np.int64],
     moids: NDArray[np.int64],
     units: NDArray[Any],
-) -> list[SeriesWrite]:
+) -> tuple[list[SeriesWrite], int]:
     rows = pd.DataFrame(
         {
             "time": time_ms[good],
@@ -375,14 +391,22 @@ def _group(
         rows["acq_time"] = acq[good]
     out: list[SeriesWrite] = []
     keep = ["time", "value", "type", "origin"] + (["acq_time"] if acq is not None else [])
+    # One row per stored key, the later as the server would keep it: then what is sent is
+    # what is stored, however the rows are split into requests (each its own stamp).
+    point = ["time", "origin"] + (["acq_time"] if acq is not None else [])
+    duplicates = 0
     for _, part in rows.groupby(["cid", "mid", "moid", "unit"], sort=False, dropna=False):
         first = part.iloc[0]
         frame = part[keep].reset_index(drop=True)
+        dup = frame.duplicated(point, keep="last").to_numpy()
+        if dup.any():
+            duplicates += int(dup.sum())
+            frame = frame[~dup].reset_index(drop=True)
         if frame["type"].isin(["DBL", "INT"]).all():
             frame["value"] = frame["value"].astype(np.float64)
         target = (int(first["cid"]), int(first["mid"]), int(first["moid"]))
         out.append(SeriesWrite(frame, *target, unit=str(first["unit"]) or None))
-    return out
+    return out, duplicates
 
 
 # --- writing files --------------------------------------------------------------------------

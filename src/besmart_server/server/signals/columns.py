@@ -27,6 +27,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_RM,
     TYPE_STR,
     Frame,
+    round_significant,
 )
 
 Loc = tuple[str | int, ...]
@@ -38,6 +39,16 @@ _ORIGIN_MAX: Final = max(ORIGINS)
 assert set(range(_ORIGIN_MIN, _ORIGIN_MAX + 1)) == ORIGINS  # a range check is exact
 _NUMBER: Final = frozenset({int, float})
 _INT64_MAX: Final = float(2**63 - 1024)  # largest float that still fits int64
+# Capture times a read can ask for (since <= time < till within ±2**62, with room for the
+# store's `till + 1`): a point outside them could be stored but never read back.
+TIME_MIN: Final = -(2**62)
+TIME_MAX: Final = 2**62
+# Numbers the wire carries and every computed value stays finite from: an INT is a JSON
+# integer that a double holds exactly (|v| < 2**53: a larger one would silently round); any
+# number is at most VALUE_MAX in magnitude, so that sums of a read's points, stitching offsets
+# and unit conversions (factors up to 1e6 apart) stay far from the double's 1.8e308.
+INT_LIMIT: Final = float(2**53)  # |INT| < this
+VALUE_MAX: Final = 1e250
 _TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)
 
 
@@ -106,6 +117,13 @@ def decode(body: dict[str, Any], loc: Loc = ("body",)) -> Columns:
         lists[name] = col
 
     time = _int_column(time_col, (*loc, "time"), floor=True)
+    if n and not _times_ok(time):
+        i = int(np.flatnonzero((time < TIME_MIN) | (time >= TIME_MAX))[0])
+        raise Invalid(
+            f"time[{i}]: {int(time[i])} is outside the times a read can ask for "
+            "(-2**62 <= time < 2**62 ms)",
+            loc=(*loc, "time", i),
+        )
     origin = (
         np.ones(n, dtype=np.int64)
         if lists["origin"] is None
@@ -184,9 +202,11 @@ def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
         value = np.array(values, dtype=np.float64) if total else np.empty(0, dtype=np.float64)
     except OverflowError as exc:
         raise _NotPlain from exc
-    if not bool(np.isfinite(value).all()):
+    if total and not _within(value, VALUE_MAX):
         raise _NotPlain
     if bool(((origin < _ORIGIN_MIN) | (origin > _ORIGIN_MAX)).any()):
+        raise _NotPlain
+    if total and not _times_ok(time):
         raise _NotPlain
     kind = np.full(total, TYPE_DBL, dtype=np.int8)
     out = []
@@ -200,6 +220,24 @@ def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
         )
         start = end
     return out
+
+
+# The ufuncs' reduce directly: ndarray.max/min cost twice as much on a 100-point item.
+_MAX_OF: Final = np.maximum.reduce
+_MIN_OF: Final = np.minimum.reduce
+_TIME_MIN64: Final = np.int64(TIME_MIN)
+_TIME_MAX64: Final = np.int64(TIME_MAX)
+
+
+def _within(value: NDArray[np.float64], limit: float) -> bool:
+    """Every value (of a non-empty column) within ±limit; NaN fails it (it propagates
+    through the max and compares false)."""
+    return bool(_MAX_OF(np.abs(value)) <= limit)
+
+
+def _times_ok(time: NDArray[np.int64]) -> bool:
+    """Every time (of a non-empty column) within TIME_MIN <= time < TIME_MAX."""
+    return bool(_MIN_OF(time) >= _TIME_MIN64) and bool(_MAX_OF(time) < _TIME_MAX64)
 
 
 def _check_list(col: Any, loc: Loc) -> int:
@@ -278,11 +316,12 @@ def _value_column(
     kinds = set(map(type, col))
     if kinds <= _NUMBER and numeric.all():
         value = np.array(col, dtype=np.float64) if n else np.empty(0, dtype=np.float64)
-        bad = ~np.isfinite(value)
+        ok = not n or _within(value, VALUE_MAX)
         is_int = kind == TYPE_INT
-        if is_int.any():
-            bad |= is_int & (value != np.floor(value))
-        if not bad.any():
+        if ok and bool(is_int.any()):
+            exact = (value == np.floor(value)) & (np.abs(value) < INT_LIMIT)
+            ok = bool((exact | ~is_int).all())
+        if ok:
             return value, None
     # Mixed bodies (STR, RM, or an error somewhere): one checked pass.
     value = np.full(n, np.nan)
@@ -316,8 +355,25 @@ def _value_column(
                 loc=(*loc, i),
                 type_="int_type",
             )
+        _check_magnitude(v, k, x, (*loc, i))
         value[i] = v
     return value, (tuple(text) if has_text else None)
+
+
+def _check_magnitude(v: float, kind: int, shown: Any, loc: Loc) -> None:
+    """422 for a number the wire cannot carry back: an INT beyond ±(2**53 - 1) or any number
+    beyond ±VALUE_MAX (see there)."""
+    if kind == TYPE_INT and abs(v) >= INT_LIMIT:
+        raise Invalid(
+            f"{loc[-2]}[{loc[-1]}]: the INT {shown} is beyond ±(2**53 - 1), the integers "
+            "the API carries exactly",
+            loc=loc,
+        )
+    if abs(v) > VALUE_MAX:
+        raise Invalid(
+            f"{loc[-2]}[{loc[-1]}]: {shown} is beyond ±{VALUE_MAX:g}, the largest magnitude stored",
+            loc=loc,
+        )
 
 
 def _show(x: Any) -> str:
@@ -325,15 +381,71 @@ def _show(x: Any) -> str:
     return s if len(s) <= 40 else s[:37] + "..."
 
 
-def convert_in(cols: Columns, src: Unit, dst: Unit, loc: Loc) -> Columns:
-    """The values converted from the unit they arrived in to the signal type's unit."""
+def check_acq_not_after(cols: Columns, latest_ms: int, loc: Loc) -> None:
+    """422 for an `acq_time` later than `latest_ms`: a version from the future would stay
+    the newest, hiding every live write after it, until its time came."""
+    acq = cols.acq_ms
+    if acq is None or not len(acq) or int(acq.max()) <= latest_ms:
+        return
+    i = int(np.flatnonzero(acq > latest_ms)[0])
+    raise Invalid(
+        f"acq_time[{i}]: {int(acq[i])} is in the future, later than {latest_ms} (the "
+        "server's clock and the skew it allows): it would hide every later write",
+        loc=(*loc, "acq_time", i),
+    )
+
+
+def convert_in(
+    cols: Columns, src: Unit, dst: Unit, loc: Loc, value_loc: Loc = ("body", "value")
+) -> Columns:
+    """The values converted from the unit they arrived in to the signal type's unit, rounded
+    as computed values are (pipeline.round_significant); 422 at `loc` (the unit) across
+    dimensions, and at `value_loc` for a value the conversion takes beyond what is stored."""
     if src.unit_id == dst.unit_id:
         return cols
     try:
-        value = convert(cols.value, src, dst)
+        value = round_significant(convert(cols.value, src, dst))
     except UnitMismatch as exc:
         raise Invalid(str(exc), loc=loc, type_="unit_mismatch") from exc
+    numeric = (cols.type == TYPE_DBL) | (cols.type == TYPE_INT)
+    limit = np.where(cols.type == TYPE_INT, INT_LIMIT, np.nextafter(VALUE_MAX, np.inf))
+    bad = numeric & ~(np.abs(value) < limit)
+    if bool(bad.any()):
+        i = int(np.flatnonzero(bad)[0])
+        raise Invalid(
+            f"value[{i}]: {float(cols.value[i])!r} {src.symbol} is {float(value[i])!r} "
+            f"{dst.symbol}, beyond the "
+            + ("±(2**53 - 1) of an INT" if cols.type[i] == TYPE_INT else f"±{VALUE_MAX:g} stored"),
+            loc=(*value_loc, i),
+        )
     return Columns(cols.time, cols.origin, cols.type, value, cols.text, cols.acq_ms)
+
+
+def check_points(f: Frame, sizes: Sequence[int], locs: Sequence[Loc]) -> None:
+    """decode's bounds (times a read can ask for, numbers the wire carries back) over a whole
+    write at once, for columns that did not come through decode (graph results): 422 naming
+    the item's column and index. `sizes` and `locs`: each item's points and place, in order."""
+    numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+    limit = np.where(f.type == TYPE_INT, np.nextafter(INT_LIMIT, 0.0), VALUE_MAX)
+    bad_value = numeric & ~(np.abs(f.value) <= limit)  # NaN and infinities too
+    bad_time = (f.time < TIME_MIN) | (f.time >= TIME_MAX)
+    bad = bad_value | bad_time
+    if not len(f) or not bool(bad.any()):
+        return
+    j = int(np.flatnonzero(bad)[0])
+    ends = np.cumsum(sizes)
+    k = int(np.searchsorted(ends, j, side="right"))
+    i = j - (int(ends[k - 1]) if k else 0)
+    if bad_time[j]:
+        raise Invalid(
+            f"time[{i}]: {int(f.time[j])} is outside the times a read can ask for",
+            loc=(*locs[k], "time", i),
+        )
+    raise Invalid(
+        f"value[{i}]: {float(f.value[j])!r} is not a number the API carries back "
+        f"(INT within ±(2**53 - 1), any number within ±{VALUE_MAX:g})",
+        loc=(*locs[k], "value", i),
+    )
 
 
 def to_frame(parts: Sequence[Columns], stamp_us: int) -> Frame:
@@ -372,7 +484,9 @@ def encode_data(f: Frame) -> dict[str, Any]:
         is_int = kinds == TYPE_INT
         for i in np.flatnonzero(is_int).tolist():
             v = vals[i]
-            if v == v and v == int(v):
+            # Within ±2**53 only: a larger INT (stored before writes were bounded) stays a
+            # float, which orjson can encode where a Python int beyond 64 bits is a 500.
+            if v == v and -INT_LIMIT < v < INT_LIMIT and v == int(v):
                 vals[i] = int(v)
         for i in np.flatnonzero(kinds == TYPE_RM).tolist():
             vals[i] = None

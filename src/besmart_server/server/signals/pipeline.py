@@ -24,6 +24,11 @@ TYPE_NAMES: Final[tuple[str, ...]] = ("DBL", "INT", "STR", "RM")
 TYPE_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(TYPE_NAMES)}
 
 MS_PER_MINUTE: Final = 60_000
+# Computed values (unit conversions, multipliers, stitching, aggregates) keep this many
+# significant decimal digits: a double carries 15 exactly, and the 16th and 17th are the noise
+# of binary arithmetic (0.7083 kW is 708.3000000000001 W unrounded).
+SIGNIFICANT_DIGITS: Final = 15
+_EXACT_POW10: Final = 22  # 10**k is an exact double for 0 <= k <= 22
 _OPEN_END: Final = np.iinfo(np.int64).max  # `till` of a period that is still open
 
 I64 = NDArray[np.int64]
@@ -134,6 +139,31 @@ def concat(frames: Sequence[Frame]) -> Frame:
         np.concatenate([fr.value for fr in frames]),
         text,
     )
+
+
+def round_significant(values: F64, digits: int = SIGNIFICANT_DIGITS) -> F64:
+    """`values` rounded to `digits` significant decimal digits: each is the double nearest a
+    decimal of that many digits, as if printed so and read back (708.3000000000001 is 708.3;
+    a near-tie in the digit after may go the other way). NaN, infinities and zero pass
+    unchanged, and so do magnitudes whose scaling by a power of ten would not be exact (below
+    about 1e-8 or above about 1e36 for 15 digits), where binary noise is far below any
+    reading's resolution anyway."""
+    out = np.array(values, dtype=np.float64)  # a copy: callers may keep their input
+    mag = np.abs(out)
+    ok = np.isfinite(out) & (mag > 0)
+    if not bool(ok.any()):
+        return out
+    exponent = np.floor(np.log10(np.where(ok, mag, 1.0)))
+    k = (digits - 1 - exponent).astype(np.int64)  # decimals to keep: scale by 10**k
+    up = ok & (k >= 0) & (k <= _EXACT_POW10)
+    down = ok & (k < 0) & (k >= -_EXACT_POW10)
+    if bool(up.any()):
+        scale = 10.0 ** k[up]
+        out[up] = np.round(out[up] * scale) / scale
+    if bool(down.any()):
+        scale = 10.0 ** -k[down]
+        out[down] = np.round(out[down] / scale) * scale
+    return out
 
 
 def last_of_runs(*keys: NDArray[np.int64]) -> NDArray[np.bool_]:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, select
 
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
+from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
 from besmart_server.server.sensors.access import (
     readable_sensors,
@@ -28,14 +29,19 @@ from besmart_server.server.signals import catalog
 from besmart_server.server.signals.catalog import Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
     ORIGINS,
+    TIME_MAX,
+    TIME_MIN,
     Columns,
     Loc,
+    check_acq_not_after,
+    check_points,
     convert_in,
     empty_data,
     encode_data,
     to_frame,
 )
 from besmart_server.server.signals.pipeline import (
+    F64,
     MS_PER_MINUTE,
     TYPE_DBL,
     TYPE_INT,
@@ -46,6 +52,7 @@ from besmart_server.server.signals.pipeline import (
     apply_multiplier,
     concat,
     latest_versions,
+    round_significant,
     stitch,
 )
 from besmart_server.server.signals.store import SeriesKey, SeriesStore
@@ -193,6 +200,9 @@ def _unit_in(t: TypeInfo, symbol: str | None, loc: Loc) -> Unit:
 
 # --- writes ---------------------------------------------------------------------------------
 
+# How far ahead of the server's clock an imported acq_time may be (clients' clocks drift).
+ACQ_SKEW_MS = 60_000
+
 
 @dataclass(frozen=True, slots=True)
 class WriteItem:
@@ -217,25 +227,33 @@ def write(
     """
     types = load_catalog(conn).types
     converted: list[tuple[SeriesKey, Columns]] = []
+    locs: list[Loc] = []
     # Every sensor looked up in one query, then judged item by item as sensor_for would.
     known = readable_sensors(conn, principal, ((i.client_cid, i.sensor_mid) for i in items))
+    latest_acq = now_ms() + ACQ_SKEW_MS
     for item in items:
         pair = (item.client_cid, item.sensor_mid)
         require_role(principal, *pair, Role.write, exists=pair in known)
         t = _type_or_404(types, item.signal_type_moid)
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)
-        cols = convert_in(item.columns, src, t.unit, unit_loc)
+        cols = convert_in(item.columns, src, t.unit, unit_loc, (*item.loc, "value"))
+        check_acq_not_after(cols, latest_acq, item.loc)
         if len(cols):
             converted.append(((item.sensor_mid, t.moid), cols))
+            locs.append(item.loc)
     if not converted:
         return 0
     ids = store.series_ids(conn, (k for k, _ in converted), create=True)
+    imported = [int(c.acq_ms.max()) for _, c in converted if c.acq_ms is not None]
+    if imported:  # a live write after this import must be newer than it
+        store.advance(conn, max(imported) * 1000)
     stamp = store.stamp(conn) if any(c.acq_ms is None for _, c in converted) else 0
     # Every item as one frame, in request order (the store keeps the later of two points
     # with the same key): no frame or sort per item.
     frame = to_frame([c for _, c in converted], stamp)
     sizes = [len(c) for _, c in converted]
+    check_points(frame, sizes, locs)
     series = np.repeat(np.array([ids[k] for k, _ in converted], dtype=np.int64), sizes)
     return store.insert_points(conn, series, frame)
 
@@ -301,8 +319,7 @@ class ReadBudget:
             )
 
 
-# A read window within 64-bit milliseconds, with room for the store's `till + 1`.
-TIME_MIN, TIME_MAX = -(2**62), 2**62
+# A read window lies within columns.TIME_MIN..TIME_MAX, the bounds of every write's times too.
 # The longest delta_t whose bucket (in ms) still fits the window's 64-bit arithmetic.
 DELTA_T_MAX = TIME_MAX // MS_PER_MINUTE
 
@@ -442,6 +459,9 @@ class FrameRead:
     warnings: tuple[str, ...] = ()  # what had to be assumed (the response's `warnings`)
 
 
+# A multiplier (a state's ratios are any number) can take a value beyond the double's range:
+# the pipeline lets it become inf/NaN quietly and _computed answers 422 for it.
+@np.errstate(over="ignore", invalid="ignore")
 def read_frame(
     conn: Connection,
     store: SeriesStore,
@@ -512,13 +532,14 @@ def read_frame(
     storage += time.perf_counter() - s0
     budget.take(len(f))
     if acq_before is not None and len(f) and not latest:
-        f = f.take(f.acq < acq_before)  # acq is µs: imports ms x 1000, stamps µs
+        f = f.take(f.acq < acq_before)  # acq is µs, a whole ms (store.py)
 
     if len(f):
         if latest:
             # 1. versions: the store returned the newest of each (time, origin); this drops
             # those that are RM (idempotent on resolved points). 2. origin: the store's too.
             f = latest_versions(f)
+        stored = f.value  # values the steps below leave as they are are not rounded
         multiply = q.apply_multiplier and (t.current_ratio or t.voltage_ratio)
         stitching = cumulative and not q.raw
         if multiply or stitching:
@@ -536,10 +557,14 @@ def read_frame(
             f = aggregate(
                 f, delta_t_minutes=q.delta_t or 0, kind=t.kind, since=q.since, till=q.till
             )
-        if dst.unit_id != t.unit.unit_id:
+        converting = dst.unit_id != t.unit.unit_id
+        if converting:
             numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
             value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
             f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
+        if multiply or stitching or step or converting:
+            same_points = None if step else stored
+            f = _computed(f, same_points, dst, (*loc, "output_unit_id") if converting else loc)
     return FrameRead(f, dst, storage, tuple(warnings))
 
 
@@ -605,6 +630,23 @@ def _assume_swap_readings(
                 )
         out.append(p)
     return out
+
+
+def _computed(f: Frame, before: F64 | None, unit: Unit, loc: Loc) -> Frame:
+    """Computed values rounded (pipeline.round_significant): every value, or those that
+    differ from `before` (the stored ones, point for point); 422 for one that overflows."""
+    value = round_significant(f.value)
+    if before is not None:
+        value = np.where(f.value != before, value, f.value)
+    bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
+    if bool(bad.any()):
+        i = int(np.flatnonzero(bad)[0])
+        raise Invalid(
+            f"The value at time {int(f.time[i])} overflows in {unit.symbol} (multiplied, "
+            "aggregated or converted beyond ±1.8e308)",
+            loc=loc,
+        )
+    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
 
 
 def _acq_bound(as_of_ms: int) -> int:

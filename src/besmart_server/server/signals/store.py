@@ -5,11 +5,16 @@ every version of that day's points. `BlockStore` here does the work for both eng
 subclasses spell the SQL and keep concurrent writers of one block apart. Versions are never
 compared with stored values: a new version is merged into its block beside the older ones.
 
-Version stamps (`acq`, µs) come from the single-row `version_clock`, advanced inside the
-writing transaction: `max(last + 1, now)`, so stamps are strictly increasing in commit order,
-even within one millisecond or across processes. Server stamps are never multiples of 1000;
-an imported `acq_time` (ms) is stored as `ms * 1000`, so the two never collide and re-importing
-the same (time, origin, acq_time) replaces the earlier import (idempotent imports).
+Version stamps (`acq`, µs since the epoch) come from the single-row `version_clock`, advanced
+inside the writing transaction by at least one whole millisecond: `max(last_ms + 1, now_ms)`
+ms, so stamps are strictly increasing in commit order, even across processes, and every stamp
+is a whole millisecond. The wire's `acq_time` is ms, so it is the whole stamp: versions of a
+point have distinct `acq_time` on the wire, and an export imports back exactly. An imported
+`acq_time` (ms) is stored as `ms * 1000` too, so the stored key (time, origin, acq) is the wire's:
+re-importing the same (time, origin, acq_time) replaces that version (idempotent imports, also
+of an export into the server it came from). An import also advances the clock to its newest
+`acq_time` (`advance`), so a later live write is newer than every version stored before it.
+(Migration 0006 moved the µs stamps of older stores to whole ms of their own.)
 """
 
 from __future__ import annotations
@@ -49,7 +54,13 @@ class SeriesStore(Protocol):
     """Storage of versioned points, one series per (sensor, signal type)."""
 
     def stamp(self, conn: Connection) -> int:
-        """A new acquisition stamp (µs) for this write transaction: later than any before."""
+        """A new acquisition stamp (µs, a whole ms) for this write transaction: at least one
+        ms later than any stamp before and than any `advance`d to."""
+        ...
+
+    def advance(self, conn: Connection, acq_us: int) -> None:
+        """Move the version clock to at least `acq_us` (an import's newest acq), so the next
+        stamp is later than it."""
         ...
 
     def series_ids(
@@ -143,11 +154,16 @@ class BlockStore:
     _ph = "?"  # the driver's placeholder
     _by_origin = ""  # FROM blocks ... so that the (series_id, origin, day) index is used
     _upsert = ""  # INSERT of a whole block that replaces the stored one with the same key
-    _stamp_sql = ""
+    _stamp_sql = ""  # the clock moved to max(last ms + 1, :now ms), in µs
+    _advance_sql = ""  # the clock moved to at least :acq
 
     def stamp(self, conn: Connection) -> int:
         """See SeriesStore.stamp."""
-        return int(conn.execute(text(self._stamp_sql), {"now": now_ms() * 1000}).scalar_one())
+        return int(conn.execute(text(self._stamp_sql), {"now": now_ms()}).scalar_one())
+
+    def advance(self, conn: Connection, acq_us: int) -> None:
+        """See SeriesStore.advance."""
+        conn.execute(text(self._advance_sql), {"acq": acq_us})
 
     def _lock_writers(self, conn: Connection) -> None:
         """Keep other writers out of the blocks this transaction reads and rewrites."""
@@ -194,7 +210,8 @@ class BlockStore:
     ) -> None:
         """See SeriesStore.insert_many: `insert_points` of the parts together. A new point
         replaces a stored one with the same (time, origin, acq) whether or not `replace` is
-        asked: server stamps never repeat, so only imports can meet one."""
+        asked: server stamps never repeat, so only an import can meet one (and then it is the
+        version with the same acq_time on the wire)."""
         parts = [(sid, f) for sid, f in parts if len(f)]
         if parts:
             sizes = [len(f) for _, f in parts]

@@ -43,12 +43,12 @@ class PostgresStore(BlockStore):
 
     _ph = "%s"
     # The clock row stays locked until the transaction ends, so stamps follow commit order;
-    # never a whole millisecond (see SqliteStore).
+    # a whole ms at least one ms after the last stamp (see store.py).
     _stamp_sql = (
-        "UPDATE version_clock SET last_us = "
-        "GREATEST(last_us + 1, :now) + (GREATEST(last_us + 1, :now) % 1000 = 0)::int "
+        "UPDATE version_clock SET last_us = GREATEST(last_us / 1000 + 1, :now) * 1000 "
         "WHERE id = 1 RETURNING last_us"
     )
+    _advance_sql = "UPDATE version_clock SET last_us = GREATEST(last_us, :acq) WHERE id = 1"
 
     def _lock_writers(self, conn: Connection) -> None:
         # One round trip for both (no parameters: the simple protocol takes several

@@ -26,12 +26,12 @@ class SqliteStore(BlockStore):
     # origin's days (its planner has no statistics to tell them apart).
     _by_origin = " INDEXED BY ix_blocks_series_origin_day"
     _upsert = f"INSERT OR REPLACE INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    # Never a whole millisecond: an import's acq (ms x 1000) cannot meet a server stamp.
+    # A whole ms at least one ms after the last stamp (see store.py); `/` is integer division.
     _stamp_sql = (
-        "UPDATE version_clock SET last_us = "
-        "max(last_us + 1, :now) + (max(last_us + 1, :now) % 1000 = 0) "
+        "UPDATE version_clock SET last_us = max(last_us / 1000 + 1, :now) * 1000 "
         "WHERE id = 1 RETURNING last_us"
     )
+    _advance_sql = "UPDATE version_clock SET last_us = max(last_us, :acq) WHERE id = 1"
 
     def _create(self, conn: Connection, keys: Sequence[SeriesKey]) -> None:
         conn.execute(
