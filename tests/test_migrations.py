@@ -195,7 +195,7 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
         conn.execute(points_t.insert(), [dict(zip(names, r, strict=True)) for r in rows])
     want = sorted((_point_key(r) for r in rows), key=repr)
 
-    _migrate_to(empty_db, "0005", chunk)  # 0006 moves these (µs) stamps to whole ms
+    _migrate_to(empty_db, "0005", chunk)  # 0007 moves these (µs) stamps to whole ms
     assert "points" not in _tables(empty_db)
     got: list[tuple[Any, ...]] = []
     with empty_db.transaction(write=False) as conn:
@@ -239,7 +239,7 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
 def test_server_stamps_become_distinct_whole_ms_in_order() -> None:
     from importlib import import_module
 
-    restamped = import_module("migrations.versions.0006_whole_ms_stamps").restamped
+    restamped = import_module("migrations.versions.0007_whole_ms_stamps").restamped
     old = np.array([1_000_001, 1_000_002, 1_000_999, 1_002_500, 1_500_001], dtype=np.int64)
     none = np.empty(0, dtype=np.int64)
     assert restamped(old, none).tolist() == [1_001_000, 1_002_000, 1_003_000, 1_004_000, 1_501_000]
@@ -248,8 +248,8 @@ def test_server_stamps_become_distinct_whole_ms_in_order() -> None:
 
 
 @pytest.mark.parametrize("chunk", [None, 1], ids=["default-chunk", "chunk-1"])
-def test_0006_gives_every_version_its_own_ms(empty_db: Database, chunk: int | None) -> None:
-    """Versions stamped within one ms before 0006 (µs stamps) each get a whole ms of their
+def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | None) -> None:
+    """Versions stamped within one ms before 0007 (µs stamps) each get a whole ms of their
     own, in order; imported stamps (whole ms) and every value stay; the clock moves past."""
     _migrate_to(empty_db, "0005", chunk)
     stamps = [5_000_001, 5_000_002, 5_000_900, 5_001_000, 9_000_007]  # 5_001_000: an import

@@ -14,7 +14,7 @@ point have distinct `acq_time` on the wire, and an export imports back exactly. 
 re-importing the same (time, origin, acq_time) replaces that version (idempotent imports, also
 of an export into the server it came from). An import also advances the clock to its newest
 `acq_time` (`advance`), so a later live write is newer than every version stored before it.
-(Migration 0006 moved the µs stamps of older stores to whole ms of their own.)
+(Migration 0007 moved the µs stamps of older stores to whole ms of their own.)
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Two passes over the blocks, a series and about `CHUNK` blocks at a time: the sta
 then each block holding one re-encoded. Downgrade leaves the stamps as they are (whole ms are
 valid stamps for the older code too).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29
 """
 
@@ -29,8 +29,8 @@ from alembic import op
 from besmart_server.server.signals.blocks import decode, encode_batch
 from besmart_server.server.signals.pipeline import Frame
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
