@@ -193,15 +193,10 @@ def _rows(section: str) -> dict[str, list[str]]:
     return rows
 
 
-def _masked(text: str) -> str:
-    return re.sub(r"-?\d[\d.,]*(e-?\d+)?", "N", text)
-
-
 def test_the_readme_quality_table_is_what_the_command_prints(tmp_path: Path) -> None:
-    """`besmart graph quality --readme` writes the table it prints, and the README's table
-    has the rows, columns and wording the command prints today and the same figures where
-    they do not depend on the day the demo is loaded (the PV row); the load rows come from a
-    demo whose 30 days end at the day it is loaded, so only their form is checked."""
+    """`besmart graph quality --readme` writes the table it prints, and the README's block is
+    exactly what the command writes today: the demo it measures runs up to a fixed day, so
+    every figure is reproducible and none may be typed by hand."""
     copy = tmp_path / "README.md"
     copy.write_text(README)
     result = CliRunner().invoke(app, ["graph", "quality", "--readme", str(copy)])
@@ -213,16 +208,18 @@ def test_the_readme_quality_table_is_what_the_command_prints(tmp_path: Path) -> 
     assert copy.read_text().replace(fresh, "") == README.replace(_section(README), "")
 
     written = _section(README)
+    rows = _rows(written)
+    assert list(rows) == [label for _, label in quality.ROWS]
+    assert quality.DEMO_DAY in written
+    # Rerun `besmart graph quality --readme README.md` when this fails after a change of the
+    # demo or of a graph: the figures moved. Only the summary's rounding noise (closure
+    # errors of 1e-16) may differ, as floating-point sums may on another CPU.
+    assert rows == _rows(fresh)
     assert _masked(written) == _masked(fresh)
-    want, have = _rows(fresh), _rows(written)
-    assert list(have) == [label for _, label in quality.ROWS] == list(want)
-    pv = quality.ROWS[2][1]
-    assert have[pv] == want[pv]
-    for cells in have.values():
-        assert len(cells) == 4
-        for cell in cells:
-            float(cell)
-    assert re.search(r"Measured on the demo loaded on \d{4}-\d\d-\d\d:", written)
+
+
+def _masked(text: str) -> str:
+    return re.sub(r"-?\d[\d.,]*(e-?\d+)?", "N", text)
 
 
 def test_quality_splice_replaces_only_the_marked_block() -> None:

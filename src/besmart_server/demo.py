@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, select
 
 from besmart_server.schemas.users import Role
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, now_ms
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import clients
 
+DAY_MS = 86_400_000
 DEMO_LOGIN = "demo"
 DEMO_CLIENT = "Demo Energy Community"
 
@@ -24,6 +25,9 @@ class DemoInfo:
     client_cid: int
     login: str
     password: str
+    # The UTC day (ms at 00:00) the demo's data runs up to: today's for a newcomer, a fixed
+    # one where figures must be reproducible (`besmart graph quality`).
+    today: int = field(default_factory=lambda: now_ms() // DAY_MS * DAY_MS)
     # Demo sensors by role: "station", "transformer", "meter_1", "meter_2" (has a meter
     # swap), "pv" → sensor_mid; later loaders write data and weather for them.
     sensors: dict[str, int] = field(default_factory=dict)
@@ -52,14 +56,17 @@ def is_empty(db: Database) -> bool:
         return conn.scalar(query) is None
 
 
-def load_demo(db: Database, *, password: str | None = None) -> DemoInfo:
-    """Create the demo client and user (and what the loaders add) in one transaction."""
+def load_demo(db: Database, *, password: str | None = None, today: int | None = None) -> DemoInfo:
+    """Create the demo client and user (and what the loaders add) in one transaction; its data
+    runs up to the UTC day `today` (ms at 00:00; default the current day)."""
     password = password or secrets.token_urlsafe(12)
     with db.transaction() as conn:
         cid = users.create_client(conn, name=DEMO_CLIENT)
         uid = users.create_user(conn, login=DEMO_LOGIN, password=password)
         users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.owner)
         info = DemoInfo(client_cid=cid, login=DEMO_LOGIN, password=password)
+        if today is not None:
+            info.today = today // DAY_MS * DAY_MS
         for loader in loaders():
             loader(conn, info)
     return info

@@ -715,10 +715,13 @@ def test_demo_loader_builds_the_grid(client: TestClient, db: Database) -> None:
 
     assert sensor("station")["sensor_type_name"] == "station"
     assert sensor("transformer")["node_id"] == info.sensors["station"]
-    for role in ("meter_1", "meter_2", "pv"):
+    for role in ("meter_1", "meter_2"):
         assert sensor(role)["node_id"] == info.sensors["transformer"]
         assert sensor(role)["balance_calculation"] is True
     pv = sensor("pv")
+    # Behind meter 2 (its surplus is meter 2's export), so no member of the balance.
+    assert pv["node_id"] == info.sensors["meter_2"]
+    assert pv["balance_calculation"] is False
     assert pv["info"] == {"kwp": 9.8, "tilt": 35, "azimuth": 180}
     assert (round(pv["lat"]), round(pv["lon"])) == (50, 20)
 

@@ -172,15 +172,16 @@ def quality(
         settings = Settings(database_url=url, demo=False)
         # The demo needs a database of its own: this command makes one.
         with open_database(settings, create=True) as db:
-            measured = q.measure(db, load_demo(db), settings)
+            day = datetime.fromisoformat(q.DEMO_DAY).replace(tzinfo=UTC)
+            measured = q.measure(db, load_demo(db, today=int(day.timestamp()) * 1000), settings)
     if as_json:
         _echo(measured)
     else:
         typer.echo(f"{q.table(measured)}\n\n{q.summary(measured)}")
     if readme is not None:
-        day = datetime.now(UTC).date().isoformat()
         try:
-            readme.write_text(q.splice(readme.read_text(), q.readme_section(measured, day)))
+            section = q.readme_section(measured, q.DEMO_DAY)
+            readme.write_text(q.splice(readme.read_text(), section))
         except (OSError, ValueError) as exc:
             typer.echo(f"error: {readme}: {exc}", err=True)
             raise typer.Exit(1) from None

@@ -12,7 +12,6 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 
 from besmart_server.demo import DemoInfo
-from besmart_server.server.db import now_ms
 from besmart_server.server.graphs import engine
 from besmart_server.server.graphs.builtin import builtin_graph
 from besmart_server.server.graphs.context import DbContext
@@ -96,7 +95,7 @@ def load(conn: Connection, info: DemoInfo) -> None:
             ),
         )
         info.sensors["residual"] = created.sensor_mid
-    today = now_ms() // DAY_MS * DAY_MS
+    today = info.today
     windows = {
         "pv_forecast": (today, today + DAY_MS),
         "load_forecast": (today, today + DAY_MS),

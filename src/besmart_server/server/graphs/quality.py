@@ -26,7 +26,7 @@ import pandas as pd
 
 from besmart_server.demo import DemoInfo
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database, now_ms
+from besmart_server.server.db import Database
 from besmart_server.server.graphs import engine
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.evaluate import backtest
@@ -134,10 +134,15 @@ def reference_pv(db: Database, since: int, till: int) -> pd.Series[float]:
     return pd.Series(ac, index=starts)
 
 
+# The day the quality demo's data runs up to: fixed, so the figures (and the README's table)
+# are the same on every run and machine instead of moving with the weekdays of the load date.
+DEMO_DAY: Final = "2026-11-01"
+
+
 def measure(db: Database, info: DemoInfo, settings: Settings) -> dict[str, Any]:
     """Every figure of the module docstring, by graph."""
     cid = info.client_cid
-    today = now_ms() // DAY_MS * DAY_MS
+    today = info.today
     month = today - 30 * DAY_MS
     out: dict[str, Any] = {}
 
@@ -296,11 +301,11 @@ def summary(measured: dict[str, Any]) -> str:
 
 
 def readme_section(measured: dict[str, Any], day: str) -> str:
-    """The README's generated block, markers included; `day` is the demo's load date."""
+    """The README's generated block, markers included; `day` is the day the demo data runs up to."""
     return "\n".join(
         [
             README_BEGIN,
-            f"Measured on the demo loaded on {day}:",
+            f"Measured on the demo with data up to {day} (a fixed day: every run gives these):",
             "",
             table(measured),
             "",

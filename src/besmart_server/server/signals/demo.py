@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, select
 
 from besmart_server.demo import DemoInfo
-from besmart_server.server.db import now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import signal_type_by_symbol
 from besmart_server.server.signals.pipeline import TYPE_DBL, Frame, StatePeriod
@@ -181,8 +180,8 @@ def _location(conn: Connection, mid: int) -> tuple[float, float]:
 
 
 def load(conn: Connection, info: DemoInfo) -> None:
-    """Write the 30 days before the current UTC day for the demo sensors in `info.sensors`."""
-    end = now_ms() // DAY_MS * DAY_MS
+    """Write the 30 days before the UTC day `info.today` for the demo sensors in `info.sensors`."""
+    end = info.today
     start = end - DAYS * DAY_MS
     month = np.arange(start, end, Q_MS, dtype=np.int64)
     rng = np.random.default_rng(SEED)
