@@ -510,6 +510,10 @@ def test_graphs_run_and_management(bs: Client, tenant: tuple[int, Actor], app: F
         time.sleep(0.05)
     assert status.state == "done", status.error
     assert status.record is not None
+    runs = bs.graph_runs(graph_name="tripler", client_cid=cid)
+    assert [r.run_id for r in runs][:1] == [queued.run_id]  # newest first
+    assert {r.state for r in runs} == {"done"}
+    assert bs.graph_runs(graph_name="tripler", state="failed") == []
     with pytest.raises(ValidationError):
         bs.run_graph("tripler", {}, since=T0 + H, till=T0)
     bs.delete_graph("tripler")

@@ -29,6 +29,7 @@ from besmart_server.schemas.graphs import (
     GraphInfo,
     RunAccepted,
     RunRecord,
+    RunState,
     RunStatus,
 )
 from besmart_server.schemas.sensors import (
@@ -889,6 +890,24 @@ class Client:
     def graph_run(self, run_id: int) -> RunStatus:
         """The state of a graph run, with its record once done (GET /api/tasks/runs/{id})."""
         return self._model(RunStatus, "GET", f"/api/tasks/runs/{run_id}")
+
+    def graph_runs(
+        self,
+        *,
+        graph_name: str | None = None,
+        state: RunState | None = None,
+        client_cid: int | None = None,
+        limit: int | None = None,
+    ) -> list[RunStatus]:
+        """The caller's runs and those writing to clients it reads, newest first
+        (GET /api/tasks/runs)."""
+        params = {
+            "graph_name": graph_name,
+            "state": state,
+            "client_cid": client_cid,
+            "limit": limit,
+        }
+        return self._models(RunStatus, "GET", "/api/tasks/runs", params=params)
 
     def graphs(self) -> list[GraphInfo]:
         """Shipped graphs and the stored ones the caller can see (GET /api/tasks/graphs)."""
