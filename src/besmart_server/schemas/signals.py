@@ -20,6 +20,9 @@ def _floor_ms(v: Any) -> Any:
 
 
 Millis = Annotated[int, BeforeValidator(_floor_ms)]
+# Ids are 32-bit in the database: a larger one is a 422 naming it, not an overflow in the driver.
+ID_MAX = 2**31 - 1
+Id = Annotated[int, Field(ge=0, le=ID_MAX)]
 
 AS_OF_DOC = (
     "Time travel: only versions acquired before this time (UTC ms) count, so the read answers "
@@ -85,9 +88,9 @@ class PutMultipleSignalsRequest(BaseModel):
     """One series of a multi-series PUT."""
 
     data: SignalData
-    client_cid: int
-    sensor_mid: int
-    signal_type_moid: int
+    client_cid: Id
+    sensor_mid: Id
+    signal_type_moid: Id
     unit: str | None = None
 
 
@@ -96,9 +99,9 @@ class GetSignalRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    client_cid: int
-    sensor_mid: int
-    signal_type_moid: int
+    client_cid: Id
+    sensor_mid: Id
+    signal_type_moid: Id
     signal_origin_id: int | None = Field(
         None, validation_alias=AliasChoices("signal_origin_id", "origin_id")
     )
@@ -107,7 +110,7 @@ class GetSignalRequest(BaseModel):
     apply_multiplier: bool = False
     last_acq: bool = Field(False, validation_alias=AliasChoices("last_acq", "get_last"))
     delta_t: int | None = None
-    output_unit_id: int | None = None
+    output_unit_id: Id | None = None
     raw: bool = False
     is_chart: bool = False
     as_of: Millis | None = Field(None, description=AS_OF_DOC)

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from besmart_server.schemas.signals import (
     AS_OF_DOC,
+    ID_MAX,
     CapResponse,
     GetSignalRequest,
     PutMultipleSignalsRequest,
@@ -72,11 +73,9 @@ def get_store(request: Request) -> SeriesStore:
 
 StoreDep = Annotated[SeriesStore, Depends(get_store)]
 Caller = UserOwnTransactions
-# Ids are 32-bit in the database: larger ones are 422 here, not an overflow in the driver.
-_ID_MAX = 2**31 - 1
-ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=_ID_MAX)]
-SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=_ID_MAX)]
-SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=_ID_MAX)]
+ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
+SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=ID_MAX)]
+SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=ID_MAX)]
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -139,8 +138,8 @@ def get_cap(
     store: StoreDep,
     client_cid: ClientCid,
     sensor_mid: SensorMid,
-    signal_type_moid: Annotated[int | None, Query(ge=0, le=_ID_MAX)] = None,
-    signal_origin_id: Annotated[int | None, Query(ge=0, le=_ID_MAX)] = None,
+    signal_type_moid: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None,
+    signal_origin_id: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None,
 ) -> Response:
     """Get the newest capture time stored for a signal (ms, or null)."""
     cap = service.cap_max(
@@ -328,6 +327,8 @@ def _int_field(item: dict[str, Any], key: str, loc: columns.Loc) -> int:
         raise Invalid("Field required", loc=(*loc, key), type_="missing")
     if type(v) is not int:
         raise Invalid("Input should be a valid integer", loc=(*loc, key), type_="int_type")
+    if not 0 <= v <= ID_MAX:
+        raise Invalid(f"Input should be between 0 and {ID_MAX}", loc=(*loc, key), type_="range")
     return v
 
 
