@@ -218,3 +218,19 @@ def test_weather_route_takes_tz(client: TestClient, db: Database) -> None:
         headers=key,
     )
     assert r.status_code == 422
+
+
+def test_huge_sizes_with_tz_answer(client: TestClient, meter: tuple[int, int, Actor]) -> None:
+    """A calendar bucket reaching past year 9999 ends there instead of failing the read."""
+    cid, mid, a = meter
+    since, till = ms(2020, 1, 1), ms(2030, 1, 1)  # within max_window_days
+    for m in (moid("EA+"), moid("A+")):
+        body = get(
+            client, a.headers, cid, mid, m, since, till, delta_t=1440 * 10**10, tz="Europe/Warsaw"
+        )
+        assert len(body["data"]["time"]) == (1 if m == moid("EA+") else 0)
+    kolkata = ZoneInfo("Asia/Kolkata")
+    energy = get(
+        client, a.headers, cid, mid, moid("EA+"), since, till, delta_t="year", tz=kolkata.key
+    )
+    assert energy["data"]["time"] == [ms(2026, 1, 1, tz=kolkata)]

@@ -261,3 +261,21 @@ def test_counters_match_interpolation_at_pandas_bucket_starts(
     assert ours.time.tolist() == grid.tolist()
     expected = np.interp(grid.astype(np.float64), t.astype(np.float64), register)
     assert ours.value.tolist() == pytest.approx(expected.tolist())
+
+
+@pytest.mark.parametrize("size", [1440 * 10**12, 10080 * 10**9, "year"])
+def test_buckets_beyond_the_calendar_end_at_its_years(size: int | Period) -> None:
+    """Sizes or windows past years 1..9999 still answer: the buckets end at those years."""
+    b = Buckets(size, WAW)
+    for lo, hi in ((0, 1), (-(2**62), 2**62), (2**62 - 10, 2**62)):
+        edges = b.edges(lo, hi)
+        assert edges[0] <= lo < hi < edges[-1]
+        assert bool((np.diff(edges) > 0).all())
+    out = aggregate(
+        frame([-(2**61), 0, 2**61], [1.0, 2.0, 3.0]),
+        kind=SeriesKind.INTERVAL,
+        since=-(2**62),
+        till=2**62,
+        buckets=b,
+    )
+    assert float(out.value.sum()) == 6.0

@@ -33,6 +33,7 @@ MINUTES_PER_DAY: Final = 1440
 MINUTES_PER_WEEK: Final = 10080
 _EPOCH_DATE: Final = dt.date(1970, 1, 1)
 _MONDAY_BEFORE_EPOCH: Final = dt.date(1969, 12, 29)
+_LAST_ORDINAL: Final = dt.date(9999, 12, 30).toordinal()  # room for one day of offset
 # Calendar arithmetic stays within the years datetime can hold.
 _MIN_MS: Final = -62_135_596_800_000 + 2 * 86_400_000  # 0001-01-03 UTC
 _MAX_MS: Final = 253_402_300_799_000 - 2 * 86_400_000  # 9999-12-29 UTC
@@ -121,16 +122,21 @@ class Buckets:
             step = self.size * MS_PER_MINUTE
             first = (lo // step) * step
             return np.arange(first, (hi // step + 1) * step + 1, step, dtype=np.int64)
-        lo, hi = max(lo, _MIN_MS), min(hi, _MAX_MS)
         tz = self.tz or dt.UTC
-        d_lo = _local_date(lo, tz) - dt.timedelta(days=1)
-        d_hi = _local_date(hi, tz) + dt.timedelta(days=1)
+        d_lo = _local_date(min(max(lo, _MIN_MS), _MAX_MS), tz) - dt.timedelta(days=1)
+        d_hi = _local_date(min(max(hi, _MIN_MS), _MAX_MS), tz) + dt.timedelta(days=1)
         if isinstance(self.size, str):
             starts = _period_starts(d_lo, d_hi, _MONTHS[self.size], tz)
         elif self.size % MINUTES_PER_DAY == 0:
             starts = _day_starts(d_lo, d_hi, self.size // MINUTES_PER_DAY, tz)
         else:
             starts = _subday_starts(d_lo, d_hi, self.size, tz)
+        # Past years 1..9999 (huge sizes, far windows) a bucket runs to the span's end; its
+        # start there is no calendar instant, so a counter is never read at it.
+        if starts.shape[0] == 0 or starts[0] > lo:
+            starts = np.concatenate([np.array([min(lo, _MIN_MS)], dtype=np.int64), starts])
+        if starts[-1] <= hi:
+            starts = np.concatenate([starts, np.array([max(hi + 1, _MAX_MS)], dtype=np.int64)])
         i = max(int(np.searchsorted(starts, lo, side="right")) - 1, 0)
         j = int(np.searchsorted(starts, hi, side="right")) + 1
         return starts[i:j]
@@ -193,14 +199,14 @@ def _offset_ms(ms: int, tz: dt.tzinfo) -> int:
 
 
 def _day_starts(d_lo: dt.date, d_hi: dt.date, days: int, tz: dt.tzinfo) -> I64:
-    weekly = days % 7 == 0
-    anchor = _MONDAY_BEFORE_EPOCH if weekly else _EPOCH_DATE
-    first = d_lo - dt.timedelta(days=(d_lo - anchor).days % days)
-    out: list[int] = []
-    day = first
-    while day <= d_hi + dt.timedelta(days=days):
-        out.append(_first_instant(day, 0, tz))
-        day += dt.timedelta(days=days)
+    anchor = (_MONDAY_BEFORE_EPOCH if days % 7 == 0 else _EPOCH_DATE).toordinal()
+    lo, hi = d_lo.toordinal(), d_hi.toordinal()
+    first = lo - (lo - anchor) % days
+    out = [
+        _first_instant(dt.date.fromordinal(o), 0, tz)
+        for o in range(first, hi + days + 1, days)
+        if 1 <= o <= _LAST_ORDINAL
+    ]
     return np.array(out, dtype=np.int64)
 
 
