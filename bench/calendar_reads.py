@@ -82,12 +82,23 @@ def run(url: str, reps: int) -> None:
         )
         year = {"since": YEAR_2025, "till": int(minute[-1]) + MIN}
         ten = {"since": TEN_YEARS_FROM, "till": TEN_YEARS_TILL}
+        waw = {"tz": "Europe/Warsaw"}
         cases = [
             ("delta_t=1440, 525,600 1-min pts", power_mid, P_PLUS, {**year, "delta_t": 1440}),
-            ("delta_t=1440&tz=Europe/Warsaw", power_mid, P_PLUS, {**year, "delta_t": 1440, "tz": "Europe/Warsaw"}),
-            ("delta_t=month&tz=Europe/Warsaw, 350,640 15-min pts", energy_mid, EA_PLUS, {**ten, "delta_t": "month", "tz": "Europe/Warsaw"}),
-            ("delta_t=1440&tz=Europe/Warsaw over the 10 years", energy_mid, EA_PLUS, {**ten, "delta_t": 1440, "tz": "Europe/Warsaw"}),
-        ]  # fmt: skip
+            ("delta_t=1440&tz=Europe/Warsaw", power_mid, P_PLUS, {**year, "delta_t": 1440, **waw}),
+            (
+                "delta_t=month&tz=Europe/Warsaw, 350,640 15-min pts",
+                energy_mid,
+                EA_PLUS,
+                {**ten, "delta_t": "month", **waw},
+            ),
+            (
+                "delta_t=1440&tz=Europe/Warsaw over the 10 years",
+                energy_mid,
+                EA_PLUS,
+                {**ten, "delta_t": 1440, **waw},
+            ),
+        ]
         for label, mid, moid, params in cases:
             path = f"/api/sensors/{cid}.{mid}/signals/{moid}/data"
             p50, p95, n = _time(client, headers, path, params, reps)
