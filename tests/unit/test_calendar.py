@@ -279,3 +279,24 @@ def test_buckets_beyond_the_calendar_end_at_its_years(size: int | Period) -> Non
         buckets=b,
     )
     assert float(out.value.sum()) == 6.0
+
+
+def test_origins_keep_their_own_local_buckets() -> None:
+    """Two origins interleaved in time: each gets its own local days, as without tz."""
+    start = ms(2026, 10, 25)
+    t = np.repeat(np.arange(start, start + 25 * H, Q, dtype=np.int64), 2)
+    n = t.shape[0]
+    f = Frame.from_columns(
+        t, np.tile([1, 2], n // 2), [1] * n, [0] * n, np.tile([1.0, 3.0], n // 2)
+    )
+    out = aggregate(
+        f, kind=SeriesKind.INTERVAL, since=start, till=start + 25 * H, buckets=Buckets(1440, WAW)
+    )
+    assert out.time.tolist() == [start, start]
+    assert out.origin.tolist() == [1, 2]
+    assert out.value.tolist() == [100.0, 300.0]
+
+
+def test_nominal_lengths_estimate_bucket_counts() -> None:
+    assert Buckets(15, WAW).nominal_ms == Q
+    assert Buckets("month").nominal_ms == 28 * 86_400_000

@@ -105,12 +105,12 @@ class Buckets:
         return isinstance(self.size, int) and self.tz is None
 
     @property
-    def shortest_ms(self) -> int:
-        """The shortest a bucket can be (for bounding how many a window holds)."""
+    def nominal_ms(self) -> int:
+        """A bucket's usual length, for estimating how many a window holds (DST changes add
+        or remove a bucket or an hour a few times a year, which such an estimate ignores)."""
         if isinstance(self.size, int):
-            # A local day may lose an hour; a sub-day bucket may be cut by a DST change.
-            return max(self.size * MS_PER_MINUTE - 3_600_000, MS_PER_MINUTE)
-        return {"month": 27, "quarter": 88, "year": 364}[self.size] * 86_400_000
+            return self.size * MS_PER_MINUTE
+        return {"month": 28, "quarter": 90, "year": 365}[self.size] * 86_400_000
 
     def edges(self, lo: int, hi: int) -> I64:
         """Sorted bucket starts: the start of the bucket holding `lo`, every start after it up to

@@ -512,7 +512,7 @@ def read_frame(
     cat = cat or load_catalog(conn)
     t = _type_or_404(cat.types, q.signal_type_moid)
     dst = _output_unit(q, t, cat.units, loc)
-    step = 0 if buckets is None else buckets.shortest_ms
+    step = 0 if buckets is None else buckets.nominal_ms
     if step and (q.till - q.since) // step > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
