@@ -286,11 +286,6 @@ class ReadQuery:
     tz: str | None = None
     calendar: Period | None = None
 
-    @property
-    def aggregated(self) -> bool:
-        """Whether the read returns buckets rather than points."""
-        return self.delta_t is not None or self.calendar is not None
-
     def window_delta_t(self) -> int | None:
         """What ReadBudget.check_window sees as delta_t: a calendar read is aggregated too."""
         return self.delta_t if self.calendar is None else MINUTES_PER_DAY
