@@ -234,3 +234,21 @@ def test_huge_sizes_with_tz_answer(client: TestClient, meter: tuple[int, int, Ac
         client, a.headers, cid, mid, moid("EA+"), since, till, delta_t="year", tz=kolkata.key
     )
     assert energy["data"]["time"] == [ms(2026, 1, 1, tz=kolkata)]
+
+
+def test_clear_sky_takes_calendar_buckets(client: TestClient, db: Database) -> None:
+    """GHI_CS is computed, not stored: its buckets follow `tz` and `delta_t=month` too."""
+    cid = make_client(db)
+    with db.transaction() as conn:
+        key = {"X-Auth": users.create_api_key(conn, client_cid=cid, name="cs")}
+    params = {"since": ms(2026, 3, 1), "till": ms(2026, 4, 1), "tz": "Europe/Warsaw"}
+    r = client.get(
+        "/api/weather/50.06/19.94/1034/data", params={**params, "delta_t": "month"}, headers=key
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["time"] == [ms(2026, 3, 1)]
+    r = client.get(
+        "/api/weather/50.06/19.94/1034/data", params={**params, "delta_t": 1440}, headers=key
+    )
+    assert r.json()["data"]["time"][28:30] == [ms(2026, 3, 29), ms(2026, 3, 30)]
+    assert len(r.json()["data"]["time"]) == 31
