@@ -303,3 +303,22 @@ def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | No
     assert day1.value.tolist() == [5.0]
     assert stored[0].n == 5
     assert clock == 9_001_000
+
+
+def test_client_timezone_up_and_down(empty_db: Database) -> None:
+    """0008 gives existing clients the timezone UTC; its downgrade drops the column and keeps
+    the clients."""
+    _migrate_to(empty_db, "0007", None)
+    with empty_db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO clients (name, is_system, created_at) VALUES ('a', false, 1)")
+        )
+    _migrate_to(empty_db, "0008", None)
+    with empty_db.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT name, timezone FROM clients")).all() == [("a", "UTC")]
+        conn.execute(sa.text("UPDATE clients SET timezone = 'Europe/Warsaw'"))
+    _migrate_to(empty_db, "0007", None, down=True)
+    columns = {c["name"] for c in inspect(empty_db.engine).get_columns("clients")}
+    assert "timezone" not in columns
+    with empty_db.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT name FROM clients")).scalars().all() == ["a"]

@@ -303,7 +303,15 @@ def export(
         bool, typer.Option("--get-last", help="Newest version per point only (else every one).")
     ] = False,
     delta_t: Annotated[
-        int | None, typer.Option("--delta-t", min=1, help="Aggregate into buckets (minutes).")
+        str | None,
+        typer.Option("--delta-t", help="Aggregate into buckets: minutes, or month, quarter, year."),
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            "--tz",
+            help="IANA zone of the buckets (local days, months); default the client's timezone.",
+        ),
     ] = None,
     raw: Annotated[bool, typer.Option("--raw", help="No stitching across meter swaps.")] = False,
     apply_multiplier: Annotated[
@@ -345,6 +353,12 @@ def export(
         raise typer.BadParameter(f"not a time: {exc}", param_hint="--since/--till") from exc
     if since_ms >= till_ms:
         raise typer.BadParameter("--since must be before --till", param_hint="--since/--till")
+    if delta_t is not None and not (
+        delta_t in ("month", "quarter", "year") or (delta_t.isdigit() and int(delta_t) > 0)
+    ):
+        raise typer.BadParameter(
+            "minutes (a positive whole number) or month, quarter, year", param_hint="--delta-t"
+        )
     options: dict[str, Any] = {
         "get_last": get_last or None,
         "delta_t": delta_t,
@@ -360,6 +374,10 @@ def export(
     frames = []
     try:
         with _connect(server, login, token) as bs, _progress(quiet) as progress:
+            if delta_t is not None:
+                # Buckets count in the client's own zone unless --tz names one.
+                zones = {c.client_cid: c.timezone for c in bs.clients()}
+                options["tz"] = tz or zones.get(client, "UTC")
             task = progress.add_task("reading", total=len(targets) * len(windows))
             for mid, signal_type in targets:
                 parts = []

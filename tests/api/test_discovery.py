@@ -41,9 +41,9 @@ def test_clients_lists_each_of_mine_with_my_role(client: TestClient, db: Databas
     res = client.get("/api/clients", headers=actor.headers)
     assert res.status_code == 200
     assert res.json() == [
-        {"client_cid": a, "name": "Alpha", "role": "owner"},
-        {"client_cid": b, "name": "Beta", "role": "write"},
-        {"client_cid": c, "name": "Gamma", "role": "read"},
+        {"client_cid": a, "name": "Alpha", "role": "owner", "timezone": "UTC"},
+        {"client_cid": b, "name": "Beta", "role": "write", "timezone": "UTC"},
+        {"client_cid": c, "name": "Gamma", "role": "read", "timezone": "UTC"},
     ]
     assert stranger_cid not in {x["client_cid"] for x in res.json()}
 

@@ -38,7 +38,9 @@ def test_login_returns_token_in_the_documented_shape(client: TestClient, db: Dat
     assert len(res.content) < 2048
     me = client.get("/api/clients", headers={"Authorization": f"Bearer {body['token']}"})
     assert me.status_code == 200
-    assert me.json() == [{"client_cid": cid, "name": me.json()[0]["name"], "role": "read"}]
+    assert me.json() == [
+        {"client_cid": cid, "name": me.json()[0]["name"], "role": "read", "timezone": "UTC"}
+    ]
 
 
 def test_login_accepts_json_whatever_the_content_type(client: TestClient, db: Database) -> None:

@@ -462,3 +462,27 @@ def test_client_write_sends_and_counts_one_row_per_point(
     assert bs.write(frame, cid, mid, A_PLUS, chunk_points=1) == 2
     back = bs.read(cid, mid, A_PLUS, T0, T0 + H)
     assert back["value"].tolist() == [2.0, 3.0]  # one version each, the later row
+
+
+def test_export_counts_local_days_in_the_clients_timezone(
+    env: dict[str, str], bs: Client, tenant: tuple[int, Actor], tmp_path: Path
+) -> None:
+    """Without --tz the buckets are the client's local days; --tz overrides it."""
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "m").sensor_mid
+    start = 1_774_738_800_000  # 2026-03-29 00:00 Europe/Warsaw, a 23-hour day
+    quarter = 15 * MIN
+    times = pd.to_datetime(start - 2 * H + quarter * np.arange(4 * 27), unit="ms", utc=True)
+    bs.write(pd.Series(np.ones(len(times)), index=times), cid, mid, 1011)  # EA+: kWh per 15 min
+    assert bs.set_client_timezone(cid, "Europe/Warsaw").timezone == "Europe/Warsaw"
+    args = [*login_args(tenant), "--client", str(cid), "--sensor", str(mid), "--moid", "1011"]
+    window = ["--since", str(start - 2 * H), "--till", str(start + 25 * H), "--time-format", "ms"]
+    for extra, expected in (
+        ([], {start - 24 * H: 8.0, start: 92.0, start + 23 * H: 8.0}),
+        (["--tz", "UTC"], {start - 23 * H: 12.0, start + H: 96.0}),
+    ):
+        out = tmp_path / "daily.csv"
+        code, text = run(env, "export", str(out), *args, *window, "--delta-t", "1440", "-q", *extra)
+        assert code == 0, text
+        table = pd.read_csv(out)
+        assert dict(zip(table["time"], table["value"], strict=True)) == expected

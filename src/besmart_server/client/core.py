@@ -314,6 +314,13 @@ class Client:
         """The clients (tenants) the caller can see, with the caller's role (GET /api/clients)."""
         return self._models(ClientRole, "GET", "/api/clients")
 
+    def set_client_timezone(self, client_cid: int, timezone: str) -> ClientRole:
+        """Set a client's IANA time zone, the CLI's default for calendar buckets (owners;
+        PATCH /api/clients/{cid})."""
+        return self._model(
+            ClientRole, "PATCH", f"/api/clients/{client_cid}", body={"timezone": timezone}
+        )
+
     # --- sensors ----------------------------------------------------------------------------
 
     def sensor_types(self) -> list[SensorTypeResponse]:
@@ -653,12 +660,13 @@ class Client:
         till: TimeLike,
         *,
         get_last: bool | None = None,
-        delta_t: int | None = None,
+        delta_t: int | str | None = None,
         raw: bool | None = None,
         apply_multiplier: bool | None = None,
         output_unit_id: int | None = None,
         signal_origin_id: int | None = None,
         is_chart: bool | None = None,
+        tz: str | None = None,
     ) -> SignalResponse:
         """A signal's points in [since, till) (GET /api/sensors/{cid}.{mid}/signals/{moid}/data);
         the read options as in the API (versions, origin, multiplier, stitching, buckets, unit)."""
@@ -672,6 +680,7 @@ class Client:
             "output_unit_id": output_unit_id,
             "signal_origin_id": signal_origin_id,
             "is_chart": is_chart,
+            "tz": tz,
         }
         return self._model(
             SignalResponse,
@@ -736,7 +745,7 @@ class Client:
         """A signal in [since, till) as a DataFrame indexed by UTC capture time with the
         columns `value`, `origin`, `type` and `acq_time`; `options` are `get_signal`'s read
         options (get_last, delta_t, raw, apply_multiplier, output_unit_id, signal_origin_id,
-        is_chart). `frame.attrs` holds the series ids and `unit`."""
+        is_chart, tz). `frame.attrs` holds the series ids and `unit`."""
         params = {"since": to_ms(since), "till": to_ms(till), **options}
         path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data"
         body = self._json("GET", path, params=params)

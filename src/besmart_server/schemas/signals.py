@@ -28,6 +28,19 @@ AS_OF_DOC = (
     "Time travel: only versions acquired before this time (UTC ms) count, so the read answers "
     "what it would have answered then (later writes and RMs unseen); default every version"
 )
+DELTA_T_DOC = (
+    "Aggregate time: minutes (buckets aligned to the UTC epoch, or with `tz` to local "
+    "midnight: whole days start at local midnight, 10080 is a week from Monday 00:00, a size "
+    "dividing 1440 starts on local multiples of it), or `month`, `quarter`, `year` (calendar "
+    "periods in `tz`, UTC without). Instantaneous: mean of the bucket's points; interval: sum; "
+    "cumulative: the counter interpolated at each bucket start. `time` is the bucket's start "
+    "in UTC ms"
+)
+TZ_DOC = (
+    "IANA time zone (e.g. Europe/Warsaw) the delta_t buckets are counted in: local days, "
+    "weeks, months across DST changes (a day of 23 or 25 hours); unknown names are 422. "
+    "Without it buckets are UTC and epoch-aligned, as always"
+)
 
 
 class SignalTypeResponse(BaseModel):
@@ -109,7 +122,8 @@ class GetSignalRequest(BaseModel):
     till: Millis
     apply_multiplier: bool = False
     last_acq: bool = Field(False, validation_alias=AliasChoices("last_acq", "get_last"))
-    delta_t: int | None = None
+    delta_t: int | Literal["month", "quarter", "year"] | None = Field(None, description=DELTA_T_DOC)
+    tz: str | None = Field(None, description=TZ_DOC)
     output_unit_id: Id | None = None
     raw: bool = False
     is_chart: bool = False
@@ -136,6 +150,9 @@ class SignalResponse(BaseModel):
     time_tstorage: float | None = None
     time_other: float | None = None
     error: SignalError | None = None
+    tz: str | None = Field(
+        None, description="the IANA zone the buckets were counted in; only when `tz` was given"
+    )
     warnings: list[str] | None = Field(
         None,
         description="what the server had to assume to answer, e.g. the counter reading at a "

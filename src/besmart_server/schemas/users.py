@@ -40,3 +40,14 @@ class ClientRole(BaseModel):
     client_cid: int
     name: str
     role: Role
+    timezone: str = Field(
+        "UTC",
+        description="IANA zone the client's calendar buckets are counted in when a read names "
+        "no tz (the CLI's default; the REST routes keep UTC)",
+    )
+
+
+class ClientUpdate(BaseModel):
+    """What an owner may change of a client."""
+
+    timezone: str = Field(description="IANA time zone name, e.g. Europe/Warsaw")

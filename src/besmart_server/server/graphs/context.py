@@ -35,9 +35,9 @@ from besmart_server.server.weather import service as weather
 Target = tuple[int, int, int]  # (client_cid, sensor_mid, moid)
 
 _SIGNAL_OPTIONS: Final = frozenset(
-    {"get_last", "signal_origin_id", "delta_t", "raw", "apply_multiplier", "output_unit_id"}
+    {"get_last", "signal_origin_id", "delta_t", "raw", "apply_multiplier", "output_unit_id", "tz"}
 )
-_WEATHER_OPTIONS: Final = frozenset({"get_last", "signal_origin_id", "delta_t"})
+_WEATHER_OPTIONS: Final = frozenset({"get_last", "signal_origin_id", "delta_t", "tz"})
 _NUMERIC: Final = (TYPE_DBL, TYPE_INT)
 
 
@@ -146,6 +146,7 @@ class DbContext:
             apply_multiplier=bool(opts.get("apply_multiplier", False)),
             output_unit_id=opts.get("output_unit_id"),
             as_of=self.as_of,
+            tz=opts.get("tz"),
         )
         budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         with self.transaction(write=False) as conn:
@@ -167,6 +168,7 @@ class DbContext:
             delta_t=opts.get("delta_t"),
             signal_origin_id=opts.get("signal_origin_id"),
             get_last=bool(opts.get("get_last", True)),
+            tz=opts.get("tz"),
         )
         budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         try:

@@ -15,6 +15,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from besmart_server.server.signals.calendar import Buckets, label_points
+
 TYPE_DBL: Final = 0
 TYPE_INT: Final = 1
 TYPE_STR: Final = 2
@@ -284,35 +286,57 @@ def stitch(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
     return replace(f, value=f.value + shifts[_period_index(f.time, ps)])
 
 
-def aggregate(f: Frame, *, delta_t_minutes: int, kind: SeriesKind, since: int, till: int) -> Frame:
-    """Buckets of `delta_t_minutes` aligned to the epoch, per origin, as DBL points.
+def aggregate(
+    f: Frame,
+    *,
+    delta_t_minutes: int = 0,
+    kind: SeriesKind,
+    since: int,
+    till: int,
+    buckets: Buckets | None = None,
+) -> Frame:
+    """Buckets of `delta_t_minutes` aligned to the epoch (or `buckets`: calendar buckets in a
+    zone, see calendar.py), per origin, as DBL points labelled with their start.
 
     INSTANTANEOUS: mean and INTERVAL: sum of the points with since <= time < till, in buckets
-    [g, g + delta) labelled g — the first label may precede an unaligned `since`.
-    CUMULATIVE: the counter at each aligned g with since <= g < till, linearly interpolated
-    between the readings at/before and at/after g (which may lie outside the window), never
-    extrapolated. acq is the newest acq among the points used. RM and STR points are ignored.
+    [g, next g) labelled g — the first label may precede an unaligned `since`; a bucket keeps
+    that meaning over its true length (a local day of 23 or 25 hours averages or sums its own
+    points). CUMULATIVE: the counter at each bucket start g with since <= g < till, linearly
+    interpolated between the readings at/before and at/after g (which may lie outside the
+    window), never extrapolated. acq is the newest acq among the points used. RM and STR
+    points are ignored.
     """
-    if delta_t_minutes <= 0:
-        raise ValueError("delta_t must be a positive number of minutes")
+    if buckets is None:
+        buckets = Buckets(delta_t_minutes)  # ValueError for a size that is not positive
     if since >= till:
         raise ValueError("since must be before till")
-    step = delta_t_minutes * MS_PER_MINUTE
     numeric = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
     points = f.take(numeric)
     if kind == SeriesKind.CUMULATIVE:
-        return _counter_at_grid(points, step, since, till)
+        return _counter_at_grid(points, buckets, since, till)
     return _bucket_reduce(
-        clip_window(points, since, till), step, mean=kind == SeriesKind.INSTANTANEOUS
+        clip_window(points, since, till), buckets, mean=kind == SeriesKind.INSTANTANEOUS
     )
 
 
-def _bucket_reduce(f: Frame, step: int, *, mean: bool) -> Frame:
+def _labels(time: I64, buckets: Buckets) -> I64:
+    if buckets.epoch_aligned:
+        step = int(buckets.size) * MS_PER_MINUTE
+        return (time // step) * step  # floor division: aligned also before the epoch
+    lo, hi = int(time.min()), int(time.max())
+    edges = buckets.edges(lo, hi)
+    if time.shape[0] > 4 * edges.shape[0] and bool((time[1:] >= time[:-1]).all()):
+        # Sorted points (as the store gives them): a search per bucket, not per point.
+        first = np.searchsorted(time, edges)  # edges[0] <= lo, edges[-1] > hi: covers all
+        return np.repeat(edges[:-1], np.diff(first))
+    return label_points(time, edges)
+
+
+def _bucket_reduce(f: Frame, buckets: Buckets, *, mean: bool) -> Frame:
     n = len(f)
     if n == 0:
         return Frame.empty()
-    label = (f.time // step) * step  # floor division: aligned also before the epoch
-    label, origin, acq, value = label, f.origin, f.acq, f.value
+    label, origin, acq, value = _labels(f.time, buckets), f.origin, f.acq, f.value
     one_origin = bool((origin == origin[0]).all())
     if not (one_origin and bool((np.diff(label) >= 0).all())):
         order = np.lexsort((origin, label))
@@ -332,7 +356,7 @@ def _bucket_reduce(f: Frame, step: int, *, mean: bool) -> Frame:
     )
 
 
-def _counter_at_grid(f: Frame, step: int, since: int, till: int) -> Frame:
+def _counter_at_grid(f: Frame, buckets: Buckets, since: int, till: int) -> Frame:
     n = len(f)
     if n == 0:
         return Frame.empty()
@@ -348,11 +372,11 @@ def _counter_at_grid(f: Frame, step: int, since: int, till: int) -> Frame:
         # Grid points with a reading at/before and at/after them, inside the window.
         lo = max(since, int(t[0]))
         hi = min(till - 1, int(t[-1]))
-        g_first = -(-lo // step) * step
-        g_last = (hi // step) * step
-        if g_first > g_last:
+        if lo > hi:
             continue
-        grid = np.arange(g_first, g_last + 1, step, dtype=np.int64)
+        grid = _grid(buckets, lo, hi)
+        if grid.shape[0] == 0:
+            continue
         after = np.searchsorted(t, grid, side="left")  # first reading at/after g
         exact = t[after] == grid
         before = np.where(exact, after, after - 1)  # last reading at/before g
@@ -372,3 +396,12 @@ def _counter_at_grid(f: Frame, step: int, since: int, till: int) -> Frame:
         )
     out = concat(pieces)
     return out.take(np.lexsort((out.origin, out.time)))
+
+
+def _grid(buckets: Buckets, lo: int, hi: int) -> I64:
+    """The bucket starts g with lo <= g <= hi."""
+    if buckets.epoch_aligned:
+        step = int(buckets.size) * MS_PER_MINUTE
+        return np.arange(-(-lo // step) * step, (hi // step) * step + 1, step, dtype=np.int64)
+    edges = buckets.edges(lo, hi)
+    return edges[(edges >= lo) & (edges <= hi)]

@@ -16,7 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from besmart_server.schemas.signals import (
     AS_OF_DOC,
+    DELTA_T_DOC,
     ID_MAX,
+    TZ_DOC,
     CapResponse,
     GetSignalRequest,
     PutMultipleSignalsRequest,
@@ -35,7 +37,8 @@ from besmart_server.server.deps import (
     UserOwnTransactions,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
-from besmart_server.server.signals import columns, service
+from besmart_server.server.signals import calendar, columns, service
+from besmart_server.server.signals.calendar import Period
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.server.users.service import Principal
 
@@ -76,6 +79,15 @@ Caller = UserOwnTransactions
 ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=ID_MAX)]
 SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=ID_MAX)]
+
+
+def split_delta_t(raw: str | None) -> tuple[int | None, Period | None]:
+    """`delta_t` of a query string: whole minutes, or a calendar period; 422 otherwise."""
+    try:
+        value = calendar.parse_delta_t(raw)
+    except calendar.CalendarError as exc:
+        raise Invalid(str(exc), loc=("query", exc.field), type_="int_parsing") from exc
+    return (None, value) if isinstance(value, str) else (value, None)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -176,16 +188,18 @@ def get_signal_data(
     get_last: Annotated[
         bool, Query(description="Get only records with newest acq time for the same cap times")
     ] = False,
-    delta_t: Annotated[int | None, Query(description="Aggregate time (in minutes)")] = None,
+    delta_t: Annotated[str | None, Query(description=DELTA_T_DOC)] = None,
     raw: Annotated[bool, Query(description="Fetch raw signal")] = False,
     apply_multiplier: Annotated[bool, Query(description="Apply multiplier")] = False,
     output_unit_id: Annotated[int | None, Query(description="Output unit id")] = None,
     signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
     is_chart: Annotated[bool, Query(description="Convert to the chart unit")] = False,
     as_of: Annotated[int | None, Query(description=AS_OF_DOC)] = None,
+    tz: Annotated[str | None, Query(description=TZ_DOC)] = None,
 ) -> Response:
     """Get signal data."""
     started = time.perf_counter()
+    minutes, period = split_delta_t(delta_t)
     q = service.ReadQuery(
         client_cid=client_cid,
         sensor_mid=sensor_mid,
@@ -194,12 +208,14 @@ def get_signal_data(
         till=till,
         get_last=get_last,
         signal_origin_id=signal_origin_id,
-        delta_t=delta_t,
+        delta_t=minutes,
         raw=raw,
         apply_multiplier=apply_multiplier,
         output_unit_id=output_unit_id,
         is_chart=is_chart,
         as_of=as_of,
+        tz=tz,
+        calendar=period,
     )
     budget = service.ReadBudget(
         settings.max_points_per_read, max_window_days=settings.max_window_days
@@ -230,12 +246,14 @@ def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]
             till=r.till,
             get_last=r.last_acq,
             signal_origin_id=r.signal_origin_id,
-            delta_t=r.delta_t,
+            delta_t=None if isinstance(r.delta_t, str) else r.delta_t,
             raw=r.raw,
             apply_multiplier=r.apply_multiplier,
             output_unit_id=r.output_unit_id,
             is_chart=r.is_chart,
             as_of=r.as_of,
+            tz=r.tz,
+            calendar=r.delta_t if isinstance(r.delta_t, str) else None,
         )
         for r in items
     ]

@@ -25,7 +25,8 @@ from besmart_server.server.sensors.access import (
     sensor_for,
     sensor_not_found,
 )
-from besmart_server.server.signals import catalog
+from besmart_server.server.signals import calendar, catalog
+from besmart_server.server.signals.calendar import MINUTES_PER_DAY, Buckets, Period
 from besmart_server.server.signals.catalog import Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
     ORIGINS,
@@ -280,6 +281,24 @@ class ReadQuery:
     # Only versions acquired before this time (UTC ms): the data as it stood then, for
     # backtests without leakage. None reads every version.
     as_of: int | None = None
+    # Calendar time (calendar.py): buckets of `delta_t` or of `calendar` (a month, quarter or
+    # year) in this IANA zone; None keeps the UTC, epoch-aligned buckets.
+    tz: str | None = None
+    calendar: Period | None = None
+
+    def window_delta_t(self) -> int | None:
+        """What ReadBudget.check_window sees as delta_t: a calendar read is aggregated too."""
+        return self.delta_t if self.calendar is None else MINUTES_PER_DAY
+
+
+def buckets_of(q: ReadQuery, loc: Loc) -> Buckets | None:
+    """The read's buckets, or None for a read of points; 422 naming `tz` or `delta_t`."""
+    try:
+        tz = None if q.tz is None else calendar.zone(q.tz)
+        size = q.calendar if q.calendar is not None else q.delta_t
+        return None if size is None else Buckets(size, tz)
+    except calendar.CalendarError as exc:
+        raise Invalid(str(exc), loc=(*loc, exc.field)) from exc
 
 
 MS_PER_DAY = 86_400_000
@@ -340,6 +359,7 @@ def check_query(q: ReadQuery, loc: Loc) -> None:
         raise Invalid(
             f"{q.signal_origin_id} is not an origin (1 to 5)", loc=(*loc, "signal_origin_id")
         )
+    buckets_of(q, loc)
 
 
 def _output_unit(q: ReadQuery, t: TypeInfo, units_by_id: dict[int, Unit], loc: Loc) -> Unit:
@@ -478,7 +498,8 @@ def read_frame(
     versions (as of `q.as_of`) → origin → multiplier → stitching → delta_t aggregation → unit.
     """
     check_query(q, loc)
-    budget.check_window(q.since, q.till, q.delta_t)
+    budget.check_window(q.since, q.till, q.window_delta_t())
+    buckets = buckets_of(q, loc)
     if pre is None:
         sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
     elif (q.client_cid, q.sensor_mid) not in pre.sensors:
@@ -486,7 +507,7 @@ def read_frame(
     cat = cat or load_catalog(conn)
     t = _type_or_404(cat.types, q.signal_type_moid)
     dst = _output_unit(q, t, cat.units, loc)
-    step = (q.delta_t or 0) * MS_PER_MINUTE
+    step = 0 if buckets is None else buckets.nominal_ms
     if step and (q.till - q.since) // step > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
@@ -554,9 +575,7 @@ def read_frame(
                 storage += time.perf_counter() - s2
                 f = stitch(f, periods)  # 4.
         if step:
-            f = aggregate(
-                f, delta_t_minutes=q.delta_t or 0, kind=t.kind, since=q.since, till=q.till
-            )
+            f = aggregate(f, kind=t.kind, since=q.since, till=q.till, buckets=buckets)
         converting = dst.unit_id != t.unit.unit_id
         if converting:
             numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
@@ -684,6 +703,8 @@ def read(
         "time_other": max(time.perf_counter() - t0 - got.storage_s, 0.0),
         # Only when there is something to say: other clients' bodies stay as they were.
         **({"warnings": list(got.warnings)} if got.warnings else {}),
+        # The zone the buckets were counted in, only when the caller chose one.
+        **({"tz": q.tz} if q.tz is not None else {}),
     }
 
 
@@ -700,7 +721,7 @@ def read_many(
     out = []
     for i, q in enumerate(queries):
         check_query(q, ("body", i))
-        budget.check_window(q.since, q.till, q.delta_t)
+        budget.check_window(q.since, q.till, q.window_delta_t())
     cat = load_catalog(conn)
     known = readable_sensors(conn, principal, ((q.client_cid, q.sensor_mid) for q in queries))
     keys = [(q.sensor_mid, q.signal_type_moid) for q in queries]

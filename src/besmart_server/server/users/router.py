@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from besmart_server.schemas.users import ClientRole, LoginRequest, TokenResponse
+from besmart_server.schemas.users import ClientRole, ClientUpdate, LoginRequest, TokenResponse
 from besmart_server.server.deps import (
     ConnDep,
     CurrentUser,
@@ -17,7 +17,7 @@ from besmart_server.server.deps import (
     SettingsDep,
     bearer_token,
 )
-from besmart_server.server.errors import R401, R429, Invalid
+from besmart_server.server.errors import R401, R403, R404, R429, Invalid
 from besmart_server.server.users import service
 
 router = APIRouter(tags=["Users"])
@@ -117,3 +117,28 @@ def delete_token(
 def get_clients(conn: ConnDep, user: CurrentUser) -> list[ClientRole]:
     """The clients the caller can see, each with the caller's role."""
     return service.list_client_roles(conn, user)
+
+
+@router.patch(
+    "/api/clients/{client_cid}",
+    response_model=ClientRole,
+    summary="Change a client",
+    description="Beyond the spec: an owner sets the client's `timezone` (an IANA name; unknown "
+    "names are 422). It is the zone the CLI counts calendar buckets in when no tz is given; "
+    "the REST data routes keep UTC unless a request names `tz`.",
+    responses={
+        200: {"description": "The client as changed"},
+        **R401,
+        **R403,
+        **R404,
+        422: {"description": "Validation Error"},
+    },
+)
+def patch_client(
+    conn: ConnDep,
+    user: CurrentUser,
+    client_cid: Annotated[int, Path(ge=0, le=2**31 - 1)],
+    body: ClientUpdate,
+) -> ClientRole:
+    """Change a client's time zone (owners)."""
+    return service.set_client_timezone(conn, user, client_cid, body.timezone)

@@ -10,7 +10,15 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from besmart_server.schemas.users import ROLE_RANK, ClientRole, Role, TokenResponse
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
-from besmart_server.server.errors import Conflict, Forbidden, NotFound, Throttled, Unauthorized
+from besmart_server.server.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Throttled,
+    Unauthorized,
+)
+from besmart_server.server.signals import calendar
 from besmart_server.server.users import security
 from besmart_server.server.users.tables import (
     api_keys,
@@ -110,18 +118,43 @@ def list_client_roles(conn: Connection, principal: Principal) -> list[ClientRole
     """The tenants the caller can see, each with the caller's role, by cid (system clients,
     such as the weather grid's, are internal and never listed)."""
     query = (
-        select(clients.c.cid, clients.c.name)
+        select(clients.c.cid, clients.c.name, clients.c.timezone)
         .where(clients.c.is_system.is_(False))
         .order_by(clients.c.cid)
     )
     if not principal.is_admin:
         query = query.where(clients.c.cid.in_(list(principal.roles)))
     result = []
-    for cid, name in conn.execute(query):
+    for cid, name, tz in conn.execute(query):
         role = principal.role_in(cid)
         if role is not None:
-            result.append(ClientRole(client_cid=cid, name=name, role=role))
+            result.append(ClientRole(client_cid=cid, name=name, role=role, timezone=tz))
     return result
+
+
+def set_client_timezone(
+    conn: Connection, principal: Principal, client_cid: int, timezone: str
+) -> ClientRole:
+    """Change a client's time zone (owners only): 404 unseen, 403 below owner, 422 unknown."""
+    what = f"Client {client_cid}"
+    principal.require(client_cid, Role.owner, what=what)
+    row = conn.execute(
+        select(clients.c.name).where(clients.c.cid == client_cid, clients.c.is_system.is_(False))
+    ).first()
+    if row is None:
+        raise NotFound(f"{what} not found")
+    try:
+        calendar.zone(timezone)
+    except calendar.CalendarError as exc:
+        raise Invalid(str(exc), loc=("body", "timezone")) from exc
+    conn.execute(update(clients).where(clients.c.cid == client_cid).values(timezone=timezone))
+    return ClientRole(client_cid=client_cid, name=row.name, role=Role.owner, timezone=timezone)
+
+
+def client_timezone(conn: Connection, client_cid: int) -> str:
+    """A client's time zone name (UTC for a client that does not exist)."""
+    tz = conn.scalar(select(clients.c.timezone).where(clients.c.cid == client_cid))
+    return str(tz) if tz else "UTC"
 
 
 def _principal_for_user(conn: Connection, user_id: int) -> Principal | None:

@@ -23,6 +23,8 @@ clients = Table(
     Column("name", String(200), nullable=False),
     Column("is_system", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # IANA zone the CLI counts calendar buckets in when a read names no tz (migration 0008).
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
     sqlite_autoincrement=True,
 )
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from besmart_server.schemas.signals import SignalResponse
+from besmart_server.schemas.signals import DELTA_T_DOC, TZ_DOC, SignalResponse
 from besmart_server.server.deps import ConnDep, SettingsDep, UserOrApiKey
 from besmart_server.server.errors import R401, R404, R413, Invalid
 from besmart_server.server.signals import columns
-from besmart_server.server.signals.router import StoreDep
+from besmart_server.server.signals.router import StoreDep, split_delta_t
 from besmart_server.server.signals.service import ReadBudget
 from besmart_server.server.weather import service
 
@@ -50,7 +50,7 @@ def get_weather_data(
     signal_type_moid: Annotated[int, Path(description="Signal type MOID")],
     since: Annotated[float, Query(description="Start date (UTC unix timestamp)")],
     till: Annotated[float, Query(description="End date (UTC unix timestamp)")],
-    delta_t: Annotated[int | None, Query(description="Aggregate time (in minutes)")] = None,
+    delta_t: Annotated[str | None, Query(description=DELTA_T_DOC)] = None,
     raw: Annotated[bool, Query(description="Fetch raw signal")] = False,
     output_unit_id: Annotated[int | None, Query(description="Output unit id")] = None,
     signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
@@ -58,21 +58,25 @@ def get_weather_data(
     get_last: Annotated[
         bool, Query(description="Get only records with newest acq time for the same cap times")
     ] = False,
+    tz: Annotated[str | None, Query(description=TZ_DOC)] = None,
 ) -> Response:
     """Get weather data by geoposition (interpolated from the nearest grid points)."""
     started = time.perf_counter()
+    minutes, period = split_delta_t(delta_t)
     q = service.WeatherQuery(
         lat=lat,
         lon=lon,
         signal_type_moid=signal_type_moid,
         since=_ms(since, "since"),
         till=_ms(till, "till"),
-        delta_t=delta_t,
+        delta_t=minutes,
         raw=raw,
         output_unit_id=output_unit_id,
         signal_origin_id=signal_origin_id,
         is_chart=is_chart,
         get_last=get_last,
+        tz=tz,
+        calendar=period,
     )
     body = service.read_weather(
         conn,

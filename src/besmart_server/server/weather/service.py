@@ -25,6 +25,7 @@ from besmart_server.server.sensors.catalog import SENSOR_TYPE_IDS
 from besmart_server.server.sensors.tables import sensors as sensors_table
 from besmart_server.server.signals import catalog
 from besmart_server.server.signals import service as signals
+from besmart_server.server.signals.calendar import Period
 from besmart_server.server.signals.columns import empty_data, encode_data
 from besmart_server.server.signals.pipeline import (
     TYPE_CODES,
@@ -251,6 +252,8 @@ class WeatherQuery:
     signal_origin_id: int | None = None
     is_chart: bool = False
     get_last: bool = False
+    tz: str | None = None  # calendar buckets (signals.ReadQuery.tz)
+    calendar: Period | None = None
 
     def signal_query(self, cid: int, mid: int, *, newest_only: bool) -> signals.ReadQuery:
         """The same read of one grid point's series."""
@@ -266,6 +269,8 @@ class WeatherQuery:
             raw=self.raw,
             output_unit_id=self.output_unit_id,
             is_chart=self.is_chart,
+            tz=self.tz,
+            calendar=self.calendar,
         )
 
 
@@ -293,6 +298,7 @@ def _response(
         "data": data,
         "time_tstorage": storage,
         "time_other": max(time.perf_counter() - t0 - storage, 0.0),
+        **({"tz": q.tz} if q.tz is not None else {}),
     }
 
 
@@ -338,10 +344,9 @@ def _clear_sky(
     f = clearsky.clear_sky_frame(
         q.lat, q.lon, q.since, q.till, step_minutes=step, acq=now_ms() * 1000
     )
-    if q.delta_t:
-        f = aggregate(
-            f, delta_t_minutes=q.delta_t, kind=t.time_series_type, since=q.since, till=q.till
-        )
+    buckets = signals.buckets_of(q.signal_query(0, 0, newest_only=False), ("query",))
+    if buckets is not None:
+        f = aggregate(f, kind=t.time_series_type, since=q.since, till=q.till, buckets=buckets)
     if out_unit.symbol != t.unit_symbol:
         f = Frame(
             f.time, f.origin, f.acq, f.type, catalog.convert(f.value, t.unit_symbol, out_unit)
@@ -398,7 +403,7 @@ def read_weather(
     """
     t0 = time.perf_counter() if started is None else started
     t = check_weather_query(q)
-    budget.check_window(q.since, q.till, q.delta_t)
+    budget.check_window(q.since, q.till, q.signal_query(0, 0, newest_only=False).window_delta_t())
     if t.symbol == GHI_CS:
         return _clear_sky(q, t, t0, budget.left)
     s0 = time.perf_counter()
