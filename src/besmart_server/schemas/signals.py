@@ -9,7 +9,17 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 def _floor_ms(v: Any) -> Any:
@@ -129,6 +139,17 @@ class GetSignalRequest(BaseModel):
     is_chart: bool = False
     as_of: Millis | None = Field(None, description=AS_OF_DOC)
     filters: Any = Field(None, description="accepted for older clients; not applied")
+
+    @field_validator("delta_t", mode="wrap")
+    @classmethod
+    def _one_delta_t_error(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One error naming `delta_t`, not one per member of its union (`delta_t.int`...)."""
+        try:
+            return handler(v)
+        except ValidationError:
+            raise PydanticCustomError(
+                "delta_t", "delta_t must be whole minutes or one of month, quarter, year"
+            ) from None
 
 
 class SignalError(BaseModel):

@@ -128,6 +128,7 @@ def get_clients(conn: ConnDep, user: CurrentUser) -> list[ClientRole]:
     "the REST data routes keep UTC unless a request names `tz`.",
     responses={
         200: {"description": "The client as changed"},
+        400: {"description": "The body is not text (FastAPI's answer before JSON parsing)"},
         **R401,
         **R403,
         **R404,
