@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.errors import Unauthorized
+from besmart_server.server.errors import Forbidden, Unauthorized
+from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,12 +47,23 @@ ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 
 
 def bearer_token(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> str:
-    """The raw bearer token of the request (401 when absent)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The raw bearer token of the request (401 when absent): the Authorization header, or
+    the web pages' session cookie, so that their charts read the same routes scripts do."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    token = request.cookies.get(security.SESSION_COOKIE)
+    if not token:
         raise Unauthorized()
-    return credentials.credentials
+    if request.method not in _READ_METHODS:
+        # A cookie rides along on any request the browser makes: a change needs the CSRF
+        # token of the session too, which only our own pages hold.
+        pepper = get_settings(request).secret_pepper.get_secret_value()
+        if not security.csrf_matches(token, request.headers.get(security.CSRF_HEADER), pepper):
+            raise Forbidden("CSRF token missing or wrong")
+    return token
 
 
 def current_user(

@@ -1,0 +1,154 @@
+"""Chart reads: one signal's window through the read pipeline, split by origin and reduced to
+about `max_points` per origin (min/max per bucket), with the window's summary figures.
+
+The web pages draw from this route, and scripts can call it the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from besmart_server.server.errors import Invalid
+from besmart_server.server.signals import reduce
+from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, SeriesKind
+from besmart_server.server.signals.service import (
+    ReadBudget,
+    ReadQuery,
+    load_catalog,
+    read_frame,
+)
+from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.users.service import Principal
+
+ORIGIN_NAMES = {1: "measured", 2: "predicted", 3: "calculated", 4: "estimated", 5: "corrected"}
+KIND_NAMES = {
+    SeriesKind.INSTANTANEOUS: "instantaneous",
+    SeriesKind.CUMULATIVE: "cumulative",
+    SeriesKind.INTERVAL: "interval",
+}
+MAX_POINTS_LIMIT = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChartQuery:
+    """One chart's read: the window, the drawing budget, and how to show a counter."""
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    since: int
+    till: int
+    max_points: int = 2000
+    as_of: int | None = None
+    register: bool = False  # counters: the register itself instead of energy per bucket
+    apply_multiplier: bool = True
+
+
+def _summary(values: np.ndarray[Any, np.dtype[np.float64]], *, energy: bool) -> dict[str, Any]:
+    v = values[~np.isnan(values)]
+    if not len(v):
+        return {"count": 0}
+    out: dict[str, Any] = {
+        "count": len(v),
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
+    if energy:
+        out["sum"] = float(v.sum())
+    return out
+
+
+def chart(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    q: ChartQuery,
+    *,
+    budget: ReadBudget,
+) -> dict[str, Any]:
+    """The chart body: per origin the points to draw, the mode they are in, and the summary
+    (of the measured origin when there is one, else of all) over the whole window."""
+    t0 = time.perf_counter()
+    if not 2 <= q.max_points <= MAX_POINTS_LIMIT:
+        raise Invalid(
+            f"max_points must be within 2..{MAX_POINTS_LIMIT}", loc=("query", "max_points")
+        )
+    read = read_frame(
+        conn,
+        store,
+        principal,
+        ReadQuery(
+            client_cid=q.client_cid,
+            sensor_mid=q.sensor_mid,
+            signal_type_moid=q.signal_type_moid,
+            since=q.since,
+            till=q.till,
+            get_last=True,
+            apply_multiplier=q.apply_multiplier,
+            is_chart=True,
+            as_of=q.as_of,
+        ),
+        budget=budget,
+    )
+    t = load_catalog(conn).types[q.signal_type_moid]
+    f = read.frame
+    numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+    counter = t.kind == SeriesKind.CUMULATIVE and not q.register
+    energy_sum = counter or t.kind == SeriesKind.INTERVAL
+    step: int | None = None
+    if counter:
+        step = reduce.energy_step_ms(
+            f.time[numeric], since=q.since, till=q.till, max_buckets=q.max_points
+        )
+    series = []
+    summary_of: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    mode = "raw"
+    for origin in sorted({int(o) for o in np.unique(f.origin[numeric])}):
+        sel = numeric & (f.origin == origin)
+        ts, vs = f.time[sel], f.value[sel]
+        if counter:
+            assert step is not None
+            r = reduce.interval_energy(ts, vs, since=q.since, till=q.till, step_ms=step)
+            summary_of[origin] = r.value
+            mode = "energy"
+        else:
+            r = reduce.minmax(ts, vs, since=q.since, till=q.till, max_points=q.max_points)
+            summary_of[origin] = vs
+            if len(r.time) < int(np.count_nonzero(~np.isnan(vs))):
+                mode = "minmax"
+        series.append(
+            {
+                "origin": origin,
+                "origin_name": ORIGIN_NAMES.get(origin, str(origin)),
+                "points": len(ts),
+                "time": r.time,  # numpy: orjson writes it natively
+                "value": r.value,
+            }
+        )
+    chosen = summary_of.get(1)
+    if chosen is None and summary_of:
+        chosen = np.concatenate(list(summary_of.values()))
+    summary = _summary(chosen if chosen is not None else np.empty(0), energy=energy_sum)
+    return {
+        "client_cid": q.client_cid,
+        "sensor_mid": q.sensor_mid,
+        "signal_type_moid": q.signal_type_moid,
+        "symbol": t.symbol,
+        "unit": read.unit.symbol,
+        "kind": KIND_NAMES[t.kind],
+        "mode": mode if not counter else "energy",
+        "since": q.since,
+        "till": q.till,
+        "as_of": q.as_of,
+        "bucket_ms": step,
+        "series": series,
+        "summary": summary,
+        "time_tstorage": read.storage_s,
+        "time_other": max(time.perf_counter() - t0 - read.storage_s, 0.0),
+    }

@@ -1,0 +1,85 @@
+"""Pure reductions of one origin's points for drawing: min/max per bucket, counter energy.
+
+A chart is at most a few thousand pixels wide, so a window of 525,600 points is sent as the
+minimum and the maximum of each of about `max_points / 2` equal buckets, each at the time it
+occurred: every peak and dip survives, and the line drawn through them covers exactly the
+pixels the raw points would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Reduced:
+    """Points to draw: times (UTC ms) and values, in time order."""
+
+    time: I64
+    value: F64
+
+
+def minmax(time: I64, value: F64, *, since: int, till: int, max_points: int) -> Reduced:
+    """The points as given when they are at most `max_points`; otherwise the min and the max of
+    each of `max_points // 2` equal buckets of [since, till), each at its own time, in time
+    order (one point for a bucket whose min and max are the same point). NaNs are dropped.
+
+    `time` must be sorted ascending and lie within [since, till)."""
+    keep = ~np.isnan(value)
+    t, v = time[keep], value[keep]
+    if len(t) <= max_points:
+        return Reduced(t, v)
+    buckets = max(max_points // 2, 1)
+    span = till - since
+    gid_raw = ((t - since) * buckets) // span  # int64: spans up to ±2**62 / buckets stay exact
+    starts = np.flatnonzero(np.r_[True, gid_raw[1:] != gid_raw[:-1]])
+    gid = np.cumsum(np.r_[False, gid_raw[1:] != gid_raw[:-1]])  # 0..len(starts)-1 per point
+    vmin = np.minimum.reduceat(v, starts)
+    vmax = np.maximum.reduceat(v, starts)
+    never = np.iinfo(np.int64).max
+    # The first time each bucket reaches its min and its max.
+    tmin = np.minimum.reduceat(np.where(v == vmin[gid], t, never), starts)
+    tmax = np.minimum.reduceat(np.where(v == vmax[gid], t, never), starts)
+    first_is_min = tmin <= tmax
+    t_pair = np.stack([np.where(first_is_min, tmin, tmax), np.where(first_is_min, tmax, tmin)], 1)
+    v_pair = np.stack([np.where(first_is_min, vmin, vmax), np.where(first_is_min, vmax, vmin)], 1)
+    same = tmin == tmax
+    keep_pair = np.stack([np.ones_like(same), ~same], 1)
+    return Reduced(t_pair[keep_pair], v_pair[keep_pair])
+
+
+# Bucket sizes a counter's energy may be shown in, minutes: calendar-friendly steps.
+ENERGY_STEPS_MIN = (1, 5, 15, 30, 60, 120, 180, 360, 720, 1440, 10_080)
+
+
+def energy_step_ms(time: I64, *, since: int, till: int, max_buckets: int) -> int:
+    """The bucket for a counter's interval energy: no finer than the readings (the median gap
+    between them), no more than `max_buckets` across the window, from ENERGY_STEPS_MIN."""
+    native = float(np.median(np.diff(time))) if len(time) > 1 else 0.0
+    want = max(native, (till - since) / max(max_buckets, 1))
+    for step in ENERGY_STEPS_MIN:
+        if step * 60_000 >= want:
+            return step * 60_000
+    return ENERGY_STEPS_MIN[-1] * 60_000
+
+
+def interval_energy(time: I64, register: F64, *, since: int, till: int, step_ms: int) -> Reduced:
+    """A counter's energy per bucket of `step_ms` from `since`: the register interpolated at
+    both edges of a bucket, differenced; only buckets whose both edges lie within the readings
+    (no extrapolation). Each value is stamped at its bucket's start."""
+    keep = ~np.isnan(register)
+    t, r = time[keep], register[keep]
+    if len(t) < 2:
+        return Reduced(np.empty(0, np.int64), np.empty(0, np.float64))
+    edges = np.arange(since, till + step_ms, step_ms, dtype=np.int64)
+    edges = edges[(edges >= t[0]) & (edges <= t[-1])]
+    if len(edges) < 2:
+        return Reduced(np.empty(0, np.int64), np.empty(0, np.float64))
+    at_edges = np.interp(edges.astype(np.float64), t.astype(np.float64), r)
+    return Reduced(edges[:-1], np.diff(at_edges))

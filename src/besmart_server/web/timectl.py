@@ -1,0 +1,155 @@
+"""The page's one time control, kept in the URL: a period (day, week, month, year, custom), its
+start, an optional "as of" acquisition time and "compare with the previous period".
+
+Times are UTC until clients carry a time zone setting (the calendar-time issue): a day is a
+UTC day, a week starts on a UTC Monday.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
+
+PERIODS = ("day", "week", "month", "year", "custom")
+DEFAULT_PERIOD = "week"
+_MINUTE_FMT = "%Y-%m-%dT%H:%M"
+
+
+def _ms(d: datetime) -> int:
+    return int(d.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _parse_day(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_minute(text: str | None) -> datetime | None:
+    """A `YYYY-MM-DDTHH:MM` (the datetime-local input's value) as UTC; None when absent/bad."""
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:16], _MINUTE_FMT)
+    except ValueError:
+        return None
+
+
+def _add_months(d: date, n: int) -> date:
+    m = d.month - 1 + n
+    return date(d.year + m // 12, m % 12 + 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One view's time: [since, till) as datetimes (naive, UTC) and the URL state."""
+
+    period: str
+    since: datetime
+    till: datetime
+    as_of: datetime | None = None
+    compare: bool = False
+
+    @property
+    def since_ms(self) -> int:
+        """Start, UTC ms."""
+        return _ms(self.since)
+
+    @property
+    def till_ms(self) -> int:
+        """End (exclusive), UTC ms."""
+        return _ms(self.till)
+
+    @property
+    def as_of_ms(self) -> int | None:
+        """The as-of acquisition time, UTC ms."""
+        return None if self.as_of is None else _ms(self.as_of)
+
+    def shifted(self, n: int) -> Window:
+        """The window `n` periods later (earlier for negative n)."""
+        if self.period == "day":
+            delta = timedelta(days=n)
+            return replace(self, since=self.since + delta, till=self.till + delta)
+        if self.period == "week":
+            delta = timedelta(weeks=n)
+            return replace(self, since=self.since + delta, till=self.till + delta)
+        if self.period == "month":
+            start = _add_months(self.since.date(), n)
+            return replace(
+                self,
+                since=datetime.combine(start, datetime.min.time()),
+                till=datetime.combine(_add_months(start, 1), datetime.min.time()),
+            )
+        if self.period == "year":
+            y = self.since.year + n
+            return replace(self, since=datetime(y, 1, 1), till=datetime(y + 1, 1, 1))
+        delta = (self.till - self.since) * n
+        return replace(self, since=self.since + delta, till=self.till + delta)
+
+    def params(self, **changes: object) -> dict[str, str]:
+        """The URL query of this window (with `changes` applied to the fields first)."""
+        w = replace(self, **changes) if changes else self  # type: ignore[arg-type]
+        out = {"period": w.period}
+        if w.period == "custom":
+            out["since"] = w.since.strftime(_MINUTE_FMT)
+            out["till"] = w.till.strftime(_MINUTE_FMT)
+        else:
+            out["start"] = w.since.date().isoformat()
+        if w.as_of is not None:
+            out["as_of"] = w.as_of.strftime(_MINUTE_FMT)
+        if w.compare:
+            out["compare"] = "1"
+        return out
+
+    def query(self, **changes: object) -> str:
+        """`params` as a query string."""
+        return urlencode(self.params(**changes))
+
+    def preset(self, period: str) -> str:
+        """The query of `period` starting where this window starts (snapped to its calendar)."""
+        return urlencode(
+            window(
+                period,
+                self.since.date().isoformat(),
+                None,
+                None,
+                as_of=None if self.as_of is None else self.as_of.strftime(_MINUTE_FMT),
+                compare=self.compare,
+                today=self.since.date(),
+            ).params()
+        )
+
+
+def window(
+    period: str | None,
+    start: str | None,
+    since: str | None,
+    till: str | None,
+    *,
+    as_of: str | None = None,
+    compare: bool = False,
+    today: date,
+) -> Window:
+    """The window a URL asks for; anything missing or malformed falls back to the current week."""
+    p = period if period in PERIODS else DEFAULT_PERIOD
+    as_of_dt = parse_minute(as_of)
+    if p == "custom":
+        s, t = parse_minute(since), parse_minute(till)
+        if s is not None and t is not None and s < t:
+            return Window(p, s, t, as_of_dt, compare)
+        p = DEFAULT_PERIOD
+    d = _parse_day(start) or today
+    if p == "day":
+        s_d, t_d = d, d + timedelta(days=1)
+    elif p == "week":
+        s_d = d - timedelta(days=d.weekday())
+        t_d = s_d + timedelta(weeks=1)
+    elif p == "month":
+        s_d = date(d.year, d.month, 1)
+        t_d = _add_months(s_d, 1)
+    else:
+        s_d, t_d = date(d.year, 1, 1), date(d.year + 1, 1, 1)
+    mn = datetime.min.time()
+    return Window(p, datetime.combine(s_d, mn), datetime.combine(t_d, mn), as_of_dt, compare)
