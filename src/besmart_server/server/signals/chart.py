@@ -32,6 +32,8 @@ KIND_NAMES = {
     SeriesKind.INTERVAL: "interval",
 }
 MAX_POINTS_LIMIT = 20_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,13 @@ def chart(
         raise Invalid(
             f"max_points must be within 2..{MAX_POINTS_LIMIT}", loc=("query", "max_points")
         )
+    t = load_catalog(conn).types.get(q.signal_type_moid)
+    counter = t is not None and t.kind == SeriesKind.CUMULATIVE and not q.register
+    # A counter's energy per bucket interpolates the register at both edges of each bucket:
+    # the readings just outside the window are needed too (the first and the last bucket).
+    pad = (
+        min(max(2 * (q.till - q.since) // q.max_points, 2 * HOUR_MS), 7 * DAY_MS) if counter else 0
+    )
     read = read_frame(
         conn,
         store,
@@ -87,8 +96,8 @@ def chart(
             client_cid=q.client_cid,
             sensor_mid=q.sensor_mid,
             signal_type_moid=q.signal_type_moid,
-            since=q.since,
-            till=q.till,
+            since=q.since - pad,
+            till=q.till + pad,
             get_last=True,
             apply_multiplier=q.apply_multiplier,
             is_chart=True,
@@ -96,15 +105,14 @@ def chart(
         ),
         budget=budget,
     )
-    t = load_catalog(conn).types[q.signal_type_moid]
+    assert t is not None  # read_frame answered 404 for an unknown type
     f = read.frame
     numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
-    counter = t.kind == SeriesKind.CUMULATIVE and not q.register
     energy_sum = counter or t.kind == SeriesKind.INTERVAL
     step: int | None = None
     if counter:
         step = reduce.energy_step_ms(
-            f.time[numeric], since=q.since, till=q.till, max_buckets=q.max_points
+            f.time[numeric], since=q.since, till=q.till, max_buckets=q.max_points // 2
         )
     series = []
     summary_of: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
