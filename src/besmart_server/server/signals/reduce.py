@@ -32,26 +32,29 @@ def minmax(time: I64, value: F64, *, since: int, till: int, max_points: int) -> 
 
     `time` must be sorted ascending and lie within [since, till)."""
     keep = ~np.isnan(value)
-    t, v = time[keep], value[keep]
+    t, v = (time, value) if keep.all() else (time[keep], value[keep])
     if len(t) <= max_points:
         return Reduced(t, v)
     buckets = max(max_points // 2, 1)
-    span = till - since
-    gid_raw = ((t - since) * buckets) // span  # int64: spans up to ±2**62 / buckets stay exact
-    starts = np.flatnonzero(np.r_[True, gid_raw[1:] != gid_raw[:-1]])
-    gid = np.cumsum(np.r_[False, gid_raw[1:] != gid_raw[:-1]])  # 0..len(starts)-1 per point
+    # Bucket edges, found by binary search in the sorted times: O(buckets log n), no per-point
+    # division; the non-empty buckets' starts partition the points for reduceat.
+    edges = since + (np.arange(buckets + 1, dtype=np.int64) * (till - since)) // buckets
+    starts = np.searchsorted(t, edges[:-1])
+    ends = np.searchsorted(t, edges[1:])
+    nonempty = ends > starts
+    starts, counts = starts[nonempty], (ends - starts)[nonempty]
     vmin = np.minimum.reduceat(v, starts)
     vmax = np.maximum.reduceat(v, starts)
-    never = np.iinfo(np.int64).max
-    # The first time each bucket reaches its min and its max.
-    tmin = np.minimum.reduceat(np.where(v == vmin[gid], t, never), starts)
-    tmax = np.minimum.reduceat(np.where(v == vmax[gid], t, never), starts)
-    first_is_min = tmin <= tmax
-    t_pair = np.stack([np.where(first_is_min, tmin, tmax), np.where(first_is_min, tmax, tmin)], 1)
-    v_pair = np.stack([np.where(first_is_min, vmin, vmax), np.where(first_is_min, vmax, vmin)], 1)
-    same = tmin == tmax
-    keep_pair = np.stack([np.ones_like(same), ~same], 1)
-    return Reduced(t_pair[keep_pair], v_pair[keep_pair])
+    index = np.arange(len(v))
+    # The first index at which each bucket reaches its min and its max.
+    imin = np.minimum.reduceat(np.where(v == np.repeat(vmin, counts), index, len(v)), starts)
+    imax = np.minimum.reduceat(np.where(v == np.repeat(vmax, counts), index, len(v)), starts)
+    first = np.minimum(imin, imax)
+    second = np.maximum(imin, imax)
+    pick = np.stack([first, second], 1)
+    keep_pair = np.stack([np.ones(len(first), bool), second != first], 1)
+    at = pick[keep_pair]
+    return Reduced(t[at], v[at])
 
 
 # Bucket sizes a counter's energy may be shown in, minutes: calendar-friendly steps.
