@@ -149,7 +149,8 @@ async function draw(el) {
     const series = seriesOf(body, step);
     state.coarse = series;
     state.shown = series;
-    const all = [...series, periodMarks(el, since, till)];
+    const all = [...series];
+    if (JSON.parse(d.periods || "[]").length) all.push(periodMarks(el, since, till));
     if (d.compare) {
       const ps = Number(d.prevSince);
       const prev = await getJson(chartUrl(el, ps, Number(d.prevTill), width(), state.register));
