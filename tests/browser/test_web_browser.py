@@ -243,13 +243,30 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         curl = d.find_element(By.CSS_SELECTOR, ".curl-out").text
         assert 'curl -s -H "Authorization: Bearer $TOKEN"' in curl
         assert f"{base}/api/sensors/{mid}/signals/32/chart?since=" in curl
-        # CSV of what the chart shows
-        csv = d.execute_script(
-            "return fetch(arguments[0]).then(r => r.json())",
-            f"/api/sensors/{mid}/signals/32/chart?since=1790812800000&till=1793491200000"
-            "&max_points=100",
+        # CSV of exactly what the chart shows (the Blob the button downloads)
+        csv = d.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const orig = URL.createObjectURL;"
+            "URL.createObjectURL = (b) => { b.text().then(done); return orig(b); };"
+            "document.querySelector('.chart-card .csv').click();"
         )
-        assert csv["mode"] == "energy"
+        rows = csv.strip().splitlines()
+        assert rows[0] == "time_utc,time_ms,series,value,unit"
+        shown = d.execute_script(
+            "return echarts.getInstanceByDom(document.querySelector('.chart')).getOption()"
+            ".series.filter(s => s.id.startsWith('o')).reduce((n, s) => n + s.data.length, 0)"
+        )
+        assert len(rows) - 1 == shown > 0
+        assert rows[1].endswith(",measured," + rows[1].split(",")[3] + ",kWh")
+
+        # weather overlay from the sensor's lat/lon
+        d.get(f"{base}/sensors/{mid}?period=month&start=2026-10-01&weather=temperature")
+        _charts_drawn(d)
+        wx = d.execute_script(
+            "return echarts.getInstanceByDom(document.querySelector('.chart')).getOption()"
+            ".series.find(s => s.id === 'weather').data.length"
+        )
+        assert wx > 600  # hourly air temperature over October
+        _shot(d, "03b-weather.png")
 
         # as of: the data as known before the demo was loaded is empty; compare draws the
         # previous period too

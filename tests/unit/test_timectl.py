@@ -73,3 +73,10 @@ def test_url_round_trip_keeps_as_of_and_compare() -> None:
 def test_custom_needs_an_ordered_window() -> None:
     w = window("custom", None, "2026-01-02T00:00", "2026-01-01T00:00", today=TODAY)
     assert w.period == "week"
+
+
+def test_weather_overlay_is_url_state_and_only_known_names() -> None:
+    w = window("day", "2026-05-05", None, None, weather="irradiance", today=TODAY)
+    assert w.params()["weather"] == "irradiance"
+    assert "weather=irradiance" in w.preset("week")
+    assert window("day", None, None, None, weather="x", today=TODAY).weather is None

@@ -474,3 +474,35 @@ def test_user_without_clients_gets_an_empty_grid(client: TestClient, db: Databas
     res = client.get("/grid")
     assert res.status_code == 200
     assert "No clients" in res.text
+
+
+def test_weather_overlay_reads_the_weather_route_with_the_cookie(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    placed = new_sensor(client, actor, cid, name="Placed", lat=50.06, lon=19.94)
+    unplaced = new_sensor(client, actor, cid, name="Nowhere")
+    for sensor in (placed, unplaced):  # a charted signal each
+        put(
+            client,
+            actor.headers,
+            cid,
+            sensor["sensor_mid"],
+            moid("P+"),
+            {"time": [1_767_225_600_000], "value": [1.0]},
+        )
+    url = "/api/weather/50.06/19.94/139/data"
+    params = {"since": 1_767_225_600_000, "till": 1_767_312_000_000}
+    assert client.get(url, params=params).status_code == 401
+    web_login(client, actor)
+    assert client.get(url, params=params).status_code != 401
+    html = client.get(
+        f"/sensors/{cid}.{placed['sensor_mid']}", params={"weather": "temperature"}
+    ).text
+    assert 'data-weather-url="/api/weather/50.06/19.94/139/data"' in html
+    assert 'name="weather"' in html
+    html = client.get(
+        f"/sensors/{cid}.{unplaced['sensor_mid']}", params={"weather": "temperature"}
+    ).text
+    assert "data-weather-url" not in html
+    assert 'name="weather"' not in html  # no lat/lon: no overlay to offer

@@ -74,18 +74,19 @@ def current_user(
 
 
 def user_or_api_key(
+    request: Request,
     conn: ConnDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> users.Principal:
-    """A bearer token or an X-Auth API key (weather routes)."""
+    """A bearer token or an X-Auth API key (weather routes), else the session cookie."""
     pepper = settings.secret_pepper.get_secret_value()
     if credentials is not None and credentials.scheme.lower() == "bearer":
         return users.authenticate_token(conn, credentials.credentials, pepper=pepper)
     if api_key:
         return users.authenticate_api_key(conn, api_key, pepper=pepper)
-    raise Unauthorized()
+    return users.authenticate_token(conn, bearer_token(request, None), pepper=pepper)
 
 
 def user_before_transaction(

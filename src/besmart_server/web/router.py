@@ -335,6 +335,7 @@ def sensor_page(
     till: str | None = None,
     as_of: str | None = None,
     compare: str | None = None,
+    weather: str | None = None,
 ) -> Response:
     """A sensor: its properties, meter installation periods, and a chart per drawn signal."""
     try:
@@ -351,6 +352,7 @@ def sensor_page(
         till,
         as_of=as_of,
         compare=compare == "1",
+        weather=weather,
         today=datetime.now(UTC).date(),
     )
     swaps = [
@@ -373,6 +375,7 @@ def sensor_page(
             "presets": {p: w.preset(p) for p in timectl.PERIODS if p != "custom"},
             "periods_json": json.dumps(swaps),
             "origin_names": ORIGIN_NAMES,
+            "weather_options": timectl.WEATHER,
         },
         s=s,
     )

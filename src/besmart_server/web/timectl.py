@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
 PERIODS = ("day", "week", "month", "year", "custom")
+# Weather overlays a page may draw on its charts: name → (signal type moid, label).
+WEATHER = {"temperature": (139, "air temperature"), "irradiance": (1031, "irradiance (GHI)")}
 DEFAULT_PERIOD = "week"
 _MINUTE_FMT = "%Y-%m-%dT%H:%M"
 
@@ -51,6 +53,7 @@ class Window:
     till: datetime
     as_of: datetime | None = None
     compare: bool = False
+    weather: str | None = None  # a key of WEATHER
 
     @property
     def since_ms(self) -> int:
@@ -101,6 +104,8 @@ class Window:
             out["as_of"] = w.as_of.strftime(_MINUTE_FMT)
         if w.compare:
             out["compare"] = "1"
+        if w.weather:
+            out["weather"] = w.weather
         return out
 
     def query(self, **changes: object) -> str:
@@ -117,6 +122,7 @@ class Window:
                 None,
                 as_of=None if self.as_of is None else self.as_of.strftime(_MINUTE_FMT),
                 compare=self.compare,
+                weather=self.weather,
                 today=self.since.date(),
             ).params()
         )
@@ -130,15 +136,17 @@ def window(
     *,
     as_of: str | None = None,
     compare: bool = False,
+    weather: str | None = None,
     today: date,
 ) -> Window:
     """The window a URL asks for; anything missing or malformed falls back to the current week."""
     p = period if period in PERIODS else DEFAULT_PERIOD
     as_of_dt = parse_minute(as_of)
+    wx = weather if weather in WEATHER else None
     if p == "custom":
         s, t = parse_minute(since), parse_minute(till)
         if s is not None and t is not None and s < t:
-            return Window(p, s, t, as_of_dt, compare)
+            return Window(p, s, t, as_of_dt, compare, wx)
         p = DEFAULT_PERIOD
     d = _parse_day(start) or today
     if p == "day":
@@ -152,4 +160,4 @@ def window(
     else:
         s_d, t_d = date(d.year, 1, 1), date(d.year + 1, 1, 1)
     mn = datetime.min.time()
-    return Window(p, datetime.combine(s_d, mn), datetime.combine(t_d, mn), as_of_dt, compare)
+    return Window(p, datetime.combine(s_d, mn), datetime.combine(t_d, mn), as_of_dt, compare, wx)

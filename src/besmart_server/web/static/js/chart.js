@@ -100,10 +100,14 @@ function renderSummary(el, body) {
   dl.innerHTML = parts.join("");
 }
 
-function toCsv(el, state) {
-  const lines = [`time_utc,time_ms,origin,value_${state.body.unit.replace(/[^A-Za-z0-9%°/]/g, "")}`];
+function toCsv(state) {
+  const lines = ["time_utc,time_ms,series,value,unit"];
+  const unit = state.body.unit;
   for (const s of state.shown) {
-    for (const [t, v] of s.data) lines.push(`${iso(t)},${t},${s.name},${v ?? ""}`);
+    for (const [t, v] of s.data) lines.push(`${iso(t)},${t},${s.name},${v ?? ""},${unit}`);
+  }
+  for (const x of state.extra) {
+    for (const [t, v] of x.data) lines.push(`${iso(t)},${t},${x.name},${v ?? ""},${x.unit}`);
   }
   return lines.join("\n") + "\n";
 }
@@ -138,7 +142,7 @@ async function draw(el) {
   const since = Number(d.since);
   const till = Number(d.till);
   const chart = echarts.init(el, null, { renderer: "canvas" });
-  const state = { body: null, shown: [], register: false, coarse: null };
+  const state = { body: null, shown: [], register: false, coarse: null, extra: [] };
   const width = () => Math.max(100, Math.round(el.clientWidth * 2));
 
   async function load() {
@@ -150,27 +154,43 @@ async function draw(el) {
     state.coarse = series;
     state.shown = series;
     const all = [...series];
+    state.extra = [];
     if (JSON.parse(d.periods || "[]").length) all.push(periodMarks(el, since, till));
     if (d.compare) {
       const ps = Number(d.prevSince);
       const prev = await getJson(chartUrl(el, ps, Number(d.prevTill), width(), state.register));
       const m = prev.series.find((s) => s.origin === 1) || prev.series[0];
       if (m) {
+        state.extra.push({ name: "previous period (shifted)", unit: prev.unit, data: pairs(m, since - ps) });
         all.push({
           id: "prev", name: "previous period", type: "line", data: pairs(m, since - ps), step: step ? "start" : false,
           showSymbol: false, lineStyle: { width: 1, type: "dashed", color: css("--muted") }, itemStyle: { color: css("--muted") },
         });
       }
     }
+    const yAxes = [{ type: "value", name: body.unit, scale: !step, nameTextStyle: { color: css("--muted") }, axisLabel: { color: css("--muted") }, splitLine: { lineStyle: { color: css("--line") } } }];
+    if (d.weatherUrl) {
+      const q = new URLSearchParams({ since, till, is_chart: "true", get_last: "true" });
+      const wx = await getJson(`${d.weatherUrl}?${q}`);
+      const x = wx.data;
+      yAxes.push({ type: "value", name: wx.unit, scale: true, position: "right", nameTextStyle: { color: css("--muted") }, axisLabel: { color: css("--muted") }, splitLine: { show: false } });
+      state.extra.push({ name: d.weatherName, unit: wx.unit, data: x.time.map((t, i) => [t, x.value[i]]) });
+      all.push({
+        id: "weather", name: `${d.weatherName} (${wx.unit})`, type: "line", yAxisIndex: 1, showSymbol: false,
+        data: x.time.map((t, i) => [t, x.value[i]]),
+        lineStyle: { width: 1, color: css("--late") }, itemStyle: { color: css("--late") },
+        tooltip: { valueFormatter: (v) => `${fmt(v)} ${wx.unit}` },
+      });
+    }
     chart.setOption({
       animation: false,
       useUTC: true,
       textStyle: { color: css("--fg") },
-      grid: { left: 64, right: 16, top: 34, bottom: 56 },
+      grid: { left: 64, right: d.weatherUrl ? 56 : 16, top: 34, bottom: 56 },
       legend: { top: 0, right: 8, textStyle: { color: css("--fg") } },
       tooltip: { trigger: "axis", valueFormatter: (v) => `${fmt(v)} ${body.unit}` },
       xAxis: { type: "time", min: since, max: till, axisLabel: { color: css("--muted"), hideOverlap: true } },
-      yAxis: { type: "value", name: body.unit, scale: !step, nameTextStyle: { color: css("--muted") }, axisLabel: { color: css("--muted") }, splitLine: { lineStyle: { color: css("--line") } } },
+      yAxis: yAxes,
       dataZoom: [
         { type: "inside", filterMode: "none" },
         { type: "slider", filterMode: "none", height: 18, bottom: 8, textStyle: { color: css("--muted") } },
@@ -225,7 +245,7 @@ async function draw(el) {
     load().catch(fail);
   });
   card.querySelector(".csv").addEventListener("click", () => {
-    download(`${d.symbol}_${d.cid}.${d.mid}_${iso(since)}_${iso(till)}.csv`.replace(/:/g, ""), toCsv(el, state));
+    download(`${d.symbol}_${d.cid}.${d.mid}_${iso(since)}_${iso(till)}.csv`.replace(/:/g, ""), toCsv(state));
   });
   card.querySelector(".curl").addEventListener("click", async () => {
     const url = new URL(chartUrl(el, since, till, width(), state.register), location.origin);
