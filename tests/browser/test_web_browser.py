@@ -258,6 +258,21 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         assert len(rows) - 1 == shown > 0
         assert rows[1].endswith(",measured," + rows[1].split(",")[3] + ",kWh")
 
+        # data quality: a calendar heatmap per signal and its gaps
+        d.find_element(By.LINK_TEXT, "Data quality").click()
+        WebDriverWait(d, 5).until(lambda d: "/quality" in d.current_url)
+        WebDriverWait(d, 15).until(
+            lambda d: all(
+                e.get_attribute("data-state") == "drawn"
+                for e in d.find_elements(By.CSS_SELECTOR, ".heatmap")
+            )
+        )
+        heat = d.execute_script(_INKED.replace(".chart canvas", ".heatmap canvas"))
+        assert heat
+        assert min(heat) > 2000, heat
+        assert "expected points" in d.find_element(By.CSS_SELECTOR, ".q-summary").text
+        _shot(d, "03c-quality.png")
+
         # weather overlay from the sensor's lat/lon
         d.get(f"{base}/sensors/{mid}?period=month&start=2026-10-01&weather=temperature")
         _charts_drawn(d)

@@ -136,3 +136,34 @@ def test_bad_input_is_422_and_other_tenants_404(client: TestClient, db: Database
     assert res.status_code == 404
     assert client.get(url, params={"since": T0, "till": T0 + DAY}).status_code == 401
     assert other_cid != cid
+
+
+def test_completeness_per_day_and_gaps(client: TestClient, db: Database) -> None:
+    cid, actor = make_tenant(db)
+    mid = make_sensor(db, cid)
+    q = 15 * MIN
+    t = np.arange(T0, T0 + 2 * DAY, q, dtype=np.int64)
+    t = t[(t < T0 + DAY + 6 * 3_600_000) | (t >= T0 + DAY + 12 * 3_600_000)]
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": t.tolist(), "value": [1.0] * len(t)})
+    put(
+        client,
+        actor.headers,
+        cid,
+        mid,
+        moid("P+"),
+        {"time": [T0 + DAY + 7 * 3_600_000], "value": [9.0], "origin": [2]},
+    )  # predicted
+    url = f"/api/sensors/{cid}.{mid}/signals/{moid('P+')}/completeness"
+    res = client.get(url, params={"since": T0, "till": T0 + 2 * DAY}, headers=actor.headers)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["step_ms"] == q
+    assert body["days"]["count"] == [96, 72]  # the predicted point does not fill the gap
+    assert body["days"]["expected"] == [96, 96]
+    assert body["gaps"] == [
+        {"since": T0 + DAY + 6 * 3_600_000, "till": T0 + DAY + 12 * 3_600_000, "missing": 24}
+    ]
+    other_cid, other = make_tenant(db)
+    res = client.get(url, params={"since": T0, "till": T0 + DAY}, headers=other.headers)
+    assert res.status_code == 404
+    assert other_cid != cid

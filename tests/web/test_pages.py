@@ -276,6 +276,7 @@ def test_grid_lists_own_clients_and_roots_with_lazy_children(
         "/grid/{other}/search?q=a",
         "/sensors/{other}.{mid}",
         "/sensors/{own}.{mid}",  # the other tenant's sensor under my client's cid
+        "/sensors/{other}.{mid}/quality",
         "/grid/{own}/children?node={mid}",
     ],
 )
@@ -409,6 +410,7 @@ def test_no_secret_in_any_page(client: TestClient, db: Database, tenant: tuple[i
         f"/grid/{cid}/children?node={g['station']['sensor_mid']}",
         f"/grid/{cid}/search?q=a",
         f"/sensors/{cid}.{mid}",
+        f"/sensors/{cid}.{mid}/quality",
         "/sensors/999.999",
     ]
     for path in pages:
@@ -506,3 +508,22 @@ def test_weather_overlay_reads_the_weather_route_with_the_cookie(
     ).text
     assert "data-weather-url" not in html
     assert 'name="weather"' not in html  # no lat/lon: no overlay to offer
+
+
+def test_quality_page_has_a_heatmap_per_charted_signal(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": [1_767_225_600_000], "value": [1]})
+    web_login(client, actor)
+    res = client.get(
+        f"/sensors/{cid}.{mid}/quality", params={"period": "year", "start": "2026-01-01"}
+    )
+    assert res.status_code == 200
+    assert re.findall(r'class="heatmap"[^>]*data-moid="(\d+)"', res.text) == [str(moid("P+"))]
+    assert 'aria-current="page">Data quality' in res.text
+    assert f'href="/sensors/{cid}.{mid}?period=year&amp;start=2026-01-01"' in res.text
+    assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 200
+    client.cookies.clear()
+    assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 303

@@ -322,22 +322,45 @@ def _states_ctx(conn: Connection, s: Session, cid: int, mid: int) -> list[dict[s
     return out
 
 
-@router.get("/sensors/{client_cid}.{sensor_mid}")
-def sensor_page(
+class _View:
+    """The URL state every sensor view shares (the one time control)."""
+
+    def __init__(
+        self,
+        period: str | None = None,
+        start: str | None = None,
+        since: str | None = None,
+        till: str | None = None,
+        as_of: str | None = None,
+        compare: str | None = None,
+        weather: str | None = None,
+    ) -> None:
+        self.window = timectl.window(
+            period,
+            start,
+            since,
+            till,
+            as_of=as_of,
+            compare=compare == "1",
+            weather=weather,
+            today=datetime.now(UTC).date(),
+        )
+
+
+ViewDep = Annotated[_View, Depends()]
+
+
+def _sensor_view(
     request: Request,
-    conn: ConnDep,
-    s: SessionDep,
+    conn: Connection,
+    s: Session,
     client_cid: int,
     sensor_mid: int,
-    period: str | None = None,
-    start: str | None = None,
-    since: str | None = None,
-    till: str | None = None,
-    as_of: str | None = None,
-    compare: str | None = None,
-    weather: str | None = None,
+    w: timectl.Window,
+    *,
+    view: str,
+    template: str,
 ) -> Response:
-    """A sensor: its properties, meter installation periods, and a chart per drawn signal."""
     try:
         sensor = sensors.get_sensor(conn, s.principal, client_cid, sensor_mid)
         path = service.ancestors(conn, s.principal, client_cid, sensor_mid)
@@ -345,29 +368,20 @@ def sensor_page(
         periods = _states_ctx(conn, s, client_cid, sensor_mid)
     except NotFound as exc:
         return _not_found(request, s, str(exc.detail))
-    w = timectl.window(
-        period,
-        start,
-        since,
-        till,
-        as_of=as_of,
-        compare=compare == "1",
-        weather=weather,
-        today=datetime.now(UTC).date(),
-    )
     swaps = [
         {"since": p["st"].since, "till": p["st"].till, "meter": p["st"].meter_eid} for p in periods
     ]
+    names = {t.signal_type_moid: t.symbol for t in signals_service.list_signal_types(conn)}
     return _render(
         request,
-        "sensor.html",
+        template,
         {
+            "view": view,
+            "page_url": request.url.path,
             "sensor": sensor,
             "path": path,
             "signals": signals,
-            "signal_names": {
-                t.signal_type_moid: t.symbol for t in signals_service.list_signal_types(conn)
-            },
+            "signal_names": names,
             "periods": periods,
             "w": w,
             "prev_q": w.shifted(-1).query(),
@@ -378,4 +392,41 @@ def sensor_page(
             "weather_options": timectl.WEATHER,
         },
         s=s,
+    )
+
+
+@router.get("/sensors/{client_cid}.{sensor_mid}")
+def sensor_page(
+    request: Request,
+    conn: ConnDep,
+    s: SessionDep,
+    client_cid: int,
+    sensor_mid: int,
+    v: ViewDep,
+) -> Response:
+    """A sensor: its properties, meter installation periods, and a chart per drawn signal."""
+    return _sensor_view(
+        request, conn, s, client_cid, sensor_mid, v.window, view="charts", template="sensor.html"
+    )
+
+
+@router.get("/sensors/{client_cid}.{sensor_mid}/quality")
+def sensor_quality(
+    request: Request,
+    conn: ConnDep,
+    s: SessionDep,
+    client_cid: int,
+    sensor_mid: int,
+    v: ViewDep,
+) -> Response:
+    """A sensor's data quality: per signal a calendar of daily completeness and the gaps."""
+    return _sensor_view(
+        request,
+        conn,
+        s,
+        client_cid,
+        sensor_mid,
+        v.window,
+        view="quality",
+        template="quality.html",
     )

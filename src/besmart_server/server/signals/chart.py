@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
+from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
+from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
 from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, SeriesKind
 from besmart_server.server.signals.service import (
@@ -161,3 +163,69 @@ def chart(
         "time_tstorage": read.storage_s,
         "time_other": max(time.perf_counter() - t0 - read.storage_s, 0.0),
     }
+
+
+MAX_GAPS = 200
+
+
+def completeness(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    q: ChartQuery,
+    *,
+    budget: ReadBudget,
+    origin: int = 1,
+) -> dict[str, Any]:
+    """Per UTC day of the window the points of one origin (measured by default) against what
+    the series' reading interval expects, and the gaps, longest first (at most MAX_GAPS)."""
+    read = read_frame(
+        conn,
+        store,
+        principal,
+        ReadQuery(
+            client_cid=q.client_cid,
+            sensor_mid=q.sensor_mid,
+            signal_type_moid=q.signal_type_moid,
+            since=q.since,
+            till=q.till,
+            get_last=True,
+            raw=True,
+            signal_origin_id=origin,
+            as_of=q.as_of,
+        ),
+        budget=budget,
+    )
+    f = read.frame
+    # Nothing is expected of the future: the window counts up to now.
+    until = max(min(q.till, now_ms()), q.since + 1)
+    times = f.time[((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & (f.time < until)]
+    step = completeness_mod.reading_step(times)
+    out: dict[str, Any] = {
+        "client_cid": q.client_cid,
+        "sensor_mid": q.sensor_mid,
+        "signal_type_moid": q.signal_type_moid,
+        "origin": origin,
+        "since": q.since,
+        "till": q.till,
+        "step_ms": step,
+        "points": len(times),
+        "until": until,
+    }
+    if step is None or step <= 0:
+        out |= {
+            "expected": None,
+            "days": {"day": [], "count": [], "expected": []},
+            "gaps": [],
+            "gap_count": 0,
+        }
+        return out
+    days = completeness_mod.daily(times, since=q.since, till=until, step=step)
+    gaps = completeness_mod.gaps(times, since=q.since, till=until, step=step)
+    out |= {
+        "expected": int(days.expected.sum()),
+        "days": {"day": days.day, "count": days.count, "expected": days.expected},
+        "gaps": [{"since": g.since, "till": g.till, "missing": g.missing} for g in gaps[:MAX_GAPS]],
+        "gap_count": len(gaps),
+    }
+    return out

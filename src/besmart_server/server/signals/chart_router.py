@@ -75,3 +75,49 @@ def get_signal_chart(
     )
     body = chart.chart(conn, store, user, q, budget=budget)
     return Response(columns.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/completeness",
+    summary="Get the completeness of a signal per day, and its gaps",
+    responses={
+        200: {"description": "Points per UTC day against the expected, and the gaps"},
+        **R401,
+        **R404,
+        **R413,
+        422: {"description": "Validation Error"},
+    },
+)
+def get_signal_completeness(
+    conn: ConnDep,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Annotated[int, Query(description="Start (UTC unix ms, inclusive)")],
+    till: Annotated[int, Query(description="End (UTC unix ms, exclusive)")],
+    signal_origin_id: Annotated[
+        int, Query(ge=1, le=5, description="The origin counted (1 measured)")
+    ] = 1,
+    as_of: Annotated[
+        int | None, Query(description="Only versions acquired before this time (UTC ms)")
+    ] = None,
+) -> Response:
+    """The reading interval (`step_ms`, the median gap), per UTC day the points found and
+    expected at that interval, and the gaps (a next reading later than 1.5 steps), longest
+    first, newest versions as of `as_of`."""
+    q = chart.ChartQuery(
+        client_cid=client_cid,
+        sensor_mid=sensor_mid,
+        signal_type_moid=signal_type_moid,
+        since=since,
+        till=till,
+        as_of=as_of,
+    )
+    budget = service.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
+    body = chart.completeness(conn, store, user, q, budget=budget, origin=signal_origin_id)
+    return Response(columns.dumps(body), media_type="application/json")
