@@ -259,7 +259,8 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         assert rows[1].endswith(",measured," + rows[1].split(",")[3] + ",kWh")
 
         # data quality: a calendar heatmap per signal and its gaps
-        d.find_element(By.LINK_TEXT, "Data quality").click()
+        recent = (date.today() - timedelta(days=3)).isoformat()  # the demo's last 30 days
+        d.get(f"{base}/sensors/{mid}/quality?period=week&start={recent}")
         WebDriverWait(d, 5).until(lambda d: "/quality" in d.current_url)
         WebDriverWait(d, 15).until(
             lambda d: all(
@@ -273,6 +274,18 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         assert "expected points" in d.find_element(By.CSS_SELECTOR, ".q-summary").text
         _shot(d, "03c-quality.png")
 
+        # balance of the transformer: its children stacked, and the residual
+        d.find_element(By.LINK_TEXT, "Transformer T1 630 kVA").click()
+        WebDriverWait(d, 5).until(lambda d: d.find_elements(By.LINK_TEXT, "Balance"))
+        d.find_element(By.LINK_TEXT, "Balance").click()
+        _charts_drawn(d)
+        stacked = d.find_element(By.CSS_SELECTOR, ".balance").get_attribute("data-stacked")
+        assert stacked is not None
+        assert int(stacked) >= 2
+        assert "residual" in d.find_element(By.CSS_SELECTOR, ".summary").text
+        assert min(d.execute_script(_INKED)) > 2000
+        _shot(d, "03d-balance.png")
+
         # weather overlay from the sensor's lat/lon
         d.get(f"{base}/sensors/{mid}?period=month&start=2026-10-01&weather=temperature")
         _charts_drawn(d)
@@ -285,7 +298,6 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
 
         # as of: the data as known before the demo was loaded is empty; compare draws the
         # previous period too
-        recent = (date.today() - timedelta(days=3)).isoformat()  # the demo's last 30 days
         d.get(f"{base}/sensors/{mid}?period=week&start={recent}&compare=1")
         _charts_drawn(d)
         assert d.execute_script(

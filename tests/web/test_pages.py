@@ -277,6 +277,7 @@ def test_grid_lists_own_clients_and_roots_with_lazy_children(
         "/sensors/{other}.{mid}",
         "/sensors/{own}.{mid}",  # the other tenant's sensor under my client's cid
         "/sensors/{other}.{mid}/quality",
+        "/sensors/{other}.{mid}/balance",
         "/grid/{own}/children?node={mid}",
     ],
 )
@@ -411,6 +412,7 @@ def test_no_secret_in_any_page(client: TestClient, db: Database, tenant: tuple[i
         f"/grid/{cid}/search?q=a",
         f"/sensors/{cid}.{mid}",
         f"/sensors/{cid}.{mid}/quality",
+        f"/sensors/{cid}.{g['station']['sensor_mid']}/balance",
         "/sensors/999.999",
     ]
     for path in pages:
@@ -527,3 +529,30 @@ def test_quality_page_has_a_heatmap_per_charted_signal(
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 200
     client.cookies.clear()
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 303
+
+
+def test_balance_page_of_a_node_with_children(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    g = grid_of(client, actor, cid)
+    station, meter = g["station"]["sensor_mid"], g["meter"]["sensor_mid"]
+    t = 1_767_225_600_000
+    for mid in (station, meter):
+        put(client, actor.headers, cid, mid, moid("P+"), {"time": [t], "value": [1.0]})
+        put(client, actor.headers, cid, mid, moid("U1"), {"time": [t], "value": [230.0]})
+    web_login(client, actor)
+    res = client.get(f"/sensors/{cid}.{station}/balance", params={"period": "day"})
+    assert res.status_code == 200
+    assert f'data-moid="{moid("P+")}"' in res.text  # P+ preferred over U1
+    assert 'data-delta-t="15"' in res.text
+    kids = re.search(r'data-children="([^"]*)"', res.text)
+    assert kids
+    assert f"&#34;mid&#34;: {meter}" in kids.group(1)
+    res = client.get(
+        f"/sensors/{cid}.{station}/balance", params={"period": "day", "signal": moid("U1")}
+    )
+    assert f'data-moid="{moid("U1")}"' in res.text
+    # the tab is offered only where there is something below
+    assert ">Balance</a>" in client.get(f"/sensors/{cid}.{station}").text
+    assert ">Balance</a>" not in client.get(f"/sensors/{cid}.{meter}").text

@@ -360,12 +360,14 @@ def _sensor_view(
     *,
     view: str,
     template: str,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     try:
         sensor = sensors.get_sensor(conn, s.principal, client_cid, sensor_mid)
         path = service.ancestors(conn, s.principal, client_cid, sensor_mid)
         signals = service.chart_signals(conn, s.principal, client_cid, sensor_mid)
         periods = _states_ctx(conn, s, client_cid, sensor_mid)
+        children = service.children(conn, s.principal, client_cid, sensor_mid)
     except NotFound as exc:
         return _not_found(request, s, str(exc.detail))
     swaps = [
@@ -390,6 +392,8 @@ def _sensor_view(
             "periods_json": json.dumps(swaps),
             "origin_names": ORIGIN_NAMES,
             "weather_options": timectl.WEATHER,
+            "children": children,
+            **(extra or {}),
         },
         s=s,
     )
@@ -429,4 +433,56 @@ def sensor_quality(
         v.window,
         view="quality",
         template="quality.html",
+    )
+
+
+# Aggregation step of the balance per period (minutes): about a few hundred buckets a window.
+BALANCE_STEP = {"day": 15, "week": 60, "month": 360, "year": 1440}
+BALANCE_PREFERRED = ("A+", "P+", "EA+")
+
+
+@router.get("/sensors/{client_cid}.{sensor_mid}/balance")
+def sensor_balance(
+    request: Request,
+    conn: ConnDep,
+    s: SessionDep,
+    client_cid: int,
+    sensor_mid: int,
+    v: ViewDep,
+    signal: int | None = None,
+) -> Response:
+    """A node's balance: its energy or power against its children's, stacked, and the
+    residual, per interval."""
+    w = v.window
+    try:
+        own = service.chart_signals(conn, s.principal, client_cid, sensor_mid)
+    except NotFound as exc:
+        return _not_found(request, s, str(exc.detail))
+    by_moid = {x.moid: x for x in own}
+    chosen = by_moid.get(signal) if signal is not None else None
+    if chosen is None:
+        preferred = [x for x in own if x.symbol in BALANCE_PREFERRED]
+        chosen = (preferred or own or [None])[0]
+    span_min = (w.till_ms - w.since_ms) // 60_000
+    step = BALANCE_STEP.get(w.period) or max(15, span_min // 300 // 15 * 15)
+    return _sensor_view(
+        request,
+        conn,
+        s,
+        client_cid,
+        sensor_mid,
+        w,
+        view="balance",
+        template="balance.html",
+        extra={
+            "chosen": chosen,
+            "balance_signals": own,
+            "delta_t": step,
+            "children_json": json.dumps(
+                [
+                    {"mid": n.sensor_mid, "name": n.name}
+                    for n in service.children(conn, s.principal, client_cid, sensor_mid)
+                ]
+            ),
+        },
     )
