@@ -70,7 +70,7 @@ def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, 
             except httpx.HTTPError:
                 time.sleep(0.1)
         mid = _year_sensor(base, info.client_cid)
-        yield {"base": base, "cid": info.client_cid, "year_mid": mid, "password": PASSWORD}
+        yield {"base": base, "cid": info.client_cid, "year_mid": mid, "roles": info.sensors}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -318,6 +318,36 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         times["year_sensor_drawn_ms"] = d.execute_script("return performance.now()")
         assert times["year_sensor_drawn_ms"] < 2000
         _shot(d, "05-year.png")
+
+        # graphs: run the demo's balance queued and watch its state go to done
+        d.find_element(By.LINK_TEXT, "Graphs").click()
+        WebDriverWait(d, 5).until(lambda d: d.find_elements(By.LINK_TEXT, "balance"))
+        d.find_element(By.LINK_TEXT, "balance").click()
+        body = json.dumps(
+            {
+                "client_cid": cid,
+                "node_mid": live["roles"]["transformer"],
+                "residual_sensor_mid": live["roles"]["residual"],
+                "moid": 1001,
+            }
+        )
+        area = d.find_element(By.NAME, "body")
+        area.clear()
+        area.send_keys(body)
+        d.find_element(By.CSS_SELECTOR, "input[name=mode][value=async]").click()
+        d.find_element(By.CSS_SELECTOR, ".run-form button[type=submit]").click()
+        WebDriverWait(d, 30).until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, '#run-result [data-state="done"]')
+                or d.find_elements(By.CSS_SELECTOR, '#run-result [data-state="failed"], .error')
+            )
+        )
+        assert d.find_elements(By.CSS_SELECTOR, '#run-result [data-state="done"]'), d.find_element(
+            By.ID, "run-result"
+        ).text
+        _shot(d, "07-graph-run.png")
+        d.get(base + "/graphs")
+        assert "balance" in d.find_element(By.CSS_SELECTOR, "section:nth-of-type(2)").text
 
         # phone width and dark mode
         d.execute_cdp_cmd(

@@ -89,6 +89,16 @@ def session(request: Request, conn: ConnDep, settings: SettingsDep) -> Session:
 SessionDep = Annotated[Session, Depends(session)]
 
 
+def session_own_transactions(request: Request, db: DatabaseDep, settings: SettingsDep) -> Session:
+    """The session, checked in a short read transaction of its own: for routes that open
+    their own write transactions (graph runs), so SQLite's write lock is never held twice."""
+    with db.transaction(write=False) as conn:
+        return session(request, conn, settings)
+
+
+SessionOwnTx = Annotated[Session, Depends(session_own_transactions)]
+
+
 def login_required_response(request: Request) -> Response:
     """Where an anonymous request goes: the login page (htmx follows HX-Redirect)."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -461,8 +471,8 @@ def sensor_balance(
     by_moid = {x.moid: x for x in own}
     chosen = by_moid.get(signal) if signal is not None else None
     if chosen is None:
-        preferred = [x for x in own if x.symbol in BALANCE_PREFERRED]
-        chosen = (preferred or own or [None])[0]
+        preferred = [x for x in own if x.symbol in BALANCE_PREFERRED] or own
+        chosen = preferred[0] if preferred else None
     span_min = (w.till_ms - w.since_ms) // 60_000
     step = BALANCE_STEP.get(w.period) or max(15, span_min // 300 // 15 * 15)
     return _sensor_view(
