@@ -352,6 +352,15 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         d.get(base + "/graphs")
         assert "balance" in d.find_element(By.CSS_SELECTOR, "section:nth-of-type(2)").text
 
+        # admin: a new API key is shown once
+        d.find_element(By.LINK_TEXT, "Admin").click()
+        WebDriverWait(d, 5).until(lambda d: "/admin/" in d.current_url)
+        d.find_element(By.NAME, "name").send_keys("browser test")
+        d.find_element(By.XPATH, "//button[text()='Create key']").click()
+        WebDriverWait(d, 5).until(lambda d: d.find_elements(By.ID, "new-key"))
+        assert d.find_element(By.ID, "new-key").text.startswith("bsk_")
+        _shot(d, "08-admin.png")
+
         # phone width and dark mode
         d.execute_cdp_cmd(
             "Emulation.setEmulatedMedia",

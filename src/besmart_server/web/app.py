@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
+from besmart_server.web.admin import router as admin_router
 from besmart_server.web.graphs import router as graphs_router
 from besmart_server.web.router import HERE, _LoginRequired, login_required_response, router
 
@@ -18,6 +19,7 @@ def mount(app: FastAPI) -> None:
     app.add_exception_handler(_LoginRequired, _login)
     app.include_router(router)
     app.include_router(graphs_router)
+    app.include_router(admin_router)
     app.mount(
         "/static", StaticFiles(directory=HERE / "static", follow_symlink=False), name="static"
     )
