@@ -167,3 +167,34 @@ def test_completeness_per_day_and_gaps(client: TestClient, db: Database) -> None
     res = client.get(url, params={"since": T0, "till": T0 + DAY}, headers=other.headers)
     assert res.status_code == 404
     assert other_cid != cid
+
+
+def test_forecast_against_measured_mae_rmae_and_skill(client: TestClient, db: Database) -> None:
+    cid, actor = make_tenant(db)
+    mid = make_sensor(db, cid)
+    hour = 3_600_000
+    since, till = T0 + 7 * DAY, T0 + 10 * DAY
+    t = np.arange(T0, till, hour, dtype=np.int64)  # a week of history before the window
+    v = (np.arange(len(t)) % 5).astype(float)
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": t.tolist(), "value": v.tolist()})
+    inside = t >= since
+    pred = v[inside] + 0.25
+    put(
+        client,
+        actor.headers,
+        cid,
+        mid,
+        moid("P+"),
+        {"time": t[inside].tolist(), "value": pred.tolist(), "origin": [2] * int(inside.sum())},
+    )
+    body = chart(client, actor.headers, cid, mid, moid("P+"), since=since, till=till)
+    fc = body["forecast"]
+    assert fc["compared"] == 72
+    assert np.isclose(fc["mae"], 0.25)
+    a = v[inside]
+    assert np.isclose(fc["rmae"], 0.25 / (np.percentile(a, 99) - np.percentile(a, 1)))
+    naive_1d = np.abs(a - v[np.flatnonzero(inside) - 24]).mean()
+    assert np.isclose(fc["skill_1d"], 1 - 0.25 / naive_1d)
+    # no predicted origin: no forecast figures
+    only = chart(client, actor.headers, cid, mid, moid("P+"), since=T0, till=T0 + DAY)
+    assert only["forecast"] is None

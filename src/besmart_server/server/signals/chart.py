@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Connection
 
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
+from besmart_server.server.graphs import metrics
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
 from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, SeriesKind
@@ -118,6 +120,7 @@ def chart(
         )
     series = []
     summary_of: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    compared: dict[int, tuple[Any, Any]] = {}  # origin → (times, values) at full resolution
     mode = "raw"
     present = np.bincount(f.origin[numeric], minlength=6)  # origins are 1..5: no sort
     for origin in (int(o) for o in np.flatnonzero(present)):
@@ -127,10 +130,12 @@ def chart(
             assert step is not None
             r = reduce.interval_energy(ts, vs, since=q.since, till=q.till, step_ms=step)
             summary_of[origin] = r.value
+            compared[origin] = (r.time, r.value)
             mode = "energy"
         else:
             r = reduce.minmax(ts, vs, since=q.since, till=q.till, max_points=q.max_points)
             summary_of[origin] = vs
+            compared[origin] = (ts, vs)
             if len(r.time) < int(np.count_nonzero(~np.isnan(vs))):
                 mode = "minmax"
         series.append(
@@ -146,6 +151,30 @@ def chart(
     if chosen is None and summary_of:
         chosen = np.concatenate(list(summary_of.values()))
     summary = _summary(chosen if chosen is not None else np.empty(0), energy=energy_sum)
+    forecast = None
+    if 1 in compared and 2 in compared:
+        history = None
+        if not counter:  # persistence needs the measured week before the window
+            before = read_frame(
+                conn,
+                store,
+                principal,
+                ReadQuery(
+                    client_cid=q.client_cid,
+                    sensor_mid=q.sensor_mid,
+                    signal_type_moid=q.signal_type_moid,
+                    since=q.since - 7 * DAY_MS,
+                    till=q.since,
+                    get_last=True,
+                    signal_origin_id=1,
+                    apply_multiplier=q.apply_multiplier,
+                    is_chart=True,
+                    as_of=q.as_of,
+                ),
+                budget=budget,
+            ).frame
+            history = (before.time, before.value)
+        forecast = forecast_quality(compared[1], compared[2], history)
     return {
         "client_cid": q.client_cid,
         "sensor_mid": q.sensor_mid,
@@ -160,12 +189,35 @@ def chart(
         "bucket_ms": step,
         "series": series,
         "summary": summary,
+        "forecast": forecast,
         "time_tstorage": read.storage_s,
         "time_other": max(time.perf_counter() - t0 - read.storage_s, 0.0),
     }
 
 
 MAX_GAPS = 200
+
+
+def forecast_quality(
+    measured: tuple[Any, Any], predicted: tuple[Any, Any], history: tuple[Any, Any] | None
+) -> dict[str, Any]:
+    """The predicted origin against the measured one over the window: MAE, rMAE and skill
+    against persistence a day and a week earlier (graphs.metrics, as OpenSTEF reports them);
+    `history` is the measured data before the window that persistence may use."""
+
+    def series(tv: tuple[Any, Any]) -> pd.Series[float]:
+        return pd.Series(
+            np.asarray(tv[1], dtype=float),
+            index=pd.to_datetime(np.asarray(tv[0], dtype=np.int64), unit="ms", utc=True),
+        )
+
+    actual, pred = series(measured), series(predicted)
+    hist = None if history is None else series(history)
+    scores = metrics.evaluate(actual, pred, hist)
+    both = len(pd.concat([actual, pred], axis=1, join="inner").dropna())
+    return {k: (None if not np.isfinite(v) else float(v)) for k, v in scores.items()} | {
+        "compared": both
+    }
 
 
 def completeness(

@@ -97,6 +97,11 @@ function renderSummary(el, body) {
   const what = body.mode === "energy" ? `energy per ${Math.round(body.bucket_ms / 60000)} min` : body.mode;
   parts.push(`<div><dt>points</dt><dd>${body.series.reduce((n, x) => n + x.points, 0).toLocaleString("en")}</dd></div>`);
   parts.push(`<div><dt>shown as</dt><dd>${what}</dd></div>`);
+  const fc = body.forecast;
+  if (fc && fc.compared) {
+    const pct = (x) => (x == null ? "—" : `${(x * 100).toFixed(1)} %`);
+    parts.push(`<div class="forecast"><dt>predicted vs measured (${fc.compared} points)</dt><dd>MAE ${fmt(fc.mae)} ${unit}, rMAE ${pct(fc.rmae)}, skill vs persistence 1 d ${fmt(fc.skill_1d)}, 7 d ${fmt(fc.skill_7d)}</dd></div>`);
+  }
   dl.innerHTML = parts.join("");
 }
 
