@@ -556,3 +556,42 @@ def test_balance_page_of_a_node_with_children(
     # the tab is offered only where there is something below
     assert ">Balance</a>" in client.get(f"/sensors/{cid}.{station}").text
     assert ">Balance</a>" not in client.get(f"/sensors/{cid}.{meter}").text
+
+
+def test_thousands_of_children_come_a_page_at_a_time(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    import time
+
+    from sqlalchemy import insert
+
+    from besmart_server.server.sensors.tables import sensors
+    from besmart_server.web.service import TREE_PAGE
+
+    cid, actor = tenant
+    station = new_sensor(client, actor, cid, name="Big feeder")["sensor_mid"]
+    n = 2000
+    with db.transaction() as conn:
+        conn.execute(
+            insert(sensors),
+            [
+                {"client_cid": cid, "name": f"meter {i:05d}", "node_id": station, "created_at": 0}
+                for i in range(n)
+            ],
+        )
+    web_login(client, actor)
+    seen: list[str] = []
+    url: str | None = f"/grid/{cid}/children?node={station}"
+    slowest = 0.0
+    while url:
+        t0 = time.perf_counter()
+        res = client.get(url)
+        slowest = max(slowest, time.perf_counter() - t0)
+        assert res.status_code == 200
+        names = re.findall(r'class="node-name"[^>]*>([^<]+)<', res.text)
+        assert len(names) <= TREE_PAGE
+        seen += names
+        more = re.search(r'hx-get="([^"]+)"[^>]*>more', res.text)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert seen == [f"meter {i:05d}" for i in range(n)]
+    assert slowest < 1.0  # each page, freshness included, well under a second

@@ -249,10 +249,11 @@ def grid(
         return _render(request, "grid.html", {"clients": [], "current": None}, s=s)
     cid = client if client is not None else clients[0].client_cid
     try:
-        roots = service.children(conn, s.principal, cid, None)
+        roots = service.children(conn, s.principal, cid, None, limit=service.TREE_PAGE + 1)
     except NotFound as exc:
         return _not_found(request, s, str(exc.detail))
     current = next((c for c in clients if c.client_cid == cid), None)
+    more = _more(cid, None, 0, roots)
     return _render(
         request,
         "grid.html",
@@ -260,6 +261,7 @@ def grid(
             "clients": clients,
             "current": current,
             "cid": cid,
+            "more": more,
             "nodes": _nodes_ctx(roots),
             "types": sensors.list_types(conn),
         },
@@ -273,14 +275,33 @@ def grid_children(
     conn: ConnDep,
     s: SessionDep,
     client_cid: int,
-    node: Annotated[int, Query()],
+    node: Annotated[int | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """htmx partial: the children of one node."""
+    """htmx partial: a page of the children of one node (of the roots without `node`)."""
     try:
-        nodes = service.children(conn, s.principal, client_cid, node)
+        nodes = service.children(
+            conn, s.principal, client_cid, node, offset=offset, limit=service.TREE_PAGE + 1
+        )
     except NotFound as exc:
         return _not_found(request, s, str(exc.detail))
-    return _render(request, "_nodes.html", {"nodes": _nodes_ctx(nodes), "cid": client_cid}, s=s)
+    more = _more(client_cid, node, offset, nodes)
+    return _render(
+        request,
+        "_nodes.html",
+        {"nodes": _nodes_ctx(nodes), "cid": client_cid, "more": more},
+        s=s,
+    )
+
+
+def _more(cid: int, node: int | None, offset: int, page: list[service.Node]) -> str | None:
+    """The URL of the next page of a node's children when there is one; trims `page` (read
+    with one row more than a page) to a page."""
+    if len(page) <= service.TREE_PAGE:
+        return None
+    del page[service.TREE_PAGE :]
+    at = f"node={node}&" if node is not None else ""
+    return f"/grid/{cid}/children?{at}offset={offset + len(page)}"
 
 
 @router.get("/grid/{client_cid}/search")

@@ -24,7 +24,7 @@ from besmart_server.server.states.tables import sensor_states
 from besmart_server.server.users.service import Principal
 
 MEASURED = 1
-TREE_PAGE = 500  # children listed per node; more are reached through the search
+TREE_PAGE = 200  # children listed at once per node; a "more" row fetches the next page
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def newest_measured(conn: Connection, mids: list[int]) -> dict[int, int]:
     return {int(mid): int(t) for mid, t in rows if t is not None}
 
 
-def _nodes(conn: Connection, where: list[object], *, limit: int) -> list[Node]:
+def _nodes(conn: Connection, where: list[object], *, limit: int, offset: int = 0) -> list[Node]:
     child = aliased(sensors)
     n_children = select(func.count()).where(child.c.node_id == sensors.c.mid).scalar_subquery()
     now = now_ms()
@@ -83,6 +83,7 @@ def _nodes(conn: Connection, where: list[object], *, limit: int) -> list[Node]:
         .where(and_(*where))  # type: ignore[arg-type]
         .order_by(sensors.c.name, sensors.c.mid)
         .limit(limit)
+        .offset(offset)
     ).all()
     fresh = newest_measured(conn, [int(r.mid) for r in rows])
     return [
@@ -101,10 +102,16 @@ def _nodes(conn: Connection, where: list[object], *, limit: int) -> list[Node]:
 
 
 def children(
-    conn: Connection, principal: Principal, client_cid: int, parent: int | None
+    conn: Connection,
+    principal: Principal,
+    client_cid: int,
+    parent: int | None,
+    *,
+    offset: int = 0,
+    limit: int = TREE_PAGE,
 ) -> list[Node]:
-    """The sensors directly under `parent` (the roots when None), by name; 404 when the caller
-    cannot read the client or the parent."""
+    """A page of the sensors directly under `parent` (the roots when None), by name; 404 when
+    the caller cannot read the client or the parent."""
     require_readable_client(conn, principal, client_cid)
     where: list[object] = [sensors.c.client_cid == client_cid]
     if parent is None:
@@ -112,7 +119,7 @@ def children(
     else:
         sensor_for(conn, principal, client_cid, parent, Role.read)
         where.append(sensors.c.node_id == parent)
-    return _nodes(conn, where, limit=TREE_PAGE)
+    return _nodes(conn, where, limit=limit, offset=offset)
 
 
 def search(
