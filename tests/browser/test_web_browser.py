@@ -367,7 +367,7 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
             {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
         )
         d.set_window_size(390, 900)
-        d.get(f"{base}/sensors/{mid}?period=day&start={recent}")
+        d.get(f"{base}/sensors/{mid}?period=day&start={recent}&tz=Europe/Warsaw")
         _charts_drawn(d)
         _shot(d, "06-phone-dark.png")
         d.set_window_size(1280, 900)

@@ -80,3 +80,23 @@ def test_weather_overlay_is_url_state_and_only_known_names() -> None:
     assert w.params()["weather"] == "irradiance"
     assert "weather=irradiance" in w.preset("week")
     assert window("day", None, None, None, weather="x", today=TODAY).weather is None
+
+
+def test_a_zone_sets_the_calendar_and_dst_days_have_23_or_25_hours() -> None:
+    spring = window("day", "2026-03-29", None, None, tz="Europe/Warsaw", today=TODAY)
+    assert spring.since_ms == 1_774_738_800_000  # 2026-03-28T23:00Z, local midnight (CET)
+    assert spring.till_ms - spring.since_ms == 23 * 3_600_000
+    autumn = window("day", "2026-10-25", None, None, tz="Europe/Warsaw", today=TODAY)
+    assert autumn.till_ms - autumn.since_ms == 25 * 3_600_000
+    assert autumn.shifted(1).till_ms - autumn.shifted(1).since_ms == 24 * 3_600_000
+    assert autumn.params()["tz"] == "Europe/Warsaw"
+    assert "tz=Europe%2FWarsaw" in autumn.preset("week")
+    as_of = window(
+        "day", "2026-07-01", None, None, as_of="2026-07-01T02:00", tz="Europe/Warsaw", today=TODAY
+    )
+    assert as_of.as_of_ms == 1_782_864_000_000  # 02:00 CEST = 00:00Z
+
+
+def test_unknown_or_malformed_zones_fall_back_to_utc() -> None:
+    for bad in ("Mars/Olympus", "../../etc/passwd", "/etc/localtime", "", None, "x" * 100):
+        assert window("day", "2026-01-01", None, None, tz=bad, today=TODAY).tz == "UTC"

@@ -595,3 +595,22 @@ def test_thousands_of_children_come_a_page_at_a_time(
         url = more.group(1).replace("&amp;", "&") if more else None
     assert seen == [f"meter {i:05d}" for i in range(n)]
     assert slowest < 1.0  # each page, freshness included, well under a second
+
+
+def test_time_zone_in_the_url_sets_the_window_and_labels(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": [1_767_225_600_000], "value": [1]})
+    web_login(client, actor)
+    html = client.get(
+        f"/sensors/{cid}.{mid}",
+        params={"period": "day", "start": "2026-01-01", "tz": "Europe/Warsaw"},
+    ).text
+    assert 'data-since="1767222000000"' in html  # local midnight = 23:00Z the day before
+    assert 'data-tz="Europe/Warsaw"' in html
+    assert "2026-01-01 00:00 Europe/Warsaw" in html
+    assert "tz=Europe%2FWarsaw" in html  # kept in prev/next and presets
+    html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "tz": "No/Such"}).text
+    assert 'data-tz="UTC"' in html

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -56,7 +57,14 @@ def _age(ms: int | None, now: int) -> tuple[str, str]:
     return css, f"{int(age_s // 86_400)} d"
 
 
+def _local(ms: int | None, tz: str) -> str:
+    if ms is None:
+        return "—"
+    return timectl.wall(ms, tz).strftime("%Y-%m-%d %H:%M ") + ("UTC" if tz == "UTC" else tz)
+
+
 templates.env.filters["utc"] = _utc
+templates.env.filters["local"] = _local
 templates.env.globals["version"] = __version__
 
 
@@ -365,7 +373,9 @@ class _View:
         as_of: str | None = None,
         compare: str | None = None,
         weather: str | None = None,
+        tz: str | None = None,
     ) -> None:
+        zone = timectl.zone(tz)
         self.window = timectl.window(
             period,
             start,
@@ -374,7 +384,8 @@ class _View:
             as_of=as_of,
             compare=compare == "1",
             weather=weather,
-            today=datetime.now(UTC).date(),
+            tz=zone,
+            today=datetime.now(ZoneInfo(zone)).date(),
         )
 
 

@@ -1,15 +1,19 @@
 """The page's one time control, kept in the URL: a period (day, week, month, year, custom), its
 start, an optional "as of" acquisition time and "compare with the previous period".
 
-Times are UTC until clients carry a time zone setting (the calendar-time issue): a day is a
-UTC day, a week starts on a UTC Monday.
+Periods follow the calendar of a time zone kept in the URL (`tz`, an IANA name; UTC when
+absent, until clients carry a time zone setting: the calendar-time issue): a day runs from
+local midnight to local midnight (23 or 25 hours across a DST change), a week starts on a
+local Monday. Datetimes here are naive wall times in that zone.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PERIODS = ("day", "week", "month", "year", "custom")
 # Weather overlays a page may draw on its charts: name → (signal type moid, label).
@@ -18,8 +22,27 @@ DEFAULT_PERIOD = "week"
 _MINUTE_FMT = "%Y-%m-%dT%H:%M"
 
 
-def _ms(d: datetime) -> int:
-    return int(d.replace(tzinfo=UTC).timestamp() * 1000)
+_TZ_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+
+
+def zone(name: str | None) -> str:
+    """A known IANA zone name, else "UTC"."""
+    if not name or len(name) > 64 or not _TZ_NAME.match(name):
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return name
+
+
+def _ms(d: datetime, tz: str = "UTC") -> int:
+    return int(d.replace(tzinfo=ZoneInfo(tz)).timestamp() * 1000)
+
+
+def wall(ms: int, tz: str) -> datetime:
+    """UTC ms as the naive wall time of zone `tz`."""
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
 
 
 def _parse_day(text: str | None) -> date | None:
@@ -46,7 +69,7 @@ def _add_months(d: date, n: int) -> date:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """One view's time: [since, till) as datetimes (naive, UTC) and the URL state."""
+    """One view's time: [since, till) as naive wall times in `tz`, and the URL state."""
 
     period: str
     since: datetime
@@ -54,21 +77,22 @@ class Window:
     as_of: datetime | None = None
     compare: bool = False
     weather: str | None = None  # a key of WEATHER
+    tz: str = "UTC"  # IANA zone of the calendar and the labels
 
     @property
     def since_ms(self) -> int:
         """Start, UTC ms."""
-        return _ms(self.since)
+        return _ms(self.since, self.tz)
 
     @property
     def till_ms(self) -> int:
         """End (exclusive), UTC ms."""
-        return _ms(self.till)
+        return _ms(self.till, self.tz)
 
     @property
     def as_of_ms(self) -> int | None:
         """The as-of acquisition time, UTC ms."""
-        return None if self.as_of is None else _ms(self.as_of)
+        return None if self.as_of is None else _ms(self.as_of, self.tz)
 
     def shifted(self, n: int) -> Window:
         """The window `n` periods later (earlier for negative n)."""
@@ -106,6 +130,8 @@ class Window:
             out["compare"] = "1"
         if w.weather:
             out["weather"] = w.weather
+        if w.tz != "UTC":
+            out["tz"] = w.tz
         return out
 
     def query(self, **changes: object) -> str:
@@ -123,6 +149,7 @@ class Window:
                 as_of=None if self.as_of is None else self.as_of.strftime(_MINUTE_FMT),
                 compare=self.compare,
                 weather=self.weather,
+                tz=self.tz,
                 today=self.since.date(),
             ).params()
         )
@@ -137,16 +164,18 @@ def window(
     as_of: str | None = None,
     compare: bool = False,
     weather: str | None = None,
+    tz: str | None = None,
     today: date,
 ) -> Window:
     """The window a URL asks for; anything missing or malformed falls back to the current week."""
     p = period if period in PERIODS else DEFAULT_PERIOD
     as_of_dt = parse_minute(as_of)
     wx = weather if weather in WEATHER else None
+    z = zone(tz)
     if p == "custom":
         s, t = parse_minute(since), parse_minute(till)
         if s is not None and t is not None and s < t:
-            return Window(p, s, t, as_of_dt, compare, wx)
+            return Window(p, s, t, as_of_dt, compare, wx, z)
         p = DEFAULT_PERIOD
     d = _parse_day(start) or today
     if p == "day":
@@ -160,4 +189,4 @@ def window(
     else:
         s_d, t_d = date(d.year, 1, 1), date(d.year + 1, 1, 1)
     mn = datetime.min.time()
-    return Window(p, datetime.combine(s_d, mn), datetime.combine(t_d, mn), as_of_dt, compare, wx)
+    return Window(p, datetime.combine(s_d, mn), datetime.combine(t_d, mn), as_of_dt, compare, wx, z)

@@ -16,6 +16,17 @@ const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 const fmt = (x) =>
   x == null ? "—" : Number(x).toLocaleString("en", { maximumFractionDigits: Math.abs(x) < 10 ? 3 : 1 });
 
+// Labels in the page's time zone (ECharts itself knows only UTC and the browser's zone).
+function zoned(tz, span) {
+  const opts = span <= 2 * 86400000 ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
+    : span <= 92 * 86400000 ? { month: "short", day: "numeric" } : { year: "numeric", month: "short" };
+  const short = new Intl.DateTimeFormat("en-GB", { timeZone: tz, ...opts });
+  const full = new Intl.DateTimeFormat("en-GB", {
+    timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+  return { axis: (v) => short.format(v), full: (v) => `${full.format(v)} ${tz}` };
+}
+
 function chartUrl(el, since, till, maxPoints, register) {
   const d = el.dataset;
   const q = new URLSearchParams({ since, till, max_points: maxPoints });
@@ -187,14 +198,22 @@ async function draw(el) {
         tooltip: { valueFormatter: (v) => `${fmt(v)} ${wx.unit}` },
       });
     }
+    const z = zoned(d.tz || "UTC", till - since);
     chart.setOption({
       animation: false,
       useUTC: true,
       textStyle: { color: css("--fg") },
       grid: { left: 64, right: d.weatherUrl ? 56 : 16, top: 34, bottom: 56 },
       legend: { top: 0, right: 8, textStyle: { color: css("--fg") } },
-      tooltip: { trigger: "axis", valueFormatter: (v) => `${fmt(v)} ${body.unit}` },
-      xAxis: { type: "time", min: since, max: till, axisLabel: { color: css("--muted"), hideOverlap: true } },
+      tooltip: {
+        trigger: "axis",
+        valueFormatter: (v) => `${fmt(v)} ${body.unit}`,
+        axisPointer: { label: { formatter: (p) => z.full(p.value) } },
+      },
+      xAxis: {
+        type: "time", min: since, max: till, axisPointer: { label: { formatter: (p) => z.full(p.value) } },
+        axisLabel: { color: css("--muted"), hideOverlap: true, ...(d.tz && d.tz !== "UTC" ? { formatter: z.axis } : {}) },
+      },
       yAxis: yAxes,
       dataZoom: [
         { type: "inside", filterMode: "none" },
