@@ -21,7 +21,7 @@ from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import api_keys, user_roles
 from besmart_server.server.users.tables import users as users_table
-from besmart_server.web.router import Session, SessionDep, _form, _not_found, _render
+from besmart_server.web.router import Session, SessionDep, form_fields, not_found_page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,7 +64,7 @@ def _page(
     **extra: Any,
 ) -> Response:
     clients = [c for c in users.list_client_roles(conn, s.principal) if c.role == Role.owner]
-    return _render(
+    return render(
         request,
         "admin.html",
         {
@@ -91,7 +91,7 @@ def admin_home(request: Request, conn: ConnDep, s: SessionDep) -> Response:
     """The first client the user owns (or a note that there is none)."""
     owned = [c for c in users.list_client_roles(conn, s.principal) if c.role == Role.owner]
     if not owned:
-        return _render(request, "admin.html", {"owned": [], "current": None}, s=s)
+        return render(request, "admin.html", {"owned": [], "current": None}, s=s)
     return RedirectResponse(f"/admin/{owned[0].client_cid}", status_code=303)
 
 
@@ -101,9 +101,9 @@ def admin_page(request: Request, conn: ConnDep, s: SessionDep, client_cid: int) 
     try:
         _require_owner(conn, s, client_cid)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     except Forbidden as exc:
-        return _render(request, "not_found.html", {"detail": exc.detail}, s=s, status=403)
+        return render(request, "not_found.html", {"detail": exc.detail}, s=s, status=403)
     return _page(request, conn, s, client_cid)
 
 
@@ -118,16 +118,16 @@ async def admin_action(
 ) -> Response:
     """One change: `role` (grant or remove), `key` (create, shown once), `revoke-key`,
     `meter-type` (create). CSRF-checked; owners only."""
-    form = await _form(request)
+    form = await form_fields(request)
     pepper = settings.secret_pepper.get_secret_value()
     if not security.csrf_matches(s.token, form.get("csrf"), pepper):
         return Response("CSRF token missing or wrong", status_code=403, media_type="text/plain")
     try:
         _require_owner(conn, s, client_cid)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     except Forbidden as exc:
-        return _render(request, "not_found.html", {"detail": exc.detail}, s=s, status=403)
+        return render(request, "not_found.html", {"detail": exc.detail}, s=s, status=403)
     try:
         if action == "role":
             uid = users.user_id_by_login(conn, form.get("login", "").strip())
@@ -176,4 +176,4 @@ async def admin_action(
         return _page(request, conn, s, client_cid, status=exc.status, error=str(exc.detail))
     except (ValueError, KeyError) as exc:
         return _page(request, conn, s, client_cid, status=422, error=f"Invalid input: {exc}")
-    return _not_found(request, s, f"No action {action}")
+    return not_found_page(request, s, f"No action {action}")

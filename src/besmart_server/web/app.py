@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from besmart_server.web.admin import router as admin_router
 from besmart_server.web.graphs import router as graphs_router
-from besmart_server.web.router import HERE, _LoginRequired, login_required_response, router
+from besmart_server.web.router import HERE, LoginRequired, login_required_response, router
 
 
 def mount(app: FastAPI) -> None:
@@ -16,7 +16,7 @@ def mount(app: FastAPI) -> None:
     async def _login(request: Request, _exc: Exception) -> Response:
         return login_required_response(request)
 
-    app.add_exception_handler(_LoginRequired, _login)
+    app.add_exception_handler(LoginRequired, _login)
     app.include_router(router)
     app.include_router(graphs_router)
     app.include_router(admin_router)

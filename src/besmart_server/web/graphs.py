@@ -21,7 +21,7 @@ from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.server.users.service import Principal
 from besmart_server.web import timectl
-from besmart_server.web.router import SessionDep, SessionOwnTx, _form, _not_found, _render
+from besmart_server.web.router import SessionDep, SessionOwnTx, form_fields, not_found_page, render
 
 router = APIRouter(include_in_schema=False)
 RUNS_SHOWN = 50
@@ -86,7 +86,7 @@ def graphs_page(request: Request, conn: ConnDep, s: SessionDep) -> Response:
         {"g": g, "params": template_params(g.definition.model_dump())}
         for g in graphs.list_graphs(conn, s.principal)
     ]
-    return _render(
+    return render(
         request, "graphs.html", {"graphs": items, "runs": list_runs(conn, s.principal)}, s=s
     )
 
@@ -97,14 +97,14 @@ def graph_page(request: Request, conn: ConnDep, s: SessionDep, name: str) -> Res
     try:
         g = graphs.find_graph(conn, s.principal, name).info()
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     params = template_params(g.definition.model_dump())
     body = body_skeleton(params)
     clients = users.list_client_roles(conn, s.principal)
     if "client_cid" in body and body["client_cid"] is None and clients:
         body["client_cid"] = clients[0].client_cid  # the one most users have
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-    return _render(
+    return render(
         request,
         "graph.html",
         {
@@ -133,14 +133,14 @@ async def run_graph(
     name: str,
 ) -> Response:
     """htmx: run the graph with the form's window and body; the record, or the queued run."""
-    form = await _form(request)
+    form = await form_fields(request)
     sent = request.headers.get(security.CSRF_HEADER) or form.get("csrf")
     if not security.csrf_matches(s.token, sent, settings.secret_pepper.get_secret_value()):
         return Response("CSRF token missing or wrong", status_code=403, media_type="text/plain")
     try:
         body = orjson.loads(form.get("body") or "null")
     except orjson.JSONDecodeError as exc:
-        return _render(
+        return render(
             request, "_run.html", {"error": f"The body is not JSON: {exc}"}, s=s, status=422
         )
     since, till = graphs.default_window(_ms(form.get("since")), _ms(form.get("till")))
@@ -150,11 +150,11 @@ async def run_graph(
             run_id = graphs.submit(db, s.principal, executor, name, since, till, body)
             with db.transaction(write=False) as conn:
                 status = graphs.get_run(conn, s.principal, run_id)
-            return _render(request, "_run.html", {"status": status}, s=s, status=202)
+            return render(request, "_run.html", {"status": status}, s=s, status=202)
         record = graphs.run_now(db, s.principal, name, since, till, body, settings=settings)
     except AppError as exc:
-        return _render(request, "_run.html", {"error": str(exc.detail)}, s=s, status=exc.status)
-    return _render(request, "_run.html", {"record": record}, s=s, status=201)
+        return render(request, "_run.html", {"error": str(exc.detail)}, s=s, status=exc.status)
+    return render(request, "_run.html", {"record": record}, s=s, status=201)
 
 
 @router.get("/graphs/runs/{run_id}")
@@ -163,5 +163,5 @@ def run_state(request: Request, conn: ConnDep, s: SessionDep, run_id: int) -> Re
     try:
         status = graphs.get_run(conn, s.principal, run_id)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
-    return _render(request, "_run.html", {"status": status}, s=s)
+        return not_found_page(request, s, str(exc.detail))
+    return render(request, "_run.html", {"status": status}, s=s)

@@ -77,7 +77,7 @@ class Session:
         self.csrf = csrf
 
 
-class _LoginRequired(Exception):
+class LoginRequired(Exception):
     """Raised by the session dependency; answered with a redirect to the login page."""
 
 
@@ -85,12 +85,12 @@ def session(request: Request, conn: ConnDep, settings: SettingsDep) -> Session:
     """The page's session, from the cookie (login page when absent, expired or revoked)."""
     token = request.cookies.get(security.SESSION_COOKIE)
     if not token:
-        raise _LoginRequired
+        raise LoginRequired
     pepper = settings.secret_pepper.get_secret_value()
     try:
         principal = users.authenticate_token(conn, token, pepper=pepper)
     except Unauthorized:
-        raise _LoginRequired from None
+        raise LoginRequired from None
     return Session(token, principal, security.csrf_for(token, pepper))
 
 
@@ -116,15 +116,18 @@ def login_required_response(request: Request) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-def _render(
+def render(
     request: Request, name: str, ctx: dict[str, Any], *, status: int = 200, s: Session | None
 ) -> HTMLResponse:
+    """A template with what every page needs: the session's CSRF token and the user (never
+    the session token itself)."""
     base: dict[str, Any] = {"csrf": s.csrf if s else "", "user": s.principal if s else None}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
 
-def _not_found(request: Request, s: Session, detail: str) -> HTMLResponse:
-    return _render(request, "not_found.html", {"detail": detail}, status=404, s=s)
+def not_found_page(request: Request, s: Session, detail: str) -> HTMLResponse:
+    """The 404 page: the same answer for missing and for another tenant's (no leak)."""
+    return render(request, "not_found.html", {"detail": detail}, status=404, s=s)
 
 
 def _safe_next(target: str | None) -> str:
@@ -134,7 +137,8 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def form_fields(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (first value of each), without python-multipart."""
     body = (await request.body()).decode("utf-8", "replace")
     return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
@@ -152,7 +156,7 @@ def home(request: Request) -> Response:
 
 def _login_page(request: Request, *, error: str | None, next_: str, status: int = 200) -> Response:
     token = secrets.token_urlsafe(24)
-    response = _render(
+    response = render(
         request,
         "login.html",
         {"error": error, "next": _safe_next(next_), "login_csrf": token},
@@ -179,7 +183,7 @@ def login_form(request: Request, next: str | None = None) -> Response:
 @router.post("/login")
 async def login_submit(request: Request, db: DatabaseDep, settings: SettingsDep) -> Response:
     """Check the credentials; on success set the session cookie and go on to `next`."""
-    form = await _form(request)
+    form = await form_fields(request)
     next_ = _safe_next(form.get("next"))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = form.get("csrf", "")
@@ -220,7 +224,7 @@ async def login_submit(request: Request, db: DatabaseDep, settings: SettingsDep)
 async def logout(request: Request, db: DatabaseDep, settings: SettingsDep) -> Response:
     """Revoke the session's token and drop the cookie (CSRF-checked)."""
     token = request.cookies.get(security.SESSION_COOKIE)
-    form = await _form(request)
+    form = await form_fields(request)
     pepper = settings.secret_pepper.get_secret_value()
     if token and not security.csrf_matches(token, form.get("csrf"), pepper):
         return Response("CSRF token missing or wrong", status_code=403, media_type="text/plain")
@@ -254,15 +258,15 @@ def grid(
     """The clients the user can see and the chosen one's sensor tree (roots; lazy children)."""
     clients = users.list_client_roles(conn, s.principal)
     if not clients:
-        return _render(request, "grid.html", {"clients": [], "current": None}, s=s)
+        return render(request, "grid.html", {"clients": [], "current": None}, s=s)
     cid = client if client is not None else clients[0].client_cid
     try:
         roots = service.children(conn, s.principal, cid, None, limit=service.TREE_PAGE + 1)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     current = next((c for c in clients if c.client_cid == cid), None)
     more = _more(cid, None, 0, roots)
-    return _render(
+    return render(
         request,
         "grid.html",
         {
@@ -292,9 +296,9 @@ def grid_children(
             conn, s.principal, client_cid, node, offset=offset, limit=service.TREE_PAGE + 1
         )
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     more = _more(client_cid, node, offset, nodes)
-    return _render(
+    return render(
         request,
         "_nodes.html",
         {"nodes": _nodes_ctx(nodes), "cid": client_cid, "more": more},
@@ -329,8 +333,8 @@ def grid_search(
         else:
             nodes = service.search(conn, s.principal, client_cid, text=q, sensor_type_id=type_id)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
-    return _render(
+        return not_found_page(request, s, str(exc.detail))
+    return render(
         request,
         "_nodes.html",
         {"nodes": _nodes_ctx(nodes), "cid": client_cid, "flat": bool(q.strip() or type_id)},
@@ -411,12 +415,12 @@ def _sensor_view(
         periods = _states_ctx(conn, s, client_cid, sensor_mid)
         children = service.children(conn, s.principal, client_cid, sensor_mid)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     swaps = [
         {"since": p["st"].since, "till": p["st"].till, "meter": p["st"].meter_eid} for p in periods
     ]
     names = {t.signal_type_moid: t.symbol for t in signals_service.list_signal_types(conn)}
-    return _render(
+    return render(
         request,
         template,
         {
@@ -499,7 +503,7 @@ def sensor_balance(
     try:
         own = service.chart_signals(conn, s.principal, client_cid, sensor_mid)
     except NotFound as exc:
-        return _not_found(request, s, str(exc.detail))
+        return not_found_page(request, s, str(exc.detail))
     by_moid = {x.moid: x for x in own}
     chosen = by_moid.get(signal) if signal is not None else None
     if chosen is None:
