@@ -458,7 +458,9 @@ def test_vendored_files_match_their_recorded_sha256(client: TestClient) -> None:
         assert res.status_code == 200
         assert hashlib.sha256(res.content).hexdigest() == sha
         assert (vendor / f"{name}.LICENSE").stat().st_size > 100
-        assert "no-store" not in res.headers.get("cache-control", "")
+        assert res.headers["cache-control"] == "no-cache"  # kept, revalidated by ETag
+        again = client.get(f"/static/vendor/{name}", headers={"If-None-Match": res.headers["etag"]})
+        assert again.status_code == 304
 
 
 def test_a_read_only_user_sees_pages_too(
