@@ -71,7 +71,8 @@ def test_run_in_the_request_and_queued(client: TestClient, db: Database) -> None
     res = client.post("/graphs/balance/run", data=form, headers={"X-CSRF-Token": csrf})
     assert res.status_code == 201, res.text
     assert 'data-state="done"' in res.text
-    assert f"<td>{cid}.{residual}/" in res.text  # the residual sensor was written
+    # the residual sensor was written; its page over the run's window is one click away
+    assert f'href="/sensors/{cid}.{residual}?period=custom&amp;since=2026-01-01T00:00' in res.text
     res = client.post(
         "/graphs/balance/run", data={**form, "body": "{not json"}, headers={"X-CSRF-Token": csrf}
     )

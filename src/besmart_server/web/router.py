@@ -63,6 +63,11 @@ def _local(ms: int | None, tz: str) -> str:
     return timectl.wall(ms, tz).strftime("%Y-%m-%d %H:%M ") + ("UTC" if tz == "UTC" else tz)
 
 
+def _minute(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+templates.env.filters["minute"] = _minute
 templates.env.filters["utc"] = _utc
 templates.env.filters["local"] = _local
 templates.env.globals["version"] = __version__
