@@ -198,3 +198,24 @@ def test_forecast_against_measured_mae_rmae_and_skill(client: TestClient, db: Da
     # no predicted origin: no forecast figures
     only = chart(client, actor.headers, cid, mid, moid("P+"), since=T0, till=T0 + DAY)
     assert only["forecast"] is None
+
+
+def test_what_the_read_assumed_comes_as_warnings(client: TestClient, db: Database) -> None:
+    cid, actor = make_tenant(db)
+    mid = make_sensor(db, cid)
+    swap = T0 + 2 * 3_600_000
+    a_plus = moid("A+")
+    # a meter swap without the old meter's reading at removal
+    make_state(db, mid, T0, swap, readings={a_plus: (100.0, None)})
+    make_state(db, mid, swap, None, readings={a_plus: (0.0, None)})
+    times = [T0 + i * 15 * MIN for i in range(16)]
+    values = [100 + i * 0.25 if t < swap else (t - swap) / 3_600_000 for i, t in enumerate(times)]
+    put(client, actor.headers, cid, mid, a_plus, {"time": times, "value": values})
+    body = chart(client, actor.headers, cid, mid, a_plus, since=T0, till=T0 + 4 * 3_600_000)
+    data = client.get(
+        f"/api/sensors/{cid}.{mid}/signals/{a_plus}/data",
+        params={"since": T0, "till": T0 + 4 * 3_600_000, "get_last": "true"},
+        headers=actor.headers,
+    ).json()
+    assert data.get("warnings")  # the data route assumed a reading at the swap
+    assert body["warnings"] == data["warnings"]

@@ -190,6 +190,7 @@ def chart(
         "series": series,
         "summary": summary,
         "forecast": forecast,
+        "warnings": list(read.warnings),  # what the read had to assume (a swap's reading)
         "time_tstorage": read.storage_s,
         "time_other": max(time.perf_counter() - t0 - read.storage_s, 0.0),
     }

@@ -2,6 +2,7 @@
 // (parent minus children) per interval, from the public data route aggregated by delta_t.
 /* global echarts */
 
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const fmt = (x) =>
   x == null ? "—" : Number(x).toLocaleString("en", { maximumFractionDigits: Math.abs(x) < 10 ? 3 : 1 });
@@ -11,6 +12,7 @@ async function series(d, mid) {
   const q = new URLSearchParams({
     since: d.since, till: d.till, delta_t: d.deltaT, get_last: "true", apply_multiplier: "true", is_chart: "true",
   });
+  if (d.asOf) q.set("as_of", d.asOf);
   const r = await fetch(`/api/sensors/${d.cid}.${mid}/signals/${d.moid}/data?${q}`, { credentials: "same-origin" });
   if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
   const body = await r.json();
@@ -40,6 +42,7 @@ async function draw(el) {
     return [t, parent.values.get(t) - withData.reduce((s, k) => s + k.values.get(t), 0)];
   });
   const unit = parent.unit;
+  const u = esc(unit);
   const all = withData.map((k, i) => ({
     id: `c${k.mid}`, name: k.name, type: "line", stack: "children", step: "start", showSymbol: false,
     areaStyle: { opacity: 0.55 }, lineStyle: { width: 0.5 },
@@ -81,10 +84,10 @@ async function draw(el) {
   const label = energy ? "total" : "mean";
   const missing = kids.filter((k) => !k.values.size).map((k) => k.name);
   el.parentElement.querySelector(".summary").innerHTML =
-    `<div><dt>parent ${label}</dt><dd>${fmt(pTot)} ${unit}</dd></div>` +
-    withData.map((k) => `<div><dt>${k.name}</dt><dd>${fmt(agg([...k.values.values()]))} ${unit}</dd></div>`).join("") +
-    `<div><dt>residual ${label}</dt><dd>${fmt(rTot)} ${unit}${pTot ? ` (${((rTot / pTot) * 100).toFixed(1)} %)` : ""}</dd></div>` +
-    (missing.length ? `<div><dt>without this signal</dt><dd>${missing.join(", ")}</dd></div>` : "");
+    `<div><dt>parent ${label}</dt><dd>${fmt(pTot)} ${u}</dd></div>` +
+    withData.map((k) => `<div><dt>${esc(k.name)}</dt><dd>${fmt(agg([...k.values.values()]))} ${u}</dd></div>`).join("") +
+    `<div><dt>residual ${label}</dt><dd>${fmt(rTot)} ${u}${pTot ? ` (${((rTot / pTot) * 100).toFixed(1)} %)` : ""}</dd></div>` +
+    (missing.length ? `<div><dt>without this signal</dt><dd>${esc(missing.join(", "))}</dd></div>` : "");
   el.dataset.stacked = String(withData.length);
   el.dataset.state = "drawn";
 }

@@ -11,6 +11,7 @@ const ORIGINS = {
   5: { name: "corrected", line: "solid", color: "--m5", symbols: true },
 };
 
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 const fmt = (x) =>
@@ -102,12 +103,13 @@ function renderSummary(el, body) {
   const dl = el.parentElement.querySelector(".summary");
   const wanted = (el.dataset.summary || "").split(",").filter(Boolean);
   const s = body.summary || {};
-  const unit = body.unit;
+  const unit = esc(body.unit);
   const label = { sum: body.mode === "energy" ? "total" : "sum", mean: "mean", min: "min", max: "max" };
   const parts = wanted.map((k) => `<div><dt>${label[k] || k}</dt><dd>${fmt(s[k])} ${unit}</dd></div>`);
   const what = body.mode === "energy" ? `energy per ${Math.round(body.bucket_ms / 60000)} min` : body.mode;
   parts.push(`<div><dt>points</dt><dd>${body.series.reduce((n, x) => n + x.points, 0).toLocaleString("en")}</dd></div>`);
   parts.push(`<div><dt>shown as</dt><dd>${what}</dd></div>`);
+  for (const w of body.warnings || []) parts.push(`<div class="warning"><dt>note</dt><dd>${esc(w)}</dd></div>`);
   const fc = body.forecast;
   if (fc && fc.compared) {
     const pct = (x) => (x == null ? "—" : `${(x * 100).toFixed(1)} %`);
@@ -145,9 +147,9 @@ async function showVersions(el, state, t) {
   const body = await getJson(`/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/data?${q}`);
   const x = body.data;
   const rows = x.time.map((tt, i) =>
-    `<tr><td>${iso(tt)}</td><td>${fmt(x.value[i])}</td><td>${ORIGINS[x.origin[i]]?.name ?? x.origin[i]}</td><td>${x.type[i]}</td><td>${x.acq_time ? iso(x.acq_time[i]) : "—"}</td></tr>`);
+    `<tr><td>${iso(tt)}</td><td>${fmt(x.value[i])}</td><td>${ORIGINS[x.origin[i]]?.name ?? x.origin[i]}</td><td>${esc(x.type[i])}</td><td>${x.acq_time ? iso(x.acq_time[i]) : "—"}</td></tr>`);
   box.hidden = false;
-  box.innerHTML = `<h4>Versions at ${iso(t)}${span > 1 ? ` (+${Math.round(span / 60000)} min)` : ""}, in ${body.unit}</h4>` +
+  box.innerHTML = `<h4>Versions at ${iso(t)}${span > 1 ? ` (+${Math.round(span / 60000)} min)` : ""}, in ${esc(body.unit)}</h4>` +
     (rows.length
       ? `<div class="table-wrap"><table><thead><tr><th>time</th><th>value</th><th>origin</th><th>type</th><th>acquired</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`
       : `<p class="muted">No stored point there.</p>`);
