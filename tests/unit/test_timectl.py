@@ -62,6 +62,7 @@ def test_url_round_trip_keeps_as_of_and_compare() -> None:
         "start": "2026-05-05",
         "as_of": "2026-05-06T07:15",
         "compare": "1",
+        "tz": "UTC",
     }
     again = window(p["period"], p["start"], None, None, as_of=p["as_of"], compare=True, today=TODAY)
     assert again == w

@@ -66,6 +66,13 @@ def test_owner_manages_roles_keys_and_meter_types(client: TestClient, db: Databa
     res = client.post(f"/admin/{cid}/meter-type", data=form)
     assert res.status_code == 409
 
+    res = client.post(f"/admin/{cid}/timezone", data={"csrf": csrf, "timezone": "Europe/Warsaw"})
+    assert res.status_code == 200
+    assert 'value="Europe/Warsaw"' in res.text
+    res = client.post(f"/admin/{cid}/timezone", data={"csrf": csrf, "timezone": "Mars/Base"})
+    assert res.status_code == 422
+    assert 'value="Europe/Warsaw"' in res.text  # unchanged
+
 
 def test_changes_need_csrf(client: TestClient, db: Database) -> None:
     cid, owner = make_tenant(db)

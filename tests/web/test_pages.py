@@ -527,7 +527,7 @@ def test_quality_page_has_a_heatmap_per_charted_signal(
     assert res.status_code == 200
     assert re.findall(r'class="heatmap"[^>]*data-moid="(\d+)"', res.text) == [str(moid("P+"))]
     assert 'aria-current="page">Data quality' in res.text
-    assert f'href="/sensors/{cid}.{mid}?period=year&amp;start=2026-01-01"' in res.text
+    assert f'href="/sensors/{cid}.{mid}?period=year&amp;start=2026-01-01&amp;tz=UTC"' in res.text
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 200
     client.cookies.clear()
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 303
@@ -616,3 +616,23 @@ def test_time_zone_in_the_url_sets_the_window_and_labels(
     assert "tz=Europe%2FWarsaw" in html  # kept in prev/next and presets
     html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "tz": "No/Such"}).text
     assert 'data-tz="UTC"' in html
+
+
+def test_the_clients_time_zone_is_the_default(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    from besmart_server.server.users.tables import clients
+
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": [1_767_225_600_000], "value": [1]})
+    with db.transaction() as conn:
+        conn.execute(clients.update().where(clients.c.cid == cid).values(timezone="Europe/Warsaw"))
+    web_login(client, actor)
+    html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "start": "2026-01-01"}).text
+    assert 'data-tz="Europe/Warsaw"' in html
+    assert 'data-since="1767222000000"' in html
+    html = client.get(
+        f"/sensors/{cid}.{mid}", params={"period": "day", "start": "2026-01-01", "tz": "UTC"}
+    ).text
+    assert 'data-tz="UTC"' in html  # the URL wins

@@ -79,6 +79,7 @@ def _page(
                 if m.client_cid == client_cid
             ],
             "roles": [r.value for r in Role],
+            "timezone": users.client_timezone(conn, client_cid),
             **extra,
         },
         s=s,
@@ -117,7 +118,7 @@ async def admin_action(
     action: str,
 ) -> Response:
     """One change: `role` (grant or remove), `key` (create, shown once), `revoke-key`,
-    `meter-type` (create). CSRF-checked; owners only."""
+    `timezone` (the client's calendar), `meter-type` (create). CSRF-checked; owners only."""
     form = await form_fields(request)
     pepper = settings.secret_pepper.get_secret_value()
     if not security.csrf_matches(s.token, form.get("csrf"), pepper):
@@ -156,6 +157,9 @@ async def admin_action(
                 .values(revoked_at=now_ms())
             )
             return _page(request, conn, s, client_cid, notice="API key revoked.")
+        if action == "timezone":
+            users.set_client_timezone(conn, s.principal, client_cid, form.get("timezone", ""))
+            return _page(request, conn, s, client_cid, notice="Time zone changed.")
         if action == "meter-type":
             phases = form.get("number_of_phases", "")
             meters.create_meter_type(

@@ -384,8 +384,14 @@ class _View:
         weather: str | None = None,
         tz: str | None = None,
     ) -> None:
-        zone = timectl.zone(tz)
-        self.window = timectl.window(
+        self.args = (period, start, since, till, as_of, compare, weather)
+        self.tz = tz
+
+    def window(self, default_tz: str) -> timectl.Window:
+        """The window, in the URL's zone or else `default_tz` (the client's time zone)."""
+        period, start, since, till, as_of, compare, weather = self.args
+        zone = timectl.zone(self.tz or default_tz)
+        return timectl.window(
             period,
             start,
             since,
@@ -461,7 +467,14 @@ def sensor_page(
 ) -> Response:
     """A sensor: its properties, meter installation periods, and a chart per drawn signal."""
     return _sensor_view(
-        request, conn, s, client_cid, sensor_mid, v.window, view="charts", template="sensor.html"
+        request,
+        conn,
+        s,
+        client_cid,
+        sensor_mid,
+        v.window(users.client_timezone(conn, client_cid)),
+        view="charts",
+        template="sensor.html",
     )
 
 
@@ -481,7 +494,7 @@ def sensor_quality(
         s,
         client_cid,
         sensor_mid,
-        v.window,
+        v.window(users.client_timezone(conn, client_cid)),
         view="quality",
         template="quality.html",
     )
@@ -504,7 +517,7 @@ def sensor_balance(
 ) -> Response:
     """A node's balance: its energy or power against its children's, stacked, and the
     residual, per interval."""
-    w = v.window
+    w = v.window(users.client_timezone(conn, client_cid))
     try:
         own = service.chart_signals(conn, s.principal, client_cid, sensor_mid)
     except NotFound as exc:

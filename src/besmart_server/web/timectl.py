@@ -1,8 +1,8 @@
 """The page's one time control, kept in the URL: a period (day, week, month, year, custom), its
 start, an optional "as of" acquisition time and "compare with the previous period".
 
-Periods follow the calendar of a time zone kept in the URL (`tz`, an IANA name; UTC when
-absent, until clients carry a time zone setting: the calendar-time issue): a day runs from
+Periods follow the calendar of a time zone kept in the URL (`tz`, an IANA name; the client's
+time zone setting when absent): a day runs from
 local midnight to local midnight (23 or 25 hours across a DST change), a week starts on a
 local Monday. Datetimes here are naive wall times in that zone.
 """
@@ -130,8 +130,7 @@ class Window:
             out["compare"] = "1"
         if w.weather:
             out["weather"] = w.weather
-        if w.tz != "UTC":
-            out["tz"] = w.tz
+        out["tz"] = w.tz  # always: a shared URL must not depend on the client's setting
         return out
 
     def query(self, **changes: object) -> str:
