@@ -19,10 +19,12 @@ from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthori
 from besmart_server.server.graphs.router import router as graphs_router
 from besmart_server.server.middleware import LimitsAndHeaders
 from besmart_server.server.sensors.router import router as sensors_router
+from besmart_server.server.signals.chart_router import router as chart_router
 from besmart_server.server.signals.router import router as signals_router
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
 from besmart_server.server.weather.router import router as weather_router
+from besmart_server.web.app import mount as mount_web
 
 log = logging.getLogger("besmart")
 
@@ -59,6 +61,7 @@ def _routers() -> list[APIRouter]:
         users_router,
         states_router,
         signals_router,
+        chart_router,
         weather_router,
         graphs_router,
         sensors_router,
@@ -116,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in _routers():
         app.include_router(router)
     add_docs(app)
+    mount_web(app)  # the pages, after every API route and /docs
 
     app.add_middleware(LimitsAndHeaders, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:

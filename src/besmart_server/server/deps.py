@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.errors import Unauthorized
+from besmart_server.server.errors import Forbidden, Unauthorized
+from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,12 +47,23 @@ ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 
 
 def bearer_token(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> str:
-    """The raw bearer token of the request (401 when absent)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The raw bearer token of the request (401 when absent): the Authorization header, or
+    the web pages' session cookie, so that their charts read the same routes scripts do."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    token = request.cookies.get(security.SESSION_COOKIE)
+    if not token:
         raise Unauthorized()
-    return credentials.credentials
+    if request.method not in _READ_METHODS:
+        # A cookie rides along on any request the browser makes: a change needs the CSRF
+        # token of the session too, which only our own pages hold.
+        pepper = get_settings(request).secret_pepper.get_secret_value()
+        if not security.csrf_matches(token, request.headers.get(security.CSRF_HEADER), pepper):
+            raise Forbidden("CSRF token missing or wrong")
+    return token
 
 
 def current_user(
@@ -62,18 +74,19 @@ def current_user(
 
 
 def user_or_api_key(
+    request: Request,
     conn: ConnDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> users.Principal:
-    """A bearer token or an X-Auth API key (weather routes)."""
+    """A bearer token or an X-Auth API key (weather routes), else the session cookie."""
     pepper = settings.secret_pepper.get_secret_value()
     if credentials is not None and credentials.scheme.lower() == "bearer":
         return users.authenticate_token(conn, credentials.credentials, pepper=pepper)
     if api_key:
         return users.authenticate_api_key(conn, api_key, pepper=pepper)
-    raise Unauthorized()
+    return users.authenticate_token(conn, bearer_token(request, None), pepper=pepper)
 
 
 def user_before_transaction(

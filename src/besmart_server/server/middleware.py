@@ -14,12 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("besmart")
 
-_SECURITY_HEADERS = [
+_BASE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+_SECURITY_HEADERS = [*_BASE_HEADERS, (b"cache-control", b"no-store")]
 # The API answers JSON only; the docs page may load its own (same-origin) script and styles,
 # and nothing from any other host.
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
@@ -28,6 +28,32 @@ _DOCS_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; frame-ancestors 'none'",
 )
+# The web pages (besmart_server.web): everything from this server only, no inline script, so a
+# page works with no network beyond the server and an injected tag can run nothing (inline
+# styles stay allowed: ECharts' tooltips carry style attributes).
+_WEB_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    b"frame-ancestors 'none'",
+)
+_STATIC = "/static/"  # the web pages' files
+
+
+def _csp_for(path: str) -> tuple[bytes, bytes]:
+    if path.startswith("/docs"):
+        return _DOCS_CSP
+    if path.startswith(("/api/", "/openapi.json")) or path == "/api":
+        return _API_CSP
+    return _WEB_CSP
+
+
+def _headers_for(path: str, csp: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    if path.startswith(_STATIC):  # kept by the browser, revalidated by ETag (304) on each use
+        return [*_BASE_HEADERS, (b"cache-control", b"no-cache"), csp]
+    return [*_SECURITY_HEADERS, csp]
+
+
 _GZIP = frozenset({b"gzip", b"x-gzip"})
 _IDENTITY = b"identity"
 # A JSON string's escape for U+0000; raw control characters are not valid JSON at all.
@@ -182,8 +208,9 @@ class LimitsAndHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_docs = scope.get("path", "").startswith("/docs")
-        csp = _DOCS_CSP if is_docs else _API_CSP
+        path = scope.get("path", "")
+        csp = _csp_for(path)
+        extra = _headers_for(path, csp)
         try:
             scope, receive = await self._read_request(scope, receive)
         except _Reject as rejected:
@@ -198,7 +225,7 @@ class LimitsAndHeaders:
             nonlocal started, finished
             if message["type"] == "http.response.start":
                 started = True
-                headers = [*message.get("headers", []), *_SECURITY_HEADERS, csp]
+                headers = [*message.get("headers", []), *extra]
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = True

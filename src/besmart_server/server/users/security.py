@@ -53,3 +53,22 @@ def digest(secret: str, pepper: str = "") -> str:
     if pepper:
         return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# The web pages' session: the cookie holds a bearer token of the tokens table (so logout and
+# `besmart token revoke` end it), never readable by JavaScript (HttpOnly).
+SESSION_COOKIE = "besmart_session"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_for(session_token: str, pepper: str = "") -> str:
+    """The CSRF token of a session: derived one-way from the session token, so pages can
+    carry it in forms and headers without revealing the session, and it ends with it."""
+    return hmac.new(
+        ("besmart-csrf:" + pepper).encode(), session_token.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def csrf_matches(session_token: str, sent: str | None, pepper: str = "") -> bool:
+    """Whether a request's CSRF token belongs to its session (constant-time)."""
+    return bool(sent) and hmac.compare_digest(csrf_for(session_token, pepper), sent or "")

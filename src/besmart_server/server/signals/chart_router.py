@@ -1,0 +1,123 @@
+"""The chart route: a signal's window reduced for drawing (the web pages use it; so may scripts)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep
+from besmart_server.server.errors import R401, R404, R413
+from besmart_server.server.signals import chart, columns, service
+from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid, StoreDep
+
+router = APIRouter(tags=["Signals"])
+
+
+@router.get(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/chart",
+    summary="Get signal data reduced for a chart",
+    responses={
+        200: {"description": "Points to draw per origin, with the window's summary"},
+        **R401,
+        **R404,
+        **R413,
+        422: {"description": "Validation Error"},
+    },
+)
+def get_signal_chart(
+    conn: ConnDep,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Annotated[int, Query(description="Start (UTC unix ms, inclusive)")],
+    till: Annotated[int, Query(description="End (UTC unix ms, exclusive)")],
+    max_points: Annotated[
+        int,
+        Query(
+            description="Points per origin to send at most (about two per horizontal pixel): "
+            "above it, the min and the max of each of max_points/2 equal buckets, each at its "
+            f"own time, so peaks never vanish. 2..{chart.MAX_POINTS_LIMIT}"
+        ),
+    ] = 2000,
+    as_of: Annotated[
+        int | None,
+        Query(description="Only versions acquired before this time (UTC ms): the data as then"),
+    ] = None,
+    register: Annotated[
+        bool,
+        Query(description="Counters: the register itself instead of the energy per bucket"),
+    ] = False,
+    apply_multiplier: Annotated[
+        bool, Query(description="Apply the transformer ratios of the installation periods")
+    ] = True,
+) -> Response:
+    """Newest versions (as of `as_of`) in the chart unit, split by origin; instantaneous and
+    interval signals min/max-reduced to `max_points`, counters as interval energy per bucket
+    (`bucket_ms`) unless `register`; `summary` holds count, mean, min, max (and sum for
+    energy) over the whole window, of the measured origin when there is one."""
+    q = chart.ChartQuery(
+        client_cid=client_cid,
+        sensor_mid=sensor_mid,
+        signal_type_moid=signal_type_moid,
+        since=since,
+        till=till,
+        max_points=max_points,
+        as_of=as_of,
+        register=register,
+        apply_multiplier=apply_multiplier,
+    )
+    budget = service.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
+    body = chart.chart(conn, store, user, q, budget=budget)
+    return Response(columns.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/completeness",
+    summary="Get the completeness of a signal per day, and its gaps",
+    responses={
+        200: {"description": "Points per UTC day against the expected, and the gaps"},
+        **R401,
+        **R404,
+        **R413,
+        422: {"description": "Validation Error"},
+    },
+)
+def get_signal_completeness(
+    conn: ConnDep,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Annotated[int, Query(description="Start (UTC unix ms, inclusive)")],
+    till: Annotated[int, Query(description="End (UTC unix ms, exclusive)")],
+    signal_origin_id: Annotated[
+        int, Query(ge=1, le=5, description="The origin counted (1 measured)")
+    ] = 1,
+    as_of: Annotated[
+        int | None, Query(description="Only versions acquired before this time (UTC ms)")
+    ] = None,
+) -> Response:
+    """The reading interval (`step_ms`, the median gap), per UTC day the points found and
+    expected at that interval, and the gaps (a next reading later than 1.5 steps), longest
+    first, newest versions as of `as_of`."""
+    q = chart.ChartQuery(
+        client_cid=client_cid,
+        sensor_mid=sensor_mid,
+        signal_type_moid=signal_type_moid,
+        since=since,
+        till=till,
+        as_of=as_of,
+    )
+    budget = service.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
+    body = chart.completeness(conn, store, user, q, budget=budget, origin=signal_origin_id)
+    return Response(columns.dumps(body), media_type="application/json")

@@ -1,0 +1,68 @@
+"""Completeness of a series: points per UTC day against what its reading interval expects, and
+the gaps between readings. Pure functions over sorted capture times (UTC ms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+I64 = NDArray[np.int64]
+DAY_MS = 86_400_000
+
+
+def reading_step(times: I64) -> int | None:
+    """The series' reading interval: the median gap between consecutive points (None when
+    there are fewer than two)."""
+    if len(times) < 2:
+        return None
+    return int(np.median(np.diff(times)))
+
+
+@dataclass(frozen=True, slots=True)
+class Daily:
+    """Per UTC day of the window: its start, the points found and the points expected."""
+
+    day: I64
+    count: I64
+    expected: I64
+
+
+def daily(times: I64, *, since: int, till: int, step: int) -> Daily:
+    """Points per UTC day in [since, till) and the points a day holds at `step` (clipped to the
+    window at its ends)."""
+    first = since // DAY_MS * DAY_MS
+    days = np.arange(first, till, DAY_MS, dtype=np.int64)
+    counts = np.bincount((times - first) // DAY_MS, minlength=len(days))[: len(days)]
+    lo = np.maximum(days, since)
+    hi = np.minimum(days + DAY_MS, till)
+    expected = (hi - lo + step - 1) // step
+    return Daily(days, counts.astype(np.int64), expected.astype(np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of the window without readings: [since, till) and the readings it misses."""
+
+    since: int
+    till: int
+    missing: int
+
+
+def gaps(times: I64, *, since: int, till: int, step: int) -> list[Gap]:
+    """Every stretch where the next reading comes later than 1.5 steps, the window's start
+    and end included (a window without any reading is one gap), longest first."""
+    if step <= 0:
+        return []
+    edges = np.concatenate(([since - step], times, [till]))
+    d = np.diff(edges)
+    idx = np.flatnonzero(d > step * 1.5)
+    out = []
+    for i in idx.tolist():
+        start = int(edges[i]) + step
+        end = int(edges[i + 1])
+        if end > start:
+            out.append(Gap(start, end, (end - start + step - 1) // step))
+    out.sort(key=lambda g: (-g.missing, g.since))
+    return out

@@ -1,0 +1,77 @@
+"""signals.reduce: min/max per bucket against a plain per-bucket reference, counter energy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from besmart_server.server.signals import reduce
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 9_999), min_size=1, max_size=400, unique=True),
+    st.integers(2, 60),
+    st.data(),
+)
+def test_minmax_keeps_each_buckets_extremes_at_their_times(
+    times: list[int], max_points: int, data: st.DataObject
+) -> None:
+    t = np.array(sorted(times), dtype=np.int64)
+    v = np.array(
+        data.draw(st.lists(st.floats(-1e6, 1e6), min_size=len(t), max_size=len(t))), np.float64
+    )
+    got = reduce.minmax(t, v, since=0, till=10_000, max_points=max_points)
+    assert np.all(np.diff(got.time) >= 0)
+    if len(t) <= max_points:
+        assert got.time.tolist() == t.tolist()
+        return
+    assert len(got.time) <= max_points
+    pairs = set(zip(t.tolist(), v.tolist(), strict=True))
+    assert all(p in pairs for p in zip(got.time.tolist(), got.value.tolist(), strict=True))
+    buckets = max_points // 2
+    gid = (t * buckets) // 10_000
+    for g in np.unique(gid):
+        sel = gid == g
+        assert v[sel].min() in got.value
+        assert v[sel].max() in got.value
+    assert got.value.max() == v.max()
+    assert got.value.min() == v.min()
+
+
+def test_minmax_drops_nans() -> None:
+    t = np.arange(10, dtype=np.int64)
+    v = np.array([1, np.nan, 3, 4, 5, 6, 7, 8, 9, 10], np.float64)
+    got = reduce.minmax(t, v, since=0, till=10, max_points=100)
+    assert 1 not in got.time.tolist()
+    assert not np.isnan(got.value).any()
+
+
+@pytest.mark.parametrize(
+    ("native_min", "window_h", "buckets", "want_min"),
+    [
+        pytest.param(15, 24, 1000, 15, id="day-of-15-min-readings"),
+        pytest.param(1, 24, 1000, 5, id="day-of-1-min-readings-1000-buckets"),
+        pytest.param(1, 24 * 365, 1000, 720, id="year-1000-buckets"),
+        pytest.param(15, 24 * 7, 2000, 15, id="week"),
+    ],
+)
+def test_energy_step_is_no_finer_than_readings_nor_window(
+    native_min: int, window_h: int, buckets: int, want_min: int
+) -> None:
+    t = np.arange(0, window_h * 3_600_000, native_min * 60_000, dtype=np.int64)
+    step = reduce.energy_step_ms(t, since=0, till=window_h * 3_600_000, max_buckets=buckets)
+    assert step == want_min * 60_000
+
+
+def test_interval_energy_differences_the_interpolated_register() -> None:
+    t = np.array([0, 30, 60, 120], dtype=np.int64)
+    r = np.array([0.0, 3.0, 6.0, 6.0])
+    got = reduce.interval_energy(t, r, since=0, till=120, step_ms=60)
+    assert got.time.tolist() == [0, 60]
+    assert got.value.tolist() == [6.0, 0.0]
+    # no extrapolation beyond the readings
+    got = reduce.interval_energy(t[:2], r[:2], since=0, till=120, step_ms=60)
+    assert len(got.time) == 0
