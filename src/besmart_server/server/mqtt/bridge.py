@@ -102,6 +102,7 @@ class Bridge:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     # --- paho's network thread --------------------------------------------------------------
 
@@ -115,8 +116,14 @@ class Bridge:
             self._generation += 1
             self._pending.clear()  # the broker sends these again, under this connection
         client.subscribe(topics.SUBSCRIPTION, qos=1)
-        self.connected.set()
         log.info("bridge connected to %s:%d", self._address.host, self._address.port)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if any(c.is_failure for c in codes):
+            log.error("broker refused the bridge's subscription: %s", codes)
+            return
+        self.connected.set()
+        log.info("bridge subscribed to %s", topics.SUBSCRIPTION)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any

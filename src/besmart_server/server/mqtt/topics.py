@@ -20,7 +20,8 @@ import orjson
 from besmart_server.server.signals.columns import COLUMNS
 
 PREFIX: Final = "besmart/v1/"
-SUBSCRIPTION: Final = "besmart/v1/+/+/+"
+# Every topic under the prefix, so a device publishing to a malformed one gets a dead letter.
+SUBSCRIPTION: Final = "besmart/v1/#"
 # A device name is an MQTT username and one topic level: no wildcards, separators or %.
 DEVICE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ID_MAX: Final = 2**31 - 1
