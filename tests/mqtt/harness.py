@@ -112,8 +112,15 @@ class BridgeProcess:
         }
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "besmart_server", "mqtt", "bridge", "--broker",
-                 f"mqtt://127.0.0.1:{self.broker.port}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "besmart_server",
+                    "mqtt",
+                    "bridge",
+                    "--broker",
+                    f"mqtt://127.0.0.1:{self.broker.port}",
+                ],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -138,9 +145,7 @@ class BridgeProcess:
 class Device:
     """A device that keeps every reading until the broker acknowledged it (QoS 1)."""
 
-    def __init__(
-        self, name: str, secret: str, port: int, *, protocol: int = mqtt.MQTTv311
-    ) -> None:
+    def __init__(self, name: str, secret: str, port: int, *, protocol: int = mqtt.MQTTv311) -> None:
         self.name = name
         self.secret = secret
         self.client = mqtt.Client(

@@ -58,7 +58,9 @@ def tenant(db: Database) -> tuple[int, Actor]:
 
 def new_device(db: Database, broker: Broker, cid: int, name: str, **kw: Any) -> Device:
     with db.transaction() as conn:
-        created = service.add_device(conn, name=name, client_cid=cid, sensor_mids=kw.pop("mids", None))
+        created = service.add_device(
+            conn, name=name, client_cid=cid, sensor_mids=kw.pop("mids", None)
+        )
     broker.sync()
     dev = Device(name, created.secret, broker.port, **kw)
     assert dev.connected.wait(10), dev.connect_result
@@ -228,7 +230,9 @@ def _crash_run(
     with db.transaction(write=False) as conn:
         ids = store.series_ids(conn, [(m, A_PLUS) for m in mids], create=False)
         for m in mids:
-            f = store.read(conn, ids[(m, A_PLUS)], T0, T0 + each * MINUTE, origin=None, limit=each * 2)
+            f = store.read(
+                conn, ids[(m, A_PLUS)], T0, T0 + each * MINUTE, origin=None, limit=each * 2
+            )
             assert len(f) == each, f"sensor {m}: {len(f)} versions for {each} readings"
             assert np.array_equal(f.time, T0 + np.arange(each) * MINUTE)
             assert np.array_equal(f.value, np.arange(each, dtype=np.float64))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select, tuple_, update
+from sqlalchemy import Connection, insert, select, update
 
 from besmart_server.schemas.devices import Device, DeviceCreated, RejectedMessage
 from besmart_server.schemas.users import Role
@@ -268,16 +268,20 @@ def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) ->
     result = IngestResult()
     fresh = _drop_seen(conn, entries, result)
     _write(conn, store, messages, [e for e in fresh if e.reason is None], result)
-    seen, letters = [], []
+    seen: list[tuple[int, str, int]] = []
+    letters = []
     for e in fresh:
         if e.dev is not None and e.key is not None:
-            seen.append({"device_id": e.dev.id, "msg_key": e.key, "seen_at": now})
+            seen.append((e.dev.id, e.key, now))
         if e.reason is not None:
             result.rejected += 1
             result.reasons.append(e.reason)
             letters.append(_letter(messages[e.index], e))
     if seen:
-        conn.execute(insert(mqtt_seen), seen)
+        ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(
+            f"INSERT INTO mqtt_seen (device_id, msg_key, seen_at) VALUES ({ph}, {ph}, {ph})", seen
+        )
     if letters:
         conn.execute(insert(mqtt_rejected), letters)
     return result
@@ -335,15 +339,24 @@ def _sensor_clients(conn: Connection, mids: set[int]) -> dict[int, int]:
 
 def _drop_seen(conn: Connection, entries: list[_Entry], result: IngestResult) -> list[_Entry]:
     """The messages not settled before (in an earlier batch or earlier in this one)."""
-    pairs = sorted({(e.dev.id, e.key) for e in entries if e.dev is not None and e.key})
+    by_device: dict[int, set[str]] = {}
+    for e in entries:
+        if e.dev is not None and e.key is not None:
+            by_device.setdefault(e.dev.id, set()).add(e.key)
     seen: set[tuple[int, str]] = set()
-    for i in range(0, len(pairs), _CHUNK):
-        rows = conn.execute(
-            select(mqtt_seen.c.device_id, mqtt_seen.c.msg_key).where(
-                tuple_(mqtt_seen.c.device_id, mqtt_seen.c.msg_key).in_(pairs[i : i + _CHUNK])
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    # Driver SQL, one statement per device and chunk: SQLAlchemy's expanding IN costs more
+    # than the lookup itself at thousands of keys per batch.
+    for device_id, keys in by_device.items():
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), _CHUNK):
+            chunk = ordered[i : i + _CHUNK]
+            sql = (
+                f"SELECT msg_key FROM mqtt_seen WHERE device_id = {ph} "
+                f"AND msg_key IN ({', '.join([ph] * len(chunk))})"
             )
-        )
-        seen.update((int(d), str(k)) for d, k in rows)
+            rows = conn.exec_driver_sql(sql, (device_id, *chunk))
+            seen.update((device_id, str(k)) for (k,) in rows)
     fresh = []
     for e in entries:
         if e.dev is not None and e.key is not None:

@@ -9,6 +9,7 @@ REST writes' own validation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -58,6 +59,7 @@ class Reading:
     bare: bool  # a bare number, timed on arrival: it has no identity to de-duplicate by
 
 
+@functools.lru_cache(maxsize=65_536)  # a device publishes to the same few topics again and again
 def parse_topic(topic: str) -> Topic:
     """The device, sensor and signal type a topic names."""
     parts = topic.split("/")
@@ -69,6 +71,7 @@ def parse_topic(topic: str) -> Topic:
     return Topic(device, _topic_id(mid, "sensor_mid", topic), _topic_id(moid, "moid", topic))
 
 
+@functools.lru_cache(maxsize=65_536)
 def device_of(topic: str) -> str | None:
     """The device level of a topic under the prefix, when there is one."""
     parts = topic.split("/")
