@@ -53,7 +53,7 @@ def upgrade() -> None:
             sa.ForeignKey("devices.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("msg_key", sa.String(40), primary_key=True),
+        sa.Column("msg_key", sa.Text(), primary_key=True),
         sa.Column("seen_at", BIG, nullable=False),
     )
     op.create_index("ix_mqtt_seen_seen_at", "mqtt_seen", ["seen_at"])

@@ -251,3 +251,31 @@ def test_100000_readings_through_two_bridge_kills_and_a_broker_restart(
     db: Database, broker: Broker, bridge: BridgeProcess, tenant: Any
 ) -> None:
     _crash_run(db, broker, bridge, tenant[0], devices=10, each=10_000)
+
+
+def test_serve_runs_the_bridge_when_asked(
+    db: Database, broker: Broker, database_url: str, tenant: Any
+) -> None:
+    """BESMART_MQTT_BRIDGE: the server's lifespan runs the bridge on a thread."""
+    from besmart_server.server.app import create_app
+    from besmart_server.server.config import Settings
+
+    cid, owner = tenant
+    mid = make_sensor(db, cid)
+    dev = new_device(db, broker, cid, "dev-s")
+    settings = Settings(
+        database_url=database_url,
+        demo=False,
+        mqtt_bridge=True,
+        mqtt_broker_url=f"mqtt://127.0.0.1:{broker.port}",
+        mqtt_config_dir=str(broker.paths.root),
+    )
+    with TestClient(create_app(settings)) as client:
+        dev.publish(f"besmart/v1/dev-s/{mid}/{A_PLUS}", {"time": T0, "value": 3.0, "id": 1})
+
+        def read() -> list[Any]:
+            body = get(client, owner.headers, cid, mid, A_PLUS, T0, T0 + MINUTE)
+            return list(body["data"]["value"])
+
+        wait_for(lambda: read() == [3.0], 20, "the reading through the server's bridge")
+    dev.close()

@@ -89,7 +89,7 @@ persistent_client_expiration 30d
 max_queued_messages {MAX_QUEUED}
 max_queued_bytes 0
 max_inflight_messages {MAX_INFLIGHT}
-message_size_limit 1048576
+max_packet_size 1048576
 
 log_dest file {paths.log}
 log_type error

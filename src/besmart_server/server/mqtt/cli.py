@@ -151,7 +151,11 @@ def mqtt_bridge(
 
     from besmart_server.server.mqtt.bridge import Bridge, broker_address
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    bridge_log = logging.getLogger("besmart.mqtt")
+    bridge_log.addHandler(handler)
+    bridge_log.setLevel(logging.INFO)
     settings = Settings()
     address = broker_address(broker_url or settings.mqtt_broker_url, settings.mqtt_config_dir)
     with _database(settings) as db:

@@ -23,7 +23,7 @@ from besmart_server.server.mqtt.topics import Reading, Refused, Topic
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import columns
 from besmart_server.server.signals import service as signals
-from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.signals.store import SeriesStore, dbapi_connection
 from besmart_server.server.users.service import Principal, client_exists
 
 BRIDGE_USER: Final = "besmart-bridge"
@@ -278,13 +278,24 @@ def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) ->
             result.reasons.append(e.reason)
             letters.append(_letter(messages[e.index], e))
     if seen:
-        ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        conn.exec_driver_sql(
-            f"INSERT INTO mqtt_seen (device_id, msg_key, seen_at) VALUES ({ph}, {ph}, {ph})", seen
-        )
+        _insert_seen(conn, seen)
     if letters:
         conn.execute(insert(mqtt_rejected), letters)
     return result
+
+
+def _insert_seen(conn: Connection, rows: list[tuple[int, str, int]]) -> None:
+    """Settled keys by the engine's fastest bulk path (COPY: executemany on PostgreSQL costs
+    a round of the pipeline per row, 0.1 s for a batch of 2,000)."""
+    cur = dbapi_connection(conn).cursor()
+    if conn.dialect.name == "postgresql":
+        with cur.copy("COPY mqtt_seen (device_id, msg_key, seen_at) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cur.executemany(
+            "INSERT INTO mqtt_seen (device_id, msg_key, seen_at) VALUES (?, ?, ?)", rows
+        )
 
 
 def _letter(msg: Message, e: _Entry) -> dict[str, Any]:
@@ -344,9 +355,14 @@ def _drop_seen(conn: Connection, entries: list[_Entry], result: IngestResult) ->
         if e.dev is not None and e.key is not None:
             by_device.setdefault(e.dev.id, set()).add(e.key)
     seen: set[tuple[int, str]] = set()
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    postgres = conn.dialect.name == "postgresql"
+    ph = "%s" if postgres else "?"
     # Driver SQL, one statement per device and chunk: SQLAlchemy's expanding IN costs more
-    # than the lookup itself at thousands of keys per batch.
+    # than the lookup itself at thousands of keys per batch. Never a prepared statement on
+    # PostgreSQL: psycopg prepares a query run 5 times, and the generic plan of this one
+    # scans the device's every key (55 ms per 200 keys at 60,000 keys, against 3 ms).
+    cur = dbapi_connection(conn).cursor()
+    options = {"prepare": False} if postgres else {}
     for device_id, keys in by_device.items():
         ordered = sorted(keys)
         for i in range(0, len(ordered), _CHUNK):
@@ -355,8 +371,8 @@ def _drop_seen(conn: Connection, entries: list[_Entry], result: IngestResult) ->
                 f"SELECT msg_key FROM mqtt_seen WHERE device_id = {ph} "
                 f"AND msg_key IN ({', '.join([ph] * len(chunk))})"
             )
-            rows = conn.exec_driver_sql(sql, (device_id, *chunk))
-            seen.update((device_id, str(k)) for (k,) in rows)
+            cur.execute(sql, (device_id, *chunk), **options)
+            seen.update((device_id, str(k)) for (k,) in cur.fetchall())
     fresh = []
     for e in entries:
         if e.dev is not None and e.key is not None:

@@ -45,7 +45,7 @@ mqtt_seen = Table(
     "mqtt_seen",
     metadata,
     Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
-    Column("msg_key", String(40), primary_key=True),
+    Column("msg_key", Text, primary_key=True),
     Column("seen_at", BigInteger, nullable=False),
     Index("ix_mqtt_seen_seen_at", "seen_at"),
 )
