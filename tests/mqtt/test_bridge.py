@@ -270,7 +270,10 @@ def test_serve_runs_the_bridge_when_asked(
         mqtt_broker_url=f"mqtt://127.0.0.1:{broker.port}",
         mqtt_config_dir=str(broker.paths.root),
     )
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        # The broker keeps messages for the bridge's session only once it has subscribed.
+        assert app.state.mqtt_bridge.connected.wait(10)
         dev.publish(f"besmart/v1/dev-s/{mid}/{A_PLUS}", {"time": T0, "value": 3.0, "id": 1})
 
         def read() -> list[Any]:

@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             sqlite_checkpoint_seconds=settings.sqlite_checkpoint_seconds,
         )
         bridge = _start_bridge(settings, app.state.db) if settings.mqtt_bridge else None
+        app.state.mqtt_bridge = bridge
         try:
             yield
         finally:
