@@ -38,7 +38,7 @@ from besmart_server.server import migrate
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.mqtt import broker as broker_config
 from besmart_server.server.mqtt import service, topics
-from besmart_server.server.mqtt.bridge import Bridge, BrokerAddress
+from besmart_server.server.mqtt.bridge import Bridge, BrokerAddress, BufferedClient
 from besmart_server.server.mqtt.tables import mqtt_seen
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import signal_type_by_symbol
@@ -71,7 +71,8 @@ class _Plain:
         self.done = threading.Event()
         self.target = 0
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(
+        # The bridge's own client class: the two differ only in what they do with a message.
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=SUBSCRIBER_ID, clean_session=False
         )
         # The bridge's account: it may read every device topic.

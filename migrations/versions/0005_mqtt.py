@@ -55,6 +55,7 @@ def upgrade() -> None:
         ),
         sa.Column("msg_key", sa.Text(), primary_key=True),
         sa.Column("seen_at", BIG, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_mqtt_seen_seen_at", "mqtt_seen", ["seen_at"])
     op.create_table(

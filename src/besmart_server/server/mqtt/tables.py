@@ -48,6 +48,8 @@ mqtt_seen = Table(
     Column("msg_key", Text, primary_key=True),
     Column("seen_at", BigInteger, nullable=False),
     Index("ix_mqtt_seen_seen_at", "seen_at"),
+    # On SQLite the key is the table: one B-tree insert per settled message instead of two.
+    sqlite_with_rowid=False,
 )
 
 mqtt_rejected = Table(
