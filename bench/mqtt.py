@@ -123,7 +123,7 @@ def _publish(port: int, creds: list[tuple[str, str, int]], each: int, moid: int)
     return elapsed
 
 
-def measure(url: str, messages: int, devices: int) -> dict[str, Any]:
+def measure(url: str, messages: int, devices: int, batch: int = 2000) -> dict[str, Any]:
     """One run on one database: the rates of the plain subscriber and of the bridge."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     each = messages // devices
@@ -181,7 +181,7 @@ def measure(url: str, messages: int, devices: int) -> dict[str, Any]:
             ceiling_s = time.perf_counter() - started
             plain.stop()
 
-            bridge = Bridge(db, address, on_batch=on_batch)
+            bridge = Bridge(db, address, batch_max=batch, on_batch=on_batch)
             started = time.perf_counter()
             thread = threading.Thread(target=bridge.run)
             thread.start()
@@ -220,14 +220,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--devices", type=int, default=10)
+    p.add_argument("--batch", type=int, default=2000, help="the bridge's messages per transaction")
     p.add_argument("--pg-url", default=None, help="also measure on this PostgreSQL server")
+    p.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
     args = p.parse_args(argv)
     rows = []
-    with scratch_database(None, "mqtt") as url:
-        rows.append(measure(url, args.messages, args.devices))
+    if not args.skip_sqlite:
+        with scratch_database(None, "mqtt") as url:
+            rows.append(measure(url, args.messages, args.devices, args.batch))
     if args.pg_url:
         with scratch_database(args.pg_url, "mqtt") as url:
-            rows.append(measure(url, args.messages, args.devices))
+            rows.append(measure(url, args.messages, args.devices, args.batch))
     print(
         "| engine | messages | devices published/s | plain subscriber/s (ceiling) "
         "| bridge → store/s | bridge / ceiling |"
