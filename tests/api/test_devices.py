@@ -237,3 +237,17 @@ def test_malformed_payloads_are_dead_lettered_and_the_batch_goes_on(
     assert (again.duplicates, again.rejected) == (len(MALFORMED), 0)
     with db.transaction(write=False) as conn:
         assert conn.scalar(select(func.count()).select_from(mqtt_rejected)) == len(reasons)
+
+
+def test_settled_keys_are_forgotten_after_the_window(
+    client: TestClient, db: Database, owner: tuple[int, int, int, Actor]
+) -> None:
+    cid, m1, _, a = owner
+    add(client, a, cid, "gw-1")
+    topic = f"besmart/v1/gw-1/{m1}/{A_PLUS}"
+    assert ingest(db, (topic, {"time": T0, "value": 1, "id": "old"})).stored == 1
+    with db.transaction() as conn:
+        assert service.purge_seen(conn, older_than_ms=0) == 0  # nothing that old
+        assert service.purge_seen(conn, older_than_ms=2**62) == 1
+    # Forgotten: the same id counts as a new message again (a new version of the point).
+    assert ingest(db, (topic, {"time": T0, "value": 1, "id": "old"})).stored == 1
