@@ -13,6 +13,7 @@ from besmart_server.data_cli import data_app
 from besmart_server.schemas.users import Role
 from besmart_server.server.config import Settings
 from besmart_server.server.graphs.cli import graph_app
+from besmart_server.server.mqtt.cli import device_app, mqtt_app
 from besmart_server.server.weather.cli import weather_app
 
 app = typer.Typer(
@@ -31,6 +32,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(weather_app, name="weather")
 app.add_typer(data_app, name="data")
 app.add_typer(graph_app, name="graph")
+app.add_typer(device_app, name="device")
+app.add_typer(mqtt_app, name="mqtt")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}

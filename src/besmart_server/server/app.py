@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -18,6 +19,7 @@ from besmart_server.server.docs import add_docs
 from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
 from besmart_server.server.graphs.router import router as graphs_router
 from besmart_server.server.middleware import LimitsAndHeaders
+from besmart_server.server.mqtt.router import router as mqtt_router
 from besmart_server.server.sensors.router import router as sensors_router
 from besmart_server.server.signals.chart_router import router as chart_router
 from besmart_server.server.signals.router import router as signals_router
@@ -25,6 +27,9 @@ from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
 from besmart_server.server.weather.router import router as weather_router
 from besmart_server.web.app import mount as mount_web
+
+if TYPE_CHECKING:
+    from besmart_server.server.mqtt.bridge import Bridge
 
 log = logging.getLogger("besmart")
 
@@ -64,8 +69,19 @@ def _routers() -> list[APIRouter]:
         chart_router,
         weather_router,
         graphs_router,
+        mqtt_router,
         sensors_router,
     ]
+
+
+def _start_bridge(settings: Settings, db: Database) -> Bridge:
+    """The MQTT bridge on a thread of the server (run one server process with it)."""
+    from besmart_server.server.mqtt.bridge import Bridge, broker_address, start_thread
+
+    address = broker_address(settings.mqtt_broker_url, settings.mqtt_config_dir)
+    bridge = Bridge(db, address, dedupe_days=settings.mqtt_dedupe_days)
+    start_thread(bridge)
+    return bridge
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -78,9 +94,13 @@ def create_app(settings: Settings) -> FastAPI:
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_checkpoint_seconds=settings.sqlite_checkpoint_seconds,
         )
+        bridge = _start_bridge(settings, app.state.db) if settings.mqtt_bridge else None
+        app.state.mqtt_bridge = bridge
         try:
             yield
         finally:
+            if bridge is not None:
+                bridge.stop()
             executor = getattr(app.state, "graph_executor", None)  # made on first async run
             if executor is not None:
                 executor.shutdown()

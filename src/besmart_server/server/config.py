@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     graph_threads: int = Field(
         2, ge=1, le=64, description="graphs: concurrent task_async runs per server (inprocess)"
     )
+    mqtt_broker_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",
+    )
+    mqtt_config_dir: str | None = Field(
+        None,
+        description="mqtt: the folder `besmart mqtt config` wrote; device changes rewrite its "
+        "password file and reload the broker, and the bridge reads its secret there",
+    )
+    mqtt_bridge: bool = Field(False, description="mqtt: `besmart serve` also runs the bridge")
+    mqtt_dedupe_days: float = Field(
+        7.0, gt=0, description="mqtt: how long a message's identity is kept to drop redeliveries"
+    )
     secret_pepper: SecretStr = Field(
         SecretStr(""), description="optional pepper mixed into token and API key hashes"
     )

@@ -1,0 +1,1 @@
+"""MQTT ingestion: devices, the broker's configuration and the bridge into the series store."""

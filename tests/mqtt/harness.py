@@ -1,0 +1,207 @@
+"""A Mosquitto of the test's own (the platform's generated configuration, a free port), the
+bridge as a separate process that can be killed, and devices that publish at QoS 1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from besmart_server.server.db import Database
+from besmart_server.server.mqtt import broker as broker_config
+from besmart_server.server.mqtt import service
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, timeout: float, what: str, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+class Broker:
+    """Mosquitto on a free port with `besmart mqtt config`'s files in `root`."""
+
+    def __init__(self, root: Path, db: Database, *, autosave_seconds: int = 10) -> None:
+        self.port = free_port()
+        self.db = db
+        with db.transaction(write=False) as conn:
+            accounts = service.broker_accounts(conn)
+        self.paths = broker_config.write_config(
+            root, accounts, port=self.port, autosave_seconds=autosave_seconds
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.paths.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._listening, 10, "mosquitto to listen")
+
+    def _listening(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mosquitto exited: {self.log()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """A graceful stop: Mosquitto saves its persistence file on SIGTERM."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def sync(self) -> None:
+        """Rewrite the password file from the database and reload (as device add does)."""
+        with self.db.transaction(write=False) as conn:
+            accounts = service.broker_accounts(conn)
+        assert broker_config.sync_accounts(self.paths.root, accounts)
+        time.sleep(0.3)  # SIGHUP is asynchronous
+
+    def log(self) -> str:
+        return self.paths.log.read_text() if self.paths.log.exists() else ""
+
+
+class BridgeProcess:
+    """`besmart mqtt bridge` in a process of its own, stoppable with SIGKILL."""
+
+    def __init__(self, broker: Broker, database_url: str, log_dir: Path) -> None:
+        self.broker = broker
+        self.database_url = database_url
+        self.log_dir = log_dir
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait: bool = True) -> None:
+        self.runs += 1
+        log = self.log_dir / f"bridge-{self.runs}.log"
+        env = {
+            **os.environ,
+            "BESMART_DATABASE_URL": self.database_url,
+            "BESMART_MQTT_CONFIG_DIR": str(self.broker.paths.root),
+        }
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "besmart_server",
+                    "mqtt",
+                    "bridge",
+                    "--broker",
+                    f"mqtt://127.0.0.1:{self.broker.port}",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            wait_for(lambda: b"bridge subscribed" in log.read_bytes(), 30, "the bridge")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> str:
+        """SIGTERM; the bridge finishes its batch and says what it did."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        return (self.log_dir / f"bridge-{self.runs}.log").read_text()
+
+
+class Device:
+    """A device that keeps every reading until the broker acknowledged it (QoS 1)."""
+
+    def __init__(self, name: str, secret: str, port: int, *, protocol: int = mqtt.MQTTv311) -> None:
+        self.name = name
+        self.secret = secret
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"dev-{name}",
+            clean_session=False if protocol != mqtt.MQTTv5 else None,
+            protocol=protocol,
+        )
+        if name:
+            self.client.username_pw_set(name, secret)
+        self.client.max_inflight_messages_set(500)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(1, 2)
+        self.reason_codes: dict[int, Any] = {}
+        self.client.on_publish = self._on_publish
+        self.connect_result: Any = None
+        self.client.on_connect = self._on_connect
+        self.connected = threading.Event()
+        self.sent: list[tuple[mqtt.MQTTMessageInfo, str, bytes]] = []
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connect_result = reason
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        self.reason_codes[mid] = reason
+
+    def publish(self, topic: str, payload: Any) -> mqtt.MQTTMessageInfo:
+        raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        info = self.client.publish(topic, raw, qos=1)
+        self.sent.append((info, topic, raw))
+        return info
+
+    def unacknowledged(self) -> int:
+        return sum(not _acknowledged(info) for info, _, _ in self.sent)
+
+    def republish_unacknowledged(self) -> int:
+        """The device's side of end-to-end safety: send again what was never acknowledged."""
+        again = [(t, p) for info, t, p in self.sent if not _acknowledged(info)]
+        self.sent = [s for s in self.sent if _acknowledged(s[0])]
+        for topic, raw in again:
+            self.publish(topic, raw)
+        return len(again)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a message (one published while disconnected counts as
+    not acknowledged, whatever paho did with it: the device sends it again)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
