@@ -599,3 +599,24 @@ def test_public_methods_have_docstrings_that_render_in_help() -> None:
     text = pydoc.render_doc(Client, renderer=pydoc.plaintext)
     assert "renews" in text
     assert "put_signals" in text
+
+
+def test_chart_completeness_and_devices(bs: Client, tenant: tuple[int, Actor]) -> None:
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "meter").sensor_mid
+    times = [T0 + i * 15 * 60_000 for i in range(8) if i != 5]  # a quarter-hour missing
+    bs.put_signal(cid, mid, A_PLUS, {"time": times, "value": [float(i) for i in range(7)]})
+    chart = bs.chart(cid, mid, A_PLUS, T0, T0 + 2 * H, register=True)
+    assert chart["summary"]["count"] == 7
+    gaps = bs.completeness(cid, mid, A_PLUS, T0, T0 + 2 * H)["gaps"]
+    assert len(gaps) == 1
+
+    added = bs.add_device("gw-1", cid, sensors=[mid])
+    assert (added.name, added.client_cid, added.sensors) == ("gw-1", cid, [mid])
+    assert added.secret
+    assert [d.name for d in bs.devices(client_cid=cid)] == ["gw-1"]
+    bs.revoke_device("gw-1")
+    assert bs.devices(client_cid=cid)[0].revoked_at is not None
+    assert bs.rejected_messages(client_cid=cid) == []
+    with pytest.raises(NotFound):
+        bs.revoke_device("no-such-device")

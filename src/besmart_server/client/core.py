@@ -24,6 +24,7 @@ from besmart_server.client.series import (
     plan_requests,
     to_ms,
 )
+from besmart_server.schemas.devices import Device, DeviceCreate, DeviceCreated, RejectedMessage
 from besmart_server.schemas.graphs import (
     GraphDefinition,
     GraphInfo,
@@ -870,6 +871,85 @@ class Client:
         frame = frame_from_data(res.data.model_dump() if res.data else None)
         frame.attrs.update(lat=lat, lon=lon, signal_type_moid=signal_type_moid, unit=res.unit)
         return frame
+
+    def chart(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+        *,
+        max_points: int | None = None,
+        as_of: TimeLike | None = None,
+        register: bool | None = None,
+        apply_multiplier: bool | None = None,
+    ) -> dict[str, Any]:
+        """A signal's window reduced for drawing: per origin at most `max_points` points (the
+        min and max of each bucket), counters as energy per bucket unless `register`, with
+        the window's summary (GET .../signals/{moid}/chart)."""
+        params = {
+            "since": to_ms(since),
+            "till": to_ms(till),
+            "max_points": max_points,
+            "as_of": _ms_or_none(as_of),
+            "register": register,
+            "apply_multiplier": apply_multiplier,
+        }
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/chart"
+        result: dict[str, Any] = self._json("GET", path, params=params)
+        return result
+
+    def completeness(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+        *,
+        signal_origin_id: int | None = None,
+        as_of: TimeLike | None = None,
+    ) -> dict[str, Any]:
+        """Points found and expected per UTC day at the signal's reading interval, and its
+        gaps, longest first (GET .../signals/{moid}/completeness)."""
+        params = {
+            "since": to_ms(since),
+            "till": to_ms(till),
+            "signal_origin_id": signal_origin_id,
+            "as_of": _ms_or_none(as_of),
+        }
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/completeness"
+        result: dict[str, Any] = self._json("GET", path, params=params)
+        return result
+
+    # --- MQTT devices ---------------------------------------------------------------------------
+
+    def add_device(
+        self, name: str, client_cid: int, *, sensors: Sequence[int] | None = None
+    ) -> DeviceCreated:
+        """A device that may publish readings of the client's sensors over MQTT (all of them
+        when `sensors` is None); its secret is in this answer only (POST /api/devices)."""
+        body = DeviceCreate(
+            name=name, client_cid=client_cid, sensors=None if sensors is None else list(sensors)
+        )
+        return self._model(DeviceCreated, "POST", "/api/devices", body=body.model_dump(mode="json"))
+
+    def devices(self, *, client_cid: int | None = None) -> list[Device]:
+        """The devices of the clients the caller owns (GET /api/devices)."""
+        return self._models(Device, "GET", "/api/devices", params={"client_cid": client_cid})
+
+    def revoke_device(self, name: str) -> None:
+        """Revoke a device: its MQTT login is refused from now on (DELETE /api/devices/{name})."""
+        self._request("DELETE", f"/api/devices/{quote(name, safe='')}")
+
+    def rejected_messages(
+        self, *, client_cid: int | None = None, limit: int | None = None
+    ) -> list[RejectedMessage]:
+        """Messages the MQTT bridge acknowledged without storing them, with the reason
+        (GET /api/devices/rejected)."""
+        params = {"client_cid": client_cid, "limit": limit}
+        return self._models(RejectedMessage, "GET", "/api/devices/rejected", params=params)
 
     # --- estimation graphs ----------------------------------------------------------------------
 
