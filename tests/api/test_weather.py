@@ -371,3 +371,35 @@ def test_delta_t_beyond_64_bit_ms_is_422_with_data(
     # The largest accepted delta_t still aggregates: one bucket holding the window's mean.
     got = get(client, api_key, *A, T_AIR, delta_t=DELTA_T_MAX)
     assert got["data"]["value"] == [281.5]
+
+
+@pytest.mark.parametrize(
+    ("since", "till", "params"),
+    [
+        (-(2**62), -(2**62) + 24 * H, {"delta_t": 60}),  # year -146 million: a 500 before
+        (2**62 - 24 * H, 2**62 - 1, {}),
+        (-(2**62), -(2**62) + 24 * H, {"delta_t": 1440, "tz": "Europe/Warsaw"}),
+    ],
+)
+def test_clear_sky_beyond_computable_times_is_empty(
+    client: TestClient, api_key: dict[str, str], since: int, till: int, params: dict[str, Any]
+) -> None:
+    """Any window within ±2**62 ms may be asked for; GHI_CS has no points where pandas and
+    pvlib cannot hold the time (before 1677, after 2262)."""
+    body = get(client, api_key, 50.06, 19.94, GHI_CS, since=since, till=till, **params)
+    assert body["data"]["time"] == []
+
+
+def test_clear_sky_window_across_the_computable_edge(
+    client: TestClient, api_key: dict[str, str]
+) -> None:
+    """A window from far in the past into 1677 answers the points it can compute, and they
+    are the ones a window within the computable times gives."""
+    first = -9_223_372_036_854 + 1  # ms: the first whole ms pandas holds (1677-09-21)
+    day = -(-first // (24 * H)) * 24 * H  # the next UTC midnight
+    wide = get(client, api_key, 50.06, 19.94, GHI_CS, since=-(2**62), till=day + 24 * H)
+    narrow = get(client, api_key, 50.06, 19.94, GHI_CS, since=day, till=day + 24 * H)
+    assert narrow["data"]["time"][0] == day
+    assert wide["data"]["time"][-96:] == narrow["data"]["time"]
+    assert wide["data"]["value"][-96:] == narrow["data"]["value"]
+    assert max(narrow["data"]["value"]) > 0  # the sun rose over Kraków in 1677 too

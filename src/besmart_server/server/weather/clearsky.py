@@ -28,12 +28,25 @@ DEFAULT_LINKE_TURBIDITY: Final = 3.0
 DEFAULT_STEP_MINUTES: Final = 15
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
+# pandas (and so pvlib's solar position) holds times as int64 ns: 1677-09-21 to 2262-04-11. A
+# read may ask for any window within ±2**62 ms; GHI_CS has no points outside these times
+# (whole ms strictly inside the bounds).
+COMPUTABLE_SINCE: Final = int(pd.Timestamp.min.value) // 1_000_000 + 1
+COMPUTABLE_TILL: Final = int(pd.Timestamp.max.value) // 1_000_000
+
+
+def computable(since: int, till: int) -> tuple[int, int]:
+    """[since, till) narrowed to the times GHI_CS can be computed for (maybe empty)."""
+    lo, hi = max(since, COMPUTABLE_SINCE), min(till, COMPUTABLE_TILL)
+    return lo, max(lo, hi)
 
 
 def sample_times(since: int, till: int, step_minutes: int = DEFAULT_STEP_MINUTES) -> I64:
-    """The multiples of `step_minutes` since the epoch with since <= t < till (UTC ms)."""
+    """The multiples of `step_minutes` since the epoch with since <= t < till (UTC ms), within
+    the computable times."""
     if step_minutes <= 0:
         raise ValueError("step_minutes must be positive")
+    since, till = computable(since, till)
     step = step_minutes * MS_PER_MINUTE
     first = -(-since // step) * step
     return np.arange(first, till, step, dtype=np.int64)

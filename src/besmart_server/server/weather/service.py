@@ -339,7 +339,8 @@ def _clear_sky(
     step = clearsky.DEFAULT_STEP_MINUTES
     if q.delta_t:
         step = max(d for d in range(1, min(q.delta_t, step) + 1) if q.delta_t % d == 0)
-    if (q.till - q.since) // (step * 60_000) > budget_limit:
+    since, till = clearsky.computable(q.since, q.till)
+    if (till - since) // (step * 60_000) > budget_limit:
         signals.ReadBudget(budget_limit).take(budget_limit + 1)  # 413, as any too-large read
     f = clearsky.clear_sky_frame(
         q.lat, q.lon, q.since, q.till, step_minutes=step, acq=now_ms() * 1000
