@@ -5,6 +5,7 @@ security headers, and the 500 of an unexpected error."""
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,6 +59,8 @@ _GZIP = frozenset({b"gzip", b"x-gzip"})
 _IDENTITY = b"identity"
 # A JSON string's escape for U+0000; raw control characters are not valid JSON at all.
 _JSON_NUL = b"\\u0000"
+# A JSON escape of a UTF-16 surrogate (U+D800..U+DFFF): valid only as a high + low pair.
+_JSON_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _Reject(Exception):
@@ -135,8 +138,26 @@ def check_body_text(body: bytes) -> None:
         raise _nul(["body"])
     # A backslash first: memchr-fast, absent from numeric bodies, while the 6-byte search is
     # slow on digits (its last byte, 0, is everywhere).
-    if b"\\" in body and _JSON_NUL in body:  # rare: only then is the body parsed here too
+    if b"\\" not in body:
+        return
+    if _JSON_NUL in body:  # rare: only then is the body parsed here too
         _check_json_text(body, ["body"])
+    if _JSON_SURROGATE.search(body):
+        _check_surrogates(body)
+
+
+def _check_surrogates(body: bytes) -> None:
+    """422 for a JSON body with a lone surrogate escape ("\\ud800"): no text can hold it (it
+    is no character; UTF-8 and both databases refuse it), so every route refuses it alike,
+    not only those that parse with orjson (a route parsing with `json` would fail later)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            msg = f"Body is not valid JSON: {exc}"
+            raise _Reject(
+                422, {"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}
+            ) from None
 
 
 class _Gunzip:
@@ -197,8 +218,8 @@ def _encoding(scope: Scope) -> bytes:
 class LimitsAndHeaders:
     """Before a route runs: 415 for a content coding other than gzip, 413 for a body over the
     limit (declared, streamed or decompressed), 422 for a NUL character in the path, query,
-    headers or body. On every answer: security headers. An unexpected error answers 500 and
-    leaves the keep-alive connection usable."""
+    headers or body, or a lone surrogate escape in a JSON body. On every answer: security
+    headers. An unexpected error answers 500 and leaves the keep-alive connection usable."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
