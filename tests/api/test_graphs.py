@@ -456,3 +456,31 @@ def test_put_validates_the_graph(
     )
     assert loc_of(res) == loc
     assert client.get(f"{GRAPHS}/broken", headers=owner.headers).status_code == 404
+
+
+def test_written_values_keep_15_significant_digits(client: TestClient, db: Database) -> None:
+    """A graph's computed values are stored rounded as a read's are (issue #14, item 21):
+    0.1 kWh x 3 is 0.3, not 0.30000000000000004; the balance residual alike."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    times = [T0 + DAY + i * Q for i in range(5)]
+    put(
+        client,
+        owner.headers,
+        cid,
+        mid,
+        moid("A+"),
+        {"time": times, "value": [0, 0.1, 0.2, 0.3, 0.4]},
+    )
+    graph = _scale_graph(cid, mid)
+    graph["nodes"][0]["params"]["delta_t"] = 15
+    assert (
+        client.put(
+            f"{GRAPHS}/tripler", params={"client_cid": cid}, json=graph, headers=owner.headers
+        ).status_code
+        == 201
+    )
+    res = _run(client, owner, "tripler", {"factor": 3.0})
+    assert res.status_code == 201, res.text
+    out = get(client, owner.headers, cid, mid, EA_PLUS, T0 + DAY, T0 + 2 * DAY)["data"]
+    assert out["value"] == [0.3, 0.3, 0.3, 0.3]

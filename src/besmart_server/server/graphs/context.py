@@ -27,7 +27,12 @@ from besmart_server.server.sensors.access import sensor_for
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.columns import Columns
-from besmart_server.server.signals.pipeline import TYPE_CODES, TYPE_DBL, TYPE_INT
+from besmart_server.server.signals.pipeline import (
+    TYPE_CODES,
+    TYPE_DBL,
+    TYPE_INT,
+    round_significant,
+)
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.server.users.service import Principal
 from besmart_server.server.weather import service as weather
@@ -243,7 +248,9 @@ class DbContext:
 
 
 def _columns(parts: list[tuple[int, Series]], run_time: int) -> Columns:
-    """The parts of one target as write columns (later parts win on equal time and origin)."""
+    """The parts of one target as write columns (later parts win on equal time and origin),
+    values rounded to 15 significant digits as every computed value is (issue #14: a residual
+    0.3 - 0.2 is stored as 0.1, not 0.09999999999999998)."""
     times, origins, values = [], [], []
     for origin, s in parts:
         t = ns(s.index) // 1_000_000
@@ -256,7 +263,7 @@ def _columns(parts: list[tuple[int, Series]], run_time: int) -> Columns:
         time=time,
         origin=np.concatenate(origins),
         type=np.full(n, TYPE_DBL, dtype=np.int8),
-        value=np.concatenate(values),
+        value=round_significant(np.concatenate(values)),
         text=None,
         acq_ms=np.full(n, run_time, dtype=np.int64),
     )
