@@ -403,3 +403,15 @@ def test_clear_sky_window_across_the_computable_edge(
     assert wide["data"]["time"][-96:] == narrow["data"]["time"]
     assert wide["data"]["value"][-96:] == narrow["data"]["value"]
     assert max(narrow["data"]["value"]) > 0  # the sun rose over Kraków in 1677 too
+
+
+def test_clear_sky_values_keep_15_significant_digits(
+    client: TestClient, api_key: dict[str, str]
+) -> None:
+    """GHI_CS is computed, averaged and converted like a read's values and rounded like them
+    (issue #14, item 21): kW/m2 are the W/m2 divided by 1000, without binary noise."""
+    kw = get(client, api_key, 50.06, 19.94, GHI_CS, till=T0 + 24 * H, delta_t=60, output_unit_id=25)
+    w = get(client, api_key, 50.06, 19.94, GHI_CS, till=T0 + 24 * H, delta_t=60)
+    assert kw["data"]["value"] == [float(f"{v / 1000:.15g}") for v in w["data"]["value"]]
+    assert all(v == float(f"{v:.15g}") for v in w["data"]["value"])
+    assert max(w["data"]["value"]) > 500

@@ -33,6 +33,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_STR,
     Frame,
     aggregate,
+    round_significant,
 )
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.server.users import service as users
@@ -348,10 +349,11 @@ def _clear_sky(
     buckets = signals.buckets_of(q.signal_query(0, 0, newest_only=False), ("query",))
     if buckets is not None:
         f = aggregate(f, kind=t.time_series_type, since=q.since, till=q.till, buckets=buckets)
+    value = f.value
     if out_unit.symbol != t.unit_symbol:
-        f = Frame(
-            f.time, f.origin, f.acq, f.type, catalog.convert(f.value, t.unit_symbol, out_unit)
-        )
+        value = catalog.convert(value, t.unit_symbol, out_unit)
+    # Computed, averaged, converted: 15 significant digits, as every computed value.
+    f = Frame(f.time, f.origin, f.acq, f.type, round_significant(value))
     return _response(q, out_unit.symbol, encode_data(f) if len(f) else empty_data(), 0.0, t0)
 
 
