@@ -589,3 +589,36 @@ def test_a_computed_value_that_overflows_is_a_422_not_null(
     r = client.post("/api/sensors/signals/data/v2", json=body, headers=a.headers)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][:2] == ["body", 0]
+
+
+@pytest.mark.parametrize("delta_t", [15, 60, "month"])
+def test_an_overflowed_multiplied_point_is_a_422_with_delta_t_too(
+    client: TestClient, db: Database, writer: tuple[int, int, Actor], delta_t: int | str
+) -> None:
+    """The aggregate used to leave the overflowed point out: a bucket read [] (or a mean of
+    the rest) with 200 where the same raw read answered 422 (black-box run after issue #14)."""
+    cid, mid, a = writer
+    p, a_plus = moid("P+"), moid("A+")
+    make_state(db, mid, T0 - H, None, info={"current_ratio": 1e30, "voltage_ratio": 1e30})
+    put(client, a.headers, cid, mid, p, {"time": [T0, T0 + Q], "value": [1, 1e250]})
+    put(client, a.headers, cid, mid, a_plus, {"time": [T0, T0 + Q], "value": [1, 1e250]})
+    for m in (p, a_plus):
+        r = client.get(
+            data_url(cid, mid, m, v2=False),
+            params={"since": T0, "till": T0 + H, "apply_multiplier": True, "delta_t": delta_t},
+            headers=a.headers,
+        )
+        assert r.status_code == 422, r.text
+        assert str(T0 + Q) in r.json()["detail"][0]["msg"]
+        body = [{"client_cid": cid, "sensor_mid": mid, "signal_type_moid": m, "since": T0,
+                 "till": T0 + H, "apply_multiplier": True, "delta_t": delta_t}]  # fmt: skip
+        r = client.post("/api/sensors/signals/data/v2", json=body, headers=a.headers)
+        assert r.status_code == 422, r.text
+    # Without the multiplier the same reads answer their values.
+    r = client.get(
+        data_url(cid, mid, p, v2=False),
+        params={"since": T0, "till": T0 + H, "delta_t": 60},
+        headers=a.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["value"] == [5e249]

@@ -575,6 +575,8 @@ def read_frame(
                 storage += time.perf_counter() - s2
                 f = stitch(f, periods)  # 4.
         if step:
+            if multiply or stitching:  # the aggregate would leave an overflowed point out
+                _check_finite(f, f.value, t.unit, loc)
             f = aggregate(f, kind=t.kind, since=q.since, till=q.till, buckets=buckets)
         converting = dst.unit_id != t.unit.unit_id
         if converting:
@@ -657,6 +659,12 @@ def _computed(f: Frame, before: F64 | None, unit: Unit, loc: Loc) -> Frame:
     value = round_significant(f.value)
     if before is not None:
         value = np.where(f.value != before, value, f.value)
+    _check_finite(f, value, unit, loc)
+    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
+
+
+def _check_finite(f: Frame, value: F64, unit: Unit, loc: Loc) -> None:
+    """422 for a numeric point of `f` whose `value` overflowed."""
     bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
     if bool(bad.any()):
         i = int(np.flatnonzero(bad)[0])
@@ -665,7 +673,6 @@ def _computed(f: Frame, before: F64 | None, unit: Unit, loc: Loc) -> Frame:
             "aggregated or converted beyond ±1.8e308)",
             loc=loc,
         )
-    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
 
 
 def _acq_bound(as_of_ms: int) -> int:
