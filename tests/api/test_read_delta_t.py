@@ -70,3 +70,24 @@ def test_largest_delta_t_is_one_bucket(
         res = _post(client, path, *series, DELTA_T_MAX)
         assert res.status_code == 200, res.text
         assert [item["data"]["value"] for item in res.json()] == [[1.0, 2.0, 3.0, 4.0], [2.5]]
+
+
+@pytest.mark.parametrize("path", ["/api/sensors/signals/data/v2", "/api/sensors/signals/data"])
+@pytest.mark.parametrize("delta_t", [1.5, "week", True, [], {}, -1.0, "1e3"])
+def test_multi_series_post_bad_delta_t_is_one_422_naming_it(
+    client: TestClient, series: tuple[int, int, dict[str, str]], path: str, delta_t: Any
+) -> None:
+    """One error naming the item's delta_t, not one per member of its type; JSON `true` is
+    no number of minutes (it read as 1 minute, 200: black-box run after issue #14)."""
+    res = _post(client, path, *series, delta_t)
+    assert res.status_code == 422, res.text
+    assert [e["loc"] for e in res.json()["detail"]] == [["body", 1, "delta_t"]]
+
+
+@pytest.mark.parametrize("delta_t", [60.0, " 60 ", "60"])
+def test_multi_series_post_whole_minutes_in_any_spelling(
+    client: TestClient, series: tuple[int, int, dict[str, str]], delta_t: Any
+) -> None:
+    res = _post(client, "/api/sensors/signals/data/v2", *series, delta_t)
+    assert res.status_code == 200, res.text
+    assert res.json()[1]["data"]["value"] == [2.5]

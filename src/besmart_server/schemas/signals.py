@@ -143,8 +143,11 @@ class GetSignalRequest(BaseModel):
     @field_validator("delta_t", mode="wrap")
     @classmethod
     def _one_delta_t_error(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        """One error naming `delta_t`, not one per member of its union (`delta_t.int`...)."""
+        """One error naming `delta_t`, not one per member of its union (`delta_t.int`...);
+        JSON `true` is no number of minutes (lax int would read it as 1)."""
         try:
+            if isinstance(v, bool):
+                raise ValidationError.from_exception_data("delta_t", [])
             return handler(v)
         except ValidationError:
             raise PydanticCustomError(
