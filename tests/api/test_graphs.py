@@ -484,3 +484,35 @@ def test_written_values_keep_15_significant_digits(client: TestClient, db: Datab
     assert res.status_code == 201, res.text
     out = get(client, owner.headers, cid, mid, EA_PLUS, T0 + DAY, T0 + 2 * DAY)["data"]
     assert out["value"] == [0.3, 0.3, 0.3, 0.3]
+
+
+def test_balance_residual_is_rounded_at_its_operands_scale(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    """parent - Σ children cancels leading digits, not the float noise: the residual keeps 15
+    significant digits of the operands (demo: 0.0904749999999999 for 0.090475; black-box run
+    after issue #14)."""
+    cid, actor = tenant
+    node = make_sensor(db, cid, "transformer")
+    residual = make_sensor(db, cid, "losses")
+    kids = [make_sensor(db, cid, "m1"), make_sensor(db, cid, "m2")]
+    with db.transaction() as conn:
+        from sqlalchemy import update
+
+        from besmart_server.server.sensors.tables import sensors
+
+        conn.execute(
+            update(sensors)
+            .where(sensors.c.mid.in_(kids))
+            .values(node_id=node, balance_calculation=True)
+        )
+    grid = [T0 + DAY + i * Q for i in range(3)]
+    ea = moid("EA+")
+    put(client, actor.headers, cid, kids[0], ea, {"time": grid, "value": [1.1, 0.1, 2.2345]})
+    put(client, actor.headers, cid, kids[1], ea, {"time": grid, "value": [2.2, 0.2, 1.211]})
+    put(client, actor.headers, cid, node, ea, {"time": grid, "value": [3.5361, 0.3, 3.5361]})
+    body = {"client_cid": cid, "node_mid": node, "residual_sensor_mid": residual, "moid": ea}
+    res = _run(client, actor, "balance", body)
+    assert res.status_code == 201, res.text
+    out = get(client, actor.headers, cid, residual, EA_PLUS, T0 + DAY, T0 + 2 * DAY)["data"]
+    assert out["value"] == [0.2361, 0.0, 0.0906]
