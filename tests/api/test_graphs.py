@@ -516,3 +516,34 @@ def test_balance_residual_is_rounded_at_its_operands_scale(
     assert res.status_code == 201, res.text
     out = get(client, actor.headers, cid, residual, EA_PLUS, T0 + DAY, T0 + 2 * DAY)["data"]
     assert out["value"] == [0.2361, 0.0, 0.0906]
+
+
+def test_difference_is_rounded_at_its_operands_scale(client: TestClient, db: Database) -> None:
+    """The `difference` operator rounds as the balance residual does."""
+    cid, owner = make_tenant(db, Role.owner)
+    a_mid, b_mid, out_mid = (make_sensor(db, cid, n) for n in ("a", "b", "out"))
+    grid = [T0 + DAY + i * Q for i in range(2)]
+    ea = moid("EA+")
+    put(client, owner.headers, cid, a_mid, ea, {"time": grid, "value": [3.5361, 0.3]})
+    put(client, owner.headers, cid, b_mid, ea, {"time": grid, "value": [3.4456, 0.1]})
+    src = {"client_cid": cid, "moid": ea}
+    graph = {
+        "nodes": [
+            {"function": "signals", "params": {**src, "sensor_mid": a_mid}},
+            {"function": "signals", "params": {**src, "sensor_mid": b_mid}},
+            {"function": "difference", "params": {}},
+            {
+                "function": "write",
+                "params": {"client_cid": cid, "sensor_mid": out_mid, "moid": ea, "origin": 3},
+            },
+        ],
+        "edges": [{"from": 0, "to": 2}, {"from": 1, "to": 2}, {"from": 2, "to": 3}],
+    }
+    put_res = client.put(
+        f"{GRAPHS}/diff", params={"client_cid": cid}, json=graph, headers=owner.headers
+    )
+    assert put_res.status_code == 201, put_res.text
+    res = _run(client, owner, "diff", {})
+    assert res.status_code == 201, res.text
+    out = get(client, owner.headers, cid, out_mid, ea, T0 + DAY, T0 + 2 * DAY)["data"]
+    assert out["value"] == [0.0905, 0.2]

@@ -168,6 +168,23 @@ def round_significant(values: F64, digits: int = SIGNIFICANT_DIGITS) -> F64:
     return out
 
 
+def subtract_rounded(a: F64, b: F64) -> F64:
+    """a - b keeping 15 significant digits of the larger operand: the subtraction cancels
+    leading digits but not the operands' float noise (3.5361 - 3.4456 is 0.0905, not
+    0.09050000000000014, which 15 digits of the result itself would keep)."""
+    d = a - b
+    scale = np.maximum(np.abs(a), np.abs(b))
+    ok = np.isfinite(d) & (scale > 0)
+    exponent = np.floor(np.log10(np.where(ok, scale, 1.0)))
+    k = (SIGNIFICANT_DIGITS - 1 - exponent).astype(np.int64)  # decimals kept: scale by 10**k
+    out = d.copy()
+    up = ok & (k >= 0) & (k <= _EXACT_POW10)
+    down = ok & (k < 0) & (k >= -_EXACT_POW10)
+    out[up] = np.round(d[up] * 10.0 ** k[up]) / 10.0 ** k[up]
+    out[down] = np.round(d[down] / 10.0 ** -k[down]) * 10.0 ** -k[down]
+    return out + 0.0  # no -0.0
+
+
 def last_of_runs(*keys: NDArray[np.int64]) -> NDArray[np.bool_]:
     """True for the last row of each run of equal keys (rows sorted by them): the newest
     version where the last key is the one versions are ordered by."""

@@ -23,6 +23,7 @@ from besmart_server.server.graphs.engine import (
     same_as_input,
 )
 from besmart_server.server.graphs.operators.signals import step_of
+from besmart_server.server.signals.pipeline import subtract_rounded
 
 
 class SumParams(Params):
@@ -60,7 +61,10 @@ def difference(inputs: Sequence[Series], p: DifferenceParams, env: Env) -> Serie
     """The first input minus the second, where both have a value."""
     a, b = inputs
     common = a.index.intersection(b.index)
-    return a.loc[common] - b.loc[common]
+    diff = subtract_rounded(
+        np.asarray(a.loc[common], dtype=np.float64), np.asarray(b.loc[common], dtype=np.float64)
+    )
+    return pd.Series(diff, index=common)
 
 
 class ScaleParams(Params):

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from pydantic import Field
 
 from besmart_server.server.graphs.engine import (
@@ -23,26 +22,7 @@ from besmart_server.server.graphs.engine import (
     produces,
 )
 from besmart_server.server.graphs.operators.signals import energy_problem, read_energy
-from besmart_server.server.signals.pipeline import SIGNIFICANT_DIGITS
-
-_EXACT_POW10 = 22  # 10**k is an exact double for 0 <= k <= 22
-
-
-def difference(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """a - b keeping 15 significant digits of the larger operand: the subtraction cancels
-    leading digits but not the operands' float noise (3.5361 - 3.4456 is 0.0905, not
-    0.09050000000000014, which 15 digits of the result itself would keep)."""
-    d = a - b
-    scale = np.maximum(np.abs(a), np.abs(b))
-    ok = np.isfinite(d) & (scale > 0)
-    exponent = np.floor(np.log10(np.where(ok, scale, 1.0)))
-    k = (SIGNIFICANT_DIGITS - 1 - exponent).astype(np.int64)  # decimals kept: scale by 10**k
-    out = d.copy()
-    up = ok & (k >= 0) & (k <= _EXACT_POW10)
-    down = ok & (k < 0) & (k >= -_EXACT_POW10)
-    out[up] = np.round(d[up] * 10.0 ** k[up]) / 10.0 ** k[up]
-    out[down] = np.round(d[down] / 10.0 ** -k[down]) * 10.0 ** -k[down]
-    return out + 0.0  # no -0.0
+from besmart_server.server.signals.pipeline import subtract_rounded
 
 
 def balance(parent: Series, children: Mapping[int, Series]) -> tuple[Series, dict[str, Any]]:
@@ -56,7 +36,7 @@ def balance(parent: Series, children: Mapping[int, Series]) -> tuple[Series, dic
     values = full.to_numpy(dtype=float)
     inputs = values[:, 0]
     outputs = values[:, 1:].sum(axis=1) if values.shape[1] > 1 else np.zeros(len(full))
-    residual = pd.Series(difference(inputs, outputs), index=full.index)
+    residual = pd.Series(subtract_rounded(inputs, outputs), index=full.index)
     total_in = float(inputs.sum())
     metrics: dict[str, Any] = {
         "intervals": len(full),
