@@ -39,6 +39,10 @@ def test_only_owners_and_known_zones(client: TestClient, db: Database) -> None:
     bad = client.patch(url, json={"timezone": "Mars/Olympus"}, headers=owner.headers)
     assert bad.status_code == 422
     assert "timezone" in str(bad.json())
+    # the server machine's own setting, not a place: its meaning would move with the host
+    for machine in ("localtime", "posixrules"):
+        res = client.patch(url, json={"timezone": machine}, headers=owner.headers)
+        assert res.status_code == 422, res.text
     assert client.patch(url, json={}, headers=owner.headers).status_code == 422
     assert _listed(client, owner.headers) == {cid: "UTC"}  # nothing changed
     assert _listed(client, stranger.headers) == {other_cid: "UTC"}

@@ -245,7 +245,13 @@ def test_balance_of_a_signal_that_is_not_active_energy_or_power_is_422(
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("timezone", "Mars/Olympus_Mons"), ("timezone", ""), ("country", "XX")]
+    ("field", "value"),
+    [
+        ("timezone", "Mars/Olympus_Mons"),
+        ("timezone", ""),
+        ("timezone", "localtime"),
+        ("country", "XX"),
+    ],
 )
 def test_unknown_time_zones_and_countries_are_422_naming_the_parameter(
     client: TestClient, db: Database, owner: tuple[int, Actor], field: str, value: str

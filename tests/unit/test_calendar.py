@@ -139,7 +139,9 @@ def test_without_tz_buckets_stay_epoch_aligned() -> None:
     assert dt.datetime.fromtimestamp(int(b.edges(at, at)[0]) / 1000, dt.UTC).weekday() == 3
 
 
-@pytest.mark.parametrize("name", ["Mars/Base", "", "../etc/passwd", "/etc/localtime", "UTC+1"])
+@pytest.mark.parametrize(
+    "name", ["Mars/Base", "", "../etc/passwd", "/etc/localtime", "UTC+1", "localtime", "posixrules"]
+)
 def test_unknown_zones_are_rejected(name: str) -> None:
     with pytest.raises(CalendarError) as err:
         zone(name)

@@ -9,11 +9,12 @@ local Monday. Datetimes here are naive wall times in that zone.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from besmart_server.server.signals import calendar
 
 PERIODS = ("day", "week", "month", "year", "custom")
 # Weather overlays a page may draw on its charts: name → (signal type moid, label).
@@ -22,18 +23,13 @@ DEFAULT_PERIOD = "week"
 _MINUTE_FMT = "%Y-%m-%dT%H:%M"
 
 
-_TZ_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
-
-
 def zone(name: str | None) -> str:
     """A known IANA zone name, else "UTC"."""
-    if not name or len(name) > 64 or not _TZ_NAME.match(name):
-        return "UTC"
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        calendar.zone(name or "")
+    except calendar.CalendarError:
         return "UTC"
-    return name
+    return name or "UTC"
 
 
 def _ms(d: datetime, tz: str = "UTC") -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import heapq
 import time
-import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar
@@ -25,6 +24,7 @@ from numpy.typing import NDArray
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from besmart_server.server.errors import Invalid, TooLarge
+from besmart_server.server.signals import calendar
 
 Series: TypeAlias = "pd.Series[float]"
 Loc: TypeAlias = tuple[str | int, ...]
@@ -201,8 +201,8 @@ class Windowed(Params):
 
 def _time_zone(value: str) -> str:
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        calendar.zone(value)
+    except calendar.CalendarError:
         raise ValueError(
             f"unknown time zone {value!r}: an IANA name such as Europe/Warsaw"
         ) from None

@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,12 +49,20 @@ class CalendarError(ValueError):
         self.field = field
 
 
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    # A system tz database also lists `localtime` (a link to the machine's own zone) and
+    # `Factory` (no place at all): neither names a place.
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
 @lru_cache(maxsize=256)
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone of that name; CalendarError for a name the tz database does not know."""
-    # ZoneInfo also opens relative paths: only plain IANA names are zones here.
-    if not name or name.startswith(("/", ".")) or ".." in name or "\\" in name:
-        raise CalendarError(f"{name!r} is not an IANA time zone name", "tz")
+    """The IANA zone of that name; CalendarError for a name the tz database does not list."""
+    # Only the database's own names: ZoneInfo would also open paths, and `localtime` or
+    # `posixrules`, whose meaning is the server machine's setting, not a place.
+    if name not in _zone_names():
+        raise CalendarError(f"Unknown time zone {name!r} (an IANA name, e.g. Europe/Warsaw)", "tz")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
