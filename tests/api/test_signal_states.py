@@ -91,6 +91,7 @@ def test_one_signal_state_per_state_and_signal_type(client: TestClient, db: Data
         pytest.param({"value_for_since": "nan"}, ["query", "value_for_since"], id="nan"),
         pytest.param({"value_for_till": "inf"}, ["query", "value_for_till"], id="inf"),
         pytest.param({"value_for_till": "1e400"}, ["query", "value_for_till"], id="overflow"),
+        pytest.param({"value_for_since": "-1e300"}, ["query", "value_for_since"], id="beyond"),
         pytest.param({"info": "{oops"}, ["query", "info"], id="info"),
     ],
 )
@@ -163,6 +164,7 @@ def test_put_accepts_numeric_text_and_changes_only_what_is_given(
         ({"value_for_since": "ten"}, ["query", "value_for_since"]),
         ({"value_for_till": "NaN"}, ["query", "value_for_till"]),
         ({"value_for_till": "-Infinity"}, ["query", "value_for_till"]),
+        ({"value_for_till": "1e251"}, ["query", "value_for_till"]),
         ({"value_for_since": "1,5"}, ["query", "value_for_since"]),
         ({"info": "[1]"}, ["query", "info"]),
     ],

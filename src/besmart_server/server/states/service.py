@@ -26,6 +26,7 @@ from besmart_server.server.sensors.service import (
     require_readable_client,
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
+from besmart_server.server.signals.columns import VALUE_MAX
 from besmart_server.server.signals.tables import signal_types
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
@@ -420,6 +421,14 @@ def parse_reading(raw: float | str, field: str) -> float | None:
         value = float(raw)
     if not math.isfinite(value):
         raise Invalid(f"{field} must be a finite number", loc=loc, type_="finite_number")
+    if abs(value) > VALUE_MAX:
+        # The bound of every stored value: a reading beyond it would overflow the stitched
+        # register it offsets.
+        raise Invalid(
+            f"{field} is beyond ±{VALUE_MAX:g}, the largest magnitude stored",
+            loc=loc,
+            type_="value_range",
+        )
     return value
 
 
