@@ -636,3 +636,27 @@ def test_the_clients_time_zone_is_the_default(
         f"/sensors/{cid}.{mid}", params={"period": "day", "start": "2026-01-01", "tz": "UTC"}
     ).text
     assert 'data-tz="UTC"' in html  # the URL wins
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/grid/{big}/children",
+        "/grid/{own}/children?node={big}",
+        "/grid/{big}/search?q=x",
+        "/sensors/{big}.1",
+        "/sensors/{own}.{big}",
+        "/sensors/{own}.{big}/quality",
+        "/sensors/{big}.1/balance",
+        "/admin/{big}",
+    ],
+)
+def test_ids_beyond_32_bits_are_a_client_error(
+    client: TestClient, tenant: tuple[int, Actor], path: str
+) -> None:
+    """Ids are 32-bit in the database: a larger one in a page's URL is a 4xx on both engines
+    (PostgreSQL's driver raised an overflow: a 500)."""
+    cid, actor = tenant
+    web_login(client, actor)
+    res = client.get(path.format(own=cid, big=2**40))
+    assert 400 <= res.status_code < 500, res.text

@@ -21,7 +21,14 @@ from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import api_keys, user_roles
 from besmart_server.server.users.tables import users as users_table
-from besmart_server.web.router import Session, SessionDep, form_fields, not_found_page, render
+from besmart_server.web.router import (
+    CidPath,
+    Session,
+    SessionDep,
+    form_fields,
+    not_found_page,
+    render,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -97,7 +104,7 @@ def admin_home(request: Request, conn: ConnDep, s: SessionDep) -> Response:
 
 
 @router.get("/admin/{client_cid}")
-def admin_page(request: Request, conn: ConnDep, s: SessionDep, client_cid: int) -> Response:
+def admin_page(request: Request, conn: ConnDep, s: SessionDep, client_cid: CidPath) -> Response:
     """A client's users and roles, API keys and meter types (owners only)."""
     try:
         _require_owner(conn, s, client_cid)
@@ -114,7 +121,7 @@ async def admin_action(
     conn: ConnDep,
     settings: SettingsDep,
     s: SessionDep,
-    client_cid: int,
+    client_cid: CidPath,
     action: str,
 ) -> Response:
     """One change: `role` (grant or remove), `key` (create, shown once), `revoke-key`,

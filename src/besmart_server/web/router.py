@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
@@ -24,6 +25,7 @@ from besmart_server import __version__
 from besmart_server.server.deps import ConnDep, DatabaseDep, SettingsDep
 from besmart_server.server.errors import NotFound, Throttled, Unauthorized
 from besmart_server.server.sensors import service as sensors
+from besmart_server.server.sensors.service import INT32_MAX
 from besmart_server.server.signals import service as signals_service
 from besmart_server.server.states import service as states
 from besmart_server.server.users import security
@@ -33,6 +35,9 @@ from besmart_server.web import service, timectl
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
+# Ids are 32-bit in the database: a larger one in a URL is a 422, not a driver overflow.
+CidPath = Annotated[int, PathParam(ge=0, le=INT32_MAX)]
+MidPath = Annotated[int, PathParam(ge=0, le=INT32_MAX)]
 
 LOGIN_CSRF_COOKIE = "besmart_login_csrf"  # double-submit token of the login form (no session yet)
 ORIGIN_NAMES = {1: "measured", 2: "predicted", 3: "calculated", 4: "estimated", 5: "corrected"}
@@ -258,7 +263,7 @@ def grid(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client: Annotated[int | None, Query()] = None,
+    client: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
 ) -> Response:
     """The clients the user can see and the chosen one's sensor tree (roots; lazy children)."""
     clients = users.list_client_roles(conn, s.principal)
@@ -291,9 +296,9 @@ def grid_children(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client_cid: int,
-    node: Annotated[int | None, Query()] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    client_cid: CidPath,
+    node: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> Response:
     """htmx partial: a page of the children of one node (of the roots without `node`)."""
     try:
@@ -326,7 +331,7 @@ def grid_search(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client_cid: int,
+    client_cid: CidPath,
     q: str = "",
     type: str = "",
 ) -> Response:
@@ -461,8 +466,8 @@ def sensor_page(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client_cid: int,
-    sensor_mid: int,
+    client_cid: CidPath,
+    sensor_mid: MidPath,
     v: ViewDep,
 ) -> Response:
     """A sensor: its properties, meter installation periods, and a chart per drawn signal."""
@@ -483,8 +488,8 @@ def sensor_quality(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client_cid: int,
-    sensor_mid: int,
+    client_cid: CidPath,
+    sensor_mid: MidPath,
     v: ViewDep,
 ) -> Response:
     """A sensor's data quality: per signal a calendar of daily completeness and the gaps."""
@@ -510,10 +515,10 @@ def sensor_balance(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client_cid: int,
-    sensor_mid: int,
+    client_cid: CidPath,
+    sensor_mid: MidPath,
     v: ViewDep,
-    signal: int | None = None,
+    signal: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
 ) -> Response:
     """A node's balance: its energy or power against its children's, stacked, and the
     residual, per interval."""
