@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from besmart_server.schemas import ID_MAX
+
 
 class DeviceCreate(BaseModel):
     """POST /api/devices body: a device of one client, limited to some of its sensors."""
@@ -12,7 +14,7 @@ class DeviceCreate(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="the MQTT username and the topic level after besmart/v1/",
     )
-    client_cid: int = Field(ge=0, le=2**31 - 1)
+    client_cid: int = Field(ge=0, le=ID_MAX)
     sensors: list[int] | None = Field(
         None, description="sensor_mids the device may write; none: every sensor of the client"
     )

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from besmart_server.schemas import ID_MAX
+
 
 def _floor_ms(v: Any) -> Any:
     """Accept float milliseconds (clients compute them as time() * 1000) as whole ms."""
@@ -30,8 +32,6 @@ def _floor_ms(v: Any) -> Any:
 
 
 Millis = Annotated[int, BeforeValidator(_floor_ms)]
-# Ids are 32-bit in the database: a larger one is a 422 naming it, not an overflow in the driver.
-ID_MAX = 2**31 - 1
 Id = Annotated[int, Field(ge=0, le=ID_MAX)]
 
 AS_OF_DOC = (

@@ -22,10 +22,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
 
 from besmart_server import __version__
+from besmart_server.schemas import ID_MAX
 from besmart_server.server.deps import ConnDep, DatabaseDep, SettingsDep
 from besmart_server.server.errors import NotFound, Throttled, Unauthorized
 from besmart_server.server.sensors import service as sensors
-from besmart_server.server.sensors.service import INT32_MAX
 from besmart_server.server.signals import service as signals_service
 from besmart_server.server.states import service as states
 from besmart_server.server.users import security
@@ -36,8 +36,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 # Ids are 32-bit in the database: a larger one in a URL is a 422, not a driver overflow.
-CidPath = Annotated[int, PathParam(ge=0, le=INT32_MAX)]
-MidPath = Annotated[int, PathParam(ge=0, le=INT32_MAX)]
+CidPath = Annotated[int, PathParam(ge=0, le=ID_MAX)]
+MidPath = Annotated[int, PathParam(ge=0, le=ID_MAX)]
 
 LOGIN_CSRF_COOKIE = "besmart_login_csrf"  # double-submit token of the login form (no session yet)
 ORIGIN_NAMES = {1: "measured", 2: "predicted", 3: "calculated", 4: "estimated", 5: "corrected"}
@@ -263,7 +263,7 @@ def grid(
     request: Request,
     conn: ConnDep,
     s: SessionDep,
-    client: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
+    client: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None,
 ) -> Response:
     """The clients the user can see and the chosen one's sensor tree (roots; lazy children)."""
     clients = users.list_client_roles(conn, s.principal)
@@ -297,8 +297,8 @@ def grid_children(
     conn: ConnDep,
     s: SessionDep,
     client_cid: CidPath,
-    node: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
-    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    node: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
 ) -> Response:
     """htmx partial: a page of the children of one node (of the roots without `node`)."""
     try:
@@ -518,7 +518,7 @@ def sensor_balance(
     client_cid: CidPath,
     sensor_mid: MidPath,
     v: ViewDep,
-    signal: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
+    signal: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None,
 ) -> Response:
     """A node's balance: its energy or power against its children's, stacked, and the
     residual, per interval."""

@@ -23,6 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.server.errors import Invalid, TooLarge
 from besmart_server.server.signals import calendar
 
@@ -40,7 +41,6 @@ TIME_MAX_MS: Final = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 TIME_RANGE: Final = "1900-01-01 to 2200-01-01 (UTC)"
 MAX_STEP_MINUTES: Final = 366 * 1440  # no step, bucket or freq_minutes is longer than a year
 MAX_SHIFT_MINUTES: Final = 100 * 366 * 1440  # lookback/lookahead: 100 years at most
-MAX_ID: Final = 2**31 - 1  # client, sensor, signal type and unit ids are 32-bit columns
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ TimeZone: TypeAlias = Annotated[str, AfterValidator(_time_zone)]
 Country: TypeAlias = Annotated[str | None, AfterValidator(_country)]
 
 # An id of a client, sensor, signal type or unit: a larger number would fail in the database.
-Id: TypeAlias = Annotated[int, Field(ge=0, le=MAX_ID)]
+Id: TypeAlias = Annotated[int, Field(ge=0, le=ID_MAX)]
 
 Kind: TypeAlias = Literal["instantaneous", "cumulative", "interval"]
 

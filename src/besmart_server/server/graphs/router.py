@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.graphs import (
     GraphInfo,
     RunAccepted,
@@ -95,7 +96,7 @@ def run_graph(
 def get_run(
     conn: ConnDep,
     principal: CurrentUser,
-    run_id: Annotated[int, Path(description="Run id", ge=0, le=2**31 - 1)],
+    run_id: Annotated[int, Path(description="Run id", ge=0, le=ID_MAX)],
 ) -> RunStatus:
     """A run's state, with its record once done: the caller's own runs, and runs writing to
     clients it reads."""
@@ -114,7 +115,7 @@ def list_runs(
     graph_name: Annotated[str | None, Query(description="Only runs of this graph")] = None,
     state: Annotated[RunState | None, Query(description="Only runs in this state")] = None,
     client_cid: Annotated[
-        int | None, Query(description="Only runs writing to this client", ge=0, le=2**31 - 1)
+        int | None, Query(description="Only runs writing to this client", ge=0, le=ID_MAX)
     ] = None,
     limit: Annotated[
         int, Query(description="At most this many, newest first", ge=1, le=1000)
@@ -175,7 +176,7 @@ def put_graph(
         Query(
             description="Owning client of a new graph (admins: omit for system)",
             ge=0,
-            le=2**31 - 1,
+            le=ID_MAX,
         ),
     ] = None,
 ) -> GraphInfo:

@@ -8,16 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import MeterTypeResponse
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409
 from besmart_server.server.meters import service
 from besmart_server.server.meters.service import MeterTypeFields
-from besmart_server.server.sensors.service import INT32_MAX
 
 router = APIRouter(tags=["Sensors"])
 
-MeterTypePath = Annotated[int, Path(description="Meter type ID", ge=0, le=INT32_MAX)]
+MeterTypePath = Annotated[int, Path(description="Meter type ID", ge=0, le=ID_MAX)]
 DescriptionQ = Annotated[str | None, Query(description="Description", max_length=10_000)]
 PhasesQ = Annotated[
     int | None,
@@ -50,7 +50,7 @@ def get_meter_types(
     user: CurrentUser,
     client_cid: Annotated[
         int | None,
-        Query(description="Client CID: its own types and the system ones", ge=0, le=INT32_MAX),
+        Query(description="Client CID: its own types and the system ones", ge=0, le=ID_MAX),
     ] = None,
 ) -> list[MeterTypeResponse]:
     """Meter types visible to the caller."""
@@ -76,7 +76,7 @@ def get_meter_types(
 def post_meter_type(
     conn: ConnDep,
     user: CurrentUser,
-    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=INT32_MAX)],
+    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=ID_MAX)],
     meter_type_name: Annotated[
         str, Query(description="Name of the meter type", min_length=1, max_length=200)
     ],

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParam
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.devices import Device, DeviceCreate, DeviceCreated, RejectedMessage
 from besmart_server.schemas.users import Role
 from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep
@@ -16,7 +17,7 @@ from besmart_server.server.mqtt import broker, service
 
 router = APIRouter(tags=["Devices"])
 
-ClientQuery = Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this client's")]
+ClientQuery = Annotated[int | None, Query(ge=0, le=ID_MAX, description="Only this client's")]
 
 
 def _sync(conn: ConnDep, settings: SettingsDep) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.server.signals.columns import COLUMNS
 
 PREFIX: Final = "besmart/v1/"
@@ -25,7 +26,6 @@ PREFIX: Final = "besmart/v1/"
 SUBSCRIPTION: Final = "besmart/v1/#"
 # A device name is an MQTT username and one topic level: no wildcards, separators or %.
 DEVICE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ID_MAX: Final = 2**31 - 1
 _SINGLE_KEYS: Final = frozenset({"time", "value", "origin", "type", "unit", "id"})
 _COLUMNAR_KEYS: Final = frozenset({*COLUMNS, "unit", "id"})
 MAX_ID_CHARS: Final = 200
@@ -79,7 +79,7 @@ def device_of(topic: str) -> str | None:
 
 
 def _topic_id(text: str, what: str, topic: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) > _ID_MAX:
+    if not text.isascii() or not text.isdigit() or int(text) > ID_MAX:
         raise Refused(f"topic {topic!r}: {what} {text!r} is not an id")
     return int(text)
 

@@ -9,18 +9,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409, Invalid
 from besmart_server.server.meters.router import router as meters_router
 from besmart_server.server.sensors import service
-from besmart_server.server.sensors.service import INT32_MAX, SensorFields, SensorFilter
+from besmart_server.server.sensors.service import SensorFields, SensorFilter
 
 router = APIRouter(tags=["Sensors"])
 
-ClientPath = Annotated[int, Path(description="Client CID", ge=0, le=INT32_MAX)]
-SensorPath = Annotated[int, Path(description="Sensor MID", ge=0, le=INT32_MAX)]
-TypeQ = Annotated[int | None, Query(description="Sensor type ID", ge=0, le=INT32_MAX)]
+ClientPath = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
+SensorPath = Annotated[int, Path(description="Sensor MID", ge=0, le=ID_MAX)]
+TypeQ = Annotated[int | None, Query(description="Sensor type ID", ge=0, le=ID_MAX)]
 EidQ = Annotated[str | None, Query(description="Sensor external ID", max_length=200)]
 LatQ = Annotated[float | None, Query(description="Sensor latitude", ge=-90, le=90)]
 LonQ = Annotated[float | None, Query(description="Sensor longitude", ge=-180, le=180)]
@@ -64,7 +65,7 @@ def get_types(conn: ConnDep, _user: CurrentUser) -> list[SensorTypeResponse]:
 def find_sensors(
     conn: ConnDep,
     user: CurrentUser,
-    client_cid: Annotated[int | None, Query(description="Client CID", ge=0, le=INT32_MAX)] = None,
+    client_cid: Annotated[int | None, Query(description="Client CID", ge=0, le=ID_MAX)] = None,
     sensor_type_id: TypeQ = None,
     name: Annotated[
         str | None, Query(description="Part of the name, case-insensitive", max_length=500)
@@ -75,7 +76,7 @@ def find_sensors(
         Query(description="Serial of the meter installed now (state in force)", max_length=200),
     ] = None,
     limit: Annotated[int, Query(description="Page size", ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(description="Sensors to skip", ge=0, le=INT32_MAX)] = 0,
+    offset: Annotated[int, Query(description="Sensors to skip", ge=0, le=ID_MAX)] = 0,
 ) -> list[SensorResponse]:
     """Find the caller's sensors, filtered and paginated."""
     where = SensorFilter(
@@ -106,7 +107,7 @@ router.include_router(meters_router)
 def post_sensor(
     conn: ConnDep,
     user: CurrentUser,
-    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=INT32_MAX)],
+    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=ID_MAX)],
     name: Annotated[str, Query(description="Name of the sensor", min_length=1, max_length=500)],
     sensor_type_id: TypeQ = None,
     sensor_eid: EidQ = None,
@@ -118,7 +119,7 @@ def post_sensor(
     negligible: NegligibleQ = None,
     balance_calculation: BalanceQ = None,
     node_id: Annotated[
-        int | None, Query(description="Node ID (parent sensor_mid)", ge=0, le=INT32_MAX)
+        int | None, Query(description="Node ID (parent sensor_mid)", ge=0, le=ID_MAX)
     ] = None,
     annotations: Annotated[str | None, Query(description="Annotations, in json format")] = None,
 ) -> SensorResponse:
@@ -170,7 +171,7 @@ def put_sensor(
     user: CurrentUser,
     client_cid: ClientPath,
     sensor_mid: SensorPath,
-    node_id: Annotated[int | None, Query(description="Node ID", ge=0, le=INT32_MAX)] = None,
+    node_id: Annotated[int | None, Query(description="Node ID", ge=0, le=ID_MAX)] = None,
     name: Annotated[
         str | None, Query(description="Name of the sensor", min_length=1, max_length=500)
     ] = None,

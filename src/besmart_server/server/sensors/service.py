@@ -34,9 +34,6 @@ from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.server.users.service import Principal
 from besmart_server.server.users.tables import clients
 
-INT32_MAX = 2**31 - 1
-
-
 # --- JSON parameters and custom-field schemas -------------------------------------------
 
 

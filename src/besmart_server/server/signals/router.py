@@ -14,10 +14,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.signals import (
     AS_OF_DOC,
     DELTA_T_DOC,
-    ID_MAX,
     TZ_DOC,
     CapResponse,
     GetSignalRequest,

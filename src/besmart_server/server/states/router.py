@@ -9,19 +9,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import SensorStateResponse, SignalStateDto
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409
-from besmart_server.server.sensors.service import INT32_MAX
 from besmart_server.server.states import service
 from besmart_server.server.states.service import MAX_MS, SignalStateFields, StateFields
 
 router = APIRouter(tags=["Signals"])
 
-StatePath = Annotated[int, Path(description="State ID", ge=0, le=INT32_MAX)]
-SignalStatePath = Annotated[int, Path(description="Signal state ID", ge=0, le=INT32_MAX)]
-ClientQ = Annotated[int | None, Query(description="Client CID", ge=0, le=INT32_MAX)]
-SensorQ = Annotated[int | None, Query(description="Sensor MID", ge=0, le=INT32_MAX)]
+StatePath = Annotated[int, Path(description="State ID", ge=0, le=ID_MAX)]
+SignalStatePath = Annotated[int, Path(description="Signal state ID", ge=0, le=ID_MAX)]
+ClientQ = Annotated[int | None, Query(description="Client CID", ge=0, le=ID_MAX)]
+SensorQ = Annotated[int | None, Query(description="Sensor MID", ge=0, le=ID_MAX)]
 SinceQ = Annotated[
     int | None, Query(description="Start date (UTC unix timestamp in ms)", ge=0, le=MAX_MS)
 ]
@@ -73,7 +73,7 @@ def get_states_signals(
     client_cid: ClientQ = None,
     sensor_mid: SensorQ = None,
     signal_type_moid: Annotated[
-        int | None, Query(description="Signal type MOID", ge=0, le=INT32_MAX)
+        int | None, Query(description="Signal type MOID", ge=0, le=ID_MAX)
     ] = None,
 ) -> list[SensorStateResponse]:
     """Get sensor states with their signal states for one signal type."""
@@ -153,7 +153,7 @@ def post_signal_state(
     conn: ConnDep,
     user: CurrentUser,
     sensor_state_id: StatePath,
-    signal_type_moid: Annotated[int, Query(description="Signal type moid", ge=0, le=INT32_MAX)],
+    signal_type_moid: Annotated[int, Query(description="Signal type moid", ge=0, le=ID_MAX)],
     value_for_since: Annotated[float | None, Query(description="Value for state start")] = None,
     value_for_till: Annotated[float | None, Query(description="Value for state end")] = None,
     info: InfoQ = None,
@@ -242,14 +242,14 @@ def get_states(
 def post_state(
     conn: ConnDep,
     user: CurrentUser,
-    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=INT32_MAX)],
-    sensor_mid: Annotated[int, Query(description="Sensor MID", ge=0, le=INT32_MAX)],
+    client_cid: Annotated[int, Query(description="Client CID", ge=0, le=ID_MAX)],
+    sensor_mid: Annotated[int, Query(description="Sensor MID", ge=0, le=ID_MAX)],
     since: SinceQ = None,
     till: TillQ = None,
     info: InfoQ = None,
     meter_eid: MeterEidQ = None,
     meter_type_id: Annotated[
-        int | None, Query(description="Meter type id", ge=0, le=INT32_MAX)
+        int | None, Query(description="Meter type id", ge=0, le=ID_MAX)
     ] = None,
 ) -> SensorStateResponse:
     """Create sensor state."""

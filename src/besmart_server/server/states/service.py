@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import SensorStateResponse, SignalStateDto
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
 from besmart_server.server.sensors.access import sensor_for
 from besmart_server.server.sensors.service import (
-    INT32_MAX,
     check_custom_fields,
     check_text,
     dump_json,
@@ -268,7 +268,7 @@ def _meter_type(conn: Connection, raw: int | str, client_cid: int) -> int | None
     else:
         value = raw
     found = None
-    if 0 <= value <= INT32_MAX:
+    if 0 <= value <= ID_MAX:
         # FOR SHARE: a concurrent DELETE of this type waits for us, then sees it in use (409).
         found = conn.scalar(
             select(meter_types.c.id)

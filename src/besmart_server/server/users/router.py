@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.users import ClientRole, ClientUpdate, LoginRequest, TokenResponse
 from besmart_server.server.deps import (
     ConnDep,
@@ -138,7 +139,7 @@ def get_clients(conn: ConnDep, user: CurrentUser) -> list[ClientRole]:
 def patch_client(
     conn: ConnDep,
     user: CurrentUser,
-    client_cid: Annotated[int, Path(ge=0, le=2**31 - 1)],
+    client_cid: Annotated[int, Path(ge=0, le=ID_MAX)],
     body: ClientUpdate,
 ) -> ClientRole:
     """Change a client's time zone (owners)."""
