@@ -563,8 +563,6 @@ def test_balance_page_of_a_node_with_children(
 def test_thousands_of_children_come_a_page_at_a_time(
     client: TestClient, db: Database, tenant: tuple[int, Actor]
 ) -> None:
-    import time
-
     from sqlalchemy import insert
 
     from besmart_server.server.sensors.tables import sensors
@@ -584,11 +582,8 @@ def test_thousands_of_children_come_a_page_at_a_time(
     web_login(client, actor)
     seen: list[str] = []
     url: str | None = f"/grid/{cid}/children?node={station}"
-    slowest = 0.0
     while url:
-        t0 = time.perf_counter()
         res = client.get(url)
-        slowest = max(slowest, time.perf_counter() - t0)
         assert res.status_code == 200
         names = re.findall(r'class="node-name"[^>]*>([^<]+)<', res.text)
         assert len(names) <= TREE_PAGE
@@ -596,7 +591,6 @@ def test_thousands_of_children_come_a_page_at_a_time(
         more = re.search(r'hx-get="([^"]+)"[^>]*>more', res.text)
         url = more.group(1).replace("&amp;", "&") if more else None
     assert seen == [f"meter {i:05d}" for i in range(n)]
-    assert slowest < 1.0  # each page, freshness included, well under a second
 
 
 def test_time_zone_in_the_url_sets_the_window_and_labels(
