@@ -27,6 +27,7 @@ from bench.scratch import scratch_database
 from bench.workload import METER_SIGNALS, MS_15MIN, START_MS
 from besmart_server.schemas.users import Role
 from besmart_server.server import migrate
+from besmart_server.server.access import Principal
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import columns, service
@@ -57,7 +58,7 @@ def _profile(db: Database) -> None:
             ).scalar_one()
             for i in range(20)
         ]
-    caller = users.Principal(None, None, roles={cid: Role.write})
+    caller = Principal(None, None, roles={cid: Role.write})
     store = store_for(db.dialect)
 
     def request(k: int) -> list[service.WriteItem]:

@@ -325,7 +325,7 @@ def test_db_upgrade_and_demo_create_the_database_and_name_it(
 
 
 def test_the_database_line_hides_the_password() -> None:
-    from besmart_server.cli_db import describe
+    from besmart_server.server.cli_db import describe
 
     assert describe("postgresql://alice:s3cret@db.example:5432/besmart") == (
         "postgresql://alice:***@db.example:5432/besmart"

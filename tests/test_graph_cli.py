@@ -13,7 +13,7 @@ from besmart_server.cli import app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.graphs.evaluate import backtest
-from besmart_server.server.graphs.quality import ADMIN, _write
+from besmart_server.tools.quality import ADMIN, _write
 from tests.api.signal_helpers import make_sensor
 from tests.factories import make_client
 

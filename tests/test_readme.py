@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from besmart_server.cli import app
 from besmart_server.server.config import Settings
-from besmart_server.server.graphs import quality
+from besmart_server.tools import quality
 from tests.reliability.server import Server
 
 README_PATH = Path(__file__).resolve().parents[1] / "README.md"

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from besmart_server.cli import app
-from besmart_server.demo import DemoInfo
 from besmart_server.server.db import Database
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.weather import demo as weather_demo
 from besmart_server.server.weather.cli import parse_time
 from besmart_server.server.weather.providers import open_meteo

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from besmart_server.cli_db import open_database
 from besmart_server.data_cli import data_app
 from besmart_server.schemas.users import Role
+from besmart_server.server.cli_db import open_database
 from besmart_server.server.config import Settings
 from besmart_server.server.graphs.cli import graph_app
 from besmart_server.server.mqtt.cli import device_app, mqtt_app
@@ -195,7 +199,7 @@ def demo() -> None:
 
 
 def _print_demo(info: object) -> None:
-    from besmart_server.demo import DemoInfo
+    from besmart_server.server.demo_info import DemoInfo
 
     assert isinstance(info, DemoInfo)
     typer.echo("demo data loaded:")
@@ -204,6 +208,48 @@ def _print_demo(info: object) -> None:
     typer.echo(f"  password:   {info.password}   (shown once; keep it)")
     for note in info.notes:
         typer.echo(f"  {note}")
+
+
+# `besmart graph quality` drives a benchmark harness that lives outside the server package
+# (besmart_server.tools.quality), so it is declared here, where the CLI is put together.
+@graph_app.command("quality")
+def graph_quality(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="a database for the demo (default: a temporary SQLite file)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="every figure, as JSON")] = False,
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write the table into this README between its graph-quality markers",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Load the demo into a fresh database and print the shipped graphs' measured quality."""
+    from besmart_server.demo import load_demo
+    from besmart_server.tools import quality as q
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = database_url or f"sqlite:///{Path(tmp) / 'quality.db'}"
+        settings = Settings(database_url=url, demo=False)
+        # The demo needs a database of its own: this command makes one.
+        with open_database(settings, create=True) as db:
+            day = datetime.fromisoformat(q.DEMO_DAY).replace(tzinfo=UTC)
+            measured = q.measure(db, load_demo(db, today=int(day.timestamp()) * 1000), settings)
+    if as_json:
+        typer.echo(json.dumps(measured, indent=2, default=str))
+    else:
+        typer.echo(f"{q.table(measured)}\n\n{q.summary(measured)}")
+    if readme is not None:
+        try:
+            section = q.readme_section(measured, q.DEMO_DAY)
+            readme.write_text(q.splice(readme.read_text(), section))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: {readme}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote the table into {readme}", err=True)
 
 
 def main() -> None:

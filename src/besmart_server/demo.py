@@ -3,48 +3,25 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from besmart_server.schemas.users import Role
-from besmart_server.server.db import Database, now_ms
+from besmart_server.server.db import Database
+from besmart_server.server.demo_info import DAY_MS, DemoInfo, DemoLoader
+from besmart_server.server.graphs import demo as graphs_demo
+from besmart_server.server.sensors import demo as sensors_demo
+from besmart_server.server.signals import demo as signals_demo
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import clients
+from besmart_server.server.weather import demo as weather_demo
 
-DAY_MS = 86_400_000
 DEMO_LOGIN = "demo"
 DEMO_CLIENT = "Demo Energy Community"
 
 
-@dataclass
-class DemoInfo:
-    """What the demo created, for the CLI to print."""
-
-    client_cid: int
-    login: str
-    password: str
-    # The UTC day (ms at 00:00) the demo's data runs up to: today's for a newcomer, a fixed
-    # one where figures must be reproducible (`besmart graph quality`).
-    today: int = field(default_factory=lambda: now_ms() // DAY_MS * DAY_MS)
-    # Demo sensors by role: "station", "transformer", "meter_1", "meter_2" (has a meter
-    # swap), "pv" → sensor_mid; later loaders write data and weather for them.
-    sensors: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-DemoLoader = Callable[[Connection, DemoInfo], None]
-
-
 def loaders() -> list[DemoLoader]:
     """Each part's loader, in dependency order (data needs sensors)."""
-    # Imported here: the loaders import DemoInfo from this module.
-    from besmart_server.server.graphs import demo as graphs_demo
-    from besmart_server.server.sensors import demo as sensors_demo
-    from besmart_server.server.signals import demo as signals_demo
-    from besmart_server.server.weather import demo as weather_demo
-
     return [sensors_demo.load, signals_demo.load, weather_demo.load, graphs_demo.load]
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.graphs import service
@@ -143,7 +144,7 @@ def test_a_run_stopped_by_a_time_limit_is_failed(
 
     cid, _ = owner
     mid = make_sensor(db, cid)
-    principal = service.Principal(user_id=None, login="cli", is_admin=True)
+    principal = Principal(user_id=None, login="cli", is_admin=True)
     body = {"client_cid": cid, "sensor_mid": mid, "moid": P_PLUS}
     with db.transaction(write=False) as conn:
         plan = service.plan_run(conn, principal, "gap_fill", T0, T0 + DAY, body)
@@ -580,7 +581,7 @@ def test_a_sensor_moved_out_of_reach_between_queue_and_run_fails_the_run(
     cid, actor = owner
     mid = _power_with_a_gap(client, db, cid, actor)
     other, _ = make_tenant(db, Role.owner)
-    principal = service.Principal(user_id=actor.user_id, login=actor.login, roles={cid: Role.write})
+    principal = Principal(user_id=actor.user_id, login=actor.login, roles={cid: Role.write})
     body = {"client_cid": cid, "sensor_mid": mid, "moid": P_PLUS}
     with db.transaction(write=False) as conn:
         plan = service.plan_run(conn, principal, "gap_fill", T0, T0 + DAY, body)

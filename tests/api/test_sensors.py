@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from besmart_server.demo import DemoInfo
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.sensors import demo
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import blocks as codec

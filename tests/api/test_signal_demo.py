@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from besmart_server.demo import DemoInfo
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database, now_ms
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.sensors import demo as sensors_demo
 from besmart_server.server.signals import demo
 from besmart_server.server.users import service as users

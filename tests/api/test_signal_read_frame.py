@@ -8,10 +8,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.db import Database
 from besmart_server.server.signals import service
 from besmart_server.server.signals.store import store_for
-from besmart_server.server.users.service import Principal
 from tests.api.signal_helpers import T0, Q, get, make_sensor, moid, put
 from tests.factories import make_tenant
 

@@ -11,14 +11,8 @@ from hypothesis import strategies as st
 
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.blocks import DAY_MS, CorruptBlock
-from besmart_server.server.signals.pipeline import (
-    TYPE_DBL,
-    TYPE_INT,
-    TYPE_RM,
-    TYPE_STR,
-    Frame,
-    sort_versions,
-)
+from besmart_server.server.signals.pipeline import Frame, sort_versions
+from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
 
 Point = tuple[int, int, int, float, str | None]  # time offset, acq, type, value, text
 

@@ -10,7 +10,6 @@ import pytest
 from pvlib import clearsky as pvlib_clearsky  # type: ignore[import-untyped]  # no type hints
 from pvlib import location  # type: ignore[import-untyped,unused-ignore]  # (reported once)
 
-from besmart_server.server.signals.pipeline import TYPE_DBL
 from besmart_server.server.weather.clearsky import (
     CLEAR_SKY_ORIGIN,
     clear_sky_frame,
@@ -18,6 +17,7 @@ from besmart_server.server.weather.clearsky import (
     sample_times,
 )
 from besmart_server.server.weather.compat import quiet_pandas_deprecations
+from besmart_server.wire import TYPE_DBL
 
 M = 60_000
 H = 60 * M

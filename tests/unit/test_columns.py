@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from besmart_server.server.errors import Invalid
 from besmart_server.server.signals import columns
 from besmart_server.server.signals.catalog import unit_by_symbol
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR, Frame
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
 
 T = 1_700_000_000_000
 

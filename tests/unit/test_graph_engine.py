@@ -12,17 +12,8 @@ from pydantic import Field
 
 from besmart_server.server.errors import Invalid, NotFound
 from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
-from besmart_server.server.graphs.engine import (
-    Env,
-    Operator,
-    Params,
-    Series,
-    grid,
-    parse_graph,
-    prepare,
-    run,
-    write_targets,
-)
+from besmart_server.server.graphs.engine import parse_graph, prepare, run, write_targets
+from besmart_server.server.graphs.operator_api import Env, Operator, Params, Series, grid
 from besmart_server.server.graphs.operators import REGISTRY
 from tests.unit.graph_memory import MemoryContext, ms
 

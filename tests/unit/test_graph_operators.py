@@ -15,8 +15,9 @@ from pvlib.location import Location
 from pvlib.modelchain import ModelChain
 from pvlib.pvsystem import PVSystem
 
-from besmart_server.server.graphs.engine import Env, Member, run
+from besmart_server.server.graphs.engine import run
 from besmart_server.server.graphs.metrics import evaluate
+from besmart_server.server.graphs.operator_api import Env, Member
 from besmart_server.server.graphs.operators.arithmetic import resample
 from besmart_server.server.graphs.operators.balance import balance, split_members
 from besmart_server.server.graphs.operators.estimation import estimate, reconcile

@@ -13,12 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from besmart_server.server.signals.pipeline import (
-    TYPE_CODES,
-    TYPE_DBL,
-    TYPE_INT,
-    TYPE_NAMES,
-    TYPE_RM,
-    TYPE_STR,
     Frame,
     SeriesKind,
     StatePeriod,
@@ -33,6 +27,7 @@ from besmart_server.server.signals.pipeline import (
     stitch,
     stitch_shifts,
 )
+from besmart_server.wire import TYPE_CODES, TYPE_DBL, TYPE_INT, TYPE_NAMES, TYPE_RM, TYPE_STR
 
 M = 60_000  # one minute in ms
 NAN = math.nan

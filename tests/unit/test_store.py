@@ -10,15 +10,9 @@ import pytest
 from sqlalchemy import Connection
 
 from besmart_server.server.db import Database, now_ms
-from besmart_server.server.signals.pipeline import (
-    TYPE_DBL,
-    TYPE_INT,
-    TYPE_RM,
-    TYPE_STR,
-    Frame,
-    latest_versions,
-)
+from besmart_server.server.signals.pipeline import Frame, latest_versions
 from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
 from tests.api.signal_helpers import make_sensor, moid
 from tests.factories import make_client
 

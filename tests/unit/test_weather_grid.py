@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_RM, Frame
+from besmart_server.server.signals.pipeline import Frame
 from besmart_server.server.weather.grid import (
     EARTH_RADIUS_KM,
     GridPoint,
@@ -20,6 +20,7 @@ from besmart_server.server.weather.grid import (
     nearest,
     valid_position,
 )
+from besmart_server.wire import TYPE_DBL, TYPE_RM
 
 KM_PER_DEGREE = 2 * math.pi * EARTH_RADIUS_KM / 360  # 111.195 km along a great circle
 NAN = math.nan

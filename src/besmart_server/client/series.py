@@ -19,16 +19,20 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-TYPES: Final = ("DBL", "INT", "STR", "RM")
-ORIGINS: Final = frozenset({1, 2, 3, 4, 5})
+# What the server stores, checked here too (besmart_server.wire, shared with the server) so
+# that a write of many requests is refused before the first one rather than by a 422
+# half-way through.
+from besmart_server.wire import (
+    ACQ_SKEW_MS,
+    INT_LIMIT,
+    ORIGINS,
+    TIME_MAX,
+    TIME_MIN,
+    VALUE_MAX,
+)
+from besmart_server.wire import TYPE_NAMES as TYPES
+
 FRAME_COLUMNS: Final = ("value", "origin", "type", "acq_time")
-# What the server stores (its columns.py): checked here too, so that a write of many requests
-# is refused before the first one rather than by a 422 half-way through.
-TIME_MIN: Final = -(2**62)  # capture times: TIME_MIN <= time < TIME_MAX (ms)
-TIME_MAX: Final = 2**62
-INT_LIMIT: Final = float(2**53)  # |INT| < this: integers a double carries exactly
-VALUE_MAX: Final = 1e250  # |value| <= this
-ACQ_SKEW_MS: Final = 60_000  # an acq_time may be at most this far ahead of the clock
 
 TimeLike = datetime | pd.Timestamp | int | float | str
 

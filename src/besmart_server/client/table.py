@@ -18,7 +18,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from besmart_server.client.core import SeriesWrite
-from besmart_server.client.series import ACQ_SKEW_MS, INT_LIMIT, ORIGINS, TYPES, VALUE_MAX
+from besmart_server.wire import ACQ_SKEW_MS, INT_LIMIT, ORIGINS, VALUE_MAX
+from besmart_server.wire import TYPE_NAMES as TYPES
 
 TimeFormat = Literal["auto", "ms", "s", "iso"]
 FileFormat = Literal["csv", "parquet"]

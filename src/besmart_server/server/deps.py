@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.errors import Forbidden, Unauthorized
@@ -68,7 +69,7 @@ def bearer_token(
 
 def current_user(
     conn: ConnDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
-) -> users.Principal:
+) -> Principal:
     """The user behind a valid bearer token."""
     return users.authenticate_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
 
@@ -79,7 +80,7 @@ def user_or_api_key(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> users.Principal:
+) -> Principal:
     """A bearer token or an X-Auth API key (weather routes), else the session cookie."""
     pepper = settings.secret_pepper.get_secret_value()
     if credentials is not None and credentials.scheme.lower() == "bearer":
@@ -91,7 +92,7 @@ def user_or_api_key(
 
 def user_before_transaction(
     db: DatabaseDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
-) -> users.Principal:
+) -> Principal:
     """The bearer token's user, checked in a short read transaction of its own: for routes
     that open their own write transactions (data writes, graph runs), so that one request
     never holds SQLite's write lock while it opens a second writer."""
@@ -101,7 +102,7 @@ def user_before_transaction(
         )
 
 
-CurrentUser = Annotated[users.Principal, Depends(current_user)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
 # For routes without ConnDep that manage their own transactions.
-UserOwnTransactions = Annotated[users.Principal, Depends(user_before_transaction)]
-UserOrApiKey = Annotated[users.Principal, Depends(user_or_api_key)]
+UserOwnTransactions = Annotated[Principal, Depends(user_before_transaction)]
+UserOrApiKey = Annotated[Principal, Depends(user_or_api_key)]

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Connection, select
 
+from besmart_server.server.access import Principal
 from besmart_server.server.deps import ConnDep, DatabaseDep, SettingsDep
 from besmart_server.server.errors import AppError, NotFound
 from besmart_server.server.graphs import service as graphs
@@ -19,7 +20,6 @@ from besmart_server.server.graphs.router import get_executor
 from besmart_server.server.graphs.tables import graph_runs
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
-from besmart_server.server.users.service import Principal
 from besmart_server.web import timectl
 from besmart_server.web.router import SessionDep, SessionOwnTx, form_fields, not_found_page, render
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from besmart_server import __version__
 from besmart_server.schemas import ID_MAX
+from besmart_server.server.access import Principal
 from besmart_server.server.deps import ConnDep, DatabaseDep, SettingsDep
 from besmart_server.server.errors import NotFound, Throttled, Unauthorized
 from besmart_server.server.sensors import service as sensors
@@ -31,6 +32,7 @@ from besmart_server.server.states import service as states
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.web import service, timectl
+from besmart_server.wire import ORIGIN_NAMES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -40,7 +42,6 @@ CidPath = Annotated[int, PathParam(ge=0, le=ID_MAX)]
 MidPath = Annotated[int, PathParam(ge=0, le=ID_MAX)]
 
 LOGIN_CSRF_COOKIE = "besmart_login_csrf"  # double-submit token of the login form (no session yet)
-ORIGIN_NAMES = {1: "measured", 2: "predicted", 3: "calculated", 4: "estimated", 5: "corrected"}
 
 
 def _utc(ms: int | None) -> str:
@@ -81,7 +82,7 @@ templates.env.globals["version"] = __version__
 class Session:
     """The signed-in user of a page request: token (never rendered), principal, CSRF token."""
 
-    def __init__(self, token: str, principal: users.Principal, csrf: str) -> None:
+    def __init__(self, token: str, principal: Principal, csrf: str) -> None:
         self.token = token
         self.principal = principal
         self.csrf = csrf

@@ -13,17 +13,15 @@ from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal, require_readable_client, sensor_for
 from besmart_server.server.db import now_ms
-from besmart_server.server.sensors.access import sensor_for
-from besmart_server.server.sensors.service import require_readable_client
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.signals.pipeline import SeriesKind
 from besmart_server.server.signals.service import load_catalog
 from besmart_server.server.signals.tables import blocks, series, signal_types
 from besmart_server.server.states.tables import sensor_states
-from besmart_server.server.users.service import Principal
+from besmart_server.wire import ORIGIN_MEASURED
 
-MEASURED = 1
 TREE_PAGE = 200  # children listed at once per node; a "more" row fetches the next page
 
 
@@ -49,7 +47,7 @@ def newest_measured(conn: Connection, mids: list[int]) -> dict[int, int]:
     rows = conn.execute(
         select(series.c.sensor_mid, func.max(blocks.c.t_last))
         .select_from(series.join(blocks, blocks.c.series_id == series.c.id))
-        .where(series.c.sensor_mid.in_(mids), blocks.c.origin == MEASURED)
+        .where(series.c.sensor_mid.in_(mids), blocks.c.origin == ORIGIN_MEASURED)
         .group_by(series.c.sensor_mid)
     )
     return {int(mid): int(t) for mid, t in rows if t is not None}

@@ -6,16 +6,14 @@ The CLI acts as the operator (an admin) against BESMART_DATABASE_URL.
 from __future__ import annotations
 
 import json
-import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from besmart_server.cli_db import open_database
+from besmart_server.server.access import Principal
+from besmart_server.server.cli_db import open_database
 from besmart_server.server.config import Settings
-from besmart_server.server.users.service import Principal
 from besmart_server.server.weather.cli import parse_time
 
 graph_app = typer.Typer(help="Estimation graphs: list, show, put, run, evaluate; workers.")
@@ -148,46 +146,6 @@ def evaluate(
     typer.echo(f"issues\t{scores['issues']}\npoints\t{scores['forecast_points']}")
 
 
-@graph_app.command("quality")
-def quality(
-    database_url: Annotated[
-        str | None,
-        typer.Option(help="a database for the demo (default: a temporary SQLite file)"),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="every figure, as JSON")] = False,
-    readme: Annotated[
-        Path | None,
-        typer.Option(
-            help="also write the table into this README between its graph-quality markers",
-            dir_okay=False,
-        ),
-    ] = None,
-) -> None:
-    """Load the demo into a fresh database and print the shipped graphs' measured quality."""
-    from besmart_server.demo import load_demo
-    from besmart_server.server.graphs import quality as q
-
-    with tempfile.TemporaryDirectory() as tmp:
-        url = database_url or f"sqlite:///{Path(tmp) / 'quality.db'}"
-        settings = Settings(database_url=url, demo=False)
-        # The demo needs a database of its own: this command makes one.
-        with open_database(settings, create=True) as db:
-            day = datetime.fromisoformat(q.DEMO_DAY).replace(tzinfo=UTC)
-            measured = q.measure(db, load_demo(db, today=int(day.timestamp()) * 1000), settings)
-    if as_json:
-        _echo(measured)
-    else:
-        typer.echo(f"{q.table(measured)}\n\n{q.summary(measured)}")
-    if readme is not None:
-        try:
-            section = q.readme_section(measured, q.DEMO_DAY)
-            readme.write_text(q.splice(readme.read_text(), section))
-        except (OSError, ValueError) as exc:
-            typer.echo(f"error: {readme}: {exc}", err=True)
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote the table into {readme}", err=True)
-
-
 @graph_app.command("worker")
 def worker(
     threads: Annotated[int, typer.Option(help="runs executed at once by this worker")] = 2,
@@ -201,7 +159,6 @@ def worker(
             f"BESMART_BROKER_URL must be a redis:// URL, not {settings.broker_url}", err=True
         )
         raise typer.Exit(2)
-    with open_database(settings, upgrade=False):
-        pass  # names the database and refuses a missing one; the worker opens its own
-    typer.echo(f"graph worker on {settings.broker_queue} ({threads} threads); Ctrl-C stops")
-    serve(settings, threads=threads)
+    with open_database(settings, upgrade=False) as db:
+        typer.echo(f"graph worker on {settings.broker_queue} ({threads} threads); Ctrl-C stops")
+        serve(db, settings, threads=threads)

@@ -20,22 +20,17 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal, sensor_for
 from besmart_server.server.db import Database
 from besmart_server.server.errors import Invalid, NotFound
-from besmart_server.server.graphs.engine import Member, Series, as_series, empty_series, ns
-from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.graphs.operator_api import Member, Series, as_series, empty_series, ns
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.columns import Columns
-from besmart_server.server.signals.pipeline import (
-    TYPE_CODES,
-    TYPE_DBL,
-    TYPE_INT,
-    round_significant,
-)
+from besmart_server.server.signals.pipeline import round_significant
 from besmart_server.server.signals.store import SeriesStore, store_for
-from besmart_server.server.users.service import Principal
 from besmart_server.server.weather import service as weather
+from besmart_server.wire import TYPE_CODES, TYPE_DBL, TYPE_INT
 
 Target = tuple[int, int, int]  # (client_cid, sensor_mid, moid)
 

@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
-from besmart_server.demo import DemoInfo
+from besmart_server.server.access import Principal
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.graphs import engine
 from besmart_server.server.graphs.builtin import builtin_graph
 from besmart_server.server.graphs.context import DbContext
@@ -19,7 +20,6 @@ from besmart_server.server.sensors import service as sensors
 from besmart_server.server.sensors.catalog import SENSOR_TYPE_IDS
 from besmart_server.server.sensors.tables import sensors as sensors_table
 from besmart_server.server.signals.catalog import signal_type_by_symbol
-from besmart_server.server.users.service import Principal
 from besmart_server.server.weather import service as weather
 
 DAY_MS: Final = 86_400_000

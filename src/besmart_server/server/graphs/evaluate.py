@@ -16,14 +16,14 @@ from typing import Any, Final
 
 import pandas as pd
 
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.errors import Invalid
-from besmart_server.server.graphs import engine
+from besmart_server.server.graphs import engine, operator_api
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.metrics import evaluate
 from besmart_server.server.graphs.service import find_graph
-from besmart_server.server.users.service import Principal
 
 DAY_MS: Final = 86_400_000
 WEEK_MS: Final = 7 * DAY_MS
@@ -33,9 +33,9 @@ WEEK_MS: Final = 7 * DAY_MS
 class Backtest:
     """The forecasts issued over a window, the actuals, and their scores."""
 
-    forecast: engine.Series
-    actual: engine.Series
-    history: engine.Series
+    forecast: operator_api.Series
+    actual: operator_api.Series
+    history: operator_api.Series
     issues: int
     scores: dict[str, float]
 
@@ -85,23 +85,31 @@ def backtest(
         "weather_radius_km": settings.weather_radius_km,
         "weather_neighbours": settings.weather_neighbours,
     }
-    pieces: list[engine.Series] = []
+    pieces: list[operator_api.Series] = []
     issues = 0
     for issue in range(since, till, horizon_ms):
         end = min(issue + horizon_ms, till)
         ctx = DbContext.over(db, principal, as_of=issue, **options)  # writes stay pending
-        env = engine.Env(ctx, engine.ms_to_ts(issue), engine.ms_to_ts(end), engine.ms_to_ts(issue))
+        env = operator_api.Env(
+            ctx,
+            operator_api.ms_to_ts(issue),
+            operator_api.ms_to_ts(end),
+            operator_api.ms_to_ts(issue),
+        )
         outputs, _ = engine.execute(graph, plan, env, registry)
         out = outputs[feeding]
         pieces.append(out[(out.index >= env.since) & (out.index < env.till)])
         issues += 1
-    forecast = engine.as_series(pd.concat(pieces)) if pieces else engine.empty_series()
+    forecast = operator_api.as_series(pd.concat(pieces)) if pieces else operator_api.empty_series()
     # The actuals, and a week before the window for the persistence forecasts, as stored now.
     now = DbContext.over(db, principal, **options)
     src = plan[source].model_copy(update={"lookback_minutes": 0, "lookahead_minutes": 0})
-    env = engine.Env(
-        now, engine.ms_to_ts(since - WEEK_MS), engine.ms_to_ts(till), engine.ms_to_ts(now_ms())
+    env = operator_api.Env(
+        now,
+        operator_api.ms_to_ts(since - WEEK_MS),
+        operator_api.ms_to_ts(till),
+        operator_api.ms_to_ts(now_ms()),
     )
-    history = engine.as_series(registry["signals"]((), src, env))
-    actual = history[history.index >= engine.ms_to_ts(since)]
+    history = operator_api.as_series(registry["signals"]((), src, env))
+    actual = history[history.index >= operator_api.ms_to_ts(since)]
     return Backtest(forecast, actual, history, issues, evaluate(actual, forecast, history))

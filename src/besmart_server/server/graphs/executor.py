@@ -6,17 +6,14 @@ committed before `submit`), so a worker only needs the run's id and who it acts 
 
 from __future__ import annotations
 
-import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.graphs import service
-from besmart_server.server.users.service import Principal
-
-log = logging.getLogger("besmart.graphs")
 
 
 class Executor(Protocol):
@@ -33,14 +30,6 @@ class Executor(Protocol):
         ...
 
 
-def run_logged(db: Database, run_id: int, principal: Principal, settings: Settings) -> None:
-    """Run a queued run; a failure is recorded in its row and logged, never raised."""
-    try:
-        service.execute(db, run_id, principal, settings=settings)
-    except Exception:
-        log.exception("graph run %s failed", run_id)
-
-
 class InProcessExecutor:
     """Runs in a thread pool of this process (the default: nothing else to operate)."""
 
@@ -53,7 +42,7 @@ class InProcessExecutor:
 
     def submit(self, run_id: int, principal: Principal) -> None:
         """Queue the run on the pool."""
-        self._pool.submit(run_logged, self._db, run_id, principal, self._settings)
+        self._pool.submit(service.execute_logged, self._db, run_id, principal, self._settings)
 
     def shutdown(self) -> None:
         """Wait for the runs in progress."""

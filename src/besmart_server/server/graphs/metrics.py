@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from besmart_server.server.graphs.engine import Series
+from besmart_server.server.graphs.operator_api import Series
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)

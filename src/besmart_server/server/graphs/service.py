@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from besmart_server.schemas.graphs import GraphDefinition, GraphInfo, RunRecord, RunStatus
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal, sensor_for
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
@@ -28,8 +29,7 @@ from besmart_server.server.graphs import engine, records
 from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.tables import graph_run_clients, graph_runs, graphs
-from besmart_server.server.sensors.access import sensor_for
-from besmart_server.server.users.service import Principal, client_exists
+from besmart_server.server.users.service import client_exists
 
 log = logging.getLogger("besmart.graphs")
 
@@ -462,6 +462,15 @@ def execute(
         raise
     out: dict[str, Any] = orjson.loads(text)
     return out
+
+
+def execute_logged(db: Database, run_id: int, principal: Principal, settings: Settings) -> None:
+    """`execute` for an executor's thread or worker: a failure is recorded in the run's row
+    and logged, never raised (nobody is there to catch it)."""
+    try:
+        execute(db, run_id, principal, settings=settings)
+    except Exception:
+        log.exception("graph run %s failed", run_id)
 
 
 def run_now(

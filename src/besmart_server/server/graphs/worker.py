@@ -18,7 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.graphs import executor, service
+from besmart_server.server.graphs import service
 
 ACTOR_NAME: Final = "besmart_run_graph"
 TIME_LIMIT_MS: Final = 3_600_000  # one run may take an hour
@@ -51,14 +51,16 @@ def not_here(run_id: int, principal: dict[str, Any]) -> None:
     raise RuntimeError("graph runs execute in `besmart graph worker` processes")
 
 
-def serve(settings: Settings, *, threads: int = 2, stop: threading.Event | None = None) -> None:
-    """Consume runs until SIGTERM/SIGINT (or `stop` is set), then finish the current ones."""
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+def serve(
+    db: Database, settings: Settings, *, threads: int = 2, stop: threading.Event | None = None
+) -> None:
+    """Consume runs on `db` (the command's, see cli_db.open_database) until SIGTERM/SIGINT (or
+    `stop` is set), then finish the current ones."""
     broker = make_broker(settings.broker_url)
 
     def handle(run_id: int, principal: dict[str, Any]) -> None:
         who = service.principal_from_json(principal)
-        executor.run_logged(db, run_id, who, settings)
+        service.execute_logged(db, run_id, who, settings)
 
     declare_actor(broker, settings.broker_queue, handle)
     stop = stop or threading.Event()
@@ -73,4 +75,3 @@ def serve(settings: Settings, *, threads: int = 2, stop: threading.Event | None 
     finally:
         worker.stop(timeout=TIME_LIMIT_MS)
         broker.close()
-        db.dispose()

@@ -10,15 +10,15 @@ from sqlalchemy.exc import IntegrityError
 
 from besmart_server.schemas.sensors import MeterTypeResponse
 from besmart_server.schemas.users import Role
-from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
-from besmart_server.server.sensors.service import (
-    check_text,
+from besmart_server.server.access import (
+    Principal,
     readable_filter,
     require_readable_client,
     tenant_cids,
 )
+from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
+from besmart_server.server.fields import check_text
 from besmart_server.server.states.tables import meter_types, sensor_states
-from besmart_server.server.users.service import Principal
 from besmart_server.server.users.tables import clients
 
 

@@ -4,39 +4,21 @@ and its dead letters. The CLI acts as the operator against BESMART_DATABASE_URL.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 
+from besmart_server.server.cli_db import open_database
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.errors import AppError
 
 device_app = typer.Typer(help="Devices that publish readings over MQTT.", no_args_is_help=True)
 mqtt_app = typer.Typer(
     help="MQTT ingestion: broker configuration, the bridge, refused messages.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[Database]:
-    """The configured database at the newest schema; AppErrors become exit code 1."""
-    from besmart_server.server import migrate
-
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        migrate.upgrade(db)
-        yield db
-    except AppError as exc:
-        typer.echo(f"error ({exc.status}): {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        db.dispose()
 
 
 def sync_broker(db: Database, settings: Settings) -> None:
@@ -72,7 +54,7 @@ def device_add(
     from besmart_server.server.mqtt import service
 
     settings = Settings()
-    with _database(settings) as db:
+    with open_database(settings) as db:
         with db.transaction() as conn:
             created = service.add_device(
                 conn, name=name, client_cid=client, sensor_mids=_mids(sensors)
@@ -92,7 +74,7 @@ def device_list(
     """List devices (name, client, sensors, revoked)."""
     from besmart_server.server.mqtt import service
 
-    with _database(Settings()) as db, db.transaction(write=False) as conn:
+    with open_database(Settings()) as db, db.transaction(write=False) as conn:
         rows = service.list_devices(conn, None if client is None else [client])
     for d in rows:
         given = ",".join(map(str, d.sensors)) if d.sensors else "all"
@@ -106,7 +88,7 @@ def device_revoke(name: Annotated[str, typer.Argument(help="The device to revoke
     from besmart_server.server.mqtt import service
 
     settings = Settings()
-    with _database(settings) as db:
+    with open_database(settings) as db:
         with db.transaction() as conn:
             changed = service.revoke_device(conn, name)
         sync_broker(db, settings)
@@ -128,7 +110,7 @@ def mqtt_config(
     the bridge's account); set BESMART_MQTT_CONFIG_DIR to it so device changes reach it."""
     from besmart_server.server.mqtt import broker, service
 
-    with _database(Settings()) as db, db.transaction(write=False) as conn:
+    with open_database(Settings()) as db, db.transaction(write=False) as conn:
         accounts = service.broker_accounts(conn)
     paths = broker.write_config(directory, accounts, port=port, bind=bind, run_as=run_as)
     typer.echo(f"wrote {paths.conf} ({len(accounts)} device(s))")
@@ -158,7 +140,7 @@ def mqtt_bridge(
     bridge_log.setLevel(logging.INFO)
     settings = Settings()
     address = broker_address(broker_url or settings.mqtt_broker_url, settings.mqtt_config_dir)
-    with _database(settings) as db:
+    with open_database(settings) as db:
         bridge = Bridge(
             db,
             address,
@@ -187,7 +169,7 @@ def mqtt_rejected(
     """List messages the bridge refused, newest first, one JSON object a line."""
     from besmart_server.server.mqtt import service
 
-    with _database(Settings()) as db, db.transaction(write=False) as conn:
+    with open_database(Settings()) as db, db.transaction(write=False) as conn:
         rows = service.list_rejected(conn, None if client is None else [client], limit=limit)
     for r in rows:
         typer.echo(orjson.dumps(r.model_dump()).decode())

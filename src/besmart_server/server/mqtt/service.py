@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from besmart_server.schemas.devices import Device, DeviceCreated, RejectedMessage
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Conflict, Invalid, NotFound
 from besmart_server.server.mqtt import passwords, topics
@@ -24,7 +25,7 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import columns
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore, dbapi_connection
-from besmart_server.server.users.service import Principal, client_exists
+from besmart_server.server.users.service import client_exists
 
 BRIDGE_USER: Final = "besmart-bridge"
 PAYLOAD_CHARS: Final = 4096

@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from besmart_server.demo import DemoInfo
+from besmart_server.server.access import Principal
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.sensors import service as sensors
 from besmart_server.server.sensors.catalog import SENSOR_TYPE_IDS
 from besmart_server.server.states import service as states
-from besmart_server.server.users.service import Principal
 
 # Kraków: where the demo grid stands.
 LAT, LON = 50.06, 19.94

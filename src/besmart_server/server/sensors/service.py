@@ -2,120 +2,43 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from jsonschema import Draft202012Validator, SchemaError
-from jsonschema.exceptions import best_match
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Row,
     delete,
     func,
     insert,
     select,
-    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import (
+    Principal,
+    readable_filter,
+    require_readable_client,
+    sensor_for,
+    tenant_cids,
+)
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict, Invalid, NotFound
-from besmart_server.server.sensors.access import sensor_for
+from besmart_server.server.fields import (
+    check_custom_fields,
+    check_text,
+    dump_json,
+    load_json,
+    parse_json,
+)
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.rules import creates_cycle
 from besmart_server.server.states.tables import sensor_states, signal_states
-from besmart_server.server.users.service import Principal
 from besmart_server.server.users.tables import clients
-
-# --- JSON parameters and custom-field schemas -------------------------------------------
-
-
-def parse_json(text: str, field: str, *, object_only: bool = True) -> Any:
-    """A JSON-in-string query parameter: 422 at ("query", field) when it is not JSON (or,
-    with `object_only`, neither an object nor null)."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise Invalid(
-            f"{field} is not valid JSON: {exc}", loc=("query", field), type_="json_invalid"
-        ) from exc
-    if object_only and value is not None and not isinstance(value, dict):
-        raise Invalid(f"{field} must be a JSON object", loc=("query", field), type_="dict_type")
-    return value
-
-
-def dump_json(value: Any) -> str | None:
-    """JSON text to store (None stays NULL)."""
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def load_json(text: str | None) -> Any:
-    """A stored JSON column as a JSON value."""
-    return None if text is None else orjson.loads(text)
-
-
-@functools.lru_cache(maxsize=256)
-def _validator(schema_text: str) -> Draft202012Validator | None:
-    try:
-        schema = orjson.loads(schema_text)
-        Draft202012Validator.check_schema(schema)
-    except (orjson.JSONDecodeError, SchemaError):
-        return None  # a broken custom schema must not make every write fail
-    return Draft202012Validator(schema)
-
-
-def check_custom_fields(value: Any, schema_text: str | None, *, field: str, what: str) -> None:
-    """422 at ("query", field) when `value` breaks the type's JSON Schema (Draft 2020-12)."""
-    if value is None or not schema_text:
-        return
-    validator = _validator(schema_text)
-    if validator is None:
-        return
-    error = best_match(validator.iter_errors(value))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path)
-        at = f" at '{where}'" if where else ""
-        raise Invalid(
-            f"{field} does not match the custom fields of {what}{at}: {error.message}",
-            loc=("query", field),
-            type_="json_schema",
-        )
-
-
-def check_text(value: str | None, field: str) -> None:
-    """422 for text no database can store: NUL characters (PostgreSQL rejects them)."""
-    if value is not None and "\x00" in value:
-        raise Invalid(
-            f"{field} must not contain NUL characters", loc=("query", field), type_="string_nul"
-        )
-
-
-def readable_filter(principal: Principal, column: Any) -> ColumnElement[bool] | None:
-    """A filter on a client_cid `column` for what the caller can read (None: nothing)."""
-    if principal.is_admin:
-        return true()
-    cids = sorted(cid for cid in principal.roles if principal.can(cid, Role.read))
-    return column.in_(cids) if cids else None
-
-
-def tenant_cids() -> Any:
-    """A subquery of the tenants' cids: every client but the internal system ones."""
-    return select(clients.c.cid).where(clients.c.is_system.is_(False))
-
-
-def require_readable_client(conn: Connection, principal: Principal, client_cid: int) -> None:
-    """404 when the client is missing or the caller cannot read it (the same answer)."""
-    found = conn.scalar(select(clients.c.cid).where(clients.c.cid == client_cid))
-    if found is None or not principal.can(client_cid, Role.read):
-        raise NotFound(f"Client {client_cid} not found")
-
 
 # --- sensor types ------------------------------------------------------------------------
 

@@ -33,15 +33,8 @@ import orjson
 import zstandard
 from numpy.typing import NDArray
 
-from besmart_server.server.signals.pipeline import (
-    F64,
-    I64,
-    TYPE_DBL,
-    TYPE_INT,
-    TYPE_STR,
-    Frame,
-    last_of_runs,
-)
+from besmart_server.server.signals.pipeline import F64, I64, Frame, last_of_runs
+from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 
 DAY_MS: Final = 86_400_000
 FORMAT: Final = 1

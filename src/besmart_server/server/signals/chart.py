@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
 from besmart_server.server.graphs import metrics
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, SeriesKind
+from besmart_server.server.signals.pipeline import SeriesKind
 from besmart_server.server.signals.service import (
     ReadBudget,
     ReadQuery,
@@ -27,9 +28,8 @@ from besmart_server.server.signals.service import (
     read_frame,
 )
 from besmart_server.server.signals.store import SeriesStore
-from besmart_server.server.users.service import Principal
+from besmart_server.wire import ORIGIN_NAMES, TYPE_DBL, TYPE_INT
 
-ORIGIN_NAMES = {1: "measured", 2: "predicted", 3: "calculated", 4: "estimated", 5: "corrected"}
 KIND_NAMES = {
     SeriesKind.INSTANTANEOUS: "instantaneous",
     SeriesKind.CUMULATIVE: "cumulative",

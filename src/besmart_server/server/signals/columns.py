@@ -19,36 +19,32 @@ from numpy.typing import NDArray
 
 from besmart_server.server.errors import Invalid
 from besmart_server.server.signals.catalog import Unit, UnitMismatch, convert
-from besmart_server.server.signals.pipeline import (
+from besmart_server.server.signals.pipeline import Frame, round_significant
+from besmart_server.wire import (
+    INT_LIMIT,
+    TIME_MAX,
+    TIME_MIN,
     TYPE_CODES,
     TYPE_DBL,
     TYPE_INT,
     TYPE_NAMES,
     TYPE_RM,
     TYPE_STR,
-    Frame,
-    round_significant,
+    VALUE_MAX,
 )
+
+# Re-exported (`X as X`) while signals/store.py imports it from here; besmart_server.wire is
+# its home.
+from besmart_server.wire import ORIGINS as ORIGINS
 
 Loc = tuple[str | int, ...]
 
 COLUMNS: Final = ("time", "value", "type", "origin", "acq_time")
-ORIGINS: Final = frozenset({1, 2, 3, 4, 5})
 _ORIGIN_MIN: Final = min(ORIGINS)
 _ORIGIN_MAX: Final = max(ORIGINS)
 assert set(range(_ORIGIN_MIN, _ORIGIN_MAX + 1)) == ORIGINS  # a range check is exact
 _NUMBER: Final = frozenset({int, float})
 _INT64_MAX: Final = float(2**63 - 1024)  # largest float that still fits int64
-# Capture times a read can ask for (since <= time < till within ±2**62, with room for the
-# store's `till + 1`): a point outside them could be stored but never read back.
-TIME_MIN: Final = -(2**62)
-TIME_MAX: Final = 2**62
-# Numbers the wire carries and every computed value stays finite from: an INT is a JSON
-# integer that a double holds exactly (|v| < 2**53: a larger one would silently round); any
-# number is at most VALUE_MAX in magnitude, so that sums of a read's points, stitching offsets
-# and unit conversions (factors up to 1e6 apart) stay far from the double's 1.8e308.
-INT_LIMIT: Final = float(2**53)  # |INT| < this
-VALUE_MAX: Final = 1e250
 _TYPE_NAME_ARRAY: Final = np.array(TYPE_NAMES, dtype=object)
 
 

@@ -17,12 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, select
 
-from besmart_server.demo import DemoInfo
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import signal_type_by_symbol
-from besmart_server.server.signals.pipeline import TYPE_DBL, Frame, StatePeriod
+from besmart_server.server.signals.pipeline import Frame, StatePeriod
 from besmart_server.server.signals.service import load_catalog, load_periods
 from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.wire import TYPE_DBL
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]

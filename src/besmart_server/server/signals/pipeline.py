@@ -17,13 +17,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from besmart_server.server.signals.calendar import Buckets, label_points
 
-TYPE_DBL: Final = 0
-TYPE_INT: Final = 1
-TYPE_STR: Final = 2
-TYPE_RM: Final = 3
-# Wire names indexed by type code, and back.
-TYPE_NAMES: Final[tuple[str, ...]] = ("DBL", "INT", "STR", "RM")
-TYPE_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(TYPE_NAMES)}
+# Re-exported (`X as X`) while signals/store.py imports them from here; besmart_server.wire
+# is their home.
+from besmart_server.wire import TYPE_DBL as TYPE_DBL
+from besmart_server.wire import TYPE_INT as TYPE_INT
+from besmart_server.wire import TYPE_RM, TYPE_STR
 
 MS_PER_MINUTE: Final = 60_000
 # Computed values (unit conversions, multipliers, stitching, aggregates) keep this many

@@ -27,6 +27,7 @@ from besmart_server.schemas.signals import (
     SignalTypeResponse,
     UnitResponse,
 )
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.deps import (
@@ -40,7 +41,6 @@ from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLar
 from besmart_server.server.signals import calendar, columns, service
 from besmart_server.server.signals.calendar import Period
 from besmart_server.server.signals.store import SeriesStore, store_for
-from besmart_server.server.users.service import Principal
 
 router = APIRouter(tags=["Signals"])
 

@@ -17,21 +17,19 @@ from sqlalchemy import Connection, Engine, select
 
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
-from besmart_server.server.db import now_ms
-from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
-from besmart_server.server.sensors.access import (
+from besmart_server.server.access import (
+    Principal,
     readable_sensors,
     require_role,
     sensor_for,
     sensor_not_found,
 )
+from besmart_server.server.db import now_ms
+from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
 from besmart_server.server.signals import calendar, catalog
 from besmart_server.server.signals.calendar import MINUTES_PER_DAY, Buckets, Period
 from besmart_server.server.signals.catalog import Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
-    ORIGINS,
-    TIME_MAX,
-    TIME_MIN,
     Columns,
     Loc,
     check_acq_not_after,
@@ -44,8 +42,6 @@ from besmart_server.server.signals.columns import (
 from besmart_server.server.signals.pipeline import (
     F64,
     MS_PER_MINUTE,
-    TYPE_DBL,
-    TYPE_INT,
     Frame,
     SeriesKind,
     StatePeriod,
@@ -59,7 +55,7 @@ from besmart_server.server.signals.pipeline import (
 from besmart_server.server.signals.store import SeriesKey, SeriesStore
 from besmart_server.server.signals.tables import signal_types, units
 from besmart_server.server.states.tables import sensor_states, signal_states
-from besmart_server.server.users.service import Principal
+from besmart_server.wire import ACQ_SKEW_MS, ORIGINS, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
 
 # --- catalog --------------------------------------------------------------------------------
 
@@ -200,9 +196,6 @@ def _unit_in(t: TypeInfo, symbol: str | None, loc: Loc) -> Unit:
 
 
 # --- writes ---------------------------------------------------------------------------------
-
-# How far ahead of the server's clock an imported acq_time may be (clients' clocks drift).
-ACQ_SKEW_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,24 +13,26 @@ from sqlalchemy.exc import IntegrityError
 from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import SensorStateResponse, SignalStateDto
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import (
+    Principal,
+    readable_filter,
+    require_readable_client,
+    sensor_for,
+)
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
-from besmart_server.server.sensors.access import sensor_for
-from besmart_server.server.sensors.service import (
+from besmart_server.server.fields import (
     check_custom_fields,
     check_text,
     dump_json,
     load_json,
     parse_json,
-    readable_filter,
-    require_readable_client,
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
-from besmart_server.server.signals.columns import VALUE_MAX
 from besmart_server.server.signals.tables import signal_types
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
-from besmart_server.server.users.service import Principal
+from besmart_server.wire import VALUE_MAX
 
 # Latest instant a state may name: 9999-12-31T23:59:59.999Z (keeps ms convertible to dates).
 MAX_MS = 253_402_300_799_999

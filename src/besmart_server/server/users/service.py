@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from besmart_server.schemas.users import ROLE_RANK, ClientRole, Role, TokenResponse
+from besmart_server.schemas.users import ClientRole, Role, TokenResponse
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.errors import (
     Conflict,
-    Forbidden,
     Invalid,
     NotFound,
     Throttled,
@@ -28,35 +27,6 @@ from besmart_server.server.users.tables import (
     user_roles,
     users,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a user (by token) or a client's API key."""
-
-    user_id: int | None
-    login: str | None
-    is_admin: bool = False
-    roles: dict[int, Role] = field(default_factory=dict)
-
-    def role_in(self, client_cid: int) -> Role | None:
-        """The caller's role on a client; admins are owners everywhere."""
-        if self.is_admin:
-            return Role.owner
-        return self.roles.get(client_cid)
-
-    def can(self, client_cid: int, role: Role) -> bool:
-        """True when the caller holds at least `role` on the client."""
-        have = self.role_in(client_cid)
-        return have is not None and ROLE_RANK[have] >= ROLE_RANK[role]
-
-    def require(self, client_cid: int, role: Role, *, what: str) -> None:
-        """404 when the caller cannot see the client at all, 403 when the role is too low."""
-        if not self.can(client_cid, Role.read):
-            raise NotFound(f"{what} not found")
-        if not self.can(client_cid, role):
-            raise Forbidden(f"{role.value} role on client {client_cid} required")
-
 
 # --- clients and users -----------------------------------------------------------------
 

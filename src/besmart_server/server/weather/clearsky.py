@@ -18,8 +18,9 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]  # typed only 
 from numpy.typing import NDArray
 from pvlib import clearsky, location  # type: ignore[import-untyped]  # pvlib ships no type hints
 
-from besmart_server.server.signals.pipeline import MS_PER_MINUTE, TYPE_DBL, Frame
+from besmart_server.server.signals.pipeline import MS_PER_MINUTE, Frame
 from besmart_server.server.weather.compat import quiet_pandas_deprecations
+from besmart_server.wire import TYPE_DBL
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from besmart_server.cli_db import open_database
+from besmart_server.server.cli_db import open_database
 from besmart_server.server.weather.providers import Kind, ProviderError, ProviderResult
 
 weather_app = typer.Typer(help="Weather grid: fetch forecasts and history, import files.")

@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 from sqlalchemy import Connection
 
-from besmart_server.demo import DemoInfo
+from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.weather import service
 from besmart_server.server.weather.providers import ProviderResult, ProviderSeries
 from besmart_server.server.weather.providers.files import read_weather_file

@@ -15,7 +15,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from besmart_server.server.signals.pipeline import TYPE_DBL, TYPE_INT, Frame
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.wire import TYPE_DBL, TYPE_INT
 
 EARTH_RADIUS_KM: Final = 6371.0088  # IUGG mean radius
 # Closer than this counts as the grid point itself: path parameters arrive as decimal text,

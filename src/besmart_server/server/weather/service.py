@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, and_, select, text
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid, NotFound
 from besmart_server.server.sensors import service as sensors
@@ -27,17 +28,9 @@ from besmart_server.server.signals import catalog
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.calendar import Period
 from besmart_server.server.signals.columns import empty_data, encode_data
-from besmart_server.server.signals.pipeline import (
-    TYPE_CODES,
-    TYPE_DBL,
-    TYPE_STR,
-    Frame,
-    aggregate,
-    round_significant,
-)
+from besmart_server.server.signals.pipeline import Frame, aggregate, round_significant
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.server.users import service as users
-from besmart_server.server.users.service import Principal
 from besmart_server.server.users.tables import clients
 from besmart_server.server.weather import clearsky
 from besmart_server.server.weather.grid import (
@@ -50,6 +43,7 @@ from besmart_server.server.weather.grid import (
     valid_position,
 )
 from besmart_server.server.weather.providers import ProviderResult
+from besmart_server.wire import TYPE_CODES, TYPE_DBL, TYPE_STR
 
 WEATHER_CLIENT_NAME: Final = "Weather (system)"
 WEATHER_POINT_TYPE: Final = SENSOR_TYPE_IDS["weather point"]

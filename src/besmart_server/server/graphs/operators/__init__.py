@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from besmart_server.server.graphs.engine import Operator
+from besmart_server.server.graphs.operator_api import Operator
 from besmart_server.server.graphs.operators import (
     arithmetic,
     balance,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     Env,

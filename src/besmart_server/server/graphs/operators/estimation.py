@@ -11,7 +11,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     Env,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field, field_validator
 
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     MAX_STEP_MINUTES,
     POWER,
     Env,

@@ -14,7 +14,7 @@ import pandas as pd
 from demandlib import bdew  # type: ignore[import-untyped,unused-ignore]  # untyped package
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     Country,

@@ -11,7 +11,7 @@ import pandas as pd
 import pvlib  # type: ignore[import-untyped,unused-ignore]  # pvlib ships no type hints
 from pydantic import Field
 
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     MAX_STEP_MINUTES,
     POWER,
     Env,

@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from besmart_server.server.errors import Invalid
-from besmart_server.server.graphs.engine import (
+from besmart_server.server.graphs.operator_api import (
     ENERGY_PER_INTERVAL,
     MAX_STEP_MINUTES,
     POWER,

@@ -21,9 +21,12 @@ from typing import Final, NamedTuple, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-ORIGIN_OBSERVED: Final = 1
-ORIGIN_FORECAST: Final = 2
-ORIGIN_MODEL: Final = 3  # model estimate / analysis / typical year
+from besmart_server.wire import ORIGIN_CALCULATED, ORIGIN_MEASURED, ORIGIN_PREDICTED
+
+# A provider's kinds of value by the origin they are stored with (besmart_server.wire).
+ORIGIN_OBSERVED: Final = ORIGIN_MEASURED
+ORIGIN_FORECAST: Final = ORIGIN_PREDICTED
+ORIGIN_MODEL: Final = ORIGIN_CALCULATED  # model estimate / analysis / typical year
 
 # The symbols a provider may fill: the weather signal types of the catalog, except GHI_CS,
 # which is computed on request.

@@ -1,5 +1,8 @@
 """Measured quality of the shipped graphs on the demo data (`besmart graph quality`).
 
+A benchmark harness, not a part of the server: it loads the demo and runs the graphs through
+the services as a caller would.
+
 On a database holding the demo (`load_demo`):
 
 - load_forecast: the demo meters' A+ registers are replayed as a live feed would have stored
@@ -24,10 +27,11 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from besmart_server.demo import DemoInfo
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.graphs import engine
+from besmart_server.server.demo_info import DemoInfo
+from besmart_server.server.graphs import operator_api
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.evaluate import backtest
 from besmart_server.server.graphs.operators.signals import read_energy
@@ -37,11 +41,10 @@ from besmart_server.server.sensors import service as sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import signal_type_by_symbol
 from besmart_server.server.signals.columns import Columns
-from besmart_server.server.signals.pipeline import TYPE_DBL
 from besmart_server.server.signals.store import store_for
-from besmart_server.server.users.service import Principal
 from besmart_server.server.weather.compat import quiet_pandas_deprecations
 from besmart_server.server.weather.demo import LAT, LON
+from besmart_server.wire import TYPE_DBL
 
 
 def _moid(symbol: str) -> int:
@@ -83,7 +86,7 @@ def replay_as_live_feed(
     """Store a series' newest values again, each acquired `delay_ms` after its capture."""
     ctx = DbContext.over(db, ADMIN)
     s = ctx.read_signal(cid, mid, moid, since, till, get_last=True, raw=True)
-    t = engine.ns(s.index) // 1_000_000
+    t = operator_api.ns(s.index) // 1_000_000
     _write(db, cid, mid, moid, t, s.to_numpy(), t + delay_ms)
     return len(s)
 
@@ -161,7 +164,7 @@ def measure(db: Database, info: DemoInfo, settings: Settings) -> dict[str, Any]:
     lo = PV_SINCE - 22 * DAY_MS
     hi = PV_SINCE + PV_DAYS * DAY_MS
     ref = reference_pv(db, lo, hi)
-    t = engine.ns(ref.index) // 1_000_000
+    t = operator_api.ns(ref.index) // 1_000_000
     _write(db, cid, pv, P_PV, t, ref.to_numpy(), t + HOUR_MS)
     pv_body: dict[str, Any] = {
         "client_cid": cid,
@@ -188,9 +191,9 @@ def _estimation(
     cid = info.client_cid
     ctx = DbContext.over(db, ADMIN)
     register = ctx.read_signal(cid, info.sensors["meter_2"], A_PLUS, month, today, get_last=True)
-    daily = register[(engine.ns(register.index) // 1_000_000) % DAY_MS == 0]
+    daily = register[(operator_api.ns(register.index) // 1_000_000) % DAY_MS == 0]
     coarse = _new_sensor(db, cid, "Coarse meter (daily readings of meter_2)")
-    t = engine.ns(daily.index) // 1_000_000
+    t = operator_api.ns(daily.index) // 1_000_000
     _write(db, cid, coarse, A_PLUS, t, daily.to_numpy(), t + HOUR_MS)
     body = [
         {
@@ -208,9 +211,9 @@ def _estimation(
     since, till = int(t[1]), int(t[-2])
     record = run_now(db, ADMIN, "estimation", since, till, body, settings=settings)
     profile = ctx.read_signal(cid, coarse, EA_PLUS, since, till, get_last=True)
-    per_day = profile.groupby(engine.ns(profile.index) // 1_000_000 // DAY_MS * DAY_MS).sum()
+    per_day = profile.groupby(operator_api.ns(profile.index) // 1_000_000 // DAY_MS * DAY_MS).sum()
     target = daily.diff().shift(-1)
-    target.index = engine.ns(target.index) // 1_000_000
+    target.index = operator_api.ns(target.index) // 1_000_000
     gaps = (per_day - target.reindex(per_day.index)).abs()
     return {
         "days": len(per_day),
@@ -235,7 +238,12 @@ def _balance(
     record = run_now(db, ADMIN, "balance", month, today, body, settings=settings)
     metrics = record["metrics"][0]["0:balance"]
     ctx = DbContext.over(db, ADMIN)
-    env = engine.Env(ctx, engine.ms_to_ts(month), engine.ms_to_ts(today), engine.ms_to_ts(today))
+    env = operator_api.Env(
+        ctx,
+        operator_api.ms_to_ts(month),
+        operator_api.ms_to_ts(today),
+        operator_api.ms_to_ts(today),
+    )
 
     def energy(mid: int, moid: int, **opts: Any) -> pd.Series[float]:
         return read_energy(env, cid, mid, moid, month, today, 15, get_last=True, **opts)
