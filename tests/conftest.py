@@ -21,8 +21,8 @@ from besmart_server.server.all_tables import CATALOG_TABLES, metadata
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.tables import sensor_types
-from besmart_server.server.states.tables import meter_types
 from besmart_server.server.users import security
 
 

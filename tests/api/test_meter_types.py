@@ -13,9 +13,9 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.errors import AppError, Conflict, Invalid
 from besmart_server.server.meters import service as meters
+from besmart_server.server.meters.catalog import METER_TYPES
+from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.states import service as states
-from besmart_server.server.states.catalog import METER_TYPES
-from besmart_server.server.states.tables import meter_types
 from besmart_server.server.users import service as users
 from tests.api.sensor_helpers import ENERGY_METER, T0, THREE_PHASE, loc_of, new_sensor, new_state
 from tests.factories import Actor, make_client, make_tenant, make_user

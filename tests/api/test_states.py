@@ -11,7 +11,8 @@ from sqlalchemy import func, insert, select
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
-from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
+from besmart_server.server.meters.tables import meter_types
+from besmart_server.server.states.tables import sensor_states, signal_states
 from tests.api.sensor_helpers import (
     A_MINUS,
     A_PLUS,

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.graphs.tables import graph_runs, graphs
+from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.tables import blocks, series
-from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
+from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import api_keys, clients, tokens, user_roles

@@ -1,4 +1,4 @@
-"""Pure rules of sensor states and the sensor tree."""
+"""Pure rules of sensor states."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from besmart_server.server.states.rules import (
     Period,
-    creates_cycle,
     first_overlap,
-    in_force,
     is_ordered,
     overlap,
 )
@@ -66,42 +64,3 @@ def test_first_overlap_is_the_earliest_clash() -> None:
 )
 def test_is_ordered(since: int, till: int | None, ok: bool) -> None:
     assert is_ordered(since, till) is ok
-
-
-@pytest.mark.parametrize(
-    ("period", "at", "expected"),
-    [
-        (Period(10, 20), 10, True),
-        (Period(10, 20), 19, True),
-        (Period(10, 20), 20, False),
-        (Period(10, 20), 9, False),
-        (Period(10, None), 10**15, True),
-    ],
-)
-def test_in_force_is_half_open(period: Period, at: int, expected: bool) -> None:
-    assert in_force(period, at) is expected
-
-
-# A tree: 1 is the root; 2 and 3 below it; 4 below 2.
-TREE = {1: None, 2: 1, 3: 1, 4: 2}
-
-
-@pytest.mark.parametrize(
-    ("node", "parent", "expected"),
-    [
-        pytest.param(1, 4, True, id="root-under-grandchild"),
-        pytest.param(2, 4, True, id="under-own-child"),
-        pytest.param(2, 2, True, id="self"),
-        pytest.param(4, 3, False, id="move-to-sibling-branch"),
-        pytest.param(3, 4, False, id="under-cousin"),
-        pytest.param(5, 4, False, id="new-leaf"),
-    ],
-)
-def test_creates_cycle(node: int, parent: int, expected: bool) -> None:
-    assert creates_cycle(node, parent, TREE.get) is expected
-
-
-def test_existing_loop_above_does_not_hang() -> None:
-    broken = {1: 2, 2: 1, 3: None}
-    assert creates_cycle(3, 1, broken.get) is False
-    assert creates_cycle(1, 2, broken.get) is True

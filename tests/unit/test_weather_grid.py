@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +13,6 @@ from besmart_server.server.weather.grid import (
     EARTH_RADIUS_KM,
     GridPoint,
     haversine_km,
-    idw_aligned,
     idw_frames,
     idw_weights,
     nearest,
@@ -85,8 +83,8 @@ def test_between_two_points_inverse_distance_squared() -> None:
     # 1/0.25² : 1/0.75² = 16 : 16/9 = 9 : 1
     assert found[0].weight == pytest.approx(0.9)
     assert found[1].weight == pytest.approx(0.1)
-    combined = idw_aligned([[10.0], [20.0]], [n.weight for n in found])
-    assert combined.tolist() == pytest.approx([11.0])
+    combined = idw_frames([_frame([0], [10.0]), _frame([0], [20.0])], [n.weight for n in found])
+    assert combined.value.tolist() == pytest.approx([11.0])
 
 
 def test_midpoint_weights_equal() -> None:
@@ -148,18 +146,6 @@ def test_weights_exact_and_duplicates() -> None:
     assert idw_weights([]).shape == (0,)
 
 
-def test_nan_in_one_neighbour_renormalises() -> None:
-    values = [[10.0, NAN, 30.0, NAN], [20.0, 40.0, NAN, NAN]]
-    out = idw_aligned(values, [0.75, 0.25])
-    assert out[:3].tolist() == pytest.approx([12.5, 40.0, 30.0])
-    assert math.isnan(out[3])
-
-
-def test_idw_aligned_shape_checked() -> None:
-    with pytest.raises(ValueError, match="neighbours"):
-        idw_aligned([[1.0, 2.0]], [0.5, 0.5])
-
-
 def _frame(time: list[int], value: list[float], origin: int = 3, acq: int = 1) -> Frame:
     n = len(time)
     return Frame.from_columns(time, [origin] * n, [acq] * n, [TYPE_DBL] * n, value)
@@ -216,6 +202,7 @@ def test_idw_stays_within_the_neighbours_values(
     assert sum(n.weight for n in found) == pytest.approx(1.0)
     distances = [n.distance_km for n in found]
     assert distances == sorted(distances)
-    picked = np.array([[values[n.point.key]] for n in found])
-    out = float(idw_aligned(picked, [n.weight for n in found])[0])
-    assert picked.min() - 1e-9 <= out <= picked.max() + 1e-9
+    picked = [values[n.point.key] for n in found]
+    frames = [_frame([0], [v]) for v in picked]
+    out = float(idw_frames(frames, [n.weight for n in found]).value[0])
+    assert min(picked) - 1e-9 <= out <= max(picked) + 1e-9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from besmart_server.server.db import metadata
 from besmart_server.server.graphs import tables as graph_tables
+from besmart_server.server.meters import tables as meter_tables
 from besmart_server.server.mqtt import tables as mqtt_tables
 from besmart_server.server.sensors import tables as sensor_tables
 from besmart_server.server.signals import tables as signal_tables
@@ -17,6 +18,7 @@ __all__ = [
     "CATALOG_TABLES",
     "graph_tables",
     "metadata",
+    "meter_tables",
     "mqtt_tables",
     "sensor_tables",
     "signal_tables",

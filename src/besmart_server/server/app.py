@@ -18,6 +18,7 @@ from besmart_server.server.db import Database
 from besmart_server.server.docs import add_docs
 from besmart_server.server.errors import AppError, Invalid, Throttled, Unauthorized
 from besmart_server.server.graphs.router import router as graphs_router
+from besmart_server.server.meters.router import router as meters_router
 from besmart_server.server.middleware import LimitsAndHeaders
 from besmart_server.server.mqtt.router import router as mqtt_router
 from besmart_server.server.sensors.router import router as sensors_router
@@ -60,8 +61,9 @@ def render_error(exc: AppError) -> Response:
 
 
 def _routers() -> list[APIRouter]:
-    """Every router of the API. Fixed paths (/api/sensors/states, /api/sensors/signals/...)
-    come before the sensor router, whose /api/sensors/{client_cid}.{sensor_mid} is a pattern."""
+    """Every router of the API. Fixed paths (/api/sensors/states, /api/sensors/signals/,
+    /api/sensors/meters...) come before the sensor router, whose
+    /api/sensors/{client_cid}.{sensor_mid} is a pattern."""
     return [
         users_router,
         states_router,
@@ -70,6 +72,7 @@ def _routers() -> list[APIRouter]:
         weather_router,
         graphs_router,
         mqtt_router,
+        meters_router,
         sensors_router,
     ]
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select
 
+from besmart_server.server.meters.catalog import METER_TYPES
+from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.catalog import SENSOR_TYPES
 from besmart_server.server.sensors.tables import sensor_types
 from besmart_server.server.signals.catalog import SIGNAL_TYPES, UNITS, unit_by_symbol
 from besmart_server.server.signals.tables import signal_types, units
-from besmart_server.server.states.catalog import METER_TYPES
-from besmart_server.server.states.tables import meter_types
 
 
 def _upsert(conn: Connection, table: Table, key: str, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -1,12 +1,14 @@
 """HTTP routes of the meter type catalog (beyond the spec; thin: parse, call the service).
 
-Included by the sensors router before its /api/sensors/{client_cid}.{sensor_mid} patterns."""
+Mounted by the app before the sensors router and its /api/sensors/{client_cid}.{sensor_mid}
+patterns."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import MeterTypeResponse
@@ -28,6 +30,27 @@ PhasesQ = Annotated[
 AmiQ = Annotated[bool | None, Query(description="A smart meter read remotely (AMI)")]
 DcuQ = Annotated[bool | None, Query(description="A data concentrator unit")]
 BalanceQ = Annotated[bool | None, Query(description="A meter used for energy balance")]
+
+
+def _fields(
+    description: DescriptionQ = None,
+    number_of_phases: PhasesQ = None,
+    is_ami: AmiQ = None,
+    is_dcu: DcuQ = None,
+    is_balance: BalanceQ = None,
+) -> MeterTypeFields:
+    """The optional meter type fields of a create or an update, as the query gives them (the
+    routes add `meter_type_name`, required on create)."""
+    return MeterTypeFields(
+        description=description,
+        number_of_phases=number_of_phases,
+        is_ami=is_ami,
+        is_dcu=is_dcu,
+        is_balance=is_balance,
+    )
+
+
+FieldsQ = Annotated[MeterTypeFields, Depends(_fields)]
 
 _RULES = (
     "System types (`client_cid` null) are seeded and cannot be changed (403); a type of a "
@@ -80,21 +103,10 @@ def post_meter_type(
     meter_type_name: Annotated[
         str, Query(description="Name of the meter type", min_length=1, max_length=200)
     ],
-    description: DescriptionQ = None,
-    number_of_phases: PhasesQ = None,
-    is_ami: AmiQ = None,
-    is_dcu: DcuQ = None,
-    is_balance: BalanceQ = None,
+    fields: FieldsQ,
 ) -> MeterTypeResponse:
     """Create meter type."""
-    fields = MeterTypeFields(
-        meter_type_name=meter_type_name,
-        description=description,
-        number_of_phases=number_of_phases,
-        is_ami=is_ami,
-        is_dcu=is_dcu,
-        is_balance=is_balance,
-    )
+    fields = replace(fields, meter_type_name=meter_type_name)
     return service.create_meter_type(conn, user, client_cid=client_cid, fields=fields)
 
 
@@ -115,24 +127,13 @@ def put_meter_type(
     conn: ConnDep,
     user: CurrentUser,
     meter_type_id: MeterTypePath,
+    fields: FieldsQ,
     meter_type_name: Annotated[
         str | None, Query(description="Name of the meter type", min_length=1, max_length=200)
     ] = None,
-    description: DescriptionQ = None,
-    number_of_phases: PhasesQ = None,
-    is_ami: AmiQ = None,
-    is_dcu: DcuQ = None,
-    is_balance: BalanceQ = None,
 ) -> MeterTypeResponse:
     """Update meter type: only the given fields change."""
-    fields = MeterTypeFields(
-        meter_type_name=meter_type_name,
-        description=description,
-        number_of_phases=number_of_phases,
-        is_ami=is_ami,
-        is_dcu=is_dcu,
-        is_balance=is_balance,
-    )
+    fields = replace(fields, meter_type_name=meter_type_name)
     return service.update_meter_type(conn, user, meter_type_id, fields)
 
 

@@ -18,7 +18,8 @@ from besmart_server.server.access import (
 )
 from besmart_server.server.errors import Conflict, Forbidden, Invalid, NotFound
 from besmart_server.server.fields import check_text
-from besmart_server.server.states.tables import meter_types, sensor_states
+from besmart_server.server.meters.tables import meter_types
+from besmart_server.server.states.tables import sensor_states
 from besmart_server.server.users.tables import clients
 
 

@@ -27,7 +27,7 @@ METER_2_READINGS: dict[str, dict[int, tuple[float, float | None]]] = {
     "old": {A_PLUS: (1520.0, 4873.25), A_MINUS: (12.0, 40.5)},
     "new": {A_PLUS: (0.0, None), A_MINUS: (0.0, None)},
 }
-# Meter types of the seeded catalog (states/catalog.py).
+# Meter types of the seeded catalog (meters/catalog.py).
 _THREE_PHASE, _CT_CONNECTED, _THREE_PHASE_AMI = 2, 3, 5
 
 _LOADER = Principal(user_id=None, login="demo-loader", is_admin=True)

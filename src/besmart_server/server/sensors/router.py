@@ -1,19 +1,20 @@
 """HTTP routes of the sensors module (thin: parse, authorize, call the service).
 
-Fixed paths (/api/sensors/types, /find, /meters...) are declared before the
-/api/sensors/{client_cid}.{sensor_mid} patterns and the bare-number catch-all."""
+Fixed paths (/api/sensors/types, /find...) are declared before the
+/api/sensors/{client_cid}.{sensor_mid} patterns and the bare-number catch-all; the meter type
+catalog (/api/sensors/meters) is a router of its own, mounted by the app before this one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.sensors import SensorResponse, SensorTypeResponse
 from besmart_server.server.deps import ConnDep, CurrentUser
 from besmart_server.server.errors import R401, R403, R404, R409, Invalid
-from besmart_server.server.meters.router import router as meters_router
 from besmart_server.server.sensors import service
 from besmart_server.server.sensors.service import SensorFields, SensorFilter
 
@@ -30,6 +31,43 @@ CommentsQ = Annotated[str | None, Query(max_length=10_000)]
 UncertainQ = Annotated[bool | None, Query(description="Uncertain sensor")]
 NegligibleQ = Annotated[bool | None, Query(description="Negligible sensor")]
 BalanceQ = Annotated[bool | None, Query(description="Include in energy balance calculation")]
+
+NodeQ = Annotated[int | None, Query(description="Node ID (parent sensor_mid)", ge=0, le=ID_MAX)]
+AnnotationsQ = Annotated[str | None, Query(description="Annotations, in json format")]
+NameQ = Annotated[str, Query(description="Name of the sensor", min_length=1, max_length=500)]
+
+
+def _fields(
+    sensor_type_id: TypeQ = None,
+    sensor_eid: EidQ = None,
+    lat: LatQ = None,
+    lon: LonQ = None,
+    info: InfoQ = None,
+    comments: CommentsQ = None,
+    uncertain: UncertainQ = None,
+    negligible: NegligibleQ = None,
+    balance_calculation: BalanceQ = None,
+    node_id: NodeQ = None,
+    annotations: AnnotationsQ = None,
+) -> SensorFields:
+    """The optional sensor fields of a create or an update, as the query gives them (the
+    routes add `name`, required on create)."""
+    return SensorFields(
+        sensor_type_id=sensor_type_id,
+        sensor_eid=sensor_eid,
+        lat=lat,
+        lon=lon,
+        node_id=node_id,
+        annotations=annotations,
+        info=info,
+        comments=comments,
+        uncertain=uncertain,
+        negligible=negligible,
+        balance_calculation=balance_calculation,
+    )
+
+
+FieldsQ = Annotated[SensorFields, Depends(_fields)]
 
 _SENSOR_KEY_HELP = (
     "The sensor is addressed as {client_cid}.{sensor_mid}, two integers (e.g. 14.10594)."
@@ -89,10 +127,6 @@ def find_sensors(
     return service.find_sensors(conn, user, where, limit=limit, offset=offset)
 
 
-# The meter type catalog: /api/sensors/meters and /api/sensors/meters/{meter_type_id}.
-router.include_router(meters_router)
-
-
 @router.post(
     "/api/sensors",
     status_code=201,
@@ -108,36 +142,11 @@ def post_sensor(
     conn: ConnDep,
     user: CurrentUser,
     client_cid: Annotated[int, Query(description="Client CID", ge=0, le=ID_MAX)],
-    name: Annotated[str, Query(description="Name of the sensor", min_length=1, max_length=500)],
-    sensor_type_id: TypeQ = None,
-    sensor_eid: EidQ = None,
-    lat: LatQ = None,
-    lon: LonQ = None,
-    info: InfoQ = None,
-    comments: CommentsQ = None,
-    uncertain: UncertainQ = None,
-    negligible: NegligibleQ = None,
-    balance_calculation: BalanceQ = None,
-    node_id: Annotated[
-        int | None, Query(description="Node ID (parent sensor_mid)", ge=0, le=ID_MAX)
-    ] = None,
-    annotations: Annotated[str | None, Query(description="Annotations, in json format")] = None,
+    name: NameQ,
+    fields: FieldsQ,
 ) -> SensorResponse:
     """Create new sensor."""
-    fields = SensorFields(
-        name=name,
-        sensor_type_id=sensor_type_id,
-        sensor_eid=sensor_eid,
-        lat=lat,
-        lon=lon,
-        node_id=node_id,
-        annotations=annotations,
-        info=info,
-        comments=comments,
-        uncertain=uncertain,
-        negligible=negligible,
-        balance_calculation=balance_calculation,
-    )
+    fields = replace(fields, name=name)
     return service.create_sensor(conn, user, client_cid=client_cid, fields=fields)
 
 
@@ -171,38 +180,13 @@ def put_sensor(
     user: CurrentUser,
     client_cid: ClientPath,
     sensor_mid: SensorPath,
-    node_id: Annotated[int | None, Query(description="Node ID", ge=0, le=ID_MAX)] = None,
+    fields: FieldsQ,
     name: Annotated[
         str | None, Query(description="Name of the sensor", min_length=1, max_length=500)
     ] = None,
-    sensor_type_id: TypeQ = None,
-    sensor_eid: EidQ = None,
-    lat: LatQ = None,
-    lon: LonQ = None,
-    annotations: Annotated[
-        str | None, Query(description="Annotations to sensor update, in json format")
-    ] = None,
-    info: InfoQ = None,
-    comments: CommentsQ = None,
-    uncertain: UncertainQ = None,
-    negligible: NegligibleQ = None,
-    balance_calculation: BalanceQ = None,
 ) -> SensorResponse:
     """Update sensor: only the given fields change."""
-    fields = SensorFields(
-        name=name,
-        sensor_type_id=sensor_type_id,
-        sensor_eid=sensor_eid,
-        lat=lat,
-        lon=lon,
-        node_id=node_id,
-        annotations=annotations,
-        info=info,
-        comments=comments,
-        uncertain=uncertain,
-        negligible=negligible,
-        balance_calculation=balance_calculation,
-    )
+    fields = replace(fields, name=name)
     return service.update_sensor(conn, user, client_cid, sensor_mid, fields)
 
 

@@ -35,8 +35,8 @@ from besmart_server.server.fields import (
     parse_json,
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
+from besmart_server.server.sensors.tree import creates_cycle
 from besmart_server.server.signals.tables import blocks, series
-from besmart_server.server.states.rules import creates_cycle
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.server.users.tables import clients
 

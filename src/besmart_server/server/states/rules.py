@@ -1,8 +1,8 @@
-"""Pure rules of sensor states and the sensor tree: intervals and cycles, no database."""
+"""Pure rules of sensor states: half-open installation periods, no database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -31,23 +31,3 @@ def first_overlap(candidate: Period, others: Iterable[Period]) -> Period | None:
     """The earliest of `others` that `candidate` overlaps, if any (pass others without it)."""
     hits = [p for p in others if overlap(candidate, p)]
     return min(hits, key=lambda p: (p.since, p.id)) if hits else None
-
-
-def in_force(period: Period, at: int) -> bool:
-    """True when `at` lies in [since, till)."""
-    return period.since <= at and (period.till is None or at < period.till)
-
-
-def creates_cycle(node: int, new_parent: int, parent_of: Callable[[int], int | None]) -> bool:
-    """Would making `new_parent` the parent of `node` close a loop in the tree?
-
-    Walks up from `new_parent`; a loop that already exists above it without `node` ends
-    the walk (it is not this change's cycle)."""
-    seen: set[int] = set()
-    current: int | None = new_parent
-    while current is not None and current not in seen:
-        if current == node:
-            return True
-        seen.add(current)
-        current = parent_of(current)
-    return False

@@ -28,10 +28,11 @@ from besmart_server.server.fields import (
     load_json,
     parse_json,
 )
+from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.signals.tables import signal_types
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
-from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
+from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.wire import VALUE_MAX
 
 # Latest instant a state may name: 9999-12-31T23:59:59.999Z (keeps ms convertible to dates).

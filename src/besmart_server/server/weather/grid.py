@@ -108,25 +108,6 @@ def nearest(
     ]
 
 
-def idw_aligned(values: ArrayLike, weights: ArrayLike) -> F64:
-    """IDW of aligned series: `values` is (neighbours, times); NaN where a neighbour has none.
-
-    At each time the weights of the neighbours that have a value are renormalised, so a gap in
-    one neighbour does not pull the result towards zero; where no neighbour has a value the
-    result is NaN.
-    """
-    v = np.asarray(values, np.float64)
-    w = np.asarray(weights, np.float64).reshape(-1, 1)
-    if v.ndim != 2 or v.shape[0] != w.shape[0]:
-        raise ValueError("values must be (neighbours, times) with one weight per neighbour")
-    present = np.isfinite(v)
-    wsum = np.where(present, w, 0.0).sum(axis=0)
-    num = np.where(present, v * w, 0.0).sum(axis=0)
-    out = np.full(v.shape[1], np.nan)
-    np.divide(num, wsum, out=out, where=wsum > 0)
-    return out
-
-
 def idw_frames(frames: Sequence[Frame], weights: Sequence[float]) -> Frame:
     """IDW of the neighbours' frames per (time, origin): one DBL point where any has a value.
 
