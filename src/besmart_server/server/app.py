@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from besmart_server import API_VERSION, __version__
+from besmart_server.server.charts.router import router as chart_router
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.docs import add_docs
@@ -22,7 +23,6 @@ from besmart_server.server.meters.router import router as meters_router
 from besmart_server.server.middleware import LimitsAndHeaders
 from besmart_server.server.mqtt.router import router as mqtt_router
 from besmart_server.server.sensors.router import router as sensors_router
-from besmart_server.server.signals.chart_router import router as chart_router
 from besmart_server.server.signals.router import router as signals_router
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
