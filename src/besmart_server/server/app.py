@@ -48,7 +48,7 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> R
 
 
 def render_error(exc: AppError) -> Response:
-    """domain.md's error bodies: strings for 404/409/403, detail objects otherwise."""
+    """The error bodies of docs/domain.md: strings for 404/409/403, detail objects otherwise."""
     if isinstance(exc, Invalid):
         return _json(exc.status, exc.body())
     if isinstance(exc, Unauthorized):

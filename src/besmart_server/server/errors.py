@@ -1,4 +1,4 @@
-"""Errors that carry their HTTP status, rendered by one handler in domain.md's bodies."""
+"""Errors that carry their HTTP status, rendered by one handler (docs/domain.md, "Errors")."""
 
 from __future__ import annotations
 

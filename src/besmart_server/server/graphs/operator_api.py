@@ -114,7 +114,7 @@ class Context(Protocol):
         till: int,
         **read_options: Any,
     ) -> Series:
-        """A signal over [since, till) with the read options of domain.md (delta_t, get_last...)."""
+        """A signal over [since, till) with docs/domain.md's read options (delta_t, get_last)."""
         ...
 
     def read_weather(

@@ -129,7 +129,7 @@ def read_energy(
 
 
 class SignalsParams(Windowed):
-    """Which signal to read and with which read options (domain.md § Reading a signal)."""
+    """Which signal to read and with which read options (docs/domain.md, "Reading a signal")."""
 
     client_cid: Id
     sensor_mid: Id

@@ -7,7 +7,7 @@ seconds (`timeformat=unixtime`, `timezone=GMT`) and wind in m/s. Errors come as 
 
 Origins: a forecast run is origin 2 with `acq_time` = when it was fetched, so every run stays
 a separate version for backtests. The archive is a reanalysis — a model estimate, not an
-observation — so it is origin 3 as domain.md defines it (the origin public clients read
+observation — so it is origin 3 as docs/domain.md defines it (the origin public clients read
 hourly temperature from); `archive_origin` changes that should a deployment want 1.
 """
 
