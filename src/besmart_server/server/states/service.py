@@ -26,8 +26,8 @@ from besmart_server.server.sensors.service import (
     require_readable_client,
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
+from besmart_server.server.signals.catalog import signal_type_by_moid
 from besmart_server.server.signals.columns import VALUE_MAX
-from besmart_server.server.signals.tables import signal_types
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
 from besmart_server.server.states.tables import meter_types, sensor_states, signal_states
 from besmart_server.server.users.service import Principal
@@ -113,7 +113,7 @@ def _signal_dto(row: Row[Any]) -> SignalStateDto:
 
 
 def _check_signal_type(conn: Connection, moid: int) -> None:
-    if conn.scalar(select(signal_types.c.moid).where(signal_types.c.moid == moid)) is None:
+    if signal_type_by_moid(moid) is None:
         raise Invalid(f"Signal type {moid} not found", loc=("query", "signal_type_moid"))
 
 
