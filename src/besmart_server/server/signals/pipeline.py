@@ -266,7 +266,7 @@ def stitch_shifts(periods: Sequence[StatePeriod]) -> list[float]:
     missing `value_for_till` counts as equal to `value_for_since` (no known increment). This
     function never guesses from the readings it is given (they depend on the window); the
     read path fills a missing `value_for_till` from the store first (the meter's last live
-    reading before the swap: service._assume_swap_readings), so the fallback here only holds
+    reading before the swap: assume_swap_readings), so the fallback here only holds
     for a period without readings.
     """
     shifts: list[float] = []

@@ -439,9 +439,7 @@ def read_frame(
     sid = ids.get((q.sensor_mid, t.moid))
     origin = q.signal_origin_id
     points = neighbours = Frame.empty()
-    if sid is None:
-        pass
-    elif plan.newest_only:
+    if sid is not None and plan.newest_only:
         points = store.read_latest(
             conn, sid, q.since, q.till, origin=origin, limit=budget.left, acq_before=plan.acq_before
         )
@@ -449,7 +447,7 @@ def read_frame(
             neighbours = store.neighbours(
                 conn, sid, q.since, q.till, origin=origin, acq_before=plan.acq_before
             )
-    else:
+    elif sid is not None:
         points = store.read(conn, sid, q.since, q.till, origin=origin, limit=budget.left)
     budget.take(len(points) + len(neighbours))
     periods: list[StatePeriod] = []
