@@ -430,13 +430,46 @@ def read_frame(
     if buckets is not None and (q.till - q.since) // buckets.nominal_ms > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
+    got = _fetch(conn, store, q, t, plan, budget, None if pre is None else pre.series)
+    try:
+        out = pipeline.run(
+            got.points,
+            plan,
+            neighbours=got.neighbours,
+            periods=got.periods,
+            swap_edges=got.swap_edges,
+        )
+    except pipeline.Overflow as exc:
+        raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
+    return FrameRead(out.frame, plan.out_unit, got.storage_s, out.warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one read's plan needs from the database (pipeline.run's inputs)."""
+
+    points: Frame
+    neighbours: Frame
+    periods: list[StatePeriod]
+    swap_edges: dict[int, Frame]
+    storage_s: float  # seconds spent reading them
+
+
+def _fetch(
+    conn: Connection,
+    store: SeriesStore,
+    q: ReadQuery,
+    t: SignalType,
+    plan: Plan,
+    budget: ReadBudget,
+    series: dict[SeriesKey, int] | None,
+) -> _Fetched:
+    """The series' points (within the budget), the readings around the window, the sensor's
+    states and the readings before its meter swaps, as far as `plan` needs them; `series` are
+    the series ids a multi-series read looked up already."""
     s0 = time.perf_counter()
-    ids = (
-        pre.series
-        if pre is not None
-        else store.series_ids(conn, [(q.sensor_mid, t.moid)], create=False)
-    )
-    sid = ids.get((q.sensor_mid, t.moid))
+    key = (q.sensor_mid, t.moid)
+    sid = (series if series is not None else store.series_ids(conn, [key], create=False)).get(key)
     origin = q.signal_origin_id
     points = neighbours = Frame.empty()
     if sid is not None and plan.newest_only:
@@ -455,23 +488,15 @@ def read_frame(
     if sid is not None and plan.needs_periods and len(points) + len(neighbours):
         periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply)
         if plan.stitches:
-            # What run may need of them: the newest point before versions are resolved is
-            # at least the newest run sees.
+            # Before versions are resolved the newest point is at least the newest run sees,
+            # so these are all the swaps run may ask for.
             newest = max(int(fr.time.max()) for fr in (points, neighbours) if len(fr))
             for p in missing_swap_ends(periods, newest):
                 assert p.till is not None
                 swap_edges[p.since] = store.neighbours(
                     conn, sid, p.till, None, origin=origin, acq_before=plan.acq_before
                 )
-    storage = time.perf_counter() - s0
-
-    try:
-        got = pipeline.run(
-            points, plan, neighbours=neighbours, periods=periods, swap_edges=swap_edges
-        )
-    except pipeline.Overflow as exc:
-        raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
-    return FrameRead(got.frame, plan.out_unit, storage, got.warnings)
+    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0)
 
 
 def _acq_bound(as_of_ms: int) -> int:
