@@ -273,7 +273,9 @@ def check_query(q: ReadQuery, loc: Loc) -> None:
     buckets_of(q, loc)
 
 
-def _output_unit(q: ReadQuery, t: SignalType, loc: Loc) -> Unit:
+def output_unit(q: ReadQuery, t: SignalType, loc: Loc) -> Unit:
+    """The unit the read answers in: output_unit_id (422 for one that is unknown or of another
+    dimension), else the chart unit of a chart read, else the stored one."""
     if q.output_unit_id is not None:
         try:
             dst = catalog.unit_by_id(q.output_unit_id)
@@ -420,7 +422,7 @@ def read_frame(
         till=q.till,
         kind=t.time_series_type,
         unit=t.unit,
-        out_unit=_output_unit(q, t, loc),
+        out_unit=output_unit(q, t, loc),
         get_last=q.get_last,
         acq_before=None if q.as_of is None else _acq_bound(q.as_of),
         multiply=q.apply_multiplier and t.apply_multiplier,

@@ -288,7 +288,8 @@ def check_weather_query(q: WeatherQuery) -> catalog.SignalType:
 
 def _clear_sky(q: WeatherQuery, t: catalog.SignalType, budget_limit: int) -> signals.FrameRead:
     """GHI_CS for the query: computed, origin 3, through the same aggregation and units."""
-    out_unit = _output_unit(q, t)
+    as_signal = q.signal_query(0, 0, newest_only=False)
+    out_unit = signals.output_unit(as_signal, t, ("query",))
     if q.signal_origin_id not in (None, clearsky.CLEAR_SKY_ORIGIN):
         return signals.FrameRead(Frame.empty(), out_unit, 0.0)
     # Sample finely enough that each delta_t bucket averages whole, equal steps.
@@ -301,7 +302,7 @@ def _clear_sky(q: WeatherQuery, t: catalog.SignalType, budget_limit: int) -> sig
     f = clearsky.clear_sky_frame(
         q.lat, q.lon, q.since, q.till, step_minutes=step, acq=now_ms() * 1000
     )
-    buckets = signals.buckets_of(q.signal_query(0, 0, newest_only=False), ("query",))
+    buckets = signals.buckets_of(as_signal, ("query",))
     if buckets is not None:
         f = aggregate(f, kind=t.time_series_type, since=q.since, till=q.till, buckets=buckets)
     value = f.value
@@ -310,23 +311,6 @@ def _clear_sky(q: WeatherQuery, t: catalog.SignalType, budget_limit: int) -> sig
     # Computed, averaged, converted: 15 significant digits, as every computed value.
     f = Frame(f.time, f.origin, f.acq, f.type, round_significant(value))
     return signals.FrameRead(f, out_unit, 0.0)
-
-
-def _output_unit(q: WeatherQuery, t: catalog.SignalType) -> catalog.Unit:
-    if q.output_unit_id is not None:
-        try:
-            dst = catalog.unit_by_id(q.output_unit_id)
-        except catalog.UnknownUnit as exc:
-            raise Invalid(str(exc), loc=("query", "output_unit_id"), type_="unit") from exc
-        src = t.unit
-        if dst.dimension != src.dimension:
-            raise Invalid(
-                f"Cannot convert {src.symbol} ({src.dimension}) to {dst.symbol} ({dst.dimension})",
-                loc=("query", "output_unit_id"),
-                type_="unit_mismatch",
-            )
-        return dst
-    return (t.chart_unit or t.unit) if q.is_chart else t.unit
 
 
 def neighbours_of(
