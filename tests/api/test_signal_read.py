@@ -60,6 +60,18 @@ def test_versions_tombstones_and_get_last(
     ]
 
 
+@pytest.mark.parametrize("params", [{"get_last": True}, {"delta_t": 60}])
+def test_counter_whose_points_are_all_removed_reads_empty(
+    client: TestClient, owner: tuple[int, int, Actor], params: dict[str, Any]
+) -> None:
+    """A stitched counter with nothing left after its tombstones: empty data (was a 500)."""
+    cid, mid, a = owner
+    m = moid("A+")
+    put(client, a.headers, cid, mid, m, {"time": [T0], "value": [1]})
+    put(client, a.headers, cid, mid, m, {"time": [T0], "type": ["RM"]})
+    assert get(client, a.headers, cid, mid, m, T0, T0 + H, **params)["data"]["time"] == []
+
+
 def test_writes_in_the_same_millisecond_stay_ordered(
     client: TestClient, owner: tuple[int, int, Actor]
 ) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from besmart_server.server.graphs.operator_api import Member, Series, as_series, empty_series, ns
-from besmart_server.server.signals.catalog import signal_type_by_moid
-from besmart_server.server.signals.pipeline import Frame, SeriesKind, aggregate
+from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
+from besmart_server.server.signals.pipeline import Frame, aggregate
 
 Key = tuple[int, int, int]
 

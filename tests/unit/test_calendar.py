@@ -19,7 +19,8 @@ from besmart_server.server.signals.calendar import (
     parse_delta_t,
     zone,
 )
-from besmart_server.server.signals.pipeline import Frame, SeriesKind, aggregate
+from besmart_server.server.signals.catalog import SeriesKind
+from besmart_server.server.signals.pipeline import Frame, aggregate
 
 WAW = ZoneInfo("Europe/Warsaw")
 MIN = 60_000

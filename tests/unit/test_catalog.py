@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from besmart_server.server.db import Database
 from besmart_server.server.signals.catalog import (
     SIGNAL_TYPES,
     UNITS,
+    SeriesKind,
     Unit,
     UnitMismatch,
     UnknownUnit,
@@ -22,7 +24,7 @@ from besmart_server.server.signals.catalog import (
     unit_by_id,
     unit_by_symbol,
 )
-from besmart_server.server.signals.pipeline import SeriesKind
+from besmart_server.server.signals.tables import signal_types, units
 
 SAME_DIMENSION_PAIRS = [
     (a, b) for a, b in itertools.product(UNITS, UNITS) if a.dimension == b.dimension
@@ -223,16 +225,50 @@ def test_conversion_goes_through_the_base(pair: tuple[Unit, Unit], value: float)
     )
 
 
-def test_the_catalog_is_read_once_per_ttl(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A process keeps the catalog for CATALOG_TTL_S (it changes only by migration) and reads
-    it again once that has passed."""
-    from besmart_server.server.signals import service
-
+def test_the_catalog_tables_hold_the_catalog(db: Database) -> None:
+    """The code reads the catalog module, never the tables: the migrations seed the tables
+    from it (series and signal states reference them), row for row."""
     with db.transaction(write=False) as conn:
-        first = service.load_catalog(conn)
-        assert service.load_catalog(conn) is first
-    monkeypatch.setattr(service, "CATALOG_TTL_S", 0.0)
-    with db.transaction(write=False) as conn:
-        again = service.load_catalog(conn)
-    assert again is not first
-    assert again == first
+        unit_rows = conn.execute(select(units).order_by(units.c.unit_id)).all()
+        type_rows = conn.execute(select(signal_types).order_by(signal_types.c.moid)).all()
+    assert [(r.unit_id, r.symbol, r.dimension, r.factor, r.offset) for r in unit_rows] == [
+        (u.unit_id, u.symbol, u.dimension, u.factor, u.offset)
+        for u in sorted(UNITS, key=lambda u: u.unit_id)
+    ]
+    assert [
+        (
+            r.moid,
+            r.symbol,
+            r.description,
+            r.unit_id,
+            r.time_series_type,
+            r.obis_mapping,
+            r.apply_current_ratio,
+            r.apply_voltage_ratio,
+            r.is_measurement,
+            r.group_id,
+            r.group_name,
+            r.chart_expected_unit,
+            r.draw_chart,
+            r.keep_prefix,
+        )
+        for r in type_rows
+    ] == [
+        (
+            t.moid,
+            t.symbol,
+            t.description,
+            t.unit.unit_id,
+            int(t.time_series_type),
+            t.obis,
+            t.apply_current_ratio,
+            t.apply_voltage_ratio,
+            t.is_measurement,
+            t.group_id,
+            t.group,
+            t.chart_expected_unit,
+            t.draw_chart,
+            t.keep_prefix,
+        )
+        for t in sorted(SIGNAL_TYPES, key=lambda t: t.moid)
+    ]

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from besmart_server.server.signals.calendar import Buckets
+from besmart_server.server.signals.catalog import SeriesKind, unit_by_symbol
 from besmart_server.server.signals.pipeline import (
     Frame,
-    SeriesKind,
+    Overflow,
+    Plan,
     StatePeriod,
     aggregate,
     apply_multiplier,
@@ -22,7 +25,9 @@ from besmart_server.server.signals.pipeline import (
     concat,
     filter_origin,
     latest_versions,
+    missing_swap_ends,
     round_significant,
+    run,
     sort_versions,
     stitch,
     stitch_shifts,
@@ -687,3 +692,156 @@ def test_round_significant_is_printing_with_15_digits(xs: list[float]) -> None:
         elif abs(x) < 9e-9:
             assert g == x
     assert round_significant(got).tolist() == got.tolist()
+
+
+# --- run: one read's steps in order, on plain frames ------------------------------------------
+
+KWH, WH, KW = unit_by_symbol("kWh"), unit_by_symbol("Wh"), unit_by_symbol("kW")
+H = 60 * M
+
+
+def plan(kind: SeriesKind = SeriesKind.INSTANTANEOUS, **steps: Any) -> Plan:
+    """A plan over 0..10 h in the kind's usual unit (kW or kWh) with the given steps."""
+    unit = KWH if kind != SeriesKind.INSTANTANEOUS else KW
+    steps.setdefault("out_unit", unit)
+    return Plan(since=0, till=10 * H, kind=kind, unit=unit, **steps)
+
+
+@pytest.mark.parametrize(
+    ("the_plan", "newest_only", "widens", "stitches", "needs_periods", "converts"),
+    [
+        pytest.param(plan(), False, False, False, False, False, id="raw-instantaneous"),
+        pytest.param(plan(get_last=True), True, False, False, False, False, id="get_last"),
+        pytest.param(plan(buckets=Buckets(60)), True, False, False, False, False, id="buckets"),
+        pytest.param(plan(SeriesKind.CUMULATIVE), False, False, True, True, False, id="counter"),
+        pytest.param(
+            plan(SeriesKind.CUMULATIVE, raw=True), False, False, False, False, False, id="raw"
+        ),
+        pytest.param(
+            plan(SeriesKind.CUMULATIVE, buckets=Buckets(60)),
+            True,
+            True,
+            True,
+            True,
+            False,
+            id="counter-buckets",
+        ),
+        pytest.param(plan(multiply=True), False, False, False, True, False, id="multiply"),
+        pytest.param(plan(out_unit=unit_by_symbol("W")), False, False, False, False, True),
+    ],
+)
+def test_plan_decides_what_the_read_needs(
+    the_plan: Plan,
+    newest_only: bool,
+    widens: bool,
+    stitches: bool,
+    needs_periods: bool,
+    converts: bool,
+) -> None:
+    assert the_plan.newest_only is newest_only
+    assert the_plan.widens is widens
+    assert the_plan.stitches is stitches
+    assert the_plan.needs_periods is needs_periods
+    assert the_plan.converts is converts
+
+
+def test_run_without_steps_returns_every_version_as_stored() -> None:
+    points = [dbl(0, 0.1 + 0.2, acq=1), dbl(0, 2.0, acq=2), P(H, 1, 1, TYPE_RM, NAN)]
+    got = run(frame(points), plan())
+    assert_same_points(rows(got.frame), points)  # not rounded: nothing was computed
+    assert got.warnings == ()
+
+
+def test_run_as_of_keeps_the_versions_acquired_before() -> None:
+    points = [dbl(0, 1.0, acq=1_000), dbl(0, 2.0, acq=2_000), dbl(H, 3.0, acq=3_000)]
+    got = run(frame(points), plan(acq_before=2_000))
+    assert_same_points(rows(got.frame), [dbl(0, 1.0, acq=1_000)])
+
+
+def test_run_newest_only_drops_tombstones_the_store_returned() -> None:
+    # With newest_only the store has applied acq_before already: run does not filter again.
+    points = [dbl(0, 1.0, acq=5_000), P(H, 1, 5_000, TYPE_RM, NAN)]
+    got = run(frame(points), plan(get_last=True, acq_before=1_000))
+    assert_same_points(rows(got.frame), [dbl(0, 1.0, acq=5_000)])
+
+
+def test_run_multiplies_stitches_aggregates_and_converts_in_that_order() -> None:
+    # Two meters of a counter with ratio 2 then 3, swapped at 2 h: the first counts 10 -> 14
+    # (value_for_till 14), the second starts at 100.
+    periods = [
+        StatePeriod(0, 2 * H, 2.0, value_for_since=10.0, value_for_till=14.0),
+        StatePeriod(2 * H, None, 3.0, value_for_since=100.0),
+    ]
+    points = [dbl(0, 10.0), dbl(H, 12.0), dbl(2 * H, 100.0), dbl(3 * H, 101.0)]
+    p = plan(
+        SeriesKind.CUMULATIVE,
+        get_last=True,
+        multiply=True,
+        buckets=Buckets(60),
+        out_unit=WH,
+    )
+    got = run(frame(points), p, periods=periods).frame
+    # Multiplied: 20, 24, 300, 303; stitched: the second meter continues from 28 (20 + 2*4):
+    # 20, 24, 28, 31; one counter value per hour start, in Wh.
+    assert got.time.tolist() == [0, H, 2 * H, 3 * H]
+    assert got.value.tolist() == [20_000.0, 24_000.0, 28_000.0, 31_000.0]
+
+
+def test_run_interpolates_a_counter_from_the_neighbours_around_the_window() -> None:
+    p = Plan(
+        since=H,
+        till=2 * H,
+        kind=SeriesKind.CUMULATIVE,
+        unit=KWH,
+        out_unit=KWH,
+        raw=True,
+        buckets=Buckets(60),
+    )
+    neighbours = frame([dbl(0, 0.0), dbl(4 * H, 4.0)])
+    got = run(Frame.empty(), p, neighbours=neighbours).frame
+    assert got.time.tolist() == [H]
+    assert got.value.tolist() == [1.0]
+
+
+def test_run_fills_a_missing_swap_reading_from_the_store_and_says_so() -> None:
+    periods = [
+        StatePeriod(0, 2 * H, 1.0, value_for_since=10.0),  # no value_for_till
+        StatePeriod(2 * H, None, 1.0, value_for_since=0.0),
+    ]
+    points = frame([dbl(3 * H, 5.0)])  # the window holds only the second meter
+    assert missing_swap_ends(periods, 3 * H) == [periods[0]]
+    assert missing_swap_ends(periods, H) == []  # the read ends before the swap
+    edges = {0: frame([dbl(H, 13.0), dbl(H + 30 * M, 14.0)])}  # readings before 2 h
+    got = run(points, plan(SeriesKind.CUMULATIVE), periods=periods, swap_edges=edges)
+    assert got.frame.value.tolist() == [19.0]  # continues from 14: 14 + 5
+    assert len(got.warnings) == 1
+    assert "last reading before the swap (14 at" in got.warnings[0]
+
+
+def test_run_of_a_counter_whose_points_are_all_removed_is_empty() -> None:
+    # Regression: the newest versions all RM left nothing to take the newest time of (a 500).
+    periods = [StatePeriod(0, H, 1.0, value_for_since=1.0), StatePeriod(H, None, 1.0, 0.0)]
+    points = frame([P(0, 1, 1, TYPE_RM, NAN)])
+    got = run(points, plan(SeriesKind.CUMULATIVE, get_last=True), periods=periods)
+    assert len(got.frame) == 0
+
+
+@pytest.mark.parametrize("converted", [False, True])
+def test_run_raises_overflow_for_a_value_beyond_the_double(converted: bool) -> None:
+    points = frame([dbl(0, 1e300), dbl(H, 1.0)])
+    periods = [StatePeriod(0, None, 1e10)]
+    if converted:
+        p = Plan(
+            since=0,
+            till=10 * H,
+            kind=SeriesKind.INSTANTANEOUS,
+            unit=unit_by_symbol("MW"),
+            out_unit=unit_by_symbol("W"),
+        )
+        points = frame([dbl(0, 1e305)])
+        periods = []
+    else:
+        p = plan(multiply=True)
+    with pytest.raises(Overflow, match="The value at time 0 overflows") as exc:
+        run(points, p, periods=periods)
+    assert exc.value.converted is converted

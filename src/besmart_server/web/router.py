@@ -436,7 +436,7 @@ def _sensor_view(
     swaps = [
         {"since": p["st"].since, "till": p["st"].till, "meter": p["st"].meter_eid} for p in periods
     ]
-    names = {t.signal_type_moid: t.symbol for t in signals_service.list_signal_types(conn)}
+    names = {t.signal_type_moid: t.symbol for t in signals_service.list_signal_types()}
     return render(
         request,
         template,

@@ -16,9 +16,8 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, require_readable_client, sensor_for
 from besmart_server.server.db import now_ms
 from besmart_server.server.sensors.tables import sensor_types, sensors
-from besmart_server.server.signals.pipeline import SeriesKind
-from besmart_server.server.signals.service import load_catalog
-from besmart_server.server.signals.tables import blocks, series, signal_types
+from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import sensor_states
 from besmart_server.wire import ORIGIN_MEASURED
 
@@ -205,25 +204,23 @@ def chart_signals(
 ) -> list[ChartSignal]:
     """The sensor's signals that have a series and whose type has draw_chart, by moid."""
     sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
-    types = load_catalog(conn).types
-    rows = conn.execute(
-        select(signal_types.c.moid, signal_types.c.symbol, signal_types.c.description)
-        .select_from(series.join(signal_types, signal_types.c.moid == series.c.signal_type_moid))
-        .where(series.c.sensor_mid == sensor_mid, signal_types.c.draw_chart.is_(True))
-        .order_by(signal_types.c.moid)
+    moids = conn.scalars(
+        select(series.c.signal_type_moid).where(series.c.sensor_mid == sensor_mid).distinct()
     )
     out = []
-    for r in rows:
-        t = types[int(r.moid)]
+    for moid in sorted(int(m) for m in moids):
+        t = signal_type_by_moid(moid)
+        if t is None or not t.draw_chart:
+            continue
         unit = t.chart_unit or t.unit
         out.append(
             ChartSignal(
-                int(r.moid),
-                str(r.symbol),
-                str(r.description or ""),
+                t.moid,
+                t.symbol,
+                t.description,
                 unit.symbol,
-                KIND_NAMES[t.kind],
-                SUMMARY_BY_KIND[t.kind],
+                KIND_NAMES[t.time_series_type],
+                SUMMARY_BY_KIND[t.time_series_type],
             )
         )
     return out

@@ -20,11 +20,10 @@ from besmart_server.server.errors import Invalid
 from besmart_server.server.graphs import metrics
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
-from besmart_server.server.signals.pipeline import SeriesKind
+from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
 from besmart_server.server.signals.service import (
     ReadBudget,
     ReadQuery,
-    load_catalog,
     read_frame,
 )
 from besmart_server.server.signals.store import SeriesStore
@@ -85,8 +84,8 @@ def chart(
         raise Invalid(
             f"max_points must be within 2..{MAX_POINTS_LIMIT}", loc=("query", "max_points")
         )
-    t = load_catalog(conn).types.get(q.signal_type_moid)
-    counter = t is not None and t.kind == SeriesKind.CUMULATIVE and not q.register
+    t = signal_type_by_moid(q.signal_type_moid)
+    counter = t is not None and t.time_series_type == SeriesKind.CUMULATIVE and not q.register
     # A counter's energy per bucket interpolates the register at both edges of each bucket:
     # the readings just outside the window are needed too (the first and the last bucket).
     pad = (
@@ -112,7 +111,7 @@ def chart(
     assert t is not None  # read_frame answered 404 for an unknown type
     f = read.frame
     numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
-    energy_sum = counter or t.kind == SeriesKind.INTERVAL
+    energy_sum = counter or t.time_series_type == SeriesKind.INTERVAL
     step: int | None = None
     if counter:
         step = reduce.energy_step_ms(
@@ -181,7 +180,7 @@ def chart(
         "signal_type_moid": q.signal_type_moid,
         "symbol": t.symbol,
         "unit": read.unit.symbol,
-        "kind": KIND_NAMES[t.kind],
+        "kind": KIND_NAMES[t.time_series_type],
         "mode": mode if not counter else "energy",
         "since": q.since,
         "till": q.till,

@@ -27,10 +27,10 @@ from besmart_server.server.graphs.operator_api import Member, Series, as_series,
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.columns import Columns
-from besmart_server.server.signals.pipeline import round_significant
+from besmart_server.server.signals.pipeline import Frame, round_significant
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.server.weather import service as weather
-from besmart_server.wire import TYPE_CODES, TYPE_DBL, TYPE_INT
+from besmart_server.wire import TYPE_DBL, TYPE_INT
 
 Target = tuple[int, int, int]  # (client_cid, sensor_mid, moid)
 
@@ -41,19 +41,14 @@ _WEATHER_OPTIONS: Final = frozenset({"get_last", "signal_origin_id", "delta_t", 
 _NUMERIC: Final = (TYPE_DBL, TYPE_INT)
 
 
-def _series(time_ms: Any, value: Any, kinds: Any) -> Series:
-    """Numeric points (DBL/INT) as a float series on a UTC index; other types are left out."""
-    t = np.asarray(time_ms, dtype=np.int64)
-    if t.shape[0] == 0:
+def _series(f: Frame) -> Series:
+    """A read's numeric points (DBL/INT) as a float series on a UTC index; other types are
+    left out."""
+    if not len(f):
         return empty_series()
-    k = np.asarray(kinds, dtype=np.int8)
-    keep = np.isin(k, _NUMERIC)
-    if isinstance(value, np.ndarray):
-        v = value.astype(np.float64)
-    else:  # lists with null (RM) or text (STR) in the non-numeric places
-        v = np.array([x if isinstance(x, int | float) else np.nan for x in value], dtype=float)
-    index = pd.to_datetime(t[keep], unit="ms", utc=True)
-    return as_series(pd.Series(v[keep], index=index))
+    keep = np.isin(f.type, _NUMERIC)
+    index = pd.to_datetime(f.time[keep], unit="ms", utc=True)
+    return as_series(pd.Series(f.value[keep], index=index))
 
 
 def _options(given: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
@@ -151,8 +146,7 @@ class DbContext:
         budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         with self.transaction(write=False) as conn:
             got = signals.read_frame(conn, self._store, self.principal, q, budget=budget)
-        f = got.frame
-        return _series(f.time, f.value, f.type)
+        return _series(got.frame)
 
     def read_weather(
         self, lat: float, lon: float, moid: int, since: int, till: int, **read_options: Any
@@ -173,7 +167,7 @@ class DbContext:
         budget = signals.ReadBudget(self.max_points_per_read, max_window_days=self.max_window_days)
         try:
             with self.transaction(write=False) as conn:
-                out = weather.read_weather(
+                got = weather.read_weather_frame(
                     conn,
                     self._store,
                     q,
@@ -183,9 +177,7 @@ class DbContext:
                 )
         except NotFound:
             return empty_series()
-        data = out["data"]
-        kinds = [TYPE_CODES[k] for k in data["type"]]
-        return _series(data["time"], data["value"], kinds)
+        return _series(got.frame)
 
     def sensors_below(self, client_cid: int, node_mid: int) -> list[Member]:
         """The node's children in the grid tree with their balance flags (node readable)."""

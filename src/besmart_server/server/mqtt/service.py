@@ -22,7 +22,7 @@ from besmart_server.server.mqtt import passwords, topics
 from besmart_server.server.mqtt.tables import device_sensors, devices, mqtt_rejected, mqtt_seen
 from besmart_server.server.mqtt.topics import Reading, Refused, Topic
 from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.signals import columns
+from besmart_server.server.signals import catalog, columns
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore, dbapi_connection
 from besmart_server.server.users.service import client_exists
@@ -243,7 +243,6 @@ def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) ->
     names = {n for n in map(topics.device_of, (m.topic for m in messages)) if n}
     devs = _devices(conn, names)
     owner = _sensor_clients(conn, {h.sensor_mid for h in heads if isinstance(h, Topic)})
-    types = signals.load_catalog(conn).types
     entries: list[_Entry] = []
     for i, (msg, head) in enumerate(zip(messages, heads, strict=True)):
         name = topics.device_of(msg.topic)
@@ -258,7 +257,7 @@ def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) ->
                 raise Refused(f"sensor {mid} is not a sensor of client {dev.client_cid}")
             if dev.sensors is not None and mid not in dev.sensors:
                 raise Refused(f"device {head.device} was not given sensor {mid}")
-            if head.signal_type_moid not in types:
+            if catalog.signal_type_by_moid(head.signal_type_moid) is None:
                 raise Refused(f"signal type {head.signal_type_moid} not found")
             reading = topics.parse_payload(msg.payload, msg.arrival_ms)
             key = topics.message_key(msg.topic, reading)

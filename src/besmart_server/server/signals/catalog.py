@@ -1,13 +1,26 @@
-"""The units and signal types to seed, and conversion between units of one dimension."""
+"""The catalog: units and signal types, and conversion between units of one dimension.
+
+This module is the one catalog of the process. The tables `units` and `signal_types` hold
+the same rows, upserted from these constants by the migrations (seed.py) and written by
+nothing else, so that series and signal states can reference them; the code reads the
+constants, never the tables (tests/unit/test_catalog.py checks that both agree).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from besmart_server.server.signals.pipeline import SeriesKind
+
+class SeriesKind(IntEnum):
+    """`time_series_type` of a signal type: how its points aggregate."""
+
+    INSTANTANEOUS = 0
+    CUMULATIVE = 1
+    INTERVAL = 2
 
 
 class UnitMismatch(ValueError):
@@ -53,6 +66,18 @@ class SignalType:
     def apply_multiplier(self) -> bool:
         """Whether apply_multiplier=true changes this type's values."""
         return self.apply_current_ratio or self.apply_voltage_ratio
+
+    @property
+    def unit(self) -> Unit:
+        """The unit its values are stored in."""
+        return unit_by_symbol(self.unit_symbol)
+
+    @property
+    def chart_unit(self) -> Unit | None:
+        """The unit charts show it in, when it is not the stored one."""
+        return (
+            None if self.chart_expected_unit is None else unit_by_symbol(self.chart_expected_unit)
+        )
 
 
 # Base unit of each dimension: the one with factor 1 and offset 0 (Wh rather than J keeps the
@@ -208,12 +233,12 @@ def unit_by_id(unit_id: int) -> Unit:
 
 
 def signal_type_by_moid(moid: int) -> SignalType | None:
-    """The seeded signal type with this moid, if any."""
+    """The signal type with this moid, if any."""
     return _TYPES_BY_MOID.get(moid)
 
 
 def signal_type_by_symbol(symbol: str) -> SignalType | None:
-    """The seeded signal type with this symbol, if any."""
+    """The signal type with this symbol, if any."""
     return _TYPES_BY_SYMBOL.get(symbol)
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, select
 
 from besmart_server.server.demo_info import DemoInfo
 from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.signals.catalog import signal_type_by_symbol
+from besmart_server.server.signals.catalog import SignalType, signal_type_by_symbol
 from besmart_server.server.signals.pipeline import Frame, StatePeriod
-from besmart_server.server.signals.service import load_catalog, load_periods
+from besmart_server.server.signals.service import load_periods
 from besmart_server.server.signals.store import SeriesStore, store_for
 from besmart_server.wire import TYPE_DBL
 
@@ -36,10 +36,14 @@ SEED: Final = 20_260_101
 KRAKOW: Final = (50.06, 19.94)
 
 
-def _moid(symbol: str) -> int:
+def _type(symbol: str) -> SignalType:
     t = signal_type_by_symbol(symbol)
     assert t is not None, symbol
-    return t.moid
+    return t
+
+
+def _moid(symbol: str) -> int:
+    return _type(symbol).moid
 
 
 class _Writer:
@@ -187,7 +191,6 @@ def load(conn: Connection, info: DemoInfo) -> None:
     month = np.arange(start, end, Q_MS, dtype=np.int64)
     rng = np.random.default_rng(SEED)
     write = _Writer(conn, store_for(conn.dialect.name))
-    types = load_catalog(conn).types
     roles = info.sensors
     meters_primary = np.zeros(month.shape[0])
 
@@ -198,7 +201,7 @@ def load(conn: Connection, info: DemoInfo) -> None:
         mid = roles.get(role)
         if mid is None:
             continue
-        a_plus, a_minus = types[_moid("A+")], types[_moid("A-")]
+        a_plus, a_minus = _type("A+"), _type("A-")
         st_plus = load_periods(conn, mid, a_plus, multiply=True)
         st_minus = load_periods(conn, mid, a_minus, multiply=True)
         first = min([s.since for s in st_plus] + [start])

@@ -7,15 +7,15 @@ Times are UTC unix milliseconds (int64); windows are half-open, `since <= time <
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import IntEnum
 from typing import Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from besmart_server.server.signals.calendar import Buckets, label_points
+from besmart_server.server.signals.catalog import SeriesKind, Unit, convert
 
 # Re-exported (`X as X`) while signals/store.py imports them from here; besmart_server.wire
 # is their home.
@@ -35,14 +35,6 @@ I64 = NDArray[np.int64]
 I8 = NDArray[np.int8]
 F64 = NDArray[np.float64]
 Selector = NDArray[np.bool_] | NDArray[np.intp] | NDArray[np.int64]
-
-
-class SeriesKind(IntEnum):
-    """`time_series_type` of a signal type: how its points aggregate."""
-
-    INSTANTANEOUS = 0
-    CUMULATIVE = 1
-    INTERVAL = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +264,7 @@ def stitch_shifts(periods: Sequence[StatePeriod]) -> list[float]:
     missing `value_for_till` counts as equal to `value_for_since` (no known increment). This
     function never guesses from the readings it is given (they depend on the window); the
     read path fills a missing `value_for_till` from the store first (the meter's last live
-    reading before the swap: service._assume_swap_readings), so the fallback here only holds
+    reading before the swap: assume_swap_readings), so the fallback here only holds
     for a period without readings.
     """
     shifts: list[float] = []
@@ -420,3 +412,207 @@ def _grid(buckets: Buckets, lo: int, hi: int) -> I64:
         return np.arange(-(-lo // step) * step, (hi // step) * step + 1, step, dtype=np.int64)
     edges = buckets.edges(lo, hi)
     return edges[(edges >= lo) & (edges <= hi)]
+
+
+# --- one read, step by step -------------------------------------------------------------------
+
+
+class Overflow(ArithmeticError):
+    """A multiplied, stitched, aggregated or converted value beyond the double's range."""
+
+    def __init__(self, time: int, unit: Unit, *, converted: bool) -> None:
+        super().__init__(
+            f"The value at time {time} overflows in {unit.symbol} (multiplied, aggregated or "
+            "converted beyond ±1.8e308)"
+        )
+        self.converted = converted  # whether the conversion to the output unit is to blame
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one read asks of `run`: its window and which steps apply. The service fills it in
+    from the query and the signal type; what follows from it (which versions the store returns,
+    whether the read widens to the readings around the window, which meter periods and swap
+    readings it needs) is decided here."""
+
+    since: int
+    till: int
+    kind: SeriesKind
+    unit: Unit  # the stored unit
+    out_unit: Unit  # 6. the unit asked for
+    get_last: bool = False  # 1. the newest version of each (time, origin) only
+    acq_before: int | None = None  # 1. only versions acquired before this (µs): `as_of`
+    multiply: bool = False  # 3. the states' ratios (the caller asked and the type has ratios)
+    raw: bool = False  # 4. a counter's readings as its meters read them, not stitched
+    buckets: Buckets | None = None  # 5. delta_t or calendar aggregation
+
+    @property
+    def newest_only(self) -> bool:
+        """Whether the store is to return only the newest version of each (time, origin), as of
+        `acq_before` (an aggregate uses nothing else); otherwise it returns every version."""
+        return self.get_last or self.buckets is not None
+
+    @property
+    def widens(self) -> bool:
+        """Whether the read needs the live readings just outside the window (store.neighbours):
+        a counter at a bucket start interpolates between the readings around it, however far
+        outside the window they lie (those alone, not the days between them)."""
+        return self.buckets is not None and self.kind == SeriesKind.CUMULATIVE
+
+    @property
+    def stitches(self) -> bool:
+        """Whether a counter is stitched across meter swaps (step 4)."""
+        return self.kind == SeriesKind.CUMULATIVE and not self.raw
+
+    @property
+    def needs_periods(self) -> bool:
+        """Whether the sensor's states (StatePeriods) are needed: for steps 3 and 4."""
+        return self.multiply or self.stitches
+
+    @property
+    def converts(self) -> bool:
+        """Whether the values change unit (step 6)."""
+        return self.out_unit.unit_id != self.unit.unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One read's points after every step, and what had to be assumed on the way."""
+
+    frame: Frame
+    warnings: tuple[str, ...] = ()
+
+
+def missing_swap_ends(periods: Sequence[StatePeriod], newest: int) -> list[StatePeriod]:
+    """The ended periods whose meter's last reading `run` needs and the states do not give: a
+    stitched period without value_for_till that shifts a later stitched period, up to the
+    read's newest point. For each the caller hands `run` the readings at or before its `till`
+    (store.neighbours), keyed by the period's `since`."""
+    last_stitched = max((p.since for p in periods if p.value_for_since is not None), default=0)
+    return [
+        p
+        for p in periods
+        if p.value_for_since is not None
+        and p.till is not None
+        and p.value_for_till is None
+        and p.till <= min(newest, last_stitched)
+    ]
+
+
+def assume_swap_readings(
+    periods: Sequence[StatePeriod],
+    f: Frame,
+    swap_edges: Mapping[int, Frame],
+    warnings: list[str],
+) -> list[StatePeriod]:
+    """The periods with what a meter swap lacks filled in, and a warning for each assumption
+    that shifts a point of `f` (README, "Meter swaps").
+
+    An ended period whose signal state has no value_for_till: its meter is taken to have
+    stopped at its last live reading before the swap (newest in time of `swap_edges[since]`,
+    the readings the store holds at/before its till), so the next meter continues from there
+    instead of dropping back by what the previous one counted (negative consumption). With no
+    reading in the period it counted nothing (value_for_till = value_for_since). The reading
+    comes from the store, not from the window, so a stitched value does not depend on the
+    window it is read in.
+    """
+    missing = {p.since for p in missing_swap_ends(periods, int(f.time.max()))} if len(f) else set()
+    stitched = any(p.value_for_since is not None for p in periods)
+    out: list[StatePeriod] = []
+    for p in _sorted_periods(periods):
+        span = f"{p.since}..{'' if p.till is None else p.till}"
+        if p.value_for_since is None:
+            inside = (f.time >= p.since) & (p.till is None or f.time < p.till)
+            if stitched and bool(np.any(inside)):
+                warnings.append(
+                    f"installation period {span} has no value_for_since for this signal: its "
+                    "readings are not stitched (as its meter reads them)"
+                )
+        elif p.since in missing:
+            edge = swap_edges[p.since]
+            edge = edge.take(edge.time >= p.since)
+            if len(edge):
+                i = int(np.argmax(edge.time))
+                at, value = int(edge.time[i]), float(edge.value[i])
+                p = replace(p, value_for_till=value)
+                warnings.append(
+                    f"installation period {span} has no value_for_till for this signal: the "
+                    f"next meter is assumed to continue from the last reading before the swap "
+                    f"({value:g} at {at})"
+                )
+            else:
+                warnings.append(
+                    f"installation period {span} has no value_for_till for this signal and no "
+                    "reading: its meter is assumed to have counted nothing (value_for_since)"
+                )
+        out.append(p)
+    return out
+
+
+# A multiplier (a state's ratios are any number) can take a value beyond the double's range:
+# the steps let it become inf/NaN quietly and Overflow is raised for it at the end.
+@np.errstate(over="ignore", invalid="ignore")
+def run(
+    points: Frame,
+    plan: Plan,
+    *,
+    neighbours: Frame | None = None,
+    periods: Sequence[StatePeriod] = (),
+    swap_edges: Mapping[int, Frame] | None = None,
+) -> Result:
+    """One read's steps, in order (the numbers of domain.md):
+
+    1. versions: every version acquired before `plan.acq_before`, or (`plan.newest_only`) the
+       newest of each (time, origin), a pair whose newest version is RM gone; 2. origin (the
+       store read one origin when asked); 3. multiplier; 4. stitching across meter swaps;
+    5. delta_t or calendar aggregation; 6. output unit. Computed values keep 15 significant
+    digits (round_significant); Overflow for one beyond the double's range.
+
+    `points` are what the store holds for the window (newest versions only when
+    `plan.newest_only`), `neighbours` the readings around it (`plan.widens`), `periods` the
+    sensor's states (`plan.needs_periods`) and `swap_edges` the readings before each swap of
+    `missing_swap_ends`, by period since.
+    """
+    f = concat([points, neighbours]) if neighbours is not None and len(neighbours) else points
+    if plan.acq_before is not None and len(f) and not plan.newest_only:
+        f = f.take(f.acq < plan.acq_before)  # acq is µs, a whole ms (store.py)
+    if not len(f):
+        return Result(f)
+    if plan.newest_only:
+        # The store returned the newest of each (time, origin): this drops those that are RM
+        # (idempotent on resolved points).
+        f = latest_versions(f)
+    stored = f.value  # values the steps below leave as they are are not rounded
+    warnings: list[str] = []
+    if plan.multiply:
+        f = apply_multiplier(f, periods)
+    if plan.stitches:
+        f = stitch(f, assume_swap_readings(periods, f, swap_edges or {}, warnings))
+    if plan.buckets is not None:
+        if plan.needs_periods:  # the aggregate would leave an overflowed point out
+            _check_finite(f, f.value, plan.unit, converted=False)
+        f = aggregate(f, kind=plan.kind, since=plan.since, till=plan.till, buckets=plan.buckets)
+    if plan.converts:
+        numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
+        value = np.where(numeric, convert(f.value, plan.unit, plan.out_unit), f.value)
+        f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)
+    if plan.needs_periods or plan.buckets is not None or plan.converts:
+        f = _computed(f, None if plan.buckets is not None else stored, plan)
+    return Result(f, tuple(warnings))
+
+
+def _computed(f: Frame, before: F64 | None, plan: Plan) -> Frame:
+    """Computed values rounded (round_significant): every value, or those that differ from
+    `before` (the stored ones, point for point); Overflow for one beyond the double's range."""
+    value = round_significant(f.value)
+    if before is not None:
+        value = np.where(f.value != before, value, f.value)
+    _check_finite(f, value, plan.out_unit, converted=plan.converts)
+    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
+
+
+def _check_finite(f: Frame, value: F64, unit: Unit, *, converted: bool) -> None:
+    """Overflow for a numeric point of `f` whose `value` is not finite."""
+    bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
+    if bool(bad.any()):
+        raise Overflow(int(f.time[int(np.flatnonzero(bad)[0])]), unit, converted=converted)

@@ -103,9 +103,9 @@ def _json(body: Any, status: int = 200) -> Response:
     summary="Get signals types",
     responses={200: {"description": "Successfully read signals types"}, **R401},
 )
-def get_signal_types(conn: ConnDep, _user: CurrentUser) -> list[SignalTypeResponse]:
+def get_signal_types(_user: CurrentUser) -> list[SignalTypeResponse]:
     """Get signals types."""
-    return service.list_signal_types(conn)
+    return service.list_signal_types()
 
 
 @router.get(
@@ -114,9 +114,9 @@ def get_signal_types(conn: ConnDep, _user: CurrentUser) -> list[SignalTypeRespon
     summary="Get units",
     responses={200: {"description": "Successfully read units"}, **R401},
 )
-def get_units(conn: ConnDep, _user: CurrentUser) -> list[UnitResponse]:
+def get_units(_user: CurrentUser) -> list[UnitResponse]:
     """Get units (the ids that output_unit_id takes)."""
-    return service.list_units(conn)
+    return service.list_units()
 
 
 @router.get(

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
@@ -26,9 +25,9 @@ from besmart_server.server.access import (
 )
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
-from besmart_server.server.signals import calendar, catalog
+from besmart_server.server.signals import calendar, catalog, pipeline
 from besmart_server.server.signals.calendar import MINUTES_PER_DAY, Buckets, Period
-from besmart_server.server.signals.catalog import Unit, UnknownUnit
+from besmart_server.server.signals.catalog import SignalType, Unit, UnknownUnit
 from besmart_server.server.signals.columns import (
     Columns,
     Loc,
@@ -40,131 +39,45 @@ from besmart_server.server.signals.columns import (
     to_frame,
 )
 from besmart_server.server.signals.pipeline import (
-    F64,
     MS_PER_MINUTE,
     Frame,
-    SeriesKind,
+    Plan,
     StatePeriod,
-    aggregate,
-    apply_multiplier,
-    concat,
-    latest_versions,
-    round_significant,
-    stitch,
+    missing_swap_ends,
 )
 from besmart_server.server.signals.store import SeriesKey, SeriesStore
-from besmart_server.server.signals.tables import signal_types, units
 from besmart_server.server.states.tables import sensor_states, signal_states
-from besmart_server.wire import ACQ_SKEW_MS, ORIGINS, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ACQ_SKEW_MS, ORIGINS, TIME_MAX, TIME_MIN
 
 # --- catalog --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TypeInfo:
-    """What the data routes need to know of a signal type."""
-
-    moid: int
-    symbol: str
-    unit: Unit
-    kind: SeriesKind
-    current_ratio: bool
-    voltage_ratio: bool
-    chart_unit: Unit | None
-
-
-def _unit_from_row(row: Any) -> Unit:
-    known = next((u for u in catalog.UNITS if u.unit_id == row.unit_id), None)
-    return Unit(
-        int(row.unit_id),
-        str(row.symbol),
-        str(row.dimension),
-        float(row.factor),
-        float(row.offset),
-        known.aliases if known else (),
-    )
-
-
-def load_units(conn: Connection) -> dict[int, Unit]:
-    """Every unit of the catalog table, by id."""
-    rows = conn.execute(select(units).order_by(units.c.unit_id))
-    return {int(r.unit_id): _unit_from_row(r) for r in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    """Units by id and signal types by moid, as the catalog tables hold them."""
-
-    units: dict[int, Unit]
-    types: dict[int, TypeInfo]
-
-
-# Catalogs by engine, with when they were read. The catalog changes only by migration, so a
-# process keeps it CATALOG_TTL_S seconds instead of reading two tables on every request (2 ms
-# of a 10,000-point write on PostgreSQL); a migration run beside a live server shows within that.
-CATALOG_TTL_S = 30.0
-_catalogs: weakref.WeakKeyDictionary[Engine, tuple[float, Catalog]] = weakref.WeakKeyDictionary()
-
-
-def load_catalog(conn: Connection) -> Catalog:
-    """The catalog tables (a few dozen rows each), cached per engine for CATALOG_TTL_S."""
-    cached = _catalogs.get(conn.engine)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < CATALOG_TTL_S:
-        return cached[1]
-    cat = _read_catalog(conn)
-    _catalogs[conn.engine] = (now, cat)
-    return cat
-
-
-def _read_catalog(conn: Connection) -> Catalog:
-    by_id = load_units(conn)
-    by_symbol = {u.symbol: u for u in by_id.values()}
-    out: dict[int, TypeInfo] = {}
-    for r in conn.execute(select(signal_types)):
-        chart = by_symbol.get(r.chart_expected_unit) if r.chart_expected_unit else None
-        out[int(r.moid)] = TypeInfo(
-            int(r.moid),
-            str(r.symbol),
-            by_id[int(r.unit_id)],
-            SeriesKind(int(r.time_series_type)),
-            bool(r.apply_current_ratio),
-            bool(r.apply_voltage_ratio),
-            chart,
-        )
-    return Catalog(by_id, out)
-
-
-def list_signal_types(conn: Connection) -> list[SignalTypeResponse]:
+def list_signal_types() -> list[SignalTypeResponse]:
     """The signal type catalog, in moid order."""
-    by_id = load_units(conn)
-    out = []
-    for r in conn.execute(select(signal_types).order_by(signal_types.c.moid)):
-        unit = by_id[int(r.unit_id)]
-        out.append(
-            SignalTypeResponse(
-                signal_type_moid=r.moid,
-                symbol=r.symbol,
-                description=r.description,
-                is_measurement=r.is_measurement,
-                time_series_type=r.time_series_type,
-                apply_multiplier=bool(r.apply_current_ratio or r.apply_voltage_ratio),
-                apply_current_ratio=r.apply_current_ratio,
-                apply_voltage_ratio=r.apply_voltage_ratio,
-                obis_mapping=r.obis_mapping,
-                chart_expected_unit=r.chart_expected_unit,
-                keep_prefix=r.keep_prefix,
-                draw_chart=r.draw_chart,
-                unit_id=unit.unit_id,
-                unit_symbol=unit.symbol,
-                group_id=r.group_id,
-                group=r.group_name,
-            )
+    return [
+        SignalTypeResponse(
+            signal_type_moid=t.moid,
+            symbol=t.symbol,
+            description=t.description,
+            is_measurement=t.is_measurement,
+            time_series_type=int(t.time_series_type),
+            apply_multiplier=t.apply_multiplier,
+            apply_current_ratio=t.apply_current_ratio,
+            apply_voltage_ratio=t.apply_voltage_ratio,
+            obis_mapping=t.obis,
+            chart_expected_unit=t.chart_expected_unit,
+            keep_prefix=t.keep_prefix,
+            draw_chart=t.draw_chart,
+            unit_id=t.unit.unit_id,
+            unit_symbol=t.unit.symbol,
+            group_id=t.group_id,
+            group=t.group,
         )
-    return out
+        for t in sorted(catalog.SIGNAL_TYPES, key=lambda t: t.moid)
+    ]
 
 
-def list_units(conn: Connection) -> list[UnitResponse]:
+def list_units() -> list[UnitResponse]:
     """The unit catalog, in id order."""
     return [
         UnitResponse(
@@ -175,18 +88,19 @@ def list_units(conn: Connection) -> list[UnitResponse]:
             offset=u.offset,
             aliases=list(u.aliases),
         )
-        for u in load_units(conn).values()
+        for u in sorted(catalog.UNITS, key=lambda u: u.unit_id)
     ]
 
 
-def _type_or_404(types: dict[int, TypeInfo], moid: int) -> TypeInfo:
-    t = types.get(moid)
+def type_or_404(moid: int) -> SignalType:
+    """The signal type with this moid; 404 if the catalog has none."""
+    t = catalog.signal_type_by_moid(moid)
     if t is None:
         raise NotFound(f"Signal type {moid} not found")
     return t
 
 
-def _unit_in(t: TypeInfo, symbol: str | None, loc: Loc) -> Unit:
+def _unit_in(t: SignalType, symbol: str | None, loc: Loc) -> Unit:
     if symbol is None or symbol == "":
         return t.unit
     try:
@@ -219,7 +133,6 @@ def write(
     transaction takes one version stamp; points of one series sent twice in the request keep
     the later one.
     """
-    types = load_catalog(conn).types
     converted: list[tuple[SeriesKey, Columns]] = []
     locs: list[Loc] = []
     # Every sensor looked up in one query, then judged item by item as sensor_for would.
@@ -228,7 +141,7 @@ def write(
     for item in items:
         pair = (item.client_cid, item.sensor_mid)
         require_role(principal, *pair, Role.write, exists=pair in known)
-        t = _type_or_404(types, item.signal_type_moid)
+        t = type_or_404(item.signal_type_moid)
         unit_loc = (*item.loc[:-1], "unit") if item.loc[-1] == "data" else ("query", "unit")
         src = _unit_in(t, item.unit, unit_loc)
         cols = convert_in(item.columns, src, t.unit, unit_loc, (*item.loc, "value"))
@@ -355,13 +268,16 @@ def check_query(q: ReadQuery, loc: Loc) -> None:
     buckets_of(q, loc)
 
 
-def _output_unit(q: ReadQuery, t: TypeInfo, units_by_id: dict[int, Unit], loc: Loc) -> Unit:
+def output_unit(q: ReadQuery, t: SignalType, loc: Loc) -> Unit:
+    """The unit the read answers in: output_unit_id (422 for one that is unknown or of another
+    dimension), else the chart unit of a chart read, else the stored one."""
     if q.output_unit_id is not None:
-        dst = units_by_id.get(q.output_unit_id)
-        if dst is None:
+        try:
+            dst = catalog.unit_by_id(q.output_unit_id)
+        except UnknownUnit:
             raise Invalid(
                 f"Unknown unit id {q.output_unit_id}", loc=(*loc, "output_unit_id"), type_="unit"
-            )
+            ) from None
         if dst.dimension != t.unit.dimension:
             raise Invalid(
                 f"Cannot convert {t.unit.symbol} ({t.unit.dimension}) to {dst.symbol} "
@@ -386,21 +302,21 @@ def _info_number(info: dict[str, Any], key: str) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def state_factor(info: dict[str, Any], t: TypeInfo) -> float:
+def state_factor(info: dict[str, Any], t: SignalType) -> float:
     """The factor a state's `info` gives a signal type: current_ratio and/or voltage_ratio as the
     type's flags ask; `multiplier` stands for both when neither ratio is given (CT·VT types)."""
-    if not (t.current_ratio or t.voltage_ratio):
+    if not t.apply_multiplier:
         return 1.0
-    ct = _info_number(info, "current_ratio") if t.current_ratio else None
-    vt = _info_number(info, "voltage_ratio") if t.voltage_ratio else None
+    ct = _info_number(info, "current_ratio") if t.apply_current_ratio else None
+    vt = _info_number(info, "voltage_ratio") if t.apply_voltage_ratio else None
     if ct is None and vt is None:
         m = _info_number(info, "multiplier")
-        return m if m is not None and t.current_ratio and t.voltage_ratio else 1.0
+        return m if m is not None and t.apply_current_ratio and t.apply_voltage_ratio else 1.0
     return (ct if ct is not None else 1.0) * (vt if vt is not None else 1.0)
 
 
 def load_periods(
-    conn: Connection, sensor_mid: int, t: TypeInfo, *, multiply: bool
+    conn: Connection, sensor_mid: int, t: SignalType, *, multiply: bool
 ) -> list[StatePeriod]:
     """The sensor's states as the pipeline sees them, with this signal's readings at swaps."""
     states = conn.execute(
@@ -472,9 +388,6 @@ class FrameRead:
     warnings: tuple[str, ...] = ()  # what had to be assumed (the response's `warnings`)
 
 
-# A multiplier (a state's ratios are any number) can take a value beyond the double's range:
-# the pipeline lets it become inf/NaN quietly and _computed answers 422 for it.
-@np.errstate(over="ignore", invalid="ignore")
 def read_frame(
     conn: Connection,
     store: SeriesStore,
@@ -483,12 +396,13 @@ def read_frame(
     *,
     budget: ReadBudget,
     loc: Loc = ("query",),
-    cat: Catalog | None = None,
     pre: Prefetched | None = None,
 ) -> FrameRead:
-    """One signal's points through domain.md's steps, as a Frame (no wire encoding).
+    """One signal's points through the read pipeline, as a Frame (no wire encoding).
 
-    versions (as of `q.as_of`) → origin → multiplier → stitching → delta_t aggregation → unit.
+    Checks the query and the caller's role, plans the read (pipeline.Plan), reads what the plan
+    needs from the store and the states tables within the point budget, and hands it to
+    pipeline.run, which applies the steps in order.
     """
     check_query(q, loc)
     budget.check_window(q.since, q.till, q.window_delta_t())
@@ -497,175 +411,89 @@ def read_frame(
         sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
     elif (q.client_cid, q.sensor_mid) not in pre.sensors:
         raise sensor_not_found(q.client_cid, q.sensor_mid)
-    cat = cat or load_catalog(conn)
-    t = _type_or_404(cat.types, q.signal_type_moid)
-    dst = _output_unit(q, t, cat.units, loc)
-    step = 0 if buckets is None else buckets.nominal_ms
-    if step and (q.till - q.since) // step > budget.limit:
+    t = type_or_404(q.signal_type_moid)
+    plan = Plan(
+        since=q.since,
+        till=q.till,
+        kind=t.time_series_type,
+        unit=t.unit,
+        out_unit=output_unit(q, t, loc),
+        get_last=q.get_last,
+        acq_before=None if q.as_of is None else _acq_bound(q.as_of),
+        multiply=q.apply_multiplier and t.apply_multiplier,
+        raw=q.raw,
+        buckets=buckets,
+    )
+    if buckets is not None and (q.till - q.since) // buckets.nominal_ms > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
-    storage = 0.0
-    warnings: list[str] = []
-    s0 = time.perf_counter()
-    ids = (
-        pre.series
-        if pre is not None
-        else store.series_ids(conn, [(q.sensor_mid, t.moid)], create=False)
-    )
-    sid = ids.get((q.sensor_mid, t.moid))
-    cumulative = t.kind == SeriesKind.CUMULATIVE
-    acq_before = None if q.as_of is None else _acq_bound(q.as_of)
-    latest = bool(q.get_last or step)  # only the newest versions matter: the store picks them
-    if sid is None:
-        f = Frame.empty()
-    elif latest:
-        f = store.read_latest(
-            conn,
-            sid,
-            q.since,
-            q.till,
-            origin=q.signal_origin_id,
-            limit=budget.left,
-            acq_before=acq_before,
+    got = _fetch(conn, store, q, t, plan, budget, None if pre is None else pre.series)
+    try:
+        out = pipeline.run(
+            got.points,
+            plan,
+            neighbours=got.neighbours,
+            periods=got.periods,
+            swap_edges=got.swap_edges,
         )
-        if step and cumulative:
-            # The counter at a bucket start interpolates between the live readings around
-            # it, however far outside the window they lie: those alone are read, not the days
-            # between them.
-            edges = store.neighbours(
-                conn,
-                sid,
-                q.since,
-                q.till,
-                origin=q.signal_origin_id,
-                acq_before=acq_before,
-            )
-            f = concat([f, edges]) if len(edges) else f
-    else:
-        f = store.read(conn, sid, q.since, q.till, origin=q.signal_origin_id, limit=budget.left)
-    storage += time.perf_counter() - s0
-    budget.take(len(f))
-    if acq_before is not None and len(f) and not latest:
-        f = f.take(f.acq < acq_before)  # acq is µs, a whole ms (store.py)
-
-    if len(f):
-        if latest:
-            # 1. versions: the store returned the newest of each (time, origin); this drops
-            # those that are RM (idempotent on resolved points). 2. origin: the store's too.
-            f = latest_versions(f)
-        stored = f.value  # values the steps below leave as they are are not rounded
-        multiply = q.apply_multiplier and (t.current_ratio or t.voltage_ratio)
-        stitching = cumulative and not q.raw
-        if multiply or stitching:
-            s1 = time.perf_counter()
-            periods = load_periods(conn, q.sensor_mid, t, multiply=bool(multiply))
-            storage += time.perf_counter() - s1
-            if multiply:
-                f = apply_multiplier(f, periods)  # 3.
-            if stitching:
-                s2 = time.perf_counter()
-                periods = _assume_swap_readings(conn, store, sid, q, periods, f, warnings)
-                storage += time.perf_counter() - s2
-                f = stitch(f, periods)  # 4.
-        if step:
-            if multiply or stitching:  # the aggregate would leave an overflowed point out
-                _check_finite(f, f.value, t.unit, loc)
-            f = aggregate(f, kind=t.kind, since=q.since, till=q.till, buckets=buckets)
-        converting = dst.unit_id != t.unit.unit_id
-        if converting:
-            numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
-            value = np.where(numeric, catalog.convert(f.value, t.unit, dst), f.value)
-            f = Frame(f.time, f.origin, f.acq, f.type, value, f.text)  # 6.
-        if multiply or stitching or step or converting:
-            same_points = None if step else stored
-            f = _computed(f, same_points, dst, (*loc, "output_unit_id") if converting else loc)
-    return FrameRead(f, dst, storage, tuple(warnings))
+    except pipeline.Overflow as exc:
+        raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
+    return FrameRead(out.frame, plan.out_unit, got.storage_s, out.warnings)
 
 
-def _assume_swap_readings(
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one read's plan needs from the database (pipeline.run's inputs)."""
+
+    points: Frame
+    neighbours: Frame
+    periods: list[StatePeriod]
+    swap_edges: dict[int, Frame]
+    storage_s: float  # seconds spent reading them
+
+
+def _fetch(
     conn: Connection,
     store: SeriesStore,
-    sid: int | None,
     q: ReadQuery,
-    periods: list[StatePeriod],
-    f: Frame,
-    warnings: list[str],
-) -> list[StatePeriod]:
-    """The periods with what a meter swap lacks filled in, and a warning for each assumption
-    that shifts a point of `f` (README, "Meter swaps").
-
-    An ended period whose signal state has no value_for_till: its meter is taken to have
-    stopped at its last live reading before the swap (newest in time over the origins read, as
-    of `q.as_of`), so the next meter continues from there instead of dropping back by what the
-    previous one counted (negative consumption). With no reading in the period it counted
-    nothing (value_for_till = value_for_since). The reading comes from the store, not from
-    the window, so a stitched value does not depend on the window it is read in.
-    """
-    newest = int(f.time.max())  # f holds points, so the series exists
-    assert sid is not None
-    stitched = any(p.value_for_since is not None for p in periods)
-    # value_for_till only shifts the periods after it that are stitched themselves.
-    last_stitched = max((p.since for p in periods if p.value_for_since is not None), default=0)
-    out: list[StatePeriod] = []
-    for p in sorted(periods, key=lambda p: p.since):
-        span = f"{p.since}..{'' if p.till is None else p.till}"
-        if p.value_for_since is None:
-            inside = (f.time >= p.since) & (p.till is None or f.time < p.till)
-            if stitched and bool(np.any(inside)):
-                warnings.append(
-                    f"installation period {span} has no value_for_since for this signal: its "
-                    "readings are not stitched (as its meter reads them)"
-                )
-        elif (
-            p.till is not None and p.value_for_till is None and p.till <= min(newest, last_stitched)
-        ):
-            edge = store.neighbours(
-                conn,
-                sid,
-                p.till,
-                None,
-                origin=q.signal_origin_id,
-                acq_before=None if q.as_of is None else _acq_bound(q.as_of),
-            )
-            edge = edge.take(edge.time >= p.since)
-            if len(edge):
-                i = int(np.argmax(edge.time))
-                at, value = int(edge.time[i]), float(edge.value[i])
-                p = replace(p, value_for_till=value)
-                warnings.append(
-                    f"installation period {span} has no value_for_till for this signal: the "
-                    f"next meter is assumed to continue from the last reading before the swap "
-                    f"({value:g} at {at})"
-                )
-            else:
-                warnings.append(
-                    f"installation period {span} has no value_for_till for this signal and no "
-                    "reading: its meter is assumed to have counted nothing (value_for_since)"
-                )
-        out.append(p)
-    return out
-
-
-def _computed(f: Frame, before: F64 | None, unit: Unit, loc: Loc) -> Frame:
-    """Computed values rounded (pipeline.round_significant): every value, or those that
-    differ from `before` (the stored ones, point for point); 422 for one that overflows."""
-    value = round_significant(f.value)
-    if before is not None:
-        value = np.where(f.value != before, value, f.value)
-    _check_finite(f, value, unit, loc)
-    return Frame(f.time, f.origin, f.acq, f.type, value, f.text)
-
-
-def _check_finite(f: Frame, value: F64, unit: Unit, loc: Loc) -> None:
-    """422 for a numeric point of `f` whose `value` overflowed."""
-    bad = ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & ~np.isfinite(value)
-    if bool(bad.any()):
-        i = int(np.flatnonzero(bad)[0])
-        raise Invalid(
-            f"The value at time {int(f.time[i])} overflows in {unit.symbol} (multiplied, "
-            "aggregated or converted beyond ±1.8e308)",
-            loc=loc,
+    t: SignalType,
+    plan: Plan,
+    budget: ReadBudget,
+    series: dict[SeriesKey, int] | None,
+) -> _Fetched:
+    """The series' points (within the budget), the readings around the window, the sensor's
+    states and the readings before its meter swaps, as far as `plan` needs them; `series` are
+    the series ids a multi-series read looked up already."""
+    s0 = time.perf_counter()
+    key = (q.sensor_mid, t.moid)
+    sid = (series if series is not None else store.series_ids(conn, [key], create=False)).get(key)
+    origin = q.signal_origin_id
+    points = neighbours = Frame.empty()
+    if sid is not None and plan.newest_only:
+        points = store.read_latest(
+            conn, sid, q.since, q.till, origin=origin, limit=budget.left, acq_before=plan.acq_before
         )
+        if plan.widens:
+            neighbours = store.neighbours(
+                conn, sid, q.since, q.till, origin=origin, acq_before=plan.acq_before
+            )
+    elif sid is not None:
+        points = store.read(conn, sid, q.since, q.till, origin=origin, limit=budget.left)
+    budget.take(len(points) + len(neighbours))
+    periods: list[StatePeriod] = []
+    swap_edges: dict[int, Frame] = {}
+    if sid is not None and plan.needs_periods and len(points) + len(neighbours):
+        periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply)
+        if plan.stitches:
+            # Before versions are resolved the newest point is at least the newest run sees,
+            # so these are all the swaps run may ask for.
+            newest = max(int(fr.time.max()) for fr in (points, neighbours) if len(fr))
+            for p in missing_swap_ends(periods, newest):
+                assert p.till is not None
+                swap_edges[p.since] = store.neighbours(
+                    conn, sid, p.till, None, origin=origin, acq_before=plan.acq_before
+                )
+    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0)
 
 
 def _acq_bound(as_of_ms: int) -> int:
@@ -682,7 +510,6 @@ def read(
     budget: ReadBudget,
     loc: Loc = ("query",),
     started: float | None = None,
-    cat: Catalog | None = None,
     pre: Prefetched | None = None,
 ) -> dict[str, Any]:
     """One signal's points through domain.md's steps, as a SignalResponse object.
@@ -690,7 +517,7 @@ def read(
     versions → origin → multiplier → stitching → delta_t aggregation → output unit.
     """
     t0 = time.perf_counter() if started is None else started
-    got = read_frame(conn, store, principal, q, budget=budget, loc=loc, cat=cat, pre=pre)
+    got = read_frame(conn, store, principal, q, budget=budget, loc=loc, pre=pre)
     f = got.frame
     data = encode_data(f) if len(f) else empty_data()
     return {
@@ -722,13 +549,12 @@ def read_many(
     for i, q in enumerate(queries):
         check_query(q, ("body", i))
         budget.check_window(q.since, q.till, q.window_delta_t())
-    cat = load_catalog(conn)
     known = readable_sensors(conn, principal, ((q.client_cid, q.sensor_mid) for q in queries))
     keys = [(q.sensor_mid, q.signal_type_moid) for q in queries]
     pre = Prefetched(known, store.series_ids(conn, keys, create=False))
     for i, q in enumerate(queries):
         try:
-            item = read(conn, store, principal, q, budget=budget, loc=("body", i), cat=cat, pre=pre)
+            item = read(conn, store, principal, q, budget=budget, loc=("body", i), pre=pre)
             out.append(item)
         except NotFound as exc:
             out.append(_item_error(q, exc))
@@ -760,11 +586,10 @@ def cap_max(
 ) -> int | None:
     """The newest capture time stored for a sensor's signal (or any of its signals)."""
     sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
-    types = load_catalog(conn).types
     if signal_type_moid is not None:
-        _type_or_404(types, signal_type_moid)
+        type_or_404(signal_type_moid)
         moids = [signal_type_moid]
     else:
-        moids = list(types)
+        moids = [t.moid for t in catalog.SIGNAL_TYPES]
     ids = store.series_ids(conn, [(sensor_mid, m) for m in moids], create=False)
     return store.cap_max(conn, sorted(ids.values()), origin=signal_origin_id)

@@ -30,7 +30,7 @@ from besmart_server.server.fields import (
 )
 from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.tables import sensor_types, sensors
-from besmart_server.server.signals.tables import signal_types
+from besmart_server.server.signals.catalog import signal_type_by_moid
 from besmart_server.server.states.rules import Period, first_overlap, is_ordered
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.wire import VALUE_MAX
@@ -116,7 +116,7 @@ def _signal_dto(row: Row[Any]) -> SignalStateDto:
 
 
 def _check_signal_type(conn: Connection, moid: int) -> None:
-    if conn.scalar(select(signal_types.c.moid).where(signal_types.c.moid == moid)) is None:
+    if signal_type_by_moid(moid) is None:
         raise Invalid(f"Signal type {moid} not found", loc=("query", "signal_type_moid"))
 
 

@@ -43,7 +43,7 @@ from besmart_server.server.weather.grid import (
     valid_position,
 )
 from besmart_server.server.weather.providers import ProviderResult
-from besmart_server.wire import TYPE_CODES, TYPE_DBL, TYPE_STR
+from besmart_server.wire import TYPE_DBL
 
 WEATHER_CLIENT_NAME: Final = "Weather (system)"
 WEATHER_POINT_TYPE: Final = SENSOR_TYPE_IDS["weather point"]
@@ -282,54 +282,12 @@ def check_weather_query(q: WeatherQuery) -> catalog.SignalType:
     return t
 
 
-def _response(
-    q: WeatherQuery, unit: str, data: dict[str, Any], storage: float, t0: float
-) -> dict[str, Any]:
-    return {
-        "client_cid": None,
-        "sensor_mid": None,
-        "signal_type_moid": q.signal_type_moid,
-        "unit": unit,
-        "data": data,
-        "time_tstorage": storage,
-        "time_other": max(time.perf_counter() - t0 - storage, 0.0),
-        **({"tz": q.tz} if q.tz is not None else {}),
-    }
-
-
-def _decode(data: dict[str, Any]) -> Frame:
-    """A SignalResponse `data` object back into a Frame (acq in the store's µs)."""
-    n = len(data["time"])
-    if n == 0:
-        return Frame.empty()
-    kinds = np.array([TYPE_CODES[k] for k in data["type"]], dtype=np.int8)
-    raw = data["value"]
-    if isinstance(raw, np.ndarray):
-        value = raw.astype(np.float64)
-    else:  # a list with null (RM) or text (STR): those are no numbers to interpolate
-        value = np.array(
-            [
-                np.nan if k == TYPE_STR or v is None else float(v)
-                for k, v in zip(kinds, raw, strict=True)
-            ],
-            dtype=np.float64,
-        )
-    return Frame(
-        np.asarray(data["time"], dtype=np.int64),
-        np.asarray(data["origin"], dtype=np.int64),
-        np.asarray(data["acq_time"], dtype=np.int64) * 1000,
-        kinds,
-        value,
-    )
-
-
-def _clear_sky(
-    q: WeatherQuery, t: catalog.SignalType, t0: float, budget_limit: int
-) -> dict[str, Any]:
+def _clear_sky(q: WeatherQuery, t: catalog.SignalType, budget_limit: int) -> signals.FrameRead:
     """GHI_CS for the query: computed, origin 3, through the same aggregation and units."""
-    out_unit = _output_unit(q, t)
+    as_signal = q.signal_query(0, 0, newest_only=False)
+    out_unit = signals.output_unit(as_signal, t, ("query",))
     if q.signal_origin_id not in (None, clearsky.CLEAR_SKY_ORIGIN):
-        return _response(q, out_unit.symbol, empty_data(), 0.0, t0)
+        return signals.FrameRead(Frame.empty(), out_unit, 0.0)
     # Sample finely enough that each delta_t bucket averages whole, equal steps.
     step = clearsky.DEFAULT_STEP_MINUTES
     if q.delta_t:
@@ -340,34 +298,15 @@ def _clear_sky(
     f = clearsky.clear_sky_frame(
         q.lat, q.lon, q.since, q.till, step_minutes=step, acq=now_ms() * 1000
     )
-    buckets = signals.buckets_of(q.signal_query(0, 0, newest_only=False), ("query",))
+    buckets = signals.buckets_of(as_signal, ("query",))
     if buckets is not None:
         f = aggregate(f, kind=t.time_series_type, since=q.since, till=q.till, buckets=buckets)
     value = f.value
-    if out_unit.symbol != t.unit_symbol:
-        value = catalog.convert(value, t.unit_symbol, out_unit)
+    if out_unit.unit_id != t.unit.unit_id:
+        value = catalog.convert(value, t.unit, out_unit)
     # Computed, averaged, converted: 15 significant digits, as every computed value.
     f = Frame(f.time, f.origin, f.acq, f.type, round_significant(value))
-    return _response(q, out_unit.symbol, encode_data(f) if len(f) else empty_data(), 0.0, t0)
-
-
-def _output_unit(q: WeatherQuery, t: catalog.SignalType) -> catalog.Unit:
-    if q.output_unit_id is not None:
-        try:
-            dst = catalog.unit_by_id(q.output_unit_id)
-        except catalog.UnknownUnit as exc:
-            raise Invalid(str(exc), loc=("query", "output_unit_id"), type_="unit") from exc
-        src = catalog.unit_by_symbol(t.unit_symbol)
-        if dst.dimension != src.dimension:
-            raise Invalid(
-                f"Cannot convert {src.symbol} ({src.dimension}) to {dst.symbol} ({dst.dimension})",
-                loc=("query", "output_unit_id"),
-                type_="unit_mismatch",
-            )
-        return dst
-    if q.is_chart and t.chart_expected_unit:
-        return catalog.unit_by_symbol(t.chart_expected_unit)
-    return catalog.unit_by_symbol(t.unit_symbol)
+    return signals.FrameRead(f, out_unit, 0.0)
 
 
 def neighbours_of(
@@ -381,6 +320,44 @@ def neighbours_of(
     return near[0][0], found
 
 
+def read_weather_frame(
+    conn: Connection,
+    store: SeriesStore,
+    q: WeatherQuery,
+    *,
+    radius_km: float,
+    neighbours: int,
+    budget: signals.ReadBudget,
+) -> signals.FrameRead:
+    """A weather series at any position, as a Frame in its output unit.
+
+    An exact grid point answers with its own series, every version as the signal read gives
+    it. Elsewhere each neighbour's series goes through the signal read (newest versions, origin,
+    delta_t aggregation, unit) and the results are combined per (time, origin) by inverse
+    distance, each time using the neighbours that have a value there. GHI_CS is computed.
+    """
+    t = check_weather_query(q)
+    budget.check_window(q.since, q.till, q.signal_query(0, 0, newest_only=False).window_delta_t())
+    if t.symbol == GHI_CS:
+        return _clear_sky(q, t, budget.left)
+    s0 = time.perf_counter()
+    cid, found = neighbours_of(conn, q.lat, q.lon, radius_km=radius_km, k=neighbours)
+    storage = time.perf_counter() - s0
+    reader = _service_principal(cid, Role.read)
+    if len(found) == 1 and found[0].distance_km < EXACT_KM:
+        q_own = q.signal_query(cid, found[0].point.key, newest_only=False)
+        own = signals.read_frame(conn, store, reader, q_own, budget=budget)
+        return signals.FrameRead(own.frame, own.unit, own.storage_s + storage)
+    parts = [
+        signals.read_frame(
+            conn, store, reader, q.signal_query(cid, n.point.key, newest_only=True), budget=budget
+        )
+        for n in found
+    ]
+    f = idw_frames([p.frame for p in parts], [n.weight for n in found])
+    return signals.FrameRead(f, parts[-1].unit, storage + sum(p.storage_s for p in parts))
+
+
 def read_weather(
     conn: Connection,
     store: SeriesStore,
@@ -391,46 +368,19 @@ def read_weather(
     budget: signals.ReadBudget,
     started: float | None = None,
 ) -> dict[str, Any]:
-    """A weather series at any position as a SignalResponse (client_cid/sensor_mid null).
-
-    An exact grid point answers with its own series, every version as the signal read gives
-    it. Elsewhere each neighbour's series goes through the signal read (newest versions, origin,
-    delta_t aggregation, unit) and the results are combined per (time, origin) by inverse
-    distance, each time using the neighbours that have a value there. GHI_CS is computed.
-    """
+    """read_weather_frame as a SignalResponse (client_cid/sensor_mid null)."""
     t0 = time.perf_counter() if started is None else started
-    t = check_weather_query(q)
-    budget.check_window(q.since, q.till, q.signal_query(0, 0, newest_only=False).window_delta_t())
-    if t.symbol == GHI_CS:
-        return _clear_sky(q, t, t0, budget.left)
-    s0 = time.perf_counter()
-    cid, found = neighbours_of(conn, q.lat, q.lon, radius_km=radius_km, k=neighbours)
-    storage = time.perf_counter() - s0
-    reader = _service_principal(cid, Role.read)
-    cat = signals.load_catalog(conn)
-    exact = len(found) == 1 and found[0].distance_km < EXACT_KM
-    if exact:
-        own = signals.read(
-            conn,
-            store,
-            reader,
-            q.signal_query(cid, found[0].point.key, newest_only=False),
-            budget=budget,
-            cat=cat,
-        )
-        return _response(q, own["unit"], own["data"], own["time_tstorage"] + storage, t0)
-    frames, unit = [], ""
-    for n in found:
-        part = signals.read(
-            conn,
-            store,
-            reader,
-            q.signal_query(cid, n.point.key, newest_only=True),
-            budget=budget,
-            cat=cat,
-        )
-        storage += part["time_tstorage"]
-        unit = part["unit"]
-        frames.append(_decode(part["data"]))
-    f = idw_frames(frames, [n.weight for n in found])
-    return _response(q, unit, encode_data(f) if len(f) else empty_data(), storage, t0)
+    got = read_weather_frame(
+        conn, store, q, radius_km=radius_km, neighbours=neighbours, budget=budget
+    )
+    f = got.frame
+    return {
+        "client_cid": None,
+        "sensor_mid": None,
+        "signal_type_moid": q.signal_type_moid,
+        "unit": got.unit.symbol,
+        "data": encode_data(f) if len(f) else empty_data(),
+        "time_tstorage": got.storage_s,
+        "time_other": max(time.perf_counter() - t0 - got.storage_s, 0.0),
+        **({"tz": q.tz} if q.tz is not None else {}),
+    }

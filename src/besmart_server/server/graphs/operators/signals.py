@@ -29,13 +29,13 @@ from besmart_server.server.graphs.operator_api import (
     operator,
 )
 from besmart_server.server.signals.catalog import (
+    SeriesKind,
     UnknownUnit,
     convert,
     signal_type_by_moid,
     unit_by_id,
     unit_by_symbol,
 )
-from besmart_server.server.signals.pipeline import SeriesKind
 
 MINUTE = pd.Timedelta(minutes=1)
 
