@@ -33,7 +33,7 @@ from besmart_server.server.signals.pipeline import (
     TYPE_INT,
     round_significant,
 )
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.users.service import Principal
 from besmart_server.server.weather import service as weather
 
@@ -110,7 +110,7 @@ class DbContext:
 
     def __post_init__(self) -> None:
         if self.store is None:
-            self.store = store_for(self.dialect)
+            self.store = SeriesStore(self.dialect)
 
     @classmethod
     def over(cls, db: Database, principal: Principal, **options: Any) -> DbContext:
