@@ -278,9 +278,10 @@ class SeriesStore:
         """Lock the write's series (held until the transaction ends) and move each one's
         clock: past its newest imported acq, and for a live write to its new stamp, which
         the live points get. One statement, the ids and stamps inlined (integers only)."""
-        ids, at = np.unique(series_id, return_inverse=True)
+        ids, at = _series_index(series_id)
         imported = np.full(len(ids), _NO_IMPORT, dtype=np.int64)
-        np.maximum.at(imported, at[~live], frame.acq[~live])
+        if not bool(live.all()):
+            np.maximum.at(imported, at[~live], frame.acq[~live])
         has_live = np.zeros(len(ids), dtype=np.bool_)
         has_live[at[live]] = True
         g = self._d.greatest
@@ -524,6 +525,17 @@ class SeriesStore:
             if t is not None and (best is None or t > best):
                 best = int(t)
         return best
+
+
+def _series_index(series_id: I64) -> tuple[I64, NDArray[np.intp]]:
+    """The distinct series ids, sorted, and each point's index into them. A write's points
+    come in runs of one series (an item each): the runs are deduplicated, not the points (an
+    np.unique of 10,000 points was a third of the stamping)."""
+    starts = np.flatnonzero(np.diff(series_id)) + 1
+    runs = np.concatenate(([0], starts))
+    ids, run_at = np.unique(series_id[runs], return_inverse=True)
+    lengths = np.diff(np.append(runs, len(series_id)))
+    return ids, np.repeat(run_at, lengths)
 
 
 def _block_keys(series_id: I64, f: Frame) -> set[tuple[int, int, int]]:
