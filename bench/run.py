@@ -1,9 +1,12 @@
 """The benchmark's one command.
 
     python -m bench.run [--quick] [--workers N] [--only sqlite,postgres,influxdb,victoriametrics]
+                        [--ingest-only]
 
 Each engine in turn is started, fed the same points, read the same way, measured on disk and
-stopped; then ONE table is printed (and written as Markdown and JSON under bench/results/).
+stopped; last, each engine is started afresh for the concurrent writers' row (besmart with
+`CONCURRENT_WORKERS` server workers). Then ONE table is printed (and written as Markdown and
+JSON under bench/results/). `--ingest-only` measures the ingest rows alone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,10 @@ PEERS = ("influxdb", "victoriametrics")
 SHORT = {"sqlite": "sqlite", "postgres": "pg", "influxdb": "influx", "victoriametrics": "vm"}
 READS = ("raw", "last", "daily", "multi", "weather")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The concurrent writers' row: client threads, each writing its own sensors' series, into a
+# server with this many worker processes (the peers have no such setting).
+CONCURRENT_THREADS = 4
+CONCURRENT_WORKERS = 2
 
 
 class Engine(Protocol):
@@ -95,6 +103,7 @@ class Options:
     warmup: int
     reps: int
     budget_s: float  # per read: stop repeating once this is spent (after 5 samples)
+    ingest_only: bool = False  # only the ingest rows: no reads, no size on disk
 
 
 def rows(workload: Workload) -> list[Row]:
@@ -107,6 +116,13 @@ def rows(workload: Workload) -> list[Row]:
     return [
         Row("ingest", "1 ingest, multi-series PUT (first versions)", "pts/s", True),
         Row("reingest", f"1b ingest, versions 2-{spec.versions} of the same points", "pts/s", True),
+        Row(
+            "concurrent",
+            f"1c ingest, {CONCURRENT_THREADS} writer threads, disjoint series "
+            f"({CONCURRENT_WORKERS} server workers)",
+            "pts/s",
+            True,
+        ),
         Row("raw_p50", f"2 raw read, {raw:,} pts of 15-min data, p50", "ms", False),
         Row("raw_p95", "2 raw read, p95", "ms", False),
         Row("last_p50", f"3 get_last over {spec.versions} versions/point, p50", "ms", False),
@@ -313,6 +329,32 @@ def _ingest(engine: Engine, res: Result, key: str, batches: list[Batch]) -> None
     _say(f"  {key}: {points:,} points in {seconds:.2f} s = {points / seconds:,.0f} pts/s")
 
 
+def concurrent_ingest(name: str, workload: Workload, opts: Options, res: Result) -> None:
+    """Phase 4, one engine at a time: a fresh instance (besmart with CONCURRENT_WORKERS
+    workers), its meters' first versions written by CONCURRENT_THREADS clients at once."""
+    engine = make_engine(name, opts, workers=CONCURRENT_WORKERS)
+    with engine:
+        engine.setup(dataclasses.replace(workload, weather=()))
+        batches = workload.writer_streams(CONCURRENT_THREADS)
+        points = sum(b.points for stream in batches for b in stream)
+        streams = [engine.prepare(stream) for stream in batches]
+
+        def send(bodies: list[bytes]) -> None:
+            for body in bodies:
+                engine.write(body)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENT_THREADS) as pool:
+            list(pool.map(send, streams))  # list(): a writer's exception is raised here
+        engine.flush()
+        seconds = time.perf_counter() - t0
+    res.values["concurrent"] = points / seconds
+    _say(
+        f"  concurrent: {points:,} points by {CONCURRENT_THREADS} writers in {seconds:.2f} s "
+        f"= {points / seconds:,.0f} pts/s"
+    )
+
+
 def _queries(workload: Workload) -> dict[str, Query]:
     return {
         "raw": workload.raw_query(),
@@ -429,25 +471,38 @@ def measure_all(names: Sequence[str], workload: Workload, opts: Options) -> dict
                 continue
             lives[name] = live
             results[name] = live.res
-        _say(f"reads, engines taking turns: {', '.join(COLUMN[n] for n in lives)}")
-        read_all(lives, workload, opts)
+        if not opts.ingest_only:
+            _say(f"reads, engines taking turns: {', '.join(COLUMN[n] for n in lives)}")
+            read_all(lives, workload, opts)
         for name in list(lives):
             live = lives.pop(name)
+            if opts.ingest_only:
+                live.stack.close()
+                continue
             try:
                 measure_storage(name, live, workload)
             except Exception as exc:
                 live.res.error = f"size on disk: {type(exc).__name__}: {exc}"
                 _say(f"{name}: FAILED: {live.res.error}")
+        for name, res in results.items():
+            if res.skipped or res.error:
+                continue
+            _say(f"{COLUMN[name]}: {CONCURRENT_THREADS} concurrent writers")
+            try:
+                concurrent_ingest(name, workload, opts, res)
+            except Exception as exc:
+                res.notes["concurrent"] = f"FAILED: {type(exc).__name__}: {exc}"
+                _say(f"{name}: concurrent writers FAILED: {type(exc).__name__}: {exc}")
     finally:
         for live in lives.values():  # Ctrl-C or a bug: stop whatever still runs
             live.stack.close()
     return results
 
 
-def make_engine(name: str, opts: Options) -> Engine:
+def make_engine(name: str, opts: Options, *, workers: int | None = None) -> Engine:
     if name in OURS:
         backend: Backend = "sqlite" if name == "sqlite" else "postgres"
-        return Besmart(backend, workers=opts.workers, pg_url=opts.pg_url)
+        return Besmart(backend, workers=workers or opts.workers, pg_url=opts.pg_url)
     return InfluxDB() if name == "influxdb" else VictoriaMetrics()
 
 
@@ -539,6 +594,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str], Path]:
         default=os.environ.get("BESMART_BENCH_PG_URL", DEFAULT_PG_URL),
         help="PostgreSQL server (loopback) on which a fresh database is made and dropped",
     )
+    ap.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only the ingest rows (1, 1b, 1c): no reads, no size on disk",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results are written")
     args = ap.parse_args(argv)
     only = [e.strip() for e in args.only.split(",") if e.strip()]
@@ -560,6 +620,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str], Path]:
         warmup=1 if args.quick else 2,
         reps=max(1, reps),
         budget_s=3.0 if args.quick else 45.0,
+        ingest_only=args.ingest_only,
     )
     return opts, [e for e in ENGINES if e in only], args.out
 

@@ -170,6 +170,18 @@ class Workload:
             + pack(self.versions[:1], size, "series")
         )
 
+    def writer_streams(self, writers: int) -> list[list[Batch]]:
+        """The meters' first versions split among `writers` clients by sensor (each writes
+        its own sensors' series, in batches of the time layout): concurrent writers of
+        disjoint series."""
+        names = list(self.sensors) or sorted({s.sensor for s in self.meters})
+        group = {name: i % writers for i, name in enumerate(names)}
+        size = self.spec.batch_points
+        return [
+            pack([s for s in self.meters if group[s.sensor] == k], size, "time")
+            for k in range(writers)
+        ]
+
     def version_batches(self) -> list[Batch]:
         """Phase 1b: versions 1 … n-1 of the versioned series, oldest first."""
         return pack(self.versions[1:], self.spec.batch_points, "series")

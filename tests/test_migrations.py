@@ -289,7 +289,7 @@ def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | No
                 )
             )  # fmt: skip
         conn.execute(sa.text("UPDATE version_clock SET last_us = 9000007"))
-    _migrate_to(empty_db, "head", chunk)
+    _migrate_to(empty_db, "0009", chunk)  # 0010 moves the clock into each series
     with empty_db.transaction(write=False) as conn:
         stored = conn.execute(select(blocks).order_by(blocks.c.day)).all()
         clock = conn.execute(sa.text("SELECT last_us FROM version_clock")).scalar_one()
@@ -322,3 +322,43 @@ def test_client_timezone_up_and_down(empty_db: Database) -> None:
     assert "timezone" not in columns
     with empty_db.engine.begin() as conn:
         assert conn.execute(sa.text("SELECT name FROM clients")).scalars().all() == ["a"]
+
+
+def test_series_clocks_up_and_down(empty_db: Database) -> None:
+    """0010 gives every series the old single clock's value (at least every stored stamp), so
+    each series' next live write is newer than all; its downgrade puts the newest series
+    clock back into version_clock and drops the column."""
+    _migrate_to(empty_db, "0009", None)
+    with empty_db.engine.begin() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        for moid in (32, 34):
+            conn.execute(
+                sa.text("INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid)"),
+                {"mid": mid, "moid": moid},
+            )
+        conn.execute(sa.text("UPDATE version_clock SET last_us = 9000000"))
+    _migrate_to(empty_db, "0010", None)
+    assert "version_clock" not in _tables(empty_db)
+    with empty_db.engine.begin() as conn:
+        clocks = conn.execute(sa.text("SELECT acq_us FROM series ORDER BY id")).scalars().all()
+        assert clocks == [9_000_000, 9_000_000]
+        conn.execute(sa.text("UPDATE series SET acq_us = 12000000 WHERE signal_type_moid = 34"))
+    _migrate_to(empty_db, "0009", None, down=True)
+    assert "acq_us" not in {c["name"] for c in inspect(empty_db.engine).get_columns("series")}
+    with empty_db.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT id, last_us FROM version_clock")).all() == [
+            (1, 12_000_000)
+        ]
+        assert conn.execute(sa.text("SELECT count(*) FROM series")).scalar_one() == 2

@@ -15,7 +15,7 @@ from besmart_server.server.db import Database
 from besmart_server.server.mqtt import service
 from besmart_server.server.mqtt.service import IngestResult, Message
 from besmart_server.server.mqtt.tables import mqtt_rejected
-from besmart_server.server.signals.store import store_for
+from besmart_server.server.signals.store import SeriesStore
 from tests.api.signal_helpers import T0, Q, get, make_sensor, moid
 from tests.factories import Actor, make_tenant, make_user
 
@@ -35,7 +35,7 @@ def ingest(db: Database, *msgs: tuple[str, Any]) -> IngestResult:
     """One bridge batch: (topic, payload) pairs; dict payloads are JSON-encoded."""
     batch = [Message(t, p if isinstance(p, bytes) else orjson.dumps(p), T0 + 7) for t, p in msgs]
     with db.transaction() as conn:
-        return service.ingest(conn, store_for(db.dialect), batch)
+        return service.ingest(conn, SeriesStore(db.dialect), batch)
 
 
 def stored(client: TestClient, a: Actor, cid: int, mid: int, m: int = A_PLUS) -> dict[str, Any]:

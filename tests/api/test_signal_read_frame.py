@@ -11,7 +11,7 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal
 from besmart_server.server.db import Database
 from besmart_server.server.signals import service
-from besmart_server.server.signals.store import store_for
+from besmart_server.server.signals.store import SeriesStore
 from tests.api.signal_helpers import T0, Q, get, make_sensor, moid, put
 from tests.factories import make_tenant
 
@@ -21,7 +21,7 @@ def _frame_read(db: Database, cid: int, mid: int, m: int, **kw: Any) -> service.
     q = service.ReadQuery(cid, mid, m, T0, T0 + 4 * Q, **kw)
     with db.transaction(write=False) as conn:
         return service.read_frame(
-            conn, store_for(db.dialect), principal, q, budget=service.ReadBudget(1000)
+            conn, SeriesStore(db.dialect), principal, q, budget=service.ReadBudget(1000)
         )
 
 

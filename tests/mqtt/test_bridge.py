@@ -21,7 +21,7 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.mqtt import service
 from besmart_server.server.mqtt.tables import mqtt_rejected, mqtt_seen
-from besmart_server.server.signals.store import store_for
+from besmart_server.server.signals.store import SeriesStore
 from tests.api.signal_helpers import T0, get, make_sensor, moid
 from tests.api.test_devices import MALFORMED
 from tests.factories import Actor, make_tenant
@@ -226,7 +226,7 @@ def _crash_run(
         d.close()
     bridge.stop()
     assert count(db, mqtt_seen) == total
-    store = store_for(db.dialect)
+    store = SeriesStore(db.dialect)
     with db.transaction(write=False) as conn:
         ids = store.series_ids(conn, [(m, A_PLUS) for m in mids], create=False)
         for m in mids:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Connection
 
 from besmart_server.server.db import Database, now_ms
-from besmart_server.server.signals.pipeline import Frame, latest_versions
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.pipeline import Frame, concat, latest_versions
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
 from tests.api.signal_helpers import make_sensor, moid
 from tests.factories import make_client
@@ -21,7 +21,7 @@ T = 1_700_000_000_000
 
 @pytest.fixture
 def store(db: Database) -> SeriesStore:
-    return store_for(db.dialect)
+    return SeriesStore(db.dialect)
 
 
 @pytest.fixture
@@ -39,6 +39,12 @@ def frame(
     return Frame.from_columns(time, [origin] * n, acqs, [kind] * n, value)
 
 
+def put(conn: Connection, store: SeriesStore, sid: int, f: Frame, *, live: bool = False) -> int:
+    """One series' points: imported (their own acq) or `live` (stamped by the store)."""
+    mask = np.full(len(f), live, dtype=np.bool_)
+    return store.insert(conn, np.full(len(f), sid, dtype=np.int64), f, live=mask)
+
+
 def read(conn: Connection, store: SeriesStore, sid: int, *, origin: int | None = None) -> Frame:
     return store.read(conn, sid, T - 10**9, T + 10**9, origin=origin, limit=1000)
 
@@ -54,34 +60,53 @@ def test_series_ids_are_created_once(db: Database, store: SeriesStore) -> None:
     assert again == first
 
 
+def stamps_of(conn: Connection, store: SeriesStore, sid: int) -> list[int]:
+    """The acq of every version stored in a series, in order."""
+    return sorted(store.read(conn, sid, -(2**62), 2**62, origin=None, limit=10_000).acq.tolist())
+
+
 def test_stamps_are_whole_ms_each_in_its_own_ms(db: Database, store: SeriesStore) -> None:
-    """The wire's acq_time is ms: stamps taken faster than the wall clock ticks still each
-    get their own millisecond, so versions of a point never share an acq_time there."""
-    stamps = []
-    for _ in range(200):
+    """The wire's acq_time is ms: live writes faster than the wall clock ticks still each
+    get their own millisecond per series, so versions of a point never share an acq_time
+    there; a write of two series stamps each after its own last stamp."""
+    mid = make_sensor(db, make_client(db))
+    keys = [(mid, moid("A+")), (mid, moid("P+"))]
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, keys, create=True)
+    a, b = ids[keys[0]], ids[keys[1]]
+    for i in range(100):
         with db.transaction() as conn:
-            stamps.append(store.stamp(conn))
-    assert all(s % 1000 == 0 for s in stamps)
-    assert all(b >= a + 1000 for a, b in itertools.pairwise(stamps))
+            f = frame([T, T], 0, [float(i), float(i)])
+            store.insert(conn, np.array([a, b]), f, live=np.array([True, True]))
+            put(conn, store, a, frame([T + 1], 0, [0.0]), live=True)  # a second write, same tx
+    with db.transaction(write=False) as conn:
+        stamps = stamps_of(conn, store, a)
+        other = stamps_of(conn, store, b)
+    assert len(stamps) == 200
+    assert len(other) == 100
+    assert all(s % 1000 == 0 for s in stamps + other)
+    assert all(y >= x + 1000 for x, y in itertools.pairwise(stamps))
     assert stamps[0] >= (now_ms() - 60_000) * 1000  # the wall clock, not a counter from 0
 
 
-def test_advance_puts_the_next_stamp_after_an_import(db: Database, store: SeriesStore) -> None:
+def test_an_import_moves_its_series_clock(db: Database, store: SeriesStore, sid: int) -> None:
+    """A live write after an import (acq_time up to the allowed skew ahead) is newer than it;
+    an older import never moves the clock back."""
     future = (now_ms() + 30_000) * 1000
     with db.transaction() as conn:
-        store.advance(conn, future)
-        after = store.stamp(conn)
-        store.advance(conn, 5_000)  # never backwards
-        again = store.stamp(conn)
-    assert after == future + 1000
-    assert again == after + 1000
+        put(conn, store, sid, frame([T], future, [1.0]))
+        put(conn, store, sid, frame([T], 0, [2.0]), live=True)
+        put(conn, store, sid, frame([T], 5_000, [3.0]))  # never backwards
+        put(conn, store, sid, frame([T], 0, [4.0]), live=True)
+    with db.transaction(write=False) as conn:
+        assert stamps_of(conn, store, sid) == [5_000, future, future + 1000, future + 2000]
 
 
 def test_insert_and_read_round_trip_sorted(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([T + 2, T, T + 1], 11, [3.0, 1.0, 2.0]), replace=False)
-        store.insert(conn, sid, frame([T], 7, [0.5], origin=2), replace=False)
-        store.insert(conn, sid, frame([T], 13, [1.5]), replace=False)
+        put(conn, store, sid, frame([T + 2, T, T + 1], 11, [3.0, 1.0, 2.0]))
+        put(conn, store, sid, frame([T], 7, [0.5], origin=2))
+        put(conn, store, sid, frame([T], 13, [1.5]))
     with db.transaction(write=False) as conn:
         f = read(conn, store, sid)
         only2 = read(conn, store, sid, origin=2)
@@ -94,7 +119,7 @@ def test_insert_and_read_round_trip_sorted(db: Database, store: SeriesStore, sid
 
 def test_window_is_half_open_and_limited(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction() as conn:
-        store.insert(conn, sid, frame(list(range(T, T + 10)), 11, [1.0] * 10), replace=False)
+        put(conn, store, sid, frame(list(range(T, T + 10)), 11, [1.0] * 10))
     with db.transaction(write=False) as conn:
         assert store.read(conn, sid, T + 2, T + 5, origin=None, limit=100).time.tolist() == [
             T + 2,
@@ -114,7 +139,7 @@ def test_types_text_and_tombstones(db: Database, store: SeriesStore, sid: int) -
         [None, None, "door open", None],
     )
     with db.transaction() as conn:
-        store.insert(conn, sid, f, replace=False)
+        put(conn, store, sid, f)
     with db.transaction(write=False) as conn:
         got = read(conn, store, sid)
     assert got.type.tolist() == [TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_RM]
@@ -126,9 +151,9 @@ def test_types_text_and_tombstones(db: Database, store: SeriesStore, sid: int) -
 
 def test_replace_overwrites_the_same_key(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([T, T + 1], 5000, [1.0, 2.0]), replace=True)
+        put(conn, store, sid, frame([T, T + 1], 5000, [1.0, 2.0]))
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([T], 5000, [9.0]), replace=True)
+        put(conn, store, sid, frame([T], 5000, [9.0]))
     with db.transaction(write=False) as conn:
         f = read(conn, store, sid)
     assert f.value.tolist() == [9.0, 2.0]
@@ -137,7 +162,7 @@ def test_replace_overwrites_the_same_key(db: Database, store: SeriesStore, sid: 
 def test_rollback_stores_nothing(db: Database, store: SeriesStore, sid: int) -> None:
     def write_then_fail() -> None:
         with db.transaction() as conn:
-            store.insert(conn, sid, frame([T], 11, [1.0]), replace=False)
+            put(conn, store, sid, frame([T], 11, [1.0]))
             raise RuntimeError
 
     with pytest.raises(RuntimeError):
@@ -153,11 +178,11 @@ def points_of(f: Frame) -> list[tuple[int, int, float]]:
 
 def test_neighbours_per_origin_and_numeric(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([T - 500, T - 100], 11, [1.0, 2.0]), replace=False)
-        store.insert(conn, sid, frame([T - 300], 11, [1.0], origin=2), replace=False)
-        store.insert(conn, sid, frame([T - 50], 11, [math.nan], kind=TYPE_RM), replace=False)
-        store.insert(conn, sid, frame([T + 1000, T + 2000], 11, [3.0, 4.0]), replace=False)
-        store.insert(conn, sid, frame([T + 1500], 11, [3.0], origin=3), replace=False)
+        put(conn, store, sid, frame([T - 500, T - 100], 11, [1.0, 2.0]))
+        put(conn, store, sid, frame([T - 300], 11, [1.0], origin=2))
+        put(conn, store, sid, frame([T - 50], 11, [math.nan], kind=TYPE_RM))
+        put(conn, store, sid, frame([T + 1000, T + 2000], 11, [3.0, 4.0]))
+        put(conn, store, sid, frame([T + 1500], 11, [3.0], origin=3))
     with db.transaction(write=False) as conn:
 
         def near(
@@ -189,15 +214,15 @@ def test_neighbours_skip_removed_readings_however_far(
     near_before = [d0 - k * day for k in range(1, 30)]  # 29 days of readings before d0
     near_after = [d0 + day + k * day for k in range(0, 29)]
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([d0 - 900 * day], 11, [5.0]), replace=False)
-        store.insert(conn, sid, frame([d0 + 700 * day], 11, [9.0]), replace=False)
-        store.insert(conn, sid, frame(near_before + near_after, 12, [7.0] * 58), replace=False)
+        put(conn, store, sid, frame([d0 - 900 * day], 11, [5.0]))
+        put(conn, store, sid, frame([d0 + 700 * day], 11, [9.0]))
+        put(conn, store, sid, frame(near_before + near_after, 12, [7.0] * 58))
     with db.transaction() as conn:
-        store.insert(
+        put(
             conn,
+            store,
             sid,
             frame(near_before + near_after, 13, [math.nan] * 58, kind=TYPE_RM),
-            replace=False,
         )
 
     with db.transaction(write=False) as conn:
@@ -220,19 +245,17 @@ def test_neighbours_in_the_edge_day_blocks(db: Database, store: SeriesStore, sid
     d0 = (T // day) * day
     h = 3_600_000
     with db.transaction() as conn:
-        store.insert(
+        put(
             conn,
+            store,
             sid,
             frame(
                 [d0 + h, d0 + 2 * h, d0 + 5 * h, d0 + 8 * h, d0 + 9 * h],
                 11,
                 [1.0, 2.0, 3.0, 4.0, 5.0],
             ),
-            replace=False,
         )
-        store.insert(
-            conn, sid, frame([d0 + 2 * h, d0 + 8 * h], 12, [0.0, 0.0], kind=TYPE_RM), replace=False
-        )
+        put(conn, store, sid, frame([d0 + 2 * h, d0 + 8 * h], 12, [0.0, 0.0], kind=TYPE_RM))
     with db.transaction(write=False) as conn:
         got = store.neighbours(conn, sid, d0 + 3 * h, d0 + 6 * h, origin=1, acq_before=None)
         assert points_of(got) == [(d0 + h, 1, 1.0), (d0 + 9 * h, 1, 5.0)]
@@ -244,8 +267,8 @@ def test_cap_max(db: Database, store: SeriesStore, sid: int) -> None:
     with db.transaction(write=False) as conn:
         assert store.cap_max(conn, [sid], origin=None) is None
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([T, T + 5], 11, [1.0, 2.0]), replace=False)
-        store.insert(conn, sid, frame([T + 9], 11, [1.0], origin=2), replace=False)
+        put(conn, store, sid, frame([T, T + 5], 11, [1.0, 2.0]))
+        put(conn, store, sid, frame([T + 9], 11, [1.0], origin=2))
     with db.transaction(write=False) as conn:
         assert store.cap_max(conn, [sid], origin=None) == T + 9
         assert store.cap_max(conn, [sid], origin=1) == T + 5
@@ -256,7 +279,7 @@ def test_bulk_insert_of_many_points(db: Database, store: SeriesStore, sid: int) 
     n = 50_000
     times = list(range(T, T + n))
     with db.transaction() as conn:
-        store.insert(conn, sid, frame(times, 11, [float(i) for i in range(n)]), replace=False)
+        put(conn, store, sid, frame(times, 11, [float(i) for i in range(n)]))
     with db.transaction(write=False) as conn:
         f = store.read(conn, sid, T, T + n, origin=None, limit=n)
     assert len(f) == n
@@ -284,7 +307,7 @@ def test_read_latest_matches_latest_versions_of_read(
             times, rng.integers(1, 3, n // 3), [acq] * (n // 3), pick, values, texts
         )
         with db.transaction() as conn:
-            store.insert(conn, sid, latest_versions_unique(f), replace=False)
+            put(conn, store, sid, latest_versions_unique(f))
     with db.transaction(write=False) as conn:
         for origin, before in itertools.product((None, 1, 2), (None, 12, 23, 34)):
             every = store.read(conn, sid, T + 5, T + 50, origin=origin, limit=1000)
@@ -310,7 +333,7 @@ def latest_versions_unique(f: Frame) -> Frame:
     return f.take(np.sort(first))
 
 
-def test_insert_many_writes_every_series(db: Database, store: SeriesStore) -> None:
+def test_one_insert_writes_every_series(db: Database, store: SeriesStore) -> None:
     """Several series in one call (PostgreSQL: one COPY), text points and replace included."""
     mid = make_sensor(db, make_client(db))
     keys = [(mid, moid("A+")), (mid, moid("P+")), (mid, moid("U1"))]
@@ -326,9 +349,12 @@ def test_insert_many_writes_every_series(db: Database, store: SeriesStore) -> No
                 ),
             ),
         ]
-        store.insert_many(conn, parts, replace=False)
-        store.insert_many(conn, [(ids[keys[1]], frame([T], 5000, [4.0]))], replace=True)
-        store.insert_many(conn, [(ids[keys[1]], frame([T], 5000, [5.0]))], replace=True)
+        sids = np.repeat(
+            np.array([i for i, _ in parts], dtype=np.int64), [len(f) for _, f in parts]
+        )
+        store.insert(conn, sids, concat([f for _, f in parts]))
+        put(conn, store, ids[keys[1]], frame([T], 5000, [4.0]))
+        put(conn, store, ids[keys[1]], frame([T], 5000, [5.0]))
     with db.transaction(write=False) as conn:
         a = read(conn, store, ids[keys[0]])
         p = read(conn, store, ids[keys[1]])
@@ -364,9 +390,10 @@ def test_store_matches_a_model_across_days_origins_versions_and_limits(
         texts = [f"r{round_}-{i}" if k == TYPE_STR else None for i, k in enumerate(kinds)]
         imported = round_ % 3 == 2
         with db.transaction() as conn:
-            acq = 7_000_000 if imported else store.stamp(conn)  # imports reuse their acq_time
-            f = Frame.from_columns(times, origins, [acq] * n, kinds, values, texts)
-            store.insert(conn, sid, latest_versions_unique(f), replace=imported)
+            f = Frame.from_columns(times, origins, [7_000_000] * n, kinds, values, texts)
+            put(conn, store, sid, latest_versions_unique(f), live=not imported)
+            # imports reuse their acq_time; a live write's stamp is the series' newest
+            acq = 7_000_000 if imported else max(stamps_of(conn, store, sid))
         for t, o, k, v, s in zip(times, origins, kinds, values, texts, strict=True):
             key = (int(t), int(o), acq)
             if key in model and not imported:
@@ -441,15 +468,15 @@ def test_store_matches_a_model_across_days_origins_versions_and_limits(
 def test_concurrent_writers_of_one_block_lose_nothing(
     db: Database, store: SeriesStore, sid: int
 ) -> None:
-    """A write rewrites its day block whole; two writers at once (imports take no version
-    stamp, so only the store's own exclusion keeps them apart) must both land."""
+    """A write rewrites its day block whole; two writers of one series at once (imports,
+    which take no stamp: only the series' lock keeps them apart) must both land."""
     from concurrent.futures import ThreadPoolExecutor
 
     def writer(k: int) -> None:
         for i in range(20):
             t = D0 + (k * 100 + i) * 60_000
             with db.transaction() as conn:
-                store.insert(conn, sid, frame([t], 5_000_000, [float(i)]), replace=True)
+                put(conn, store, sid, frame([t], 5_000_000, [float(i)]))
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(writer, (0, 1)))
@@ -458,7 +485,7 @@ def test_concurrent_writers_of_one_block_lose_nothing(
     assert len(got) == 40
 
 
-def test_insert_points_keeps_the_later_duplicate_and_counts_distinct_new_points(
+def test_insert_keeps_the_later_duplicate_and_counts_distinct_new_points(
     db: Database, store: SeriesStore
 ) -> None:
     """One write of two series with repeated keys: of equal (series, time, origin, acq) the
@@ -478,7 +505,7 @@ def test_insert_points_keeps_the_later_duplicate_and_counts_distinct_new_points(
         values = rng.random(n)
         f = Frame.from_columns(times, np.ones(n), acqs, np.zeros(n), values)
         with db.transaction() as conn:
-            count = store.insert_points(conn, sids.astype(np.int64), f)
+            count = store.insert(conn, sids.astype(np.int64), f)
         written = {}
         columns_ = (sids.tolist(), times.tolist(), acqs.tolist(), values.tolist())
         for s, t, a, v in zip(*columns_, strict=True):
@@ -515,12 +542,12 @@ def test_a_new_version_is_kept_beside_the_old_and_a_same_key_point_replaces_it(
     same (time, origin, acq) — an import re-sent — replaces the stored point, text and all."""
     base = D0 + 5 * DAY
     with db.transaction() as conn:
-        store.insert(conn, sid, frame([base, base + 900_000], 10, [1.0, 2.0]), replace=False)
+        put(conn, store, sid, frame([base, base + 900_000], 10, [1.0, 2.0]))
     new = Frame.from_columns(
         [base, base + 900_000], [1, 1], [20, 10], [TYPE_DBL, TYPE_STR], [1.5, math.nan], [None, "x"]
     )
     with db.transaction() as conn:
-        store.insert(conn, sid, new, replace=True)
+        put(conn, store, sid, new)
     with db.transaction(write=False) as conn:
         got = store.read(conn, sid, base, base + DAY, origin=None, limit=100)
     assert list(zip(got.time.tolist(), got.acq.tolist(), got.type.tolist(), strict=True)) == [

@@ -12,7 +12,7 @@ from besmart_server.server.states import tables as state_tables
 from besmart_server.server.users import tables as user_tables
 
 # Catalog tables the migrations seed; tests keep their system rows between tests.
-CATALOG_TABLES = frozenset({"units", "signal_types", "version_clock"})
+CATALOG_TABLES = frozenset({"units", "signal_types"})
 
 __all__ = [
     "CATALOG_TABLES",

@@ -24,6 +24,7 @@ from besmart_server.server.middleware import LimitsAndHeaders
 from besmart_server.server.mqtt.router import router as mqtt_router
 from besmart_server.server.sensors.router import router as sensors_router
 from besmart_server.server.signals.router import router as signals_router
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
 from besmart_server.server.weather.router import router as weather_router
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_checkpoint_seconds=settings.sqlite_checkpoint_seconds,
         )
+        app.state.store = SeriesStore(app.state.db.dialect)
         bridge = _start_bridge(settings, app.state.db) if settings.mqtt_bridge else None
         app.state.mqtt_bridge = bridge
         try:

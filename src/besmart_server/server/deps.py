@@ -13,6 +13,7 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.errors import Forbidden, Unauthorized
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 
@@ -34,6 +35,12 @@ def get_db(request: Request) -> Database:
     return db
 
 
+def get_store(request: Request) -> SeriesStore:
+    """The app's series store, made with the database when the app starts."""
+    store: SeriesStore = request.app.state.store
+    return store
+
+
 def get_conn(request: Request) -> Iterator[Connection]:
     """One transaction per request: committed before the response is sent, rolled back on error."""
     db = get_db(request)
@@ -43,6 +50,7 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
+StoreDep = Annotated[SeriesStore, Depends(get_store)]
 # scope="function": the commit happens before the response leaves, so a 2xx means durable.
 ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 

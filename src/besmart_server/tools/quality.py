@@ -41,7 +41,7 @@ from besmart_server.server.sensors import service as sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import signal_type_by_symbol
 from besmart_server.server.signals.columns import Columns
-from besmart_server.server.signals.store import store_for
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.weather.compat import quiet_pandas_deprecations
 from besmart_server.server.weather.demo import LAT, LON
 from besmart_server.wire import TYPE_DBL
@@ -76,7 +76,7 @@ def _write(db: Database, cid: int, mid: int, moid: int, t: Any, v: Any, acq: Any
         acq_ms=np.asarray(acq, dtype=np.int64),
     )
     with db.transaction() as conn:
-        store = store_for(conn.dialect.name)
+        store = SeriesStore(conn.dialect.name)
         signals.write(conn, store, ADMIN, [signals.WriteItem(cid, mid, moid, None, cols, ("q",))])
 
 

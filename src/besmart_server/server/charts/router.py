@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from besmart_server.server.charts import service as chart
-from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep
+from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep, StoreDep
 from besmart_server.server.errors import R401, R404, R413
 from besmart_server.server.signals import columns, service
-from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid, StoreDep
+from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid
 
 router = APIRouter(tags=["Signals"])
 

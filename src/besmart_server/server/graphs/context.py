@@ -28,7 +28,7 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.columns import Columns
 from besmart_server.server.signals.pipeline import Frame, round_significant
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.weather import service as weather
 from besmart_server.wire import TYPE_DBL, TYPE_INT
 
@@ -100,7 +100,7 @@ class DbContext:
 
     def __post_init__(self) -> None:
         if self.store is None:
-            self.store = store_for(self.dialect)
+            self.store = SeriesStore(self.dialect)
 
     @classmethod
     def over(cls, db: Database, principal: Principal, **options: Any) -> DbContext:

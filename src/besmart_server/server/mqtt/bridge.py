@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MessageType, MQTTErrorCode
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.mqtt import broker, service, topics
 from besmart_server.server.mqtt.service import BRIDGE_USER, IngestResult, Message
-from besmart_server.server.signals.store import store_for
+from besmart_server.server.signals.store import SeriesStore
 
 log = logging.getLogger("besmart.mqtt")
 
@@ -126,7 +126,7 @@ class Bridge:
         on_batch: Callable[[IngestResult], None] | None = None,
     ) -> None:
         self._db = db
-        self._store = store_for(db.dialect)
+        self._store = SeriesStore(db.dialect)
         self._address = address
         self._batch_max = batch_max
         self._linger_s = linger_s

@@ -22,7 +22,7 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import SignalType, signal_type_by_symbol
 from besmart_server.server.signals.pipeline import Frame, StatePeriod
 from besmart_server.server.signals.service import load_periods
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.wire import TYPE_DBL
 
 F64 = NDArray[np.float64]
@@ -47,12 +47,11 @@ def _moid(symbol: str) -> int:
 
 
 class _Writer:
-    """Writes whole series through the store with one version stamp."""
+    """Writes whole series through the store, as live writes (the store stamps them)."""
 
     def __init__(self, conn: Connection, store: SeriesStore) -> None:
         self.conn = conn
         self.store = store
-        self.stamp = store.stamp(conn)
 
     def __call__(self, mid: int, symbol: str, time: I64, value: F64) -> None:
         key = (mid, _moid(symbol))
@@ -61,11 +60,12 @@ class _Writer:
         frame = Frame(
             time.astype(np.int64),
             np.ones(n, dtype=np.int64),
-            np.full(n, self.stamp, dtype=np.int64),
+            np.zeros(n, dtype=np.int64),  # stamped by the store
             np.full(n, TYPE_DBL, dtype=np.int8),
             np.round(value.astype(np.float64), 4).astype(np.float64),
         )
-        self.store.insert(self.conn, sid, frame, replace=False)
+        live = np.ones(n, dtype=np.bool_)
+        self.store.insert(self.conn, np.full(n, sid, dtype=np.int64), frame, live=live)
 
 
 # --- profiles (kW shapes, vectorised over UTC ms) -----------------------------------------
@@ -190,7 +190,7 @@ def load(conn: Connection, info: DemoInfo) -> None:
     start = end - DAYS * DAY_MS
     month = np.arange(start, end, Q_MS, dtype=np.int64)
     rng = np.random.default_rng(SEED)
-    write = _Writer(conn, store_for(conn.dialect.name))
+    write = _Writer(conn, SeriesStore(conn.dialect.name))
     roles = info.sensors
     meters_primary = np.zeros(month.shape[0])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -35,12 +35,13 @@ from besmart_server.server.deps import (
     CurrentUser,
     DatabaseDep,
     SettingsDep,
+    StoreDep,
     UserOwnTransactions,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import calendar, columns, service
 from besmart_server.server.signals.calendar import Period
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.store import SeriesStore
 
 router = APIRouter(tags=["Signals"])
 
@@ -64,17 +65,6 @@ _PUT_MANY_BODY = _body({"type": "array", "items": _schema(PutMultipleSignalsRequ
 _POST_MANY_BODY = _body({"type": "array", "items": _schema(GetSignalRequest)})
 
 
-def get_store(request: Request) -> SeriesStore:
-    """The app's series store, picked by the database's dialect (made once per app)."""
-    store: SeriesStore | None = getattr(request.app.state, "signal_store", None)
-    if store is None:
-        db: Database = request.app.state.db
-        store = store_for(db.dialect)
-        request.app.state.signal_store = store
-    return store
-
-
-StoreDep = Annotated[SeriesStore, Depends(get_store)]
 Caller = UserOwnTransactions
 ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=ID_MAX)]

@@ -129,9 +129,9 @@ def write(
 ) -> int:
     """Store every item as a new version, all or nothing; returns how many points were stored.
 
-    Authorization, types and units are checked for every item before anything is written. The
-    transaction takes one version stamp; points of one series sent twice in the request keep
-    the later one.
+    Authorization, types and units are checked for every item before anything is written.
+    Each series written takes one version stamp (store.py); points of one series sent twice
+    in the request keep the later one.
     """
     converted: list[tuple[SeriesKey, Columns]] = []
     locs: list[Loc] = []
@@ -152,17 +152,15 @@ def write(
     if not converted:
         return 0
     ids = store.series_ids(conn, (k for k, _ in converted), create=True)
-    imported = [int(c.acq_ms.max()) for _, c in converted if c.acq_ms is not None]
-    if imported:  # a live write after this import must be newer than it
-        store.advance(conn, max(imported) * 1000)
-    stamp = store.stamp(conn) if any(c.acq_ms is None for _, c in converted) else 0
     # Every item as one frame, in request order (the store keeps the later of two points
-    # with the same key): no frame or sort per item.
-    frame = to_frame([c for _, c in converted], stamp)
+    # with the same key): no frame or sort per item. Points without an acq_time are live:
+    # the store stamps them, one stamp per series (0 until then).
+    frame = to_frame([c for _, c in converted], 0)
     sizes = [len(c) for _, c in converted]
     check_points(frame, sizes, locs)
     series = np.repeat(np.array([ids[k] for k, _ in converted], dtype=np.int64), sizes)
-    return store.insert_points(conn, series, frame)
+    live = np.repeat(np.array([c.acq_ms is None for _, c in converted], dtype=np.bool_), sizes)
+    return store.insert(conn, series, frame, live=live)
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -56,6 +56,9 @@ series = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("sensor_mid", Integer, ForeignKey("sensors.mid", ondelete="CASCADE"), nullable=False),
     Column("signal_type_moid", Integer, ForeignKey("signal_types.moid"), nullable=False),
+    # The series' version clock: its newest acquisition stamp (µs, a whole ms), live or
+    # imported. A write locks the row, so stamps of one series strictly increase (store.py).
+    Column("acq_us", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("sensor_mid", "signal_type_moid"),
     sqlite_autoincrement=True,
 )
@@ -80,13 +83,4 @@ blocks = Table(
     # counter's neighbours (store.neighbours) without scanning the other origins' days.
     Index("ix_blocks_series_origin_day", "series_id", "origin", "day"),
     sqlite_with_rowid=False,
-)
-
-# A single-row clock that hands out strictly increasing acquisition stamps (µs), so two
-# writes within one millisecond, even from different processes, stay ordered by arrival.
-version_clock = Table(
-    "version_clock",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_us", BigInteger, nullable=False),
 )

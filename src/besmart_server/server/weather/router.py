@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from besmart_server.schemas.signals import DELTA_T_DOC, TZ_DOC, SignalResponse
-from besmart_server.server.deps import ConnDep, SettingsDep, UserOrApiKey
+from besmart_server.server.deps import ConnDep, SettingsDep, StoreDep, UserOrApiKey
 from besmart_server.server.errors import R401, R404, R413, Invalid
 from besmart_server.server.signals import columns
-from besmart_server.server.signals.router import StoreDep, split_delta_t
+from besmart_server.server.signals.router import split_delta_t
 from besmart_server.server.signals.service import ReadBudget
 from besmart_server.server.weather import service
 

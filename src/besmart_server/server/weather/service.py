@@ -29,7 +29,7 @@ from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.calendar import Period
 from besmart_server.server.signals.columns import empty_data, encode_data
 from besmart_server.server.signals.pipeline import Frame, aggregate, round_significant
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import clients
 from besmart_server.server.weather import clearsky
@@ -58,11 +58,6 @@ _SERVICE_LOGIN: Final = "weather-service"
 
 def _service_principal(weather_cid: int, role: Role) -> Principal:
     return Principal(user_id=None, login=_SERVICE_LOGIN, roles={weather_cid: role})
-
-
-def store_of(conn: Connection) -> SeriesStore:
-    """The signal store of this connection's engine."""
-    return store_for(conn.dialect.name)
 
 
 # --- grid points ----------------------------------------------------------------------------
@@ -198,7 +193,7 @@ def import_weather(
     """
     lat = result.lat if lat is None else lat
     lon = result.lon if lon is None else lon
-    store = store or store_of(conn)
+    store = store or SeriesStore(conn.dialect.name)
     mid = grid_point(conn, lat, lon, source=result.source, elevation_m=result.elevation_m)
     wanted = []
     for symbol in result:
@@ -223,7 +218,7 @@ def import_weather(
         )
         for lo in range(0, n, _INSERT_CHUNK):
             part = frame.take(np.arange(lo, min(lo + _INSERT_CHUNK, n)))
-            store.insert(conn, ids[(mid, moid)], part, replace=True)
+            store.insert(conn, np.full(len(part), ids[(mid, moid)], dtype=np.int64), part)
             if progress is not None:
                 progress(len(part))
     return ImportSummary(mid, lat, lon, counts)
