@@ -199,7 +199,8 @@ _NAN_PAYLOADS = [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF0000000000001, 0xF
 
 
 def _bits(values: object) -> list[int]:
-    return np.asarray(values, dtype=np.float64).view(np.uint64).tolist()
+    out: list[int] = np.asarray(values, dtype=np.float64).view(np.uint64).tolist()
+    return out
 
 
 def _scale(body: bytes) -> int:
@@ -265,7 +266,8 @@ def test_decimal_values_are_scaled_integers_and_come_back_exactly(
     for at, bits in payload:
         values[at % len(values)] = np.array([bits], dtype=np.uint64).view(np.float64)[0]
     _round_trip_bits(values)
-    ((_, e),) = blocks.encode_batch(np.zeros(len(values), dtype=np.int64), _values_block(values))
+    f = _values_block(values.tolist())
+    ((_, e),) = blocks.encode_batch(np.zeros(len(values), dtype=np.int64), f)
     assert _scale(e.body) <= k
     for at, v in odd:
         values[at % len(values)] = v
