@@ -23,6 +23,12 @@ from besmart_server.server.signals.pipeline import (
     sort_versions,
 )
 
+_MAGICLESS = zstandard.ZstdCompressor(
+    compression_params=zstandard.ZstdCompressionParameters.from_level(
+        3, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+    )
+)  # format 2's frames
+
 Point = tuple[int, int, int, float, str | None]  # time offset, acq, type, value, text
 
 
@@ -123,7 +129,7 @@ def test_a_regular_day_compresses_far_below_a_row_per_point() -> None:
         b"\x09\x01\x00\x00\x00" + b"\x00" * 8,
         b"\x01\x05\x00\x00\x00garbage",
         b"\x02\x05\x00\x00\x00garbage",
-        b"\x02\x01\x00\x00\x00" + zstandard.ZstdCompressor().compress(b"\x00" * 8),
+        b"\x02" + _MAGICLESS.compress(b"\x00" * 8),
     ],
     ids=["empty", "short header", "unknown format", "not zstd", "not zstd (2)", "short (2)"],
 )
@@ -133,10 +139,18 @@ def test_a_damaged_body_raises_corrupt_block(body: bytes) -> None:
 
 
 def test_a_body_shorter_than_its_count_raises_corrupt_block() -> None:
-    e = blocks.encode(0, 1, _frame(0, [(0, 1, TYPE_DBL, 1.0, None)]))
-    lying = b"\x01\x09\x00\x00\x00" + e.body[5:]  # claims 9 points
+    f = _frame(0, [(0, 1, TYPE_DBL, 1.0, None), (5, 1, TYPE_DBL, 2.5, None)])
+    ((_, old),) = blocks.encode_batch(np.zeros(2, dtype=np.int64), f, legacy=True)
+    lying = b"\x01\x09\x00\x00\x00" + old.body[5:]  # format 1: claims 9 points
     with pytest.raises(CorruptBlock, match="shorter"):
         blocks.decode(0, 1, lying)
+    ((_, new),) = blocks.encode_batch(np.zeros(2, dtype=np.int64), f)
+    raw = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
+        new.body[1:]
+    )
+    cut = b"\x02" + _MAGICLESS.compress(raw[:-1])  # format 2: a value byte missing
+    with pytest.raises(CorruptBlock, match="shorter"):
+        blocks.decode(0, 1, cut)
 
 
 @settings(max_examples=100, deadline=None)
@@ -205,8 +219,8 @@ def _bits(values: object) -> list[int]:
 
 def _scale(body: bytes) -> int:
     """The value scale a format 2 body chose (255: float64 planes)."""
-    raw = zstandard.ZstdDecompressor().decompress(body[5:])
-    return int(blocks._V2.unpack_from(raw)[4])
+    raw = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(body[1:])
+    return int(blocks._V2.unpack_from(raw)[5])
 
 
 def _values_block(values: list[float], acq: list[int] | None = None) -> Frame:

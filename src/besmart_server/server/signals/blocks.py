@@ -5,7 +5,7 @@ One row per point made reads and writes cost a Python object (and 38 B on SQLite
 PostgreSQL) per point; the benchmark's profiles showed that per-row overhead as 85-88 % of a
 read. A block holds a day's points of one (series, origin), every version, sorted by
 (time, acq), as columns compressed together with zstd (level 3). The body starts with a
-format byte and the number of points, so the encoding can change without a schema change.
+format byte, so the encoding can change without a schema change.
 
 Format 2 (written now). Meter readings are decimals (registers with 3 decimals, voltages and
 weather with 1), so a block's values are stored as integers m with value = m / 10**k, k the
@@ -24,7 +24,8 @@ over every block of a read at once (per block only the header and decompression 
 Python).
 
 Format 1 (written by 0004-0010; read still, and written for migration 0011's downgrade):
-int32 time deltas, int64 acq deltas, int8 types, float64 byte planes, zstd.
+the number of points, then zstd of int32 time deltas, int64 acq deltas, int8 types and
+float64 byte planes.
 
 Both formats end with the STR points' strings as one JSON list, in row order, when there
 are any.
@@ -57,12 +58,29 @@ from besmart_server.server.signals.pipeline import (
 DAY_MS: Final = 86_400_000
 FORMAT: Final = 2
 LEGACY_FORMAT: Final = 1
-_HEADER: Final = struct.Struct("<BI")  # format, number of points
-# Format 2's first bytes inside the compressed payload: the byte width of the time, acq,
-# type and value residuals; the value scale k (_RAW: float64 planes); the first type; the
-# first time offset and first time step; the first acq; the first scaled value; the number of
-# value exceptions.
-_V2: Final = struct.Struct("<BBBBBbiiqqI")
+_HEADER: Final = struct.Struct("<BI")  # format 1: format, number of points
+# Format 2 is the format byte, then one zstd frame (no magic number) that starts with: the
+# number of points; the byte width of the time, acq, type and value residuals; the value
+# scale k (_RAW: float64 planes); the first type; the first time offset and first time step;
+# the first acq; the first scaled value; the number of value exceptions.
+_V2: Final = struct.Struct("<IBBBBBbiiqqI")
+_V2_ROW: Final = np.dtype(
+    [
+        ("n", "<u4"),
+        ("w_time", "u1"),
+        ("w_acq", "u1"),
+        ("w_type", "u1"),
+        ("w_value", "u1"),
+        ("scale", "u1"),
+        ("kind0", "i1"),
+        ("t0", "<i4"),
+        ("t1", "<i4"),
+        ("acq0", "<i8"),
+        ("value0", "<i8"),
+        ("exceptions", "<u4"),
+    ]
+)  # the same, for all blocks of a batch at once
+_FORMAT_BYTE: Final = bytes([FORMAT])
 _RAW: Final = 255
 _MAX_SCALE: Final = 9
 _EXACT: Final = 2.0**53  # larger integers do not all survive int64 -> float64
@@ -77,6 +95,14 @@ class _Codecs(threading.local):
     def __init__(self) -> None:
         self.compressor = zstandard.ZstdCompressor(level=_LEVEL)
         self.decompressor = zstandard.ZstdDecompressor()
+        # Format 2 frames go without zstd's 4-byte magic number: the format byte says what
+        # follows, and 4 bytes are 4 % of a 96-point block.
+        self.compressor_v2 = zstandard.ZstdCompressor(
+            compression_params=zstandard.ZstdCompressionParameters.from_level(
+                _LEVEL, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+            )
+        )
+        self.decompressor_v2 = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)
 
 
 _codecs = _Codecs()
@@ -257,28 +283,26 @@ def _bodies_v2(
     exc_lo = (np.cumsum(exc_n) - exc_n).tolist()
     exc_pos_b = (exc_at - starts[exc_block]).astype("<u4").tobytes()
     exc_bits_b = f.value[exc_at].astype("<f8").tobytes()
-    compress = _codecs.compressor.compress
-    heads = zip(
-        *[w.tolist() for w in widths],
-        scale.tolist(),
-        kind64[starts].tolist(),
-        t0.tolist(),
-        t1.tolist(),
-        f.acq[starts].tolist(),
-        np.where(scale == _RAW, 0, scaled[starts]).tolist(),
-        exc_n.tolist(),
-        strict=True,
-    )
+    heads = np.zeros(starts.shape[0], dtype=_V2_ROW)
+    heads["n"] = counts
+    heads["w_time"], heads["w_acq"], heads["w_type"], heads["w_value"] = widths
+    heads["scale"] = scale
+    heads["kind0"] = kind64[starts]
+    heads["t0"], heads["t1"], heads["acq0"] = t0, t1, f.acq[starts]
+    heads["value0"] = np.where(scale == _RAW, 0, scaled[starts])
+    heads["exceptions"] = exc_n
+    head_b = heads.tobytes()
+    size = _V2.size
+    compress = _codecs.compressor_v2.compress
     out: list[bytes] = []
-    for i, (head, c) in enumerate(zip(heads, counts.tolist(), strict=True)):
-        payload = [_V2.pack(*head), *[col[i] for col in packed]]
-        e_lo, e_n = exc_lo[i], head[-1]
+    for i, (e_n, e_lo) in enumerate(zip(exc_n.tolist(), exc_lo, strict=True)):
+        payload = [head_b[i * size : (i + 1) * size], *[col[i] for col in packed]]
         if e_n:
             payload.append(exc_pos_b[4 * e_lo : 4 * (e_lo + e_n)])
             payload.append(exc_bits_b[8 * e_lo : 8 * (e_lo + e_n)])
         if texts is not None and texts[i]:
             payload.append(orjson.dumps(texts[i]))
-        out.append(_HEADER.pack(FORMAT, c) + compress(b"".join(payload)))
+        out.append(_FORMAT_BYTE + compress(b"".join(payload)))
     return out
 
 
@@ -350,11 +374,12 @@ def _groups(counts: I64, widths: I64) -> dict[tuple[int, int], NDArray[np.intp]]
     w0, c0 = int(widths[0]), int(counts[0])
     if _alike(widths) and _alike(counts):
         return {(w0, c0): np.arange(widths.shape[0])} if w0 else {}
-    out: dict[tuple[int, int], list[int]] = {}
-    for b, key in enumerate(zip(widths.tolist(), counts.tolist(), strict=True)):
-        if key[0]:
-            out.setdefault(key, []).append(b)
-    return {key: np.array(bs, dtype=np.intp) for key, bs in out.items()}
+    keys, which = np.unique(widths << 32 | counts, return_inverse=True)
+    return {
+        (k >> 32, k & 0xFFFFFFFF): np.flatnonzero(which == g)
+        for g, k in enumerate(keys.tolist())
+        if k >> 32
+    }
 
 
 def _to_planes(d: I64, starts: I64, counts: I64, widths: I64) -> list[bytes]:
@@ -485,23 +510,21 @@ def _decompress(body: bytes, fmt: int) -> tuple[int, bytes]:
 
 
 def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
-    counts: list[int] = []
     heads: list[tuple[int, ...]] = []
     raws: list[bytes] = []
-    decompress = _codecs.decompressor.decompress
+    decompress = _codecs.decompressor_v2.decompress
     try:
         for _, _, body in rows:
-            fmt, n = _HEADER.unpack_from(body)
-            if fmt != FORMAT:
-                raise CorruptBlock(f"block format {fmt} is not {FORMAT}")
-            raw = decompress(memoryview(body)[_HEADER.size :])
-            heads.append(_V2.unpack_from(raw))
+            if body[:1] != _FORMAT_BYTE:
+                raise CorruptBlock(f"block format {body[:1]!r} is not {FORMAT}")
+            raw = decompress(memoryview(body)[1:])
+            heads.append(_V2.unpack_from(raw))  # one call per block: cheaper than numpy
             raws.append(raw)
-            counts.append(n)
     except (struct.error, zstandard.ZstdError) as exc:
         raise CorruptBlock(str(exc)) from exc
-    ns = np.array(counts, dtype=np.int64)
-    h = np.array(heads, dtype=np.int64).reshape(len(heads), _V2_FIELDS)
+    head = np.array(heads, dtype=np.int64).reshape(len(heads), _V2_FIELDS)
+    ns, h = head[:, 0], head[:, 1:]
+    counts = ns.tolist()
     if bool((ns < 1).any()):
         raise CorruptBlock("block without points")
     if not bool(np.isin(h[:, :4], _WIDTH_LIST).all()) or bool(
