@@ -6,7 +6,10 @@ batch, on a fresh database of each engine; then the size of the `blocks` table a
 measures it (SQLite: dbstat pages of the table and its index; PostgreSQL:
 pg_total_relation_size, heap + TOAST + indexes) and the medians of three store reads, the
 engines taking turns: a year of one 15-minute series (bench.run's figure 2), its newest
-versions over five (figure 3) and the 1-minute year that figure 4 averages.
+versions over five (figure 3) and the 1-minute year that figure 4 averages. Each read
+series also gets a twin in the same database whose blocks are the same points in format 1
+(the encoding before format 2), read in turn with it: the two formats' read times under
+the same load.
 
     .venv/bin/python -m bench.block_size                 # both engines, the full year
     .venv/bin/python -m bench.block_size --days 60 --reps 5 --pg-url ''   # SQLite alone
@@ -24,16 +27,18 @@ from contextlib import ExitStack, closing
 
 import numpy as np
 import psycopg
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
 from bench.scratch import scratch_database
-from bench.workload import FULL, MS_15MIN, MS_MINUTE, Series, Workload, generate
+from bench.workload import FULL, MS_15MIN, MS_MINUTE, Workload, generate
 from besmart_server.server import migrate
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals import blocks as codec
 from besmart_server.server.signals.pipeline import TYPE_DBL, Frame
 from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.users import service as users
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -94,33 +99,67 @@ def _size(e: Engine, url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _legacy_twin(e: Engine, sid: int) -> int:
+    """A new series holding series `sid`'s blocks re-encoded in format 1."""
+    with e.db.transaction() as conn:
+        cid = users.create_client(conn, name=f"twin{sid}")
+        mid = conn.execute(
+            insert(sensors)
+            .values(client_cid=cid, name=f"twin{sid}", created_at=now_ms())
+            .returning(sensors.c.mid)
+        ).scalar_one()
+        moid = conn.execute(
+            select(series.c.signal_type_moid).where(series.c.id == sid)
+        ).scalar_one()
+        twin = conn.execute(
+            insert(series).values(sensor_mid=mid, signal_type_moid=moid).returning(series.c.id)
+        ).scalar_one()
+        stored = conn.execute(
+            select(blocks.c.day, blocks.c.origin, blocks.c.body)
+            .where(blocks.c.series_id == sid)
+            .order_by(blocks.c.day, blocks.c.origin)
+        ).all()
+        f, _ = codec.decode_batch([(r.day, r.origin, bytes(r.body)) for r in stored])
+        col = np.full(len(f), twin, dtype=np.int64)
+        rows = [
+            {
+                "series_id": twin, "day": b.day, "origin": b.origin, "n": b.n,
+                "t_last": b.t_last, "num_first": b.num_first, "num_last": b.num_last,
+                "body": b.body, "latest": b.latest,
+            }
+            for _, b in codec.encode_batch(col, f, legacy=True)
+        ]  # fmt: skip
+        conn.execute(insert(blocks), rows)
+    return int(twin)
+
+
 def _reads(e: Engine, w: Workload) -> dict[str, Callable[[], int]]:
     meter = next(s for s in w.meters if s.moid == 1001)  # bench.run's raw read (P+)
+    out: dict[str, Callable[[], int]] = {}
+    for label, s, step, latest in (
+        ("raw year (2)", meter, MS_15MIN, False),
+        ("get_last (3)", w.versions[-1], MS_15MIN, True),
+        ("1-min year (4)", w.minute, MS_MINUTE, False),
+    ):
+        lo, hi = int(s.time[0]), int(s.time[-1]) + step
+        sid = e.ids[(s.sensor, s.moid)]
+        for fmt, series_id in ((2, sid), (1, _legacy_twin(e, sid))):
+            out[f"{label}, format {fmt}"] = _read(e, series_id, lo, hi, latest)
+    return out
 
-    def span(s: Series, step: int) -> tuple[int, int]:
-        return int(s.time[0]), int(s.time[-1]) + step
 
-    def raw() -> int:
-        lo, hi = span(meter, MS_15MIN)
+def _read(e: Engine, sid: int, lo: int, hi: int, latest: bool) -> Callable[[], int]:
+    def run() -> int:
         with e.db.transaction(write=False) as conn:
-            sid = e.ids[(meter.sensor, meter.moid)]
-            return len(e.store.read(conn, sid, lo, hi, origin=None, limit=10**9))
-
-    def last() -> int:
-        s = w.versions[-1]
-        lo, hi = span(s, MS_15MIN)
-        with e.db.transaction(write=False) as conn:
-            sid = e.ids[(s.sensor, s.moid)]
-            got = e.store.read_latest(conn, sid, lo, hi, origin=None, limit=10**9, acq_before=None)
+            if latest:
+                got = e.store.read_latest(
+                    conn, sid, lo, hi, origin=None, limit=10**9, acq_before=None
+                )
+            else:
+                got = e.store.read(conn, sid, lo, hi, origin=None, limit=10**9)
             return len(got)
 
-    def minute() -> int:
-        lo, hi = span(w.minute, MS_MINUTE)
-        with e.db.transaction(write=False) as conn:
-            sid = e.ids[(w.minute.sensor, w.minute.moid)]
-            return len(e.store.read(conn, sid, lo, hi, origin=None, limit=10**9))
-
-    return {"raw year (2)": raw, "get_last (3)": last, "1-min year (4)": minute}
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,10 +196,9 @@ def main(argv: list[str] | None = None) -> None:
                     if k:
                         e.reads.setdefault(label, []).append(time.perf_counter() - t0)
         for e in engines:
-            med = ", ".join(
-                f"{label} {statistics.median(s) * 1000:.1f} ms" for label, s in e.reads.items()
-            )
-            print(f"{e.name}: {e.size / stored:.2f} B/pt; read medians: {med}")
+            print(f"{e.name}: {e.size / stored:.2f} B/pt; read medians:")
+            for label, s in e.reads.items():
+                print(f"  {label}: {statistics.median(s) * 1000:.1f} ms")
 
 
 def _turns(engines: list[Engine], k: int) -> Iterator[Engine]:
