@@ -396,6 +396,16 @@ def _to_planes(d: I64, starts: I64, counts: I64, widths: I64) -> list[bytes]:
     return out
 
 
+def _interleave(planes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """(blocks, w, count) byte planes as (blocks, count, w) bytes: one copy per plane, each
+    along a whole plane (a transposed copy would step w bytes at a time)."""
+    b, w, c = planes.shape
+    out = np.empty((b, c, w), dtype=np.uint8)
+    for p in range(w):
+        out[:, :, p] = planes[:, p, :]
+    return out
+
+
 def _from_planes(
     raws: Sequence[bytes], lo: Sequence[int], starts: I64, counts: I64, widths: I64
 ) -> I64 | None:
@@ -412,7 +422,7 @@ def _from_planes(
         size = w * c
         joined = b"".join([raws[b][lo[b] : lo[b] + size] for b in sel.tolist()])
         planes = np.frombuffer(joined, dtype=np.uint8).reshape(len(sel), w, c)
-        values = np.ascontiguousarray(planes.transpose(0, 2, 1)).view(f"<i{w}").reshape(-1)
+        values = _interleave(planes).view(f"<i{w}").reshape(-1)
         if len(sel) * c == total:  # every block, in order
             out[:] = values
         else:
@@ -510,20 +520,22 @@ def _decompress(body: bytes, fmt: int) -> tuple[int, bytes]:
 
 
 def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
-    heads: list[tuple[int, ...]] = []
     raws: list[bytes] = []
     decompress = _codecs.decompressor_v2.decompress
     try:
         for _, _, body in rows:
             if body[:1] != _FORMAT_BYTE:
                 raise CorruptBlock(f"block format {body[:1]!r} is not {FORMAT}")
-            raw = decompress(memoryview(body)[1:])
-            heads.append(_V2.unpack_from(raw))  # one call per block: cheaper than numpy
-            raws.append(raw)
-    except (struct.error, zstandard.ZstdError) as exc:
+            raws.append(decompress(memoryview(body)[1:]))
+    except zstandard.ZstdError as exc:
         raise CorruptBlock(str(exc)) from exc
-    head = np.array(heads, dtype=np.int64).reshape(len(heads), _V2_FIELDS)
-    ns, h = head[:, 0], head[:, 1:]
+    size = _V2.size
+    if min(map(len, raws)) < size:
+        raise CorruptBlock("block shorter than its header")
+    # Every block's header as one record array (numpy per block would cost more than it).
+    rec = np.frombuffer(b"".join([r[:size] for r in raws]), dtype=_V2_ROW)
+    ns = rec["n"].astype(np.int64)
+    h = np.stack([rec[name].astype(np.int64) for name in _V2_ROW.names[1:]], axis=1)
     counts = ns.tolist()
     if bool((ns < 1).any()):
         raise CorruptBlock("block without points")
@@ -535,11 +547,11 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     # and bits, then the strings.
     sizes = np.concatenate([h[:, :4] * ns[:, None], h[:, 10, None] * [4, 8]], axis=1)
     at = _V2.size + np.concatenate([np.zeros((len(rows), 1), np.int64), sizes.cumsum(1)], 1)
-    lens = np.array([len(r) for r in raws], dtype=np.int64)
-    if bool((lens < at[:, -1]).any()):
+    lens = [len(r) for r in raws]
+    if bool((np.array(lens) < at[:, -1]).any()):
         raise CorruptBlock("block shorter than its point count")
     cols = at.T.tolist()
-    texts = [r[e:] if e < len(r) else None for r, e in zip(raws, cols[6], strict=True)]
+    texts = [r[e:] if e < k else None for r, e, k in zip(raws, cols[6], lens, strict=True)]
     total = int(ns.sum())
     starts = np.cumsum(ns) - ns
     days = np.array([r[0] for r in rows], dtype=np.int64)
@@ -595,9 +607,6 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     return Frame(time, origin, acq, kind8, value, text), ns
 
 
-_V2_FIELDS: Final = len(_V2.unpack(bytes(_V2.size)))
-
-
 def _running(d: I64 | None, at: I64, value: I64, counts: I64 | None = None) -> I64:
     """The running sum of `d`, restarted at each position of `at` (ascending, from 0) from
     the matching `value`: one cumsum over every block at once, each segment then shifted by
@@ -606,11 +615,10 @@ def _running(d: I64 | None, at: I64, value: I64, counts: I64 | None = None) -> I
     if d is None:
         assert counts is not None
         return np.repeat(value, counts)
-    if counts is not None and _alike(counts):  # blocks of one size: a 2-D running sum
-        x2 = np.cumsum(d.reshape(counts.shape[0], -1), axis=1)
-        x2 += (value - x2[:, 0])[:, None]
-        return x2.reshape(-1)
     x = np.cumsum(d)
+    if counts is not None and _alike(counts):  # blocks of one size: shifted as rows
+        x.reshape(counts.shape[0], -1)[:] += (value - x[at])[:, None]
+        return x
     seg = np.diff(np.append(at, d.shape[0]))
     x += np.repeat(value - x[at], seg)
     return x
