@@ -80,6 +80,7 @@ _V2_ROW: Final = np.dtype(
         ("exceptions", "<u4"),
     ]
 )  # the same, for all blocks of a batch at once
+_V2_FIELDS: Final = tuple(_V2_ROW.fields or ())
 _FORMAT_BYTE: Final = bytes([FORMAT])
 _RAW: Final = 255
 _MAX_SCALE: Final = 9
@@ -535,7 +536,7 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     # Every block's header as one record array (numpy per block would cost more than it).
     rec = np.frombuffer(b"".join([r[:size] for r in raws]), dtype=_V2_ROW)
     ns = rec["n"].astype(np.int64)
-    h = np.stack([rec[name].astype(np.int64) for name in _V2_ROW.names[1:]], axis=1)
+    h = np.stack([rec[name].astype(np.int64) for name in _V2_FIELDS[1:]], axis=1)
     counts = ns.tolist()
     if bool((ns < 1).any()):
         raise CorruptBlock("block without points")
