@@ -362,3 +362,110 @@ def test_series_clocks_up_and_down(empty_db: Database) -> None:
             (1, 12_000_000)
         ]
         assert conn.execute(sa.text("SELECT count(*) FROM series")).scalar_one() == 2
+
+
+def _format_1_blocks() -> tuple[np.ndarray[Any, np.dtype[np.int64]], Frame]:
+    """Points of three series over days and origins, with versions (so `latest` is set),
+    text, removals and values that format 2 stores scaled, as exceptions or as float64."""
+    rows = [
+        # series, time, origin, acq, type, value, text
+        (0, _T0, 1, 10, 0, 1.5, None),
+        (0, _T0, 1, 20, 0, 2.5, None),  # a second version: `latest` is kept
+        (0, _T0 + 900_000, 1, 10, 0, -0.0, None),
+        (0, _T0 + 1_800_000, 1, 30, 3, _NAN, None),
+        (0, _T0 + 2_700_000, 1, 10, 2, _NAN, 'hello, "world" ✓'),
+        (0, _T0, 2, 15, 0, 230.1, None),
+        (0, _T0 + _DAY, 1, 40, 0, 5e-324, None),  # not decimal: float64 planes
+        (0, _T0 + _DAY + 5, 1, 41, 1, 1e250, None),
+        (1, _T0 + _DAY, 1, 50, 0, 12_345.678, None),
+        (1, _T0 + _DAY + 900_000, 1, 50, 0, 12_345.913, None),
+        (1, _T0 + 2 * _DAY, 1, 51, 0, float("inf"), None),
+        (2, -1, 1, 5, 0, 4.0, None),  # before the epoch
+        (2, 0, 1, 5, 0, 5.0, None),
+    ]
+    rows.sort(key=lambda r: (r[0], r[2], r[1], r[3]))
+    sid = np.array([r[0] for r in rows], dtype=np.int64)
+    texts = [r[6] for r in rows]
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    f = Frame.from_columns(cols[1], cols[2], cols[3], cols[4], cols[5], texts)
+    return sid, f
+
+
+def _stored_blocks(db: Database) -> list[Any]:
+    with db.transaction(write=False) as conn:
+        return list(conn.execute(select(blocks).order_by(*blocks.primary_key.columns)).all())
+
+
+@pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
+def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: int | None) -> None:
+    """Format 1 blocks (body and latest) become format 2 with the same points and summary
+    columns; downgrade gives back format 1 blocks byte for byte."""
+    _migrate_to(empty_db, "0009", chunk)
+    sid, f = _format_1_blocks()
+    with empty_db.transaction() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        ids = [
+            conn.execute(
+                sa.text(
+                    "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
+                    "RETURNING id"
+                ),
+                {"mid": mid, "moid": moid},
+            ).scalar_one()
+            for moid in (32, 34, 53)
+        ]
+        series_col = np.array(ids, dtype=np.int64)[sid]
+        for s, e in encode_batch(series_col, f, legacy=True):
+            conn.execute(
+                sa.insert(blocks).values(
+                    series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
+                    num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
+                )
+            )  # fmt: skip
+    before = _stored_blocks(empty_db)
+    assert {b.body[0] for b in before} == {1}
+    assert any(b.latest is not None for b in before)
+
+    _migrate_to(empty_db, "0011", chunk)
+    after = _stored_blocks(empty_db)
+    assert [tuple(b)[:7] for b in after] == [tuple(b)[:7] for b in before]  # key, summaries
+    for old, new in zip(before, after, strict=True):
+        assert new.body[0] == 2
+        assert (new.latest is None) == (old.latest is None)
+        for o, n in ((old.body, new.body), (old.latest, new.latest)):
+            if o is None:
+                continue
+            a, b = decode(old.day, old.origin, o), decode(new.day, new.origin, n)
+            assert (a.time.tolist(), a.acq.tolist(), a.type.tolist(), a.text) == (
+                b.time.tolist(), b.acq.tolist(), b.type.tolist(), b.text,
+            )  # fmt: skip
+            assert a.value.view(np.uint64).tolist() == b.value.view(np.uint64).tolist()
+            assert n[0] == 2
+    if empty_db.dialect == "postgresql":
+        with empty_db.engine.connect() as conn:
+            options = conn.execute(
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'blocks'")
+            ).scalar_one()
+        assert options == ["fillfactor=90"]
+
+    _migrate_to(empty_db, "0009", chunk, down=True)
+    back = _stored_blocks(empty_db)
+    assert [tuple(b) for b in back] == [tuple(b) for b in before]  # byte for byte
+    if empty_db.dialect == "postgresql":
+        with empty_db.engine.connect() as conn:
+            options = conn.execute(
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'blocks'")
+            ).scalar_one()
+        assert options is None

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import math
+from random import Random
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.blocks import DAY_MS, CorruptBlock
 from besmart_server.server.signals.pipeline import Frame, sort_versions
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
+
+_MAGICLESS = zstandard.ZstdCompressor(
+    compression_params=zstandard.ZstdCompressionParameters.from_level(
+        3, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+    )
+)  # format 2's frames
 
 Point = tuple[int, int, int, float, str | None]  # time offset, acq, type, value, text
 
@@ -108,8 +117,15 @@ def test_a_regular_day_compresses_far_below_a_row_per_point() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"\x01", b"\x02\x01\x00\x00\x00" + b"\x00" * 8, b"\x01\x05\x00\x00\x00garbage"],
-    ids=["empty", "short header", "unknown format", "not zstd"],
+    [
+        b"",
+        b"\x01",
+        b"\x09\x01\x00\x00\x00" + b"\x00" * 8,
+        b"\x01\x05\x00\x00\x00garbage",
+        b"\x02\x05\x00\x00\x00garbage",
+        b"\x02" + _MAGICLESS.compress(b"\x00" * 8),
+    ],
+    ids=["empty", "short header", "unknown format", "not zstd", "not zstd (2)", "short (2)"],
 )
 def test_a_damaged_body_raises_corrupt_block(body: bytes) -> None:
     with pytest.raises(CorruptBlock):
@@ -117,10 +133,18 @@ def test_a_damaged_body_raises_corrupt_block(body: bytes) -> None:
 
 
 def test_a_body_shorter_than_its_count_raises_corrupt_block() -> None:
-    e = blocks.encode(0, 1, _frame(0, [(0, 1, TYPE_DBL, 1.0, None)]))
-    lying = b"\x01\x09\x00\x00\x00" + e.body[5:]  # claims 9 points
+    f = _frame(0, [(0, 1, TYPE_DBL, 1.0, None), (5, 1, TYPE_DBL, 2.5, None)])
+    ((_, old),) = blocks.encode_batch(np.zeros(2, dtype=np.int64), f, legacy=True)
+    lying = b"\x01\x09\x00\x00\x00" + old.body[5:]  # format 1: claims 9 points
     with pytest.raises(CorruptBlock, match="shorter"):
         blocks.decode(0, 1, lying)
+    ((_, new),) = blocks.encode_batch(np.zeros(2, dtype=np.int64), f)
+    raw = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
+        new.body[1:]
+    )
+    cut = b"\x02" + _MAGICLESS.compress(raw[:-1])  # format 2: a value byte missing
+    with pytest.raises(CorruptBlock, match="shorter"):
+        blocks.decode(0, 1, cut)
 
 
 @settings(max_examples=100, deadline=None)
@@ -162,3 +186,159 @@ def test_batches_equal_one_block_at_a_time_and_latest_holds_the_newest(
         else:
             assert e.latest is not None
             assert _rows(blocks.decode(e.day, e.origin, e.latest)) == _rows(part.take(newest))
+
+
+# -- format 2: decimals as scaled integers, everything else bit for bit ---------------------
+
+_SPECIAL = [
+    -0.0,
+    0.0,
+    5e-324,  # the smallest subnormal
+    -2.2250738585072014e-308,
+    1e250,  # VALUE_MAX
+    -1e250,
+    float(2**53 - 1),
+    -float(2**53 - 1),
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+]
+_NAN_PAYLOADS = [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF0000000000001, 0xFFFFFFFFFFFFFFFF]
+
+
+def _bits(values: object) -> list[int]:
+    out: list[int] = np.asarray(values, dtype=np.float64).view(np.uint64).tolist()
+    return out
+
+
+def _scale(body: bytes) -> int:
+    """The value scale a format 2 body chose (255: float64 planes)."""
+    raw = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(body[1:])
+    return int(blocks._V2.unpack_from(raw)[5])
+
+
+def _values_block(values: list[float], acq: list[int] | None = None) -> Frame:
+    n = len(values)
+    return Frame.from_columns(
+        np.arange(n, dtype=np.int64) * 900_000,
+        np.ones(n),
+        acq if acq is not None else np.full(n, 1_700_000_000_000_000),
+        np.zeros(n),
+        values,
+    )
+
+
+def _round_trip_bits(values: NDArray[np.float64]) -> None:
+    f = _values_block(values.tolist())
+    f = Frame(f.time, f.origin, f.acq, f.type, values)  # keep NaN payloads as they are
+    for legacy in (False, True):
+        ((_, e),) = blocks.encode_batch(np.zeros(len(f), dtype=np.int64), f, legacy=legacy)
+        assert e.body[0] == (1 if legacy else 2)
+        back = blocks.decode(0, 1, e.body)
+        assert _bits(back.value) == _bits(values)
+        assert (back.time.tolist(), back.acq.tolist()) == (f.time.tolist(), f.acq.tolist())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=50))
+def test_any_float64_bit_pattern_comes_back_exactly(patterns: list[int]) -> None:
+    """Every float64, NaN payloads included, through both formats."""
+    _round_trip_bits(np.array(patterns, dtype=np.uint64).view(np.float64))
+
+
+_EXCEPTIONS = [-0.0, float("inf"), float("-inf"), float("nan")]  # kept apart, bits as they are
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    k=st.integers(0, 9),
+    ms=st.lists(st.integers(-(2**50), 2**50), min_size=1, max_size=120),
+    special=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_EXCEPTIONS)), max_size=4),
+    payload=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_NAN_PAYLOADS)), max_size=2),
+    odd=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_SPECIAL)), max_size=2),
+)
+def test_decimal_values_are_scaled_integers_and_come_back_exactly(
+    k: int,
+    ms: list[int],
+    special: list[tuple[int, float]],
+    payload: list[tuple[int, int]],
+    odd: list[tuple[int, float]],
+) -> None:
+    """m / 10**k (|m| <= 2**50: a float64 product with 10**k still rounds back to m) with
+    -0.0, infinities and NaN payloads among them is stored scaled by some k' <= k and decodes
+    bit for bit; with any value besides (a subnormal, 1e250, 2**53 - 1) it still does, scaled
+    or as float64 planes."""
+    values = np.array(ms, dtype=np.float64) / 10.0**k
+    for at, v in special:
+        values[at % len(values)] = v
+    for at, bits in payload:
+        values[at % len(values)] = np.array([bits], dtype=np.uint64).view(np.float64)[0]
+    _round_trip_bits(values)
+    f = _values_block(values.tolist())
+    ((_, e),) = blocks.encode_batch(np.zeros(len(values), dtype=np.int64), f)
+    assert _scale(e.body) <= k
+    for at, v in odd:
+        values[at % len(values)] = v
+    _round_trip_bits(values)
+
+
+def test_the_benchmark_decimals_are_scaled_and_small() -> None:
+    """3-decimal counter readings and 1-decimal voltages take the scaled path, at well under
+    half of format 1's size."""
+    t = np.arange(96, dtype=np.int64)
+    counter = np.round(12_345.678 + np.cumsum(np.abs(np.sin(t / 7.0))), 3)
+    volts = np.round(230 + np.sin(t / 5.0) * 3, 1)
+    for values, k in ((counter, 3), (volts, 1)):
+        f = _values_block(values.tolist())
+        ((_, new),) = blocks.encode_batch(np.zeros(96, dtype=np.int64), f)
+        ((_, old),) = blocks.encode_batch(np.zeros(96, dtype=np.int64), f, legacy=True)
+        assert _scale(new.body) == k
+        assert len(new.body) < len(old.body) / 2
+        assert _bits(blocks.decode(0, 1, new.body).value) == _bits(values)
+
+
+def test_special_values_among_decimals_stay_exact() -> None:
+    values = np.array([1.5, *_SPECIAL, 2.25, -7.125], dtype=np.float64)
+    values = np.concatenate([values, np.array(_NAN_PAYLOADS, dtype=np.uint64).view(np.float64)])
+    _round_trip_bits(values)
+    _round_trip_bits(np.array([0.1, -0.0, 0.2, float("nan")]))  # exceptions in a scaled block
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3), st.integers(-2, 2), st.integers(1, 2), _point()),
+        min_size=1,
+        max_size=80,
+        unique_by=lambda p: (p[0], p[1], p[2], p[3][0], p[3][1]),
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_format_1_blocks_decode_alone_and_mixed_with_format_2(
+    points: list[tuple[int, int, int, Point]], rnd: Random
+) -> None:
+    """Blocks written by the code before format 2 (encode_batch(legacy=True)) decode to the
+    same points, alone or in one read with format 2 blocks, in the rows' order."""
+    points.sort(key=lambda p: (p[0], p[2], p[1], p[3][0], p[3][1]))
+    sid = np.array([p[0] for p in points], dtype=np.int64)
+    f = Frame.from_columns(
+        [p[1] * DAY_MS + p[3][0] for p in points],
+        [p[2] for p in points],
+        [p[3][1] for p in points],
+        [p[3][2] for p in points],
+        [p[3][3] for p in points],
+        [p[3][4] for p in points] if any(p[3][2] == TYPE_STR for p in points) else None,
+    )
+    new = blocks.encode_batch(sid, f)
+    old = blocks.encode_batch(sid, f, legacy=True)
+    assert all(e.body[0] == 1 and (e.latest is None or e.latest[0] == 1) for _, e in old)
+    assert [(e.day, e.origin, e.n, e.latest is None) for _, e in old] == [
+        (e.day, e.origin, e.n, e.latest is None) for _, e in new
+    ]
+    only_old, _ = blocks.decode_batch([(e.day, e.origin, e.body) for _, e in old])
+    assert _rows(only_old) == _rows(f)
+    mixed = [(e.day, e.origin, (a if rnd.random() < 0.5 else b).body) for (_, a), (_, e), (_, b)
+             in zip(old, new, new, strict=True)]  # fmt: skip
+    got, counts = blocks.decode_batch(mixed)
+    assert _rows(got) == _rows(f)
+    assert counts.tolist() == [e.n for _, e in new]

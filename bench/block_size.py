@@ -1,0 +1,211 @@
+"""Bytes per stored point and read times of the day blocks, in-process (no HTTP, no peers).
+
+The benchmark's workload (bench.workload: meters, the 1-minute series, five versions; not
+the weather grid) written through the store in the benchmark's batches, one server stamp per
+batch, on a fresh database of each engine; then the size of the `blocks` table as bench.run
+measures it (SQLite: dbstat pages of the table and its index; PostgreSQL:
+pg_total_relation_size, heap + TOAST + indexes) and the medians of three store reads, the
+engines taking turns: a year of one 15-minute series (bench.run's figure 2), its newest
+versions over five (figure 3) and the 1-minute year that figure 4 averages. Each read
+series also gets a twin in the same database whose blocks are the same points in format 1
+(the encoding before format 2), read in turn with it: the two formats' read times under
+the same load.
+
+    .venv/bin/python -m bench.block_size                 # both engines, the full year
+    .venv/bin/python -m bench.block_size --days 60 --reps 5 --pg-url ''   # SQLite alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+
+import numpy as np
+import psycopg
+from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
+
+from bench.scratch import scratch_database
+from bench.workload import FULL, MS_15MIN, MS_MINUTE, Workload, generate
+from besmart_server.server import migrate
+from besmart_server.server.db import Database, now_ms
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals import blocks as codec
+from besmart_server.server.signals.pipeline import TYPE_DBL, Frame
+from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.tables import blocks, series
+from besmart_server.server.users import service as users
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclasses.dataclass
+class Engine:
+    name: str
+    db: Database
+    store: SeriesStore
+    ids: dict[tuple[str, int], int]  # (sensor, moid) -> series id
+    size: int = 0
+    reads: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+def _ingest(db: Database, w: Workload) -> Engine:
+    migrate.upgrade(db)
+    store = store_for(db.dialect)
+    names = sorted({s.sensor for s in (*w.meters, w.minute, *w.versions)})
+    keys = sorted({(s.sensor, s.moid) for s in (*w.meters, w.minute, *w.versions)})
+    with db.transaction() as conn:
+        cid = users.create_client(conn, name="size")
+        mids = {
+            name: conn.execute(
+                insert(sensors)
+                .values(client_cid=cid, name=name, created_at=now_ms())
+                .returning(sensors.c.mid)
+            ).scalar_one()
+            for name in names
+        }
+        found = store.series_ids(conn, [(mids[s], m) for s, m in keys], create=True)
+    ids = {(s, m): found[(mids[s], m)] for s, m in keys}
+    for batch in w.ingest_batches() + w.version_batches():
+        sid = np.concatenate(
+            [np.full(len(c), ids[(c.series.sensor, c.series.moid)]) for c in batch.chunks]
+        )
+        t = np.concatenate([c.time for c in batch.chunks])
+        v = np.concatenate([c.value for c in batch.chunks])
+        with db.transaction(write=True) as conn:
+            acq = np.full(len(t), store.stamp(conn))
+            f = Frame.from_columns(t, np.ones(len(t)), acq, np.full(len(t), TYPE_DBL), v)
+            store.insert_points(conn, sid.astype(np.int64), f)
+    return Engine(db.dialect, db, store, ids)
+
+
+def _size(e: Engine, url: str) -> int:
+    if e.name == "sqlite":
+        path = make_url(url).database
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN"
+                " (SELECT name FROM sqlite_master WHERE tbl_name = 'blocks')"
+            ).fetchone()
+        return int(row[0])
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_total_relation_size('blocks')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _legacy_twin(e: Engine, sid: int) -> int:
+    """A new series holding series `sid`'s blocks re-encoded in format 1."""
+    with e.db.transaction() as conn:
+        cid = users.create_client(conn, name=f"twin{sid}")
+        mid = conn.execute(
+            insert(sensors)
+            .values(client_cid=cid, name=f"twin{sid}", created_at=now_ms())
+            .returning(sensors.c.mid)
+        ).scalar_one()
+        moid = conn.execute(
+            select(series.c.signal_type_moid).where(series.c.id == sid)
+        ).scalar_one()
+        twin = conn.execute(
+            insert(series).values(sensor_mid=mid, signal_type_moid=moid).returning(series.c.id)
+        ).scalar_one()
+        stored = conn.execute(
+            select(blocks.c.day, blocks.c.origin, blocks.c.body)
+            .where(blocks.c.series_id == sid)
+            .order_by(blocks.c.day, blocks.c.origin)
+        ).all()
+        f, _ = codec.decode_batch([(r.day, r.origin, bytes(r.body)) for r in stored])
+        col = np.full(len(f), twin, dtype=np.int64)
+        rows = [
+            {
+                "series_id": twin, "day": b.day, "origin": b.origin, "n": b.n,
+                "t_last": b.t_last, "num_first": b.num_first, "num_last": b.num_last,
+                "body": b.body, "latest": b.latest,
+            }
+            for _, b in codec.encode_batch(col, f, legacy=True)
+        ]  # fmt: skip
+        conn.execute(insert(blocks), rows)
+    return int(twin)
+
+
+def _reads(e: Engine, w: Workload) -> dict[str, Callable[[], int]]:
+    meter = next(s for s in w.meters if s.moid == 1001)  # bench.run's raw read (P+)
+    out: dict[str, Callable[[], int]] = {}
+    for label, s, step, latest in (
+        ("raw year (2)", meter, MS_15MIN, False),
+        ("get_last (3)", w.versions[-1], MS_15MIN, True),
+        ("1-min year (4)", w.minute, MS_MINUTE, False),
+    ):
+        lo, hi = int(s.time[0]), int(s.time[-1]) + step
+        sid = e.ids[(s.sensor, s.moid)]
+        for fmt, series_id in ((2, sid), (1, _legacy_twin(e, sid))):
+            out[f"{label}, format {fmt}"] = _read(e, series_id, lo, hi, latest)
+    return out
+
+
+def _read(e: Engine, sid: int, lo: int, hi: int, latest: bool) -> Callable[[], int]:
+    def run() -> int:
+        with e.db.transaction(write=False) as conn:
+            if latest:
+                got = e.store.read_latest(
+                    conn, sid, lo, hi, origin=None, limit=10**9, acq_before=None
+                )
+            else:
+                got = e.store.read(conn, sid, lo, hi, origin=None, limit=10**9)
+            return len(got)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.block_size", description=__doc__)
+    ap.add_argument("--days", type=int, default=FULL.days, help="days of data (default 365)")
+    ap.add_argument("--reps", type=int, default=15, help="timed runs of each read")
+    ap.add_argument("--pg-url", default=DEFAULT_PG_URL, help="'' for SQLite alone")
+    args = ap.parse_args(argv)
+    spec = dataclasses.replace(FULL, days=args.days, minute_days=args.days, version_days=args.days)
+    w = generate(spec)
+    stored = sum(len(s) for s in (*w.meters, w.minute, *w.versions))
+    print(f"{stored:,} points (weather grid not included)")
+    with ExitStack() as stack:
+        urls = [stack.enter_context(scratch_database(None, "size"))]
+        if args.pg_url:
+            urls.append(stack.enter_context(scratch_database(args.pg_url, "size")))
+        engines: list[Engine] = []
+        for url in urls:
+            db = Database(url)
+            stack.callback(db.dispose)
+            t0 = time.perf_counter()
+            e = _ingest(db, w)
+            took = time.perf_counter() - t0
+            e.size = _size(e, url)
+            print(f"{e.name}: ingest {stored / took:,.0f} pts/s, {e.size:,} bytes,"
+                  f" {e.size / stored:.2f} B/pt")  # fmt: skip
+            engines.append(e)
+        reads = {e.name: _reads(e, w) for e in engines}
+        for k in range(args.reps + 1):  # the first round warms up, untimed
+            for e in _turns(engines, k):
+                for label, fn in reads[e.name].items():
+                    t0 = time.perf_counter()
+                    fn()
+                    if k:
+                        e.reads.setdefault(label, []).append(time.perf_counter() - t0)
+        for e in engines:
+            print(f"{e.name}: {e.size / stored:.2f} B/pt; read medians:")
+            for label, s in e.reads.items():
+                print(f"  {label}: {statistics.median(s) * 1000:.1f} ms")
+
+
+def _turns(engines: list[Engine], k: int) -> Iterator[Engine]:
+    """The engines in turn, the first one rotating, so load weighs on all alike."""
+    for i in range(len(engines)):
+        yield engines[(k + i) % len(engines)]
+
+
+if __name__ == "__main__":
+    main()
