@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -17,6 +18,8 @@ from besmart_server.server.graphs import service
 from besmart_server.server.users.service import Principal
 
 log = logging.getLogger("besmart.graphs")
+
+Submit = Callable[[int, Principal], None]
 
 
 class Executor(Protocol):
@@ -41,6 +44,35 @@ def run_logged(db: Database, run_id: int, principal: Principal, settings: Settin
         log.exception("graph run %s failed", run_id)
 
 
+class Reaper:
+    """Every half lease, queues again the runs whose worker died and submits them (see
+    `service.reap`), on a daemon thread; every graph worker and server with queued runs has
+    one, so a run is picked up again whichever process or host stopped."""
+
+    def __init__(self, db: Database, settings: Settings, submit: Submit) -> None:
+        self._db, self._settings, self._submit = db, settings, submit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="graph-reaper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.graph_lease_seconds / 2):
+            self.reap_once()
+
+    def reap_once(self) -> None:
+        """One pass (a failure is logged: the next pass tries again)."""
+        try:
+            found = service.reap(self._db, max_attempts=self._settings.graph_max_attempts)
+            for run_id, principal in found:
+                self._submit(run_id, principal)
+        except Exception:
+            log.exception("graph run reaper")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class InProcessExecutor:
     """Runs in a thread pool of this process (the default: nothing else to operate)."""
 
@@ -50,6 +82,7 @@ class InProcessExecutor:
         self._db = db
         self._settings = settings
         self._pool = ThreadPoolExecutor(settings.graph_threads, thread_name_prefix="graph-run")
+        self._reaper = Reaper(db, settings, self.submit)
 
     def submit(self, run_id: int, principal: Principal) -> None:
         """Queue the run on the pool."""
@@ -57,6 +90,7 @@ class InProcessExecutor:
 
     def shutdown(self) -> None:
         """Wait for the runs in progress."""
+        self._reaper.stop()
         self._pool.shutdown(wait=True)
 
 

@@ -19,6 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.graphs import executor, service
+from besmart_server.server.users.service import Principal
 
 ACTOR_NAME: Final = "besmart_run_graph"
 TIME_LIMIT_MS: Final = 3_600_000  # one run may take an hour
@@ -60,17 +61,23 @@ def serve(settings: Settings, *, threads: int = 2, stop: threading.Event | None 
         who = service.principal_from_json(principal)
         executor.run_logged(db, run_id, who, settings)
 
-    declare_actor(broker, settings.broker_queue, handle)
+    actor = declare_actor(broker, settings.broker_queue, handle)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     worker = dramatiq.Worker(broker, queues={settings.broker_queue}, worker_threads=threads)
     worker.start()
+
+    def resend(run_id: int, who: Principal) -> None:
+        actor.send(run_id, service.principal_to_json(who))
+
+    reaper = executor.Reaper(db, settings, resend)
     try:
         while not stop.is_set():
             time.sleep(0.2)
     finally:
+        reaper.stop()
         worker.stop(timeout=TIME_LIMIT_MS)
         broker.close()
         db.dispose()
