@@ -102,7 +102,7 @@ class DramatiqExecutor:
     def __init__(self, settings: Settings) -> None:
         from besmart_server.server.graphs import worker  # imports dramatiq only when used
 
-        self._broker = worker.make_broker(settings.broker_url)
+        self._broker = worker.make_broker(settings)
         self._actor = worker.declare_actor(self._broker, settings.broker_queue, worker.not_here)
 
     def submit(self, run_id: int, principal: Principal) -> None:

@@ -23,15 +23,29 @@ from besmart_server.server.users.service import Principal
 
 ACTOR_NAME: Final = "besmart_run_graph"
 TIME_LIMIT_MS: Final = 3_600_000  # one run may take an hour
+MAINTENANCE_CHANCE: Final = 100_000  # per million broker commands (dramatiq's default: 1,000)
 
 Handler = Callable[[int, dict[str, Any]], None]
 
 
-def make_broker(url: str) -> RedisBroker:
-    """A Redis broker (dramatiq's default middleware: retries, time limits...)."""
+def make_broker(settings: Settings) -> RedisBroker:
+    """A Redis broker (dramatiq's default middleware: retries, time limits...).
+
+    A worker killed while holding messages it had fetched (its prefetched runs, still
+    `queued`) leaves them to dramatiq: it hands them out again once the worker has missed
+    heartbeats for `heartbeat_timeout`, at a maintenance pass that runs on a random share of
+    the broker's commands. Both are tied to the run lease (twice the lease; one command in
+    ten) so that such runs start again within about two leases, not a minute or more later.
+    A message delivered twice is harmless: only a `queued` run is claimed (service.execute).
+    """
+    url = settings.broker_url
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"the dramatiq executor needs a redis:// broker URL, not {url!r}")
-    return RedisBroker(url=url)  # type: ignore[no-untyped-call]  # dramatiq leaves it untyped
+    return RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it untyped
+        url=url,
+        heartbeat_timeout=int(settings.graph_lease_seconds * 2000),
+        maintenance_chance=MAINTENANCE_CHANCE,
+    )
 
 
 def declare_actor(broker: RedisBroker, queue: str, fn: Handler) -> dramatiq.Actor[Any, None]:
@@ -55,7 +69,7 @@ def not_here(run_id: int, principal: dict[str, Any]) -> None:
 def serve(settings: Settings, *, threads: int = 2, stop: threading.Event | None = None) -> None:
     """Consume runs until SIGTERM/SIGINT (or `stop` is set), then finish the current ones."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    broker = make_broker(settings.broker_url)
+    broker = make_broker(settings)
 
     def handle(run_id: int, principal: dict[str, Any]) -> None:
         who = service.principal_from_json(principal)
