@@ -140,7 +140,12 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
             env=env,
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     return proc.pid
+
+
+# The processes this one started (kept so that `_stop` reaps them, not left as zombies).
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _alive(pid: int) -> bool:
@@ -347,15 +352,16 @@ def _stop(pid: int) -> None:
     for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            return
+        except (ProcessLookupError, PermissionError):
+            break
         deadline = time.monotonic() + wait_s
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if not _alive(pid):
-            return
+            break
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=5)
 
 
 def down(*, net: int) -> None:
@@ -417,6 +423,9 @@ def kill(state: State, name: str) -> int:
     """SIGKILL one host's process (a crash: no shutdown, no lease released); its pid."""
     h = state.host(name)
     os.kill(h.pid, signal.SIGKILL)
+    child = _children.pop(h.pid, None)
+    if child is not None:
+        child.wait(timeout=10)
     return h.pid
 
 
