@@ -24,12 +24,14 @@ def upgrade() -> None:
             sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0"))
         )
         batch.add_column(sa.Column("acting_for", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("claimed_by", sa.String(100), nullable=True))
     op.create_index("ix_graph_runs_state_lease", "graph_runs", ["state", "lease_until"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_graph_runs_state_lease", table_name="graph_runs")
     with op.batch_alter_table("graph_runs") as batch:
+        batch.drop_column("claimed_by")
         batch.drop_column("acting_for")
         batch.drop_column("attempts")
         batch.drop_column("lease_until")

@@ -5,6 +5,8 @@ late with a taken-over run stores nothing."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any
 
@@ -111,6 +113,7 @@ def test_a_run_whose_worker_died_is_queued_again_and_runs_once(
     assert record is not None
     row = _row(db, run_id)
     assert (row.state, row.attempts, row.lease_until) == ("done", 2, None)
+    assert row.claimed_by == f"{socket.gethostname()}:{os.getpid()}"
     # the message of the first attempt delivered again (dramatiq redelivers a dead worker's
     # messages): the run is done, it does not run a second time
     assert service.execute(db, run_id, who, settings=settings) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -81,10 +82,31 @@ def _blocks(state: multihost.State, moid: int, origin: int | None) -> dict[tuple
     return {(int(mid), int(day) - first): int(n) for mid, day, n in rows}
 
 
-def _attempts(state: multihost.State) -> Counter[int]:
+def _attempts(state: multihost.State) -> dict[int, int]:
+    """Claims per run."""
     url = f"postgresql://postgres@127.0.0.1:5432/{state.database}"
     with psycopg.connect(url) as conn:
-        return Counter(int(a) for (a,) in conn.execute("SELECT attempts FROM graph_runs"))
+        return {int(r): int(a) for r, a in conn.execute("SELECT id, attempts FROM graph_runs")}
+
+
+def _freeze_mid_run(state: multihost.State, name: str) -> int:
+    """SIGSTOP a graph worker while it holds a run (`running`, claimed by its pid); that
+    run's id. A stop that lands after the run finished is undone (SIGCONT) and tried again."""
+    pid = state.host(name).pid
+    url = f"postgresql://postgres@127.0.0.1:5432/{state.database}"
+    mine = "SELECT id FROM graph_runs WHERE state = 'running' AND claimed_by LIKE %s"
+    deadline = time.monotonic() + SECONDS
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(mine, (f"%:{pid}",)).fetchone()
+            if row is not None:
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.5)  # a commit already sent would have landed by now
+                if conn.execute(mine + " AND id = %s", (f"%:{pid}", row[0])).fetchone():
+                    return int(row[0])
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+    raise AssertionError(f"{name} never held a run")
 
 
 def _finished_runs(target: Target, run_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -133,7 +155,8 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.1)
         multihost.kill(state, "api1")
-        multihost.kill(state, "worker1")
+        lost_run = _freeze_mid_run(state, "worker1")
+        multihost.kill(state, "worker1")  # mid-run: its run holds a lease nobody renews
         at_kill = (len(load.writes_acked), len(load.runs_acked))
     finally:
         loader.join(timeout=SECONDS + 60)
@@ -161,7 +184,10 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
     for run_id, mid, day in load.runs_acked:
         expected[(mid, day)] += sum(runs[run_id]["record"]["points_written"].values())
     assert _blocks(state, EA_PLUS, origin=3) == dict(expected)
+    # the run the killed worker held was taken over (a second claim) and is done
+    assert runs[lost_run]["state"] == "done"
+    assert _attempts(state)[lost_run] >= 2
     print(
         f"load: {load.requests} requests, errors {dict(load.errors)}, runs {len(runs)}, "
-        f"attempts {dict(_attempts(state))}, unacked writes {len(unacked)}"
+        f"claims {Counter(_attempts(state).values())}, unacked writes {len(unacked)}"
     )

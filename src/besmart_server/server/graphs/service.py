@@ -10,7 +10,9 @@ transaction per target series (see `context.py`); the run's row records each sta
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -427,6 +429,7 @@ def _claim(db: Database, run_id: int, lease_ms: int) -> tuple[Any, int | None]:
                 started_at=now,
                 lease_until=now + lease_ms,
                 attempts=graph_runs.c.attempts + 1,
+                claimed_by=f"{socket.gethostname()}:{os.getpid()}"[:100],
             )
         )
         if claimed.rowcount != 1:

@@ -56,6 +56,8 @@ graph_runs = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     # JSON: the principal it runs for, so that a reaped run can be queued again.
     Column("acting_for", Text, nullable=True),
+    # The process of its latest claim (host:pid): which worker to look at when it stalls.
+    Column("claimed_by", String(100), nullable=True),
     Index("ix_graph_runs_user_id", "user_id"),
     Index("ix_graph_runs_state_lease", "state", "lease_until"),
     sqlite_autoincrement=True,
