@@ -1,7 +1,7 @@
 """Mixed load through the multi-host deployment's load balancer (deploy/multihost.py), and
 its throughput with 1, 2 and 3 API hosts.
 
-    python -m bench.multihost                       # 1, 2, 3 hosts; 3 runs of 20 s each
+    python -m bench.multihost                       # 1, 2, 3 hosts; 3 rounds of 20 s each
     python -m bench.multihost --hosts 1,3 --seconds 10 --repeats 1
 
 Each request is one of: a write of one sensor-day (96 quarter-hour A+ readings, a day no
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import threading
 import time
@@ -219,7 +220,14 @@ def drive(
 
 
 def measure(
-    hosts: int, *, seconds: float, repeats: int, threads: int, net: int, port: int
+    hosts: int,
+    *,
+    seconds: float,
+    repeats: int,
+    threads: int,
+    net: int,
+    port: int,
+    first_day: int = 0,
 ) -> list[dict[str, float]]:
     """One deployment with `hosts` API hosts (and one graph worker); `repeats` timed runs."""
     from deploy import multihost
@@ -236,7 +244,7 @@ def measure(
                 threads=threads,
                 max_requests=10**7,
                 max_seconds=seconds,
-                first_day=r * 10**6,
+                first_day=first_day + r * 10**5,
             )
             out.append(
                 {
@@ -259,26 +267,35 @@ def main() -> None:
     parser.add_argument("--net", type=int, default=79)
     parser.add_argument("--port", type=int, default=18179)
     args = parser.parse_args()
-    rows = []
-    for n in [int(x) for x in args.hosts.split(",")]:
-        runs = measure(
-            n,
-            seconds=args.seconds,
-            repeats=args.repeats,
-            threads=args.threads,
-            net=args.net,
-            port=args.port,
-        )
-        rows.append((n, runs))
-        print(f"{n} host(s): {runs}", flush=True)
-    base = statistics.median(r["requests_per_s"] for r in rows[0][1])
+    counts = [int(x) for x in args.hosts.split(",")]
+    runs: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
+    loads = [os.getloadavg()[0]]
+    # rounds outermost: each row's runs spread over the whole measurement, so a change in
+    # the machine's other load weighs on every row alike
+    for r in range(args.repeats):
+        for n in counts:
+            found = measure(
+                n,
+                seconds=args.seconds,
+                repeats=1,
+                threads=args.threads,
+                net=args.net,
+                port=args.port,
+                first_day=r * 10**6,
+            )
+            runs[n] += found
+            loads.append(os.getloadavg()[0])
+            print(f"round {r + 1}, {n} host(s): {found}", flush=True)
+    rows = [(n, runs[n]) for n in counts]
+    print(f"\nload average (1 min) during the runs: {min(loads):.1f} to {max(loads):.1f}")
+    base = statistics.median(x["requests_per_s"] for x in rows[0][1])
     print(f"\n{args.threads} client threads, {args.seconds:.0f} s x {args.repeats}, medians:\n")
     print("| API hosts | requests/s | points written/s | vs first row | errors |")
     print("|---|---|---|---|---|")
-    for n, runs in rows:
-        rps = statistics.median(r["requests_per_s"] for r in runs)
-        pps = statistics.median(r["points_per_s"] for r in runs)
-        errs = sum(r["errors"] for r in runs)
+    for n, row in rows:
+        rps = statistics.median(x["requests_per_s"] for x in row)
+        pps = statistics.median(x["points_per_s"] for x in row)
+        errs = sum(x["errors"] for x in row)
         print(f"| {n} | {rps:,.0f} | {pps:,.0f} | {rps / base:.2f}x | {errs:.0f} |")
 
 
