@@ -135,6 +135,11 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
 ) -> None:
     state = deployment
     target = Target(state.base_url, state.login, state.password, state.client_cid)
+    # login throttling holds across hosts: HAProxy alternates the failures over both
+    with httpx.Client(base_url=target.url, timeout=30) as client:
+        wrong = {"login": "intruder", "password": "wrong"}
+        codes = [client.post("/api/users/token", json=wrong).status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
     mids = prepare(target, sensors=6)
     load = Load()
     loader = threading.Thread(
