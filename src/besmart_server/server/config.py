@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     graph_threads: int = Field(
         2, ge=1, le=64, description="graphs: concurrent task_async runs per server (inprocess)"
     )
+    graph_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="graphs: a running run's lease, renewed every third of it; a run whose "
+        "worker stopped renewing is queued again (or failed) once it has run out",
+    )
+    graph_max_attempts: int = Field(
+        3, ge=1, le=20, description="graphs: times a run is started before it is failed"
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

@@ -14,6 +14,7 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.graphs import service
+from besmart_server.server.graphs.reaper import Reaper
 
 
 class Executor(Protocol):
@@ -39,6 +40,7 @@ class InProcessExecutor:
         self._db = db
         self._settings = settings
         self._pool = ThreadPoolExecutor(settings.graph_threads, thread_name_prefix="graph-run")
+        self._reaper = Reaper(db, settings, self.submit)
 
     def submit(self, run_id: int, principal: Principal) -> None:
         """Queue the run on the pool."""
@@ -46,6 +48,7 @@ class InProcessExecutor:
 
     def shutdown(self) -> None:
         """Wait for the runs in progress."""
+        self._reaper.stop()
         self._pool.shutdown(wait=True)
 
 
@@ -57,7 +60,7 @@ class DramatiqExecutor:
     def __init__(self, settings: Settings) -> None:
         from besmart_server.server.graphs import worker  # imports dramatiq only when used
 
-        self._broker = worker.make_broker(settings.broker_url)
+        self._broker = worker.make_broker(settings)
         self._actor = worker.declare_actor(self._broker, settings.broker_queue, worker.not_here)
 
     def submit(self, run_id: int, principal: Principal) -> None:

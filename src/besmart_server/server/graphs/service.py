@@ -10,7 +10,10 @@ transaction per target series (see `context.py`); the run's row records each sta
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ log = logging.getLogger("besmart.graphs")
 NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 _NAME = re.compile(NAME_PATTERN)
 DAY_MS: Final = 86_400_000
+QUEUED_KINDS: Final = frozenset({"inprocess", "dramatiq"})  # executors of queued runs
 
 
 # --- stored graphs --------------------------------------------------------------------------
@@ -297,6 +301,7 @@ def create_run(conn: Connection, principal: Principal, plan: RunPlan, *, executo
             executor=executor,
             user_id=principal.user_id,
             created_at=now_ms(),
+            acting_for=orjson.dumps(principal_to_json(principal)).decode(),
         )
         .returning(graph_runs.c.id)
     )
@@ -394,9 +399,70 @@ def list_runs(
     return [_status(row, clients[int(row.id)]) for row in rows]
 
 
-def _set_state(db: Database, run_id: int, **values: Any) -> None:
+class LeaseLost(Exception):
+    """The run was taken over (its lease ran out and the reaper queued it again): this
+    worker's results are dropped, the run's row belongs to the newer attempt."""
+
+
+def _mine(run_id: int, attempt: int) -> Any:
+    """The run's row while this attempt holds it."""
+    return and_(
+        graph_runs.c.id == run_id,
+        graph_runs.c.state == "running",
+        graph_runs.c.attempts == attempt,
+    )
+
+
+def _claim(db: Database, run_id: int, lease_ms: int) -> tuple[Any, int | None]:
+    """The run's row and this attempt's number; None when it is not queued (already claimed
+    by another worker: a redelivered message, or a run queued again and sent twice)."""
     with db.transaction() as conn:
-        conn.execute(update(graph_runs).where(graph_runs.c.id == run_id).values(**values))
+        row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(f"Run {run_id} not found")
+        now = now_ms()
+        claimed = conn.execute(
+            update(graph_runs)
+            .where(graph_runs.c.id == run_id, graph_runs.c.state == "queued")
+            .values(
+                state="running",
+                started_at=now,
+                lease_until=now + lease_ms,
+                attempts=graph_runs.c.attempts + 1,
+                claimed_by=f"{socket.gethostname()}:{os.getpid()}"[:100],
+            )
+        )
+        if claimed.rowcount != 1:
+            return row, None
+        return row, int(row.attempts) + 1
+
+
+class _Heartbeat:
+    """Renews a running run's lease every third of it, on a thread, until stopped."""
+
+    def __init__(self, db: Database, run_id: int, attempt: int, lease_ms: int) -> None:
+        self._db, self._run_id, self._attempt, self._lease_ms = db, run_id, attempt, lease_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._lease_ms / 3000):
+            try:
+                with self._db.transaction() as conn:
+                    renewed = conn.execute(
+                        update(graph_runs)
+                        .where(_mine(self._run_id, self._attempt))
+                        .values(lease_until=now_ms() + self._lease_ms)
+                    )
+                if renewed.rowcount != 1:
+                    return  # taken over: the final commit is fenced, nothing more to renew
+            except Exception:  # a lost connection: try again next beat, the lease may hold
+                log.warning("graph run %s: lease renewal failed", self._run_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def execute(
@@ -407,22 +473,22 @@ def execute(
     settings: Settings,
     plan: RunPlan | None = None,
     run_time: int | None = None,
-) -> dict[str, Any]:
-    """Run a queued run to its end and record it; the run record (errors re-raised).
+) -> dict[str, Any] | None:
+    """Run a queued run to its end and record it; the run record (errors re-raised), or None
+    when another worker has claimed it.
 
     The run's points and its `done` state commit in one transaction, after the record has been
     serialised: a run is either done with its points stored, or failed with none of them.
-    Anything that stops it (an error, a worker's time limit) records it as failed.
+    Anything that stops it (an error, a worker's time limit) records it as failed. While it
+    runs, its lease is renewed; that transaction and the failure are fenced by the attempt
+    number, so a worker whose run was taken over (see `reap`) stores nothing.
     """
-    with db.transaction() as conn:
-        row = conn.execute(select(graph_runs).where(graph_runs.c.id == run_id)).first()
-        if row is None:
-            raise NotFound(f"Run {run_id} not found")
-        conn.execute(
-            update(graph_runs)
-            .where(graph_runs.c.id == run_id)
-            .values(state="running", started_at=now_ms())
-        )
+    lease_ms = int(settings.graph_lease_seconds * 1000)
+    row, attempt = _claim(db, run_id, lease_ms)
+    if attempt is None:
+        log.info("graph run %s is %s already: not run again here", run_id, row.state)
+        return None
+    heartbeat = _Heartbeat(db, run_id, attempt, lease_ms)
     started = time.perf_counter()
     try:
         if plan is None:  # a queued run: validate and authorize again, things may have changed
@@ -450,16 +516,33 @@ def execute(
         duration = {"run_id": run_id, "duration_s": time.perf_counter() - started}
         text = records.dumps(done.to_json() | duration)
         with db.transaction() as conn:
-            ctx.flush(done.run_time, into=conn)
-            conn.execute(
+            finished = conn.execute(
                 update(graph_runs)
-                .where(graph_runs.c.id == run_id)
-                .values(state="done", record=text, finished_at=now_ms())
+                .where(_mine(run_id, attempt))
+                .values(state="done", record=text, finished_at=now_ms(), lease_until=None)
             )
+            if finished.rowcount != 1:
+                raise LeaseLost(f"Run {run_id} was taken over by a later attempt")
+            ctx.flush(done.run_time, into=conn)
+    except LeaseLost:
+        log.warning("graph run %s: lease lost, its results are dropped", run_id)
+        return None
     except BaseException as exc:
         detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
-        _set_state(db, run_id, state="failed", error=str(detail)[:4000], finished_at=now_ms())
+        with db.transaction() as conn:
+            conn.execute(
+                update(graph_runs)
+                .where(_mine(run_id, attempt))
+                .values(
+                    state="failed",
+                    error=str(detail)[:4000],
+                    finished_at=now_ms(),
+                    lease_until=None,
+                )
+            )
         raise
+    finally:
+        heartbeat.stop()
     out: dict[str, Any] = orjson.loads(text)
     return out
 
@@ -471,6 +554,52 @@ def execute_logged(db: Database, run_id: int, principal: Principal, settings: Se
         execute(db, run_id, principal, settings=settings)
     except Exception:
         log.exception("graph run %s failed", run_id)
+
+
+def reap(db: Database, *, max_attempts: int, now: int | None = None) -> list[tuple[int, Principal]]:
+    """Runs whose worker died (still `running`, lease run out): queued again, to be submitted
+    by the caller (returned with who they act for), or failed after `max_attempts` claims.
+    A run of a request or of the CLI (it died with the caller's process) is failed: nobody
+    waits for it. Several reapers may run at once: each row changes by compare-and-set, so a
+    run is queued again by one of them only."""
+    now = now_ms() if now is None else now
+    out: list[tuple[int, Principal]] = []
+    with db.transaction() as conn:
+        stale = conn.execute(
+            select(
+                graph_runs.c.id,
+                graph_runs.c.attempts,
+                graph_runs.c.executor,
+                graph_runs.c.acting_for,
+            ).where(graph_runs.c.state == "running", graph_runs.c.lease_until < now)
+        ).all()
+    for run_id, attempts, kind, acting_for in stale:
+        queued = kind in QUEUED_KINDS and acting_for is not None
+        again = queued and attempts < max_attempts
+        values: dict[str, Any] = (
+            {"state": "queued", "lease_until": None}
+            if again
+            else {
+                "state": "failed",
+                "lease_until": None,
+                "finished_at": now,
+                "error": f"its worker stopped (attempt {attempts} of {max_attempts})",
+            }
+        )
+        with db.transaction() as conn:
+            changed = conn.execute(
+                update(graph_runs)
+                .where(
+                    _mine(int(run_id), int(attempts)),
+                    graph_runs.c.lease_until < now,
+                )
+                .values(**values)
+            )
+        if changed.rowcount == 1:
+            log.warning("graph run %s: worker lost, %s", run_id, values["state"])
+            if again:
+                out.append((int(run_id), principal_from_json(orjson.loads(acting_for))))
+    return out
 
 
 def run_now(
@@ -491,7 +620,9 @@ def run_now(
         )
     with db.transaction() as conn:
         run_id = create_run(conn, principal, plan, executor=executor)
-    return execute(db, run_id, principal, settings=settings, plan=plan)
+    out = execute(db, run_id, principal, settings=settings, plan=plan)
+    assert out is not None  # its row was created queued just above: nobody else claims it
+    return out
 
 
 class Submitter(Protocol):

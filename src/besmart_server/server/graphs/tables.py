@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from besmart_server.server.db import metadata
@@ -48,7 +49,17 @@ graph_runs = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("started_at", BigInteger, nullable=True),
     Column("finished_at", BigInteger, nullable=True),
+    # While running: the time its worker's lease ends (renewed by a heartbeat). A run still
+    # `running` past it lost its worker; the reaper queues it again or fails it.
+    Column("lease_until", BigInteger, nullable=True),
+    # How many times a worker claimed it: fences a late writer whose lease was taken over.
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # JSON: the principal it runs for, so that a reaped run can be queued again.
+    Column("acting_for", Text, nullable=True),
+    # The process of its latest claim (host:pid): which worker to look at when it stalls.
+    Column("claimed_by", String(100), nullable=True),
     Index("ix_graph_runs_user_id", "user_id"),
+    Index("ix_graph_runs_state_lease", "state", "lease_until"),
     sqlite_autoincrement=True,
 )
 
