@@ -25,6 +25,7 @@ from besmart_server.server.signals.chart_router import router as chart_router
 from besmart_server.server.signals.router import router as signals_router
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
+from besmart_server.server.vee.router import router as vee_router
 from besmart_server.server.weather.router import router as weather_router
 from besmart_server.web.app import mount as mount_web
 
@@ -67,6 +68,7 @@ def _routers() -> list[APIRouter]:
         states_router,
         signals_router,
         chart_router,
+        vee_router,
         weather_router,
         graphs_router,
         mqtt_router,
@@ -104,6 +106,9 @@ def create_app(settings: Settings) -> FastAPI:
             executor = getattr(app.state, "graph_executor", None)  # made on first async run
             if executor is not None:
                 executor.shutdown()
+            vee = getattr(app.state, "vee_worker", None)  # made on the first write
+            if vee is not None:
+                vee.shutdown()
             app.state.db.dispose()
 
     app = FastAPI(
