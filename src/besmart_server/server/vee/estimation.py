@@ -65,7 +65,7 @@ Profile = Callable[[I64], F64]
 def day_types(times: I64, *, timezone: str, holidays: Sequence[date] = ()) -> I64:
     """0 workday, 1 Saturday, 2 Sunday or public holiday, by local date."""
     local = pd.to_datetime(times, unit="ms", utc=True).tz_convert(timezone)
-    weekday = np.asarray(local.dayofweek)
+    weekday = np.asarray(local.day_of_week)
     kind = np.where(weekday == 6, 2, np.where(weekday == 5, 1, 0)).astype(np.int64)
     if holidays:
         dates = np.asarray(local.date)
