@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.app import create_app
+from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.vee import service as vee_service
 from besmart_server.server.vee.worker import worker_of
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
@@ -288,3 +292,32 @@ def test_quality_routes_are_in_openapi(client: TestClient) -> None:
         assert series + p in paths
     assert "/api/clients/{client_cid}/quality" in paths
     assert MIN == 60_000
+
+
+def test_a_failing_queue_never_fails_the_write(
+    db: Database, client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("queue unavailable")
+
+    monkeypatch.setattr(vee_service, "enqueue", broken)
+    put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    _settle(app)
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
+    assert len(data["data"]["time"]) == 88  # the points stand, unvalidated
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0
+
+
+def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:
+    off = create_app(settings.model_copy(update={"validate_after_write": False}))
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    with TestClient(off) as c:
+        put(c, owner.headers, cid, mid, EA, _day_with_defects())
+        r = c.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
+    assert r.json()["events"] == []
+    assert r.json()["completeness"]["present"] == 88

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     graph_threads: int = Field(
         2, ge=1, le=64, description="graphs: concurrent task_async runs per server (inprocess)"
     )
+    validate_after_write: bool = Field(
+        True,
+        description="vee: queue the windows every write touched for validation (run after its "
+        "commit by a worker thread) and the audit of estimated and corrected points",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

@@ -319,10 +319,21 @@ async def post_signals_data(
 
 
 def _write(
-    db: Database, store: SeriesStore, user: Principal, items: list[service.WriteItem]
+    request: Request,
+    db: Database,
+    store: SeriesStore,
+    user: Principal,
+    items: list[service.WriteItem],
+    reason: str | None,
 ) -> int:
     with db.transaction(write=True) as conn:
-        return service.write(conn, store, user, items)
+        n = service.write(conn, store, user, items)
+        # VEE: the windows written are queued with the points (one transaction, so the audit
+        # of a correction is never lost; in a savepoint, so queueing never fails the write)
+        # and validated after the commit by a worker thread
+        vee.enqueue_write(conn, request.app.state, user, items, reason=reason)
+    vee.kick(request.app.state)
+    return n
 
 
 def _too_many_points(n: int, settings: Settings) -> TooLarge:
@@ -409,9 +420,7 @@ async def _put_one(
     settings: Settings = request.app.state.settings
     cols = _parse_one(await request.body(), settings)
     item = service.WriteItem(ids[0], ids[1], ids[2], unit, cols, ("body",))
-    await run_in_threadpool(_write, db, store, user, [item])
-    # after the commit: validation and the audit are queued, never slowing or failing it
-    await run_in_threadpool(vee.after_write, request.app.state, user, [item], reason=reason)
+    await run_in_threadpool(_write, request, db, store, user, [item], reason)
 
 
 _PUT_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -494,8 +503,7 @@ async def _put_many(
 ) -> Response:
     settings: Settings = request.app.state.settings
     items = _parse_many(await request.body(), settings)
-    await run_in_threadpool(_write, db, store, user, items)
-    await run_in_threadpool(vee.after_write, request.app.state, user, items, reason=reason)
+    await run_in_threadpool(_write, request, db, store, user, items, reason)
     return _json(None)
 
 

@@ -114,34 +114,48 @@ def worker_of(state: Any) -> Worker:
         return found
 
 
-def after_write(
+def enqueue_write(
+    conn: Connection,
     state: Any,
     principal: Principal,
     items: Sequence[signals.WriteItem],
     *,
     reason: str | None = None,
 ) -> None:
-    """The write path's one call, after its commit: queue the windows it touched and kick the
-    worker. Never raises: a failure here is logged and the write stands."""
-    try:
-        writes = [
-            x
-            for x in (
-                service.written(
-                    i.client_cid, i.sensor_mid, i.signal_type_moid, i.columns.time, i.columns.origin
-                )
-                for i in items
+    """The write path's call inside its transaction, after its points: queue the windows it
+    touched (who wrote, why). In a savepoint and never raising: a failure here is logged, and
+    the write stands."""
+    settings: Settings = state.settings
+    if not settings.validate_after_write:
+        return
+    writes = [
+        x
+        for x in (
+            service.written(
+                i.client_cid, i.sensor_mid, i.signal_type_moid, i.columns.time, i.columns.origin
             )
-            if x is not None
-        ]
-        if not writes:
-            return
-        db: Database = state.db
-        with db.transaction() as conn:
+            for i in items
+        )
+        if x is not None
+    ]
+    if not writes:
+        return
+    try:
+        with conn.begin_nested():
             service.enqueue(conn, principal, writes, reason=reason)
-        worker_of(state).kick()
     except Exception:
         log.exception("queueing validation after a write failed")
 
 
-__all__ = ["ROBOT", "Worker", "Written", "after_write", "process", "worker_of"]
+def kick(state: Any) -> None:
+    """After the write's commit: wake the worker (never raises)."""
+    settings: Settings = state.settings
+    if not settings.validate_after_write:
+        return
+    try:
+        worker_of(state).kick()
+    except Exception:
+        log.exception("starting validation after a write failed")
+
+
+__all__ = ["ROBOT", "Worker", "Written", "enqueue_write", "kick", "process", "worker_of"]
