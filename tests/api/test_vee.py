@@ -164,7 +164,7 @@ def test_a_correction_with_a_reason_is_audited(
     before = client.get("/api/time", params={"unit": "ms"}, headers=owner.headers).json()
     fix = {"time": [T0 + 70 * Q], "value": [1.2], "origin": [5]}
     put(client, owner.headers, cid, mid, EA, fix, reason="spike: meter reset")
-    _settle(app)
+    # the audit entry is stored with the write itself (no waiting for the worker)
     window = {"since": T0, "till": T0 + DAY}
     entries = client.get(_url(cid, mid, tail="audit"), params=window, headers=owner.headers)
     assert entries.status_code == 200, entries.text
@@ -182,6 +182,7 @@ def test_a_correction_with_a_reason_is_audited(
         client, owner.headers, cid, mid, EA, T0 + 70 * Q, T0 + 71 * Q, get_last=True, as_of=before
     )
     assert old["data"]["origin"] == [1]
+    _settle(app)  # the rules rerun on the corrected window keep the event corrected
     events = client.get(_url(cid, mid), params=window, headers=owner.headers).json()["events"]
     assert next(e for e in events if e["rule"] == "spike")["state"] == "corrected"
 

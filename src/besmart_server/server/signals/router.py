@@ -328,10 +328,10 @@ def _write(
 ) -> int:
     with db.transaction(write=True) as conn:
         n = service.write(conn, store, user, items)
-        # VEE: the windows written are queued with the points (one transaction, so the audit
-        # of a correction is never lost; in a savepoint, so queueing never fails the write)
-        # and validated after the commit by a worker thread
-        vee.enqueue_write(conn, request.app.state, user, items, reason=reason)
+        # VEE: the audit of corrections and the windows written are stored with the points
+        # (one transaction: never lost; a savepoint: never failing the write); the windows are
+        # validated after the commit by a worker thread
+        vee.enqueue_write(conn, request.app.state, store, user, items, reason=reason)
     vee.kick(request.app.state)
     return n
 

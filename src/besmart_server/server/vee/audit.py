@@ -17,6 +17,7 @@ from besmart_server.server.vee.service import Window
 from besmart_server.server.vee.tables import vee_audit
 
 STATE_OF_ORIGIN = {4: "estimated", 5: "corrected"}
+AUDITED = tuple(STATE_OF_ORIGIN)
 
 
 def add(
@@ -49,46 +50,63 @@ def add(
     service.mark(conn, sid, since, till, STATE_OF_ORIGIN[origin])
 
 
-def record_written(
+def record_write(
     conn: Connection,
     store: SeriesStore,
     principal: Principal,
-    w: Window,
-    row: Any,
-    origin: int,
+    item: signals.WriteItem,
     *,
+    reason: str | None,
     budget: signals.ReadBudget,
 ) -> None:
-    """The entry of a queued write (a vee_queue row): its acquisition time is the newest
-    version of that origin in the window as the write left it (acquired before it was
-    queued)."""
-    q = signals.ReadQuery(
-        client_cid=w.client_cid,
-        sensor_mid=w.sensor_mid,
-        signal_type_moid=w.signal_type_moid,
-        since=w.since,
-        till=w.till,
-        get_last=True,
-        raw=True,
-        signal_origin_id=origin,
-        as_of=int(row.enqueued_at) + 1,
-    )
-    f = signals.read_frame(conn, store, principal, q, budget=budget).frame
-    sid = service.series_id(conn, store, w, create=False)
-    if sid is None or not len(f):
-        return
-    add(
-        conn,
-        sid,
-        since=w.since,
-        till=w.till,
-        origin=origin,
-        points=len(f),
-        acq_time=int(f.acq.max()) // 1000,  # the store's stamps are µs
-        who=row.who or "unknown",
-        method=row.method or ("manual" if origin == 5 else None),
-        reason=row.reason,
-    )
+    """Entries for the estimated and corrected points of a write, in its transaction (after
+    its points, so the version it made is read back as its acquisition time, unless the body
+    gave acq_time)."""
+    cols = item.columns
+    for origin in STATE_OF_ORIGIN:
+        mask = cols.origin == origin
+        if not mask.any():
+            continue
+        times = cols.time[mask]
+        w = Window(
+            item.client_cid,
+            item.sensor_mid,
+            item.signal_type_moid,
+            int(times.min()),
+            int(times.max()) + 1,
+        )
+        sid = service.series_id(conn, store, w, create=False)
+        if sid is None:
+            continue
+        if cols.acq_ms is not None:
+            acq = int(cols.acq_ms[mask].max())
+        else:
+            q = signals.ReadQuery(
+                client_cid=w.client_cid,
+                sensor_mid=w.sensor_mid,
+                signal_type_moid=w.signal_type_moid,
+                since=w.since,
+                till=w.till,
+                get_last=True,
+                raw=True,
+                signal_origin_id=origin,
+            )
+            f = signals.read_frame(conn, store, principal, q, budget=budget).frame
+            if not len(f):
+                continue
+            acq = int(f.acq.max()) // 1000  # the store's stamps are µs
+        add(
+            conn,
+            sid,
+            since=w.since,
+            till=w.till,
+            origin=origin,
+            points=int(mask.sum()),
+            acq_time=acq,
+            who=service.who(principal),
+            method="manual" if origin == 5 else "imported",
+            reason=reason,
+        )
 
 
 def entries(

@@ -141,7 +141,7 @@ def run(
     signals.write(conn, store, principal, [item])
     sid = service.series_id(conn, store, w, create=False)
     assert sid is not None  # the write made it
-    by = who or principal.login or f"user {principal.user_id}"
+    by = who or service.who(principal)
     for code in sorted(set(subs.method)):
         picked = np.array([m == code for m in subs.method])
         times = subs.time[picked]

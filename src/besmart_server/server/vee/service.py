@@ -412,7 +412,7 @@ def accept(
         .where(q.id == event_id, q.series_id == sid)
         .values(
             state="accepted",
-            accepted_by=principal.login or f"user {principal.user_id}",
+            accepted_by=who(principal),
             accepted_at=now_ms(),
             note=note,
         )
@@ -470,6 +470,13 @@ def written(
     return Written(
         client_cid, sensor_mid, moid, int(time.min()), int(time.max()) + 1, origins, len(time)
     )
+
+
+def who(principal: Principal) -> str:
+    """How the audit and the events name a caller."""
+    if principal.login:
+        return principal.login
+    return "unknown" if principal.user_id is None else f"user {principal.user_id}"
 
 
 def enqueue(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
+import numpy as np
 from sqlalchemy import Connection
 
 from besmart_server.server.config import Settings
@@ -25,11 +26,10 @@ log = logging.getLogger("besmart.vee")
 
 # The worker validates on behalf of nobody in particular: the writer was authorized already.
 ROBOT: Final = Principal(user_id=None, login="vee", is_admin=True)
-AUDITED_ORIGINS: Final = (4, 5)
 
 
 def process_row(conn: Connection, store: SeriesStore, row: Any, max_points: int) -> None:
-    """Audit entries for the row's estimated/corrected origins, then the rules."""
+    """The rules over the row's window."""
     w = Window(
         int(row.client_cid),
         int(row.sensor_mid),
@@ -38,10 +38,6 @@ def process_row(conn: Connection, store: SeriesStore, row: Any, max_points: int)
         int(row.till),
     )
     budget = signals.ReadBudget(max_points)  # each window reads what one read may
-    origins = [int(o) for o in str(row.origins).split(",") if o]
-    for origin in origins:
-        if origin in AUDITED_ORIGINS:
-            audit.record_written(conn, store, ROBOT, w, row, origin, budget=budget)
     service.run(conn, store, ROBOT, w, budget=budget)
 
 
@@ -117,14 +113,16 @@ def worker_of(state: Any) -> Worker:
 def enqueue_write(
     conn: Connection,
     state: Any,
+    store: SeriesStore,
     principal: Principal,
     items: Sequence[signals.WriteItem],
     *,
     reason: str | None = None,
 ) -> None:
-    """The write path's call inside its transaction, after its points: queue the windows it
-    touched (who wrote, why). In a savepoint and never raising: a failure here is logged, and
-    the write stands."""
+    """The write path's call inside its transaction, after its points: the audit entries of
+    its estimated and corrected points (who, when, why), and the windows it touched queued
+    for validation. In a savepoint and never raising: a failure here is logged, and the write
+    stands."""
     settings: Settings = state.settings
     if not settings.validate_after_write:
         return
@@ -140,8 +138,12 @@ def enqueue_write(
     ]
     if not writes:
         return
+    edits = [i for i in items if np.isin(i.columns.origin, audit.AUDITED).any()]
     try:
         with conn.begin_nested():
+            budget = signals.ReadBudget(settings.max_points_per_read)
+            for item in edits:
+                audit.record_write(conn, store, principal, item, reason=reason, budget=budget)
             service.enqueue(conn, principal, writes, reason=reason)
     except Exception:
         log.exception("queueing validation after a write failed")
