@@ -43,9 +43,16 @@ def loaders() -> list[DemoLoader]:
     from besmart_server.server.graphs import demo as graphs_demo
     from besmart_server.server.sensors import demo as sensors_demo
     from besmart_server.server.signals import demo as signals_demo
+    from besmart_server.server.vee import demo as vee_demo
     from besmart_server.server.weather import demo as weather_demo
 
-    return [sensors_demo.load, signals_demo.load, weather_demo.load, graphs_demo.load]
+    return [
+        sensors_demo.load,
+        signals_demo.load,
+        vee_demo.load,
+        weather_demo.load,
+        graphs_demo.load,
+    ]
 
 
 def is_empty(db: Database) -> bool:

@@ -159,3 +159,13 @@ def test_thresholds_merge_and_reject_bad_overrides() -> None:
     for bad in ({"nope": 1}, {"zero_hours": "x"}, {"zero_hours": -1}, {"spike_half_window": 2.5}):
         with pytest.raises(ValueError, match="threshold"):
             r.DEFAULTS.merged(bad)
+
+
+def test_spike_is_not_judged_across_a_gap() -> None:
+    n = 96 * 2
+    t = grid(n)
+    v = np.where((np.arange(n) % 96) < 48, 0.3, 2.0)  # night low, day high
+    keep = ~((np.arange(n) >= 96 + 40) & (np.arange(n) < 96 + 60))  # the morning missing
+    assert r.spikes(t[keep], v[keep]) == []
+    # the same jump with the neighbourhood complete is a step, not a spike, too
+    assert r.spikes(t, v) == []

@@ -75,7 +75,8 @@ class Thresholds:
     spike_half_window: int = 8
     spike_sigmas: float = 6.0
     spike_min_abs: float = 0.0
-    spike_min_rel: float = 0.5  # ... and farther than this fraction of |median|
+    # ... and farther than this fraction of |median| (1: beyond twice the expected, Elexon)
+    spike_min_rel: float = 1.0
     # flatline: the same non-zero value (relative tolerance, as OpenSTEF) for this long.
     flatline_hours: float = 24.0
     flatline_rtol: float = 1e-5
@@ -212,7 +213,8 @@ def register_decrease(
 
 
 def spikes(times: I64, values: F64, th: Thresholds = DEFAULTS) -> list[Finding]:
-    """Hampel filter: points far from the median of their neighbourhood in robust sigmas."""
+    """Hampel filter: points far from the median of their neighbourhood in robust sigmas (and
+    in proportion to it); a neighbourhood that spans a gap is not judged."""
     k = th.spike_half_window
     n = len(values)
     if n < 2 * k + 1 or k < 1:
@@ -225,6 +227,9 @@ def spikes(times: I64, values: F64, th: Thresholds = DEFAULTS) -> list[Finding]:
     floor = np.maximum(th.spike_min_abs, th.spike_min_rel * np.abs(med))
     hit = (dev > th.spike_sigmas * mad) & (dev > floor)
     step = series_step(times, th)
+    if step:  # a neighbourhood across a gap compares other hours of the day: not judged
+        tpad = np.pad(times, k, mode="edge")
+        hit &= tpad[2 * k :] - tpad[: -2 * k] <= 2 * k * step * th.gap_factor
     out = []
     for i in np.flatnonzero(hit).tolist():
         detail = {"value": float(values[i]), "median": float(med[i]), "sigma": float(mad[i])}
