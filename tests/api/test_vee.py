@@ -322,3 +322,25 @@ def test_validation_after_writes_can_be_switched_off(db: Database, settings: Set
         r = c.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
     assert r.json()["events"] == []
     assert r.json()["completeness"]["present"] == 88
+
+
+def test_a_gap_fill_graph_run_is_audited_as_the_run(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    res = client.post(
+        "/api/tasks/graphs/run/name",
+        params={"graph_name": "gap_fill", "since": T0, "till": T0 + DAY},
+        json={"client_cid": cid, "sensor_mid": mid, "moid": EA},
+        headers=owner.headers,
+    )
+    assert res.status_code == 201, res.text
+    run_id = res.json()["run_id"]
+    window = {"since": T0, "till": T0 + DAY}
+    entries = client.get(_url(cid, mid, tail="audit"), params=window, headers=owner.headers)
+    [entry] = entries.json()["entries"]
+    assert entry["origin"] == 4
+    assert entry["points"] == 8
+    assert entry["method"] == "gap_fill"
+    assert entry["who"] == f"graph run {run_id} by {owner.login}"
+    assert entry["acq_time"] == res.json()["run_time"]

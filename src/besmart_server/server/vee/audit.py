@@ -18,6 +18,7 @@ from besmart_server.server.vee.tables import vee_audit
 
 STATE_OF_ORIGIN = {4: "estimated", 5: "corrected"}
 AUDITED = tuple(STATE_OF_ORIGIN)
+MAX_READ_BACK = 5_000_000  # points a write's read-back may see (a graph read's default)
 
 
 def add(
@@ -56,12 +57,14 @@ def record_write(
     principal: Principal,
     item: signals.WriteItem,
     *,
-    reason: str | None,
-    budget: signals.ReadBudget,
+    reason: str | None = None,
+    budget: signals.ReadBudget | None = None,
+    who: str | None = None,
+    method: str | None = None,
 ) -> None:
     """Entries for the estimated and corrected points of a write, in its transaction (after
     its points, so the version it made is read back as its acquisition time, unless the body
-    gave acq_time)."""
+    gave acq_time). `who` and `method` default to the caller and manual/imported."""
     cols = item.columns
     for origin in STATE_OF_ORIGIN:
         mask = cols.origin == origin
@@ -91,6 +94,7 @@ def record_write(
                 raw=True,
                 signal_origin_id=origin,
             )
+            budget = budget or signals.ReadBudget(MAX_READ_BACK)
             f = signals.read_frame(conn, store, principal, q, budget=budget).frame
             if not len(f):
                 continue
@@ -103,8 +107,8 @@ def record_write(
             origin=origin,
             points=int(mask.sum()),
             acq_time=acq,
-            who=service.who(principal),
-            method="manual" if origin == 5 else "imported",
+            who=who or service.who(principal),
+            method=method or ("manual" if origin == 5 else "imported"),
             reason=reason,
         )
 
