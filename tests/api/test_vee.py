@@ -262,6 +262,13 @@ def test_tenancy_roles_and_bad_input(db: Database, client: TestClient, app: Fast
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert set(data["data"]["origin"]) == {1}
     assert other_cid != cid
+    register = client.post(
+        _url(cid, mid, m=moid("A+"), tail="quality/estimate"), params=window, headers=owner.headers
+    )
+    assert register.status_code == 422  # registers are not estimated, their intervals are
+    accept = _url(cid, mid, tail="quality/events/1/accept")
+    assert client.post(accept, json={"note": "ok"}, headers=reader.headers).status_code == 403
+    assert client.post(accept, json={"note": ""}, headers=owner.headers).status_code == 422
 
 
 def test_thresholds_per_client_and_sensor_type(
