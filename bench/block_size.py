@@ -36,10 +36,11 @@ from besmart_server.server import migrate
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import blocks as codec
-from besmart_server.server.signals.pipeline import TYPE_DBL, Frame
-from besmart_server.server.signals.store import SeriesStore, store_for
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.users import service as users
+from besmart_server.wire import TYPE_DBL
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -56,7 +57,7 @@ class Engine:
 
 def _ingest(db: Database, w: Workload) -> Engine:
     migrate.upgrade(db)
-    store = store_for(db.dialect)
+    store = SeriesStore(db.dialect)
     names = sorted({s.sensor for s in (*w.meters, w.minute, *w.versions)})
     keys = sorted({(s.sensor, s.moid) for s in (*w.meters, w.minute, *w.versions)})
     with db.transaction() as conn:

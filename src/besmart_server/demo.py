@@ -14,6 +14,7 @@ from besmart_server.server.sensors import demo as sensors_demo
 from besmart_server.server.signals import demo as signals_demo
 from besmart_server.server.users import service as users
 from besmart_server.server.users.tables import clients
+from besmart_server.server.vee import demo as vee_demo
 from besmart_server.server.weather import demo as weather_demo
 
 DEMO_LOGIN = "demo"
@@ -22,7 +23,13 @@ DEMO_CLIENT = "Demo Energy Community"
 
 def loaders() -> list[DemoLoader]:
     """Each part's loader, in dependency order (data needs sensors)."""
-    return [sensors_demo.load, signals_demo.load, weather_demo.load, graphs_demo.load]
+    return [
+        sensors_demo.load,
+        signals_demo.load,
+        vee_demo.load,
+        weather_demo.load,
+        graphs_demo.load,
+    ]
 
 
 def is_empty(db: Database) -> bool:

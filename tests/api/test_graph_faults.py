@@ -103,6 +103,7 @@ def test_gap_fill_is_done_and_its_record_is_plain_json(
     assert record["metrics"][0]["1:gap_fill"] == {
         "gaps": 1,
         "linear": 0,
+        "like_day": 0,
         "shaped": 10,
         "unfilled": 0,
     }

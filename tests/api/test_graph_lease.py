@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.graphs import service
 from besmart_server.server.graphs.tables import graph_runs
 from besmart_server.server.signals.tables import blocks
-from besmart_server.server.users.service import Principal
 from tests.api.signal_helpers import make_sensor, moid, put
 from tests.factories import Actor, make_tenant
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from besmart_server.server.graphs.metrics import evaluate, mae, persistence, rmae, skill
+from besmart_server.server.metrics import evaluate, mae, persistence, rmae, skill
 
 DAY = pd.Timedelta(days=1)
 

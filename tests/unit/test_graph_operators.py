@@ -16,17 +16,18 @@ from pvlib.modelchain import ModelChain
 from pvlib.pvsystem import PVSystem
 
 from besmart_server.server.graphs.engine import run
-from besmart_server.server.graphs.metrics import evaluate
 from besmart_server.server.graphs.operator_api import Env, Member
 from besmart_server.server.graphs.operators.arithmetic import resample
 from besmart_server.server.graphs.operators.balance import balance, split_members
 from besmart_server.server.graphs.operators.estimation import estimate, reconcile
 from besmart_server.server.graphs.operators.forecast import bias_ratio, forecast_load_series
 from besmart_server.server.graphs.operators.gap_fill import fill_gaps
-from besmart_server.server.graphs.operators.profile import bdew_profile, learned_shape
+from besmart_server.server.graphs.operators.profile import learned_shape
 from besmart_server.server.graphs.operators.pv import SAPM_OPEN_RACK, pv_power
 from besmart_server.server.graphs.operators.signals import read_energy, to_target_unit
 from besmart_server.server.graphs.operators.wind import hub_speed, power_curve
+from besmart_server.server.metrics import evaluate
+from besmart_server.server.profiles import bdew_profile
 from tests.unit.graph_memory import MemoryContext, ms, series
 
 FAST = settings(max_examples=150, deadline=None)
@@ -427,15 +428,26 @@ def test_gap_fill_fills_only_the_gaps_linear_when_short() -> None:
     out, metrics = fill_gaps(holey, s.index[0], s.index[-1] + pd.Timedelta(minutes=15))
     assert list(out.index) == list(s.index[[5, 6]])
     np.testing.assert_allclose(out.to_numpy(), [5.0, 6.0])
-    assert metrics == {"gaps": 1, "linear": 2, "shaped": 0, "unfilled": 0}
+    assert metrics == {"gaps": 1, "linear": 2, "like_day": 0, "shaped": 0, "unfilled": 0}
     pd.testing.assert_series_equal(holey, before)  # originals untouched
 
 
-def test_gap_fill_long_gap_follows_the_shape_at_the_local_level() -> None:
+def test_gap_fill_long_gap_takes_the_comparable_days() -> None:
     idx = pd.date_range("2024-01-01", periods=4 * 96, freq="15min", tz="UTC")
     daily = 2.0 + np.sin(2 * np.pi * (idx.hour * 4 + idx.minute // 15) / 96)
     s = pd.Series(daily, index=idx)
-    gap = (idx >= "2024-01-03T06:00") & (idx < "2024-01-03T14:00")  # 8 hours
+    gap = (idx >= "2024-01-03T06:00") & (idx < "2024-01-03T14:00")  # 8 hours of a Wednesday
+    out, metrics = fill_gaps(s[~gap], idx[0], idx[-1], timezone="UTC")
+    assert list(out.index) == list(idx[gap])
+    np.testing.assert_allclose(out.to_numpy(), daily[gap])  # Monday's and Tuesday's slots
+    assert metrics["like_day"] == 32
+
+
+def test_gap_fill_without_a_comparable_day_follows_the_shape_at_the_local_level() -> None:
+    idx = pd.date_range("2024-01-01", periods=4 * 96, freq="15min", tz="UTC")
+    daily = 2.0 + np.sin(2 * np.pi * (idx.hour * 4 + idx.minute // 15) / 96)
+    s = pd.Series(daily, index=idx)
+    gap = (idx >= "2024-01-01T06:00") & (idx < "2024-01-01T14:00")  # the first day: no history
     out, metrics = fill_gaps(s[~gap], idx[0], idx[-1], timezone="UTC")
     assert list(out.index) == list(idx[gap])
     np.testing.assert_allclose(out.to_numpy(), daily[gap], rtol=0.02)

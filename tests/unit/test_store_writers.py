@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection, event, text
 
+from besmart_server.server.access import Principal
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.service import delete_sensor
 from besmart_server.server.signals import store as store_module
-from besmart_server.server.signals.pipeline import TYPE_DBL, Frame
+from besmart_server.server.signals.pipeline import Frame
 from besmart_server.server.signals.store import SeriesStore
-from besmart_server.server.users.service import Principal
 from besmart_server.web.service import newest_measured
+from besmart_server.wire import TYPE_DBL
 from tests.api.signal_helpers import make_sensor, moid
 from tests.factories import make_client
 

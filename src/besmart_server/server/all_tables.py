@@ -10,6 +10,7 @@ from besmart_server.server.sensors import tables as sensor_tables
 from besmart_server.server.signals import tables as signal_tables
 from besmart_server.server.states import tables as state_tables
 from besmart_server.server.users import tables as user_tables
+from besmart_server.server.vee import tables as vee_tables
 
 # Catalog tables the migrations seed; tests keep their system rows between tests.
 CATALOG_TABLES = frozenset({"units", "signal_types"})
@@ -24,4 +25,5 @@ __all__ = [
     "signal_tables",
     "state_tables",
     "user_tables",
+    "vee_tables",
 ]

@@ -27,6 +27,8 @@ from besmart_server.server.signals.router import router as signals_router
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.states.router import router as states_router
 from besmart_server.server.users.router import router as users_router
+from besmart_server.server.vee import worker as vee_worker
+from besmart_server.server.vee.router import router as vee_router
 from besmart_server.server.weather.router import router as weather_router
 from besmart_server.web.app import mount as mount_web
 
@@ -70,6 +72,7 @@ def _routers() -> list[APIRouter]:
         states_router,
         signals_router,
         chart_router,
+        vee_router,
         weather_router,
         graphs_router,
         mqtt_router,
@@ -99,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
             sqlite_checkpoint_seconds=settings.sqlite_checkpoint_seconds,
         )
         app.state.store = SeriesStore(app.state.db.dialect)
+        app.state.write_observers = [vee_worker.Observer(app.state)]
         bridge = _start_bridge(settings, app.state.db) if settings.mqtt_bridge else None
         app.state.mqtt_bridge = bridge
         try:
@@ -109,6 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
             executor = getattr(app.state, "graph_executor", None)  # made on first async run
             if executor is not None:
                 executor.shutdown()
+            vee = getattr(app.state, "vee_worker", None)  # made on the first write
+            if vee is not None:
+                vee.shutdown()
             app.state.db.dispose()
 
     app = FastAPI(

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     graph_max_attempts: int = Field(
         3, ge=1, le=20, description="graphs: times a run is started before it is failed"
     )
+    validate_after_write: bool = Field(
+        True,
+        description="vee: queue the windows every write touched for validation (run after its "
+        "commit by a worker thread) and the audit of estimated and corrected points",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

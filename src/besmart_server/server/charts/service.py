@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from besmart_server.server import metrics
 from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
-from besmart_server.server.graphs import metrics
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
 from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
@@ -202,7 +202,7 @@ def forecast_quality(
     measured: tuple[Any, Any], predicted: tuple[Any, Any], history: tuple[Any, Any] | None
 ) -> dict[str, Any]:
     """The predicted origin against the measured one over the window: MAE, rMAE and skill
-    against persistence a day and a week earlier (graphs.metrics, as OpenSTEF reports them);
+    against persistence a day and a week earlier (server/metrics.py, as OpenSTEF reports them);
     `history` is the measured data before the window that persistence may use."""
 
     def series(tv: tuple[Any, Any]) -> pd.Series[float]:

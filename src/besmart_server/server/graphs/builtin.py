@@ -234,7 +234,7 @@ GAP_FILL: Final[dict[str, Any]] = {
             "function": "gap_fill",
             "params": {
                 "freq_minutes": T("freq_minutes", 15),
-                "max_linear_minutes": T("max_linear_minutes", 60),
+                "max_linear_minutes": T("max_linear_minutes", 120),
             },
         },
         {

@@ -29,6 +29,7 @@ from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.columns import Columns
 from besmart_server.server.signals.pipeline import Frame, round_significant
 from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.vee import audit as vee_audit
 from besmart_server.server.weather import service as weather
 from besmart_server.wire import TYPE_DBL, TYPE_INT
 
@@ -94,6 +95,9 @@ class DbContext:
     weather_radius_km: float = 50.0
     weather_neighbours: int = 4
     store: SeriesStore | None = None
+    # Who a run's estimated/corrected writes are audited as (VEE), e.g. "graph run 7 by ann",
+    # and the method: None writes no audit (backtests, tests).
+    audit_as: tuple[str, str] | None = None
     pending: dict[tuple[int, int, int, int], list[Series]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -228,6 +232,11 @@ class DbContext:
             item = signals.WriteItem(cid, mid, moid, None, columns, ("graph", "write"))
             with transaction() as conn:
                 stored[target] = signals.write(conn, self._store, self.principal, [item])
+                if self.audit_as is not None:
+                    who, method = self.audit_as
+                    vee_audit.record_write(
+                        conn, self._store, self.principal, item, who=who, method=method
+                    )
             del_keys = [k for k in self.pending if k[:3] == target]
             for k in del_keys:
                 del self.pending[k]

@@ -22,8 +22,8 @@ from besmart_server.server.db import Database, now_ms
 from besmart_server.server.errors import Invalid
 from besmart_server.server.graphs import engine, operator_api
 from besmart_server.server.graphs.context import DbContext
-from besmart_server.server.graphs.metrics import evaluate
 from besmart_server.server.graphs.service import find_graph
+from besmart_server.server.metrics import evaluate
 
 DAY_MS: Final = 86_400_000
 WEEK_MS: Final = 7 * DAY_MS

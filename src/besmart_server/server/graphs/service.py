@@ -33,6 +33,7 @@ from besmart_server.server.graphs.builtin import BUILTIN, builtin_graph
 from besmart_server.server.graphs.context import DbContext
 from besmart_server.server.graphs.tables import graph_run_clients, graph_runs, graphs
 from besmart_server.server.users.service import client_exists
+from besmart_server.server.vee.service import who as vee_who
 
 log = logging.getLogger("besmart.graphs")
 
@@ -509,6 +510,7 @@ def execute(
             max_window_days=settings.max_window_days,
             weather_radius_km=settings.weather_radius_km,
             weather_neighbours=settings.weather_neighbours,
+            audit_as=(f"graph run {run_id} by {vee_who(principal)}", plan.name),
         )
         done = engine.run(
             plan.name, plan.graph, plan.body, plan.since, plan.till, ctx, run_time=run_time

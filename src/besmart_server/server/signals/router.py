@@ -41,6 +41,7 @@ from besmart_server.server.deps import (
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import calendar, columns, service
 from besmart_server.server.signals.calendar import Period
+from besmart_server.server.signals.observers import WriteObserver
 from besmart_server.server.signals.store import SeriesStore
 
 router = APIRouter(tags=["Signals"])
@@ -308,10 +309,23 @@ async def post_signals_data(
 
 
 def _write(
-    db: Database, store: SeriesStore, user: Principal, items: list[service.WriteItem]
+    request: Request,
+    db: Database,
+    store: SeriesStore,
+    user: Principal,
+    items: list[service.WriteItem],
+    reason: str | None,
 ) -> int:
+    # The observers (validation: its audit of corrections and the windows to validate) write
+    # in the same transaction, so nothing is lost, and act on the rest after the commit.
+    observers: list[WriteObserver] = request.app.state.write_observers
     with db.transaction(write=True) as conn:
-        return service.write(conn, store, user, items)
+        n = service.write(conn, store, user, items)
+        for observer in observers:
+            observer.written(conn, store, user, items, reason=reason)
+    for observer in observers:
+        observer.committed()
+    return n
 
 
 def _too_many_points(n: int, settings: Settings) -> TooLarge:
@@ -393,11 +407,12 @@ async def _put_one(
     user: Principal,
     ids: tuple[int, int, int],
     unit: str | None,
+    reason: str | None,
 ) -> None:
     settings: Settings = request.app.state.settings
     cols = _parse_one(await request.body(), settings)
     item = service.WriteItem(ids[0], ids[1], ids[2], unit, cols, ("body",))
-    await run_in_threadpool(_write, db, store, user, [item])
+    await run_in_threadpool(_write, request, db, store, user, [item], reason)
 
 
 _PUT_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -408,6 +423,14 @@ _PUT_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_R422,
 }
 UnitQuery = Annotated[str | None, Query(description="Signal unit")]
+ReasonQuery = Annotated[
+    str | None,
+    Query(
+        max_length=2000,
+        description="Why the points are written (a correction's reason, origin 5): kept in "
+        "the audit (GET .../audit) with who wrote them and when",
+    ),
+]
 
 
 @router.put(
@@ -426,9 +449,11 @@ async def put_signal_data_v2(
     sensor_mid: SensorMid,
     signal_type_moid: SignalTypeMoid,
     unit: UnitQuery = None,
+    reason: ReasonQuery = None,
 ) -> Response:
     """Put signal data."""
-    await _put_one(request, db, store, user, (client_cid, sensor_mid, signal_type_moid), unit)
+    ids = (client_cid, sensor_mid, signal_type_moid)
+    await _put_one(request, db, store, user, ids, unit, reason)
     return _json(None)
 
 
@@ -449,9 +474,11 @@ async def put_signal_data(
     sensor_mid: SensorMid,
     signal_type_moid: SignalTypeMoid,
     unit: UnitQuery = None,
+    reason: ReasonQuery = None,
 ) -> Response:
     """Put signal data (legacy path, answers 204 as older clients expect)."""
-    await _put_one(request, db, store, user, (client_cid, sensor_mid, signal_type_moid), unit)
+    ids = (client_cid, sensor_mid, signal_type_moid)
+    await _put_one(request, db, store, user, ids, unit, reason)
     return Response(status_code=204)
 
 
@@ -464,27 +491,27 @@ _PUT_MANY_DOC: dict[str, Any] = {
 
 
 async def _put_many(
-    request: Request, db: Database, store: SeriesStore, user: Principal
+    request: Request, db: Database, store: SeriesStore, user: Principal, reason: str | None
 ) -> Response:
     settings: Settings = request.app.state.settings
     items = _parse_many(await request.body(), settings)
-    await run_in_threadpool(_write, db, store, user, items)
+    await run_in_threadpool(_write, request, db, store, user, items, reason)
     return _json(None)
 
 
 @router.put("/api/sensors/signals/data/v2", **_PUT_MANY_DOC)
 async def put_signals_data_v2(
-    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller, reason: ReasonQuery = None
 ) -> Response:
     """Put multiple signals data."""
-    return await _put_many(request, db, store, user)
+    return await _put_many(request, db, store, user, reason)
 
 
 @router.put(
     "/api/sensors/signals/data", **_PUT_MANY_DOC | {"summary": "Put multiple signals data (legacy)"}
 )
 async def put_signals_data(
-    request: Request, db: DatabaseDep, store: StoreDep, user: Caller
+    request: Request, db: DatabaseDep, store: StoreDep, user: Caller, reason: ReasonQuery = None
 ) -> Response:
     """Put multiple signals data (legacy path)."""
-    return await _put_many(request, db, store, user)
+    return await _put_many(request, db, store, user, reason)

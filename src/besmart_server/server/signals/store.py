@@ -41,18 +41,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict
 from besmart_server.server.signals import blocks
-from besmart_server.server.signals.columns import ORIGINS
-from besmart_server.server.signals.pipeline import (
-    I64,
-    TYPE_DBL,
-    TYPE_INT,
-    Frame,
-    concat,
-    last_of_runs,
-    sort_versions,
-)
+from besmart_server.server.signals.pipeline import I64, Frame, concat, last_of_runs, sort_versions
 from besmart_server.server.signals.tables import blocks as blocks_table
 from besmart_server.server.signals.tables import series
+from besmart_server.wire import ORIGINS, TYPE_DBL, TYPE_INT
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 Rows = list[tuple[int, int, int, bytes]]  # (series id, day, origin, body) of stored blocks

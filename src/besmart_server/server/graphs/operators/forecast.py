@@ -27,14 +27,10 @@ from besmart_server.server.graphs.operator_api import (
     same_as_input,
     times,
 )
-from besmart_server.server.graphs.operators.profile import (
-    BdewProfile,
-    bdew_profile,
-    holiday_dates,
-    to_freq,
-)
+from besmart_server.server.graphs.operators.profile import to_freq
 from besmart_server.server.graphs.operators.pv import PVParams, pv_from_weather
 from besmart_server.server.graphs.operators.weather import KELVIN, on_grid, warn_without_weather
+from besmart_server.server.profiles import BdewProfile, bdew_profile, holiday_dates
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)

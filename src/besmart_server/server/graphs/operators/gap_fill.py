@@ -1,4 +1,4 @@
-"""`gap_fill`: the missing intervals of a measured series, and nothing else."""
+"""`gap_fill`: the missing intervals of a measured series, and nothing else (VEE's estimation)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,41 @@ from besmart_server.server.graphs.operator_api import (
     TimeZone,
     empty_series,
     grid,
+    ns,
     operator,
     same_as_input,
 )
 from besmart_server.server.graphs.operators.profile import learned_shape
+from besmart_server.server.vee import estimation
+from besmart_server.server.vee.estimation import Method, Profile
 
 
-def _runs(missing: np.ndarray[Any, np.dtype[np.bool_]]) -> list[tuple[int, int]]:
-    """[start, end) index ranges of consecutive True values."""
-    edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+def _level_scaled(
+    shape: np.ndarray[Any, np.dtype[np.float64]],
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    grid_ms: np.ndarray[Any, np.dtype[np.int64]],
+    context: int,
+) -> Profile:
+    """`shape` (on the grid) scaled, gap by gap, to the series' level within `context` grid
+    intervals around the gap: the fallback where no comparable day is known."""
+    step = int(grid_ms[1] - grid_ms[0]) if len(grid_ms) > 1 else 1
+
+    def at(slots: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        out = np.full(len(slots), np.nan)
+        pos = np.searchsorted(grid_ms, slots)
+        breaks = np.flatnonzero(np.diff(slots) != step) + 1
+        for a, b in zip([0, *breaks.tolist()], [*breaks.tolist(), len(slots)], strict=True):
+            lo, hi = int(pos[a]), int(pos[b - 1]) + 1
+            around = np.r_[max(0, lo - context) : lo, hi : min(len(grid_ms), hi + context)]
+            known = around[~np.isnan(values[around]) & ~np.isnan(shape[around])]
+            gap_shape = shape[lo:hi]
+            if len(known) == 0 or np.isnan(gap_shape).any():
+                continue
+            level, shape_level = values[known].mean(), shape[known].mean()
+            out[a:b] = gap_shape * (level / shape_level) if shape_level else level
+        return out
+
+    return at
 
 
 def fill_gaps(
@@ -36,63 +61,64 @@ def fill_gaps(
     till: pd.Timestamp,
     *,
     freq_minutes: int = 15,
-    max_linear_minutes: int = 60,
+    max_linear_minutes: int = 120,
     shape: Series | None = None,
     context_hours: float = 24.0,
     timezone: str = "Europe/Warsaw",
 ) -> tuple[Series, dict[str, Any]]:
-    """Estimates for the grid intervals of [since, till) that `series` lacks: only those.
-
-    A gap of at most `max_linear_minutes` between two values is interpolated linearly; a longer
-    one (or one at an edge) follows `shape` (by default the series' own weekday/time-of-day
-    shape) scaled to the series' level within `context_hours` around the gap.
+    """Estimates for the grid intervals of [since, till) that `series` lacks: only those, by
+    VEE's substitute rules (vee.estimation, the one implementation): linear up to
+    `max_linear_minutes` between two values, the same slot of comparable previous days, else
+    `shape` (by default the series' own weekday/time-of-day shape) scaled to the series' level
+    within `context_hours` around the gap.
     """
     step = pd.Timedelta(minutes=freq_minutes)
     s = series.dropna()
     start = min(s.index[0].floor(step), since) if len(s) else since
     index = grid(start, till, freq_minutes)
-    values = s.reindex(index).to_numpy(dtype=float)
-    missing = np.isnan(values) & (index >= since)
-    metrics: dict[str, Any] = {"gaps": 0, "linear": 0, "shaped": 0, "unfilled": 0}
-    if not missing.any():
+    values = np.asarray(s.reindex(index).to_numpy(dtype=float), dtype=np.float64)
+    grid_ms = ns(index) // 1_000_000
+    known = ~np.isnan(values)
+    metrics: dict[str, Any] = {"gaps": 0, "linear": 0, "like_day": 0, "shaped": 0, "unfilled": 0}
+    step_ms = freq_minutes * 60_000
+    since_ms = int(ns(pd.DatetimeIndex([since]))[0] // 1_000_000)
+    till_ms = int(ns(pd.DatetimeIndex([till]))[0] // 1_000_000)
+    missing = estimation.missing_grid(grid_ms[known], since=since_ms, till=till_ms, step=step_ms)
+    if not len(missing):
         return empty_series(), metrics
-    if np.isnan(values).all():
-        metrics |= {"gaps": len(_runs(missing)), "unfilled": int(missing.sum())}
+    metrics["gaps"] = int(np.count_nonzero(np.diff(missing) != step_ms)) + 1
+    if not known.any():
+        metrics["unfilled"] = len(missing)
         return empty_series(), metrics
     if shape is None:
         shape_values = learned_shape([s], index, timezone=timezone).to_numpy()
     else:
         shape_values = shape.reindex(index).interpolate(limit_area="inside").to_numpy(dtype=float)
-    filled = np.full(len(index), np.nan)
     context = round(pd.Timedelta(hours=context_hours) / step)
-    for a, b in _runs(missing):
-        metrics["gaps"] += 1
-        left, right = a - 1, b
-        has_left = left >= 0 and not np.isnan(values[left])
-        has_right = right < len(index) and not np.isnan(values[right])
-        if has_left and has_right and (b - a) * freq_minutes <= max_linear_minutes:
-            frac = (np.arange(a, b) - left) / (right - left)
-            filled[a:b] = values[left] + frac * (values[right] - values[left])
-            metrics["linear"] += b - a
-            continue
-        around = np.r_[max(0, a - context) : a, b : min(len(index), b + context)]
-        known = around[~np.isnan(values[around]) & ~np.isnan(shape_values[around])]
-        gap_shape = shape_values[a:b]
-        if len(known) == 0 or np.isnan(gap_shape).any():
-            metrics["unfilled"] += b - a
-            continue
-        level, shape_level = values[known].mean(), shape_values[known].mean()
-        filled[a:b] = gap_shape * (level / shape_level) if shape_level else level
-        metrics["shaped"] += b - a
-    ok = missing & ~np.isnan(filled)
-    return pd.Series(filled[ok], index=index[ok]), metrics
+    subs = estimation.estimate(
+        grid_ms[known],
+        values[known],
+        since=since_ms,
+        till=till_ms,
+        step=step_ms,
+        timezone=timezone,
+        max_linear_ms=max_linear_minutes * 60_000,
+        profile=_level_scaled(np.asarray(shape_values, dtype=float), values, grid_ms, context),
+    )
+    counts = subs.counts()
+    metrics["linear"] = counts.get(Method.LINEAR.value, 0)
+    metrics["like_day"] = counts.get(Method.LIKE_DAY.value, 0)
+    metrics["shaped"] = counts.get(Method.PROFILE.value, 0)
+    metrics["unfilled"] = len(missing) - len(subs)
+    out_index = pd.DatetimeIndex(pd.to_datetime(subs.time, unit="ms", utc=True)).as_unit("ns")
+    return pd.Series(subs.value, index=out_index), metrics
 
 
 class GapFillParams(Params):
     """Grid step, the longest gap filled linearly, and the context for long gaps' level."""
 
     freq_minutes: int = Field(default=15, gt=0, le=MAX_STEP_MINUTES)
-    max_linear_minutes: int = Field(default=60, ge=0)
+    max_linear_minutes: int = Field(default=120, ge=0)
     context_hours: float = Field(default=24.0, gt=0, le=366 * 24)
     timezone: TimeZone = "Europe/Warsaw"
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from besmart_server.server.graphs.operator_api import Series
+Series: TypeAlias = "pd.Series[float]"
+
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)

@@ -1,0 +1,543 @@
+"""VEE service: runs the rules over stored series, keeps their quality events, answers the
+quality and summary views, and serves the queue of windows the write path enqueues.
+
+Series are read through the signals service's public read (tenancy included); functions take
+the request's connection first, raise AppErrors and never commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal, SensorRef, sensor_for
+from besmart_server.server.charts import service as chart
+from besmart_server.server.db import now_ms
+from besmart_server.server.errors import Forbidden, Invalid, NotFound
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals import service as signals
+from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.signals.tables import series
+from besmart_server.server.vee import rules
+from besmart_server.server.vee.rules import DAY_MS, Finding, Rule, Thresholds
+from besmart_server.server.vee.tables import quality_events, vee_queue, vee_thresholds
+from besmart_server.wire import TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
+
+# How far around a window the rules look (a spike needs its neighbours, a flatline its start)
+CONTEXT_MS = DAY_MS
+HISTORY_DAYS = 30  # the history the `high` rule takes its maximum from
+# Register types and the interval energy types the sum check compares them with (A+, A-).
+SUM_PAIRS: dict[int, int] = {32: 1011, 34: 1012}
+STATES = ("open", "accepted", "estimated", "corrected")
+ALL_TYPES = 0  # vee_thresholds.sensor_type_id for a client's overrides of every type
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One series of a sensor and a window [since, till) of it (UTC ms)."""
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    since: int
+    till: int
+
+
+def check_window(since: int, till: int) -> None:
+    """422 for a window that is not since < till within the store's time range."""
+    for name, value in (("since", since), ("till", till)):
+        if not TIME_MIN <= value <= TIME_MAX:
+            raise Invalid(f"{name} must be a UTC ms timestamp", loc=("query", name))
+    if since >= till:
+        raise Invalid("since must be before till", loc=("query", "since"))
+
+
+# --- thresholds -----------------------------------------------------------------------------
+
+
+def _info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
+    raw = conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar()
+    try:
+        info = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def thresholds_for(conn: Connection, ref: SensorRef) -> Thresholds:
+    """The defaults, then the sensor's own `contracted_power_kw` and `meter_max_digits` (its
+    info), then the client's overrides for every type, then those for the sensor's type."""
+    th = rules.DEFAULTS
+    info = _info(conn, ref.sensor_mid)
+    own: dict[str, Any] = {
+        k: info[k] for k in ("contracted_power_kw", "meter_max_digits") if k in info
+    }
+    # a malformed info field is the sensor's business: the defaults stand
+    with contextlib.suppress(ValueError):
+        th = th.merged(own)
+    rows = conn.execute(
+        select(vee_thresholds.c.sensor_type_id, vee_thresholds.c.overrides).where(
+            vee_thresholds.c.client_cid == ref.client_cid,
+            vee_thresholds.c.sensor_type_id.in_([ALL_TYPES, ref.sensor_type_id or ALL_TYPES]),
+        )
+    ).all()
+    for row in sorted(rows, key=lambda r: r.sensor_type_id != ALL_TYPES):
+        th = th.merged(json.loads(row.overrides))
+    return th
+
+
+def set_thresholds(
+    conn: Connection,
+    principal: Principal,
+    client_cid: int,
+    sensor_type_id: int,
+    overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """Replace a client's overrides for one sensor type (0: every type); owner role."""
+    _client_or_404(principal, client_cid, Role.owner)
+    try:
+        rules.DEFAULTS.merged(overrides)
+    except ValueError as exc:
+        raise Invalid(str(exc), loc=("body", "thresholds")) from exc
+    key = and_(
+        vee_thresholds.c.client_cid == client_cid,
+        vee_thresholds.c.sensor_type_id == sensor_type_id,
+    )
+    conn.execute(delete(vee_thresholds).where(key))
+    if overrides:
+        conn.execute(
+            insert(vee_thresholds).values(
+                client_cid=client_cid,
+                sensor_type_id=sensor_type_id,
+                overrides=json.dumps(overrides),
+                updated_at=now_ms(),
+            )
+        )
+    return get_thresholds(conn, principal, client_cid)
+
+
+def get_thresholds(conn: Connection, principal: Principal, client_cid: int) -> dict[str, Any]:
+    """The defaults and a client's overrides per sensor type ("0": every type)."""
+    _client_or_404(principal, client_cid, Role.read)
+    rows = conn.execute(
+        select(vee_thresholds.c.sensor_type_id, vee_thresholds.c.overrides)
+        .where(vee_thresholds.c.client_cid == client_cid)
+        .order_by(vee_thresholds.c.sensor_type_id)
+    ).all()
+    return {
+        "defaults": asdict(rules.DEFAULTS),
+        "overrides": {str(r.sensor_type_id): json.loads(r.overrides) for r in rows},
+    }
+
+
+def _client_or_404(principal: Principal, client_cid: int, role: Role) -> None:
+    if not principal.can(client_cid, Role.read):
+        raise NotFound(f"Client {client_cid} not found")
+    if not principal.can(client_cid, role):
+        raise Forbidden(f"{role.value} role on client {client_cid} required")
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def read_numeric(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    since: int,
+    till: int,
+    *,
+    budget: signals.ReadBudget,
+    latest: bool = True,
+    origin: int | None = 1,
+) -> Frame:
+    """Numeric points of the series in [since, till) through the public read: the newest
+    version of each time (`latest`), else every version."""
+    q = signals.ReadQuery(
+        client_cid=w.client_cid,
+        sensor_mid=w.sensor_mid,
+        signal_type_moid=w.signal_type_moid,
+        since=since,
+        till=till,
+        get_last=latest,
+        raw=True,
+        signal_origin_id=origin,
+    )
+    f = signals.read_frame(conn, store, principal, q, budget=budget).frame
+    return f.take((f.type == TYPE_DBL) | (f.type == TYPE_INT))
+
+
+def type_of(moid: int) -> SignalType:
+    t = signal_type_by_moid(moid)
+    if t is None:
+        raise NotFound(f"Signal type {moid} not found")
+    return t
+
+
+def validate(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    *,
+    budget: signals.ReadBudget,
+    now: int | None = None,
+) -> list[Finding]:
+    """Every rule that applies to the series' kind over [since, till) of its measured points
+    (origin 1), with a day of context each side; findings that touch the window."""
+    check_window(w.since, w.till)
+    ref = sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.read)
+    t = type_of(w.signal_type_moid)
+    th = thresholds_for(conn, ref)
+    now = now_ms() if now is None else now
+    lo, hi = w.since - CONTEXT_MS, w.till + CONTEXT_MS
+    f = read_numeric(conn, store, principal, w, lo, hi, budget=budget)
+    times, values = f.time, f.value
+    found: list[Finding] = []
+    found += rules.gaps(times, since=w.since, till=min(w.till, max(now, w.since + 1)), th=th)
+    found += rules.future(times, now_ms=now, th=th)
+    found += rules.flatlines(times, values, th)
+    if t.time_series_type == SeriesKind.CUMULATIVE:
+        swaps = [p.since for p in signals.load_periods(conn, w.sensor_mid, t, multiply=False)]
+        found += rules.register_decrease(times, values, swaps=swaps, th=th)
+        pair = SUM_PAIRS.get(t.moid)
+        if pair is not None:
+            other = Window(w.client_cid, w.sensor_mid, pair, w.since, w.till)
+            g = read_numeric(conn, store, principal, other, w.since, w.till, budget=budget)
+            inside = (times >= w.since) & (times < w.till)
+            if len(g):
+                found += rules.sum_check(times[inside], values[inside], g.time, g.value, th)
+    else:
+        found += rules.spikes(times, values, th)
+        found += rules.zero_runs(times, values, th=th)
+        hist = read_numeric(
+            conn, store, principal, w, w.since - HISTORY_DAYS * DAY_MS, w.since, budget=budget
+        )
+        hmax = float(hist.value.max()) if len(hist) else None
+        interval = t.time_series_type == SeriesKind.INTERVAL
+        found += rules.high(times, values, historical_max=hmax, energy_per_interval=interval, th=th)
+        if interval:
+            found += rules.negative(times, values, th)
+    versions = read_numeric(conn, store, principal, w, w.since, w.till, budget=budget, latest=False)
+    found += rules.rewrites(versions.time, versions.acq, versions.value, th)
+    return sorted(
+        (x for x in found if x.since < w.till and x.till > w.since),
+        key=lambda x: (x.since, x.rule),
+    )
+
+
+def require_write(conn: Connection, principal: Principal, w: Window) -> None:
+    """404 for a sensor the caller may not read, 403 without the write role."""
+    sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
+
+
+def series_id(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
+    key = (w.sensor_mid, w.signal_type_moid)
+    return store.series_ids(conn, [key], create=create).get(key)
+
+
+def run(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    *,
+    budget: signals.ReadBudget,
+    now: int | None = None,
+) -> list[dict[str, Any]]:
+    """Validate the window and keep what was found: the open events that touch it are
+    replaced; an event already accepted, estimated or corrected is not raised again."""
+    found = validate(conn, store, principal, w, budget=budget, now=now)
+    sid = series_id(conn, store, w, create=bool(found))
+    if sid is None:
+        return []
+    touching = and_(
+        quality_events.c.series_id == sid,
+        quality_events.c.since < w.till,
+        quality_events.c.till > w.since,
+    )
+    conn.execute(delete(quality_events).where(touching, quality_events.c.state == "open"))
+    settled = {
+        (r.rule, int(r.since), int(r.till))
+        for r in conn.execute(
+            select(quality_events.c.rule, quality_events.c.since, quality_events.c.till).where(
+                touching
+            )
+        )
+    }
+    stamp = now_ms()
+    rows = [
+        {
+            "series_id": sid,
+            "since": x.since,
+            "till": x.till,
+            "rule": x.rule.value,
+            "severity": x.severity.value,
+            "detail": json.dumps(x.detail),
+            "found_at": stamp,
+            "state": "open",
+        }
+        for x in found
+        if (x.rule.value, x.since, x.till) not in settled
+    ]
+    if rows:
+        conn.execute(insert(quality_events), rows)
+    return events(conn, sid, w.since, w.till)
+
+
+def events(conn: Connection, sid: int, since: int, till: int) -> list[dict[str, Any]]:
+    """The quality events of a series that touch [since, till), in time order."""
+    q = quality_events.c
+    rows = conn.execute(
+        select(quality_events)
+        .where(q.series_id == sid, q.since < till, q.till > since)
+        .order_by(q.since, q.rule, q.id)
+    ).all()
+    return [
+        {
+            "id": int(r.id),
+            "since": int(r.since),
+            "till": int(r.till),
+            "rule": r.rule,
+            "severity": r.severity,
+            "detail": json.loads(r.detail),
+            "found_at": int(r.found_at),
+            "state": r.state,
+            "accepted_by": r.accepted_by,
+            "accepted_at": None if r.accepted_at is None else int(r.accepted_at),
+            "note": r.note,
+        }
+        for r in rows
+    ]
+
+
+def quality(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    *,
+    budget: signals.ReadBudget,
+) -> dict[str, Any]:
+    """The events of the window and its completeness (the chart page's, measured points)."""
+    check_window(w.since, w.till)
+    sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.read)
+    type_of(w.signal_type_moid)
+    sid = series_id(conn, store, w, create=False)
+    found = [] if sid is None else events(conn, sid, w.since, w.till)
+    q = chart.ChartQuery(w.client_cid, w.sensor_mid, w.signal_type_moid, w.since, w.till)
+    c = chart.completeness(conn, store, principal, q, budget=budget)
+    days = c["days"]
+    by_day = [
+        {"day": int(d), "expected": int(e), "present": int(n)}
+        for d, n, e in zip(days["day"], days["count"], days["expected"], strict=True)
+    ]
+    return {
+        "events": found,
+        "completeness": {
+            "step_ms": c["step_ms"],
+            "expected": c["expected"],
+            "present": c["points"],
+            "by_day": by_day,
+        },
+    }
+
+
+def summary(
+    conn: Connection, principal: Principal, client_cid: int, since: int, till: int
+) -> dict[str, Any]:
+    """Per series of a client, its open events in the window by severity: worst first."""
+    check_window(since, till)
+    _client_or_404(principal, client_cid, Role.read)
+    q = quality_events.c
+    errors = func.sum(func.cast(q.severity == "error", type_=series.c.id.type))
+    rows = conn.execute(
+        select(
+            series.c.sensor_mid,
+            series.c.signal_type_moid,
+            errors.label("errors"),
+            func.count().label("events"),
+        )
+        .select_from(
+            quality_events.join(series, series.c.id == q.series_id).join(
+                sensors, sensors.c.mid == series.c.sensor_mid
+            )
+        )
+        .where(
+            sensors.c.client_cid == client_cid,
+            q.state == "open",
+            q.since < till,
+            q.till > since,
+        )
+        .group_by(series.c.sensor_mid, series.c.signal_type_moid)
+    ).all()
+    out = [
+        {
+            "sensor_mid": int(r.sensor_mid),
+            "signal_type_moid": int(r.signal_type_moid),
+            "errors": int(r.errors or 0),
+            "warnings": int(r.events) - int(r.errors or 0),
+            "open": int(r.events),
+        }
+        for r in rows
+    ]
+    out.sort(key=lambda s: (-s["errors"], -s["open"], s["sensor_mid"], s["signal_type_moid"]))
+    return {"client_cid": client_cid, "since": since, "till": till, "sensors": out}
+
+
+def accept(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    event_id: int,
+    note: str,
+) -> dict[str, Any]:
+    """Mark an event accepted (the data is right as it is), recording who and why."""
+    sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
+    sid = series_id(conn, store, w, create=False)
+    q = quality_events.c
+    done = conn.execute(
+        update(quality_events)
+        .where(q.id == event_id, q.series_id == sid)
+        .values(
+            state="accepted",
+            accepted_by=who(principal),
+            accepted_at=now_ms(),
+            note=note,
+        )
+    ).rowcount
+    if not done or sid is None:
+        raise NotFound(f"Quality event {event_id} not found")
+    row = next(e for e in events(conn, sid, -(2**62), 2**62) if e["id"] == event_id)
+    return row
+
+
+def mark(conn: Connection, sid: int, since: int, till: int, state: str) -> None:
+    """Open events touching [since, till) become `state` (estimated or corrected): substitutes
+    now stand for their values (a measured rewrite stays open: it is about the measurement)."""
+    q = quality_events.c
+    conn.execute(
+        update(quality_events)
+        .where(
+            q.series_id == sid,
+            q.state == "open",
+            q.since < till,
+            q.till > since,
+            q.rule != Rule.REWRITE.value,
+        )
+        .values(state=state)
+    )
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one write stored for one series: its window and the origins in it."""
+
+    client_cid: int
+    sensor_mid: int
+    signal_type_moid: int
+    since: int
+    till: int  # exclusive
+    origins: tuple[int, ...]
+    points: int
+
+
+def written(
+    client_cid: int,
+    sensor_mid: int,
+    moid: int,
+    time: np.ndarray[Any, Any],
+    origin: np.ndarray[Any, Any],
+) -> Written | None:
+    """The window and origins of a write's points (None when it had none)."""
+    if not len(time):
+        return None
+    origins = tuple(sorted({int(o) for o in np.unique(origin)}))
+    return Written(
+        client_cid, sensor_mid, moid, int(time.min()), int(time.max()) + 1, origins, len(time)
+    )
+
+
+def who(principal: Principal) -> str:
+    """How the audit and the events name a caller."""
+    if principal.login:
+        return principal.login
+    return "unknown" if principal.user_id is None else f"user {principal.user_id}"
+
+
+def enqueue(
+    conn: Connection,
+    principal: Principal,
+    writes: Sequence[Written],
+    *,
+    reason: str | None = None,
+    method: str | None = None,
+) -> int:
+    """Queue the windows a committed write touched; the rows carry who wrote and why."""
+    stamp = now_ms()
+    rows = [
+        {
+            "client_cid": x.client_cid,
+            "sensor_mid": x.sensor_mid,
+            "signal_type_moid": x.signal_type_moid,
+            "since": x.since,
+            "till": x.till,
+            "origins": ",".join(map(str, x.origins)),
+            "points": x.points,
+            "who": principal.login
+            or (None if principal.user_id is None else f"user {principal.user_id}"),
+            "method": method,
+            "reason": reason,
+            "enqueued_at": stamp,
+        }
+        for x in writes
+    ]
+    if rows:
+        conn.execute(insert(vee_queue), rows)
+    return len(rows)
+
+
+def pending(conn: Connection) -> int:
+    """Queued windows not yet done."""
+    return int(conn.execute(select(func.count()).select_from(vee_queue)).scalar_one())
+
+
+def claim(conn: Connection, limit: int = 50) -> list[Any]:
+    """Take up to `limit` unclaimed rows (each claimed by one worker only)."""
+    stamp = now_ms()
+    rows = conn.execute(
+        select(vee_queue)
+        .where(vee_queue.c.claimed_at.is_(None))
+        .order_by(vee_queue.c.id)
+        .limit(limit)
+    ).all()
+    mine = []
+    for r in rows:
+        got = conn.execute(
+            update(vee_queue)
+            .where(vee_queue.c.id == r.id, vee_queue.c.claimed_at.is_(None))
+            .values(claimed_at=stamp)
+        ).rowcount
+        if got:
+            mine.append(r)
+    return mine
+
+
+def done(conn: Connection, ids: Sequence[int]) -> None:
+    """Remove processed rows."""
+    if ids:
+        conn.execute(delete(vee_queue).where(vee_queue.c.id.in_(list(ids))))

@@ -1,0 +1,193 @@
+"""Validation after writes: the write path queues the windows it touched (after its commit)
+and a worker thread of the server drains the queue, so a write never waits for the rules and
+never fails because of them. The audit entries of estimated and corrected writes are made
+here too, from the queue rows that carry who wrote and why."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Final
+
+import numpy as np
+from sqlalchemy import Connection
+
+from besmart_server.server.access import Principal
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.signals import service as signals
+from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.vee import audit, service
+from besmart_server.server.vee.service import Window, Written
+
+log = logging.getLogger("besmart.vee")
+
+# The worker validates on behalf of nobody in particular: the writer was authorized already.
+ROBOT: Final = Principal(user_id=None, login="vee", is_admin=True)
+
+
+def process_row(conn: Connection, store: SeriesStore, row: Any, max_points: int) -> None:
+    """The rules over the row's window."""
+    w = Window(
+        int(row.client_cid),
+        int(row.sensor_mid),
+        int(row.signal_type_moid),
+        int(row.since),
+        int(row.till),
+    )
+    budget = signals.ReadBudget(max_points)  # each window reads what one read may
+    service.run(conn, store, ROBOT, w, budget=budget)
+
+
+def process(db: Database, store: SeriesStore, max_points: int, limit: int = 50) -> int:
+    """Claim and process queued rows until none is left; the rows processed. A row that fails
+    stays claimed (logged) rather than blocking the rows behind it."""
+    total = 0
+    while True:
+        with db.transaction() as conn:
+            rows = service.claim(conn, limit)
+        if not rows:
+            return total
+        for row in rows:
+            try:
+                with db.transaction() as conn:
+                    process_row(conn, store, row, max_points)
+                    service.done(conn, [int(row.id)])
+                total += 1
+            except Exception:
+                log.exception("validation of queued window %s failed", row.id)
+
+
+class Worker:
+    """One background thread per app that drains the queue when kicked."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._store = SeriesStore(db.dialect)
+        self._max_points = settings.max_points_per_read
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vee")
+        self._lock = threading.Lock()
+        self._next: Future[int] | None = None
+
+    def kick(self) -> None:
+        """Make sure a drain starts after now (one waiting drain covers every kick)."""
+        with self._lock:
+            if self._next is not None and not self._next.running() and not self._next.done():
+                return
+            self._next = self._pool.submit(self._drain)
+
+    def _drain(self) -> int:
+        try:
+            return process(self._db, self._store, self._max_points)
+        except Exception:
+            log.exception("validation queue drain failed")
+            return 0
+
+    def join(self) -> None:
+        """Wait until the drains kicked so far are done (tests, shutdown)."""
+        with self._lock:
+            last = self._next
+        if last is not None:
+            last.result()
+
+    def shutdown(self) -> None:
+        """Finish the queued drain and stop."""
+        self._pool.shutdown(wait=True)
+
+
+_lock = threading.Lock()
+
+
+def worker_of(state: Any) -> Worker:
+    """The app's worker (kept on its state), made on first use."""
+    with _lock:
+        found: Worker | None = getattr(state, "vee_worker", None)
+        if found is None:
+            found = Worker(state.db, state.settings)
+            setattr(state, "vee_worker", found)  # noqa: B010  # Starlette's State
+        return found
+
+
+def enqueue_write(
+    conn: Connection,
+    state: Any,
+    store: SeriesStore,
+    principal: Principal,
+    items: Sequence[signals.WriteItem],
+    *,
+    reason: str | None = None,
+) -> None:
+    """The write path's call inside its transaction, after its points: the audit entries of
+    its estimated and corrected points (who, when, why), and the windows it touched queued
+    for validation. In a savepoint and never raising: a failure here is logged, and the write
+    stands."""
+    settings: Settings = state.settings
+    if not settings.validate_after_write:
+        return
+    writes = [
+        x
+        for x in (
+            service.written(
+                i.client_cid, i.sensor_mid, i.signal_type_moid, i.columns.time, i.columns.origin
+            )
+            for i in items
+        )
+        if x is not None
+    ]
+    if not writes:
+        return
+    edits = [i for i in items if np.isin(i.columns.origin, audit.AUDITED).any()]
+    try:
+        with conn.begin_nested():
+            budget = signals.ReadBudget(settings.max_points_per_read)
+            for item in edits:
+                audit.record_write(conn, store, principal, item, reason=reason, budget=budget)
+            service.enqueue(conn, principal, writes, reason=reason)
+    except Exception:
+        log.exception("queueing validation after a write failed")
+
+
+def kick(state: Any) -> None:
+    """After the write's commit: wake the worker (never raises)."""
+    settings: Settings = state.settings
+    if not settings.validate_after_write:
+        return
+    try:
+        worker_of(state).kick()
+    except Exception:
+        log.exception("starting validation after a write failed")
+
+
+class Observer:
+    """The write routes' observer (signals.observers.WriteObserver) for the app `state`."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def written(
+        self,
+        conn: Connection,
+        store: SeriesStore,
+        principal: Principal,
+        items: Sequence[signals.WriteItem],
+        *,
+        reason: str | None,
+    ) -> None:
+        enqueue_write(conn, self._state, store, principal, items, reason=reason)
+
+    def committed(self) -> None:
+        kick(self._state)
+
+
+__all__ = [
+    "ROBOT",
+    "Observer",
+    "Worker",
+    "Written",
+    "enqueue_write",
+    "kick",
+    "process",
+    "worker_of",
+]

@@ -1,0 +1,353 @@
+"""VEE over HTTP: validation after writes, the quality and summary views, accepting events,
+estimate runs, corrections with a reason and their audit; tenancy and error paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from besmart_server.schemas.users import Role
+from besmart_server.server.app import create_app
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database
+from besmart_server.server.vee import service as vee_service
+from besmart_server.server.vee.worker import worker_of
+from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
+from tests.factories import Actor, make_tenant, make_user
+
+DAY = 86_400_000
+EA = moid("EA+")
+
+
+def _day_with_defects() -> dict[str, Any]:
+    """A day of quarter-hour energy with a 2-hour gap (slots 40..47) and a spike at slot 70."""
+    slots = [i for i in range(96) if not 40 <= i < 48]
+    values = [round(1.0 + 0.5 * np.sin(2 * np.pi * i / 96), 6) for i in slots]
+    values[slots.index(70)] = 9.0
+    return {"time": [T0 + i * Q for i in slots], "value": values}
+
+
+def _url(cid: int, mid: int, m: int = EA, tail: str = "quality") -> str:
+    return f"/api/sensors/{cid}.{mid}/signals/{m}/{tail}"
+
+
+def _settle(app: FastAPI) -> None:
+    """Wait for the validation the writes queued (the worker runs in the background)."""
+    worker_of(app.state).join()
+
+
+def _setup(db: Database, client: TestClient, app: FastAPI) -> tuple[int, int, Actor]:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    _settle(app)
+    return cid, mid, owner
+
+
+def test_a_write_is_validated_after_its_commit(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    r = client.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    found = {(e["rule"], e["since"], e["till"], e["state"]) for e in body["events"]}
+    assert ("gap", T0 + 40 * Q, T0 + 48 * Q, "open") in found
+    assert ("spike", T0 + 70 * Q, T0 + 71 * Q, "open") in found
+    assert body["completeness"]["expected"] == 96
+    assert body["completeness"]["present"] == 88
+    by_day = body["completeness"]["by_day"]  # T0 is not midnight: the window spans two days
+    assert [d["day"] for d in by_day] == [T0 // DAY * DAY, T0 // DAY * DAY + DAY]
+    assert sum(d["present"] for d in by_day) == 88
+    assert sum(d["expected"] for d in by_day) == 96
+
+
+def test_client_summary_worst_first_and_accepting_an_event(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    clean = make_sensor(db, cid, "clean")
+    put(
+        client,
+        owner.headers,
+        cid,
+        clean,
+        EA,
+        {
+            "time": [T0 + i * Q for i in range(96)],
+            "value": [1.0 + (i % 7) * 0.01 for i in range(96)],
+        },
+    )
+    neg = make_sensor(db, cid, "negative")
+    put(
+        client,
+        owner.headers,
+        cid,
+        neg,
+        EA,
+        {
+            "time": [T0 + i * Q for i in range(96)],
+            "value": [-1.0 if i == 5 else 1.0 + (i % 7) * 0.01 for i in range(96)],
+        },
+    )
+    _settle(app)
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.get(f"/api/clients/{cid}/quality", params=window, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    mids = [s["sensor_mid"] for s in r.json()["sensors"]]
+    assert mids[0] == neg  # an error (negative energy) comes before warnings
+    assert mid in mids
+    assert clean not in mids
+
+    events = client.get(_url(cid, mid), params=window, headers=owner.headers).json()["events"]
+    spike = next(e for e in events if e["rule"] == "spike")
+    url = _url(cid, mid, tail=f"quality/events/{spike['id']}/accept")
+    r = client.post(
+        url, json={"note": "heat pump defrost, confirmed on site"}, headers=owner.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "accepted"
+    owner_login = r.json()["accepted_by"]
+    assert owner_login == owner.login
+    # a rerun keeps the accepted event and does not raise it again
+    r = client.post(_url(cid, mid, tail="quality/run"), params=window, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    spikes = [e for e in r.json()["events"] if e["rule"] == "spike"]
+    assert [e["state"] for e in spikes] == ["accepted"]
+    assert (
+        client.post(
+            url.replace(str(spike["id"]), "999999"), json={"note": "x"}, headers=owner.headers
+        ).status_code
+        == 404
+    )
+
+
+def test_estimate_fills_the_gap_as_origin_4_and_audits_it(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(
+        _url(cid, mid, tail="quality/estimate"),
+        params={**window, "reason": "AMI outage"},
+        headers=owner.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["methods"] == {"linear": 8}
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY, get_last=True)["data"]
+    by_origin = dict(zip(data["time"], data["origin"], strict=True))
+    assert all(by_origin[T0 + i * Q] == 4 for i in range(40, 48))
+    assert sum(1 for o in data["origin"] if o == 1) == 88  # measured values untouched
+    # linear between the readings around the gap
+    vals = dict(zip(data["time"], data["value"], strict=True))
+    left, right = vals[T0 + 39 * Q], vals[T0 + 48 * Q]
+    assert abs(vals[T0 + 44 * Q] - (left + (right - left) * 5 / 9)) < 1e-9
+    audit = client.get(_url(cid, mid, tail="audit"), params=window, headers=owner.headers).json()
+    [entry] = audit["entries"]
+    assert entry["origin"] == 4
+    assert entry["method"] == "linear"
+    assert entry["reason"] == "AMI outage"
+    assert entry["who"] == owner.login
+    assert entry["acq_time"] == r.json()["acq_time"]
+    events = client.get(_url(cid, mid), params=window, headers=owner.headers).json()["events"]
+    assert next(e for e in events if e["rule"] == "gap")["state"] == "estimated"
+
+
+def test_a_correction_with_a_reason_is_audited(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    before = client.get("/api/time", params={"unit": "ms"}, headers=owner.headers).json()
+    fix = {"time": [T0 + 70 * Q], "value": [1.2], "origin": [5]}
+    put(client, owner.headers, cid, mid, EA, fix, reason="spike: meter reset")
+    # the audit entry is stored with the write itself (no waiting for the worker)
+    window = {"since": T0, "till": T0 + DAY}
+    entries = client.get(_url(cid, mid, tail="audit"), params=window, headers=owner.headers)
+    assert entries.status_code == 200, entries.text
+    [entry] = entries.json()["entries"]
+    assert entry["origin"] == 5
+    assert entry["reason"] == "spike: meter reset"
+    assert entry["method"] == "manual"
+    assert entry["who"] == owner.login
+    assert entry["acq_time"] >= before
+    # the newest versions show the correction; as_of before it, the measured spike alone
+    data = get(client, owner.headers, cid, mid, EA, T0 + 70 * Q, T0 + 71 * Q, get_last=True)
+    pairs = zip(data["data"]["origin"], data["data"]["value"], strict=True)
+    assert sorted(pairs) == [(1, 9.0), (5, 1.2)]
+    old = get(
+        client, owner.headers, cid, mid, EA, T0 + 70 * Q, T0 + 71 * Q, get_last=True, as_of=before
+    )
+    assert old["data"]["origin"] == [1]
+    _settle(app)  # the rules rerun on the corrected window keep the event corrected
+    events = client.get(_url(cid, mid), params=window, headers=owner.headers).json()["events"]
+    assert next(e for e in events if e["rule"] == "spike")["state"] == "corrected"
+
+
+def test_a_measured_rewrite_with_another_value_is_an_event(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    put(client, owner.headers, cid, mid, EA, {"time": [T0 + 10 * Q], "value": [3.0]})
+    _settle(app)
+    events = client.get(
+        _url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers
+    ).json()["events"]
+    rewrite = next(e for e in events if e["rule"] == "rewrite")
+    assert rewrite["since"] == T0 + 10 * Q
+    assert rewrite["detail"]["after"] == 3.0
+
+
+def test_tenancy_roles_and_bad_input(db: Database, client: TestClient, app: FastAPI) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    other_cid, stranger = make_tenant(db, Role.owner)
+    reader = make_user(db, roles={cid: Role.read})
+    window = {"since": T0, "till": T0 + DAY}
+    for tail in ("quality", "audit"):
+        assert (
+            client.get(
+                _url(cid, mid, tail=tail), params=window, headers=stranger.headers
+            ).status_code
+            == 404
+        )
+        assert (
+            client.get(
+                _url(cid, mid + 999, tail=tail), params=window, headers=owner.headers
+            ).status_code
+            == 404
+        )
+        assert (
+            client.get(_url(cid, mid, tail=tail), params=window, headers=reader.headers).status_code
+            == 200
+        )
+    assert (
+        client.get(
+            f"/api/clients/{cid}/quality", params=window, headers=stranger.headers
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(_url(cid, mid, m=999_999), params=window, headers=owner.headers).status_code
+        == 404
+    )
+    for tail in ("quality/estimate", "quality/run"):
+        assert (
+            client.post(
+                _url(cid, mid, tail=tail), params=window, headers=reader.headers
+            ).status_code
+            == 403
+        )
+        assert (
+            client.post(
+                _url(cid, mid, tail=tail), params=window, headers=stranger.headers
+            ).status_code
+            == 404
+        )
+    bad = {"since": T0 + DAY, "till": T0}
+    for tail in ("quality", "audit"):
+        assert (
+            client.get(_url(cid, mid, tail=tail), params=bad, headers=owner.headers).status_code
+            == 422
+        )
+    r = client.post(_url(cid, mid, tail="quality/estimate"), params=bad, headers=owner.headers)
+    assert r.status_code == 422
+    assert (
+        client.get(_url(cid, mid), params={"since": T0}, headers=owner.headers).status_code == 422
+    )
+    assert client.get(_url(cid, mid), params=window).status_code == 401
+    # nothing was written by the failed calls
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
+    assert set(data["data"]["origin"]) == {1}
+    assert other_cid != cid
+    register = client.post(
+        _url(cid, mid, m=moid("A+"), tail="quality/estimate"), params=window, headers=owner.headers
+    )
+    assert register.status_code == 422  # registers are not estimated, their intervals are
+    accept = _url(cid, mid, tail="quality/events/1/accept")
+    assert client.post(accept, json={"note": "ok"}, headers=reader.headers).status_code == 403
+    assert client.post(accept, json={"note": ""}, headers=owner.headers).status_code == 422
+
+
+def test_thresholds_per_client_and_sensor_type(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    writer = make_user(db, roles={cid: Role.write})
+    url = f"/api/clients/{cid}/quality/thresholds"
+    r = client.put(url, json={"thresholds": {"spike_sigmas": 1000}}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["overrides"] == {"0": {"spike_sigmas": 1000}}
+    assert r.json()["defaults"]["flatline_hours"] == 24.0
+    bad = client.put(url, json={"thresholds": {"nope": 1}}, headers=owner.headers)
+    assert bad.status_code == 422
+    denied = client.put(url, json={"thresholds": {"zero_hours": 1}}, headers=writer.headers)
+    assert denied.status_code == 403
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(_url(cid, mid, tail="quality/run"), params=window, headers=owner.headers)
+    assert "spike" not in {e["rule"] for e in r.json()["events"]}  # the override applies
+    assert client.get(url, headers=owner.headers).json()["overrides"] == {
+        "0": {"spike_sigmas": 1000}
+    }
+
+
+def test_quality_routes_are_in_openapi(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    series = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}"
+    for p in ("/quality", "/quality/estimate", "/quality/run", "/audit"):
+        assert series + p in paths
+    assert "/api/clients/{client_cid}/quality" in paths
+    assert MIN == 60_000
+
+
+def test_a_failing_queue_never_fails_the_write(
+    db: Database, client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("queue unavailable")
+
+    monkeypatch.setattr(vee_service, "enqueue", broken)
+    put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    _settle(app)
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
+    assert len(data["data"]["time"]) == 88  # the points stand, unvalidated
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0
+
+
+def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:
+    off = create_app(settings.model_copy(update={"validate_after_write": False}))
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    with TestClient(off) as c:
+        put(c, owner.headers, cid, mid, EA, _day_with_defects())
+        r = c.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
+    assert r.json()["events"] == []
+    assert r.json()["completeness"]["present"] == 88
+
+
+def test_a_gap_fill_graph_run_is_audited_as_the_run(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    cid, mid, owner = _setup(db, client, app)
+    res = client.post(
+        "/api/tasks/graphs/run/name",
+        params={"graph_name": "gap_fill", "since": T0, "till": T0 + DAY},
+        json={"client_cid": cid, "sensor_mid": mid, "moid": EA},
+        headers=owner.headers,
+    )
+    assert res.status_code == 201, res.text
+    run_id = res.json()["run_id"]
+    window = {"since": T0, "till": T0 + DAY}
+    entries = client.get(_url(cid, mid, tail="audit"), params=window, headers=owner.headers)
+    [entry] = entries.json()["entries"]
+    assert entry["origin"] == 4
+    assert entry["points"] == 8
+    assert entry["method"] == "gap_fill"
+    assert entry["who"] == f"graph run {run_id} by {owner.login}"
+    assert entry["acq_time"] == res.json()["run_time"]
