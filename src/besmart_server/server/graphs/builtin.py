@@ -140,7 +140,8 @@ PV_FORECAST: Final[dict[str, Any]] = {
 }
 
 # Body: {"client_cid", "sensor_mid"}; optional lat/lon (temperature), moid (32, A+),
-# forecast_moid (1011, EA+ per interval), freq_minutes, history_minutes.
+# forecast_moid (1011, EA+ per interval), freq_minutes, history_minutes, timezone, country (PL)
+# and subdivision (holidays).
 LOAD_FORECAST: Final[dict[str, Any]] = {
     "nodes": [
         {
@@ -169,6 +170,8 @@ LOAD_FORECAST: Final[dict[str, Any]] = {
             "params": {
                 "freq_minutes": T("freq_minutes", 15),
                 "timezone": T("timezone", "Europe/Warsaw"),
+                "country": T("country", "PL"),
+                "subdivision": T("subdivision", None),
             },
         },
         {

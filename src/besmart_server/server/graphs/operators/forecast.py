@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import holidays as holidays_lib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from besmart_server.server.graphs.engine import (
     MAX_STEP_MINUTES,
@@ -45,9 +46,9 @@ FEATURES = (
     "doy_sin",
     "doy_cos",
     "temp_c",
-    "lag_1d",
+    "lag_near",  # the same time of day on the nearest day known at the issue (1 day before)
     "lag_7d",
-    "mean_7d",  # the same time of day over the 7 days before: a low-noise daily profile
+    "mean_7d",  # the same time of day over 7 days from the nearest known: a low-noise profile
 )
 
 
@@ -58,14 +59,18 @@ def calendar_features(
     *,
     timezone: str,
     country: str | None,
+    subdivision: str | None = None,
+    lead_days: int = 1,
 ) -> NDArray[np.float64]:
     """One row per time: local time of day, weekday, holiday, season, temperature, lags.
 
     Lags read only `history`, so a row never sees a value that was not known before the
-    forecast was issued (NaN where the lag falls in the forecast window: boosting handles it).
+    forecast was issued. `lead_days` is the nearest whole-day lag known at the issue (1 when
+    issued at the window's start; 2 when issued at 06:00 the day before), and the training
+    rows use the same lags, so the model learns what it will be given.
     """
     local = index.tz_convert(timezone)
-    days = holiday_dates(country, sorted({int(y) for y in local.year}))
+    days = holiday_dates(country, sorted({int(y) for y in local.year}), subdivision=subdivision)
     holiday = np.isin(np.asarray(local.date), np.asarray(days, dtype=object))
     doy = 2 * np.pi * local.day_of_year.to_numpy() / 365.25
     temp = (
@@ -74,7 +79,10 @@ def calendar_features(
         else np.full(len(index), np.nan)
     )
     days_before = np.column_stack(
-        [history.reindex(index - k * DAY).to_numpy(dtype=float) for k in range(1, 8)]
+        [
+            history.reindex(index - k * DAY).to_numpy(dtype=float)
+            for k in range(lead_days, lead_days + 7)
+        ]
     )
     seen = np.isfinite(days_before).sum(axis=1)
     mean_7d = np.divide(
@@ -91,8 +99,8 @@ def calendar_features(
             np.sin(doy),
             np.cos(doy),
             temp,
-            history.reindex(index - DAY).to_numpy(dtype=float),
-            history.reindex(index - WEEK).to_numpy(dtype=float),
+            history.reindex(index - lead_days * DAY).to_numpy(dtype=float),
+            history.reindex(index - 7 * -(-lead_days // 7) * DAY).to_numpy(dtype=float),
             mean_7d,
         ]
     ).astype(float)
@@ -107,13 +115,19 @@ def forecast_load_series(
     profile: str = "H25",
     timezone: str = "Europe/Warsaw",
     country: str | None = "PL",
+    subdivision: str | None = None,
     rounds: int = 200,
     seed: int = 0,
 ) -> tuple[Series, dict[str, Any]]:
-    """Load (same unit as `history`) at `index` from history strictly before `index[0]`."""
+    """Load (same unit as `history`) at `index` from history strictly before `index[0]`.
+
+    The history may end earlier than `index[0]` (a forecast issued the day before reads only
+    what was stored by then): the lags then start at the nearest whole day it covers.
+    """
     issue = index[0]
     hist = history[history.index < issue].dropna()
-    step_h = (index[1] - index[0]) / pd.Timedelta(hours=1) if len(index) > 1 else 0.25
+    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(minutes=15)
+    step_h = step / pd.Timedelta(hours=1)
     days = len(hist) * step_h / 24.0
     metrics: dict[str, Any] = {"history_days": round(days, 3)}
     if days < min_history_days:
@@ -130,7 +144,24 @@ def forecast_load_series(
         out = shape * (level / float(shape.mean())) if float(shape.mean()) else shape
         metrics["model"] = f"profile:{profile}"
         return out, metrics
-    x = calendar_features(times(hist), hist, temperature_c, timezone=timezone, country=country)
+    # Whole days from the last known interval's end to the farthest forecast, rounded: issued
+    # at the window's start that is 1 (a feed's last minutes not yet stored leave a few NaN
+    # lags, which boosting takes), issued at 06:00 the day before it is 2 (1.75 days).
+    ahead = (index[-1] - hist.index[-1] - step) / DAY
+    lead_days = max(1, int(np.floor(ahead + 0.5)))
+
+    def features(at: pd.DatetimeIndex) -> NDArray[np.float64]:
+        return calendar_features(
+            at,
+            hist,
+            temperature_c,
+            timezone=timezone,
+            country=country,
+            subdivision=subdivision,
+            lead_days=lead_days,
+        )
+
+    x = features(times(hist))
     params: dict[str, Any] = {
         "objective": "regression",
         "learning_rate": 0.05,
@@ -143,9 +174,9 @@ def forecast_load_series(
     }
     data = lgb.Dataset(x, label=hist.to_numpy(dtype=float), feature_name=list(FEATURES))
     model = lgb.train(params, data, num_boost_round=rounds)
-    xq = calendar_features(index, hist, temperature_c, timezone=timezone, country=country)
+    xq = features(index)
     pred = np.asarray(model.predict(xq), dtype=float)
-    metrics |= {"model": "lightgbm", "train_rows": len(hist)}
+    metrics |= {"model": "lightgbm", "train_rows": len(hist), "lead_days": lead_days}
     return pd.Series(pred, index=index), metrics
 
 
@@ -157,8 +188,22 @@ class ForecastLoadParams(Params):
     profile: BdewProfile = "H25"
     timezone: TimeZone = "Europe/Warsaw"
     country: Country = "PL"
+    subdivision: str | None = Field(
+        default=None, description="a region's own holidays too, e.g. VIC with country AU"
+    )
     rounds: int = Field(default=200, gt=0, le=5000)
     non_negative: bool = True
+
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> ForecastLoadParams:
+        if self.subdivision is not None:
+            known = holidays_lib.list_supported_countries().get(self.country or "", [])
+            if self.subdivision not in known:
+                raise ValueError(
+                    f"no holidays are known for subdivision {self.subdivision!r} of country "
+                    f"{self.country!r}" + (f" (one of {', '.join(known)})" if known else "")
+                )
+        return self
 
 
 @operator("forecast_load", ForecastLoadParams, inputs=(1, 2), output=same_as_input)
@@ -182,6 +227,7 @@ def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> 
         profile=p.profile,
         timezone=p.timezone,
         country=p.country,
+        subdivision=p.subdivision,
         rounds=p.rounds,
     )
     if p.non_negative:
