@@ -150,6 +150,7 @@ class Score:
     scores: dict[str, float]
     persistence_rmae: dict[str, float]
     seconds: float
+    coverage: float | None = None  # share of actuals inside the P10-P90 band
 
 
 def _persistence_rmae(actual: pd.Series, history: pd.Series) -> dict[str, float]:
@@ -171,6 +172,7 @@ class Case:
     since: int
     till: int
     days: int
+    band: bool = False  # the graph forecasts quantiles too (body key "quantile")
 
 
 def load_pv(api: Api, data: PVSet, s: Slice) -> Case:
@@ -191,7 +193,7 @@ def load_pv(api: Api, data: PVSet, s: Slice) -> Case:
         "freq_minutes": data.freq_minutes,
         "bias_days": PV_HISTORY_DAYS,
     }
-    return Case(data.name, "pv_forecast", body, since, till, s.days)
+    return Case(data.name, "pv_forecast", body, since, till, s.days, band=True)
 
 
 def load_demand(api: Api, data: LoadSet, s: Slice) -> Case:
@@ -214,28 +216,50 @@ def load_demand(api: Api, data: LoadSet, s: Slice) -> Case:
         "country": data.country,
         "subdivision": data.subdivision,
     }
-    return Case(data.name, "load_forecast", body, since, till, s.days)
+    return Case(data.name, "load_forecast", body, since, till, s.days, band=True)
 
 
-def run_case(api: Api, case: Case, settings: Settings) -> tuple[Score, Backtest]:
-    """The day-ahead backtest of a loaded case and its figures."""
+def coverage(actual: pd.Series, low: pd.Series, high: pd.Series) -> float:
+    """The share of actuals inside [low, high] where all three exist and the band is open
+    (PV nights, where the band is [0, 0] and the actual 0, would count as free hits)."""
+    both = pd.concat([actual, low, high], axis=1, join="inner").dropna().to_numpy(dtype=float)
+    both = both[both[:, 2] > both[:, 1]]
+    inside = (both[:, 0] >= both[:, 1]) & (both[:, 0] <= both[:, 2])
+    return float(inside.mean()) if len(both) else float("nan")
+
+
+def run_case(
+    api: Api, case: Case, settings: Settings, *, band: bool = True
+) -> tuple[Score, Backtest]:
+    """The day-ahead backtest of a loaded case and its figures (with its P10-P90 band's
+    coverage when the graph has one and `band`)."""
+
+    def run(body: dict[str, Any]) -> Backtest:
+        return backtest(
+            api.db,
+            ADMIN,
+            case.graph,
+            body,
+            case.since,
+            case.till,
+            settings=settings,
+            lead_ms=LEAD_MS,
+        )
+
     t0 = time.perf_counter()
-    bt = backtest(
-        api.db,
-        ADMIN,
-        case.graph,
-        case.body,
-        case.since,
-        case.till,
-        settings=settings,
-        lead_ms=LEAD_MS,
-    )
+    bt = run(case.body)
+    seconds = time.perf_counter() - t0
+    covered = None
+    if band and case.band:
+        low, high = (run({**case.body, "quantile": q}).forecast for q in (0.1, 0.9))
+        covered = coverage(bt.actual, low, high)
     score = Score(
         case.name,
         case.days,
         bt.scores,
         _persistence_rmae(bt.actual, bt.history),
-        time.perf_counter() - t0,
+        seconds,
+        covered,
     )
     return score, bt
 
@@ -273,15 +297,16 @@ def table(scores: list[Score]) -> str:
     """The figures as the README's Markdown table."""
     lines = [
         "| data | days | rMAE | skill vs 1 day | skill vs 1 week "
-        "| persistence rMAE 1 day / 1 week |",
-        "|---|---|---|---|---|---|",
+        "| persistence rMAE 1 day / 1 week | P10-P90 coverage |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in scores:
         f = s.scores
+        band = "n/a" if s.coverage is None else f"{s.coverage:.2f}"
         lines.append(
             f"| {s.name} | {s.days} | {f['rmae']:.3f} | {f['skill_1d']:.3f} | "
             f"{f['skill_7d']:.3f} | {s.persistence_rmae['1d']:.3f} / "
-            f"{s.persistence_rmae['7d']:.3f} |"
+            f"{s.persistence_rmae['7d']:.3f} | {band} |"
         )
     return "\n".join(lines)
 

@@ -17,6 +17,12 @@ from fastapi.testclient import TestClient
 
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.graphs.operators.forecast import (
+    ForecastLoadParams,
+    forecast_load_series,
+    ratio_quantile,
+)
+from besmart_server.server.graphs.operators.profile import holiday_dates
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +44,12 @@ def test_pvdaq_clock_shifts_are_found_and_removed(pvdaq: PVSet) -> None:
 def test_pv_slice_beats_persistence(
     db: Database, client: TestClient, settings: Settings, pvdaq: PVSet
 ) -> None:
-    case = load_pv(Api(client, db), pvdaq, Slice("2012-06-01", 4))
-    score, bt = run_case(Api(client, db), case, settings)
+    api = Api(client, db)
+    case = load_pv(api, pvdaq, Slice("2012-06-01", 4))
+    score, bt = run_case(api, case, settings)
     assert bt.issues == 4
+    assert score.coverage is not None
+    assert 0.6 < score.coverage < 0.95  # the P10-P90 band over the daylight intervals
     assert len(bt.forecast) == 4 * 96
     assert score.scores["rmae"] < 0.08
     assert score.scores["skill_1d"] > 0
@@ -52,7 +61,7 @@ def test_pv_slice_beats_persistence(
 def test_load_slice_beats_persistence(db: Database, client: TestClient, settings: Settings) -> None:
     api = Api(client, db)
     case = load_demand(api, victoria_demand(), Slice("2014-06-02", 4))
-    score, bt = run_case(api, case, settings)
+    score, bt = run_case(api, case, settings, band=False)
     assert bt.issues == 4
     assert len(bt.forecast) == 4 * 48
     assert score.scores["rmae"] < 0.08
@@ -68,7 +77,7 @@ def test_a_forecast_ignores_data_acquired_after_its_issue(
     api = Api(client, db)
     data = victoria_demand()
     case = load_demand(api, data, Slice("2014-06-02", 2))
-    _, before = run_case(api, case, settings)
+    _, before = run_case(api, case, settings, band=False)
     # New versions of every point of the window and of the two days before, all acquired
     # after the issues: a leaking forecast would read them (tripled, it would move).
     since, till = case.since - 2 * 86_400_000, case.till
@@ -83,6 +92,38 @@ def test_a_forecast_ignores_data_acquired_after_its_issue(
         headers=api.headers,
     )
     assert r.status_code == 200, r.text
-    _, after = run_case(api, case, settings)
+    _, after = run_case(api, case, settings, band=False)
     assert not np.allclose(after.actual.to_numpy(), before.actual.to_numpy())  # data moved
     pd.testing.assert_series_equal(after.forecast, before.forecast)  # the forecasts did not
+
+
+def test_ratio_quantile_weights_by_the_modelled_output() -> None:
+    index = pd.date_range("2024-06-01", periods=4, freq="h", tz="UTC")
+    modelled = pd.Series([1.0, 1.0, 1.0, 7.0], index=index)
+    measured = modelled * pd.Series([0.5, 0.6, 0.7, 1.0], index=index).to_numpy()
+    # the bright hour holds 70 % of the weight: P10 and P30 stay low, P50 and up are 1.0
+    assert ratio_quantile(measured, modelled, floor=0.1, quantile=0.1) == (0.5, 4)
+    assert ratio_quantile(measured, modelled, floor=0.1, quantile=0.5) == (1.0, 4)
+    assert ratio_quantile(measured, modelled, floor=2.0, quantile=0.1) == (1.0, 1)
+    assert ratio_quantile(measured[:0], modelled, floor=0.1, quantile=0.1) == (1.0, 0)
+
+
+def test_load_quantiles_bracket_the_mean() -> None:
+    data = victoria_demand()
+    history = data.load_kw["2014-05-01":"2014-06-01"]  # type: ignore[misc]
+    index = pd.date_range("2014-06-02T14:00Z", periods=48, freq="30min")
+    kw = {"timezone": data.timezone, "country": "AU", "subdivision": "VIC"}
+    mean, _ = forecast_load_series(history, index, **kw)
+    p10, m10 = forecast_load_series(history, index, quantile=0.1, **kw)
+    p90, _ = forecast_load_series(history, index, quantile=0.9, **kw)
+    assert m10["quantile"] == 0.1
+    assert ((p10 <= mean) & (mean <= p90)).mean() > 0.9
+
+
+def test_state_holidays() -> None:
+    melbourne_cup = pd.Timestamp("2014-11-04").date()
+    assert melbourne_cup in holiday_dates("AU", [2014], subdivision="VIC")
+    assert melbourne_cup not in holiday_dates("AU", [2014])
+    assert ForecastLoadParams(country="AU", subdivision="VIC").subdivision == "VIC"
+    with pytest.raises(ValueError, match="no holidays are known for subdivision 'XX'"):
+        ForecastLoadParams(country="AU", subdivision="XX")

@@ -118,11 +118,14 @@ def forecast_load_series(
     subdivision: str | None = None,
     rounds: int = 200,
     seed: int = 0,
+    quantile: float | None = None,
 ) -> tuple[Series, dict[str, Any]]:
     """Load (same unit as `history`) at `index` from history strictly before `index[0]`.
 
     The history may end earlier than `index[0]` (a forecast issued the day before reads only
     what was stored by then): the lags then start at the nearest whole day it covers.
+    `quantile` (e.g. 0.1, 0.9) forecasts that quantile instead of the mean (pinball loss);
+    the standard-profile fallback has no spread to offer and ignores it.
     """
     issue = index[0]
     hist = history[history.index < issue].dropna()
@@ -163,7 +166,11 @@ def forecast_load_series(
 
     x = features(times(hist))
     params: dict[str, Any] = {
-        "objective": "regression",
+        **(
+            {"objective": "regression"}
+            if quantile is None
+            else {"objective": "quantile", "alpha": quantile}
+        ),
         "learning_rate": 0.05,
         "num_leaves": 5,  # small trees, large leaves: weeks of noisy 15-minute history
         "min_data_in_leaf": 100,
@@ -177,6 +184,8 @@ def forecast_load_series(
     xq = features(index)
     pred = np.asarray(model.predict(xq), dtype=float)
     metrics |= {"model": "lightgbm", "train_rows": len(hist), "lead_days": lead_days}
+    if quantile is not None:
+        metrics["quantile"] = quantile
     return pd.Series(pred, index=index), metrics
 
 
@@ -192,6 +201,9 @@ class ForecastLoadParams(Params):
         default=None, description="a region's own holidays too, e.g. VIC with country AU"
     )
     rounds: int = Field(default=200, gt=0, le=5000)
+    quantile: float | None = Field(
+        default=None, gt=0, lt=1, description="forecast this quantile (0.1: P10), not the mean"
+    )
     non_negative: bool = True
 
     @model_validator(mode="after")
@@ -229,6 +241,7 @@ def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> 
         country=p.country,
         subdivision=p.subdivision,
         rounds=p.rounds,
+        quantile=p.quantile,
     )
     if p.non_negative:
         out = out.clip(lower=0.0)
@@ -248,12 +261,41 @@ def bias_ratio(
     return float(np.clip(ratio, *bounds)), len(both)
 
 
+def ratio_quantile(
+    measured: Series,
+    modelled: Series,
+    *,
+    floor: float,
+    quantile: float,
+    bounds: tuple[float, float] = (0.0, 2.0),
+) -> tuple[float, int]:
+    """The `quantile` of measured/modelled per interval, weighted by the modelled output (so
+    an hour of full sun counts more than a dim one), where the model exceeds `floor`."""
+    both = pd.concat([measured, modelled], axis=1, join="inner").dropna()
+    both = both[both.iloc[:, 1] > floor]
+    if len(both) == 0:
+        return 1.0, 0
+    ratio = both.iloc[:, 0].to_numpy(dtype=float) / both.iloc[:, 1].to_numpy(dtype=float)
+    weight = both.iloc[:, 1].to_numpy(dtype=float)
+    order = np.argsort(ratio)
+    cum = np.cumsum(weight[order]) / float(weight.sum())
+    at = int(np.searchsorted(cum, quantile))
+    return float(np.clip(ratio[order][min(at, len(ratio) - 1)], *bounds)), len(both)
+
+
 class ForecastPVParams(PVParams):
     """The PV model on forecast weather; input 0, optional: measured power (kW) for the bias."""
 
     weather_origin: int | None = Field(default=2, ge=1, le=5, description="2: forecasts")
     history_weather_origin: int | None = Field(default=None, ge=1, le=5)
     bias_days: int = Field(default=14, ge=0, le=366)
+    quantile: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="scale by this quantile of the recent days' measured/modelled ratios "
+        "(0.1: P10) instead of their overall ratio",
+    )
 
 
 @operator("forecast_pv", ForecastPVParams, inputs=(0, 1), output=produces(POWER))
@@ -271,9 +313,14 @@ def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Seri
             past = grid(env.since - p.bias_days * DAY, env.since, p.freq_minutes)
             hist_params = p.model_copy(update={"weather_origin": p.history_weather_origin})
             modelled = pv_from_weather(env, hist_params, past)
-            ratio, used = bias_ratio(
-                on_grid(measured.dropna(), past), modelled, floor=0.01 * p.power
-            )
+            observed = on_grid(measured.dropna(), past)
+            if p.quantile is None:
+                ratio, used = bias_ratio(observed, modelled, floor=0.01 * p.power)
+            else:
+                # dim intervals' ratios are noise (a cloud edge, a minute of shade): 10 % kWp
+                ratio, used = ratio_quantile(
+                    observed, modelled, floor=0.1 * p.power, quantile=p.quantile
+                )
     env.metrics |= {"bias_ratio": ratio, "bias_intervals": used}
     warn_without_weather(env, forecast, "irradiance (GHI)", p.lat, p.lon, p.weather_origin)
     return forecast * ratio
