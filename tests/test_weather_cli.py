@@ -106,7 +106,7 @@ def test_import_placed_and_year(env: dict[str, str], db: Database, client: TestC
 
 
 def test_import_rejects_other_files(env: dict[str, str], tmp_path: Path) -> None:
-    other = tmp_path / "x.csv"
+    other = tmp_path / "x.txt"
     other.write_text("a,b\n", encoding="utf-8")
     code, out = invoke(env, "weather", "import", str(other))
     assert code == 1

@@ -31,12 +31,17 @@ QUARTER = pd.Timedelta(minutes=15)
 
 
 def holiday_dates(
-    country: str | None, years: Sequence[int], extra: Sequence[date] = ()
+    country: str | None,
+    years: Sequence[int],
+    extra: Sequence[date] = (),
+    *,
+    subdivision: str | None = None,
 ) -> list[date]:
-    """Public holidays of a country (the `holidays` package ships them: no download) plus extras."""
+    """Public holidays of a country, and of its `subdivision` (a state: AU's VIC) when given
+    (the `holidays` package ships them: no download), plus extras."""
     days = set(extra)
     if country:
-        days |= set(holidays_lib.country_holidays(country, years=list(years)))
+        days |= set(holidays_lib.country_holidays(country, subdiv=subdivision, years=list(years)))
     return sorted(days)
 
 

@@ -92,7 +92,7 @@ ESTIMATION: Final[dict[str, Any]] = {
 
 # Body: {"client_cid", "sensor_mid", "lat", "lon", "params": {"power", "inclination",
 # "orientation", "efficiency"}}; optional moid (70, P_PV), freq_minutes, bias_days,
-# weather_origin (2: forecasts; 3 for typical-year or model weather).
+# weather_origin (2: forecasts; 3 for typical-year or model weather), quantile (0.1: the P10).
 _PV_SITE = {
     "lat": T("lat"),
     "lon": T("lon"),
@@ -122,6 +122,7 @@ PV_FORECAST: Final[dict[str, Any]] = {
                 "bias_days": T("bias_days", 14),
                 "weather_origin": T("weather_origin", 2),
                 "history_weather_origin": T("history_weather_origin", None),
+                "quantile": T("quantile", None),
             },
         },
         {
@@ -140,7 +141,8 @@ PV_FORECAST: Final[dict[str, Any]] = {
 }
 
 # Body: {"client_cid", "sensor_mid"}; optional lat/lon (temperature), moid (32, A+),
-# forecast_moid (1011, EA+ per interval), freq_minutes, history_minutes.
+# forecast_moid (1011, EA+ per interval), freq_minutes, history_minutes, timezone, country (PL)
+# and subdivision (holidays), quantile (0.1: the P10 instead of the mean).
 LOAD_FORECAST: Final[dict[str, Any]] = {
     "nodes": [
         {
@@ -169,6 +171,9 @@ LOAD_FORECAST: Final[dict[str, Any]] = {
             "params": {
                 "freq_minutes": T("freq_minutes", 15),
                 "timezone": T("timezone", "Europe/Warsaw"),
+                "country": T("country", "PL"),
+                "subdivision": T("subdivision", None),
+                "quantile": T("quantile", None),
             },
         },
         {

@@ -1,9 +1,11 @@
 """Backtests of forecast graphs without leakage: MAE, rMAE and skill against persistence.
 
-The window is cut into issue times (one per horizon, day-ahead by default). Each forecast is
-the graph run over [issue, issue + horizon) through a context that reads every signal *as of*
-the issue time: only versions acquired before it, whatever their capture time, so a forecast
-never sees a value that was not yet stored when it would have been issued. Nothing is written.
+The window is cut into forecast windows (one per horizon, a day by default). Each forecast is
+the graph run over [start, start + horizon), issued `lead` before its start (0: at the start;
+the field's day-ahead is issued at 06:00 the day before, a lead of 18 hours), through a
+context that reads every signal *as of* the issue time: only versions acquired before it,
+whatever their capture time, so a forecast never sees a value that was not yet stored when it
+would have been issued. Nothing is written.
 The actuals are what the graph's first `signals` node reads over the window, as the data stands
 now; the forecast is the input of its `write` node (both in the same unit before writing).
 Weather is read as stored (the weather service has no as-of reads yet).
@@ -68,8 +70,10 @@ def backtest(
     *,
     settings: Settings,
     horizon_ms: int = DAY_MS,
+    lead_ms: int = 0,
 ) -> Backtest:
-    """Issue a forecast every `horizon_ms` over [since, till) and score it (one body item)."""
+    """Forecast every `horizon_ms` over [since, till), each issued `lead_ms` before its window,
+    and score it (one body item)."""
     engine.check_window(since, till)
     with db.transaction(write=False) as conn:
         found = find_graph(conn, principal, name)
@@ -87,12 +91,13 @@ def backtest(
     }
     pieces: list[operator_api.Series] = []
     issues = 0
-    for issue in range(since, till, horizon_ms):
-        end = min(issue + horizon_ms, till)
+    for start in range(since, till, horizon_ms):
+        end = min(start + horizon_ms, till)
+        issue = start - lead_ms
         ctx = DbContext.over(db, principal, as_of=issue, **options)  # writes stay pending
         env = operator_api.Env(
             ctx,
-            operator_api.ms_to_ts(issue),
+            operator_api.ms_to_ts(start),
             operator_api.ms_to_ts(end),
             operator_api.ms_to_ts(issue),
         )

@@ -1,4 +1,4 @@
-"""`besmart weather ...`: fetch from a provider or import a weather file into the grid."""
+"""`besmart weather ...`: fetch from a provider or import a weather file or table into the grid."""
 
 from __future__ import annotations
 
@@ -92,24 +92,53 @@ def fetch(
 
 @weather_app.command("import")
 def import_file(
-    file: Annotated[Path, typer.Argument(help="An EPW or TMY3 file.", exists=True, dir_okay=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="An EPW or TMY3 file, or a CSV/Parquet table (time, T_AIR[°C], GHI[W/m2], ...).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
     lat: Annotated[
-        float | None, typer.Option(min=-90, max=90, help="Place at this latitude (else header).")
+        float | None,
+        typer.Option(min=-90, max=90, help="Place at this latitude (else header; tables: needed)."),
     ] = None,
     lon: Annotated[
         float | None,
-        typer.Option(min=-180, max=180, help="Place at this longitude (else header)."),
+        typer.Option(
+            min=-180, max=180, help="Place at this longitude (else header; tables: needed)."
+        ),
     ] = None,
     year: Annotated[
         int | None,
         typer.Option(help="Put the typical year into this calendar year (else the file's years)."),
     ] = None,
+    origin: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=5, help="Tables: 1 measured (default), 2 forecast, 3 model. EPW/TMY3: 3."
+        ),
+    ] = None,
 ) -> None:
-    """Import an EPW or TMY3 weather file (origin 3) at its own or the given position."""
+    """Import a weather file at a position: EPW/TMY3 (origin 3) or a CSV/Parquet table."""
+    from besmart_server.server.weather.providers import ORIGIN_OBSERVED
     from besmart_server.server.weather.providers.files import read_weather_file
+    from besmart_server.server.weather.providers.table import SUFFIXES, read_weather_table
 
     try:
-        result = read_weather_file(file, lat=lat, lon=lon, year=year)
+        if file.suffix.lower() in SUFFIXES:
+            if lat is None or lon is None:
+                raise ProviderError(f"{file.name}: a table has no position: give --lat and --lon")
+            if year is not None:
+                raise ProviderError("--year places typical years (EPW/TMY3), not tables")
+            result = read_weather_table(
+                file, lat=lat, lon=lon, origin=ORIGIN_OBSERVED if origin is None else origin
+            )
+        else:
+            if origin is not None:
+                raise ProviderError("--origin is for tables: EPW/TMY3 files are origin 3")
+            result = read_weather_file(file, lat=lat, lon=lon, year=year)
     except ProviderError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import holidays as holidays_lib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from besmart_server.server.graphs.operator_api import (
     MAX_STEP_MINUTES,
@@ -41,9 +42,9 @@ FEATURES = (
     "doy_sin",
     "doy_cos",
     "temp_c",
-    "lag_1d",
+    "lag_near",  # the same time of day on the nearest day known at the issue (1 day before)
     "lag_7d",
-    "mean_7d",  # the same time of day over the 7 days before: a low-noise daily profile
+    "mean_7d",  # the same time of day over 7 days from the nearest known: a low-noise profile
 )
 
 
@@ -54,14 +55,18 @@ def calendar_features(
     *,
     timezone: str,
     country: str | None,
+    subdivision: str | None = None,
+    lead_days: int = 1,
 ) -> NDArray[np.float64]:
     """One row per time: local time of day, weekday, holiday, season, temperature, lags.
 
     Lags read only `history`, so a row never sees a value that was not known before the
-    forecast was issued (NaN where the lag falls in the forecast window: boosting handles it).
+    forecast was issued. `lead_days` is the nearest whole-day lag known at the issue (1 when
+    issued at the window's start; 2 when issued at 06:00 the day before), and the training
+    rows use the same lags, so the model learns what it will be given.
     """
     local = index.tz_convert(timezone)
-    days = holiday_dates(country, sorted({int(y) for y in local.year}))
+    days = holiday_dates(country, sorted({int(y) for y in local.year}), subdivision=subdivision)
     holiday = np.isin(np.asarray(local.date), np.asarray(days, dtype=object))
     doy = 2 * np.pi * local.day_of_year.to_numpy() / 365.25
     temp = (
@@ -70,7 +75,10 @@ def calendar_features(
         else np.full(len(index), np.nan)
     )
     days_before = np.column_stack(
-        [history.reindex(index - k * DAY).to_numpy(dtype=float) for k in range(1, 8)]
+        [
+            history.reindex(index - k * DAY).to_numpy(dtype=float)
+            for k in range(lead_days, lead_days + 7)
+        ]
     )
     seen = np.isfinite(days_before).sum(axis=1)
     mean_7d = np.divide(
@@ -87,8 +95,8 @@ def calendar_features(
             np.sin(doy),
             np.cos(doy),
             temp,
-            history.reindex(index - DAY).to_numpy(dtype=float),
-            history.reindex(index - WEEK).to_numpy(dtype=float),
+            history.reindex(index - lead_days * DAY).to_numpy(dtype=float),
+            history.reindex(index - 7 * -(-lead_days // 7) * DAY).to_numpy(dtype=float),
             mean_7d,
         ]
     ).astype(float)
@@ -103,13 +111,22 @@ def forecast_load_series(
     profile: str = "H25",
     timezone: str = "Europe/Warsaw",
     country: str | None = "PL",
+    subdivision: str | None = None,
     rounds: int = 200,
     seed: int = 0,
+    quantile: float | None = None,
 ) -> tuple[Series, dict[str, Any]]:
-    """Load (same unit as `history`) at `index` from history strictly before `index[0]`."""
+    """Load (same unit as `history`) at `index` from history strictly before `index[0]`.
+
+    The history may end earlier than `index[0]` (a forecast issued the day before reads only
+    what was stored by then): the lags then start at the nearest whole day it covers.
+    `quantile` (e.g. 0.1, 0.9) forecasts that quantile instead of the mean (pinball loss);
+    the standard-profile fallback has no spread to offer and ignores it.
+    """
     issue = index[0]
     hist = history[history.index < issue].dropna()
-    step_h = (index[1] - index[0]) / pd.Timedelta(hours=1) if len(index) > 1 else 0.25
+    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(minutes=15)
+    step_h = step / pd.Timedelta(hours=1)
     days = len(hist) * step_h / 24.0
     metrics: dict[str, Any] = {"history_days": round(days, 3)}
     if days < min_history_days:
@@ -126,9 +143,30 @@ def forecast_load_series(
         out = shape * (level / float(shape.mean())) if float(shape.mean()) else shape
         metrics["model"] = f"profile:{profile}"
         return out, metrics
-    x = calendar_features(times(hist), hist, temperature_c, timezone=timezone, country=country)
+    # Whole days from the last known interval's end to the farthest forecast, rounded: issued
+    # at the window's start that is 1 (a feed's last minutes not yet stored leave a few NaN
+    # lags, which boosting takes), issued at 06:00 the day before it is 2 (1.75 days).
+    ahead = (index[-1] - hist.index[-1] - step) / DAY
+    lead_days = max(1, int(np.floor(ahead + 0.5)))
+
+    def features(at: pd.DatetimeIndex) -> NDArray[np.float64]:
+        return calendar_features(
+            at,
+            hist,
+            temperature_c,
+            timezone=timezone,
+            country=country,
+            subdivision=subdivision,
+            lead_days=lead_days,
+        )
+
+    x = features(times(hist))
     params: dict[str, Any] = {
-        "objective": "regression",
+        **(
+            {"objective": "regression"}
+            if quantile is None
+            else {"objective": "quantile", "alpha": quantile}
+        ),
         "learning_rate": 0.05,
         "num_leaves": 5,  # small trees, large leaves: weeks of noisy 15-minute history
         "min_data_in_leaf": 100,
@@ -139,9 +177,11 @@ def forecast_load_series(
     }
     data = lgb.Dataset(x, label=hist.to_numpy(dtype=float), feature_name=list(FEATURES))
     model = lgb.train(params, data, num_boost_round=rounds)
-    xq = calendar_features(index, hist, temperature_c, timezone=timezone, country=country)
+    xq = features(index)
     pred = np.asarray(model.predict(xq), dtype=float)
-    metrics |= {"model": "lightgbm", "train_rows": len(hist)}
+    metrics |= {"model": "lightgbm", "train_rows": len(hist), "lead_days": lead_days}
+    if quantile is not None:
+        metrics["quantile"] = quantile
     return pd.Series(pred, index=index), metrics
 
 
@@ -153,8 +193,25 @@ class ForecastLoadParams(Params):
     profile: BdewProfile = "H25"
     timezone: TimeZone = "Europe/Warsaw"
     country: Country = "PL"
+    subdivision: str | None = Field(
+        default=None, description="a region's own holidays too, e.g. VIC with country AU"
+    )
     rounds: int = Field(default=200, gt=0, le=5000)
+    quantile: float | None = Field(
+        default=None, gt=0, lt=1, description="forecast this quantile (0.1: P10), not the mean"
+    )
     non_negative: bool = True
+
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> ForecastLoadParams:
+        if self.subdivision is not None:
+            known = holidays_lib.list_supported_countries().get(self.country or "", [])
+            if self.subdivision not in known:
+                raise ValueError(
+                    f"no holidays are known for subdivision {self.subdivision!r} of country "
+                    f"{self.country!r}" + (f" (one of {', '.join(known)})" if known else "")
+                )
+        return self
 
 
 @operator("forecast_load", ForecastLoadParams, inputs=(1, 2), output=same_as_input)
@@ -178,7 +235,9 @@ def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> 
         profile=p.profile,
         timezone=p.timezone,
         country=p.country,
+        subdivision=p.subdivision,
         rounds=p.rounds,
+        quantile=p.quantile,
     )
     if p.non_negative:
         out = out.clip(lower=0.0)
@@ -198,12 +257,41 @@ def bias_ratio(
     return float(np.clip(ratio, *bounds)), len(both)
 
 
+def ratio_quantile(
+    measured: Series,
+    modelled: Series,
+    *,
+    floor: float,
+    quantile: float,
+    bounds: tuple[float, float] = (0.0, 2.0),
+) -> tuple[float, int]:
+    """The `quantile` of measured/modelled per interval, weighted by the modelled output (so
+    an hour of full sun counts more than a dim one), where the model exceeds `floor`."""
+    both = pd.concat([measured, modelled], axis=1, join="inner").dropna()
+    both = both[both.iloc[:, 1] > floor]
+    if len(both) == 0:
+        return 1.0, 0
+    ratio = both.iloc[:, 0].to_numpy(dtype=float) / both.iloc[:, 1].to_numpy(dtype=float)
+    weight = both.iloc[:, 1].to_numpy(dtype=float)
+    order = np.argsort(ratio)
+    cum = np.cumsum(weight[order]) / float(weight.sum())
+    at = int(np.searchsorted(cum, quantile))
+    return float(np.clip(ratio[order][min(at, len(ratio) - 1)], *bounds)), len(both)
+
+
 class ForecastPVParams(PVParams):
     """The PV model on forecast weather; input 0, optional: measured power (kW) for the bias."""
 
     weather_origin: int | None = Field(default=2, ge=1, le=5, description="2: forecasts")
     history_weather_origin: int | None = Field(default=None, ge=1, le=5)
     bias_days: int = Field(default=14, ge=0, le=366)
+    quantile: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="scale by this quantile of the recent days' measured/modelled ratios "
+        "(0.1: P10) instead of their overall ratio",
+    )
 
 
 @operator("forecast_pv", ForecastPVParams, inputs=(0, 1), output=produces(POWER))
@@ -221,9 +309,14 @@ def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Seri
             past = grid(env.since - p.bias_days * DAY, env.since, p.freq_minutes)
             hist_params = p.model_copy(update={"weather_origin": p.history_weather_origin})
             modelled = pv_from_weather(env, hist_params, past)
-            ratio, used = bias_ratio(
-                on_grid(measured.dropna(), past), modelled, floor=0.01 * p.power
-            )
+            observed = on_grid(measured.dropna(), past)
+            if p.quantile is None:
+                ratio, used = bias_ratio(observed, modelled, floor=0.01 * p.power)
+            else:
+                # dim intervals' ratios are noise (a cloud edge, a minute of shade): 10 % kWp
+                ratio, used = ratio_quantile(
+                    observed, modelled, floor=0.1 * p.power, quantile=p.quantile
+                )
     env.metrics |= {"bias_ratio": ratio, "bias_intervals": used}
     warn_without_weather(env, forecast, "irradiance (GHI)", p.lat, p.lon, p.weather_origin)
     return forecast * ratio
