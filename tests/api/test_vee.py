@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.vee import service as vee_service
-from besmart_server.server.vee.worker import worker_of
+from besmart_server.server.vee.tables import vee_queue
+from besmart_server.server.vee.worker import ROBOT, worker_of
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -351,3 +353,16 @@ def test_a_gap_fill_graph_run_is_audited_as_the_run(
     assert entry["method"] == "gap_fill"
     assert entry["who"] == f"graph run {run_id} by {owner.login}"
     assert entry["acq_time"] == res.json()["run_time"]
+
+
+def test_a_queued_window_is_claimed_once_and_again_when_its_claim_expires(db: Database) -> None:
+    window = vee_service.Written(1, 2, EA, T0, T0 + Q, (1,), 1)
+    with db.transaction() as conn:
+        vee_service.enqueue(conn, ROBOT, [window])
+        assert len(vee_service.claim(conn)) == 1
+        assert vee_service.claim(conn) == []  # held by the first claim
+        old = vee_service.CLAIM_EXPIRES_MS + 1
+        conn.execute(update(vee_queue).values(claimed_at=vee_queue.c.claimed_at - old))
+        [again] = vee_service.claim(conn)
+        vee_service.done(conn, [int(again.id)])
+        assert vee_service.pending(conn) == 0

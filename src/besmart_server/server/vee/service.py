@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import now_ms
@@ -38,6 +38,7 @@ HISTORY_DAYS = 30  # the history the `high` rule takes its maximum from
 # Register types and the interval energy types the sum check compares them with (A+, A-).
 SUM_PAIRS: dict[int, int] = {32: 1011, 34: 1012}
 STATES = ("open", "accepted", "estimated", "corrected")
+CLAIM_EXPIRES_MS = 600_000  # a queued window claimed longer ago is validated again
 ALL_TYPES = 0  # vee_thresholds.sensor_type_id for a client's overrides of every type
 
 
@@ -517,20 +518,17 @@ def pending(conn: Connection) -> int:
 
 
 def claim(conn: Connection, limit: int = 50) -> list[Any]:
-    """Take up to `limit` unclaimed rows (each claimed by one worker only)."""
+    """Take up to `limit` rows nobody holds (each claimed by one worker only); a claim older
+    than CLAIM_EXPIRES_MS (its worker died or failed on it) is taken again."""
     stamp = now_ms()
-    rows = conn.execute(
-        select(vee_queue)
-        .where(vee_queue.c.claimed_at.is_(None))
-        .order_by(vee_queue.c.id)
-        .limit(limit)
-    ).all()
+    q = vee_queue.c
+    free = or_(q.claimed_at.is_(None), q.claimed_at < stamp - CLAIM_EXPIRES_MS)
+    rows = conn.execute(select(vee_queue).where(free).order_by(q.id).limit(limit)).all()
     mine = []
     for r in rows:
+        same = q.claimed_at.is_(None) if r.claimed_at is None else q.claimed_at == r.claimed_at
         got = conn.execute(
-            update(vee_queue)
-            .where(vee_queue.c.id == r.id, vee_queue.c.claimed_at.is_(None))
-            .values(claimed_at=stamp)
+            update(vee_queue).where(q.id == r.id, same).values(claimed_at=stamp)
         ).rowcount
         if got:
             mine.append(r)
