@@ -3,6 +3,7 @@ estimate runs, corrections with a reason and their audit; tenancy and error path
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.vee import service as vee_service
 from besmart_server.server.vee.tables import vee_queue
 from besmart_server.server.vee.worker import ROBOT, worker_of
@@ -366,3 +368,23 @@ def test_a_queued_window_is_claimed_once_and_again_when_its_claim_expires(db: Da
         [again] = vee_service.claim(conn)
         vee_service.done(conn, [int(again.id)])
         assert vee_service.pending(conn) == 0
+
+
+def test_without_history_the_assigned_standard_profile_fills(
+    db: Database, client: TestClient
+) -> None:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    info = {"standard_profile": "H25", "annual_energy_kwh": 3650.0}
+    with db.transaction() as conn:
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=json.dumps(info)))
+    day = T0 // DAY * DAY
+    r = client.post(
+        _url(cid, mid, tail="quality/estimate"),
+        params={"since": day, "till": day + DAY},
+        headers=owner.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["methods"] == {"profile": 96}
+    data = get(client, owner.headers, cid, mid, EA, day, day + DAY, signal_origin_id=4)
+    assert 5.0 < sum(data["data"]["value"]) < 20.0  # a day of a 3650 kWh/year household
