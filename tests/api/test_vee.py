@@ -17,9 +17,10 @@ from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals.store import store_for
 from besmart_server.server.vee import service as vee_service
 from besmart_server.server.vee.tables import vee_queue
-from besmart_server.server.vee.worker import ROBOT, worker_of
+from besmart_server.server.vee.worker import ROBOT, process, worker_of
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -388,3 +389,12 @@ def test_without_history_the_assigned_standard_profile_fills(
     assert r.json()["methods"] == {"profile": 96}
     data = get(client, owner.headers, cid, mid, EA, day, day + DAY, signal_origin_id=4)
     assert 5.0 < sum(data["data"]["value"]) < 20.0  # a day of a 3650 kWh/year household
+
+
+def test_a_window_that_fails_validation_is_logged_and_dropped(db: Database) -> None:
+    gone = vee_service.Written(999_999, 999_999, EA, T0, T0 + Q, (1,), 1)  # no such sensor
+    with db.transaction() as conn:
+        vee_service.enqueue(conn, ROBOT, [gone])
+    assert process(db, store_for(db.dialect), 10_000) == 0
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import now_ms
-from besmart_server.server.errors import Forbidden, Invalid, NotFound
+from besmart_server.server.errors import Forbidden, Invalid, NotFound, TooLarge
 from besmart_server.server.sensors.access import SensorRef, sensor_for
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import chart
@@ -221,10 +221,7 @@ def validate(
     else:
         found += rules.spikes(times, values, th)
         found += rules.zero_runs(times, values, th=th)
-        hist = read_numeric(
-            conn, store, principal, w, w.since - HISTORY_DAYS * DAY_MS, w.since, budget=budget
-        )
-        hmax = float(hist.value.max()) if len(hist) else None
+        hmax = _historical_max(conn, store, principal, w, budget.limit)
         interval = t.kind == SeriesKind.INTERVAL
         found += rules.high(times, values, historical_max=hmax, energy_per_interval=interval, th=th)
         if interval:
@@ -240,6 +237,26 @@ def validate(
 def require_write(conn: Connection, principal: Principal, w: Window) -> None:
     """404 for a sensor the caller may not read, 403 without the write role."""
     sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
+
+
+def _historical_max(
+    conn: Connection, store: SeriesStore, principal: Principal, w: Window, limit: int
+) -> float | None:
+    """The measured maximum of the HISTORY_DAYS before the window, read with a budget of its
+    own: None when the history holds more points than one read may."""
+    try:
+        hist = read_numeric(
+            conn,
+            store,
+            principal,
+            w,
+            w.since - HISTORY_DAYS * DAY_MS,
+            w.since,
+            budget=signals.ReadBudget(limit),
+        )
+    except TooLarge:
+        return None  # too dense to read whole: the contracted power still applies
+    return float(hist.value.max()) if len(hist) else None
 
 
 def series_id(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
