@@ -38,12 +38,11 @@ from fastapi.testclient import TestClient
 from bench.forecast_data import LoadSet, PVSet, pvdaq_system_50, victoria_demand
 from bench.scratch import scratch_database
 from besmart_server.schemas.users import Role
-from besmart_server.server import migrate
+from besmart_server.server import metrics, migrate
 from besmart_server.server.access import Principal
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
-from besmart_server.server.graphs import metrics
 from besmart_server.server.graphs.evaluate import Backtest, backtest
 from besmart_server.server.users import service as users
 from besmart_server.server.weather import service as weather

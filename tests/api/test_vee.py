@@ -3,19 +3,24 @@ estimate runs, corrections with a reason and their audit; tenancy and error path
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.vee import service as vee_service
-from besmart_server.server.vee.worker import worker_of
+from besmart_server.server.vee.tables import vee_queue
+from besmart_server.server.vee.worker import ROBOT, process, worker_of
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -351,3 +356,45 @@ def test_a_gap_fill_graph_run_is_audited_as_the_run(
     assert entry["method"] == "gap_fill"
     assert entry["who"] == f"graph run {run_id} by {owner.login}"
     assert entry["acq_time"] == res.json()["run_time"]
+
+
+def test_a_queued_window_is_claimed_once_and_again_when_its_claim_expires(db: Database) -> None:
+    window = vee_service.Written(1, 2, EA, T0, T0 + Q, (1,), 1)
+    with db.transaction() as conn:
+        vee_service.enqueue(conn, ROBOT, [window])
+        assert len(vee_service.claim(conn)) == 1
+        assert vee_service.claim(conn) == []  # held by the first claim
+        old = vee_service.CLAIM_EXPIRES_MS + 1
+        conn.execute(update(vee_queue).values(claimed_at=vee_queue.c.claimed_at - old))
+        [again] = vee_service.claim(conn)
+        vee_service.done(conn, [int(again.id)])
+        assert vee_service.pending(conn) == 0
+
+
+def test_without_history_the_assigned_standard_profile_fills(
+    db: Database, client: TestClient
+) -> None:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    info = {"standard_profile": "H25", "annual_energy_kwh": 3650.0}
+    with db.transaction() as conn:
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=json.dumps(info)))
+    day = T0 // DAY * DAY
+    r = client.post(
+        _url(cid, mid, tail="quality/estimate"),
+        params={"since": day, "till": day + DAY},
+        headers=owner.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["methods"] == {"profile": 96}
+    data = get(client, owner.headers, cid, mid, EA, day, day + DAY, signal_origin_id=4)
+    assert 5.0 < sum(data["data"]["value"]) < 20.0  # a day of a 3650 kWh/year household
+
+
+def test_a_window_that_fails_validation_is_logged_and_dropped(db: Database) -> None:
+    gone = vee_service.Written(999_999, 999_999, EA, T0, T0 + Q, (1,), 1)  # no such sensor
+    with db.transaction() as conn:
+        vee_service.enqueue(conn, ROBOT, [gone])
+    assert process(db, SeriesStore(db.dialect), 10_000) == 0
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Connection, select
 
 from besmart_server.schemas.users import Role
@@ -58,8 +59,6 @@ def standard_profile(
         return None
 
     def shape(slots: estimation.I64) -> estimation.F64:
-        import pandas as pd
-
         quarters = (slots[:, None] + np.arange(0, step, QUARTER_MS)[None, :]).ravel()
         index = pd.DatetimeIndex(pd.to_datetime(quarters, unit="ms", utc=True))
         q = bdew_profile(

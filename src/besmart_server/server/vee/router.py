@@ -21,11 +21,7 @@ from besmart_server.schemas.vee import (
 from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep, StoreDep
 from besmart_server.server.errors import R401, R403, R404, R413
 from besmart_server.server.signals import service as signals
-from besmart_server.server.signals.router import (
-    ClientCid,
-    SensorMid,
-    SignalTypeMoid,
-)
+from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid
 from besmart_server.server.vee import audit, estimate, service
 from besmart_server.server.vee.service import Window
 

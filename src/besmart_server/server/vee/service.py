@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, SensorRef, sensor_for
 from besmart_server.server.charts import service as chart
 from besmart_server.server.db import now_ms
-from besmart_server.server.errors import Forbidden, Invalid, NotFound
+from besmart_server.server.errors import Forbidden, Invalid, NotFound, TooLarge
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
@@ -38,6 +38,7 @@ HISTORY_DAYS = 30  # the history the `high` rule takes its maximum from
 # Register types and the interval energy types the sum check compares them with (A+, A-).
 SUM_PAIRS: dict[int, int] = {32: 1011, 34: 1012}
 STATES = ("open", "accepted", "estimated", "corrected")
+CLAIM_EXPIRES_MS = 600_000  # a queued window claimed longer ago is validated again
 ALL_TYPES = 0  # vee_thresholds.sensor_type_id for a client's overrides of every type
 
 
@@ -220,10 +221,7 @@ def validate(
     else:
         found += rules.spikes(times, values, th)
         found += rules.zero_runs(times, values, th=th)
-        hist = read_numeric(
-            conn, store, principal, w, w.since - HISTORY_DAYS * DAY_MS, w.since, budget=budget
-        )
-        hmax = float(hist.value.max()) if len(hist) else None
+        hmax = _historical_max(conn, store, principal, w, budget.limit)
         interval = t.time_series_type == SeriesKind.INTERVAL
         found += rules.high(times, values, historical_max=hmax, energy_per_interval=interval, th=th)
         if interval:
@@ -239,6 +237,26 @@ def validate(
 def require_write(conn: Connection, principal: Principal, w: Window) -> None:
     """404 for a sensor the caller may not read, 403 without the write role."""
     sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
+
+
+def _historical_max(
+    conn: Connection, store: SeriesStore, principal: Principal, w: Window, limit: int
+) -> float | None:
+    """The measured maximum of the HISTORY_DAYS before the window, read with a budget of its
+    own: None when the history holds more points than one read may."""
+    try:
+        hist = read_numeric(
+            conn,
+            store,
+            principal,
+            w,
+            w.since - HISTORY_DAYS * DAY_MS,
+            w.since,
+            budget=signals.ReadBudget(limit),
+        )
+    except TooLarge:
+        return None  # too dense to read whole: the contracted power still applies
+    return float(hist.value.max()) if len(hist) else None
 
 
 def series_id(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
@@ -517,20 +535,17 @@ def pending(conn: Connection) -> int:
 
 
 def claim(conn: Connection, limit: int = 50) -> list[Any]:
-    """Take up to `limit` unclaimed rows (each claimed by one worker only)."""
+    """Take up to `limit` rows nobody holds (each claimed by one worker only); a claim older
+    than CLAIM_EXPIRES_MS (its worker died or failed on it) is taken again."""
     stamp = now_ms()
-    rows = conn.execute(
-        select(vee_queue)
-        .where(vee_queue.c.claimed_at.is_(None))
-        .order_by(vee_queue.c.id)
-        .limit(limit)
-    ).all()
+    q = vee_queue.c
+    free = or_(q.claimed_at.is_(None), q.claimed_at < stamp - CLAIM_EXPIRES_MS)
+    rows = conn.execute(select(vee_queue).where(free).order_by(q.id).limit(limit)).all()
     mine = []
     for r in rows:
+        same = q.claimed_at.is_(None) if r.claimed_at is None else q.claimed_at == r.claimed_at
         got = conn.execute(
-            update(vee_queue)
-            .where(vee_queue.c.id == r.id, vee_queue.c.claimed_at.is_(None))
-            .values(claimed_at=stamp)
+            update(vee_queue).where(q.id == r.id, same).values(claimed_at=stamp)
         ).rowcount
         if got:
             mine.append(r)

@@ -43,7 +43,7 @@ def process_row(conn: Connection, store: SeriesStore, row: Any, max_points: int)
 
 def process(db: Database, store: SeriesStore, max_points: int, limit: int = 50) -> int:
     """Claim and process queued rows until none is left; the rows processed. A row that fails
-    stays claimed (logged) rather than blocking the rows behind it."""
+    is logged and dropped rather than blocking the rows behind it."""
     total = 0
     while True:
         with db.transaction() as conn:
@@ -57,7 +57,11 @@ def process(db: Database, store: SeriesStore, max_points: int, limit: int = 50) 
                     service.done(conn, [int(row.id)])
                 total += 1
             except Exception:
-                log.exception("validation of queued window %s failed", row.id)
+                # dropped, not retried: a window that fails once fails again (the audit is
+                # not in the queue; only this validation is lost, and it is logged)
+                log.exception("validation of queued window %s failed: dropped", row.id)
+                with db.transaction() as conn:
+                    service.done(conn, [int(row.id)])
 
 
 class Worker:
