@@ -23,7 +23,6 @@ from besmart_server.server.signals.pipeline import (
     apply_multiplier,
     clip_window,
     concat,
-    filter_origin,
     latest_versions,
     missing_swap_ends,
     round_significant,
@@ -312,10 +311,8 @@ def test_sort_versions_orders_by_time_origin_acq(points: list[P]) -> None:
     )
 
 
-def test_filter_origin_and_clip_window() -> None:
+def test_clip_window() -> None:
     f = frame([P(t, 1 + t % 2, 0, TYPE_DBL, float(t)) for t in range(10)])
-    assert filter_origin(f, None) is f
-    assert filter_origin(f, 2).time.tolist() == [1, 3, 5, 7, 9]
     assert clip_window(f, 3, 6).time.tolist() == [3, 4, 5]  # half-open: 6 is out
 
 

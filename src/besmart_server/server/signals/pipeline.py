@@ -218,11 +218,6 @@ def latest_versions(f: Frame) -> Frame:
     return s.take(last_of_runs(s.time, s.origin) & (s.type != TYPE_RM))
 
 
-def filter_origin(f: Frame, origin: int | None) -> Frame:
-    """Only the points of one origin; every point when `origin` is None."""
-    return f if origin is None else f.take(f.origin == origin)
-
-
 def clip_window(f: Frame, since: int, till: int) -> Frame:
     """Only the points with since <= time < till."""
     return f.take((f.time >= since) & (f.time < till))
@@ -259,7 +254,7 @@ def apply_multiplier(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
 def stitch_shifts(periods: Sequence[StatePeriod]) -> list[float]:
     """What `stitch` adds to the readings of each period, in since order.
 
-    The rules beyond domain.md: a period without a signal state (`value_for_since` None) is not
+    The rules beyond docs/domain.md: a period without a signal state (`value_for_since` None) is not
     shifted and adds no increment, so the chain continues past it from the previous meter; a
     missing `value_for_till` counts as equal to `value_for_since` (no known increment). This
     function never guesses from the readings it is given (they depend on the window); the
@@ -560,7 +555,7 @@ def run(
     periods: Sequence[StatePeriod] = (),
     swap_edges: Mapping[int, Frame] | None = None,
 ) -> Result:
-    """One read's steps, in order (the numbers of domain.md):
+    """One read's steps, in order (the numbers of docs/domain.md):
 
     1. versions: every version acquired before `plan.acq_before`, or (`plan.newest_only`) the
        newest of each (time, origin), a pair whose newest version is RM gone; 2. origin (the

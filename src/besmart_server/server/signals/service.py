@@ -510,7 +510,7 @@ def read(
     started: float | None = None,
     pre: Prefetched | None = None,
 ) -> dict[str, Any]:
-    """One signal's points through domain.md's steps, as a SignalResponse object.
+    """One signal's points through docs/domain.md's steps, as a SignalResponse object.
 
     versions → origin → multiplier → stitching → delta_t aggregation → output unit.
     """
