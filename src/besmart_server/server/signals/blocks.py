@@ -13,12 +13,12 @@ smallest of 0..9 that gives every finite value back bit for bit; -0.0, NaN (ever
 and ±inf are kept apart as exceptions (position and raw bits). Every integer column is then a
 difference from the point before — times a second difference (a regular series is all
 zeros), acq stamps and types a first one (one write stamps all its points alike), values a
-first one (a counter's increments, a voltage's wobble) — zigzag-mapped to unsigned and
-stored in the narrowest of 0 (all zero: nothing stored), 1, 2, 4 or 8 bytes, byte plane by
-byte plane (the high bytes of small numbers are alike, so grouping byte planes gives zstd long
-runs — Blosc's shuffle filter). The first value of each column is in a small header. A block
-with a value that no k gives back exactly (a subnormal, 1e250, a ratio) keeps its values
-as format 1 stores them: float64 byte planes.
+first one (a counter's increments, a voltage's wobble) — stored as signed integers of the
+narrowest of 0 (all zero: nothing stored), 1, 2, 4 or 8 bytes that holds the block's, byte
+plane by byte plane (the high bytes of small numbers are alike, so grouping byte planes gives
+zstd long runs — Blosc's shuffle filter). The first value of each column is in a small
+header. A block with a value that no k gives back exactly (a subnormal, 1e250, a ratio)
+keeps its values as format 1 stores them: float64 byte planes.
 On the benchmark's meters this stores about a third of what format 1 did; decoding is numpy
 over every block of a read at once (per block only the header and decompression run in
 Python).
@@ -84,7 +84,7 @@ _FORMAT_BYTE: Final = bytes([FORMAT])
 _RAW: Final = 255
 _MAX_SCALE: Final = 9
 _WIDTHS: Final = frozenset((0, 1, 2, 4, 8))
-_SCALES: Final = frozenset((*range(_MAX_SCALE + 1), 255))
+_SCALES: Final = frozenset((*range(_MAX_SCALE + 1), _RAW))
 _EXACT: Final = 2.0**53  # larger integers do not all survive int64 -> float64
 _NEG_ZERO: Final = np.uint64(1 << 63)
 _LEVEL: Final = 3  # zstd's default; higher levels stored < 1 % less and encoded 1.5-2x slower
