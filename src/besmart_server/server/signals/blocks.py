@@ -13,12 +13,12 @@ smallest of 0..9 that gives every finite value back bit for bit; -0.0, NaN (ever
 and ±inf are kept apart as exceptions (position and raw bits). Every integer column is then a
 difference from the point before — times a second difference (a regular series is all
 zeros), acq stamps and types a first one (one write stamps all its points alike), values a
-first one (a counter's increments, a voltage's wobble) — zigzag-mapped to unsigned and
-stored in the narrowest of 0 (all zero: nothing stored), 1, 2, 4 or 8 bytes, byte plane by
-byte plane (the high bytes of small numbers are alike, so grouping byte planes gives zstd long
-runs — Blosc's shuffle filter). The first value of each column is in a small header. A block
-with a value that no k gives back exactly (a subnormal, 1e250, a ratio) keeps its values
-as format 1 stores them: float64 byte planes.
+first one (a counter's increments, a voltage's wobble) — stored as signed integers of the
+narrowest of 0 (all zero: nothing stored), 1, 2, 4 or 8 bytes that holds the block's, byte
+plane by byte plane (the high bytes of small numbers are alike, so grouping byte planes gives
+zstd long runs — Blosc's shuffle filter). The first value of each column is in a small
+header. A block with a value that no k gives back exactly (a subnormal, 1e250, a ratio)
+keeps its values as format 1 stores them: float64 byte planes.
 On the benchmark's meters this stores about a third of what format 1 did; decoding is numpy
 over every block of a read at once (per block only the header and decompression run in
 Python).
@@ -72,13 +72,13 @@ _V2_ROW: Final = np.dtype(
         ("exceptions", "<u4"),
     ]
 )  # the same, for all blocks of a batch at once
-_V2_FIELDS: Final = tuple(_V2_ROW.fields or ())
 _FORMAT_BYTE: Final = bytes([FORMAT])
 _RAW: Final = 255
 _MAX_SCALE: Final = 9
+_WIDTHS: Final = frozenset((0, 1, 2, 4, 8))
+_SCALES: Final = frozenset((*range(_MAX_SCALE + 1), _RAW))
 _EXACT: Final = 2.0**53  # larger integers do not all survive int64 -> float64
 _NEG_ZERO: Final = np.uint64(1 << 63)
-_WIDTH_LIST: Final = (0, 1, 2, 4, 8)
 _LEVEL: Final = 3  # zstd's default; higher levels stored < 1 % less and encoded 1.5-2x slower
 
 
@@ -381,11 +381,14 @@ def _widths(d: I64, starts: I64) -> I64:
     ).astype(np.int64)
 
 
-def _groups(counts: I64, widths: I64) -> dict[tuple[int, int], NDArray[np.intp]]:
+def _groups(
+    counts: I64, widths: I64, same_n: bool | None = None
+) -> dict[tuple[int, int], NDArray[np.intp]]:
     """The blocks (indices) of each (width, count) other than width 0: blocks alike are
-    planed and unplaned as one 3-D array (a year of full days is one group)."""
+    planed and unplaned as one 3-D array (a year of full days is one group). `same_n`:
+    whether every count is alike, when the caller knows."""
     w0, c0 = int(widths[0]), int(counts[0])
-    if _alike(widths) and _alike(counts):
+    if widths.shape[0] == 1 or ((_alike(counts) if same_n is None else same_n) and _alike(widths)):
         return {(w0, c0): np.arange(widths.shape[0])} if w0 else {}
     keys, which = np.unique(widths << 32 | counts, return_inverse=True)
     return {
@@ -413,6 +416,8 @@ def _interleave(planes: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """(blocks, w, count) byte planes as (blocks, count, w) bytes: one copy per plane, each
     along a whole plane (a transposed copy would step w bytes at a time)."""
     b, w, c = planes.shape
+    if w == 1:
+        return planes.reshape(b, c, 1)
     out = np.empty((b, c, w), dtype=np.uint8)
     for p in range(w):
         out[:, :, p] = planes[:, p, :]
@@ -420,26 +425,30 @@ def _interleave(planes: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def _from_planes(
-    raws: Sequence[bytes], lo: Sequence[int], starts: I64, counts: I64, widths: I64
+    raws: Sequence[bytes],
+    lo: Sequence[int],
+    starts: I64,
+    counts: I64,
+    widths: I64,
+    total: int,
+    same_n: bool,
 ) -> I64 | None:
     """What _to_planes stored, each block's at raws[b][lo[b]:], as one int64 column over
-    every block; None when all zero."""
-    groups = _groups(counts, widths)
+    every block (`total` values); None when all zero."""
+    groups = _groups(counts, widths, same_n)
     if not groups:
         return None
-    total = int(counts.sum())
-    out = np.empty(total, dtype=np.int64)
-    if len(groups) > 1 or sum(len(sel) for sel in groups.values()) < counts.shape[0]:
-        out[:] = 0  # width 0 blocks
+    out: I64 | None = None
     for (w, c), sel in groups.items():
         size = w * c
         joined = b"".join([raws[b][lo[b] : lo[b] + size] for b in sel.tolist()])
         planes = np.frombuffer(joined, dtype=np.uint8).reshape(len(sel), w, c)
         values = _interleave(planes).view(f"<i{w}").reshape(-1)
         if len(sel) * c == total:  # every block, in order
-            out[:] = values
-        else:
-            out[(starts[sel][:, None] + np.arange(c)).reshape(-1)] = values
+            return values.astype(np.int64)
+        if out is None:
+            out = np.zeros(total, dtype=np.int64)  # width 0 blocks stay zero
+        out[(starts[sel][:, None] + np.arange(c)).reshape(-1)] = values
     return out
 
 
@@ -542,20 +551,20 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
             raws.append(decompress(memoryview(body)[1:]))
     except zstandard.ZstdError as exc:
         raise CorruptBlock(str(exc)) from exc
-    size = _V2.size
-    if min(map(len, raws)) < size:
-        raise CorruptBlock("block shorter than its header")
-    # Every block's header as one record array (numpy per block would cost more than it).
-    rec = np.frombuffer(b"".join([r[:size] for r in raws]), dtype=_V2_ROW)
-    ns = rec["n"].astype(np.int64)
-    h = np.stack([rec[name].astype(np.int64) for name in _V2_FIELDS[1:]], axis=1)
-    counts = ns.tolist()
-    if bool((ns < 1).any()):
-        raise CorruptBlock("block without points")
-    if not bool(np.isin(h[:, :4], _WIDTH_LIST).all()) or bool(
-        ((h[:, 4] > _MAX_SCALE) & (h[:, 4] != _RAW)).any()
-    ):
+    try:
+        heads = [_V2.unpack_from(r) for r in raws]
+    except struct.error as exc:
+        raise CorruptBlock(str(exc)) from exc
+    widths = {w for head in heads for w in head[1:5]}
+    scales = {head[5] for head in heads}
+    if not widths <= _WIDTHS or not scales <= _SCALES:
         raise CorruptBlock("block with an unknown column width or scale")
+    hh = np.array(heads, dtype=np.int64)
+    ns, h = hh[:, 0], hh[:, 1:]
+    counts = ns.tolist()
+    if min(counts) < 1:
+        raise CorruptBlock("block without points")
+    same_n = len(counts) == 1 or min(counts) == max(counts)
     # Where each section of each block starts: time, acq, type, value, exceptions' positions
     # and bits, then the strings.
     sizes = np.concatenate([h[:, :4] * ns[:, None], h[:, 10, None] * [4, 8]], axis=1)
@@ -570,13 +579,13 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     days = np.array([r[0] for r in rows], dtype=np.int64)
 
     def column(c: int, widths: I64) -> I64 | None:
-        return _from_planes(raws, cols[c], starts, ns, widths)
+        return _from_planes(raws, cols[c], starts, ns, widths, total, same_n)
 
     wt, wa, wk, wv, scale = (h[:, c] for c in range(5))
     # Times: the steps from their second differences, then the times from the steps.
     base = days * DAY_MS + h[:, 6]
     dd = column(0, wt)
-    if dd is None and _alike(ns):  # regular steps, blocks of one size: first + k * step
+    if dd is None and same_n:  # regular steps, blocks of one size: first + k * step
         time = (base[:, None] + h[:, 7, None] * np.arange(counts[0])).reshape(-1)
     elif dd is None:
         local = np.arange(total) - np.repeat(starts, ns)
@@ -587,24 +596,24 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
         target = np.concatenate([np.zeros(len(rows), dtype=np.int64), h[two, 7]])
         order = np.argsort(at, kind="stable")
         time = _running(_running(dd, at[order], target[order]), starts, base)
-    acq = _running(column(1, wa), starts, h[:, 8], ns)
-    kind = _running(column(2, wk), starts, h[:, 5], ns)
+    acq = _running(column(1, wa), starts, h[:, 8], ns, same_n)
+    kind = _running(column(2, wk), starts, h[:, 5], ns, same_n)
     d = column(3, wv)
     raw_block = scale == _RAW
-    if bool(raw_block.all()) and d is not None:
+    if scales == {_RAW} and d is not None:
         value: F64 = d.view(np.float64)
     else:
-        m = _running(d, starts, h[:, 9], ns)
+        m = _running(d, starts, h[:, 9], ns, same_n)
         # int64 -> float64 is exact below 2**53, then one rounding: what the encoder checked
-        if bool((scale == scale[0]).all()):
+        if len(scales) == 1:
             value = np.true_divide(m, 10.0 ** int(scale[0]), dtype=np.float64)
         else:
             value = np.true_divide(m, np.repeat(10.0 ** np.where(raw_block, 0, scale), ns))
-        if bool(raw_block.any()) and d is not None:
+        if _RAW in scales and d is not None:
             raw_pt = np.repeat(raw_block, ns)
             value[raw_pt] = d[raw_pt].view(np.float64)
         e_ns = h[:, 10]
-        if bool(e_ns.any()):
+        if any(head[-1] for head in heads):
             lo4, lo8, hi8 = cols[4], cols[5], cols[6]
             pos = np.frombuffer(
                 b"".join([r[a:b] for r, a, b in zip(raws, lo4, lo8, strict=True)]), dtype="<u4"
@@ -620,7 +629,9 @@ def _decode_v2(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Frame, I64]:
     return Frame(time, origin, acq, kind8, value, text), ns
 
 
-def _running(d: I64 | None, at: I64, value: I64, counts: I64 | None = None) -> I64:
+def _running(
+    d: I64 | None, at: I64, value: I64, counts: I64 | None = None, same_n: bool = False
+) -> I64:
     """The running sum of `d`, restarted at each position of `at` (ascending, from 0) from
     the matching `value`: one cumsum over every block at once, each segment then shifted by
     what it lacks. int64 wraps on both sides, so it is exact for any int64. `d` None (all
@@ -629,8 +640,8 @@ def _running(d: I64 | None, at: I64, value: I64, counts: I64 | None = None) -> I
         assert counts is not None
         return np.repeat(value, counts)
     x = np.cumsum(d)
-    if counts is not None and _alike(counts):  # blocks of one size: shifted as rows
-        x.reshape(counts.shape[0], -1)[:] += (value - x[at])[:, None]
+    if same_n:  # blocks of one size (`at` their starts): shifted as rows
+        x.reshape(at.shape[0], -1)[:] += (value - x[at])[:, None]
         return x
     seg = np.diff(np.append(at, d.shape[0]))
     x += np.repeat(value - x[at], seg)
