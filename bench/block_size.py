@@ -79,9 +79,11 @@ def _ingest(db: Database, w: Workload) -> Engine:
         t = np.concatenate([c.time for c in batch.chunks])
         v = np.concatenate([c.value for c in batch.chunks])
         with db.transaction(write=True) as conn:
-            acq = np.full(len(t), store.stamp(conn))
-            f = Frame.from_columns(t, np.ones(len(t)), acq, np.full(len(t), TYPE_DBL), v)
-            store.insert_points(conn, sid.astype(np.int64), f)
+            # a live write: the store stamps each series (the acq given here is not read)
+            f = Frame.from_columns(
+                t, np.ones(len(t)), np.zeros(len(t)), np.full(len(t), TYPE_DBL), v
+            )
+            store.insert(conn, sid.astype(np.int64), f, live=np.ones(len(t), dtype=np.bool_))
     return Engine(db.dialect, db, store, ids)
 
 
