@@ -620,3 +620,31 @@ def test_chart_completeness_and_devices(bs: Client, tenant: tuple[int, Actor]) -
     assert bs.rejected_messages(client_cid=cid) == []
     with pytest.raises(NotFound):
         bs.revoke_device("no-such-device")
+
+
+def test_quality_estimate_and_audit(bs: Client, tenant: tuple[int, Actor]) -> None:
+    cid, _ = tenant
+    mid = bs.create_sensor(cid, "meter").sensor_mid
+    q = 15 * 60_000
+    times = [T0 + i * q for i in range(96) if not 40 <= i < 44]  # an hour missing
+    bs.put_signal(cid, mid, EA_PLUS, {"time": times, "value": [1.0] * len(times)})
+    day = (T0, T0 + 24 * H)
+    [gap] = [e for e in bs.validate(cid, mid, EA_PLUS, *day) if e["rule"] == "gap"]
+    assert (gap["since"], gap["till"], gap["state"]) == (T0 + 40 * q, T0 + 44 * q, "open")
+    quality = bs.quality(cid, mid, EA_PLUS, *day)
+    assert (quality["completeness"]["expected"], quality["completeness"]["present"]) == (96, 92)
+    assert [s["sensor_mid"] for s in bs.client_quality(cid, *day)["sensors"]] == [mid]
+
+    done = bs.estimate(cid, mid, EA_PLUS, *day, reason="AMI outage")
+    assert done["methods"] == {"linear": 4}
+    [entry] = bs.audit(cid, mid, EA_PLUS, *day)
+    assert (entry["origin"], entry["method"], entry["reason"]) == (4, "linear", "AMI outage")
+    accepted = bs.accept_event(cid, mid, EA_PLUS, gap["id"], "checked on site")
+    assert accepted["id"] == gap["id"]
+
+    assert bs.set_quality_thresholds(cid, {"flatline_hours": 48})["overrides"]["0"] == {
+        "flatline_hours": 48
+    }
+    assert bs.quality_thresholds(cid)["overrides"]["0"] == {"flatline_hours": 48}
+    with pytest.raises(NotFound):
+        bs.audit(cid, 999_999, EA_PLUS, *day)

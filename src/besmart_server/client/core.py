@@ -923,6 +923,106 @@ class Client:
         result: dict[str, Any] = self._json("GET", path, params=params)
         return result
 
+    # --- validation, estimation and audit (VEE) --------------------------------------------
+
+    def quality(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+    ) -> dict[str, Any]:
+        """The quality events touching the window and the completeness of the measured points
+        (GET .../signals/{moid}/quality)."""
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality"
+        params = {"since": to_ms(since), "till": to_ms(till)}
+        result: dict[str, Any] = self._json("GET", path, params=params)
+        return result
+
+    def validate(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+    ) -> list[dict[str, Any]]:
+        """Run every validation rule over the window now; the events found
+        (POST .../signals/{moid}/quality/run, write role)."""
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality/run"
+        params = {"since": to_ms(since), "till": to_ms(till)}
+        events: list[dict[str, Any]] = self._json("POST", path, params=params)["events"]
+        return events
+
+    def accept_event(
+        self, client_cid: int, sensor_mid: int, signal_type_moid: int, event_id: int, note: str
+    ) -> dict[str, Any]:
+        """Accept a quality event: the data stands, with who accepted it and why
+        (POST .../signals/{moid}/quality/events/{event_id}/accept, write role)."""
+        cid, mid, moid = client_cid, sensor_mid, signal_type_moid
+        path = f"/api/sensors/{cid}.{mid}/signals/{moid}/quality/events/{event_id}/accept"
+        result: dict[str, Any] = self._json("POST", path, body={"note": note})
+        return result
+
+    def estimate(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+        *,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Write substitutes (origin 4) for the measured series' missing intervals of the
+        window (POST .../signals/{moid}/quality/estimate, write role)."""
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality/estimate"
+        params = {"since": to_ms(since), "till": to_ms(till), "reason": reason}
+        result: dict[str, Any] = self._json("POST", path, params=params)
+        return result
+
+    def audit(
+        self,
+        client_cid: int,
+        sensor_mid: int,
+        signal_type_moid: int,
+        since: TimeLike,
+        till: TimeLike,
+    ) -> list[dict[str, Any]]:
+        """Every estimated or corrected write touching the window: who, when, method, reason
+        (GET .../signals/{moid}/audit)."""
+        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/audit"
+        params = {"since": to_ms(since), "till": to_ms(till)}
+        entries: list[dict[str, Any]] = self._json("GET", path, params=params)["entries"]
+        return entries
+
+    def client_quality(self, client_cid: int, since: TimeLike, till: TimeLike) -> dict[str, Any]:
+        """The client's signals with open quality events, worst first
+        (GET /api/clients/{client_cid}/quality)."""
+        params = {"since": to_ms(since), "till": to_ms(till)}
+        result: dict[str, Any] = self._json(
+            "GET", f"/api/clients/{client_cid}/quality", params=params
+        )
+        return result
+
+    def quality_thresholds(self, client_cid: int) -> dict[str, Any]:
+        """The validation rules' defaults and the client's overrides per sensor type
+        (GET /api/clients/{client_cid}/quality/thresholds)."""
+        result: dict[str, Any] = self._json("GET", f"/api/clients/{client_cid}/quality/thresholds")
+        return result
+
+    def set_quality_thresholds(
+        self, client_cid: int, thresholds: dict[str, float | int | None], *, sensor_type_id: int = 0
+    ) -> dict[str, Any]:
+        """Replace the client's threshold overrides for one sensor type, 0 for all; {} removes
+        them (PUT /api/clients/{client_cid}/quality/thresholds, owner role)."""
+        body = {"sensor_type_id": sensor_type_id, "thresholds": thresholds}
+        result: dict[str, Any] = self._json(
+            "PUT", f"/api/clients/{client_cid}/quality/thresholds", body=body
+        )
+        return result
+
     # --- MQTT devices ---------------------------------------------------------------------------
 
     def add_device(
