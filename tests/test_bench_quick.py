@@ -3,6 +3,7 @@ and one end-to-end quick run against a real besmart-server on SQLite."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -175,6 +176,23 @@ def test_batches_cover_every_point_once(layout: Layout) -> None:
     assert sum(b.points for b in batches) == w.stored_points
 
 
+def test_writer_streams_split_the_meters_by_sensor() -> None:
+    """The concurrent writers' row: each writer has sensors of its own (disjoint series),
+    and together they write every meter point once."""
+    w = generate(dataclasses.replace(QUICK, sensors=6))
+    streams = w.writer_streams(4)
+    sensors = [{c.series.sensor for b in s for c in b.chunks} for s in streams]
+    assert all(sensors)
+    assert all(not (a & b) for a, b in itertools.combinations(sensors, 2))
+    points = {s.key: 0 for s in w.meters}
+    for stream in streams:
+        for batch in stream:
+            assert 0 < batch.points <= QUICK.batch_points
+            for c in batch.chunks:
+                points[c.series.key] += len(c)
+    assert points == {s.key: len(s) for s in w.meters}
+
+
 def test_time_layout_puts_every_meter_in_each_batch() -> None:
     w = generate(QUICK)
     first = pack(w.meters, 1_000, "time")[0]
@@ -220,7 +238,7 @@ def test_table_has_every_figure_ratio_and_target() -> None:
     assert ingest[5] == "-"
     assert ingest[header.index("sqlite/influx")] == "0.80x"
     assert ingest[-1] == ">= 1.0x influxdb: sqlite ✗, pg ✗"
-    raw_p95 = body[3]
+    raw_p95 = next(line for line in body if line[0] == "2 raw read, p95")
     assert raw_p95[header.index("pg/influx")] == "0.75x"
     assert raw_p95[-1] == "< 50 ms: sqlite ✓, pg ✗"
     size = next(line for line in body if line[0].startswith("7 "))
@@ -277,6 +295,8 @@ def test_arguments() -> None:
     assert opts.spec == QUICK
     assert opts.workers == 2
     assert opts.reps == 5
+    assert not opts.ingest_only
+    assert run.parse_args(["--ingest-only"])[0].ingest_only
     with pytest.raises(SystemExit):
         run.parse_args(["--only", "mysql"])
     with pytest.raises(ValueError, match="loopback"):
