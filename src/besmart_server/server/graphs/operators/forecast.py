@@ -96,6 +96,7 @@ def calendar_features(
             np.cos(doy),
             temp,
             history.reindex(index - lead_days * DAY).to_numpy(dtype=float),
+            # the same weekday: the nearest whole week known (7 days for a lead of 1 to 7)
             history.reindex(index - 7 * -(-lead_days // 7) * DAY).to_numpy(dtype=float),
             mean_7d,
         ]
