@@ -469,3 +469,39 @@ def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: i
                 sa.text("SELECT reloptions FROM pg_class WHERE relname = 'blocks'")
             ).scalar_one()
         assert options is None
+
+
+def test_0014_band_types_up_and_down(empty_db: Database) -> None:
+    """0014 seeds the forecast bands' signal types; its downgrade drops those no series names
+    and keeps one a series still uses (its points would lose their meaning)."""
+    bands = {1013, 1014, 1071, 1072}
+
+    def moids() -> set[int]:
+        with empty_db.engine.begin() as conn:
+            return set(conn.execute(sa.text("SELECT moid FROM signal_types")).scalars())
+
+    _migrate_to(empty_db, "0014", None)
+    assert bands <= moids()
+    with empty_db.engine.begin() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        conn.execute(
+            sa.text("INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, 1013)"),
+            {"mid": mid},
+        )
+    _migrate_to(empty_db, "0013", None, down=True)
+    assert moids() & bands == {1013}
+    assert {32, 70, 1011} <= moids()
+    _migrate_to(empty_db, "0014", None)
+    assert bands <= moids()

@@ -547,3 +547,46 @@ def test_difference_is_rounded_at_its_operands_scale(client: TestClient, db: Dat
     assert res.status_code == 201, res.text
     out = get(client, owner.headers, cid, out_mid, ea, T0 + DAY, T0 + 2 * DAY)["data"]
     assert out["value"] == [0.0905, 0.2]
+
+
+def _load_history(client: TestClient, cid: int, mid: int, actor: Actor, days: int) -> None:
+    """A+ register readings every 15 minutes from T0 - days: a daily shape plus noise."""
+    t = np.arange(T0 - days * DAY, T0 + DAY, Q, dtype=np.int64)
+    hours = (t % DAY) / 3_600_000
+    kw = 1.0 + 0.8 * np.exp(-(((hours - 19) / 2.5) ** 2))
+    kw = kw + np.random.default_rng(3).normal(0, 0.2, t.shape)
+    counter = 1000 + np.cumsum(np.clip(kw, 0, None) * 0.25)
+    body = {"time": t.tolist(), "value": counter.tolist()}
+    put(client, actor.headers, cid, mid, moid("A+"), body)
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_load_forecast_band_writes_p10_and_p90_as_series_of_their_own(
+    client: TestClient, db: Database, tenant: tuple[int, Actor], band: bool
+) -> None:
+    cid, actor = tenant
+    mid = make_sensor(db, cid, "load meter")
+    _load_history(client, cid, mid, actor, 21)
+    body = {"client_cid": cid, "sensor_mid": mid, "band": band}
+    res = _run(client, actor, "load_forecast", body)
+    assert res.status_code == 201, res.text
+    record = res.json()
+    p10, p90 = moid("EA+_P10"), moid("EA+_P90")
+    bands = {f"{cid}.{mid}/{p10}/2": 96, f"{cid}.{mid}/{p90}/2": 96} if band else {}
+    assert record["points_written"] == {f"{cid}.{mid}/{EA_PLUS}/2": 96, **bands}
+    assert record["warnings"] == []
+
+    def values(m: int) -> Any:
+        out = get(client, actor.headers, cid, mid, m, T0 + DAY, T0 + 2 * DAY)["data"]
+        assert set(out["origin"]) <= {2}
+        return np.asarray(out["value"], dtype=float)
+
+    mid_ = values(EA_PLUS)
+    assert len(mid_) == 96
+    if not band:
+        assert len(values(p10)) == len(values(p90)) == 0
+        return
+    low, high = values(p10), values(p90)
+    assert (low <= mid_).all()
+    assert (mid_ <= high).all()
+    assert (high - low).mean() > 0.01  # a band, not three copies of the P50

@@ -33,7 +33,10 @@ DOMAIN_UNITS = (
     "W kW MW Wh kWh MWh var kvar Mvar varh kvarh Mvarh VA kVA VAh kVAh V kV A Hz K °C °F "
     "W/m2 kW/m2 m/s km/h ° % hPa Pa mm"
 )
-OWN_TYPES = "P+ P- Q+ Q- EA+ EA- SOC GHI DNI DHI GHI_CS WS WD CLOUD RH PRES PRECIP"
+OWN_TYPES = (
+    "P+ P- Q+ Q- EA+ EA- EA+_P10 EA+_P90 SOC GHI DNI DHI GHI_CS WS WD CLOUD RH PRES PRECIP "
+    "P_PV_P10 P_PV_P90"
+)
 DIMENSIONS = {
     "power",
     "energy",

@@ -508,3 +508,89 @@ def test_a_422_from_a_service_a_node_calls_names_the_node(fn: Any, loc: list[Any
     with pytest.raises(Invalid) as exc:
         run("g", parse_graph(graph, registry), {}, SINCE, TILL, MemoryContext(), registry=registry)
     assert exc.value.loc == loc
+
+
+def _pv_ctx() -> MemoryContext:
+    """Sunny hours and 14 days of measured output that is the model's times a noisy ratio."""
+    ctx = MemoryContext()
+    hours = pd.date_range("2024-06-01", "2024-06-20", freq="h", tz="UTC")
+    ctx.weather[1031] = pd.Series(
+        np.clip(700 * np.sin((hours.hour - 3) / 16 * np.pi), 0, None), index=hours
+    )
+    idx = pd.date_range("2024-06-04", "2024-06-18", freq="15min", inclusive="left", tz="UTC")
+    hour = idx.hour + idx.minute / 60
+    clear = np.clip(3.0 * np.sin((hour - 3) / 16 * np.pi), 0, None)
+    ratio = np.random.default_rng(5).uniform(0.5, 1.1, len(idx))
+    ctx.signals[(1, 7, 70)] = pd.Series(clear * ratio, index=idx)
+    return ctx
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_builtin_pv_forecast_band_writes_p10_and_p90_around_the_p50(band: bool) -> None:
+    ctx = _pv_ctx()
+    body = {
+        "client_cid": 1,
+        "sensor_mid": 7,
+        "lat": 52.2,
+        "lon": 21.0,
+        "params": {"power": 4.0},
+        "band": band,
+    }
+    record = run(
+        "pv_forecast", builtin_graph("pv_forecast"), body, ms("2024-06-18"), ms("2024-06-19"), ctx
+    )
+    bands = {"1.7/1071/2": 96, "1.7/1072/2": 96} if band else {}
+    assert record.points_written == {"1.7/70/2": 96, **bands}
+    assert record.warnings == []
+    if not band:
+        assert all(int(key.split(":")[0]) < 3 for key in record.metrics[0])  # no band node
+        return
+    p50 = ctx.written[(1, 7, 70, 2)]
+    p10, p90 = ctx.written[(1, 7, 1071, 2)], ctx.written[(1, 7, 1072, 2)]
+    assert (p10 <= p50).all()
+    assert (p50 <= p90).all()
+    assert p90.max() - p10.max() > 0.1  # the measured ratios spread: so does the band
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_builtin_load_forecast_band_writes_p10_and_p90_around_the_p50(band: bool) -> None:
+    ctx = MemoryContext()
+    idx = pd.date_range("2024-02-01", "2024-03-07", freq="15min", inclusive="left", tz="UTC")
+    hour = idx.hour + idx.minute / 60
+    per_quarter = 0.2 + 0.15 * np.exp(-((hour - 19) ** 2) / 6)
+    per_quarter = per_quarter + np.random.default_rng(2).normal(0, 0.03, len(idx))
+    ctx.signals[(3, 30, 32)] = pd.Series(1000 + np.cumsum(per_quarter), index=idx)
+    body = {"client_cid": 3, "sensor_mid": 30, "band": band}
+    record = run(
+        "load_forecast",
+        builtin_graph("load_forecast"),
+        body,
+        ms("2024-03-05"),
+        ms("2024-03-06"),
+        ctx,
+    )
+    bands = {"3.30/1013/2": 96, "3.30/1014/2": 96} if band else {}
+    assert record.points_written == {"3.30/1011/2": 96, **bands}
+    if not band:
+        assert all(int(key.split(":")[0]) < 4 for key in record.metrics[0])  # no band node
+        return
+    p50 = ctx.written[(3, 30, 1011, 2)]
+    p10, p90 = ctx.written[(3, 30, 1013, 2)], ctx.written[(3, 30, 1014, 2)]
+    assert (p10 <= p50).all()
+    assert (p50 <= p90).all()
+    assert float((p90 - p10).mean()) > 0.01
+
+
+def test_bound_moves_only_what_is_on_the_wrong_side() -> None:
+    idx = grid(pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-01 01:00", tz="UTC"), 15)
+    a = pd.Series([1.0, 5.0, np.nan, 5.0], index=idx)
+    b = pd.Series([2.0, 3.0, 3.0], index=idx[:3])  # no reference at the last time
+    bound = REGISTRY["bound"]
+    below = bound((a, b), bound.params(keep="below"), None)  # type: ignore[arg-type]
+    above = bound((a, b), bound.params(keep="above"), None)  # type: ignore[arg-type]
+    # the reference wins on the wrong side; a missing value stays missing; no reference: as is
+    assert below.tolist()[:2] == [1.0, 3.0]
+    assert above.tolist()[:2] == [2.0, 5.0]
+    assert np.isnan(below.iloc[2])
+    assert np.isnan(above.iloc[2])
+    assert below.iloc[3] == above.iloc[3] == 5.0

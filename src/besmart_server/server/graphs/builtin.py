@@ -23,6 +23,43 @@ CID, MID = T("client_cid"), T("sensor_mid")
 FREQ = T("profile_signal_freq_minutes", 15)
 ZONE = T("zone_signals_freq_minutes", 1440)  # readings one period either side close the edges
 AROUND = {"lookback_minutes": ZONE, "lookahead_minutes": ZONE}
+BAND = T("band", False)
+
+
+def _band_nodes(
+    forecast: dict[str, Any], write: dict[str, Any], moids: tuple[int, int]
+) -> list[dict[str, Any]]:
+    """A forecast graph's optional P10 and P90 (body key `band`): each is the forecast node at
+    that quantile, bounded by the P50 (separate models may cross) and written to a signal type
+    of its own (`p10_moid`, `p90_moid`) at the P50's origin, which a band would overwrite."""
+    out: list[dict[str, Any]] = []
+    for quantile, keep, key, moid in (
+        (0.1, "below", "p10_moid", moids[0]),
+        (0.9, "above", "p90_moid", moids[1]),
+    ):
+        out += [
+            {
+                "function": forecast["function"],
+                "params": {**forecast["params"], "quantile": quantile, "enabled": BAND},
+            },
+            {"function": "bound", "params": {"keep": keep}},
+            {
+                "function": "write",
+                "params": {**write["params"], "moid": T(key, moid), "enabled": BAND},
+            },
+        ]
+    return out
+
+
+def _band_edges(inputs: tuple[int, ...], p50: int, first: int) -> list[dict[str, int]]:
+    """Edges of `_band_nodes` appended from node `first`: the forecast's inputs feed each band
+    forecast, which with the P50 node feeds its bound, which feeds its write."""
+    pairs: list[tuple[int, int]] = []
+    for f in (first, first + 3):
+        pairs += [(i, f) for i in inputs]
+        pairs += [(f, f + 1), (p50, f + 1), (f + 1, f + 2)]
+    return _edges(*pairs)
+
 
 # The real service's body: a list of {"client_cid", "sensor_mid", "profile_signal_moid",
 # "profile_signal_freq_minutes", "zone_signals_freq_minutes", "lat", "lon",
@@ -92,7 +129,9 @@ ESTIMATION: Final[dict[str, Any]] = {
 
 # Body: {"client_cid", "sensor_mid", "lat", "lon", "params": {"power", "inclination",
 # "orientation", "efficiency"}}; optional moid (70, P_PV), freq_minutes, bias_days,
-# weather_origin (2: forecasts; 3 for typical-year or model weather), quantile (0.1: the P10).
+# weather_origin (2: forecasts; 3 for typical-year or model weather), quantile (0.1: the P10),
+# band (false; true also writes the P10 and P90 to p10_moid (1071, P_PV_P10) and p90_moid
+# (1072, P_PV_P90) at origin 2).
 _PV_SITE = {
     "lat": T("lat"),
     "lon": T("lon"),
@@ -100,6 +139,28 @@ _PV_SITE = {
     "inclination": T("params.inclination", 30.0),
     "orientation": T("params.orientation", 180.0),
     "efficiency": T("params.efficiency", 0.86),
+}
+_PV_P50 = {
+    "function": "forecast_pv",
+    "params": {
+        **_PV_SITE,
+        "freq_minutes": T("freq_minutes", 15),
+        "bias_days": T("bias_days", 14),
+        "weather_origin": T("weather_origin", 2),
+        "history_weather_origin": T("history_weather_origin", None),
+        "quantile": T("quantile", None),
+    },
+}
+_PV_WRITE = {
+    "function": "write",
+    "params": {
+        "client_cid": CID,
+        "sensor_mid": MID,
+        "moid": T("forecast_moid", 70),
+        "origin": 2,
+        "series_is": "power",
+        "freq_minutes": T("freq_minutes", 15),
+    },
 }
 PV_FORECAST: Final[dict[str, Any]] = {
     "nodes": [
@@ -114,35 +175,38 @@ PV_FORECAST: Final[dict[str, Any]] = {
                 "lookback_minutes": T("history_minutes", 14 * 1440),
             },
         },
-        {
-            "function": "forecast_pv",
-            "params": {
-                **_PV_SITE,
-                "freq_minutes": T("freq_minutes", 15),
-                "bias_days": T("bias_days", 14),
-                "weather_origin": T("weather_origin", 2),
-                "history_weather_origin": T("history_weather_origin", None),
-                "quantile": T("quantile", None),
-            },
-        },
-        {
-            "function": "write",
-            "params": {
-                "client_cid": CID,
-                "sensor_mid": MID,
-                "moid": T("forecast_moid", 70),
-                "origin": 2,
-                "series_is": "power",
-                "freq_minutes": T("freq_minutes", 15),
-            },
-        },
+        _PV_P50,
+        _PV_WRITE,
+        *_band_nodes(_PV_P50, _PV_WRITE, (1071, 1072)),
     ],
-    "edges": _edges((0, 1), (1, 2)),
+    "edges": _edges((0, 1), (1, 2)) + _band_edges((0,), 1, 3),
 }
 
 # Body: {"client_cid", "sensor_mid"}; optional lat/lon (temperature), moid (32, A+),
 # forecast_moid (1011, EA+ per interval), freq_minutes, history_minutes, timezone, country (PL)
-# and subdivision (holidays), quantile (0.1: the P10 instead of the mean).
+# and subdivision (holidays), quantile (0.1: the P10 instead of the mean), band (false; true
+# also writes the P10 and P90 to p10_moid (1013, EA+_P10) and p90_moid (1014, EA+_P90)).
+_LOAD_P50 = {
+    "function": "forecast_load",
+    "params": {
+        "freq_minutes": T("freq_minutes", 15),
+        "timezone": T("timezone", "Europe/Warsaw"),
+        "country": T("country", "PL"),
+        "subdivision": T("subdivision", None),
+        "quantile": T("quantile", None),
+    },
+}
+_LOAD_WRITE = {
+    "function": "write",
+    "params": {
+        "client_cid": CID,
+        "sensor_mid": MID,
+        "moid": T("forecast_moid", 1011),
+        "origin": 2,
+        "series_is": "energy",
+        "freq_minutes": T("freq_minutes", 15),
+    },
+}
 LOAD_FORECAST: Final[dict[str, Any]] = {
     "nodes": [
         {
@@ -166,29 +230,11 @@ LOAD_FORECAST: Final[dict[str, Any]] = {
                 "lookback_minutes": T("history_minutes", 28 * 1440),
             },
         },
-        {
-            "function": "forecast_load",
-            "params": {
-                "freq_minutes": T("freq_minutes", 15),
-                "timezone": T("timezone", "Europe/Warsaw"),
-                "country": T("country", "PL"),
-                "subdivision": T("subdivision", None),
-                "quantile": T("quantile", None),
-            },
-        },
-        {
-            "function": "write",
-            "params": {
-                "client_cid": CID,
-                "sensor_mid": MID,
-                "moid": T("forecast_moid", 1011),
-                "origin": 2,
-                "series_is": "energy",
-                "freq_minutes": T("freq_minutes", 15),
-            },
-        },
+        _LOAD_P50,
+        _LOAD_WRITE,
+        *_band_nodes(_LOAD_P50, _LOAD_WRITE, (1013, 1014)),
     ],
-    "edges": _edges((0, 2), (1, 2), (2, 3)),
+    "edges": _edges((0, 2), (1, 2), (2, 3)) + _band_edges((0, 1), 2, 4),
 }
 
 # Body: {"client_cid", "node_mid", "residual_sensor_mid"}; optional moid (32), residual_moid

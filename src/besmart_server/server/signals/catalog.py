@@ -196,6 +196,30 @@ SIGNAL_TYPES: tuple[SignalType, ...] = (
     _type(1004, "Q-", "Reactive power export", "kvar", _INST, "4.7.0", _POWER, _CT_VT),
     _type(1011, "EA+", "Active energy import per period", "kWh", _INTV, None, _ENERGY, _CT_VT),
     _type(1012, "EA-", "Active energy export per period", "kWh", _INTV, None, _ENERGY, _CT_VT),
+    # The forecasts' P10/P90 bands, series of their own so that a band never overwrites the P50
+    # (written to the forecast quantity itself at origin 2); the multiplier flags follow it.
+    _type(
+        1013,
+        "EA+_P10",
+        "Active energy import per period, forecast P10",
+        "kWh",
+        _INTV,
+        None,
+        _ENERGY,
+        _CT_VT,
+        measured=False,
+    ),
+    _type(
+        1014,
+        "EA+_P90",
+        "Active energy import per period, forecast P90",
+        "kWh",
+        _INTV,
+        None,
+        _ENERGY,
+        _CT_VT,
+        measured=False,
+    ),
     _type(1021, "SOC", "Storage state of charge", "%", _INST, None, _STORAGE),
     _type(1031, "GHI", "Global horizontal irradiance", "W/m2", _INST, None, _WEATHER),
     _type(1032, "DNI", "Direct normal irradiance", "W/m2", _INST, None, _WEATHER),
@@ -207,6 +231,26 @@ SIGNAL_TYPES: tuple[SignalType, ...] = (
     _type(1044, "RH", "Relative humidity", "%", _INST, None, _WEATHER),
     _type(1045, "PRES", "Air pressure", "hPa", _INST, None, _WEATHER),
     _type(1046, "PRECIP", "Precipitation per period", "mm", _INTV, None, _WEATHER),
+    _type(
+        1071,
+        "P_PV_P10",
+        "PV generation power, forecast P10",
+        "kW",
+        _INST,
+        None,
+        _POWER,
+        measured=False,
+    ),
+    _type(
+        1072,
+        "P_PV_P90",
+        "PV generation power, forecast P90",
+        "kW",
+        _INST,
+        None,
+        _POWER,
+        measured=False,
+    ),
 )
 
 _BY_SYMBOL: dict[str, Unit] = {u.symbol: u for u in UNITS}

@@ -1,4 +1,4 @@
-"""Series arithmetic: `sum`, `difference`, `scale`, `resample`."""
+"""Series arithmetic: `sum`, `difference`, `bound`, `scale`, `resample`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,29 @@ def difference(inputs: Sequence[Series], p: DifferenceParams, env: Env) -> Serie
     return pd.Series(diff, index=common)
 
 
+class BoundParams(Params):
+    """Which side of the second input the first is kept on."""
+
+    keep: Literal["below", "above"] = Field(
+        description="below: at most the second input (a P10 under its P50); above: at least"
+    )
+
+
+@operator("bound", BoundParams, inputs=(2, 2), output=_all_alike)
+def bound(inputs: Sequence[Series], p: BoundParams, env: Env) -> Series:
+    """The first input, moved to the second where it is on the wrong side of it; where the
+    second has no value the first stays as it is. Quantiles forecast by separate models may
+    cross; this puts them back in order, so a chart's band always contains its median."""
+    a, b = inputs
+    if len(a) == 0:
+        return a
+    ref = b.reindex(a.index).to_numpy(dtype=float)
+    values = a.to_numpy(dtype=float)
+    kept = np.fmin(values, ref) if p.keep == "below" else np.fmax(values, ref)
+    # fmin/fmax take the other value where one is NaN: a missing first value stays missing
+    return pd.Series(np.where(np.isnan(values), np.nan, kept), index=a.index)
+
+
 class ScaleParams(Params):
     """y = x * factor + offset."""
 
@@ -120,4 +143,4 @@ def resample_op(inputs: Sequence[Series], p: ResampleParams, env: Env) -> Series
     return resample(inputs[0], p.freq_minutes, p.how)
 
 
-OPERATORS: tuple[Operator[Any], ...] = (sum_, difference, scale, resample_op)
+OPERATORS: tuple[Operator[Any], ...] = (sum_, difference, bound, scale, resample_op)

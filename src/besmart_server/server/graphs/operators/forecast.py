@@ -202,6 +202,9 @@ class ForecastLoadParams(Params):
         default=None, gt=0, lt=1, description="forecast this quantile (0.1: P10), not the mean"
     )
     non_negative: bool = True
+    enabled: bool = Field(
+        default=True, description="false: output nothing (an optional branch, e.g. the band)"
+    )
 
     @model_validator(mode="after")
     def _known_subdivision(self) -> ForecastLoadParams:
@@ -218,6 +221,8 @@ class ForecastLoadParams(Params):
 @operator("forecast_load", ForecastLoadParams, inputs=(1, 2), output=same_as_input)
 def forecast_load(inputs: Sequence[Series], p: ForecastLoadParams, env: Env) -> Series:
     """Load over the run's window from the history before it, calendar and temperature."""
+    if not p.enabled:
+        return empty_series()
     index = grid(env.since, env.till, p.freq_minutes)
     if len(index) == 0:
         env.metrics["warning"] = f"no {p.freq_minutes}-minute interval starts in the window"
@@ -293,11 +298,16 @@ class ForecastPVParams(PVParams):
         description="scale by this quantile of the recent days' measured/modelled ratios "
         "(0.1: P10) instead of their overall ratio",
     )
+    enabled: bool = Field(
+        default=True, description="false: output nothing (an optional branch, e.g. the band)"
+    )
 
 
 @operator("forecast_pv", ForecastPVParams, inputs=(0, 1), output=produces(POWER))
 def forecast_pv(inputs: Sequence[Series], p: ForecastPVParams, env: Env) -> Series:
     """PV power (kW) from weather forecasts, scaled by measured/modelled output of recent days."""
+    if not p.enabled:
+        return empty_series()
     index = grid(env.since, env.till, p.freq_minutes)
     forecast = pv_from_weather(env, p, index)
     ratio, used = 1.0, 0

@@ -217,6 +217,9 @@ class WriteParams(Params):
     freq_minutes: int | None = Field(
         default=None, gt=0, le=MAX_STEP_MINUTES, description="step if not inferable"
     )
+    enabled: bool = Field(
+        default=True, description="false: write nothing (an optional branch, e.g. the band)"
+    )
 
 
 def to_target_unit(series: Series, moid: int, series_is: str, freq_minutes: int | None) -> Series:
@@ -269,6 +272,8 @@ def _write_output(p: WriteParams, inputs: Sequence[Quantity | None]) -> Quantity
 @operator("write", WriteParams, inputs=(1, 1), output=_write_output)
 def write(inputs: Sequence[Series], p: WriteParams, env: Env) -> Series:
     """Write the input as points of a target signal; passes the input on."""
+    if not p.enabled:
+        return inputs[0]
     series = inputs[0].dropna()
     if p.clip_to_window:
         series = series[(series.index >= env.since) & (series.index < env.till)]
