@@ -13,6 +13,10 @@ the same load.
 
     .venv/bin/python -m bench.block_size                 # both engines, the full year
     .venv/bin/python -m bench.block_size --days 60 --reps 5 --pg-url ''   # SQLite alone
+    .venv/bin/python -m bench.block_size --pg-url '' --page-sizes 4096,16384  # page sizes
+
+With --page-sizes, one SQLite database per page size (its file made with that size before
+the server opens it, which keeps the size it finds), all read in turn.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def _ingest(db: Database, w: Workload) -> Engine:
 
 
 def _size(e: Engine, url: str) -> int:
-    if e.name == "sqlite":
+    if e.name.startswith("sqlite"):
         path = make_url(url).database
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             row = conn.execute(
@@ -100,6 +104,18 @@ def _size(e: Engine, url: str) -> int:
     with psycopg.connect(plain, autocommit=True) as conn:
         row = conn.execute("SELECT pg_total_relation_size('blocks')").fetchone()
     return int(row[0]) if row else 0
+
+
+def _create_sqlite(url: str, page_size: int) -> None:
+    """An empty SQLite file in WAL mode with this page size (fixed from then on)."""
+    with closing(sqlite3.connect(make_url(url).database or "")) as conn:
+        conn.execute(f"PRAGMA page_size={page_size}")
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _page_size(url: str) -> int:
+    with closing(sqlite3.connect(make_url(url).database or "")) as conn:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 def _legacy_twin(e: Engine, sid: int) -> int:
@@ -170,13 +186,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--days", type=int, default=FULL.days, help="days of data (default 365)")
     ap.add_argument("--reps", type=int, default=15, help="timed runs of each read")
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL, help="'' for SQLite alone")
+    ap.add_argument(
+        "--page-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[],
+        help="SQLite page sizes to compare, e.g. 4096,16384 (default: the server's)",
+    )
     args = ap.parse_args(argv)
     spec = dataclasses.replace(FULL, days=args.days, minute_days=args.days, version_days=args.days)
     w = generate(spec)
     stored = sum(len(s) for s in (*w.meters, w.minute, *w.versions))
     print(f"{stored:,} points (weather grid not included)")
     with ExitStack() as stack:
-        urls = [stack.enter_context(scratch_database(None, "size"))]
+        urls = []
+        for size in args.page_sizes or [0]:
+            url = stack.enter_context(scratch_database(None, f"size{size}"))
+            if size:
+                _create_sqlite(url, size)
+            urls.append(url)
         if args.pg_url:
             urls.append(stack.enter_context(scratch_database(args.pg_url, "size")))
         engines: list[Engine] = []
@@ -186,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             e = _ingest(db, w)
             took = time.perf_counter() - t0
+            if e.name == "sqlite":
+                e.name = f"sqlite ({_page_size(url)} B pages)"
             e.size = _size(e, url)
             print(f"{e.name}: ingest {stored / took:,.0f} pts/s, {e.size:,} bytes,"
                   f" {e.size / stored:.2f} B/pt")  # fmt: skip
