@@ -86,7 +86,7 @@ def _start_bridge(settings: Settings, db: Database) -> Bridge:
     from besmart_server.server.mqtt.bridge import Bridge, broker_address, start_thread
 
     address = broker_address(settings.mqtt_broker_url, settings.mqtt_config_dir)
-    bridge = Bridge(db, address, dedupe_days=settings.mqtt_dedupe_days)
+    bridge = Bridge(db, address, settings=settings, dedupe_days=settings.mqtt_dedupe_days)
     start_thread(bridge)
     return bridge
 
@@ -103,6 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.store = SeriesStore(app.state.db.dialect)
         app.state.write_observers = [vee_worker.Observer(app.state)]
+        if settings.validate_after_write:
+            vee_worker.worker_of(app.state).poll(settings.validate_poll_seconds)
         bridge = _start_bridge(settings, app.state.db) if settings.mqtt_bridge else None
         app.state.mqtt_bridge = bridge
         try:
@@ -113,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             executor = getattr(app.state, "graph_executor", None)  # made on first async run
             if executor is not None:
                 executor.shutdown()
-            vee = getattr(app.state, "vee_worker", None)  # made on the first write
+            vee = getattr(app.state, "vee_worker", None)  # none when validation is off
             if vee is not None:
                 vee.shutdown()
             app.state.db.dispose()
