@@ -317,4 +317,11 @@ def test_serve_runs_the_bridge_when_asked(
             return list(body["data"]["value"])
 
         wait_for(lambda: read() == [3.0], 20, "the reading through the server's bridge")
+
+        def queued() -> int:
+            with db.transaction(write=False) as conn:
+                return vee_service.pending(conn)
+
+        # the stored batch woke the server's validation worker (its poll is 30 s away)
+        wait_for(lambda: queued() == 0, 20, "the validation of the bridge's write")
     dev.close()
