@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.mqtt import service
 from besmart_server.server.mqtt.service import IngestResult, Message
@@ -35,7 +36,7 @@ def ingest(db: Database, *msgs: tuple[str, Any]) -> IngestResult:
     """One bridge batch: (topic, payload) pairs; dict payloads are JSON-encoded."""
     batch = [Message(t, p if isinstance(p, bytes) else orjson.dumps(p), T0 + 7) for t, p in msgs]
     with db.transaction() as conn:
-        return service.ingest(conn, SeriesStore(db.dialect), batch)
+        return service.ingest(conn, SeriesStore(db.dialect), batch, settings=Settings(demo=False))
 
 
 def stored(client: TestClient, a: Actor, cid: int, mid: int, m: int = A_PLUS) -> dict[str, Any]:

@@ -4,6 +4,8 @@ estimate runs, corrections with a reason and their audit; tenancy and error path
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,8 @@ from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.signals import columns
+from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.vee import service as vee_service
 from besmart_server.server.vee.tables import vee_queue
@@ -398,3 +402,52 @@ def test_a_window_that_fails_validation_is_logged_and_dropped(db: Database) -> N
     assert process(db, SeriesStore(db.dialect), 10_000) == 0
     with db.transaction(write=False) as conn:
         assert vee_service.pending(conn) == 0
+
+
+def _until(done: Callable[[], bool], what: str, tries: int = 400) -> None:
+    """Poll a background outcome a bounded number of times (no bound on how long each takes)."""
+    for _ in range(tries):
+        if done():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_windows_queued_elsewhere_are_drained_at_start_and_by_the_periodic_pass(
+    db: Database, settings: Settings
+) -> None:
+    """Points stored and windows queued by another process (a bridge, another server): this
+    server's worker validates them with no write of its own to wake it."""
+    cid, owner = make_tenant(db, Role.owner)
+    first, second = make_sensor(db, cid), make_sensor(db, cid, "second")
+    store = SeriesStore(db.dialect)
+
+    def stored_and_queued(mid: int) -> None:
+        cols = columns.decode(json.loads(json.dumps(_day_with_defects())))  # plain floats
+        item = signals.WriteItem(cid, mid, EA, None, cols, ("test",))
+        with db.transaction() as conn:
+            signals.write(conn, store, ROBOT, [item])
+            written = vee_service.written(cid, mid, EA, cols.time, cols.origin)
+            assert written is not None
+            vee_service.enqueue(conn, ROBOT, [written])
+
+    def rules(c: TestClient, mid: int) -> set[str]:
+        r = c.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        return {e["rule"] for e in r.json()["events"]}
+
+    stored_and_queued(first)  # before the server starts (a restart's leftovers)
+    polling = create_app(settings.model_copy(update={"validate_poll_seconds": 0.05}))
+    with TestClient(polling) as c:
+        _until(lambda: {"gap", "spike"} <= rules(c, first), "the startup drain")
+        stored_and_queued(second)  # while it runs, with nothing to kick its worker
+        _until(lambda: {"gap", "spike"} <= rules(c, second), "a periodic drain")
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0
+
+
+def test_the_poll_interval_is_a_bounded_setting(settings: Settings) -> None:
+    assert Settings(demo=False).validate_poll_seconds == 30.0
+    for bad in (0, -1, 3601):
+        with pytest.raises(ValueError, match="validate_poll_seconds"):
+            Settings(demo=False, validate_poll_seconds=bad)

@@ -22,6 +22,8 @@ from besmart_server.server.db import Database
 from besmart_server.server.mqtt import service
 from besmart_server.server.mqtt.tables import mqtt_rejected, mqtt_seen
 from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.vee import service as vee_service
+from besmart_server.server.vee.worker import process
 from tests.api.signal_helpers import T0, get, make_sensor, moid
 from tests.api.test_devices import MALFORMED
 from tests.factories import Actor, make_tenant
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 A_PLUS = moid("A+")
+EA_PLUS = moid("EA+")  # interval energy: a negative value is a defect
 MINUTE = 60_000
 
 
@@ -94,6 +97,39 @@ def test_a_published_reading_is_stored_and_read_back(
     dev.close()
     out = bridge.stop()
     assert "1 stored, 0 duplicates, 0 refused" in out
+
+
+def test_a_defective_reading_through_the_bridge_becomes_a_quality_event(
+    client: TestClient, db: Database, broker: Broker, bridge: BridgeProcess, tenant: Any
+) -> None:
+    """The bridge (a process of its own) queues the windows it wrote in its own transaction;
+    a drain of the queue (the server's worker does it at start and periodically) finds it."""
+    cid, owner = tenant
+    mid = make_sensor(db, cid)
+    dev = new_device(db, broker, cid, "meter-v")
+    info = dev.publish(f"besmart/v1/meter-v/{mid}/{EA_PLUS}", {"time": T0, "value": -4.0})
+    info.wait_for_publish(10)
+
+    def queued() -> int:
+        with db.transaction(write=False) as conn:
+            return vee_service.pending(conn)
+
+    wait_for(lambda: queued() == 1, 20, "the bridge's queued window")
+
+    def found() -> bool:
+        # drained here or by the test server's own periodic pass, whichever claims it first
+        process(db, SeriesStore(db.dialect), 10_000)
+        r = client.get(
+            f"/api/sensors/{cid}.{mid}/signals/{EA_PLUS}/quality",
+            params={"since": T0, "till": T0 + MINUTE},
+            headers=owner.headers,
+        )
+        assert r.status_code == 200, r.text
+        return ("negative", T0) in {(e["rule"], e["since"]) for e in r.json()["events"]}
+
+    wait_for(found, 20, "the negative reading's quality event")
+    assert queued() == 0
+    dev.close()
 
 
 def test_the_broker_confines_each_device_to_its_own_topics(
@@ -281,4 +317,11 @@ def test_serve_runs_the_bridge_when_asked(
             return list(body["data"]["value"])
 
         wait_for(lambda: read() == [3.0], 20, "the reading through the server's bridge")
+
+        def queued() -> int:
+            with db.transaction(write=False) as conn:
+                return vee_service.pending(conn)
+
+        # the stored batch woke the server's validation worker (its poll is 30 s away)
+        wait_for(lambda: queued() == 0, 20, "the validation of the bridge's write")
     dev.close()

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         description="vee: queue the windows every write touched for validation (run after its "
         "commit by a worker thread) and the audit of estimated and corrected points",
     )
+    validate_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="vee: the server's worker also drains the validation queue at start and "
+        "then this often (windows queued by a bridge process or another server, or left by a "
+        "restart); with validate_after_write only",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

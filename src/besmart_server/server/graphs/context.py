@@ -232,6 +232,8 @@ class DbContext:
             item = signals.WriteItem(cid, mid, moid, None, columns, ("graph", "write"))
             with transaction() as conn:
                 stored[target] = signals.write(conn, self._store, self.principal, [item])
+                # Audited, not queued for validation: the rules check measured points
+                # (origin 1) and a run writes origins 2, 3 and 4 only (signals.write operator).
                 if self.audit_as is not None:
                     who, method = self.audit_as
                     vee_audit.record_write(

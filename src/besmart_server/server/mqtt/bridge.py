@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MessageType, MQTTErrorCode
 
+from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.mqtt import broker, service, topics
 from besmart_server.server.mqtt.service import BRIDGE_USER, IngestResult, Message
@@ -119,6 +120,7 @@ class Bridge:
         db: Database,
         address: BrokerAddress,
         *,
+        settings: Settings,
         client_id: str = CLIENT_ID,
         batch_max: int = 2000,
         linger_s: float = 0.2,
@@ -126,6 +128,7 @@ class Bridge:
         on_batch: Callable[[IngestResult], None] | None = None,
     ) -> None:
         self._db = db
+        self._settings = settings  # what ingest needs of them: validation after writes
         self._store = SeriesStore(db.dialect)
         self._address = address
         self._batch_max = batch_max
@@ -247,7 +250,7 @@ class Bridge:
         while True:
             try:
                 with self._db.transaction() as conn:
-                    result = service.ingest(conn, self._store, messages)
+                    result = service.ingest(conn, self._store, messages, settings=self._settings)
                 break
             except Exception:
                 # Nothing was acknowledged: the broker keeps the batch. Try again.

@@ -144,6 +144,7 @@ def mqtt_bridge(
         bridge = Bridge(
             db,
             address,
+            settings=settings,
             batch_max=batch,
             linger_s=linger_ms / 1000,
             dedupe_days=settings.mqtt_dedupe_days,

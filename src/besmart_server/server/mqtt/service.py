@@ -16,6 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from besmart_server.schemas.devices import Device, DeviceCreated, RejectedMessage
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal
+from besmart_server.server.config import Settings
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Conflict, Invalid, NotFound
 from besmart_server.server.mqtt import passwords, topics
@@ -26,6 +27,7 @@ from besmart_server.server.signals import catalog, columns
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore, dbapi_connection
 from besmart_server.server.users.service import client_exists
+from besmart_server.server.vee import worker as vee
 
 BRIDGE_USER: Final = "besmart-bridge"
 PAYLOAD_CHARS: Final = 4096
@@ -229,10 +231,14 @@ class _Entry:
     reason: str | None = None
 
 
-def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) -> IngestResult:
+def ingest(
+    conn: Connection, store: SeriesStore, messages: Sequence[Message], *, settings: Settings
+) -> IngestResult:
     """Store a batch: each valid message once (a redelivery is counted as a duplicate), each
     invalid or unauthorized one kept as a dead letter with its reason. Points go through the
-    REST writes' own validation, unit conversion and store (`signals.service.write`)."""
+    REST writes' own validation, unit conversion and store (`signals.service.write`), and
+    the windows they touched are queued for validation in the same transaction, as the REST
+    writes' are (`vee.worker.enqueue_write`: never failing the batch)."""
     now = now_ms()
     heads: list[Topic | str] = []
     for msg in messages:
@@ -267,7 +273,7 @@ def ingest(conn: Connection, store: SeriesStore, messages: Sequence[Message]) ->
             entries.append(_Entry(i, name, dev, key, reason=exc.reason))
     result = IngestResult()
     fresh = _drop_seen(conn, entries, result)
-    _write(conn, store, messages, [e for e in fresh if e.reason is None], result)
+    _write(conn, store, settings, [e for e in fresh if e.reason is None], result)
     seen: list[tuple[int, str, int]] = []
     letters = []
     for e in fresh:
@@ -393,12 +399,13 @@ _Group = tuple[int, int, int, str | None, bool]  # client, sensor, type, unit, h
 def _write(
     conn: Connection,
     store: SeriesStore,
-    messages: Sequence[Message],
+    settings: Settings,
     fresh: list[_Entry],
     result: IngestResult,
 ) -> None:
     """Decode each series' messages together, then write them all in one `signals.write`; a
-    group that fails is retried alone, and a group that fails alone is refused."""
+    group that fails is retried alone, and a group that fails alone is refused. What was
+    written is queued for validation."""
     groups: dict[_Group, list[_Entry]] = {}
     for e in fresh:
         t, r, d = e.topic, e.reading, e.dev
@@ -422,17 +429,21 @@ def _write(
         with conn.begin_nested():
             result.points += signals.write(conn, store, principal, [it for it, _ in items])
         result.stored += sum(len(ok) for _, ok in items)
+        vee.enqueue_write(conn, settings, store, principal, [it for it, _ in items])
         return
     except AppError:
         pass  # some group is wrong as a whole (its unit, say): find which, alone
+    written = []
     for item, ok in items:
         try:
             with conn.begin_nested():
                 result.points += signals.write(conn, store, principal, [item])
             result.stored += len(ok)
+            written.append(item)
         except AppError as exc:
             for e in ok:
                 e.reason = exc.detail
+    vee.enqueue_write(conn, settings, store, principal, written)
 
 
 def _decode(members: list[_Entry]) -> tuple[columns.Columns, list[_Entry]]:

@@ -65,7 +65,9 @@ def process(db: Database, store: SeriesStore, max_points: int, limit: int = 50) 
 
 
 class Worker:
-    """One background thread per app that drains the queue when kicked."""
+    """One background thread per app that drains the queue when kicked, and (once `poll` is
+    called) at start and every so many seconds after: windows queued by other processes (a
+    bridge of its own, another server) or left by a restart wait for no write of this one."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -74,6 +76,24 @@ class Worker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vee")
         self._lock = threading.Lock()
         self._next: Future[int] | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def poll(self, seconds: float) -> None:
+        """Drain now, then every `seconds` until `shutdown` (one poller; later calls do not
+        start another)."""
+        with self._lock:
+            if self._poller is not None:
+                return
+            self._poller = threading.Thread(
+                target=self._poll, args=(seconds,), name="vee-poll", daemon=True
+            )
+        self._poller.start()
+
+    def _poll(self, seconds: float) -> None:
+        while not self._stop.is_set():
+            self.kick()
+            self._stop.wait(seconds)
 
     def kick(self) -> None:
         """Make sure a drain starts after now (one waiting drain covers every kick)."""
@@ -97,7 +117,11 @@ class Worker:
             last.result()
 
     def shutdown(self) -> None:
-        """Finish the queued drain and stop."""
+        """Stop polling, finish the queued drain and stop."""
+        self._stop.set()
+        poller = self._poller
+        if poller is not None:
+            poller.join()
         self._pool.shutdown(wait=True)
 
 
@@ -116,18 +140,17 @@ def worker_of(state: Any) -> Worker:
 
 def enqueue_write(
     conn: Connection,
-    state: Any,
+    settings: Settings,
     store: SeriesStore,
     principal: Principal,
     items: Sequence[signals.WriteItem],
     *,
     reason: str | None = None,
 ) -> None:
-    """The write path's call inside its transaction, after its points: the audit entries of
-    its estimated and corrected points (who, when, why), and the windows it touched queued
-    for validation. In a savepoint and never raising: a failure here is logged, and the write
-    stands."""
-    settings: Settings = state.settings
+    """Every write path's call inside its transaction, after its points (the REST routes'
+    observer, the MQTT bridge's ingest): the audit entries of its estimated and corrected
+    points (who, when, why), and the windows it touched queued for validation. In a
+    savepoint and never raising: a failure here is logged, and the write stands."""
     if not settings.validate_after_write:
         return
     writes = [
@@ -179,7 +202,7 @@ class Observer:
         *,
         reason: str | None,
     ) -> None:
-        enqueue_write(conn, self._state, store, principal, items, reason=reason)
+        enqueue_write(conn, self._state.settings, store, principal, items, reason=reason)
 
     def committed(self) -> None:
         kick(self._state)
