@@ -169,3 +169,31 @@ def test_spike_is_not_judged_across_a_gap() -> None:
     assert r.spikes(t[keep], v[keep]) == []
     # the same jump with the neighbourhood complete is a step, not a spike, too
     assert r.spikes(t, v) == []
+
+
+def test_queued_windows_of_a_series_merge_when_near_and_not_beyond_a_month() -> None:
+    from types import SimpleNamespace
+
+    from besmart_server.server.vee.worker import MERGE_SPAN_MS, merged_windows
+
+    day = 86_400_000
+
+    def row(i: int, mid: int, since: int, till: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            id=i, client_cid=1, sensor_mid=mid, signal_type_moid=1011, since=since, till=till
+        )
+
+    rows = [
+        row(1, 3, 0, day),
+        row(2, 3, day + day // 2, 2 * day),  # half a day after: merged
+        row(3, 4, 0, day),  # another series: its own window
+        row(4, 3, 10 * day, 11 * day),  # eight days after: its own window
+        row(5, 3, 11 * day, 11 * day + MERGE_SPAN_MS),  # adjacent, but a month too long
+    ]
+    got = {(w.sensor_mid, w.since, w.till): ids for w, ids in merged_windows(rows)}
+    assert got == {
+        (3, 0, 2 * day): [1, 2],
+        (3, 10 * day, 11 * day): [4],
+        (3, 11 * day, 11 * day + MERGE_SPAN_MS): [5],
+        (4, 0, day): [3],
+    }

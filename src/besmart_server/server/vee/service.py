@@ -275,7 +275,14 @@ def run(
 ) -> list[dict[str, Any]]:
     """Validate the window and keep what was found: the open events that touch it are
     replaced; an event already accepted, estimated or corrected is not raised again."""
-    found = validate(conn, store, principal, w, budget=budget, now=now)
+    return keep(conn, store, w, validate(conn, store, principal, w, budget=budget, now=now))
+
+
+def keep(
+    conn: Connection, store: SeriesStore, w: Window, found: Sequence[Finding]
+) -> list[dict[str, Any]]:
+    """Store what `validate` found over `w` (a short write: the worker validates in a read
+    transaction first, so a writer never waits for the rules)."""
     sid = series_id(conn, store, w, create=bool(found))
     if sid is None:
         return []

@@ -28,40 +28,62 @@ log = logging.getLogger("besmart.vee")
 ROBOT: Final = Principal(user_id=None, login="vee", is_admin=True)
 
 
-def process_row(conn: Connection, store: SeriesStore, row: Any, max_points: int) -> None:
-    """The rules over the row's window."""
-    w = Window(
-        int(row.client_cid),
-        int(row.sensor_mid),
-        int(row.signal_type_moid),
-        int(row.since),
-        int(row.till),
-    )
-    budget = signals.ReadBudget(max_points)  # each window reads what one read may
-    service.run(conn, store, ROBOT, w, budget=budget)
+# Queued windows of one series closer than this are validated as one (a bulk load queues a
+# window per request; each validation reads a day of context either side of its window).
+MERGE_GAP_MS: Final = 86_400_000
+# ... but a merged window stays within what one read may fetch at 1-minute readings.
+MERGE_SPAN_MS: Final = 31 * 86_400_000
 
 
-def process(db: Database, store: SeriesStore, max_points: int, limit: int = 50) -> int:
-    """Claim and process queued rows until none is left; the rows processed. A row that fails
-    is logged and dropped rather than blocking the rows behind it."""
+def merged_windows(rows: Sequence[Any]) -> list[tuple[Window, list[int]]]:
+    """The claimed rows as windows per series, overlapping or near ones merged, each with the
+    ids of the rows it covers."""
+    by_series: dict[tuple[int, int, int], list[Any]] = {}
+    for r in rows:
+        key = (int(r.client_cid), int(r.sensor_mid), int(r.signal_type_moid))
+        by_series.setdefault(key, []).append(r)
+    out: list[tuple[Window, list[int]]] = []
+    for (cid, mid, moid), group in by_series.items():
+        group.sort(key=lambda r: int(r.since))
+        since, till, ids = int(group[0].since), int(group[0].till), [int(group[0].id)]
+        for r in group[1:]:
+            lo, hi = int(r.since), int(r.till)
+            if lo <= till + MERGE_GAP_MS and max(till, hi) - since <= MERGE_SPAN_MS:
+                till = max(till, hi)
+                ids.append(int(r.id))
+                continue
+            out.append((Window(cid, mid, moid, since, till), ids))
+            since, till, ids = lo, hi, [int(r.id)]
+        out.append((Window(cid, mid, moid, since, till), ids))
+    return out
+
+
+def process(db: Database, store: SeriesStore, max_points: int, limit: int = 200) -> int:
+    """Claim and process queued rows until none is left; the rows processed. The rules run in
+    a read transaction and only their events are written, in a short write of their own, so
+    a writer never waits for a validation (SQLite has one writer at a time). A window that
+    fails is logged and dropped rather than blocking the rows behind it."""
     total = 0
     while True:
         with db.transaction() as conn:
             rows = service.claim(conn, limit)
         if not rows:
             return total
-        for row in rows:
+        for w, ids in merged_windows(rows):
             try:
+                budget = signals.ReadBudget(max_points)  # each window reads what one read may
+                with db.transaction(write=False) as conn:
+                    found = service.validate(conn, store, ROBOT, w, budget=budget)
                 with db.transaction() as conn:
-                    process_row(conn, store, row, max_points)
-                    service.done(conn, [int(row.id)])
-                total += 1
+                    service.keep(conn, store, w, found)
+                    service.done(conn, ids)
+                total += len(ids)
             except Exception:
                 # dropped, not retried: a window that fails once fails again (the audit is
                 # not in the queue; only this validation is lost, and it is logged)
-                log.exception("validation of queued window %s failed: dropped", row.id)
+                log.exception("validation of queued windows %s failed: dropped", ids)
                 with db.transaction() as conn:
-                    service.done(conn, [int(row.id)])
+                    service.done(conn, ids)
 
 
 class Worker:
@@ -215,6 +237,7 @@ __all__ = [
     "Written",
     "enqueue_write",
     "kick",
+    "merged_windows",
     "process",
     "worker_of",
 ]
