@@ -451,3 +451,32 @@ def test_the_poll_interval_is_a_bounded_setting(settings: Settings) -> None:
     for bad in (0, -1, 3601):
         with pytest.raises(ValueError, match="validate_poll_seconds"):
             Settings(demo=False, validate_poll_seconds=bad)
+
+
+def test_zeros_inside_an_outage_marked_on_the_sensor_are_not_a_zero_run(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    from sqlalchemy import update
+
+    from besmart_server.server.sensors.tables import sensors
+
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    zeros = {"time": [T0 + i * Q for i in range(2 * 96)], "value": [0.0] * (2 * 96)}
+    put(client, owner.headers, cid, mid, EA, zeros)
+    window = {"since": T0, "till": T0 + 2 * DAY}
+
+    def rules_found() -> set[str]:
+        r = client.post(_url(cid, mid, tail="quality/run"), params=window, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        return {e["rule"] for e in r.json()["events"]}
+
+    assert "zero_run" in rules_found()
+    marked = json.dumps({"outages": [[T0, T0 + 2 * DAY], "not a pair", [5, 1]]})
+    with db.transaction() as conn:
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=marked))
+    assert "zero_run" not in rules_found()
+    half = json.dumps({"outages": [[T0, T0 + DAY // 2]]})  # 12 h marked: 36 h of zeros left
+    with db.transaction() as conn:
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=half))
+    assert "zero_run" in rules_found()

@@ -74,6 +74,22 @@ def _info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def outages_of(info: dict[str, Any]) -> list[tuple[int, int]]:
+    """The sensor's marked outages: its info's `outages`, a list of [since, till) pairs in UTC
+    ms (zeros inside one are not a zero run); a malformed entry is ignored."""
+    raw = info.get("outages")
+    out: list[tuple[int, int]] = []
+    for item in raw if isinstance(raw, list) else []:
+        if (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+            and item[0] < item[1]
+        ):
+            out.append((item[0], item[1]))
+    return out
+
+
 def thresholds_for(conn: Connection, ref: SensorRef) -> Thresholds:
     """The defaults, then the sensor's own `contracted_power_kw` and `meter_max_digits` (its
     info), then the client's overrides for every type, then those for the sensor's type."""
@@ -220,7 +236,8 @@ def validate(
                 found += rules.sum_check(times[inside], values[inside], g.time, g.value, th)
     else:
         found += rules.spikes(times, values, th)
-        found += rules.zero_runs(times, values, th=th)
+        outages = outages_of(_info(conn, w.sensor_mid))
+        found += rules.zero_runs(times, values, outages=outages, th=th)
         hmax = _historical_max(conn, store, principal, w, budget.limit)
         interval = t.time_series_type == SeriesKind.INTERVAL
         found += rules.high(times, values, historical_max=hmax, energy_per_interval=interval, th=th)
