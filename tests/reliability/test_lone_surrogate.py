@@ -76,3 +76,32 @@ def test_pairs_and_escaped_backslashes_are_text(
             headers=headers,
         )
         assert res.status_code == 201, res.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/clients/{cid}/quality/thresholds"),  # a pydantic body: was FastAPI's 400
+        ("PUT", "/api/sensors/{cid}.{mid}/signals/32/data/v2"),  # columns parsed by orjson
+        ("POST", "/api/devices"),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_422_on_every_route(
+    client: TestClient, owner: tuple[int, int, Actor], method: str, path: str
+) -> None:
+    cid, mid, actor = owner
+    body = b'{"thresholds": {"gap_factor": 2}, "x": "caf\xe9"}'  # Latin-1, not UTF-8
+    res = client.request(
+        method, path.format(cid=cid, mid=mid), content=body, headers={**actor.headers, **JSON}
+    )
+    assert res.status_code == 422, res.text
+    [error] = res.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body"], "json_invalid")
+    at = body.index(b"\xe9")
+    assert error["msg"] == f"Body is not valid JSON: not UTF-8 at byte {at}"
+    assert (
+        client.get(f"/api/clients/{cid}/quality/thresholds", headers=actor.headers).json()[
+            "overrides"
+        ]
+        == {}
+    )  # nothing changed

@@ -133,7 +133,18 @@ def _check_json_text(text: str | bytes, loc: list[str | int]) -> None:
 
 
 def check_body_text(body: bytes) -> None:
-    """422 when the body holds a NUL character, naming the JSON field where there is one."""
+    """422 when the body is not UTF-8 or holds a NUL character (naming the JSON field where
+    there is one)."""
+    if not body.isascii():  # a C scan; only then the decode that finds where
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Every body is JSON; a route parsing it with pydantic would answer FastAPI's 400
+            # "error parsing the body", undocumented: all routes answer this one alike.
+            msg = f"Body is not valid JSON: not UTF-8 at byte {exc.start}"
+            raise _Reject(
+                422, {"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}
+            ) from None
     if b"\x00" in body:
         raise _nul(["body"])
     # A backslash first: memchr-fast, absent from numeric bodies, while the 6-byte search is
