@@ -62,8 +62,9 @@ def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, 
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("wb"),  # shown when a chart fails to load
     )
+    _SERVER_LOGS.append(tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -126,6 +127,16 @@ def _reduced_chart_ms(base: str, cid: int, mid: int) -> float:
     return float(np.median(took[1:]))
 
 
+_SERVER_LOGS: list[Path] = []
+
+
+def _server_log_tail(lines: int = 40) -> str:
+    """The end of the served app's log (a chart's error names only the status)."""
+    if not _SERVER_LOGS or not _SERVER_LOGS[-1].exists():
+        return ""
+    return "\n".join(_SERVER_LOGS[-1].read_text(errors="replace").splitlines()[-lines:])
+
+
 def _charts_drawn(d: WebDriver, timeout: float = 15) -> None:
     WebDriverWait(d, timeout, poll_frequency=0.02).until(
         lambda d: all(
@@ -133,9 +144,11 @@ def _charts_drawn(d: WebDriver, timeout: float = 15) -> None:
             for e in d.find_elements(By.CSS_SELECTOR, ".chart")
         )
     )
-    states = [e.get_attribute("data-state") for e in d.find_elements(By.CSS_SELECTOR, ".chart")]
+    charts = d.find_elements(By.CSS_SELECTOR, ".chart")
+    states = [e.get_attribute("data-state") for e in charts]
     assert states
-    assert set(states) == {"drawn"}, states
+    errors = [e.text for e in charts if e.get_attribute("data-state") == "error"]
+    assert set(states) == {"drawn"}, (d.current_url, states, errors, _server_log_tail())
 
 
 # Pixels that are not transparent on each chart's canvas: a drawn chart has thousands.
