@@ -57,12 +57,13 @@ def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, 
         "BESMART_DATABASE_URL": database_url,
         "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
     }
+    log = (tmp_path / "server.log").open("wb")  # shown when a chart fails to load
     proc = subprocess.Popen(
         [sys.executable, "-m", "besmart_server", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),  # shown when a chart fails to load
+        stderr=log,
     )
     _SERVER_LOGS.append(tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}"
@@ -78,6 +79,7 @@ def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        log.close()
 
 
 def _year_sensor(base: str, cid: int) -> int:
