@@ -303,6 +303,10 @@ def keep(
     sid = series_id(conn, store, w, create=bool(found))
     if sid is None:
         return []
+    # Two validations of one series at once (the worker after a write, a run on demand)
+    # queue here: each replaces the open events the other stored, never adding to them
+    # (PostgreSQL; SQLite's one writer serialises them anyway).
+    conn.execute(select(series.c.id).where(series.c.id == sid).with_for_update())
     touching = and_(
         quality_events.c.series_id == sid,
         quality_events.c.since < w.till,
