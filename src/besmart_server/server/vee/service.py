@@ -312,15 +312,20 @@ def keep(
         quality_events.c.since < w.till,
         quality_events.c.till > w.since,
     )
-    conn.execute(delete(quality_events).where(touching, quality_events.c.state == "open"))
-    settled = {
-        (r.rule, int(r.since), int(r.till))
-        for r in conn.execute(
-            select(quality_events.c.rule, quality_events.c.since, quality_events.c.till).where(
-                touching
-            )
-        )
-    }
+    # An open event found again keeps its row (its id stays valid for an accept); open ones
+    # not found any more go; accepted, estimated and corrected ones are never raised again.
+    now_found = {(x.rule.value, x.since, x.till) for x in found}
+    q = quality_events.c
+    settled: set[tuple[str, int, int]] = set()
+    gone: list[int] = []
+    for r in conn.execute(select(q.id, q.rule, q.since, q.till, q.state).where(touching)):
+        key = (r.rule, int(r.since), int(r.till))
+        if r.state == "open" and key not in now_found:
+            gone.append(int(r.id))
+        else:
+            settled.add(key)
+    if gone:
+        conn.execute(delete(quality_events).where(q.id.in_(gone)))
     stamp = now_ms()
     rows = [
         {
