@@ -13,6 +13,7 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.errors import Forbidden, Unauthorized
+from besmart_server.server.signals.service import ReadBudget
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.users import security
 from besmart_server.server.users import service as users
@@ -48,7 +49,18 @@ def get_conn(request: Request) -> Iterator[Connection]:
         yield conn
 
 
+def read_budget(settings: Settings) -> ReadBudget:
+    """What one request may read, from the settings: every read route spends the same budget."""
+    return ReadBudget(settings.max_points_per_read, max_window_days=settings.max_window_days)
+
+
+def get_budget(request: Request) -> ReadBudget:
+    """A fresh read budget for the request."""
+    return read_budget(get_settings(request))
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+BudgetDep = Annotated[ReadBudget, Depends(get_budget)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 StoreDep = Annotated[SeriesStore, Depends(get_store)]
 # scope="function": the commit happens before the response leaves, so a 2xx means durable.

@@ -31,12 +31,13 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.deps import (
+    BudgetDep,
     ConnDep,
     CurrentUser,
     DatabaseDep,
-    SettingsDep,
     StoreDep,
     UserOwnTransactions,
+    read_budget,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import calendar, columns, service
@@ -170,7 +171,7 @@ def get_signal_data(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
+    budget: BudgetDep,
     client_cid: ClientCid,
     sensor_mid: SensorMid,
     signal_type_moid: SignalTypeMoid,
@@ -207,9 +208,6 @@ def get_signal_data(
         as_of=as_of,
         tz=tz,
         calendar=period,
-    )
-    budget = service.ReadBudget(
-        settings.max_points_per_read, max_window_days=settings.max_window_days
     )
     return _json(service.read(conn, store, user, q, budget=budget, started=started))
 
@@ -280,10 +278,7 @@ async def _post_many(
 ) -> Response:
     settings: Settings = request.app.state.settings
     qs = _parse_read_items(await request.body(), settings)
-    budget = service.ReadBudget(
-        settings.max_points_per_read, max_window_days=settings.max_window_days
-    )
-    body = await run_in_threadpool(_read_many, db, store, user, qs, budget)
+    body = await run_in_threadpool(_read_many, db, store, user, qs, read_budget(settings))
     return Response(body, media_type=_JSON)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from besmart_server.schemas import ID_MAX
 from besmart_server.schemas.vee import (
@@ -18,9 +18,8 @@ from besmart_server.schemas.vee import (
     ThresholdsRequest,
     ThresholdsResponse,
 )
-from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep, StoreDep
+from besmart_server.server.deps import BudgetDep, ConnDep, CurrentUser, StoreDep
 from besmart_server.server.errors import R401, R403, R404, R413
-from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid
 from besmart_server.server.vee import audit, estimate, service
 from besmart_server.server.vee.service import Window
@@ -34,8 +33,18 @@ Till = Annotated[int, Query(description="End (UTC unix ms, exclusive)")]
 Cid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 
 
-def _budget(settings: Any) -> signals.ReadBudget:
-    return signals.ReadBudget(settings.max_points_per_read)
+def _window(
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Since,
+    till: Till,
+) -> Window:
+    return Window(client_cid, sensor_mid, signal_type_moid, since, till)
+
+
+# The series and [since, till) of a windowed route, from its path and query.
+WindowQ = Annotated[Window, Depends(_window)]
 
 
 @router.get(
@@ -48,17 +57,12 @@ def get_quality(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Since,
-    till: Till,
+    budget: BudgetDep,
+    w: WindowQ,
 ) -> dict[str, Any]:
     """The quality events touching [since, till) and the completeness of the measured points
     (per UTC day, at the series' reading interval)."""
-    w = Window(client_cid, sensor_mid, signal_type_moid, since, till)
-    return service.quality(conn, store, user, w, budget=_budget(settings))
+    return service.quality(conn, store, user, w, budget=budget)
 
 
 @router.post(
@@ -71,19 +75,14 @@ def post_quality_run(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Since,
-    till: Till,
+    budget: BudgetDep,
+    w: WindowQ,
 ) -> dict[str, Any]:
     """Run every rule over [since, till) (write role): open events there are replaced by what
     is found; accepted, estimated and corrected ones stay."""
-    w = Window(client_cid, sensor_mid, signal_type_moid, since, till)
-    service.check_window(since, till)
+    service.check_window(w.since, w.till)
     service.require_write(conn, user, w)
-    return {"events": service.run(conn, store, user, w, budget=_budget(settings))}
+    return {"events": service.run(conn, store, user, w, budget=budget)}
 
 
 @router.post(
@@ -117,20 +116,15 @@ def post_estimate(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Since,
-    till: Till,
+    budget: BudgetDep,
+    w: WindowQ,
     reason: Annotated[str | None, Query(max_length=2000, description="Why")] = None,
 ) -> dict[str, Any]:
     """Substitutes for the measured series' missing intervals in [since, till), written as
     origin 4 (never over a measured value) with their method in the audit (write role):
     linear up to 2 h, like-day beyond, the standard profile without history, scaled to the
     register advance when registers bracket a gap."""
-    w = Window(client_cid, sensor_mid, signal_type_moid, since, till)
-    return estimate.run(conn, store, user, w, budget=_budget(settings), reason=reason)
+    return estimate.run(conn, store, user, w, budget=budget, reason=reason)
 
 
 @router.get(
@@ -143,15 +137,10 @@ def get_audit(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Since,
-    till: Till,
+    w: WindowQ,
 ) -> dict[str, Any]:
     """Every write of origin 4 or 5 touching [since, till): who, when (acq_time), the method
     and the reason, oldest first."""
-    w = Window(client_cid, sensor_mid, signal_type_moid, since, till)
     return {"entries": audit.entries(conn, store, user, w)}
 
 

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from besmart_server.schemas.signals import DELTA_T_DOC, TZ_DOC, SignalResponse
-from besmart_server.server.deps import ConnDep, SettingsDep, StoreDep, UserOrApiKey
+from besmart_server.server.deps import BudgetDep, ConnDep, SettingsDep, StoreDep, UserOrApiKey
 from besmart_server.server.errors import R401, R404, R413, Invalid
 from besmart_server.server.signals import columns
 from besmart_server.server.signals.router import split_delta_t
-from besmart_server.server.signals.service import ReadBudget
 from besmart_server.server.weather import service
 
 router = APIRouter(tags=["Weather"])
@@ -45,6 +44,7 @@ def get_weather_data(
     _caller: UserOrApiKey,
     store: StoreDep,
     settings: SettingsDep,
+    budget: BudgetDep,
     lat: Annotated[float, Path(description="Latitude")],
     lon: Annotated[float, Path(description="Longitude")],
     signal_type_moid: Annotated[int, Path(description="Signal type MOID")],
@@ -84,7 +84,7 @@ def get_weather_data(
         q,
         radius_km=settings.weather_radius_km,
         neighbours=settings.weather_neighbours,
-        budget=ReadBudget(settings.max_points_per_read, max_window_days=settings.max_window_days),
+        budget=budget,
         started=started,
     )
     return Response(columns.dumps(body), media_type="application/json")
