@@ -260,6 +260,20 @@ class Client:
     def _model(self, model: type[M], method: str, path: str, **kw: Any) -> M:
         return model.model_validate_json(self._request(method, path, **kw).content)
 
+    def _window_json(
+        self,
+        method: str,
+        series: tuple[int, int, int],
+        path: str,
+        since: TimeLike,
+        till: TimeLike,
+        **params: Any,
+    ) -> Any:
+        """A windowed route of one series: `path` with the series' (cid, mid, moid) filled in,
+        queried with since, till and `params` (None values are left out)."""
+        query = {"since": to_ms(since), "till": to_ms(till), **params}
+        return self._json(method, path.format(*series), params=query)
+
     def _models(self, model: type[M], method: str, path: str, **kw: Any) -> list[M]:
         return TypeAdapter(list[model]).validate_json(  # type: ignore[valid-type]
             self._request(method, path, **kw).content
@@ -888,16 +902,17 @@ class Client:
         """A signal's window reduced for drawing: per origin at most `max_points` points (the
         min and max of each bucket), counters as energy per bucket unless `register`, with
         the window's summary (GET .../signals/{moid}/chart)."""
-        params = {
-            "since": to_ms(since),
-            "till": to_ms(till),
-            "max_points": max_points,
-            "as_of": _ms_or_none(as_of),
-            "register": register,
-            "apply_multiplier": apply_multiplier,
-        }
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/chart"
-        result: dict[str, Any] = self._json("GET", path, params=params)
+        result: dict[str, Any] = self._window_json(
+            "GET",
+            (client_cid, sensor_mid, signal_type_moid),
+            "/api/sensors/{}.{}/signals/{}/chart",
+            since,
+            till,
+            max_points=max_points,
+            as_of=_ms_or_none(as_of),
+            register=register,
+            apply_multiplier=apply_multiplier,
+        )
         return result
 
     def completeness(
@@ -913,14 +928,15 @@ class Client:
     ) -> dict[str, Any]:
         """Points found and expected per UTC day at the signal's reading interval, and its
         gaps, longest first (GET .../signals/{moid}/completeness)."""
-        params = {
-            "since": to_ms(since),
-            "till": to_ms(till),
-            "signal_origin_id": signal_origin_id,
-            "as_of": _ms_or_none(as_of),
-        }
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/completeness"
-        result: dict[str, Any] = self._json("GET", path, params=params)
+        result: dict[str, Any] = self._window_json(
+            "GET",
+            (client_cid, sensor_mid, signal_type_moid),
+            "/api/sensors/{}.{}/signals/{}/completeness",
+            since,
+            till,
+            signal_origin_id=signal_origin_id,
+            as_of=_ms_or_none(as_of),
+        )
         return result
 
     # --- validation, estimation and audit (VEE) --------------------------------------------
@@ -935,9 +951,10 @@ class Client:
     ) -> dict[str, Any]:
         """The quality events touching the window and the completeness of the measured points
         (GET .../signals/{moid}/quality)."""
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality"
-        params = {"since": to_ms(since), "till": to_ms(till)}
-        result: dict[str, Any] = self._json("GET", path, params=params)
+        series = (client_cid, sensor_mid, signal_type_moid)
+        result: dict[str, Any] = self._window_json(
+            "GET", series, "/api/sensors/{}.{}/signals/{}/quality", since, till
+        )
         return result
 
     def validate(
@@ -950,9 +967,11 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Run every validation rule over the window now; the events found
         (POST .../signals/{moid}/quality/run, write role)."""
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality/run"
-        params = {"since": to_ms(since), "till": to_ms(till)}
-        events: list[dict[str, Any]] = self._json("POST", path, params=params)["events"]
+        series = (client_cid, sensor_mid, signal_type_moid)
+        found = self._window_json(
+            "POST", series, "/api/sensors/{}.{}/signals/{}/quality/run", since, till
+        )
+        events: list[dict[str, Any]] = found["events"]
         return events
 
     def accept_event(
@@ -977,9 +996,15 @@ class Client:
     ) -> dict[str, Any]:
         """Write substitutes (origin 4) for the measured series' missing intervals of the
         window (POST .../signals/{moid}/quality/estimate, write role)."""
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/quality/estimate"
-        params = {"since": to_ms(since), "till": to_ms(till), "reason": reason}
-        result: dict[str, Any] = self._json("POST", path, params=params)
+        series = (client_cid, sensor_mid, signal_type_moid)
+        result: dict[str, Any] = self._window_json(
+            "POST",
+            series,
+            "/api/sensors/{}.{}/signals/{}/quality/estimate",
+            since,
+            till,
+            reason=reason,
+        )
         return result
 
     def audit(
@@ -992,9 +1017,9 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Every estimated or corrected write touching the window: who, when, method, reason
         (GET .../signals/{moid}/audit)."""
-        path = f"/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/audit"
-        params = {"since": to_ms(since), "till": to_ms(till)}
-        entries: list[dict[str, Any]] = self._json("GET", path, params=params)["entries"]
+        series = (client_cid, sensor_mid, signal_type_moid)
+        found = self._window_json("GET", series, "/api/sensors/{}.{}/signals/{}/audit", since, till)
+        entries: list[dict[str, Any]] = found["entries"]
         return entries
 
     def client_quality(self, client_cid: int, since: TimeLike, till: TimeLike) -> dict[str, Any]:
