@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import inspect, select
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import make_url
 
 from besmart_server.server import migrate
@@ -105,6 +105,50 @@ def test_deleted_ids_are_never_handed_out_again(empty_db: Database) -> None:
     assert second > first
 
 
+def _series(conn: Connection, moids: Sequence[int]) -> list[int]:
+    """A client, a sensor of it and one series per signal type `moids`, in raw SQL (the
+    table definitions of the code may be newer than the schema at the revision tested);
+    the series ids in order."""
+    cid = conn.execute(
+        sa.text(
+            "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) RETURNING cid"
+        )
+    ).scalar_one()
+    mid = conn.execute(
+        sa.text(
+            "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) RETURNING mid"
+        ),
+        {"cid": cid},
+    ).scalar_one()
+    return [
+        conn.execute(
+            sa.text(
+                "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
+                "RETURNING id"
+            ),
+            {"mid": mid, "moid": moid},
+        ).scalar_one()
+        for moid in moids
+    ]
+
+
+def _insert_blocks(
+    conn: Connection,
+    series_col: np.ndarray[Any, np.dtype[np.int64]],
+    f: Frame,
+    *,
+    legacy: bool = False,
+) -> None:
+    """The frame's points as blocks written directly (series_col: each point's series)."""
+    for s, e in encode_batch(series_col, f, legacy=legacy):
+        conn.execute(
+            sa.insert(blocks).values(
+                series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
+                num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
+            )
+        )  # fmt: skip
+
+
 def _migrate_to(db: Database, revision: str, chunk: int | None, *, down: bool = False) -> None:
     from alembic import command
 
@@ -168,28 +212,7 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
     _migrate_to(empty_db, "0003", chunk)
     assert "points" in _tables(empty_db)
     with empty_db.transaction() as conn:
-        cid = conn.execute(
-            sa.text(
-                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
-                "RETURNING cid"
-            )
-        ).scalar_one()
-        mid = conn.execute(
-            sa.text(
-                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
-                "RETURNING mid"
-            ),
-            {"cid": cid},
-        ).scalar_one()
-        sid = {}
-        for moid in (32, 34):
-            sid[moid] = conn.execute(
-                sa.text(
-                    "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
-                    "RETURNING id"
-                ),
-                {"mid": mid, "moid": moid},
-            ).scalar_one()
+        sid = dict(zip((32, 34), _series(conn, (32, 34)), strict=True))
         rows = [(sid[moid], *rest) for moid, *rest in _OLD_POINTS]
         names = ("series_id", "time", "origin", "acq", "type", "value", "text")
         conn.execute(points_t.insert(), [dict(zip(names, r, strict=True)) for r in rows])
@@ -254,25 +277,7 @@ def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | No
     _migrate_to(empty_db, "0005", chunk)
     stamps = [5_000_001, 5_000_002, 5_000_900, 5_001_000, 9_000_007]  # 5_001_000: an import
     with empty_db.transaction() as conn:
-        cid = conn.execute(
-            sa.text(
-                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
-                "RETURNING cid"
-            )
-        ).scalar_one()
-        mid = conn.execute(
-            sa.text(
-                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
-                "RETURNING mid"
-            ),
-            {"cid": cid},
-        ).scalar_one()
-        sid = conn.execute(
-            sa.text(
-                "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, 32) RETURNING id"
-            ),
-            {"mid": mid},
-        ).scalar_one()
+        (sid,) = _series(conn, (32,))
         n = len(stamps)
         f = Frame.from_columns(
             [_T0] * n + [_T0 + _DAY],
@@ -281,13 +286,7 @@ def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | No
             [0] * (n + 1),
             [float(i) for i in range(n + 1)],
         )
-        for _, e in encode_batch(np.full(n + 1, sid, dtype=np.int64), f):
-            conn.execute(
-                sa.insert(blocks).values(
-                    series_id=sid, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
-                    num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
-                )
-            )  # fmt: skip
+        _insert_blocks(conn, np.full(n + 1, sid, dtype=np.int64), f)
         conn.execute(sa.text("UPDATE version_clock SET last_us = 9000007"))
     _migrate_to(empty_db, "0009", chunk)  # 0010 moves the clock into each series
     with empty_db.transaction(write=False) as conn:
@@ -330,24 +329,7 @@ def test_series_clocks_up_and_down(empty_db: Database) -> None:
     clock back into version_clock and drops the column."""
     _migrate_to(empty_db, "0009", None)
     with empty_db.engine.begin() as conn:
-        cid = conn.execute(
-            sa.text(
-                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
-                "RETURNING cid"
-            )
-        ).scalar_one()
-        mid = conn.execute(
-            sa.text(
-                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
-                "RETURNING mid"
-            ),
-            {"cid": cid},
-        ).scalar_one()
-        for moid in (32, 34):
-            conn.execute(
-                sa.text("INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid)"),
-                {"mid": mid, "moid": moid},
-            )
+        _series(conn, (32, 34))
         conn.execute(sa.text("UPDATE version_clock SET last_us = 9000000"))
     _migrate_to(empty_db, "0010", None)
     assert "version_clock" not in _tables(empty_db)
@@ -403,37 +385,9 @@ def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: i
     _migrate_to(empty_db, "0009", chunk)
     sid, f = _format_1_blocks()
     with empty_db.transaction() as conn:
-        cid = conn.execute(
-            sa.text(
-                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
-                "RETURNING cid"
-            )
-        ).scalar_one()
-        mid = conn.execute(
-            sa.text(
-                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
-                "RETURNING mid"
-            ),
-            {"cid": cid},
-        ).scalar_one()
-        ids = [
-            conn.execute(
-                sa.text(
-                    "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
-                    "RETURNING id"
-                ),
-                {"mid": mid, "moid": moid},
-            ).scalar_one()
-            for moid in (32, 34, 53)
-        ]
+        ids = _series(conn, (32, 34, 53))
         series_col = np.array(ids, dtype=np.int64)[sid]
-        for s, e in encode_batch(series_col, f, legacy=True):
-            conn.execute(
-                sa.insert(blocks).values(
-                    series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
-                    num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
-                )
-            )  # fmt: skip
+        _insert_blocks(conn, series_col, f, legacy=True)
     before = _stored_blocks(empty_db)
     assert {b.body[0] for b in before} == {1}
     assert any(b.latest is not None for b in before)
@@ -483,23 +437,7 @@ def test_0014_band_types_up_and_down(empty_db: Database) -> None:
     _migrate_to(empty_db, "0014", None)
     assert bands <= moids()
     with empty_db.engine.begin() as conn:
-        cid = conn.execute(
-            sa.text(
-                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
-                "RETURNING cid"
-            )
-        ).scalar_one()
-        mid = conn.execute(
-            sa.text(
-                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
-                "RETURNING mid"
-            ),
-            {"cid": cid},
-        ).scalar_one()
-        conn.execute(
-            sa.text("INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, 1013)"),
-            {"mid": mid},
-        )
+        _series(conn, (1013,))
     _migrate_to(empty_db, "0013", None, down=True)
     assert moids() & bands == {1013}
     assert {32, 70, 1011} <= moids()
