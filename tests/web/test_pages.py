@@ -378,6 +378,34 @@ def test_sensor_page_shows_properties_periods_and_a_chart_per_drawn_signal(
     assert "period=day&amp;start=2026-01-02" in html
 
 
+def test_a_forecasts_p10_and_p90_are_its_band_not_charts_of_their_own(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    t = 1_767_225_600_000
+    for symbol in ("EA+", "EA+_P10", "EA+_P90"):
+        body = {"time": [t], "value": [1.0], "origin": [2]}
+        put(client, actor.headers, cid, mid, moid(symbol), body)
+    web_login(client, actor)
+    html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "start": "2026-01-01"})
+    assert re.findall(r'data-moid="(\d+)"', html.text) == [str(moid("EA+"))]
+    assert f'data-band="{moid("EA+_P10")},{moid("EA+_P90")}"' in html.text
+    # a P10 without its forecast and P90 is charted alone
+    other = new_sensor(client, actor, cid, name="Lone band", sensor_type_id=ENERGY_METER)
+    put(
+        client,
+        actor.headers,
+        cid,
+        other["sensor_mid"],
+        moid("P_PV_P10"),
+        {"time": [t], "value": [1]},
+    )
+    html = client.get(f"/sensors/{cid}.{other['sensor_mid']}")
+    assert re.findall(r'data-moid="(\d+)"', html.text) == [str(moid("P_PV_P10"))]
+    assert "data-band" not in html.text
+
+
 def test_sensor_page_as_of_and_compare_go_to_the_charts(
     client: TestClient, tenant: tuple[int, Actor]
 ) -> None:

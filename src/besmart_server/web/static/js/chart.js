@@ -28,12 +28,12 @@ function zoned(tz, span) {
   return { axis: (v) => short.format(v), full: (v) => `${full.format(v)} ${tz}` };
 }
 
-function chartUrl(el, since, till, maxPoints, register) {
+function chartUrl(el, since, till, maxPoints, register, moid = el.dataset.moid) {
   const d = el.dataset;
   const q = new URLSearchParams({ since, till, max_points: maxPoints });
   if (d.asOf) q.set("as_of", d.asOf);
   if (register) q.set("register", "true");
-  return `/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/chart?${q}`;
+  return `/api/sensors/${d.cid}.${d.mid}/signals/${moid}/chart?${q}`;
 }
 
 async function getJson(url) {
@@ -66,6 +66,41 @@ function seriesOf(body, step) {
       areaStyle: step && s.origin === 1 ? { opacity: 0.15 } : undefined,
     };
   });
+}
+
+// A forecast's P10-P90 band: one polygon through the P10 points and back along the P90 ones
+// (each reduced on its own by the chart route), clipped to the plot.
+async function bandSeries(el, since, till, maxPoints, state) {
+  const [lo, hi] = await Promise.all(
+    el.dataset.band.split(",").map((moid) => getJson(chartUrl(el, since, till, maxPoints, false, moid))),
+  );
+  const pick = (b) => b.series.find((s) => s.origin === 2) || b.series[0];
+  const p10 = pick(lo);
+  const p90 = pick(hi);
+  if (!p10 || !p90) return null;
+  const low = pairs(p10).filter((p) => p[1] != null);
+  const high = pairs(p90).filter((p) => p[1] != null);
+  el.dataset.bandPoints = String(low.length + high.length);
+  if (!low.length || !high.length) return null;
+  state.extra.push({ name: "forecast P10", unit: lo.unit, data: low }, { name: "forecast P90", unit: hi.unit, data: high });
+  const color = css("--m2");
+  const ys = [...low, ...high].map((p) => p[1]);
+  return {
+    id: "band",
+    name: "forecast P10–P90",
+    type: "custom",
+    clip: true,
+    silent: true,
+    z: 1,
+    itemStyle: { color, opacity: 0.25 },
+    // two items only so that the y axis spans the band; the polygon is drawn once
+    data: [[low[0][0], Math.min(...ys)], [high[0][0], Math.max(...ys)]],
+    renderItem: (params, api) => {
+      if (params.dataIndex !== 0) return null;
+      const points = [...low, ...high.slice().reverse()].map((p) => api.coord(p));
+      return { type: "polygon", shape: { points }, style: { fill: color, opacity: 0.25 } };
+    },
+  };
 }
 
 function periodMarks(el, since, till) {
@@ -174,6 +209,10 @@ async function draw(el) {
     const all = [...series];
     state.extra = [];
     if (JSON.parse(d.periods || "[]").length) all.push(periodMarks(el, since, till));
+    if (d.band) {
+      const band = await bandSeries(el, since, till, width(), state);
+      if (band) all.push(band);
+    }
     if (d.compare) {
       const ps = Number(d.prevSince);
       const prev = await getJson(chartUrl(el, ps, Number(d.prevTill), width(), state.register));
