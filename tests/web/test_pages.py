@@ -561,6 +561,33 @@ def test_quality_page_has_a_heatmap_per_charted_signal(
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 303
 
 
+def test_validation_flags_reach_the_quality_page_and_charts_with_the_cookie(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    """The heatmap's diamonds and the charts' flag spans read the public quality route with the
+    session cookie (a GET: no CSRF header); another tenant's series is a 404 there too."""
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    t0, q = 1_767_225_600_000, 900_000
+    times = [t0 + i * q for i in range(96) if not 40 <= i < 60]  # a 5-hour gap
+    values = [1.0 + (i % 7) / 10 for i in range(len(times))]  # not flat
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": times, "value": values})
+    window = {"since": t0, "till": t0 + 96 * q}
+    url = f"/api/sensors/{cid}.{mid}/signals/{moid('P+')}/quality"
+    assert client.post(url + "/run", params=window, headers=actor.headers).status_code == 200
+    web_login(client, actor)
+    page = client.get(
+        f"/sensors/{cid}.{mid}/quality", params={"period": "day", "start": "2026-01-01"}
+    )
+    assert 'class="flag-list"' in page.text
+    res = client.get(url, params=window)
+    assert res.status_code == 200
+    assert [(e["rule"], e["since"]) for e in res.json()["events"]] == [("gap", t0 + 40 * q)]
+    other_cid, _ = make_tenant(db)
+    other = client.get(url.replace(f"/{cid}.", f"/{other_cid}."), params=window)
+    assert other.status_code == 404
+
+
 def test_balance_page_of_a_node_with_children(
     client: TestClient, tenant: tuple[int, Actor]
 ) -> None:

@@ -134,6 +134,34 @@ function periodMarks(el, since, till) {
   };
 }
 
+// Validation flags (the VEE events of the window) as shaded spans labelled by rule: errors in
+// the error colour, warnings in the late colour; a span too narrow to see is widened to 1/300 of
+// the window so that a one-point spike still shows.
+async function flagSeries(el, since, till) {
+  const d = el.dataset;
+  const body = await getJson(`/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/quality?${new URLSearchParams({ since, till })}`);
+  const min = (till - since) / 300;
+  const data = body.events.map((e) => {
+    const color = e.severity === "error" ? css("--error") : css("--late");
+    const open = e.state === "open";
+    return [
+      { xAxis: Math.max(e.since, since), name: `${e.rule}${open ? "" : ` (${e.state})`}`, itemStyle: { color, opacity: open ? 0.22 : 0.1 } },
+      { xAxis: Math.min(Math.max(e.till, e.since + min), till) },
+    ];
+  });
+  return {
+    count: body.events.length,
+    series: {
+      id: "flags",
+      name: "validation flags",
+      type: "line",
+      data: [],
+      itemStyle: { color: css("--late") },
+      markArea: { silent: false, label: { color: css("--fg"), position: "insideTop", fontSize: 10 }, data },
+    },
+  };
+}
+
 function renderSummary(el, body) {
   const dl = el.parentElement.querySelector(".summary");
   const wanted = (el.dataset.summary || "").split(",").filter(Boolean);
@@ -265,6 +293,11 @@ async function draw(el) {
     renderSummary(el, body);
     el.dataset.points = String(body.series.reduce((n, s) => n + s.time.length, 0));
     el.dataset.state = "drawn";
+    // flags after the chart is drawn: validating a window's completeness is not on the way
+    flagSeries(el, since, till).then((f) => {
+      if (f.count) chart.setOption({ series: [f.series] });
+      el.dataset.flags = String(f.count);
+    }).catch((err) => { el.dataset.flags = "error"; console.warn(err); });
   }
 
   let zoomTimer = null;
