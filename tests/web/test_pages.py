@@ -663,6 +663,7 @@ def test_time_zone_in_the_url_sets_the_window_and_labels(
     assert 'data-tz="Europe/Warsaw"' in html
     assert "2026-01-01 00:00 Europe/Warsaw" in html
     assert "tz=Europe%2FWarsaw" in html  # kept in prev/next and presets
+    assert "2026-01-01 01:00 Europe/Warsaw" in html  # the meter installed at 00:00Z, local
     html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "tz": "No/Such"}).text
     assert 'data-tz="UTC"' in html
 

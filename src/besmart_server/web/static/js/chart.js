@@ -2,6 +2,7 @@
 // authenticates it), draws each origin in its own style, marks meter installation periods and
 // swaps, refetches finer data on zoom, and offers CSV of what is drawn and the curl call.
 /* global echarts */
+import { localAxis } from "./timeaxis.js";
 
 const ORIGINS = {
   1: { name: "measured", line: "solid", color: "--m1" },
@@ -17,15 +18,21 @@ const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 const fmt = (x) =>
   x == null ? "—" : Number(x).toLocaleString("en", { maximumFractionDigits: Math.abs(x) < 10 ? 3 : 1 });
 
-// Labels in the page's time zone (ECharts itself knows only UTC and the browser's zone).
-function zoned(tz, span) {
-  const opts = span <= 2 * 86400000 ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
-    : span <= 92 * 86400000 ? { month: "short", day: "numeric" } : { year: "numeric", month: "short" };
-  const short = new Intl.DateTimeFormat("en-GB", { timeZone: tz, ...opts });
+// Full times in the page's time zone (tooltips, the axis pointer).
+function zoned(tz) {
   const full = new Intl.DateTimeFormat("en-GB", {
     timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
-  return { axis: (v) => short.format(v), full: (v) => `${full.format(v)} ${tz}` };
+  return (v) => `${full.format(v)} ${tz}`;
+}
+
+// The x axis's ticks and labels on the local boundaries of [a, b] (about one per 90 px).
+function xTicks(el, a, b) {
+  const ax = localAxis(el.dataset.tz || "UTC", a, b, Math.max(2, Math.floor(el.clientWidth / 90)));
+  return {
+    axisTick: { customValues: ax.ticks },
+    axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true },
+  };
 }
 
 function chartUrl(el, since, till, maxPoints, register, moid = el.dataset.moid) {
@@ -267,7 +274,7 @@ async function draw(el) {
         tooltip: { valueFormatter: (v) => `${fmt(v)} ${wx.unit}` },
       });
     }
-    const z = zoned(d.tz || "UTC", till - since);
+    const full = zoned(d.tz || "UTC");
     chart.setOption({
       animation: false,
       useUTC: true,
@@ -277,11 +284,11 @@ async function draw(el) {
       tooltip: {
         trigger: "axis",
         valueFormatter: (v) => `${fmt(v)} ${body.unit}`,
-        axisPointer: { label: { formatter: (p) => z.full(p.value) } },
+        axisPointer: { label: { formatter: (p) => full(p.value) } },
       },
       xAxis: {
-        type: "time", min: since, max: till, axisPointer: { label: { formatter: (p) => z.full(p.value) } },
-        axisLabel: { color: css("--muted"), hideOverlap: true, ...(d.tz && d.tz !== "UTC" ? { formatter: z.axis } : {}) },
+        type: "time", min: since, max: till, axisPointer: { label: { formatter: (p) => full(p.value) } },
+        ...xTicks(el, since, till),
       },
       yAxis: yAxes,
       dataZoom: [
@@ -302,6 +309,8 @@ async function draw(el) {
 
   let zoomTimer = null;
   chart.on("datazoom", () => {
+    const view = chart.getOption().dataZoom[0];
+    chart.setOption({ xAxis: xTicks(el, view.startValue, view.endValue) });
     clearTimeout(zoomTimer);
     zoomTimer = setTimeout(async () => {
       const dz = chart.getOption().dataZoom[0];
