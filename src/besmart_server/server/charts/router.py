@@ -19,6 +19,7 @@ from besmart_server.server.signals.router import (
     SignalTypeMoid,
     Since,
     Till,
+    Tz,
 )
 
 router = APIRouter(tags=["Signals"])
@@ -103,7 +104,7 @@ def get_signal_chart(
     f"{_SERIES}/completeness",
     summary="Get the completeness of a signal per day, and its gaps",
     responses={
-        200: {"description": "Points per UTC day against the expected, and the gaps"},
+        200: {"description": "Points per day against the expected, and the gaps"},
         **_RESPONSES,
     },
 )
@@ -116,11 +117,12 @@ def get_signal_completeness(
     signal_origin_id: Annotated[
         int, Query(ge=1, le=5, description="The origin counted (1 measured)")
     ] = 1,
+    tz: Tz = None,
 ) -> Response:
-    """The reading interval (`step_ms`, the median gap), per UTC day the points found and
-    expected at that interval, and the gaps (a next reading later than 1.5 steps), longest
-    first, newest versions as of `as_of`."""
+    """The reading interval (`step_ms`, the median gap), per day (UTC, or local in `tz`) the
+    points found and expected at that interval, and the gaps (a next reading later than 1.5
+    steps), longest first, newest versions as of `as_of`."""
     body = chart.completeness(
-        conn, store, user, w, budget=_budget(settings), origin=signal_origin_id
+        conn, store, user, w, budget=_budget(settings), origin=signal_origin_id, tz=tz
     )
     return Response(columns.dumps(body), media_type="application/json")

@@ -18,8 +18,8 @@ from besmart_server.server import metrics
 from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
+from besmart_server.server.signals import calendar, reduce
 from besmart_server.server.signals import completeness as completeness_mod
-from besmart_server.server.signals import reduce
 from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
 from besmart_server.server.signals.service import (
     FrameRead,
@@ -232,9 +232,15 @@ def completeness(
     *,
     budget: ReadBudget,
     origin: int = 1,
+    tz: str | None = None,
 ) -> dict[str, Any]:
-    """Per UTC day of the window the points of one origin (measured by default) against what
-    the series' reading interval expects, and the gaps, longest first (at most MAX_GAPS)."""
+    """Per day of the window (UTC, or local in the IANA zone `tz`) the points of one origin
+    (measured by default) against what the series' reading interval expects, and the gaps,
+    longest first (at most MAX_GAPS)."""
+    try:
+        zone = None if tz is None else calendar.zone(tz)
+    except calendar.CalendarError as exc:
+        raise Invalid(str(exc), loc=("query", "tz")) from exc
     read = _read(conn, store, principal, q, budget, origin=origin, raw=True)
     f = read.frame
     # Nothing is expected of the future: the window counts up to now.
@@ -246,6 +252,7 @@ def completeness(
         "sensor_mid": q.sensor_mid,
         "signal_type_moid": q.signal_type_moid,
         "origin": origin,
+        "tz": tz or "UTC",
         "since": q.since,
         "till": q.till,
         "step_ms": step,
@@ -260,7 +267,7 @@ def completeness(
             "gap_count": 0,
         }
         return out
-    days = completeness_mod.daily(times, since=q.since, till=until, step=step)
+    days = completeness_mod.daily(times, since=q.since, till=until, step=step, tz=zone)
     gaps = completeness_mod.gaps(times, since=q.since, till=until, step=step)
     out |= {
         "expected": int(days.expected.sum()),

@@ -74,6 +74,7 @@ SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=ID
 Since = Annotated[int, Query(description="Start (UTC unix ms, inclusive)")]
 Till = Annotated[int, Query(description="End (UTC unix ms, exclusive)")]
 AsOf = Annotated[int | None, Query(description=AS_OF_DOC)]
+Tz = Annotated[str | None, Query(description=TZ_DOC)]
 
 
 def split_delta_t(raw: str | None) -> tuple[int | None, Period | None]:
@@ -190,7 +191,7 @@ def get_signal_data(
     signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
     is_chart: Annotated[bool, Query(description="Convert to the chart unit")] = False,
     as_of: AsOf = None,
-    tz: Annotated[str | None, Query(description=TZ_DOC)] = None,
+    tz: Tz = None,
 ) -> Response:
     """Get signal data."""
     started = time.perf_counter()

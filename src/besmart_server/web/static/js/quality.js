@@ -4,8 +4,10 @@
 /* global echarts */
 
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-const iso = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
-const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+// Days and times in the page's time zone (en-CA writes dates as YYYY-MM-DD).
+let TZ = "UTC";
+const dayOf = (ms) => new Intl.DateTimeFormat("en-CA", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" }).format(ms);
+const iso = (ms) => `${dayOf(ms)} ${new Intl.DateTimeFormat("en-GB", { timeZone: TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(ms)}`;
 
 function duration(ms) {
   const m = Math.round(ms / 60000);
@@ -22,15 +24,19 @@ async function getJson(url) {
   return r.json();
 }
 
-// The validation flags per UTC day: each event marks every day it touches.
-function flagsByDay(events) {
+// The validation flags per day of the heatmap (`starts`, sorted): each event marks every day
+// it touches.
+function flagsByDay(events, starts) {
   const out = new Map();
   for (const e of events) {
-    for (let t = Math.floor(e.since / 86400000) * 86400000; t < Math.max(e.till, e.since + 1); t += 86400000) {
-      const k = dayOf(t);
-      if (!out.has(k)) out.set(k, []);
-      out.get(k).push(e);
-    }
+    starts.forEach((s, i) => {
+      const end = i + 1 < starts.length ? starts[i + 1] : Infinity;
+      if (e.since < end && Math.max(e.till, e.since + 1) > s) {
+        const k = dayOf(s);
+        if (!out.has(k)) out.set(k, []);
+        out.get(k).push(e);
+      }
+    });
   }
   return out;
 }
@@ -41,7 +47,8 @@ function detailText(detail) {
 
 async function draw(el) {
   const d = el.dataset;
-  const q = new URLSearchParams({ since: d.since, till: d.till });
+  TZ = d.tz || "UTC";
+  const q = new URLSearchParams({ since: d.since, till: d.till, tz: TZ });
   if (d.asOf) q.set("as_of", d.asOf);
   const base = `/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}`;
   const [body, quality] = await Promise.all([
@@ -51,7 +58,7 @@ async function draw(el) {
   const card = el.closest("article");
   const days = body.days;
   const data = days.day.map((t, i) => [dayOf(t), days.expected[i] ? Math.min(days.count[i] / days.expected[i], 1) : 0]);
-  const flagged = flagsByDay(quality.events);
+  const flagged = flagsByDay(quality.events, days.day);
   const flagData = [...flagged.entries()].map(([day, es]) => ({
     value: [day, es.length],
     events: es,
@@ -90,14 +97,14 @@ async function draw(el) {
     : "Too few points to tell the reading interval.";
   const rows = body.gaps.map((g) => `<tr><td>${iso(g.since)}</td><td>${iso(g.till)}</td><td>${duration(g.till - g.since)}</td><td>${g.missing}</td></tr>`);
   card.querySelector(".gap-list").innerHTML = rows.length
-    ? `<div class="table-wrap"><table><thead><tr><th scope="col">from (UTC)</th><th scope="col">to</th><th scope="col">length</th><th scope="col">missing points</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`
+    ? `<div class="table-wrap"><table><thead><tr><th scope="col">from (${esc(TZ)})</th><th scope="col">to</th><th scope="col">length</th><th scope="col">missing points</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`
     : `<p class="muted">No gaps.</p>`;
   const open = quality.events.filter((e) => e.state === "open").length;
   card.querySelector(".flag-count").textContent = `${quality.events.length} (${open} open)`;
   const flagRows = quality.events.map((e) =>
     `<tr><td>${esc(e.rule)}</td><td>${esc(e.severity)}</td><td>${esc(e.state)}</td><td>${iso(e.since)}</td><td>${iso(e.till)}</td><td>${esc(detailText(e.detail))}</td></tr>`);
   card.querySelector(".flag-list").innerHTML = flagRows.length
-    ? `<div class="table-wrap"><table><thead><tr><th scope="col">rule</th><th scope="col">severity</th><th scope="col">state</th><th scope="col">from (UTC)</th><th scope="col">to</th><th scope="col">detail</th></tr></thead><tbody>${flagRows.join("")}</tbody></table></div>`
+    ? `<div class="table-wrap"><table><thead><tr><th scope="col">rule</th><th scope="col">severity</th><th scope="col">state</th><th scope="col">from (${esc(TZ)})</th><th scope="col">to</th><th scope="col">detail</th></tr></thead><tbody>${flagRows.join("")}</tbody></table></div>`
     : `<p class="muted">No validation flags in this window.</p>`;
   el.dataset.state = "drawn";
   el.dataset.days = String(data.length);
