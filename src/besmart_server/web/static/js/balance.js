@@ -73,7 +73,7 @@ async function draw(el) {
     xAxis: {
       type: "time", min: Number(d.since), max: Number(d.till),
       axisTick: { customValues: ax.ticks },
-      axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true },
+      axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true, alignMaxLabel: "right" },
     },
     yAxis: { type: "value", name: unit, nameTextStyle: { color: css("--muted") }, axisLabel: { color: css("--muted") }, splitLine: { lineStyle: { color: css("--line") } } },
     dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }],

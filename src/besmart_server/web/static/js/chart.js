@@ -31,7 +31,7 @@ function xTicks(el, a, b) {
   const ax = localAxis(el.dataset.tz || "UTC", a, b, Math.max(2, Math.floor(el.clientWidth / 90)));
   return {
     axisTick: { customValues: ax.ticks },
-    axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true },
+    axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true, alignMaxLabel: "right" },
   };
 }
 
