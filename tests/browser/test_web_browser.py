@@ -287,6 +287,18 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
             lambda d: d.find_element(By.CSS_SELECTOR, ".versions").get_attribute("hidden") is None
         )
         assert "Versions at" in d.find_element(By.CSS_SELECTOR, ".versions").text
+        # the same by keyboard: focus the chart, move to the third point, Enter
+        d.execute_script(
+            "document.querySelector('.versions').hidden = true; arguments[0].focus()", first
+        )
+        ActionChains(d).send_keys(Keys.ARROW_RIGHT * 3, Keys.ENTER).perform()
+        WebDriverWait(d, 5).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".versions").get_attribute("hidden") is None
+        )
+        assert d.execute_script(_FOCUSED)["ring"]
+        cursor = first.get_attribute("data-cursor")
+        assert cursor
+        assert "Versions at" in d.find_element(By.CSS_SELECTOR, ".versions").text
         # copy as API call: the chart's own URL, with a placeholder for the token
         d.find_element(By.CSS_SELECTOR, ".chart-card .curl").click()
         curl = d.find_element(By.CSS_SELECTOR, ".curl-out").text

@@ -371,6 +371,8 @@ def test_sensor_page_shows_properties_periods_and_a_chart_per_drawn_signal(
     assert "Station North" in html  # breadcrumb and parent
     charts = re.findall(r'data-moid="(\d+)"', html)
     assert sorted(map(int, charts)) == sorted([moid("A+"), moid("P+")])
+    # each chart takes the keyboard focus (arrow keys and Enter reach the points' versions)
+    assert html.count('class="chart" role="img" tabindex="0"') == 2
     assert f'data-since="{t}"' in html
     assert f'data-till="{t + 86_400_000}"' in html
     # the time control is in the URL: prev/next/presets are links with the period

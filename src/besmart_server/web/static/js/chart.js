@@ -346,6 +346,24 @@ async function draw(el) {
     if (best != null) showVersions(el, state, best).catch((err) => console.warn(err));
   });
 
+  // Keyboard: the arrow keys move a cursor over the first series' points (its tooltip shows
+  // the value), Enter lists the versions of the point under it, as a click does.
+  let cursor = -1;
+  el.addEventListener("keydown", (ev) => {
+    const s = state.shown[0];
+    if (!s || !s.data.length) return;
+    const step = { ArrowRight: 1, ArrowLeft: -1, PageDown: 20, PageUp: -20, Home: -Infinity, End: Infinity }[ev.key];
+    if (step !== undefined) {
+      cursor = Math.max(0, Math.min(s.data.length - 1, cursor < 0 && step > 0 ? 0 : cursor + step));
+      chart.dispatchAction({ type: "showTip", seriesIndex: 0, dataIndex: cursor });
+      el.dataset.cursor = String(s.data[cursor][0]);
+      ev.preventDefault();
+    } else if (ev.key === "Enter" && cursor >= 0) {
+      showVersions(el, state, s.data[cursor][0]).catch((err) => console.warn(err));
+      ev.preventDefault();
+    }
+  });
+
   const card = el.closest(".chart-card");
   card.querySelector(".register-toggle")?.addEventListener("change", (ev) => {
     state.register = ev.target.checked;
