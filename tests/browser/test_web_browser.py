@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -111,22 +113,30 @@ def _year_sensor(base: str, cid: int) -> int:
     return mid
 
 
-def _reduced_chart_ms(base: str, cid: int, mid: int) -> float:
+def _reduced_chart_ms(base: str, cid: int, mid: int) -> dict[str, float]:
     """The median time of the chart route's answer for the year of 1-minute points, as a
-    script sees it (loopback HTTP, JSON included), over 7 calls after one warm-up."""
+    script sees it (loopback HTTP, JSON included), over 7 calls after one warm-up, and the
+    medians of the parts the route reports: the store's decoding and the rest (pipeline,
+    reduction, summary)."""
     with httpx.Client(base_url=base, timeout=30) as c:
         token = c.post("/api/users/token", json={"login": "demo", "password": PASSWORD}).json()
         h = {"Authorization": f"Bearer {token['token']}"}
         url = f"/api/sensors/{cid}.{mid}/signals/1001/chart"
         params = {"since": YEAR0, "till": YEAR0 + 365 * 86_400_000, "max_points": 2000}
-        took = []
+        took, storage, other = [], [], []
         for _ in range(8):
             t0 = time.perf_counter()
             body = c.get(url, params=params, headers=h).json()
             took.append((time.perf_counter() - t0) * 1000)
+            storage.append(body["time_tstorage"] * 1000)
+            other.append(body["time_other"] * 1000)
             assert body["series"][0]["points"] == YEAR_POINTS
             assert len(body["series"][0]["time"]) <= 2000
-    return float(np.median(took[1:]))
+    return {
+        "chart_525600_points_server_ms": float(np.median(took[1:])),
+        "chart_525600_storage_ms": float(np.median(storage[1:])),
+        "chart_525600_other_ms": float(np.median(other[1:])),
+    }
 
 
 _SERVER_LOGS: list[Path] = []
@@ -152,6 +162,14 @@ def _charts_drawn(d: WebDriver, timeout: float = 15) -> None:
     errors = [e.text for e in charts if e.get_attribute("data-state") == "error"]
     assert set(states) == {"drawn"}, (d.current_url, states, errors, _server_log_tail())
 
+
+# The focused element, and whether it shows a focus ring (an outline of 2 px or more).
+_FOCUSED = """
+const e = document.activeElement; const cs = getComputedStyle(e);
+return {tag: e.tagName, name: e.getAttribute('name') || '', text: (e.textContent || '').trim(),
+        ring: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2,
+        visible: e.matches(':focus-visible')};
+"""
 
 # Pixels that are not transparent on each chart's canvas: a drawn chart has thousands.
 _INKED = """
@@ -195,8 +213,21 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         )
         times["grid_interactive_ms"] = nav["interactive"]
         times["grid_loaded_ms"] = nav["loaded"]
-        # lazy children: open the station, then the transformer
-        d.find_element(By.CSS_SELECTOR, "#tree > li > details > summary").click()
+        # keyboard: Tab from the top walks the skip link, the navigation, the clients and the
+        # search into the tree, each stop with a visible focus ring; Enter opens the station
+        stops = []
+        for _ in range(40):
+            ActionChains(d).send_keys(Keys.TAB).perform()
+            stops.append(d.execute_script(_FOCUSED))
+            if stops[-1]["tag"] == "SUMMARY":
+                break
+        assert stops[0]["text"] == "Skip to content", stops
+        assert {"Grid", "Graphs", "Admin", "Log out"} <= {x["text"] for x in stops}, stops
+        assert [x["name"] for x in stops if x["tag"] in ("INPUT", "SELECT")] == ["q", "type"]
+        assert stops[-1]["tag"] == "SUMMARY", stops
+        assert [x for x in stops if not (x["ring"] and x["visible"])] == [], stops
+        _shot(d, "02a-grid-focus.png")
+        ActionChains(d).send_keys(Keys.ENTER).perform()  # lazy children of the station
         WebDriverWait(d, 5).until(lambda d: "Transformer" in d.find_element(By.ID, "tree").text)
         d.find_element(By.CSS_SELECTOR, "#tree ul.children details > summary").click()
         WebDriverWait(d, 5).until(lambda d: "Meter 2" in d.find_element(By.ID, "tree").text)
@@ -256,6 +287,18 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
             lambda d: d.find_element(By.CSS_SELECTOR, ".versions").get_attribute("hidden") is None
         )
         assert "Versions at" in d.find_element(By.CSS_SELECTOR, ".versions").text
+        # the same by keyboard: focus the chart, move to the third point, Enter
+        d.execute_script(
+            "document.querySelector('.versions').hidden = true; arguments[0].focus()", first
+        )
+        ActionChains(d).send_keys(Keys.ARROW_RIGHT * 3, Keys.ENTER).perform()
+        WebDriverWait(d, 5).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".versions").get_attribute("hidden") is None
+        )
+        assert d.execute_script(_FOCUSED)["ring"]
+        cursor = first.get_attribute("data-cursor")
+        assert cursor
+        assert "Versions at" in d.find_element(By.CSS_SELECTOR, ".versions").text
         # copy as API call: the chart's own URL, with a placeholder for the token
         d.find_element(By.CSS_SELECTOR, ".chart-card .curl").click()
         curl = d.find_element(By.CSS_SELECTOR, ".curl-out").text
@@ -292,6 +335,51 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         assert "expected points" in d.find_element(By.CSS_SELECTOR, ".q-summary").text
         _shot(d, "03c-quality.png")
 
+        # validation flags: meter 1's EA+ has the demo's two gaps, spike and flatline, marked
+        # on its quality calendar and shaded on its chart
+        today = date.today()
+        m1 = f"{cid}.{live['roles']['meter_1']}"
+        last20 = f"period=custom&since={today - timedelta(days=20)}T00:00&till={today}T00:00"
+        d.get(f"{base}/sensors/{m1}/quality?{last20}")
+        flags = '.heatmap[data-moid="1011"]'
+        WebDriverWait(d, 15).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, flags).get_attribute("data-flags")
+        )
+        assert int(d.find_element(By.CSS_SELECTOR, flags).get_attribute("data-flags")) >= 4
+        assert "flatline" in d.execute_script(
+            "return document.querySelector('.heatmap[data-moid=\"1011\"]')"
+            ".closest('article').querySelector('.flag-list').textContent"
+        )
+        d.get(f"{base}/sensors/{m1}?{last20}")
+        _charts_drawn(d)
+        flagged = '.chart[data-moid="1011"]'
+        WebDriverWait(d, 15).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, flagged).get_attribute("data-flags")
+        )
+        shaded = d.execute_script(
+            "const c = echarts.getInstanceByDom(document.querySelector(arguments[0]));"
+            "return c.getOption().series.find(s => s.id === 'flags').markArea.data"
+            ".map(a => a[0].name);",
+            flagged,
+        )
+        assert {"gap", "spike", "flatline"} <= set(shaded), shaded
+        _shot(d, "03e-flags.png", full=True)
+
+        # a forecast with its P10-P90 band, scored against the measurements of the last day
+        pv = f"{cid}.{live['roles']['pv']}"
+        yday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
+        d.get(f"{base}/sensors/{pv}?period=custom&since={yday}T00:00&till={tomorrow}T00:00")
+        _charts_drawn(d)
+        band = d.find_element(By.CSS_SELECTOR, ".chart[data-band]")
+        assert int(band.get_attribute("data-band-points")) > 100
+        assert d.execute_script(
+            "return echarts.getInstanceByDom(arguments[0]).getOption().series"
+            ".some(s => s.id === 'band')",
+            band,
+        )
+        assert "MAE" in d.find_element(By.CSS_SELECTOR, ".summary .forecast").text
+        _shot(d, "03f-forecast.png")
+
         # balance of the transformer: its children stacked, and the residual
         d.find_element(By.LINK_TEXT, "Transformer T1 630 kVA").click()
         WebDriverWait(d, 5).until(lambda d: d.find_elements(By.LINK_TEXT, "Balance"))
@@ -308,10 +396,11 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         d.get(f"{base}/sensors/{mid}?period=month&start=2026-10-01&weather=temperature")
         _charts_drawn(d)
         wx = d.execute_script(
-            "return echarts.getInstanceByDom(document.querySelector('.chart')).getOption()"
-            ".series.find(s => s.id === 'weather').data.length"
+            "return [...document.querySelectorAll('.chart')].map(e => echarts.getInstanceByDom(e)"
+            ".getOption().series.find(s => s.id === 'weather')?.data.length ?? 0)"
         )
-        assert wx > 600  # hourly air temperature over October
+        assert len(wx) >= 6
+        assert min(wx) > 600  # hourly air temperature over October, on every chart
         _shot(d, "03b-weather.png")
 
         # as of: the data as known before the demo was loaded is empty; compare draws the
@@ -383,6 +472,14 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         d.set_window_size(390, 900)
         d.get(f"{base}/sensors/{mid}?period=day&start={recent}&tz=Europe/Warsaw")
         _charts_drawn(d)
+        # the axis ticks are on Warsaw's hours: the first is the local midnight starting the day
+        first = d.find_element(By.CSS_SELECTOR, ".chart")
+        ticks = d.execute_script(
+            "return echarts.getInstanceByDom(arguments[0]).getOption().xAxis[0]"
+            ".axisLabel.customValues",
+            first,
+        )
+        assert ticks[0] == int(first.get_attribute("data-since"))
         _shot(d, "06-phone-dark.png")
         d.set_window_size(1280, 900)
 
@@ -399,6 +496,6 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
     network = [u for u in urls if u.startswith(("http:", "https:", "ws:", "wss:"))]
     assert network
     assert [u for u in network if not u.startswith(base + "/")] == []
-    times["chart_525600_points_server_ms"] = _reduced_chart_ms(base, cid, year_mid)
+    times.update(_reduced_chart_ms(base, cid, year_mid))
     (SHOTS / "times.json").write_text(json.dumps(times, indent=1))
     print("measured:", times)

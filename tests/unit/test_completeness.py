@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import numpy as np
 
 from besmart_server.server.signals import completeness as c
@@ -22,6 +24,18 @@ def test_daily_counts_against_the_reading_interval() -> None:
     d = c.daily(t, since=DAY // 2, till=DAY, step=Q)
     assert d.expected.tolist() == [48]
     assert d.count.tolist() == [96]  # (counts are of the points given)
+
+
+def test_local_days_of_a_time_zone_follow_its_dst_changes() -> None:
+    # Europe/Warsaw springs forward on 2026-03-29: that local day has 23 hours
+    warsaw = ZoneInfo("Europe/Warsaw")
+    start = 1_774_652_400_000  # 2026-03-28T00:00+01:00
+    till = start + 3 * DAY - 3_600_000  # 2026-03-31T00:00+02:00
+    t = np.arange(start, till, Q, dtype=np.int64)
+    d = c.daily(t, since=start, till=till, step=Q, tz=warsaw)
+    assert d.day.tolist() == [start, start + DAY, start + 2 * DAY - 3_600_000]
+    assert d.expected.tolist() == [96, 92, 96]
+    assert d.count.tolist() == [96, 92, 96]
 
 
 def test_gaps_inside_and_at_the_window_edges_longest_first() -> None:

@@ -13,6 +13,7 @@ from tests.api.signal_helpers import MIN, make_sensor, make_state, moid, put
 from tests.factories import make_tenant
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+HOUR = 3_600_000
 DAY = 86_400_000
 
 
@@ -163,6 +164,15 @@ def test_completeness_per_day_and_gaps(client: TestClient, db: Database) -> None
     assert body["gaps"] == [
         {"since": T0 + DAY + 6 * 3_600_000, "till": T0 + DAY + 12 * 3_600_000, "missing": 24}
     ]
+    # in a time zone the days are local: Warsaw's first day of the window ends at 23:00Z
+    local = {"since": T0 - HOUR, "till": T0 + 2 * DAY - HOUR, "tz": "Europe/Warsaw"}
+    body = client.get(url, params=local, headers=actor.headers).json()
+    assert body["tz"] == "Europe/Warsaw"
+    assert body["days"]["day"] == [T0 - HOUR, T0 + DAY - HOUR]
+    assert body["days"]["count"] == [92, 72]  # 23:00-00:00Z before T0 holds no point
+    bad = client.get(url, params={**local, "tz": "Mars/Olympus"}, headers=actor.headers)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "tz"]
     other_cid, other = make_tenant(db)
     res = client.get(url, params={"since": T0, "till": T0 + DAY}, headers=other.headers)
     assert res.status_code == 404

@@ -1,4 +1,5 @@
-"""WCAG AA contrast (4.5:1 for text) of the stylesheet's colour pairs, light and dark."""
+"""WCAG AA contrast of the stylesheet's colour pairs, light and dark: 4.5:1 for text, 3:1 for
+what a person must see that is not text (1.4.11: control borders, the focus ring, chart lines)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,22 @@ PAIRS = [
 def test_text_contrast_is_at_least_4_5(scheme: str, text: str, background: str) -> None:
     palette = LIGHT if scheme == "light" else DARK
     assert contrast(palette[text], palette[background]) >= 4.5
+
+
+# (graphic, background) pairs: borders of inputs and buttons, the focus ring, the chart lines
+# of each origin and the flag spans' colours, on the cards and the page
+GRAPHICS = [
+    (g, b)
+    for g in ("control", "accent", "m1", "m2", "m3", "m4", "m5", "late", "error")
+    for b in ("card", "bg")
+]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(("graphic", "background"), GRAPHICS)
+def test_graphics_contrast_is_at_least_3(scheme: str, graphic: str, background: str) -> None:
+    palette = LIGHT if scheme == "light" else DARK
+    assert contrast(palette[graphic], palette[background]) >= 3.0
 
 
 def test_the_dark_palette_differs() -> None:

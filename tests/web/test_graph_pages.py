@@ -72,7 +72,13 @@ def test_run_in_the_request_and_queued(client: TestClient, db: Database) -> None
     assert res.status_code == 201, res.text
     assert 'data-state="done"' in res.text
     # the residual sensor was written; its page over the run's window is one click away
-    assert f'href="/sensors/{cid}.{residual}?period=custom&amp;since=2026-01-01T00:00' in res.text
+    link = re.search(rf'href="(/sensors/{cid}\.{residual}\?period=custom[^"]*)"', res.text)
+    assert link
+    # the run's window is in UTC, whatever the client's time zone
+    assert link.group(1).startswith(
+        f"/sensors/{cid}.{residual}?period=custom&amp;since=2026-01-01T00:00"
+    )
+    assert link.group(1).endswith("&amp;tz=UTC")
     res = client.post(
         "/graphs/balance/run", data={**form, "body": "{not json"}, headers={"X-CSRF-Token": csrf}
     )

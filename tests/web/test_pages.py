@@ -371,11 +371,41 @@ def test_sensor_page_shows_properties_periods_and_a_chart_per_drawn_signal(
     assert "Station North" in html  # breadcrumb and parent
     charts = re.findall(r'data-moid="(\d+)"', html)
     assert sorted(map(int, charts)) == sorted([moid("A+"), moid("P+")])
+    # each chart takes the keyboard focus (arrow keys and Enter reach the points' versions)
+    assert html.count('class="chart" role="img" tabindex="0"') == 2
     assert f'data-since="{t}"' in html
     assert f'data-till="{t + 86_400_000}"' in html
     # the time control is in the URL: prev/next/presets are links with the period
     assert "period=day&amp;start=2025-12-31" in html
     assert "period=day&amp;start=2026-01-02" in html
+
+
+def test_a_forecasts_p10_and_p90_are_its_band_not_charts_of_their_own(
+    client: TestClient, tenant: tuple[int, Actor]
+) -> None:
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    t = 1_767_225_600_000
+    for symbol in ("EA+", "EA+_P10", "EA+_P90"):
+        body = {"time": [t], "value": [1.0], "origin": [2]}
+        put(client, actor.headers, cid, mid, moid(symbol), body)
+    web_login(client, actor)
+    html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "start": "2026-01-01"})
+    assert re.findall(r'data-moid="(\d+)"', html.text) == [str(moid("EA+"))]
+    assert f'data-band="{moid("EA+_P10")},{moid("EA+_P90")}"' in html.text
+    # a P10 without its forecast and P90 is charted alone
+    other = new_sensor(client, actor, cid, name="Lone band", sensor_type_id=ENERGY_METER)
+    put(
+        client,
+        actor.headers,
+        cid,
+        other["sensor_mid"],
+        moid("P_PV_P10"),
+        {"time": [t], "value": [1]},
+    )
+    html = client.get(f"/sensors/{cid}.{other['sensor_mid']}")
+    assert re.findall(r'data-moid="(\d+)"', html.text) == [str(moid("P_PV_P10"))]
+    assert "data-band" not in html.text
 
 
 def test_sensor_page_as_of_and_compare_go_to_the_charts(
@@ -533,6 +563,33 @@ def test_quality_page_has_a_heatmap_per_charted_signal(
     assert client.get(f"/sensors/{cid}.{mid}/quality", follow_redirects=False).status_code == 303
 
 
+def test_validation_flags_reach_the_quality_page_and_charts_with_the_cookie(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    """The heatmap's diamonds and the charts' flag spans read the public quality route with the
+    session cookie (a GET: no CSRF header); another tenant's series is a 404 there too."""
+    cid, actor = tenant
+    mid = grid_of(client, actor, cid)["meter"]["sensor_mid"]
+    t0, q = 1_767_225_600_000, 900_000
+    times = [t0 + i * q for i in range(96) if not 40 <= i < 60]  # a 5-hour gap
+    values = [1.0 + (i % 7) / 10 for i in range(len(times))]  # not flat
+    put(client, actor.headers, cid, mid, moid("P+"), {"time": times, "value": values})
+    window = {"since": t0, "till": t0 + 96 * q}
+    url = f"/api/sensors/{cid}.{mid}/signals/{moid('P+')}/quality"
+    assert client.post(url + "/run", params=window, headers=actor.headers).status_code == 200
+    web_login(client, actor)
+    page = client.get(
+        f"/sensors/{cid}.{mid}/quality", params={"period": "day", "start": "2026-01-01"}
+    )
+    assert 'class="flag-list"' in page.text
+    res = client.get(url, params=window)
+    assert res.status_code == 200
+    assert [(e["rule"], e["since"]) for e in res.json()["events"]] == [("gap", t0 + 40 * q)]
+    other_cid, _ = make_tenant(db)
+    other = client.get(url.replace(f"/{cid}.", f"/{other_cid}."), params=window)
+    assert other.status_code == 404
+
+
 def test_balance_page_of_a_node_with_children(
     client: TestClient, tenant: tuple[int, Actor]
 ) -> None:
@@ -608,6 +665,7 @@ def test_time_zone_in_the_url_sets_the_window_and_labels(
     assert 'data-tz="Europe/Warsaw"' in html
     assert "2026-01-01 00:00 Europe/Warsaw" in html
     assert "tz=Europe%2FWarsaw" in html  # kept in prev/next and presets
+    assert "2026-01-01 01:00 Europe/Warsaw" in html  # the meter installed at 00:00Z, local
     html = client.get(f"/sensors/{cid}.{mid}", params={"period": "day", "tz": "No/Such"}).text
     assert 'data-tz="UTC"' in html
 

@@ -356,15 +356,15 @@ def grid_search(
 # --- sensor page ----------------------------------------------------------------------------
 
 
-def _states_ctx(conn: Connection, s: Session, cid: int, mid: int) -> list[dict[str, Any]]:
+def _states_ctx(conn: Connection, s: Session, cid: int, mid: int, tz: str) -> list[dict[str, Any]]:
     out = []
     for st in states.list_states(conn, s.principal, client_cid=cid, sensor_mid=mid):
         info = st.info or {}
         out.append(
             {
                 "st": st,
-                "since": _utc(st.since),
-                "till": _utc(st.till) if st.till is not None else "installed",
+                "since": _local(st.since, tz),
+                "till": _local(st.till, tz) if st.till is not None else "installed",
                 "ratios": {
                     k: info[k]
                     for k in ("current_ratio", "voltage_ratio", "multiplier")
@@ -429,7 +429,7 @@ def _sensor_view(
         sensor = sensors.get_sensor(conn, s.principal, client_cid, sensor_mid)
         path = service.ancestors(conn, s.principal, client_cid, sensor_mid)
         signals = service.chart_signals(conn, s.principal, client_cid, sensor_mid)
-        periods = _states_ctx(conn, s, client_cid, sensor_mid)
+        periods = _states_ctx(conn, s, client_cid, sensor_mid, w.tz)
         children = service.children(conn, s.principal, client_cid, sensor_mid)
     except NotFound as exc:
         return not_found_page(request, s, str(exc.detail))

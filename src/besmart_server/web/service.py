@@ -16,7 +16,11 @@ from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, require_readable_client, sensor_for
 from besmart_server.server.db import now_ms
 from besmart_server.server.sensors.tables import sensor_types, sensors
-from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
+from besmart_server.server.signals.catalog import (
+    FORECAST_BANDS,
+    SeriesKind,
+    signal_type_by_moid,
+)
 from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import sensor_states
 from besmart_server.wire import ORIGIN_MEASURED
@@ -184,6 +188,7 @@ class ChartSignal:
     unit: str  # the chart unit (chart_expected_unit), else the stored one
     kind: str  # instantaneous | cumulative | interval
     summary: tuple[str, ...]  # the figures shown under the chart
+    band: tuple[int, int] | None = None  # the P10 and P90 series drawn around a forecast
 
 
 # chart_expected_summary is empty in the spec's catalog: these are the figures by series kind.
@@ -202,13 +207,19 @@ KIND_NAMES = {
 def chart_signals(
     conn: Connection, principal: Principal, client_cid: int, sensor_mid: int
 ) -> list[ChartSignal]:
-    """The sensor's signals that have a series and whose type has draw_chart, by moid."""
+    """The sensor's signals that have a series and whose type has draw_chart, by moid; a
+    forecast's P10 and P90 series go with it as its band (charted alone only without it)."""
     sensor_for(conn, principal, client_cid, sensor_mid, Role.read)
-    moids = conn.scalars(
-        select(series.c.signal_type_moid).where(series.c.sensor_mid == sensor_mid).distinct()
-    )
+    moids = {
+        int(m)
+        for m in conn.scalars(
+            select(series.c.signal_type_moid).where(series.c.sensor_mid == sensor_mid).distinct()
+        )
+    }
+    bands = {m: b for m, b in FORECAST_BANDS.items() if m in moids and set(b) <= moids}
+    in_band = {x for b in bands.values() for x in b}
     out = []
-    for moid in sorted(int(m) for m in moids):
+    for moid in sorted(moids - in_band):
         t = signal_type_by_moid(moid)
         if t is None or not t.draw_chart:
             continue
@@ -221,6 +232,7 @@ def chart_signals(
                 unit.symbol,
                 KIND_NAMES[t.time_series_type],
                 SUMMARY_BY_KIND[t.time_series_type],
+                bands.get(t.moid),
             )
         )
     return out

@@ -2,40 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from besmart_server.server.charts import service as chart
-from besmart_server.server.deps import ConnDep, CurrentUser, SettingsDep, StoreDep
+from besmart_server.server.deps import BudgetDep, ConnDep, CurrentUser, StoreDep
 from besmart_server.server.errors import R401, R404, R413
-from besmart_server.server.signals import columns, service
-from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid
+from besmart_server.server.signals import columns
+from besmart_server.server.signals.router import (
+    AsOf,
+    ClientCid,
+    SensorMid,
+    SignalTypeMoid,
+    Since,
+    Till,
+    Tz,
+)
 
 router = APIRouter(tags=["Signals"])
 
+_SERIES = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}"
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **R401,
+    **R404,
+    **R413,
+    422: {"description": "Validation Error"},
+}
+
+
+def series_window(
+    client_cid: ClientCid,
+    sensor_mid: SensorMid,
+    signal_type_moid: SignalTypeMoid,
+    since: Since,
+    till: Till,
+    as_of: AsOf = None,
+) -> chart.ChartQuery:
+    """The series and window both routes read (their shared path and query parameters)."""
+    return chart.ChartQuery(
+        client_cid=client_cid,
+        sensor_mid=sensor_mid,
+        signal_type_moid=signal_type_moid,
+        since=since,
+        till=till,
+        as_of=as_of,
+    )
+
+
+SeriesWindow = Annotated[chart.ChartQuery, Depends(series_window)]
+
 
 @router.get(
-    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/chart",
+    f"{_SERIES}/chart",
     summary="Get signal data reduced for a chart",
     responses={
         200: {"description": "Points to draw per origin, with the window's summary"},
-        **R401,
-        **R404,
-        **R413,
-        422: {"description": "Validation Error"},
+        **_RESPONSES,
     },
 )
 def get_signal_chart(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Annotated[int, Query(description="Start (UTC unix ms, inclusive)")],
-    till: Annotated[int, Query(description="End (UTC unix ms, exclusive)")],
+    budget: BudgetDep,
+    w: SeriesWindow,
     max_points: Annotated[
         int,
         Query(
@@ -44,10 +76,6 @@ def get_signal_chart(
             f"own time, so peaks never vanish. 2..{chart.MAX_POINTS_LIMIT}"
         ),
     ] = 2000,
-    as_of: Annotated[
-        int | None,
-        Query(description="Only versions acquired before this time (UTC ms): the data as then"),
-    ] = None,
     register: Annotated[
         bool,
         Query(description="Counters: the register itself instead of the energy per bucket"),
@@ -60,65 +88,32 @@ def get_signal_chart(
     interval signals min/max-reduced to `max_points`, counters as interval energy per bucket
     (`bucket_ms`) unless `register`; `summary` holds count, mean, min, max (and sum for
     energy) over the whole window, of the measured origin when there is one."""
-    q = chart.ChartQuery(
-        client_cid=client_cid,
-        sensor_mid=sensor_mid,
-        signal_type_moid=signal_type_moid,
-        since=since,
-        till=till,
-        max_points=max_points,
-        as_of=as_of,
-        register=register,
-        apply_multiplier=apply_multiplier,
-    )
-    budget = service.ReadBudget(
-        settings.max_points_per_read, max_window_days=settings.max_window_days
-    )
+    q = replace(w, max_points=max_points, register=register, apply_multiplier=apply_multiplier)
     body = chart.chart(conn, store, user, q, budget=budget)
     return Response(columns.dumps(body), media_type="application/json")
 
 
 @router.get(
-    "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/completeness",
+    f"{_SERIES}/completeness",
     summary="Get the completeness of a signal per day, and its gaps",
     responses={
-        200: {"description": "Points per UTC day against the expected, and the gaps"},
-        **R401,
-        **R404,
-        **R413,
-        422: {"description": "Validation Error"},
+        200: {"description": "Points per day against the expected, and the gaps"},
+        **_RESPONSES,
     },
 )
 def get_signal_completeness(
     conn: ConnDep,
     user: CurrentUser,
     store: StoreDep,
-    settings: SettingsDep,
-    client_cid: ClientCid,
-    sensor_mid: SensorMid,
-    signal_type_moid: SignalTypeMoid,
-    since: Annotated[int, Query(description="Start (UTC unix ms, inclusive)")],
-    till: Annotated[int, Query(description="End (UTC unix ms, exclusive)")],
+    budget: BudgetDep,
+    w: SeriesWindow,
     signal_origin_id: Annotated[
         int, Query(ge=1, le=5, description="The origin counted (1 measured)")
     ] = 1,
-    as_of: Annotated[
-        int | None, Query(description="Only versions acquired before this time (UTC ms)")
-    ] = None,
+    tz: Tz = None,
 ) -> Response:
-    """The reading interval (`step_ms`, the median gap), per UTC day the points found and
-    expected at that interval, and the gaps (a next reading later than 1.5 steps), longest
-    first, newest versions as of `as_of`."""
-    q = chart.ChartQuery(
-        client_cid=client_cid,
-        sensor_mid=sensor_mid,
-        signal_type_moid=signal_type_moid,
-        since=since,
-        till=till,
-        as_of=as_of,
-    )
-    budget = service.ReadBudget(
-        settings.max_points_per_read, max_window_days=settings.max_window_days
-    )
-    body = chart.completeness(conn, store, user, q, budget=budget, origin=signal_origin_id)
+    """The reading interval (`step_ms`, the median gap), per day (UTC, or local in `tz`) the
+    points found and expected at that interval, and the gaps (a next reading later than 1.5
+    steps), longest first, newest versions as of `as_of`."""
+    body = chart.completeness(conn, store, user, w, budget=budget, origin=signal_origin_id, tz=tz)
     return Response(columns.dumps(body), media_type="application/json")

@@ -18,10 +18,11 @@ from besmart_server.server import metrics
 from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
+from besmart_server.server.signals import calendar, reduce
 from besmart_server.server.signals import completeness as completeness_mod
-from besmart_server.server.signals import reduce
 from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
 from besmart_server.server.signals.service import (
+    FrameRead,
     ReadBudget,
     ReadQuery,
     read_frame,
@@ -52,6 +53,41 @@ class ChartQuery:
     as_of: int | None = None
     register: bool = False  # counters: the register itself instead of energy per bucket
     apply_multiplier: bool = True
+
+
+def _read(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    q: ChartQuery,
+    budget: ReadBudget,
+    *,
+    since: int | None = None,
+    till: int | None = None,
+    origin: int | None = None,
+    raw: bool = False,
+) -> FrameRead:
+    """The newest versions (as of `q.as_of`) of `q`'s series over [since, till) (`q`'s window
+    by default): in the chart unit with the installation ratios as `q` asks, or `raw`."""
+    return read_frame(
+        conn,
+        store,
+        principal,
+        ReadQuery(
+            client_cid=q.client_cid,
+            sensor_mid=q.sensor_mid,
+            signal_type_moid=q.signal_type_moid,
+            since=q.since if since is None else since,
+            till=q.till if till is None else till,
+            get_last=True,
+            raw=raw,
+            signal_origin_id=origin,
+            apply_multiplier=q.apply_multiplier and not raw,
+            is_chart=not raw,
+            as_of=q.as_of,
+        ),
+        budget=budget,
+    )
 
 
 def _summary(values: np.ndarray[Any, np.dtype[np.float64]], *, energy: bool) -> dict[str, Any]:
@@ -91,23 +127,7 @@ def chart(
     pad = (
         min(max(2 * (q.till - q.since) // q.max_points, 2 * HOUR_MS), 7 * DAY_MS) if counter else 0
     )
-    read = read_frame(
-        conn,
-        store,
-        principal,
-        ReadQuery(
-            client_cid=q.client_cid,
-            sensor_mid=q.sensor_mid,
-            signal_type_moid=q.signal_type_moid,
-            since=q.since - pad,
-            till=q.till + pad,
-            get_last=True,
-            apply_multiplier=q.apply_multiplier,
-            is_chart=True,
-            as_of=q.as_of,
-        ),
-        budget=budget,
-    )
+    read = _read(conn, store, principal, q, budget, since=q.since - pad, till=q.till + pad)
     assert t is not None  # read_frame answered 404 for an unknown type
     f = read.frame
     numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
@@ -154,24 +174,8 @@ def chart(
     if 1 in compared and 2 in compared:
         history = None
         if not counter:  # persistence needs the measured week before the window
-            before = read_frame(
-                conn,
-                store,
-                principal,
-                ReadQuery(
-                    client_cid=q.client_cid,
-                    sensor_mid=q.sensor_mid,
-                    signal_type_moid=q.signal_type_moid,
-                    since=q.since - 7 * DAY_MS,
-                    till=q.since,
-                    get_last=True,
-                    signal_origin_id=1,
-                    apply_multiplier=q.apply_multiplier,
-                    is_chart=True,
-                    as_of=q.as_of,
-                ),
-                budget=budget,
-            ).frame
+            week = q.since - 7 * DAY_MS
+            before = _read(conn, store, principal, q, budget, since=week, origin=1).frame
             history = (before.time, before.value)
         forecast = forecast_quality(compared[1], compared[2], history)
     return {
@@ -228,26 +232,16 @@ def completeness(
     *,
     budget: ReadBudget,
     origin: int = 1,
+    tz: str | None = None,
 ) -> dict[str, Any]:
-    """Per UTC day of the window the points of one origin (measured by default) against what
-    the series' reading interval expects, and the gaps, longest first (at most MAX_GAPS)."""
-    read = read_frame(
-        conn,
-        store,
-        principal,
-        ReadQuery(
-            client_cid=q.client_cid,
-            sensor_mid=q.sensor_mid,
-            signal_type_moid=q.signal_type_moid,
-            since=q.since,
-            till=q.till,
-            get_last=True,
-            raw=True,
-            signal_origin_id=origin,
-            as_of=q.as_of,
-        ),
-        budget=budget,
-    )
+    """Per day of the window (UTC, or local in the IANA zone `tz`) the points of one origin
+    (measured by default) against what the series' reading interval expects, and the gaps,
+    longest first (at most MAX_GAPS)."""
+    try:
+        zone = None if tz is None else calendar.zone(tz)
+    except calendar.CalendarError as exc:
+        raise Invalid(str(exc), loc=("query", "tz")) from exc
+    read = _read(conn, store, principal, q, budget, origin=origin, raw=True)
     f = read.frame
     # Nothing is expected of the future: the window counts up to now.
     until = max(min(q.till, now_ms()), q.since + 1)
@@ -258,6 +252,7 @@ def completeness(
         "sensor_mid": q.sensor_mid,
         "signal_type_moid": q.signal_type_moid,
         "origin": origin,
+        "tz": tz or "UTC",
         "since": q.since,
         "till": q.till,
         "step_ms": step,
@@ -272,7 +267,7 @@ def completeness(
             "gap_count": 0,
         }
         return out
-    days = completeness_mod.daily(times, since=q.since, till=until, step=step)
+    days = completeness_mod.daily(times, since=q.since, till=until, step=step, tz=zone)
     gaps = completeness_mod.gaps(times, since=q.since, till=until, step=step)
     out |= {
         "expected": int(days.expected.sum()),

@@ -6,6 +6,7 @@ import copy
 from typing import Any, Final
 
 from besmart_server.server.errors import NotFound
+from besmart_server.server.signals.catalog import FORECAST_BANDS
 
 _NO_DEFAULT: Final = object()
 
@@ -177,7 +178,7 @@ PV_FORECAST: Final[dict[str, Any]] = {
         },
         _PV_P50,
         _PV_WRITE,
-        *_band_nodes(_PV_P50, _PV_WRITE, (1071, 1072)),
+        *_band_nodes(_PV_P50, _PV_WRITE, FORECAST_BANDS[70]),
     ],
     "edges": _edges((0, 1), (1, 2)) + _band_edges((0,), 1, 3),
 }
@@ -232,7 +233,7 @@ LOAD_FORECAST: Final[dict[str, Any]] = {
         },
         _LOAD_P50,
         _LOAD_WRITE,
-        *_band_nodes(_LOAD_P50, _LOAD_WRITE, (1013, 1014)),
+        *_band_nodes(_LOAD_P50, _LOAD_WRITE, FORECAST_BANDS[1011]),
     ],
     "edges": _edges((0, 2), (1, 2), (2, 3)) + _band_edges((0, 1), 2, 4),
 }

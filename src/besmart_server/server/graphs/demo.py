@@ -1,5 +1,6 @@
-"""Demo graph runs: a day-ahead PV forecast for the demo PV installation, a day-ahead load
-forecast for the apartment block meter, and the energy balance of the demo transformer.
+"""Demo graph runs: a PV forecast for the demo PV installation and a load forecast for the
+apartment block meter, each with its P10-P90 band, for the last measured day (to score against
+the measurements) and the day ahead, and the energy balance of the demo transformer.
 
 Runs inside the demo's transaction, as the demo loader (an admin), after the sensors, their
 month of data and the demo weather are stored. Without the demo weather the PV run is left out.
@@ -60,6 +61,7 @@ def demo_bodies(conn: Connection, info: DemoInfo) -> dict[str, dict[str, Any]]:
             "lon": lon,
             "params": {"power": 9.8, "inclination": 35, "orientation": 180},
             "weather_origin": 3,  # the demo weather is a typical year (model data)
+            "band": True,  # P10 and P90 too: the sensor page draws them as a band
         }
     if "meter_2" in roles:
         lat, lon = _place(conn, roles["meter_2"])
@@ -68,6 +70,7 @@ def demo_bodies(conn: Connection, info: DemoInfo) -> dict[str, dict[str, Any]]:
             "sensor_mid": roles["meter_2"],
             "lat": lat,
             "lon": lon,
+            "band": True,
         }
     if "transformer" in roles and "residual" in roles:
         bodies["balance"] = {
@@ -96,16 +99,21 @@ def load(conn: Connection, info: DemoInfo) -> None:
         )
         info.sensors["residual"] = created.sensor_mid
     today = info.today
+    # The forecasts run for the last measured day too, so that the sensor page has a forecast
+    # to score against what was measured (MAE, rMAE, skill), and for the day ahead.
+    yesterday, tomorrow = (today - DAY_MS, today), (today, today + DAY_MS)
     windows = {
-        "pv_forecast": (today, today + DAY_MS),
-        "load_forecast": (today, today + DAY_MS),
-        "balance": (today - MONTH_DAYS * DAY_MS, today),
+        "pv_forecast": (yesterday, tomorrow),
+        "load_forecast": (yesterday, tomorrow),
+        "balance": ((today - MONTH_DAYS * DAY_MS, today),),
     }
     done = []
     bodies = demo_bodies(conn, info)
     for name, body in bodies.items():
-        record = _run(conn, name, body, *windows[name])
-        points = sum(record.points_written.values())
+        points = 0
+        for since, till in windows[name]:
+            record = _run(conn, name, body, since, till)
+            points += sum(record.points_written.values())
         done.append(f"{name} ({points} points)")
     if "pv_forecast" not in bodies:
         done.append("no PV forecast (no demo PV installation or no demo weather)")

@@ -253,6 +253,10 @@ SIGNAL_TYPES: tuple[SignalType, ...] = (
     ),
 )
 
+# A forecast quantity → its P10 and P90 signal types (what a forecast graph with `band` writes
+# by default; charts draw them as a band around the forecast).
+FORECAST_BANDS: dict[int, tuple[int, int]] = {1011: (1013, 1014), 70: (1071, 1072)}
+
 _BY_SYMBOL: dict[str, Unit] = {u.symbol: u for u in UNITS}
 _BY_ALIAS: dict[str, Unit] = {a: u for u in UNITS for a in u.aliases}
 _BY_ID: dict[int, Unit] = {u.unit_id: u for u in UNITS}

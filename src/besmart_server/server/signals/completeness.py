@@ -1,12 +1,16 @@
-"""Completeness of a series: points per UTC day against what its reading interval expects, and
-the gaps between readings. Pure functions over sorted capture times (UTC ms)."""
+"""Completeness of a series: points per day (UTC, or local in a time zone) against what its
+reading interval expects, and the gaps between readings. Pure functions over sorted capture
+times (UTC ms)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
+
+from besmart_server.server.signals.calendar import MINUTES_PER_DAY, Buckets
 
 I64 = NDArray[np.int64]
 DAY_MS = 86_400_000
@@ -22,21 +26,23 @@ def reading_step(times: I64) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Daily:
-    """Per UTC day of the window: its start, the points found and the points expected."""
+    """Per day of the window: its start, the points found and the points expected."""
 
     day: I64
     count: I64
     expected: I64
 
 
-def daily(times: I64, *, since: int, till: int, step: int) -> Daily:
-    """Points per UTC day in [since, till) and the points a day holds at `step` (clipped to the
-    window at its ends)."""
-    first = since // DAY_MS * DAY_MS
-    days = np.arange(first, till, DAY_MS, dtype=np.int64)
-    counts = np.bincount((times - first) // DAY_MS, minlength=len(days))[: len(days)]
+def daily(times: I64, *, since: int, till: int, step: int, tz: ZoneInfo | None = None) -> Daily:
+    """Points per day in [since, till), UTC days or the local days of `tz` (23 or 25 hours
+    across a DST change), and the points a day holds at `step` (clipped to the window at its
+    ends). `times` lie within the window."""
+    edges = Buckets(MINUTES_PER_DAY, tz).edges(since, till - 1)
+    days = edges[:-1]
+    at = np.searchsorted(edges, times, side="right") - 1
+    counts = np.bincount(at, minlength=len(days))[: len(days)]
     lo = np.maximum(days, since)
-    hi = np.minimum(days + DAY_MS, till)
+    hi = np.minimum(edges[1:], till)
     expected = (hi - lo + step - 1) // step
     return Daily(days, counts.astype(np.int64), expected.astype(np.int64))
 

@@ -71,6 +71,11 @@ Caller = UserOwnTransactions
 ClientCid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 SensorMid = Annotated[int, Path(description="Sensor MID", ge=0, le=ID_MAX)]
 SignalTypeMoid = Annotated[int, Path(description="Signal type MOID", ge=0, le=ID_MAX)]
+# A read's window, shared by every route that reads one series (data, chart, quality).
+Since = Annotated[int, Query(description="Start (UTC unix ms, inclusive)")]
+Till = Annotated[int, Query(description="End (UTC unix ms, exclusive)")]
+AsOf = Annotated[int | None, Query(description=AS_OF_DOC)]
+Tz = Annotated[str | None, Query(description=TZ_DOC)]
 
 
 def split_delta_t(raw: str | None) -> tuple[int | None, Period | None]:
@@ -175,8 +180,8 @@ def get_signal_data(
     client_cid: ClientCid,
     sensor_mid: SensorMid,
     signal_type_moid: SignalTypeMoid,
-    since: Annotated[int, Query(description="Start date (UTC unix timestamp)")],
-    till: Annotated[int, Query(description="End date (UTC unix timestamp)")],
+    since: Since,
+    till: Till,
     get_last: Annotated[
         bool, Query(description="Get only records with newest acq time for the same cap times")
     ] = False,
@@ -186,8 +191,8 @@ def get_signal_data(
     output_unit_id: Annotated[int | None, Query(description="Output unit id")] = None,
     signal_origin_id: Annotated[int | None, Query(description="Signal origin id")] = None,
     is_chart: Annotated[bool, Query(description="Convert to the chart unit")] = False,
-    as_of: Annotated[int | None, Query(description=AS_OF_DOC)] = None,
-    tz: Annotated[str | None, Query(description=TZ_DOC)] = None,
+    as_of: AsOf = None,
+    tz: Tz = None,
 ) -> Response:
     """Get signal data."""
     started = time.perf_counter()

@@ -20,7 +20,13 @@ from besmart_server.schemas.vee import (
 )
 from besmart_server.server.deps import BudgetDep, ConnDep, CurrentUser, StoreDep
 from besmart_server.server.errors import R401, R403, R404, R413
-from besmart_server.server.signals.router import ClientCid, SensorMid, SignalTypeMoid
+from besmart_server.server.signals.router import (
+    ClientCid,
+    SensorMid,
+    SignalTypeMoid,
+    Since,
+    Till,
+)
 from besmart_server.server.vee import audit, estimate, service
 from besmart_server.server.vee.service import Window
 
@@ -28,8 +34,6 @@ router = APIRouter(tags=["Quality (VEE)"])
 
 _SERIES = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}"
 _R422: dict[int | str, dict[str, Any]] = {422: {"description": "Validation Error"}}
-Since = Annotated[int, Query(description="Start (UTC unix ms, inclusive)")]
-Till = Annotated[int, Query(description="End (UTC unix ms, exclusive)")]
 Cid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 
 

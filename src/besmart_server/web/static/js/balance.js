@@ -1,6 +1,7 @@
 // A node's balance: the parent's series against its children's, stacked, and the residual
 // (parent minus children) per interval, from the public data route aggregated by delta_t.
 /* global echarts */
+import { localAxis } from "./timeaxis.js";
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -60,6 +61,8 @@ async function draw(el) {
     data: residual,
   });
   const chart = echarts.init(el);
+  // ticks on the local boundaries of the page's time zone
+  const ax = localAxis(d.tz || "UTC", Number(d.since), Number(d.till), Math.max(2, Math.floor(el.clientWidth / 90)));
   chart.setOption({
     animation: false,
     useUTC: true,
@@ -67,7 +70,11 @@ async function draw(el) {
     legend: { top: 0, textStyle: { color: css("--fg") } },
     grid: { left: 64, right: 16, top: 50, bottom: 56 },
     tooltip: { trigger: "axis", valueFormatter: (v) => `${fmt(v)} ${unit}` },
-    xAxis: { type: "time", min: Number(d.since), max: Number(d.till), axisLabel: { color: css("--muted"), hideOverlap: true } },
+    xAxis: {
+      type: "time", min: Number(d.since), max: Number(d.till),
+      axisTick: { customValues: ax.ticks },
+      axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true, alignMaxLabel: "right" },
+    },
     yAxis: { type: "value", name: unit, nameTextStyle: { color: css("--muted") }, axisLabel: { color: css("--muted") }, splitLine: { lineStyle: { color: css("--line") } } },
     dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }],
     series: all,

@@ -2,6 +2,7 @@
 // authenticates it), draws each origin in its own style, marks meter installation periods and
 // swaps, refetches finer data on zoom, and offers CSV of what is drawn and the curl call.
 /* global echarts */
+import { localAxis } from "./timeaxis.js";
 
 const ORIGINS = {
   1: { name: "measured", line: "solid", color: "--m1" },
@@ -17,23 +18,29 @@ const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 const fmt = (x) =>
   x == null ? "—" : Number(x).toLocaleString("en", { maximumFractionDigits: Math.abs(x) < 10 ? 3 : 1 });
 
-// Labels in the page's time zone (ECharts itself knows only UTC and the browser's zone).
-function zoned(tz, span) {
-  const opts = span <= 2 * 86400000 ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
-    : span <= 92 * 86400000 ? { month: "short", day: "numeric" } : { year: "numeric", month: "short" };
-  const short = new Intl.DateTimeFormat("en-GB", { timeZone: tz, ...opts });
+// Full times in the page's time zone (tooltips, the axis pointer).
+function zoned(tz) {
   const full = new Intl.DateTimeFormat("en-GB", {
     timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
-  return { axis: (v) => short.format(v), full: (v) => `${full.format(v)} ${tz}` };
+  return (v) => `${full.format(v)} ${tz}`;
 }
 
-function chartUrl(el, since, till, maxPoints, register) {
+// The x axis's ticks and labels on the local boundaries of [a, b] (about one per 90 px).
+function xTicks(el, a, b) {
+  const ax = localAxis(el.dataset.tz || "UTC", a, b, Math.max(2, Math.floor(el.clientWidth / 90)));
+  return {
+    axisTick: { customValues: ax.ticks },
+    axisLabel: { customValues: ax.ticks, formatter: ax.label, color: css("--muted"), hideOverlap: true, alignMaxLabel: "right" },
+  };
+}
+
+function chartUrl(el, since, till, maxPoints, register, moid = el.dataset.moid) {
   const d = el.dataset;
   const q = new URLSearchParams({ since, till, max_points: maxPoints });
   if (d.asOf) q.set("as_of", d.asOf);
   if (register) q.set("register", "true");
-  return `/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/chart?${q}`;
+  return `/api/sensors/${d.cid}.${d.mid}/signals/${moid}/chart?${q}`;
 }
 
 async function getJson(url) {
@@ -68,6 +75,41 @@ function seriesOf(body, step) {
   });
 }
 
+// A forecast's P10-P90 band: one polygon through the P10 points and back along the P90 ones
+// (each reduced on its own by the chart route), clipped to the plot.
+async function bandSeries(el, since, till, maxPoints, state) {
+  const [lo, hi] = await Promise.all(
+    el.dataset.band.split(",").map((moid) => getJson(chartUrl(el, since, till, maxPoints, false, moid))),
+  );
+  const pick = (b) => b.series.find((s) => s.origin === 2) || b.series[0];
+  const p10 = pick(lo);
+  const p90 = pick(hi);
+  if (!p10 || !p90) return null;
+  const low = pairs(p10).filter((p) => p[1] != null);
+  const high = pairs(p90).filter((p) => p[1] != null);
+  el.dataset.bandPoints = String(low.length + high.length);
+  if (!low.length || !high.length) return null;
+  state.extra.push({ name: "forecast P10", unit: lo.unit, data: low }, { name: "forecast P90", unit: hi.unit, data: high });
+  const color = css("--m2");
+  const ys = [...low, ...high].map((p) => p[1]);
+  return {
+    id: "band",
+    name: "forecast P10–P90",
+    type: "custom",
+    clip: true,
+    silent: true,
+    z: 1,
+    itemStyle: { color, opacity: 0.25 },
+    // two items only so that the y axis spans the band; the polygon is drawn once
+    data: [[low[0][0], Math.min(...ys)], [high[0][0], Math.max(...ys)]],
+    renderItem: (params, api) => {
+      if (params.dataIndex !== 0) return null;
+      const points = [...low, ...high.slice().reverse()].map((p) => api.coord(p));
+      return { type: "polygon", shape: { points }, style: { fill: color, opacity: 0.25 } };
+    },
+  };
+}
+
 function periodMarks(el, since, till) {
   const periods = JSON.parse(el.dataset.periods || "[]");
   const areas = [];
@@ -95,6 +137,34 @@ function periodMarks(el, since, till) {
       lineStyle: { color: "#d32f2f", type: "solid", width: 1.5 },
       label: { formatter: "{b}", position: "insideEndBottom", color: css("--fg"), fontSize: 11 },
       data: swaps,
+    },
+  };
+}
+
+// Validation flags (the VEE events of the window) as shaded spans labelled by rule: errors in
+// the error colour, warnings in the late colour; a span too narrow to see is widened to 1/300 of
+// the window so that a one-point spike still shows.
+async function flagSeries(el, since, till) {
+  const d = el.dataset;
+  const body = await getJson(`/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/quality?${new URLSearchParams({ since, till })}`);
+  const min = (till - since) / 300;
+  const data = body.events.map((e) => {
+    const color = e.severity === "error" ? css("--error") : css("--late");
+    const open = e.state === "open";
+    return [
+      { xAxis: Math.max(e.since, since), name: `${e.rule}${open ? "" : ` (${e.state})`}`, itemStyle: { color, opacity: open ? 0.22 : 0.1 } },
+      { xAxis: Math.min(Math.max(e.till, e.since + min), till) },
+    ];
+  });
+  return {
+    count: body.events.length,
+    series: {
+      id: "flags",
+      name: "validation flags",
+      type: "line",
+      data: [],
+      itemStyle: { color: css("--late") },
+      markArea: { silent: false, label: { color: css("--fg"), position: "insideTop", fontSize: 10 }, data },
     },
   };
 }
@@ -174,6 +244,10 @@ async function draw(el) {
     const all = [...series];
     state.extra = [];
     if (JSON.parse(d.periods || "[]").length) all.push(periodMarks(el, since, till));
+    if (d.band) {
+      const band = await bandSeries(el, since, till, width(), state);
+      if (band) all.push(band);
+    }
     if (d.compare) {
       const ps = Number(d.prevSince);
       const prev = await getJson(chartUrl(el, ps, Number(d.prevTill), width(), state.register));
@@ -200,7 +274,7 @@ async function draw(el) {
         tooltip: { valueFormatter: (v) => `${fmt(v)} ${wx.unit}` },
       });
     }
-    const z = zoned(d.tz || "UTC", till - since);
+    const full = zoned(d.tz || "UTC");
     chart.setOption({
       animation: false,
       useUTC: true,
@@ -210,11 +284,11 @@ async function draw(el) {
       tooltip: {
         trigger: "axis",
         valueFormatter: (v) => `${fmt(v)} ${body.unit}`,
-        axisPointer: { label: { formatter: (p) => z.full(p.value) } },
+        axisPointer: { label: { formatter: (p) => full(p.value) } },
       },
       xAxis: {
-        type: "time", min: since, max: till, axisPointer: { label: { formatter: (p) => z.full(p.value) } },
-        axisLabel: { color: css("--muted"), hideOverlap: true, ...(d.tz && d.tz !== "UTC" ? { formatter: z.axis } : {}) },
+        type: "time", min: since, max: till, axisPointer: { label: { formatter: (p) => full(p.value) } },
+        ...xTicks(el, since, till),
       },
       yAxis: yAxes,
       dataZoom: [
@@ -226,10 +300,17 @@ async function draw(el) {
     renderSummary(el, body);
     el.dataset.points = String(body.series.reduce((n, s) => n + s.time.length, 0));
     el.dataset.state = "drawn";
+    // flags after the chart is drawn: validating a window's completeness is not on the way
+    flagSeries(el, since, till).then((f) => {
+      if (f.count) chart.setOption({ series: [f.series] });
+      el.dataset.flags = String(f.count);
+    }).catch((err) => { el.dataset.flags = "error"; console.warn(err); });
   }
 
   let zoomTimer = null;
   chart.on("datazoom", () => {
+    const view = chart.getOption().dataZoom[0];
+    chart.setOption({ xAxis: xTicks(el, view.startValue, view.endValue) });
     clearTimeout(zoomTimer);
     zoomTimer = setTimeout(async () => {
       const dz = chart.getOption().dataZoom[0];
@@ -263,6 +344,24 @@ async function draw(el) {
       for (const p of s.data) if (best == null || Math.abs(p[0] - t) < Math.abs(best - t)) best = p[0];
     }
     if (best != null) showVersions(el, state, best).catch((err) => console.warn(err));
+  });
+
+  // Keyboard: the arrow keys move a cursor over the first series' points (its tooltip shows
+  // the value), Enter lists the versions of the point under it, as a click does.
+  let cursor = -1;
+  el.addEventListener("keydown", (ev) => {
+    const s = state.shown[0];
+    if (!s || !s.data.length) return;
+    const step = { ArrowRight: 1, ArrowLeft: -1, PageDown: 20, PageUp: -20, Home: -Infinity, End: Infinity }[ev.key];
+    if (step !== undefined) {
+      cursor = Math.max(0, Math.min(s.data.length - 1, cursor < 0 && step > 0 ? 0 : cursor + step));
+      chart.dispatchAction({ type: "showTip", seriesIndex: 0, dataIndex: cursor });
+      el.dataset.cursor = String(s.data[cursor][0]);
+      ev.preventDefault();
+    } else if (ev.key === "Enter" && cursor >= 0) {
+      showVersions(el, state, s.data[cursor][0]).catch((err) => console.warn(err));
+      ev.preventDefault();
+    }
   });
 
   const card = el.closest(".chart-card");

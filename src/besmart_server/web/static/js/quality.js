@@ -1,10 +1,13 @@
 // One calendar heatmap per signal: the share of expected points measured per UTC day, read
-// from the public completeness route, with the list of gaps.
+// from the public completeness route, with the list of gaps; the validation flags (VEE events
+// of the public quality route) mark their days and are listed.
 /* global echarts */
 
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-const iso = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
-const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+// Days and times in the page's time zone (en-CA writes dates as YYYY-MM-DD).
+let TZ = "UTC";
+const dayOf = (ms) => new Intl.DateTimeFormat("en-CA", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" }).format(ms);
+const iso = (ms) => `${dayOf(ms)} ${new Intl.DateTimeFormat("en-GB", { timeZone: TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(ms)}`;
 
 function duration(ms) {
   const m = Math.round(ms / 60000);
@@ -13,25 +16,65 @@ function duration(ms) {
   return `${Math.round(m / 1440)} d`;
 }
 
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+async function getJson(url) {
+  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+// The validation flags per day of the heatmap (`starts`, sorted): each event marks every day
+// it touches.
+function flagsByDay(events, starts) {
+  const out = new Map();
+  for (const e of events) {
+    starts.forEach((s, i) => {
+      const end = i + 1 < starts.length ? starts[i + 1] : Infinity;
+      if (e.since < end && Math.max(e.till, e.since + 1) > s) {
+        const k = dayOf(s);
+        if (!out.has(k)) out.set(k, []);
+        out.get(k).push(e);
+      }
+    });
+  }
+  return out;
+}
+
+function detailText(detail) {
+  return Object.entries(detail || {}).map(([k, v]) => `${k} ${typeof v === "number" ? Number(v.toPrecision(4)) : v}`).join(", ");
+}
+
 async function draw(el) {
   const d = el.dataset;
-  const q = new URLSearchParams({ since: d.since, till: d.till });
+  TZ = d.tz || "UTC";
+  const q = new URLSearchParams({ since: d.since, till: d.till, tz: TZ });
   if (d.asOf) q.set("as_of", d.asOf);
-  const r = await fetch(`/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/completeness?${q}`, {
-    credentials: "same-origin",
-  });
-  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
-  const body = await r.json();
+  const base = `/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}`;
+  const [body, quality] = await Promise.all([
+    getJson(`${base}/completeness?${q}`),
+    getJson(`${base}/quality?${new URLSearchParams({ since: d.since, till: d.till })}`),
+  ]);
   const card = el.closest("article");
   const days = body.days;
   const data = days.day.map((t, i) => [dayOf(t), days.expected[i] ? Math.min(days.count[i] / days.expected[i], 1) : 0]);
+  const flagged = flagsByDay(quality.events, days.day);
+  const flagData = [...flagged.entries()].map(([day, es]) => ({
+    value: [day, es.length],
+    events: es,
+    itemStyle: { color: es.some((e) => e.severity === "error") ? css("--error") : css("--fg") },
+  }));
   const last = Number(d.till) - 1;
   const chart = echarts.init(el);
   chart.setOption({
     animation: false,
-    tooltip: { formatter: (p) => `${p.value[0]}: ${(p.value[1] * 100).toFixed(1)} %` },
+    tooltip: {
+      formatter: (p) => p.seriesId === "flags"
+        ? `${p.value[0]}: ${p.data.events.map((e) => `${esc(e.rule)} (${e.severity}, ${e.state})`).join("<br>")}`
+        : `${p.value[0]}: ${(p.value[1] * 100).toFixed(1)} %${flagged.has(p.value[0]) ? ` · ${flagged.get(p.value[0]).length} flag(s)` : ""}`,
+    },
     visualMap: {
-      min: 0, max: 1, calculable: false, orient: "horizontal", left: "center", bottom: 0,
+      seriesIndex: 0, min: 0, max: 1, calculable: false, orient: "horizontal", left: "center", bottom: 0,
       inRange: { color: ["#b71c1c", "#f9a825", "#2e7d32"] }, textStyle: { color: css("--muted") },
       formatter: (v) => `${Math.round(v * 100)} %`,
     },
@@ -40,7 +83,12 @@ async function draw(el) {
       dayLabel: { color: css("--muted"), firstDay: 1 }, monthLabel: { color: css("--muted") }, yearLabel: { show: false },
       itemStyle: { color: css("--card"), borderColor: css("--line") }, splitLine: { lineStyle: { color: css("--muted") } },
     },
-    series: [{ type: "heatmap", coordinateSystem: "calendar", data }],
+    series: [
+      { id: "completeness", type: "heatmap", coordinateSystem: "calendar", data },
+      // a flagged day carries a diamond (error colour when any flag is an error)
+      { id: "flags", name: "validation flags", type: "scatter", coordinateSystem: "calendar", symbol: "diamond",
+        symbolSize: 9, data: flagData, itemStyle: { borderColor: css("--card"), borderWidth: 1 } },
+    ],
   });
   new ResizeObserver(() => chart.resize()).observe(el);
   const pct = body.expected ? ((body.points / body.expected) * 100).toFixed(1) : "—";
@@ -49,10 +97,18 @@ async function draw(el) {
     : "Too few points to tell the reading interval.";
   const rows = body.gaps.map((g) => `<tr><td>${iso(g.since)}</td><td>${iso(g.till)}</td><td>${duration(g.till - g.since)}</td><td>${g.missing}</td></tr>`);
   card.querySelector(".gap-list").innerHTML = rows.length
-    ? `<div class="table-wrap"><table><thead><tr><th scope="col">from (UTC)</th><th scope="col">to</th><th scope="col">length</th><th scope="col">missing points</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`
+    ? `<div class="table-wrap"><table><thead><tr><th scope="col">from (${esc(TZ)})</th><th scope="col">to</th><th scope="col">length</th><th scope="col">missing points</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`
     : `<p class="muted">No gaps.</p>`;
+  const open = quality.events.filter((e) => e.state === "open").length;
+  card.querySelector(".flag-count").textContent = `${quality.events.length} (${open} open)`;
+  const flagRows = quality.events.map((e) =>
+    `<tr><td>${esc(e.rule)}</td><td>${esc(e.severity)}</td><td>${esc(e.state)}</td><td>${iso(e.since)}</td><td>${iso(e.till)}</td><td>${esc(detailText(e.detail))}</td></tr>`);
+  card.querySelector(".flag-list").innerHTML = flagRows.length
+    ? `<div class="table-wrap"><table><thead><tr><th scope="col">rule</th><th scope="col">severity</th><th scope="col">state</th><th scope="col">from (${esc(TZ)})</th><th scope="col">to</th><th scope="col">detail</th></tr></thead><tbody>${flagRows.join("")}</tbody></table></div>`
+    : `<p class="muted">No validation flags in this window.</p>`;
   el.dataset.state = "drawn";
   el.dataset.days = String(data.length);
+  el.dataset.flags = String(quality.events.length);
 }
 
 for (const el of document.querySelectorAll(".heatmap[data-moid]")) {
