@@ -166,6 +166,37 @@ def test_estimate_fills_the_gap_as_origin_4_and_audits_it(
     assert next(e for e in events if e["rule"] == "gap")["state"] == "estimated"
 
 
+def test_windows_vee_cannot_compute_are_4xx_and_change_nothing(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """An estimate's like days, holidays and profiles are calendar days (1900..2200: a window
+    at 2**62 ms was a 500 after minutes); an estimate or a quality view over more days than
+    max_window_days is a 413 (one ran minutes for -2**62..now, the other built a row per day
+    into a 500); validation reads context around any window within ±2**62 (it asked for
+    times before -2**62: 422 naming since)."""
+    cid, mid, owner = _setup(db, client, app)
+    est = _url(cid, mid, tail="quality/estimate")
+    lo, hi = -(2**62), 2**62
+    for since, till, name in ((lo, lo + DAY, "since"), (hi - DAY, hi, "till")):
+        r = client.post(est, params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["query", name]
+    r = client.post(est, params={"since": T0 - 4000 * DAY, "till": T0 + DAY}, headers=owner.headers)
+    assert r.status_code == 413, r.text
+    for since, till in ((lo, hi), (T0 - 4000 * DAY, T0 + DAY)):
+        r = client.get(_url(cid, mid), params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 413, r.text
+        assert "max_window_days" in r.json()["detail"]
+    assert (
+        get(client, owner.headers, cid, mid, EA, T0, T0 + DAY, signal_origin_id=4)["data"]["time"]
+        == []
+    )
+    run = _url(cid, mid, tail="quality/run")
+    for since, till in ((lo, T0 + DAY), (T0, hi)):
+        r = client.post(run, params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+
+
 def test_a_correction_with_a_reason_is_audited(
     db: Database, client: TestClient, app: FastAPI
 ) -> None:

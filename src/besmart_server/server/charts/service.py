@@ -21,13 +21,14 @@ from besmart_server.server.errors import Invalid
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals import reduce
 from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
+from besmart_server.server.signals.pipeline import round_significant
 from besmart_server.server.signals.service import (
     ReadBudget,
     ReadQuery,
     read_frame,
 )
 from besmart_server.server.signals.store import SeriesStore
-from besmart_server.wire import ORIGIN_NAMES, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ORIGIN_NAMES, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
 
 KIND_NAMES = {
     SeriesKind.INSTANTANEOUS: "instantaneous",
@@ -58,14 +59,16 @@ def _summary(values: np.ndarray[Any, np.dtype[np.float64]], *, energy: bool) -> 
     v = values[~np.isnan(values)]
     if not len(v):
         return {"count": 0}
+    # The mean and the sum are computed: 15 significant digits, as every computed value.
+    mean, total = round_significant(np.array([v.mean(), v.sum()]))
     out: dict[str, Any] = {
         "count": len(v),
-        "mean": float(v.mean()),
+        "mean": float(mean),
         "min": float(v.min()),
         "max": float(v.max()),
     }
     if energy:
-        out["sum"] = float(v.sum())
+        out["sum"] = float(total)
     return out
 
 
@@ -99,8 +102,8 @@ def chart(
             client_cid=q.client_cid,
             sensor_mid=q.sensor_mid,
             signal_type_moid=q.signal_type_moid,
-            since=q.since - pad,
-            till=q.till + pad,
+            since=max(q.since - pad, TIME_MIN),  # the padding never leaves the time range
+            till=min(q.till + pad, TIME_MAX),
             get_last=True,
             apply_multiplier=q.apply_multiplier,
             is_chart=True,
@@ -230,7 +233,8 @@ def completeness(
     origin: int = 1,
 ) -> dict[str, Any]:
     """Per UTC day of the window the points of one origin (measured by default) against what
-    the series' reading interval expects, and the gaps, longest first (at most MAX_GAPS)."""
+    the series' reading interval expects, and the gaps, longest first (at most MAX_GAPS).
+    The answer holds a row per day: 413 beyond max_window_days."""
     read = read_frame(
         conn,
         store,
@@ -248,6 +252,7 @@ def completeness(
         ),
         budget=budget,
     )
+    budget.check_span(q.since, q.till, "a completeness", "it counts every day of the window")
     f = read.frame
     # Nothing is expected of the future: the window counts up to now.
     until = max(min(q.till, now_ms()), q.since + 1)

@@ -32,6 +32,11 @@ QUARTER_MS = 900_000
 REGISTER_OF = {interval: register for register, interval in SUM_PAIRS.items()}
 DEFAULT_TZ = "Europe/Warsaw"
 DEFAULT_COUNTRY = "PL"
+# Like days, holidays and load profiles are local calendar days, computed on pandas' timestamps
+# (years 1677 to 2262): an estimate's window, with its lookback, stays within the years graphs
+# compute in too (operator_api.TIME_RANGE).
+CALENDAR_SINCE = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+CALENDAR_TILL = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 
 
 def _sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
@@ -85,6 +90,16 @@ def run(
 ) -> dict[str, Any]:
     """Estimate the measured series' missing intervals of [since, till) and store them."""
     service.check_window(w.since, w.till)
+    for name, ok in (("since", w.since >= CALENDAR_SINCE), ("till", w.till <= CALENDAR_TILL)):
+        if not ok:
+            raise Invalid(
+                "an estimate's window must lie within 1900-01-01 and 2200-01-01 (UTC): its "
+                "like days, holidays and profiles are calendar days",
+                loc=("query", name),
+            )
+    budget.check_span(
+        w.since, w.till, "an estimate", "it fills every missing interval and day of the window"
+    )
     sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
     t = service.type_of(w.signal_type_moid)
     if t.time_series_type == SeriesKind.CUMULATIVE:
@@ -92,7 +107,7 @@ def run(
             "Registers are not estimated: estimate the interval series they bracket",
             loc=("path", "signal_type_moid"),
         )
-    lo, hi = w.since - LOOKBACK_DAYS * DAY_MS, w.till + DAY_MS
+    lo, hi = service.around(w, LOOKBACK_DAYS * DAY_MS, DAY_MS)
     f = service.read_numeric(conn, store, principal, w, lo, hi, budget=budget)
     info = _sensor_info(conn, w.sensor_mid)
     step = info.get("step_ms") or completeness.reading_step(f.time) or QUARTER_MS

@@ -35,7 +35,9 @@ Cid = Annotated[int, Path(description="Client CID", ge=0, le=ID_MAX)]
 
 
 def _budget(settings: Any) -> signals.ReadBudget:
-    return signals.ReadBudget(settings.max_points_per_read)
+    return signals.ReadBudget(
+        settings.max_points_per_read, max_window_days=settings.max_window_days
+    )
 
 
 @router.get(
