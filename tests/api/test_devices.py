@@ -252,3 +252,35 @@ def test_settled_keys_are_forgotten_after_the_window(
         assert service.purge_seen(conn, older_than_ms=2**62) == 1
     # Forgotten: the same id counts as a new message again (a new version of the point).
     assert ingest(db, (topic, {"time": T0, "value": 1, "id": "old"})).stored == 1
+
+
+def test_nul_characters_are_dead_letters_on_both_engines(
+    client: TestClient, db: Database, owner: tuple[int, int, int, Actor]
+) -> None:
+    """U+0000 in any text of a payload is refused as the REST writes refuse it, and a dead
+    letter holds any payload or topic: on PostgreSQL a NUL in an id (a text key) or in a
+    letter's text failed the whole batch, which the bridge then retried for ever (issue #14,
+    item 9: every string that reaches PostgreSQL is checked)."""
+    cid, m1, _, a = owner
+    add(client, a, cid, "gw-1")
+    topic = f"besmart/v1/gw-1/{m1}/{P_PLUS}"
+    good = (topic, {"time": T0, "value": 1.0})
+    res = ingest(
+        db,
+        (topic, {"time": T0 + Q, "value": 2.0, "id": "a\u0000b"}),
+        (topic, {"time": T0 + Q, "value": "a\u0000b", "type": "STR"}),
+        (topic, {"time": [T0 + Q], "value": [2.0], "origin": [1], "\u0000": [1]}),
+        (topic, b"\x00\x01binary\x00"),  # a device sending binary frames
+        (f"besmart/v1/gw\u00001/{m1}/{P_PLUS}", {"time": T0 + Q, "value": 2.0}),
+        good,
+    )
+    assert (res.stored, res.rejected) == (1, 5)
+    reasons = [r for _, r in rejected(db)]
+    assert all("U+0000" in r for r in reasons[:3]), reasons
+    assert "payload is not JSON" in reasons[3]
+    assert "\x00" not in "".join(reasons)
+    assert stored(client, a, cid, m1, P_PLUS)["value"] == [1.0]
+    letters = client.get("/api/devices/rejected", params={"client_cid": cid}, headers=a.headers)
+    assert letters.status_code == 200, letters.text
+    payloads = [x["payload"] for x in letters.json()]
+    assert "\ufffd\x01binary\ufffd" in payloads  # kept, its NULs replaced
