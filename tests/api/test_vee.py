@@ -333,6 +333,38 @@ def test_thresholds_per_client_and_sensor_type(
     }
 
 
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("step_ms", "1" + "0" * 30),  # left int64 in the gap rule: every run a 500
+        ("step_ms", "9223372036854775808"),
+        ("flatline_rtol", "1e308"),
+        ("meter_max_digits", "400"),  # 10.0**400 overflowed
+        ("spike_half_window", "1000000"),  # a median over points x window
+        ("gap_factor", "NaN"),
+        ("high_factor", "Infinity"),
+    ],
+)
+def test_threshold_overrides_the_rules_cannot_compute_with_are_422(
+    db: Database, client: TestClient, app: FastAPI, key: str, raw: str
+) -> None:
+    """Overrides are finite and bounded (1e15; a spike window 1000, register digits 15): one
+    beyond made the client's every validation fail (black-box pass after issue #14)."""
+    cid, mid, owner = _setup(db, client, app)
+    url = f"/api/clients/{cid}/quality/thresholds"
+    body = f'{{"thresholds": {{"{key}": {raw}}}}}'
+    headers = {**owner.headers, "content-type": "application/json"}
+    r = client.put(url, content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert client.get(url, headers=owner.headers).json()["overrides"] == {}
+    edge = {"step_ms": 10**15, "spike_half_window": 1000, "meter_max_digits": 15}
+    r = client.put(url, json={"thresholds": {key: edge.get(key, 1e15)}}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(_url(cid, mid, tail="quality/run"), params=window, headers=owner.headers)
+    assert r.status_code == 200, r.text
+
+
 def test_quality_routes_are_in_openapi(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     series = "/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}"
