@@ -197,6 +197,43 @@ def test_windows_vee_cannot_compute_are_4xx_and_change_nothing(
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("step", ["x", 1.5, -900_000, 10**30, 1e300])
+def test_a_malformed_step_in_the_sensors_info_is_ignored(
+    db: Database, client: TestClient, app: FastAPI, step: Any
+) -> None:
+    """`step_ms` of the sensor's info is used when it is whole ms up to a day; otherwise the
+    readings' spacing stands (a string was a 500, 1.5 ran out of memory)."""
+    cid, mid, owner = _setup(db, client, app)
+    with db.transaction() as conn:
+        info = json.dumps({"step_ms": step})
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=info))
+    r = client.post(
+        _url(cid, mid, tail="quality/estimate"),
+        params={"since": T0, "till": T0 + DAY},
+        headers=owner.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["methods"] == {"linear": 8}
+
+
+def test_an_estimate_of_more_intervals_than_it_may_fill_is_413(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """A step of 1 ms (the sensor's info says so) makes a day 86.4 million intervals, each
+    compared with 56 days before it: the process ran out of memory; now a 413, nothing written."""
+    cid, mid, owner = _setup(db, client, app)
+    with db.transaction() as conn:
+        conn.execute(
+            update(sensors).where(sensors.c.mid == mid).values(info=json.dumps({"step_ms": 1}))
+        )
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(_url(cid, mid, tail="quality/estimate"), params=window, headers=owner.headers)
+    assert r.status_code == 413, r.text
+    assert "at most 400000" in r.json()["detail"]
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY, signal_origin_id=4)["data"]
+    assert data["time"] == []
+
+
 def test_a_correction_with_a_reason_is_audited(
     db: Database, client: TestClient, app: FastAPI
 ) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, sensor_for
 from besmart_server.server.db import now_ms
-from besmart_server.server.errors import Invalid
+from besmart_server.server.errors import Invalid, TooLarge
 from besmart_server.server.profiles import bdew_profile, holiday_dates
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import completeness
@@ -35,6 +35,10 @@ DEFAULT_COUNTRY = "PL"
 # Like days, holidays and load profiles are local calendar days, computed on pandas' timestamps
 # (years 1677 to 2262): an estimate's window, with its lookback, stays within the years graphs
 # compute in too (operator_api.TIME_RANGE).
+# Intervals one estimate may fill: every quarter-hour of max_window_days' default (3660 days),
+# with room; a step of 1 ms from a sensor's info made a day 86 million of them (the process ran
+# out of memory).
+MAX_SLOTS = 400_000
 CALENDAR_SINCE = -2_208_988_800_000  # 1900-01-01T00:00:00Z
 CALENDAR_TILL = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 
@@ -46,6 +50,15 @@ def _sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def _step(info: dict[str, Any], times: estimation.I64) -> int:
+    """The reading interval: the sensor's `step_ms` (whole ms, up to a day) when it has one,
+    else the readings' median spacing, else a quarter-hour."""
+    raw = info.get("step_ms")
+    if type(raw) is int and 0 < raw <= DAY_MS:
+        return raw
+    return completeness.reading_step(times) or QUARTER_MS
 
 
 def _timezone(conn: Connection, client_cid: int) -> str:
@@ -110,7 +123,14 @@ def run(
     lo, hi = service.around(w, LOOKBACK_DAYS * DAY_MS, DAY_MS)
     f = service.read_numeric(conn, store, principal, w, lo, hi, budget=budget)
     info = _sensor_info(conn, w.sensor_mid)
-    step = info.get("step_ms") or completeness.reading_step(f.time) or QUARTER_MS
+    step = _step(info, f.time)
+    slots = -(-(w.till - w.since) // step)
+    if slots > MAX_SLOTS:
+        raise TooLarge(
+            f"The window holds {slots} intervals of {step} ms; an estimate fills at most "
+            f"{MAX_SLOTS} (each is compared with {LOOKBACK_DAYS} days before it): estimate a "
+            "shorter window"
+        )
     tz = _timezone(conn, w.client_cid)
     years = range(
         int(np.datetime64(lo, "ms").astype("datetime64[Y]").astype(int)) + 1970,
