@@ -284,3 +284,28 @@ def test_nul_characters_are_dead_letters_on_both_engines(
     assert letters.status_code == 200, letters.text
     payloads = [x["payload"] for x in letters.json()]
     assert "\ufffd\x01binary\ufffd" in payloads  # kept, its NULs replaced
+
+
+def test_values_and_times_reads_cannot_give_back_are_dead_letters(
+    client: TestClient, db: Database, owner: tuple[int, int, int, Actor]
+) -> None:
+    """The bridge refuses what the REST writes refuse (issue #14, items 5 and 6): a value
+    beyond ±1e250 (also after unit conversion), an INT beyond ±(2**53 - 1), a time outside
+    ±2**62; a bare number is a DBL, stored as the double it is."""
+    cid, m1, _, a = owner
+    add(client, a, cid, "gw-1")
+    topic = f"besmart/v1/gw-1/{m1}/{A_PLUS}"
+    bad: list[tuple[bytes, str]] = [
+        (b'{"time": %d, "value": 1e300}' % T0, "beyond"),
+        (b"1e300", "beyond"),
+        (b'{"time": %d, "value": 18446744073709551616, "type": "INT"}' % T0, "INT"),
+        (b'{"time": %d, "value": 9007199254740993, "type": "INT"}' % T0, "INT"),
+        (b'{"time": %d, "value": 1e250, "unit": "MWh"}' % T0, "beyond"),
+        (b'{"time": %d, "value": 1}' % 2**62, "outside the times"),
+        (b'{"time": %d, "value": 1}' % (-(2**62) - 1), "outside the times"),
+    ]
+    res = ingest(db, *[(topic, p) for p, _ in bad], (topic, {"time": T0, "value": 2.5}))
+    assert (res.stored, res.rejected) == (1, len(bad))
+    for (_, says), reason in zip(bad, [r for _, r in rejected(db)], strict=True):
+        assert says in reason, (says, reason)
+    assert stored(client, a, cid, m1)["value"] == [2.5]
