@@ -40,10 +40,13 @@ def minmax(time: I64, value: F64, *, since: int, till: int, max_points: int) -> 
         return Reduced(t, v)
     buckets = max(max_points // 2, 1)
     # Bucket edges, found by binary search in the sorted times: O(buckets log n), no per-point
-    # division; the non-empty buckets' starts partition the points for reduceat. Computed in
-    # Python ints: k * (till - since) leaves int64 for windows of decades.
+    # division; the non-empty buckets' starts partition the points for reduceat. In Python ints
+    # where k * (till - since) would leave int64 (windows of decades at 10,000 buckets).
     span = till - since
-    edges = np.array([since + k * span // buckets for k in range(buckets + 1)], dtype=np.int64)
+    if span <= (2**63 - 1) // buckets:
+        edges = since + (np.arange(buckets + 1, dtype=np.int64) * span) // buckets
+    else:
+        edges = np.array([since + k * span // buckets for k in range(buckets + 1)], np.int64)
     starts = np.searchsorted(t, edges[:-1])
     ends = np.searchsorted(t, edges[1:])
     nonempty = ends > starts
