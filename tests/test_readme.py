@@ -10,15 +10,18 @@ server's address and the demo password the server printed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.scratch import scratch_database
@@ -122,8 +125,38 @@ def _edited(text: str, demo: Demo) -> str:
     return text.replace(README_URL, demo.url).replace(PASSWORD_PLACEHOLDER, demo.password)
 
 
+def _demo_meters(demo: Demo, mids: list[int] | None = None) -> tuple[list[int], dict[str, Any]]:
+    """Every measured version (origin 1) stored in the demo's own sensors, by sensor and signal
+    type: what the README's client and import examples must leave as it is (issue #14, item
+    19); forecasts, residuals and estimates the graph and VEE examples write are theirs."""
+
+    def call(method: str, path: str, body: Any = None, token: str = "") -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(demo.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return json.loads(res.read())
+
+    token = call("POST", "/api/users/token", {"login": "demo", "password": demo.password})["token"]
+    if mids is None:  # the demo's sensors, before the README makes its scratch one
+        found = call("GET", "/api/sensors/find?client_cid=1", token=token)
+        mids = sorted(s["sensor_mid"] for s in found)
+    out = {}
+    for mid in mids:
+        for moid in (32, 53, 1001, 1011):  # A+, U1, P+, EA+
+            path = f"/api/sensors/1.{mid}/signals/{moid}/data?since={-(2**62)}&till={2**62}"
+            data = call("GET", path, token=token)["data"]
+            measured = [i for i, o in enumerate(data["origin"]) if o == 1]
+            out[f"{mid}/{moid}"] = {k: [data[k][i] for i in measured] for k in data}
+    return mids, out
+
+
 def test_the_readme_examples_run_against_a_served_demo(served_demo: Demo, tmp_path: Path) -> None:
     tools = _tools()
+    mids, before = _demo_meters(served_demo)
+    assert sum(len(d["time"]) for d in before.values()) > 10_000  # a month of the demo's data
     runnable = [b for b in blocks() if b.runs]
     assert any(PASSWORD_PLACEHOLDER in b.text for b in runnable)
     # A reader's checkout: .venv/bin/besmart is the command (this interpreter, this code);
@@ -174,6 +207,7 @@ def test_the_readme_examples_run_against_a_served_demo(served_demo: Demo, tmp_pa
     assert done.returncode == 0, report
     assert "== README examples done" in done.stderr, report
     assert time.monotonic() - started < 300
+    assert _demo_meters(served_demo, mids)[1] == before  # they wrote into a sensor of their own
 
 
 # --- the quality table ------------------------------------------------------------------

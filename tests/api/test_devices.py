@@ -252,3 +252,60 @@ def test_settled_keys_are_forgotten_after_the_window(
         assert service.purge_seen(conn, older_than_ms=2**62) == 1
     # Forgotten: the same id counts as a new message again (a new version of the point).
     assert ingest(db, (topic, {"time": T0, "value": 1, "id": "old"})).stored == 1
+
+
+def test_nul_characters_are_dead_letters_on_both_engines(
+    client: TestClient, db: Database, owner: tuple[int, int, int, Actor]
+) -> None:
+    """U+0000 in any text of a payload is refused as the REST writes refuse it, and a dead
+    letter holds any payload or topic: on PostgreSQL a NUL in an id (a text key) or in a
+    letter's text failed the whole batch, which the bridge then retried for ever (issue #14,
+    item 9: every string that reaches PostgreSQL is checked)."""
+    cid, m1, _, a = owner
+    add(client, a, cid, "gw-1")
+    topic = f"besmart/v1/gw-1/{m1}/{P_PLUS}"
+    good = (topic, {"time": T0, "value": 1.0})
+    res = ingest(
+        db,
+        (topic, {"time": T0 + Q, "value": 2.0, "id": "a\u0000b"}),
+        (topic, {"time": T0 + Q, "value": "a\u0000b", "type": "STR"}),
+        (topic, {"time": [T0 + Q], "value": [2.0], "origin": [1], "\u0000": [1]}),
+        (topic, b"\x00\x01binary\x00"),  # a device sending binary frames
+        (f"besmart/v1/gw\u00001/{m1}/{P_PLUS}", {"time": T0 + Q, "value": 2.0}),
+        good,
+    )
+    assert (res.stored, res.rejected) == (1, 5)
+    reasons = [r for _, r in rejected(db)]
+    assert all("U+0000" in r for r in reasons[:3]), reasons
+    assert "payload is not JSON" in reasons[3]
+    assert "\x00" not in "".join(reasons)
+    assert stored(client, a, cid, m1, P_PLUS)["value"] == [1.0]
+    letters = client.get("/api/devices/rejected", params={"client_cid": cid}, headers=a.headers)
+    assert letters.status_code == 200, letters.text
+    payloads = [x["payload"] for x in letters.json()]
+    assert "\ufffd\x01binary\ufffd" in payloads  # kept, its NULs replaced
+
+
+def test_values_and_times_reads_cannot_give_back_are_dead_letters(
+    client: TestClient, db: Database, owner: tuple[int, int, int, Actor]
+) -> None:
+    """The bridge refuses what the REST writes refuse (issue #14, items 5 and 6): a value
+    beyond ±1e250 (also after unit conversion), an INT beyond ±(2**53 - 1), a time outside
+    ±2**62; a bare number is a DBL, stored as the double it is."""
+    cid, m1, _, a = owner
+    add(client, a, cid, "gw-1")
+    topic = f"besmart/v1/gw-1/{m1}/{A_PLUS}"
+    bad: list[tuple[bytes, str]] = [
+        (b'{"time": %d, "value": 1e300}' % T0, "beyond"),
+        (b"1e300", "beyond"),
+        (b'{"time": %d, "value": 18446744073709551616, "type": "INT"}' % T0, "INT"),
+        (b'{"time": %d, "value": 9007199254740993, "type": "INT"}' % T0, "INT"),
+        (b'{"time": %d, "value": 1e250, "unit": "MWh"}' % T0, "beyond"),
+        (b'{"time": %d, "value": 1}' % 2**62, "outside the times"),
+        (b'{"time": %d, "value": 1}' % (-(2**62) - 1), "outside the times"),
+    ]
+    res = ingest(db, *[(topic, p) for p, _ in bad], (topic, {"time": T0, "value": 2.5}))
+    assert (res.stored, res.rejected) == (1, len(bad))
+    for (_, says), reason in zip(bad, [r for _, r in rejected(db)], strict=True):
+        assert says in reason, (says, reason)
+    assert stored(client, a, cid, m1)["value"] == [2.5]

@@ -178,6 +178,26 @@ def test_as_of_on_every_data_route(client: TestClient, owner: tuple[int, int, Ac
         assert got == [[130.0, 131.0, 132.0], [100.0, 124.0, 148.0], [100.0, 200.0]]
 
 
+@pytest.mark.parametrize("as_of", [2**62 + 1, -(2**62) - 1, 2**70])
+def test_as_of_beyond_the_time_range_is_422_naming_it(
+    client: TestClient, owner: tuple[int, int, Actor], as_of: int
+) -> None:
+    """as_of has the bounds of since and till (the chart route echoed 2**70 into a 500)."""
+    cid, mid, a = owner
+    m = moid("A+")
+    url = f"/api/sensors/{cid}.{mid}/signals/{m}/data"
+    res = client.get(url, params={"since": T, "till": T + D, "as_of": as_of}, headers=a.headers)
+    assert res.status_code == 422, res.text
+    assert res.json()["detail"][0]["loc"] == ["query", "as_of"]
+    for path in (MANY, LEGACY):
+        body = [item(cid, mid, T, T + D), item(cid, mid, T, T + D, as_of=as_of)]
+        res = client.post(path, json=body, headers=a.headers)
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"] == ["body", 1, "as_of"]
+    edge = get(client, a.headers, cid, mid, m, T, T + D, as_of=2**62)  # the bound itself reads
+    assert edge["data"]["time"] == []
+
+
 def test_as_of_is_documented_in_openapi(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     get_op = spec["paths"]["/api/sensors/{client_cid}.{sensor_mid}/signals/{signal_type_moid}/data"]

@@ -166,6 +166,74 @@ def test_estimate_fills_the_gap_as_origin_4_and_audits_it(
     assert next(e for e in events if e["rule"] == "gap")["state"] == "estimated"
 
 
+def test_windows_vee_cannot_compute_are_4xx_and_change_nothing(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """An estimate's like days, holidays and profiles are calendar days (1900..2200: a window
+    at 2**62 ms was a 500 after minutes); an estimate or a quality view over more days than
+    max_window_days is a 413 (one ran minutes for -2**62..now, the other built a row per day
+    into a 500); validation reads context around any window within ±2**62 (it asked for
+    times before -2**62: 422 naming since)."""
+    cid, mid, owner = _setup(db, client, app)
+    est = _url(cid, mid, tail="quality/estimate")
+    lo, hi = -(2**62), 2**62
+    for since, till, name in ((lo, lo + DAY, "since"), (hi - DAY, hi, "till")):
+        r = client.post(est, params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["query", name]
+    r = client.post(est, params={"since": T0 - 4000 * DAY, "till": T0 + DAY}, headers=owner.headers)
+    assert r.status_code == 413, r.text
+    for since, till in ((lo, hi), (T0 - 4000 * DAY, T0 + DAY)):
+        r = client.get(_url(cid, mid), params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 413, r.text
+        assert "max_window_days" in r.json()["detail"]
+    assert (
+        get(client, owner.headers, cid, mid, EA, T0, T0 + DAY, signal_origin_id=4)["data"]["time"]
+        == []
+    )
+    run = _url(cid, mid, tail="quality/run")
+    for since, till in ((lo, T0 + DAY), (T0, hi)):
+        r = client.post(run, params={"since": since, "till": till}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("step", ["x", 1.5, -900_000, 10**30, 1e300])
+def test_a_malformed_step_in_the_sensors_info_is_ignored(
+    db: Database, client: TestClient, app: FastAPI, step: Any
+) -> None:
+    """`step_ms` of the sensor's info is used when it is whole ms up to a day; otherwise the
+    readings' spacing stands (a string was a 500, 1.5 ran out of memory)."""
+    cid, mid, owner = _setup(db, client, app)
+    with db.transaction() as conn:
+        info = json.dumps({"step_ms": step})
+        conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=info))
+    r = client.post(
+        _url(cid, mid, tail="quality/estimate"),
+        params={"since": T0, "till": T0 + DAY},
+        headers=owner.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["methods"] == {"linear": 8}
+
+
+def test_an_estimate_of_more_intervals_than_it_may_fill_is_413(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """A step of 1 ms (the sensor's info says so) makes a day 86.4 million intervals, each
+    compared with 56 days before it: the process ran out of memory; now a 413, nothing written."""
+    cid, mid, owner = _setup(db, client, app)
+    with db.transaction() as conn:
+        conn.execute(
+            update(sensors).where(sensors.c.mid == mid).values(info=json.dumps({"step_ms": 1}))
+        )
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(_url(cid, mid, tail="quality/estimate"), params=window, headers=owner.headers)
+    assert r.status_code == 413, r.text
+    assert "at most 400000" in r.json()["detail"]
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY, signal_origin_id=4)["data"]
+    assert data["time"] == []
+
+
 def test_a_correction_with_a_reason_is_audited(
     db: Database, client: TestClient, app: FastAPI
 ) -> None:
@@ -300,6 +368,38 @@ def test_thresholds_per_client_and_sensor_type(
     assert client.get(url, headers=owner.headers).json()["overrides"] == {
         "0": {"spike_sigmas": 1000}
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("step_ms", "1" + "0" * 30),  # left int64 in the gap rule: every run a 500
+        ("step_ms", "9223372036854775808"),
+        ("flatline_rtol", "1e308"),
+        ("meter_max_digits", "400"),  # 10.0**400 overflowed
+        ("spike_half_window", "1000000"),  # a median over points x window
+        ("gap_factor", "NaN"),
+        ("high_factor", "Infinity"),
+    ],
+)
+def test_threshold_overrides_the_rules_cannot_compute_with_are_422(
+    db: Database, client: TestClient, app: FastAPI, key: str, raw: str
+) -> None:
+    """Overrides are finite and bounded (1e15; a spike window 1000, register digits 15): one
+    beyond made the client's every validation fail (black-box pass after issue #14)."""
+    cid, mid, owner = _setup(db, client, app)
+    url = f"/api/clients/{cid}/quality/thresholds"
+    body = f'{{"thresholds": {{"{key}": {raw}}}}}'
+    headers = {**owner.headers, "content-type": "application/json"}
+    r = client.put(url, content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert client.get(url, headers=owner.headers).json()["overrides"] == {}
+    edge = {"step_ms": 10**15, "spike_half_window": 1000, "meter_max_digits": 15}
+    r = client.put(url, json={"thresholds": {key: edge.get(key, 1e15)}}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    window = {"since": T0, "till": T0 + DAY}
+    r = client.post(_url(cid, mid, tail="quality/run"), params=window, headers=owner.headers)
+    assert r.status_code == 200, r.text
 
 
 def test_quality_routes_are_in_openapi(client: TestClient) -> None:

@@ -75,3 +75,40 @@ def test_interval_energy_differences_the_interpolated_register() -> None:
     # no extrapolation beyond the readings
     got = reduce.interval_energy(t[:2], r[:2], since=0, till=120, step_ms=60)
     assert len(got.time) == 0
+
+
+def test_energy_buckets_stay_within_max_buckets_beyond_a_week() -> None:
+    """Past the largest step (a week) whole weeks: a century at 1000 buckets is 1000 buckets
+    at most, not 5,200 weeks; the whole time range in one bucket is a step near 2**63."""
+    week = 10_080 * 60_000
+    century = 100 * 365 * 86_400_000
+    t = np.array([0, century], dtype=np.int64)
+    step = reduce.energy_step_ms(t, since=0, till=century, max_buckets=1000)
+    assert step % week == 0
+    assert century / step <= 1000
+    lo, hi = -(2**62), 2**62
+    step = reduce.energy_step_ms(t, since=lo, till=hi, max_buckets=1)
+    assert step >= hi - lo
+    got = reduce.interval_energy(t, np.array([0.0, 1.0]), since=lo, till=hi, step_ms=step)
+    assert len(got.time) == 0  # one bucket, its edges beyond the readings: nothing drawn
+
+
+def test_interval_energy_reads_only_the_edges_within_the_readings() -> None:
+    """Edges are counted from `since` but only those inside the readings are made: a window
+    over the whole time range costs what the readings span, not 2**63 / step edges."""
+    t = np.array([1_000, 5_000], dtype=np.int64)
+    got = reduce.interval_energy(
+        t, np.array([0.1, 0.5]), since=-(2**62) + 904, till=2**62, step_ms=1_000
+    )  # since a whole second: edges at whole seconds
+    assert got.time.tolist() == [1_000, 2_000, 3_000, 4_000]
+    assert got.value.tolist() == [0.1, 0.1, 0.1, 0.1]  # rounded: 0.2 - 0.1 is not 0.1 in binary
+
+
+def test_minmax_buckets_of_the_whole_time_range() -> None:
+    """Bucket edges of a window of centuries (k * (till - since) beyond int64) are exact."""
+    t = np.array([-(2**61), -5, 0, 5, 2**61], dtype=np.int64)
+    v = np.array([1.0, 5.0, -3.0, 2.0, 4.0])
+    got = reduce.minmax(t, v, since=-(2**62), till=2**62, max_points=4)
+    # Two buckets, [-2**62, 0) and [0, 2**62): each one's min and max at their own times.
+    assert got.time.tolist() == [-(2**61), -5, 0, 2**61]
+    assert got.value.tolist() == [1.0, 5.0, -3.0, 4.0]

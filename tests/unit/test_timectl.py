@@ -101,3 +101,31 @@ def test_a_zone_sets_the_calendar_and_dst_days_have_23_or_25_hours() -> None:
 def test_unknown_or_malformed_zones_fall_back_to_utc() -> None:
     for bad in ("Mars/Olympus", "../../etc/passwd", "/etc/localtime", "", None, "x" * 100):
         assert window("day", "2026-01-01", None, None, tz=bad, today=TODAY).tz == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "since", "till", "tz"),
+    [
+        pytest.param("day", "9999-12-31", None, None, "UTC", id="day-9999-12-31"),
+        pytest.param("day", "9999-12-30", None, None, "Etc/GMT+12", id="day-before-it-west"),
+        pytest.param("month", "9999-12-05", None, None, "UTC", id="month-9999-12"),
+        pytest.param("year", "9999-06-01", None, None, "UTC", id="year-9999"),
+        pytest.param("year", "0001-06-01", None, None, "UTC", id="year-1"),
+        pytest.param("week", "0001-01-01", None, None, "UTC", id="week-0001-01-01"),
+        pytest.param("week", "0001-01-07", None, None, "Pacific/Kiritimati", id="week-1-east"),
+        pytest.param(
+            "custom", None, "0001-01-01T00:00", "9999-12-31T00:00", "UTC", id="custom-everything"
+        ),
+    ],
+)
+def test_windows_at_the_ends_of_the_calendar_fall_back_to_this_week(
+    period: str, start: str | None, since: str | None, till: str | None, tz: str
+) -> None:
+    """A page links the periods before and after its window: where one of them (or the window)
+    is not a datetime Python holds, the URL is treated as malformed (it was a 500)."""
+    w = window(period, start, since, till, tz=tz, today=TODAY, as_of="9999-12-31T23:59")
+    assert (w.period, w.since, w.till) == ("week", datetime(2026, 11, 16), datetime(2026, 11, 23))
+    assert w.as_of is None
+    for n in (-1, 1):
+        w.shifted(n).query()
+    assert w.since_ms < w.till_ms

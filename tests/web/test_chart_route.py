@@ -229,3 +229,74 @@ def test_what_the_read_assumed_comes_as_warnings(client: TestClient, db: Databas
     ).json()
     assert data.get("warnings")  # the data route assumed a reading at the swap
     assert body["warnings"] == data["warnings"]
+
+
+def test_counter_energy_and_summary_keep_15_significant_digits(
+    client: TestClient, db: Database
+) -> None:
+    """Energy per bucket is a difference of registers and the summary's mean and sum are
+    computed: 15 significant digits, as every computed value (issue #14, item 21); the chart
+    sent 0.19999999999999998 for 0.3 - 0.1."""
+    cid, actor = make_tenant(db)
+    mid = make_sensor(db, cid)
+    q = 15 * MIN
+    registers = [0.1, 0.3, 0.6, 1.0, 1.1, 1.3, 1.6, 1.9]
+    times = [T0 + i * q for i in range(len(registers))]
+    put(client, actor.headers, cid, mid, moid("A+"), {"time": times, "value": registers})
+    body = chart(client, actor.headers, cid, mid, moid("A+"), since=T0, till=T0 + 2 * 3_600_000)
+    (s,) = body["series"]
+    assert s["value"] == [0.2, 0.3, 0.4, 0.1, 0.2, 0.3, 0.3]
+    assert body["summary"] == {
+        "count": 7,
+        "mean": 0.257142857142857,
+        "min": 0.1,
+        "max": 0.4,
+        "sum": 1.8,
+    }
+
+
+def test_windows_at_the_edges_of_time_never_answer_5xx(client: TestClient, db: Database) -> None:
+    """Every window within ±2**62 ms is drawn (a counter's padding stays in the range, its
+    buckets stay at most max_points/2, however long the window); an as_of outside it is a 422
+    (the answer echoes it: orjson cannot write an integer beyond 64 bits, a 500); a
+    completeness over more days than max_window_days is a 413 (a row per day)."""
+    cid, actor = make_tenant(db)
+    mid = make_sensor(db, cid)
+    times = [T0 + i * 15 * MIN for i in range(8)]
+    for sym in ("P+", "A+"):
+        put(
+            client,
+            actor.headers,
+            cid,
+            mid,
+            moid(sym),
+            {"time": times, "value": [1.0 * i for i in range(8)]},
+        )
+    lo, hi = -(2**62), 2**62
+    for sym in ("P+", "A+"):
+        for max_points in (2, 2000):
+            body = chart(
+                client, actor.headers, cid, mid, moid(sym), since=lo, till=hi, max_points=max_points
+            )
+            assert body["series"][0]["points"] == 8
+            assert len(body["series"][0]["time"]) <= max_points
+        url = f"/api/sensors/{cid}.{mid}/signals/{moid(sym)}"
+        for tail in ("chart", "completeness"):
+            for as_of in (2**62 + 1, -(2**62) - 1, 2**70):
+                res = client.get(
+                    f"{url}/{tail}",
+                    params={"since": T0, "till": T0 + DAY, "as_of": as_of},
+                    headers=actor.headers,
+                )
+                assert res.status_code == 422, res.text
+                assert res.json()["detail"][0]["loc"] == ["query", "as_of"]
+        res = client.get(
+            f"{url}/completeness", params={"since": lo, "till": hi}, headers=actor.headers
+        )
+        assert res.status_code == 413, res.text
+        assert "max_window_days" in res.json()["detail"]
+        res = client.get(
+            f"{url}/completeness", params={"since": lo - 1, "till": T0}, headers=actor.headers
+        )
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"] == ["query", "since"]

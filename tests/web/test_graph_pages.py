@@ -103,3 +103,13 @@ def test_run_in_the_request_and_queued(client: TestClient, db: Database) -> None
     web_login(client, other)
     assert client.get(f"/graphs/runs/{run_id.group(1)}").status_code == 404
     assert f"/graphs/runs/{run_id.group(1)}" not in client.get("/graphs").text
+
+
+def test_a_run_id_beyond_the_ids_is_422_not_500(client: TestClient, db: Database) -> None:
+    """The run page's id is bounded as the API's is (2**70 reached the database: a 500)."""
+    _, actor = make_tenant(db)
+    web_login(client, actor)
+    for run_id in ("99999999999999999999", "-1", "2147483648"):
+        res = client.get(f"/graphs/runs/{run_id}")
+        assert res.status_code == 422, (run_id, res.text[:200])
+    assert client.get("/graphs/runs/2147483647").status_code == 404

@@ -712,3 +712,21 @@ def test_ids_beyond_32_bits_are_a_client_error(
     web_login(client, actor)
     res = client.get(path.format(own=cid, big=2**40))
     assert 400 <= res.status_code < 500, res.text
+
+
+def test_sensor_pages_at_the_ends_of_the_calendar_answer_200(
+    client: TestClient, db: Database, tenant: tuple[int, Actor]
+) -> None:
+    """A hand-edited URL at year 1 or 9999 shows this week (the time control's fallback)
+    instead of a 500 (issue #14: no 5xx for any bad value, found on the pages added since)."""
+    cid, actor = tenant
+    web_login(client, actor)
+    mid = new_sensor(client, actor, cid, name="edge", sensor_type_id=ENERGY_METER)["sensor_mid"]
+    for q in (
+        "period=day&start=9999-12-31",
+        "period=year&start=9999-06-01",
+        "period=custom&since=0001-01-01T00:00&till=9999-12-31T00:00",
+    ):
+        for page in ("", "/quality", "/balance"):
+            res = client.get(f"/sensors/{cid}.{mid}{page}?{q}")
+            assert res.status_code == 200, (page, q, res.text[:200])

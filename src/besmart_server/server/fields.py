@@ -30,6 +30,26 @@ def parse_json(text: str, field: str, *, object_only: bool = True) -> Any:
     return value
 
 
+def nul_in_json(value: Any, loc: list[str | int]) -> list[str | int] | None:
+    """Where in a parsed JSON document a string (or an object key) holds U+0000, which
+    PostgreSQL cannot store in text: the HTTP bodies' and the MQTT payloads' one check."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return loc
+            found = nul_in_json(item, [*loc, key])
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = nul_in_json(item, [*loc, i])
+            if found is not None:
+                return found
+    return None
+
+
 def dump_json(value: Any) -> str | None:
     """JSON text to store (None stays NULL)."""
     return None if value is None else orjson.dumps(value).decode()

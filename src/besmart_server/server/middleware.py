@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from besmart_server.server.fields import nul_in_json
 
 log = logging.getLogger("besmart")
 
@@ -86,25 +87,6 @@ def _nul(loc: list[str | int]) -> _Reject:
     return _Reject(422, {"detail": [{"loc": loc, "msg": msg, "type": "string_nul"}]})
 
 
-def _nul_in_json(value: Any, loc: list[str | int]) -> list[str | int] | None:
-    """Where in a parsed JSON document a string (or an object key) holds U+0000."""
-    if isinstance(value, str):
-        return loc if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return loc
-            found = _nul_in_json(item, [*loc, key])
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _nul_in_json(item, [*loc, i])
-            if found is not None:
-                return found
-    return None
-
-
 def check_text(scope: Scope) -> None:
     """422 when the path, a query parameter (also inside JSON it carries, like `info`) or a
     header holds a NUL character."""
@@ -127,7 +109,7 @@ def _check_json_text(text: str | bytes, loc: list[str | int]) -> None:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         return  # not JSON: the route answers for that; an escaped backslash is no NUL
-    found = _nul_in_json(doc, loc)
+    found = nul_in_json(doc, loc)
     if found is not None:
         raise _nul(found)
 

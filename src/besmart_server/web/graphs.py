@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi import Path as PathParam
 from sqlalchemy import Connection, select
 
+from besmart_server.schemas import ID_MAX
 from besmart_server.server.access import Principal
 from besmart_server.server.deps import ConnDep, DatabaseDep, SettingsDep
 from besmart_server.server.errors import AppError, NotFound
@@ -158,7 +160,12 @@ async def run_graph(
 
 
 @router.get("/graphs/runs/{run_id}")
-def run_state(request: Request, conn: ConnDep, s: SessionDep, run_id: int) -> Response:
+def run_state(
+    request: Request,
+    conn: ConnDep,
+    s: SessionDep,
+    run_id: Annotated[int, PathParam(ge=0, le=ID_MAX)],  # as the API's: 2**70 was a 500
+) -> Response:
     """htmx: a run's state; polls itself until the run is done or failed."""
     try:
         status = graphs.get_run(conn, s.principal, run_id)

@@ -150,6 +150,18 @@ class Window:
         )
 
 
+# The calendar a page can show: its window and the periods before and after it (the page links
+# both) must be datetimes Python holds, a day's margin for any zone's offset (9999-12-31 and a
+# day or week after it was a 500).
+_FIRST = datetime(1, 1, 2)
+_LAST = datetime(9999, 12, 31)
+
+
+def _fits(w: Window) -> bool:
+    around = (w.shifted(-1), w, w.shifted(1))
+    return all(x.since >= _FIRST and x.till <= _LAST for x in around)
+
+
 def window(
     period: str | None,
     start: str | None,
@@ -162,7 +174,42 @@ def window(
     tz: str | None = None,
     today: date,
 ) -> Window:
-    """The window a URL asks for; anything missing or malformed falls back to the current week."""
+    """The window a URL asks for; anything missing or malformed falls back to the current week,
+    and so does a window at the ends of the calendar (years 1 and 9999)."""
+    try:
+        w = _window(
+            period,
+            start,
+            since,
+            till,
+            as_of=as_of,
+            compare=compare,
+            weather=weather,
+            tz=tz,
+            today=today,
+        )
+        fits = _fits(w)
+    except (OverflowError, ValueError):  # the day or the year after 9999-12-31
+        fits = False
+    if not fits:
+        w = _window(None, None, None, None, compare=compare, weather=weather, tz=tz, today=today)
+    if w.as_of is not None and not _FIRST <= w.as_of <= _LAST:
+        w = replace(w, as_of=None)
+    return w
+
+
+def _window(
+    period: str | None,
+    start: str | None,
+    since: str | None,
+    till: str | None,
+    *,
+    as_of: str | None = None,
+    compare: bool = False,
+    weather: str | None = None,
+    tz: str | None = None,
+    today: date,
+) -> Window:
     p = period if period in PERIODS else DEFAULT_PERIOD
     as_of_dt = parse_minute(as_of)
     wx = weather if weather in WEATHER else None

@@ -21,6 +21,7 @@ from besmart_server.server.errors import Invalid
 from besmart_server.server.signals import calendar, reduce
 from besmart_server.server.signals import completeness as completeness_mod
 from besmart_server.server.signals.catalog import SeriesKind, signal_type_by_moid
+from besmart_server.server.signals.pipeline import round_significant
 from besmart_server.server.signals.service import (
     FrameRead,
     ReadBudget,
@@ -28,7 +29,7 @@ from besmart_server.server.signals.service import (
     read_frame,
 )
 from besmart_server.server.signals.store import SeriesStore
-from besmart_server.wire import ORIGIN_NAMES, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ORIGIN_NAMES, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
 
 KIND_NAMES = {
     SeriesKind.INSTANTANEOUS: "instantaneous",
@@ -94,14 +95,16 @@ def _summary(values: np.ndarray[Any, np.dtype[np.float64]], *, energy: bool) -> 
     v = values[~np.isnan(values)]
     if not len(v):
         return {"count": 0}
+    # The mean and the sum are computed: 15 significant digits, as every computed value.
+    mean, total = round_significant(np.array([v.mean(), v.sum()]))
     out: dict[str, Any] = {
         "count": len(v),
-        "mean": float(v.mean()),
+        "mean": float(mean),
         "min": float(v.min()),
         "max": float(v.max()),
     }
     if energy:
-        out["sum"] = float(v.sum())
+        out["sum"] = float(total)
     return out
 
 
@@ -127,7 +130,15 @@ def chart(
     pad = (
         min(max(2 * (q.till - q.since) // q.max_points, 2 * HOUR_MS), 7 * DAY_MS) if counter else 0
     )
-    read = _read(conn, store, principal, q, budget, since=q.since - pad, till=q.till + pad)
+    read = _read(
+        conn,
+        store,
+        principal,
+        q,
+        budget,
+        since=max(q.since - pad, TIME_MIN),  # the padding never leaves the time range
+        till=min(q.till + pad, TIME_MAX),
+    )
     assert t is not None  # read_frame answered 404 for an unknown type
     f = read.frame
     numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
@@ -236,12 +247,14 @@ def completeness(
 ) -> dict[str, Any]:
     """Per day of the window (UTC, or local in the IANA zone `tz`) the points of one origin
     (measured by default) against what the series' reading interval expects, and the gaps,
-    longest first (at most MAX_GAPS)."""
+    longest first (at most MAX_GAPS).
+    The answer holds a row per day: 413 beyond max_window_days."""
     try:
         zone = None if tz is None else calendar.zone(tz)
     except calendar.CalendarError as exc:
         raise Invalid(str(exc), loc=("query", "tz")) from exc
     read = _read(conn, store, principal, q, budget, origin=origin, raw=True)
+    budget.check_span(q.since, q.till, "a completeness", "it counts every day of the window")
     f = read.frame
     # Nothing is expected of the future: the window counts up to now.
     until = max(min(q.till, now_ms()), q.since + 1)

@@ -246,7 +246,13 @@ def ingest(
             heads.append(topics.parse_topic(msg.topic))
         except Refused as exc:
             heads.append(exc.reason)
-    names = {n for n in map(topics.device_of, (m.topic for m in messages)) if n}
+    # Only names a device can have are looked up (a topic's level may hold any text, U+0000
+    # too, which a PostgreSQL query parameter cannot carry).
+    names = {
+        n
+        for n in map(topics.device_of, (m.topic for m in messages))
+        if n and topics.DEVICE_NAME.match(n)
+    }
     devs = _devices(conn, names)
     owner = _sensor_clients(conn, {h.sensor_mid for h in heads if isinstance(h, Topic)})
     entries: list[_Entry] = []
@@ -304,15 +310,21 @@ def _insert_seen(conn: Connection, rows: list[tuple[int, str, int]]) -> None:
         )
 
 
+def _text(s: str) -> str:
+    """Text a dead letter can hold on both engines: PostgreSQL refuses U+0000 in text, and a
+    letter that failed its insert would fail its whole batch, redelivered for ever."""
+    return s.replace("\x00", "\ufffd")
+
+
 def _letter(msg: Message, e: _Entry) -> dict[str, Any]:
     text = msg.payload[: PAYLOAD_CHARS * 4].decode("utf-8", "replace")[:PAYLOAD_CHARS]
     return {
         "received_at": msg.arrival_ms,
         "client_cid": e.dev.client_cid if e.dev else None,
-        "device": (e.device or "")[:200],
-        "topic": msg.topic,
-        "payload": text,
-        "reason": e.reason,
+        "device": _text((e.device or "")[:200]),
+        "topic": _text(msg.topic),
+        "payload": _text(text),
+        "reason": _text(e.reason or ""),
     }
 
 

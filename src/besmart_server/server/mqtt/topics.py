@@ -19,6 +19,7 @@ from typing import Any, Final
 import orjson
 
 from besmart_server.schemas import ID_MAX
+from besmart_server.server.fields import nul_in_json
 from besmart_server.server.signals.columns import COLUMNS
 
 PREFIX: Final = "besmart/v1/"
@@ -29,6 +30,7 @@ DEVICE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SINGLE_KEYS: Final = frozenset({"time", "value", "origin", "type", "unit", "id"})
 _COLUMNAR_KEYS: Final = frozenset({*COLUMNS, "unit", "id"})
 MAX_ID_CHARS: Final = 200
+_JSON_NUL: Final = b"\\u0000"
 
 
 class Refused(Exception):
@@ -92,6 +94,13 @@ def parse_payload(payload: bytes, arrival_ms: int) -> Reading:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise Refused(f"payload is not JSON: {exc}") from exc
+    # Raw control characters are not JSON at all: a NUL can only come as the escape. Refused
+    # as the REST writes refuse it (it would fail the batch's PostgreSQL text, e.g. an id).
+    if _JSON_NUL in payload:
+        where = nul_in_json(body, [])
+        if where is not None:
+            at = "".join(f"[{k!r}]" for k in where) or "the payload"
+            raise Refused(f"the NUL character (U+0000) is not allowed in text: {at}")
     if type(body) in (int, float):
         if not math.isfinite(body):
             raise Refused("a bare number must be finite")

@@ -8,10 +8,13 @@ pixels the raw points would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from besmart_server.server.signals.pipeline import subtract_rounded
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
@@ -37,8 +40,13 @@ def minmax(time: I64, value: F64, *, since: int, till: int, max_points: int) -> 
         return Reduced(t, v)
     buckets = max(max_points // 2, 1)
     # Bucket edges, found by binary search in the sorted times: O(buckets log n), no per-point
-    # division; the non-empty buckets' starts partition the points for reduceat.
-    edges = since + (np.arange(buckets + 1, dtype=np.int64) * (till - since)) // buckets
+    # division; the non-empty buckets' starts partition the points for reduceat. In Python ints
+    # where k * (till - since) would leave int64 (windows of decades at 10,000 buckets).
+    span = till - since
+    if span <= (2**63 - 1) // buckets:
+        edges = since + (np.arange(buckets + 1, dtype=np.int64) * span) // buckets
+    else:
+        edges = np.array([since + k * span // buckets for k in range(buckets + 1)], np.int64)
     starts = np.searchsorted(t, edges[:-1])
     ends = np.searchsorted(t, edges[1:])
     nonempty = ends > starts
@@ -69,20 +77,26 @@ def energy_step_ms(time: I64, *, since: int, till: int, max_buckets: int) -> int
     for step in ENERGY_STEPS_MIN:
         if step * 60_000 >= want:
             return step * 60_000
-    return ENERGY_STEPS_MIN[-1] * 60_000
+    week = ENERGY_STEPS_MIN[-1] * 60_000  # beyond it whole weeks: still at most max_buckets
+    return math.ceil(want / week) * week
 
 
 def interval_energy(time: I64, register: F64, *, since: int, till: int, step_ms: int) -> Reduced:
     """A counter's energy per bucket of `step_ms` from `since`: the register interpolated at
     both edges of a bucket, differenced; only buckets whose both edges lie within the readings
-    (no extrapolation). Each value is stamped at its bucket's start."""
+    (no extrapolation). Each value is stamped at its bucket's start, and keeps 15 significant
+    digits of the registers it is the difference of (0.2, not 0.19999999999999998)."""
     keep = ~np.isnan(register)
     t, r = time[keep], register[keep]
     if len(t) < 2:
         return Reduced(np.empty(0, np.int64), np.empty(0, np.float64))
-    edges = np.arange(since, till + step_ms, step_ms, dtype=np.int64)
-    edges = edges[(edges >= t[0]) & (edges <= t[-1])]
-    if len(edges) < 2:
+    # The bucket edges since + k * step_ms up to the first at or after till, of them only
+    # those within the readings: counted in Python ints, as a step may be most of 2**63.
+    last = -(-(till - since) // step_ms)
+    k0 = max(0, -(-(int(t[0]) - since) // step_ms))
+    k1 = min(last, (int(t[-1]) - since) // step_ms)
+    if k1 - k0 < 1:
         return Reduced(np.empty(0, np.int64), np.empty(0, np.float64))
+    edges = since + step_ms * np.arange(k0, k1 + 1, dtype=np.int64)
     at_edges = np.interp(edges.astype(np.float64), t.astype(np.float64), r)
-    return Reduced(edges[:-1], np.diff(at_edges))
+    return Reduced(edges[:-1], subtract_rounded(at_edges[1:], at_edges[:-1]))

@@ -223,13 +223,23 @@ class ReadBudget:
         Only `delta_t` reads are capped: their work grows with the window (buckets, and the
         interpolation between readings), while a raw read costs what its points cost, which
         `take` bounds already, so since=0&till=<far future> reads whatever is stored."""
+        if delta_t is not None:
+            self.check_span(
+                since,
+                till,
+                "a read with delta_t",
+                "its buckets grow with the window: read a shorter window (reads without "
+                "delta_t are bounded by their points only, max_points_per_read)",
+            )
+
+    def check_span(self, since: int, till: int, what: str, why: str) -> None:
+        """413 when work that grows with the window itself (buckets, days, intervals to fill)
+        would span more than max_window_days; `what` is capped because `why`."""
         days = self.max_window_days
-        if delta_t is not None and days is not None and till - since > days * MS_PER_DAY:
+        if days is not None and till - since > days * MS_PER_DAY:
             raise TooLarge(
-                f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; a read "
-                f"with delta_t may span at most {days} (max_window_days) days, as its buckets "
-                "grow with the window: read a shorter window (reads without delta_t are bounded "
-                "by their points only, max_points_per_read)"
+                f"The window since..till spans {(till - since) / MS_PER_DAY:.1f} days; "
+                f"{what} may span at most {days} (max_window_days) days, as {why}"
             )
 
     def take(self, n: int) -> None:
@@ -254,6 +264,10 @@ def check_query(q: ReadQuery, loc: Loc) -> None:
             raise Invalid(f"{name} must be a UTC ms timestamp within ±2**62", loc=(*loc, name))
     if q.since >= q.till:
         raise Invalid("since must be before till", loc=(*loc, "since"))
+    # The same bounds as since and till: a read echoes as_of (the chart route), and no stored
+    # version is acquired outside them.
+    if q.as_of is not None and not TIME_MIN <= q.as_of <= TIME_MAX:
+        raise Invalid("as_of must be a UTC ms timestamp within ±2**62", loc=(*loc, "as_of"))
     if q.delta_t is not None and not 0 < q.delta_t <= DELTA_T_MAX:
         raise Invalid(
             f"delta_t must be a positive number of minutes, at most {DELTA_T_MAX}",

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, sensor_for
 from besmart_server.server.db import now_ms
-from besmart_server.server.errors import Invalid
+from besmart_server.server.errors import Invalid, TooLarge
 from besmart_server.server.profiles import bdew_profile, holiday_dates
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import completeness
@@ -32,6 +32,15 @@ QUARTER_MS = 900_000
 REGISTER_OF = {interval: register for register, interval in SUM_PAIRS.items()}
 DEFAULT_TZ = "Europe/Warsaw"
 DEFAULT_COUNTRY = "PL"
+# Like days, holidays and load profiles are local calendar days, computed on pandas' timestamps
+# (years 1677 to 2262): an estimate's window, with its lookback, stays within the years graphs
+# compute in too (operator_api.TIME_RANGE).
+# Intervals one estimate may fill: every quarter-hour of max_window_days' default (3660 days),
+# with room; a step of 1 ms from a sensor's info made a day 86 million of them (the process ran
+# out of memory).
+MAX_SLOTS = 400_000
+CALENDAR_SINCE = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+CALENDAR_TILL = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 
 
 def _sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
@@ -41,6 +50,15 @@ def _sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def _step(info: dict[str, Any], times: estimation.I64) -> int:
+    """The reading interval: the sensor's `step_ms` (whole ms, up to a day) when it has one,
+    else the readings' median spacing, else a quarter-hour."""
+    raw = info.get("step_ms")
+    if type(raw) is int and 0 < raw <= DAY_MS:
+        return raw
+    return completeness.reading_step(times) or QUARTER_MS
 
 
 def _timezone(conn: Connection, client_cid: int) -> str:
@@ -85,6 +103,16 @@ def run(
 ) -> dict[str, Any]:
     """Estimate the measured series' missing intervals of [since, till) and store them."""
     service.check_window(w.since, w.till)
+    for name, ok in (("since", w.since >= CALENDAR_SINCE), ("till", w.till <= CALENDAR_TILL)):
+        if not ok:
+            raise Invalid(
+                "an estimate's window must lie within 1900-01-01 and 2200-01-01 (UTC): its "
+                "like days, holidays and profiles are calendar days",
+                loc=("query", name),
+            )
+    budget.check_span(
+        w.since, w.till, "an estimate", "it fills every missing interval and day of the window"
+    )
     sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
     t = service.type_of(w.signal_type_moid)
     if t.time_series_type == SeriesKind.CUMULATIVE:
@@ -92,10 +120,17 @@ def run(
             "Registers are not estimated: estimate the interval series they bracket",
             loc=("path", "signal_type_moid"),
         )
-    lo, hi = w.since - LOOKBACK_DAYS * DAY_MS, w.till + DAY_MS
+    lo, hi = service.around(w, LOOKBACK_DAYS * DAY_MS, DAY_MS)
     f = service.read_numeric(conn, store, principal, w, lo, hi, budget=budget)
     info = _sensor_info(conn, w.sensor_mid)
-    step = info.get("step_ms") or completeness.reading_step(f.time) or QUARTER_MS
+    step = _step(info, f.time)
+    slots = -(-(w.till - w.since) // step)
+    if slots > MAX_SLOTS:
+        raise TooLarge(
+            f"The window holds {slots} intervals of {step} ms; an estimate fills at most "
+            f"{MAX_SLOTS} (each is compared with {LOOKBACK_DAYS} days before it): estimate a "
+            "shorter window"
+        )
     tz = _timezone(conn, w.client_cid)
     years = range(
         int(np.datetime64(lo, "ms").astype("datetime64[Y]").astype(int)) + 1970,

@@ -61,6 +61,13 @@ class Finding:
     detail: dict[str, Any]
 
 
+# Bounds of an override: finite and within what the rules compute with (a step_ms of 10**30
+# left int64 and 10.0**400 overflowed: the client's every validation failed), and a spike
+# window whose median costs points x window stays small.
+THRESHOLD_MAX = 1e15
+THRESHOLD_LIMITS = {"spike_half_window": 1000, "meter_max_digits": 15}
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """Every rule's thresholds. Defaults follow the practice in field-notes.md (VEE)."""
@@ -111,6 +118,9 @@ class Thresholds:
                 raise ValueError(f"threshold {key!r} must be a number")
             if value is not None and value < 0:
                 raise ValueError(f"threshold {key!r} must not be negative")
+            limit = THRESHOLD_LIMITS.get(key, THRESHOLD_MAX)
+            if value is not None and not value <= limit:  # NaN too: JSON bodies may carry it
+                raise ValueError(f"threshold {key!r} must be a finite number at most {limit:g}")
             current = getattr(self, key)
             if isinstance(current, int) and not isinstance(value, int) and value is not None:
                 if key not in ("contracted_power_kw",) and float(value) != int(value):

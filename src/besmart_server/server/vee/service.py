@@ -62,6 +62,12 @@ def check_window(since: int, till: int) -> None:
         raise Invalid("since must be before till", loc=("query", "since"))
 
 
+def around(w: Window, before: int, after: int) -> tuple[int, int]:
+    """The window widened by `before` and `after` ms for context, within the time range (a
+    window at its edge is still read, not refused for the context it asked for itself)."""
+    return max(w.since - before, TIME_MIN), min(w.till + after, TIME_MAX)
+
+
 # --- thresholds -----------------------------------------------------------------------------
 
 
@@ -217,7 +223,7 @@ def validate(
     t = type_of(w.signal_type_moid)
     th = thresholds_for(conn, ref)
     now = now_ms() if now is None else now
-    lo, hi = w.since - CONTEXT_MS, w.till + CONTEXT_MS
+    lo, hi = around(w, CONTEXT_MS, CONTEXT_MS)
     f = read_numeric(conn, store, principal, w, lo, hi, budget=budget)
     times, values = f.time, f.value
     found: list[Finding] = []
@@ -260,14 +266,18 @@ def _historical_max(
     conn: Connection, store: SeriesStore, principal: Principal, w: Window, limit: int
 ) -> float | None:
     """The measured maximum of the HISTORY_DAYS before the window, read with a budget of its
-    own: None when the history holds more points than one read may."""
+    own: None when the history holds more points than one read may, or there is no time
+    before the window."""
+    before = around(w, HISTORY_DAYS * DAY_MS, 0)[0]
+    if before >= w.since:
+        return None
     try:
         hist = read_numeric(
             conn,
             store,
             principal,
             w,
-            w.since - HISTORY_DAYS * DAY_MS,
+            before,
             w.since,
             budget=signals.ReadBudget(limit),
         )
