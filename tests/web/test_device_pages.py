@@ -21,6 +21,7 @@ from besmart_server.server.mqtt.tables import devices
 from besmart_server.server.signals.store import SeriesStore
 from tests.api.signal_helpers import T0, make_sensor, moid
 from tests.factories import make_tenant, make_user
+from tests.web.test_accessibility import _Audit
 from tests.web.test_pages import page_csrf, web_login
 
 SECRET = re.compile(r'<pre class="curl-out" id="new-secret">([^<]+)</pre>')
@@ -173,3 +174,17 @@ def test_refused_messages_are_listed_with_their_reason(client: TestClient, db: D
     page = client.get(f"/admin/{cid}/devices").text
     assert "field required: time" in page
     assert f"besmart/v1/gw-r/{mid}/" in page
+
+
+def test_the_page_is_labelled_and_navigable(client: TestClient, db: Database) -> None:
+    """The structure tests/web/test_accessibility.py asks of every page, here of this one with
+    a device shown once and a refused message in its tables."""
+    cid, owner = make_tenant(db)
+    web_login(client, owner)
+    csrf = page_csrf(client, f"/admin/{cid}/devices")
+    res = client.post(f"/admin/{cid}/devices/add", data={"csrf": csrf, "name": "gw-a"})
+    for text in (res.text, client.get(f"/admin/{cid}/devices").text):
+        audit = _Audit()
+        audit.feed(text)
+        assert (audit.lang, audit.skip, audit.main, audit.h1) == (True, True, True, 1)
+        assert audit.problems == []
