@@ -164,7 +164,7 @@ def _publish(port: int, creds: list[tuple[str, str, int]], each: int, moid: int)
     return elapsed
 
 
-def measure(url: str, messages: int, devices: int, batch: int = 2000) -> dict[str, Any]:
+def measure(url: str, messages: int, devices: int, batch: int = 5000) -> dict[str, Any]:
     """One run on one database: the rates of the plain subscriber and of the bridge."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     each = messages // devices
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--devices", type=int, default=10)
-    p.add_argument("--batch", type=int, default=2000, help="the bridge's messages per transaction")
+    p.add_argument("--batch", type=int, default=5000, help="the bridge's messages per transaction")
     p.add_argument("--pg-url", default=None, help="also measure on this PostgreSQL server")
     p.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
     args = p.parse_args(argv)

@@ -77,7 +77,7 @@ class Bridge:
         *,
         settings: Settings,
         client_id: str = CLIENT_ID,
-        batch_max: int = 2000,
+        batch_max: int = 5000,
         linger_s: float = 0.2,
         dedupe_days: float = 7.0,
         on_batch: Callable[[IngestResult], None] | None = None,

@@ -25,7 +25,7 @@ SECRET_FILE: Final = "bridge.secret"
 # Messages the broker keeps per offline persistent session (the bridge's, while it is down).
 # Mosquitto's default of 1,000 silently drops the rest: here room for ~10 minutes of 20,000/s.
 MAX_QUEUED: Final = 10_000_000
-# QoS 1 messages sent to the bridge before it acknowledges: its batches (up to 2,000
+# QoS 1 messages sent to the bridge before it acknowledges: its batches (up to 5,000
 # messages) need several in flight at once; Mosquitto's default of 20 caps it at ~100/s.
 MAX_INFLIGHT: Final = 20_000
 # Seconds between the broker's snapshots to disk: what a broker crash (not a stop) may lose

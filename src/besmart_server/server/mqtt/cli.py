@@ -107,7 +107,7 @@ def mqtt_bridge(
     broker_url: Annotated[
         str | None, typer.Option("--broker", help="mqtt://[user:password@]host:port")
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Messages per transaction at most.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Messages per transaction at most.")] = 5000,
     linger_ms: Annotated[
         int, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.")
     ] = 200,
