@@ -464,6 +464,19 @@ def test_walk_every_page(live: dict[str, Any]) -> None:
         assert d.find_element(By.ID, "new-key").text.startswith("bsk_")
         _shot(d, "08-admin.png")
 
+        # MQTT devices: a new device's secret is shown once, then it can be revoked
+        d.find_element(By.LINK_TEXT, "MQTT devices of this client").click()
+        WebDriverWait(d, 5).until(lambda d: d.current_url.endswith("/devices"))
+        d.find_element(By.NAME, "name").send_keys("browser-gw")
+        d.find_element(By.XPATH, "//button[text()='Add device']").click()
+        WebDriverWait(d, 5).until(lambda d: d.find_elements(By.ID, "new-secret"))
+        assert d.find_element(By.ID, "new-username").text == "browser-gw"
+        assert len(d.find_element(By.ID, "new-secret").text) == 32
+        _shot(d, "09-devices.png")
+        d.find_element(By.CSS_SELECTOR, "button[aria-label='Revoke browser-gw']").click()
+        WebDriverWait(d, 5).until(lambda d: "Device browser-gw revoked." in d.page_source)
+        assert not d.find_elements(By.ID, "new-secret")
+
         # phone width and dark mode
         d.execute_cdp_cmd(
             "Emulation.setEmulatedMedia",

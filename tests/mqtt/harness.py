@@ -124,14 +124,34 @@ class BridgeProcess:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: both its processes
             )
         if wait:
             wait_for(lambda: b"bridge subscribed" in log.read_bytes(), 30, "the bridge")
 
-    def kill(self) -> None:
+    def kill(self, *, group: bool) -> None:
+        """SIGKILL the storing process alone (its receiving process must then exit by
+        itself), or both of the bridge's processes at once (`group`)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        pid = self.proc.pid
+        wait_for(lambda: children(pid), 30, "the bridge's receiving process")
+        receivers = children(pid)
+        if group:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        for pid in receivers:
+            wait_for(lambda p=pid: not alive(p), 10, f"the orphaned receiver {pid} to exit")
+
+    def kill_receiver(self) -> None:
+        """SIGKILL the receiving process alone: the storing process starts another."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        wait_for(lambda: children(pid), 30, "the bridge's receiving process")
+        (receiver,) = children(pid)
+        os.kill(receiver, signal.SIGKILL)
+        wait_for(lambda: children(pid) not in ([], [receiver]), 30, "a new receiving process")
 
     def stop(self) -> str:
         """SIGTERM; the bridge finishes its batch and says what it did."""
@@ -140,6 +160,28 @@ class BridgeProcess:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         return (self.log_dir / f"bridge-{self.runs}.log").read_text()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie no longer does)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 class Device:

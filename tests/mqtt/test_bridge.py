@@ -235,18 +235,22 @@ def _crash_run(
 
     publisher = threading.Thread(target=publish_all)
     publisher.start()
+    # The first kill hits the storing process alone (its receiving process, orphaned, must
+    # exit by itself and acknowledge nothing more), the second both processes at once; in
+    # between the receiving process alone is killed, and the storing process starts another.
     for fraction, act in (
-        (0.25, bridge.kill),
+        (0.25, lambda: bridge.kill(group=False)),
+        (0.4, bridge.kill_receiver),
         (0.5, broker.restart),
-        (0.75, bridge.kill),
+        (0.75, lambda: bridge.kill(group=True)),
     ):
         wait_for(lambda f=fraction: published[0] >= f * total, 120, f"{fraction:.0%} published")
-        if act == bridge.kill:
+        if act not in (broker.restart, bridge.kill_receiver):
             # Killed while readings are on their way: some were never acknowledged.
             wait_for(lambda: count(db, mqtt_seen) > 0, 30, "the bridge storing")
             assert count(db, mqtt_seen) < published[0]
         act()
-        if act == bridge.kill:
+        if act not in (broker.restart, bridge.kill_receiver):
             bridge.start(wait=False)
     publisher.join()
     # Whatever the broker never acknowledged (it was down), the devices send again.

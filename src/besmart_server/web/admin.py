@@ -33,7 +33,7 @@ from besmart_server.web.router import (
 router = APIRouter(include_in_schema=False)
 
 
-def _require_owner(conn: Connection, s: Session, client_cid: int) -> None:
+def require_owner(conn: Connection, s: Session, client_cid: int) -> None:
     """404 for a client the user cannot see (or that does not exist), 403 below owner."""
     s.principal.require(client_cid, Role.owner, what=f"Client {client_cid}")
     if not users.client_exists(conn, client_cid):  # admins pass `require` for any cid
@@ -107,7 +107,7 @@ def admin_home(request: Request, conn: ConnDep, s: SessionDep) -> Response:
 def admin_page(request: Request, conn: ConnDep, s: SessionDep, client_cid: CidPath) -> Response:
     """A client's users and roles, API keys and meter types (owners only)."""
     try:
-        _require_owner(conn, s, client_cid)
+        require_owner(conn, s, client_cid)
     except NotFound as exc:
         return not_found_page(request, s, str(exc.detail))
     except Forbidden as exc:
@@ -131,7 +131,7 @@ async def admin_action(
     if not security.csrf_matches(s.token, form.get("csrf"), pepper):
         return Response("CSRF token missing or wrong", status_code=403, media_type="text/plain")
     try:
-        _require_owner(conn, s, client_cid)
+        require_owner(conn, s, client_cid)
     except NotFound as exc:
         return not_found_page(request, s, str(exc.detail))
     except Forbidden as exc:

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from besmart_server.web.admin import router as admin_router
+from besmart_server.web.devices import router as devices_router
 from besmart_server.web.graphs import router as graphs_router
 from besmart_server.web.router import HERE, LoginRequired, login_required_response, router
 
@@ -20,6 +21,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(graphs_router)
     app.include_router(admin_router)
+    app.include_router(devices_router)
     app.mount(
         "/static", StaticFiles(directory=HERE / "static", follow_symlink=False), name="static"
     )

@@ -1,32 +1,36 @@
 """The bridge: a persistent MQTT session whose messages are stored, then acknowledged.
 
-paho-mqtt's network thread only queues each message; the bridge's own thread takes up to
-`batch_max` of them (or what arrived within `linger_s` of the first), stores them in one
-transaction (`service.ingest`) and only after the commit sends their PUBACKs, in arrival order
-as MQTT requires. Until then the broker keeps them: a bridge killed at any point gets them
-again on its next connection (same client id, clean_session false), and `ingest` stores a
-redelivered message once. After a reconnect, messages of the old connection are never
-acknowledged (their packet ids may name other messages now): the broker sends them again.
+Two processes, so that receiving and storing each have a core: `receiver` (a child process)
+holds the MQTT session and forwards each message raw; `Bridge` (here, in the process that
+runs it) takes up to `batch_max` of them (or what arrived within `linger_s` of the first),
+stores them in one transaction (`service.ingest`) and only after the commit asks the
+receiver for their PUBACKs, in arrival order as MQTT requires. Until then the broker keeps
+them: a bridge killed at any point — either process or both — gets them again on its next
+connection (same client id, clean_session false), and `ingest` stores a redelivered message
+once. After a reconnect, messages of the old connection are never acknowledged (their packet
+ids may name other messages now): the broker sends them again. A receiver that dies is
+started again; one whose storing process died exits on its own.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import struct
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MessageType, MQTTErrorCode
 
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database, now_ms
-from besmart_server.server.mqtt import broker, service, topics
+from besmart_server.server.mqtt import broker, service
+from besmart_server.server.mqtt.receiver import Channel
 from besmart_server.server.mqtt.service import BRIDGE_USER, IngestResult, Message
 from besmart_server.server.signals.store import SeriesStore
 
@@ -59,57 +63,8 @@ def broker_address(url: str, config_dir: str | Path | None = None) -> BrokerAddr
     return BrokerAddress(parts.hostname or "127.0.0.1", parts.port or 1883, user, password)
 
 
-class BufferedClient(mqtt.Client):
-    """paho-mqtt's client, reading the socket 64 KiB at a time.
-
-    paho reads a packet in three or more `recv` calls (type, length, body) and one packet per
-    pass of its network loop, each pass a `select`: at thousands of small PUBLISH packets a
-    second that is most of a subscriber's time. Here one `recv` fills a buffer that paho's
-    reads are served from, and a read pass goes on while the buffer holds bytes. Relies on
-    paho 2.x's `_sock_recv` and `_sock_close` (tests/mqtt exercise it on every run).
-    """
-
-    _BUFFER = 65_536
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._rbuf = b""
-        self._rpos = 0
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(self._BUFFER)
-            if len(data) <= bufsize:
-                return data
-            self._rbuf, self._rpos = data, 0
-        end = self._rpos + bufsize
-        out = self._rbuf[self._rpos : end]
-        self._rpos = min(end, len(self._rbuf))
-        return out
-
-    def _sock_close(self) -> None:
-        self._rbuf, self._rpos = b"", 0
-        super()._sock_close()
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
-            rc = super().loop_read(max_packets)
-        return rc
-
-    def ack_many(self, mids: list[int]) -> None:
-        """PUBACKs of QoS 1 messages, in this order, written as one send: `ack` queues and
-        sends each 4-byte packet on its own (a wake-up and a syscall per message)."""
-        if mids:
-            blob = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
-            self._packet_queue(MessageType.PUBACK, blob, 0, 0)
-
-
-_PUBACK = struct.Struct("!BBH")  # MQTT 3.1.1 PUBACK: type 4, remaining length 2, packet id
-
-
-# (connection generation, packet id, qos, message)
-_Pending = tuple[int, int, int, Message]
+# (receiver process number, connection generation, packet id, qos, message)
+_Pending = tuple[int, int, int, int, Message]
 
 
 class Bridge:
@@ -122,7 +77,7 @@ class Bridge:
         *,
         settings: Settings,
         client_id: str = CLIENT_ID,
-        batch_max: int = 2000,
+        batch_max: int = 5000,
         linger_s: float = 0.2,
         dedupe_days: float = 7.0,
         on_batch: Callable[[IngestResult], None] | None = None,
@@ -131,6 +86,7 @@ class Bridge:
         self._settings = settings  # what ingest needs of them: validation after writes
         self._store = SeriesStore(db.dialect)
         self._address = address
+        self._client_id = client_id
         self._batch_max = batch_max
         self._linger_s = linger_s
         self._dedupe_ms = int(dedupe_days * 86_400_000)
@@ -138,65 +94,104 @@ class Bridge:
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._first_at = 0.0  # monotonic time the oldest pending message arrived
-        self._generation = 0
         self._stop = threading.Event()
         self.connected = threading.Event()
         self.totals = IngestResult()
-        self._client = BufferedClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
+        self._link = 0  # the receiver process's number: acks go only to the one that delivered
+        self._chan: Channel | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    # --- the receiver process and the thread that reads what it forwards ---------------------
+
+    def _start_receiver(self) -> None:
+        ours, theirs = socket.socketpair()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "besmart_server.server.mqtt.receiver", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
         )
-        if address.username is not None:
-            self._client.username_pw_set(address.username, address.password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-
-    # --- paho's network thread --------------------------------------------------------------
-
-    def _on_connect(
-        self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the bridge: %s", reason)
-            return
+        theirs.close()
+        chan = Channel(ours)
+        a = self._address
+        chan.send(
+            {
+                "host": a.host,
+                "port": a.port,
+                "username": a.username,
+                "password": a.password,
+                "client_id": self._client_id,
+                "keepalive": 30,
+            }
+        )
         with self._cond:
-            self._generation += 1
-            self._pending.clear()  # the broker sends these again, under this connection
-        client.subscribe(topics.SUBSCRIPTION, qos=1)
-        log.info("bridge connected to %s:%d", self._address.host, self._address.port)
+            self._link += 1
+            self._chan = chan
+        self._reader = threading.Thread(
+            target=self._read, args=(chan, self._link), name="mqtt-receiver-link", daemon=True
+        )
+        self._reader.start()
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        if any(c.is_failure for c in codes):
-            log.error("broker refused the bridge's subscription: %s", codes)
-            return
-        self.connected.set()
-        log.info("bridge subscribed to %s", topics.SUBSCRIPTION)
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self.connected.clear()
-        if not self._stop.is_set():
-            log.warning("bridge disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _read(self, chan: Channel, link: int) -> None:
+        """Queue what the receiver forwards until its socket closes."""
         try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")  # refused by parse_topic, then
-        item = (self._generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), now_ms()))
+            while True:
+                frame = chan.recv()
+                kind = frame[0]
+                if kind == "batch":
+                    _, generation, arrival, raws = frame
+                    items = [
+                        (link, generation, mid, qos, Message(_topic(t), p, arrival))
+                        for mid, qos, t, p in raws
+                    ]
+                    with self._cond:
+                        if not self._pending:
+                            self._first_at = time.monotonic()
+                        self._pending.extend(items)
+                        if len(self._pending) >= self._batch_max:
+                            self._cond.notify()
+                elif kind == "subscribed":
+                    self.connected.set()
+                    log.info("bridge subscribed to %s", frame[1])
+                elif kind == "connected":
+                    log.info("bridge connected to %s", frame[1])
+                elif kind == "disconnected":
+                    self.connected.clear()
+                    if not self._stop.is_set():
+                        log.warning("bridge disconnected (%s); reconnecting", frame[1])
+                elif kind == "refused":
+                    log.error("broker refused the bridge: %s", frame[1])
+        except (EOFError, OSError):
+            pass
+        self.connected.clear()
         with self._cond:
-            if not self._pending:
-                self._first_at = time.monotonic()
-            self._pending.append(item)
-            if len(self._pending) >= self._batch_max:
-                self._cond.notify()
+            # Never acknowledged: the broker sends them again to the next receiver.
+            self._pending = [p for p in self._pending if p[0] != link]
+            if self._chan is chan:
+                self._chan = None
+            self._cond.notify()
+
+    def _stop_receiver(self) -> None:
+        with self._cond:
+            chan, self._chan = self._chan, None
+        if chan is not None:
+            with suppress(OSError):
+                chan.send(("stop",))
+        self._reap()
+        if chan is not None:
+            chan.close()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+
+    def _reap(self) -> int | None:
+        """The receiver's exit code, once it has exited (killed when it will not)."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
 
     # --- the bridge's thread --------------------------------------------------------------
 
@@ -207,13 +202,20 @@ class Bridge:
             self._cond.notify()
 
     def run(self) -> None:
-        """Connect (retrying until the broker answers), then store batches until `stop`."""
-        a = self._address
-        self._client.connect_async(a.host, a.port, keepalive=30)
-        self._client.loop_start()
+        """Start the receiver (it retries until the broker answers), then store batches until
+        `stop`; a receiver that died is started again."""
         next_purge = time.monotonic()
+        self._start_receiver()
         try:
             while not self._stop.is_set():
+                if self._chan is None:
+                    log.error(
+                        "the bridge's receiving process ended (%s); starting it again",
+                        self._reap(),
+                    )
+                    if self._stop.wait(1.0):
+                        break
+                    self._start_receiver()
                 batch = self._take()
                 if batch:
                     self._settle(batch)
@@ -221,13 +223,12 @@ class Bridge:
                     self._purge()
                     next_purge = time.monotonic() + PURGE_EVERY_S
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._stop_receiver()
 
     def _take(self) -> list[_Pending]:
         """Up to batch_max messages, once that many wait or the oldest waited linger_s."""
         with self._cond:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._chan is not None:
                 if len(self._pending) >= self._batch_max:
                     break
                 if self._pending:
@@ -245,11 +246,11 @@ class Bridge:
 
     def _settle(self, batch: list[_Pending]) -> None:
         """Store a batch (retrying while the database fails), then acknowledge it."""
-        messages = [m for _, _, _, m in batch]
+        messages = [m for *_, m in batch]
         delay = 0.1
         while True:
             try:
-                with self._db.transaction() as conn:
+                with _collector_paused(), self._db.transaction() as conn:
                     result = service.ingest(conn, self._store, messages, settings=self._settings)
                 break
             except Exception:
@@ -258,9 +259,7 @@ class Bridge:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, 5.0)
-        with self._cond:  # no reconnect between the generation check and the acks
-            current = self._generation
-            self._client.ack_many([mid for g, mid, qos, _ in batch if g == current and qos == 1])
+        self._acknowledge(batch)
         t = self.totals
         t.stored += result.stored
         t.duplicates += result.duplicates
@@ -271,12 +270,56 @@ class Bridge:
         if self._on_batch is not None:
             self._on_batch(result)
 
+    def _acknowledge(self, batch: list[_Pending]) -> None:
+        """Ask the receiver that delivered them for the PUBACKs, one frame per connection; the
+        receiver drops those of a connection it no longer has."""
+        with self._cond:
+            link, chan = self._link, self._chan
+        if chan is None:
+            return  # the receiver died: the broker sends them again
+        runs: list[tuple[int, list[int]]] = []
+        for lnk, generation, mid, qos, _ in batch:
+            if lnk != link or qos != 1:
+                continue
+            if not runs or runs[-1][0] != generation:
+                runs.append((generation, []))
+            runs[-1][1].append(mid)
+        try:
+            for generation, mids in runs:
+                chan.send(("ack", generation, mids))
+        except OSError:
+            pass  # it died meanwhile: the broker sends them again
+
     def _purge(self) -> None:
         try:
             with self._db.transaction() as conn:
                 service.purge_seen(conn, older_than_ms=now_ms() - self._dedupe_ms)
         except Exception:
             log.exception("purging settled MQTT message keys failed")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a batch is stored: the batch's tens of thousands of
+    objects all live until it ends, so the collector scanned them again and again as they
+    aged (a third of the storing process's CPU, `bench.mqtt`), and none is part of a cycle:
+    reference counting frees them. Off for the whole process while it lasts (no collection
+    in the server's other threads either, for those milliseconds); back on afterwards."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _topic(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")  # refused by parse_topic, then
 
 
 def start_thread(bridge: Bridge) -> threading.Thread:

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from besmart_server.server.mqtt import passwords
+from sqlalchemy import Connection
+
+from besmart_server.server.mqtt import passwords, service
 from besmart_server.server.mqtt.service import BRIDGE_USER
 
 SECRET_FILE: Final = "bridge.secret"
 # Messages the broker keeps per offline persistent session (the bridge's, while it is down).
 # Mosquitto's default of 1,000 silently drops the rest: here room for ~10 minutes of 20,000/s.
 MAX_QUEUED: Final = 10_000_000
-# QoS 1 messages sent to the bridge before it acknowledges: its batches (up to 2,000
+# QoS 1 messages sent to the bridge before it acknowledges: its batches (up to 5,000
 # messages) need several in flight at once; Mosquitto's default of 20 caps it at ~100/s.
 MAX_INFLIGHT: Final = 20_000
 # Seconds between the broker's snapshots to disk: what a broker crash (not a stop) may lose
@@ -155,6 +157,16 @@ def write_config(
     _write(paths.acl, render_acl(), 0o644)
     sync_accounts(paths.root, accounts)
     return paths
+
+
+def sync_devices(conn: Connection, config_dir: str | None) -> bool:
+    """Bring the broker in step with the devices after an add or a revoke (when its folder
+    is configured): rewritten from this transaction's view (the change included) before it
+    commits, so a broker that reloads early only accepts a login the database is about to
+    hold. True when a broker was signalled."""
+    if config_dir is None:
+        return False
+    return sync_accounts(Path(config_dir), service.broker_accounts(conn))
 
 
 def sync_accounts(root: Path, accounts: Sequence[tuple[str, str]]) -> bool:

@@ -12,24 +12,12 @@ import typer
 
 from besmart_server.server.cli_db import open_database
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
 
 device_app = typer.Typer(help="Devices that publish readings over MQTT.", no_args_is_help=True)
 mqtt_app = typer.Typer(
     help="MQTT ingestion: broker configuration, the bridge, refused messages.",
     no_args_is_help=True,
 )
-
-
-def sync_broker(db: Database, settings: Settings) -> None:
-    """Rewrite the broker's password file and reload it, when its folder is configured."""
-    if settings.mqtt_config_dir is None:
-        return
-    from besmart_server.server.mqtt import broker, service
-
-    with db.transaction(write=False) as conn:
-        accounts = service.broker_accounts(conn)
-    broker.sync_accounts(Path(settings.mqtt_config_dir), accounts)
 
 
 def _mids(text: str | None) -> list[int] | None:
@@ -51,15 +39,12 @@ def device_add(
     ] = None,
 ) -> None:
     """Add a device and print its MQTT username and secret (once)."""
-    from besmart_server.server.mqtt import service
+    from besmart_server.server.mqtt import broker, service
 
     settings = Settings()
-    with open_database(settings) as db:
-        with db.transaction() as conn:
-            created = service.add_device(
-                conn, name=name, client_cid=client, sensor_mids=_mids(sensors)
-            )
-        sync_broker(db, settings)
+    with open_database(settings) as db, db.transaction() as conn:
+        created = service.add_device(conn, name=name, client_cid=client, sensor_mids=_mids(sensors))
+        broker.sync_devices(conn, settings.mqtt_config_dir)
     given = ",".join(map(str, created.sensors)) if created.sensors else "all of the client's"
     typer.echo(f"device {created.name} added for client {created.client_cid} (sensors: {given})")
     typer.echo(f"  username: {created.username}")
@@ -85,13 +70,12 @@ def device_list(
 @device_app.command("revoke")
 def device_revoke(name: Annotated[str, typer.Argument(help="The device to revoke.")]) -> None:
     """Revoke a device: the broker refuses its login once its password file is rewritten."""
-    from besmart_server.server.mqtt import service
+    from besmart_server.server.mqtt import broker, service
 
     settings = Settings()
-    with open_database(settings) as db:
-        with db.transaction() as conn:
-            changed = service.revoke_device(conn, name)
-        sync_broker(db, settings)
+    with open_database(settings) as db, db.transaction() as conn:
+        changed = service.revoke_device(conn, name)
+        broker.sync_devices(conn, settings.mqtt_config_dir)
     typer.echo("revoked" if changed else "already revoked")
 
 
@@ -123,7 +107,7 @@ def mqtt_bridge(
     broker_url: Annotated[
         str | None, typer.Option("--broker", help="mqtt://[user:password@]host:port")
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Messages per transaction at most.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Messages per transaction at most.")] = 5000,
     linger_ms: Annotated[
         int, typer.Option(min=0, help="Longest wait for a batch to fill, in ms.")
     ] = 200,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -20,13 +19,6 @@ router = APIRouter(tags=["Devices"])
 ClientQuery = Annotated[int | None, Query(ge=0, le=ID_MAX, description="Only this client's")]
 
 
-def _sync(conn: ConnDep, settings: SettingsDep) -> None:
-    # Rewritten from this transaction's view (the new device included) before it commits:
-    # a broker that reloads early only accepts a login the database is about to hold.
-    if settings.mqtt_config_dir is not None:
-        broker.sync_accounts(Path(settings.mqtt_config_dir), service.broker_accounts(conn))
-
-
 @router.post(
     "/api/devices",
     status_code=201,
@@ -42,7 +34,7 @@ def add_device(
     created = service.add_device(
         conn, name=body.name, client_cid=body.client_cid, sensor_mids=body.sensors
     )
-    _sync(conn, settings)
+    broker.sync_devices(conn, settings.mqtt_config_dir)
     return created
 
 
@@ -90,5 +82,5 @@ def revoke_device(
     cid = service.device_client(conn, name)
     user.require(cid, Role.owner, what=f"Device {name}")
     service.revoke_device(conn, name)
-    _sync(conn, settings)
+    broker.sync_devices(conn, settings.mqtt_config_dir)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -50,9 +50,9 @@ class Topic:
     signal_type_moid: int
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A message's points as a columnar body whose columns are lists of one length."""
+class Reading(NamedTuple):
+    """A message's points as a columnar body whose columns are lists of one length (a named
+    tuple: made once per message, it costs a third of a frozen dataclass)."""
 
     body: dict[str, list[Any]]
     n: int
