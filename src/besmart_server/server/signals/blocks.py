@@ -44,7 +44,14 @@ import orjson
 import zstandard
 from numpy.typing import NDArray
 
-from besmart_server.server.signals.pipeline import F64, I64, Frame, concat, last_of_runs
+from besmart_server.server.signals.pipeline import (
+    F64,
+    I64,
+    Frame,
+    concat,
+    hour_sums,
+    last_of_runs,
+)
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 
 DAY_MS: Final = 86_400_000
@@ -119,6 +126,9 @@ class Encoded:
     # The newest version of each time alone (RM included), when the block holds older ones:
     # what get_last and delta_t reads decode, so they cost what a plain read of one version does.
     latest: bytes | None = None
+    # Sums per UTC hour of the newest live numeric points (HOURS records; b"" for none),
+    # None where a read must decode the block instead (see hour_summaries).
+    hours: bytes | None = None
 
 
 def day_of(time: int) -> int:
@@ -172,6 +182,7 @@ def encode_batch(
     texts = _block_texts(f, kind, starts, ends)
     newest = _latest_bodies(series_id, f, first, legacy) if latest else {}
     bodies = (_bodies_v1 if legacy else _bodies_v2)(f, offset, kind, starts, ends, texts)
+    summaries = hour_summaries(series_id, f, first) if latest else [None] * starts.shape[0]
     out: list[tuple[int, Encoded]] = []
     for i, (lo, hi, sid, d, org, last, body) in enumerate(
         zip(
@@ -198,6 +209,7 @@ def encode_batch(
                     num_last=hi_num[i] if has_num else None,
                     body=body,
                     latest=newest.get(i),
+                    hours=summaries[i],
                 ),
             )
         )
@@ -468,6 +480,66 @@ def _latest_bodies(
 
 _NO_TIME_HI: Final = np.iinfo(np.int64).max
 _NO_TIME_LO: Final = np.iinfo(np.int64).min
+
+
+# One record per UTC hour of a block that holds live numeric points: the hour of the day,
+# how many points, their sum (pipeline.hour_sums) and their newest acq; 19 bytes, fixed, so a
+# read turns the summaries of many blocks into columns with one np.frombuffer.
+HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
+_HOUR_MS: Final = 3_600_000
+_HOUR_N_MAX: Final = 2**16 - 1
+
+
+def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
+    """Each block's HOURS records (`first`: where a block starts in `f`, as encode_batch
+    sorts it): the newest version of each time, DBL or INT with a finite value — what a read
+    without as_of aggregates. None for a block with an hour of more points than a record
+    counts (it is decoded instead)."""
+    newest = last_of_runs(series_id, f.origin, f.time)
+    block = np.cumsum(first) - 1
+    live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
+    nblocks = int(block[-1]) + 1
+    out: list[bytes | None] = [b""] * nblocks
+    at = np.flatnonzero(live)
+    if not at.shape[0]:
+        return out
+    h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
+    rec = np.empty(len(h), dtype=HOURS)
+    rec["hour"] = (h.hour % DAY_MS) // _HOUR_MS
+    rec["n"] = np.minimum(h.n, _HOUR_N_MAX)
+    rec["total"], rec["acq"] = h.total, h.acq
+    raw = rec.tobytes()
+    per = np.bincount(h.origin, minlength=nblocks)
+    too_many = np.bincount(h.origin, weights=h.n > _HOUR_N_MAX, minlength=nblocks) > 0
+    size = HOURS.itemsize
+    lo = 0
+    for b, (k, bad) in enumerate(zip(per.tolist(), too_many.tolist(), strict=True)):
+        if k:
+            out[b] = None if bad else raw[lo * size : (lo + k) * size]
+            lo += k
+    return out
+
+
+def read_hour_summaries(
+    rows: Sequence[tuple[int, int, bytes]],
+) -> tuple[I64, I64, I64, F64, I64]:
+    """(hour start ms, origin, n, total, acq) of the HOURS records of (day, origin, hours)
+    rows, in the rows' order: one join and one np.frombuffer for all of them."""
+    size = HOURS.itemsize
+    counts = np.array([len(h) // size for _, _, h in rows], dtype=np.int64)
+    if any(len(h) % size for _, _, h in rows):
+        raise CorruptBlock("hour summary of a partial record")
+    rec = np.frombuffer(b"".join([h for _, _, h in rows]), dtype=HOURS)
+    days = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    origin = np.repeat(np.array([r[1] for r in rows], dtype=np.int64), counts)
+    hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+    return (
+        hour,
+        origin,
+        rec["n"].astype(np.int64),
+        rec["total"].astype(np.float64),
+        rec["acq"].astype(np.int64),
+    )
 
 
 def _block_texts(
