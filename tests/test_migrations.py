@@ -515,3 +515,62 @@ def test_0014_band_types_up_and_down(empty_db: Database) -> None:
     assert {32, 70, 1011} <= moids()
     _migrate_to(empty_db, "0014", None)
     assert bands <= moids()
+
+
+@pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
+def test_0015_block_hour_sums_up_down_up(empty_db: Database, chunk: int | None) -> None:
+    """0015 adds `hours` and fills it for every stored block with what a write gives it now
+    (the newest live numeric points' hour sums: a re-write, an RM and text excluded); its
+    downgrade drops the column, and upgrading again fills it the same."""
+    _migrate_to(empty_db, "0014", chunk)
+    sid, f = _format_1_blocks()
+    with empty_db.transaction() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO clients (name, is_system, created_at) VALUES ('c', false, 0) "
+                "RETURNING cid"
+            )
+        ).scalar_one()
+        mid = conn.execute(
+            sa.text(
+                "INSERT INTO sensors (client_cid, name, created_at) VALUES (:cid, 's', 0) "
+                "RETURNING mid"
+            ),
+            {"cid": cid},
+        ).scalar_one()
+        ids = [
+            conn.execute(
+                sa.text(
+                    "INSERT INTO series (sensor_mid, signal_type_moid) VALUES (:mid, :moid) "
+                    "RETURNING id"
+                ),
+                {"mid": mid, "moid": moid},
+            ).scalar_one()
+            for moid in (32, 34, 53)
+        ]
+        encoded = encode_batch(np.array(ids, dtype=np.int64)[sid], f)
+        for s, e in encoded:
+            conn.execute(
+                sa.insert(blocks).values(
+                    series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
+                    num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
+                )
+            )  # fmt: skip
+    want = {(s, e.day, e.origin): e.hours for s, e in encoded}
+    assert any(h for h in want.values())
+    assert b"" in want.values()  # a day of inf alone: nothing to sum
+
+    def stored_hours() -> dict[tuple[int, int, int], bytes | None]:
+        with empty_db.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(blocks.c.series_id, blocks.c.day, blocks.c.origin, blocks.c.hours)
+            )
+            return {(r[0], r[1], r[2]): None if r[3] is None else bytes(r[3]) for r in rows}
+
+    _migrate_to(empty_db, "0015", chunk)
+    assert stored_hours() == want
+    _migrate_to(empty_db, "0014", chunk, down=True)
+    assert "hours" not in {c["name"] for c in inspect(empty_db.engine).get_columns("blocks")}
+    assert len(_stored_blocks(empty_db)) == len(want)  # the blocks stay
+    _migrate_to(empty_db, "0015", chunk)
+    assert stored_hours() == want
