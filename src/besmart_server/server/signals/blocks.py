@@ -482,19 +482,25 @@ _NO_TIME_HI: Final = np.iinfo(np.int64).max
 _NO_TIME_LO: Final = np.iinfo(np.int64).min
 
 
-# One record per UTC hour of a block that holds live numeric points: the hour of the day,
-# how many points, their sum (pipeline.hour_sums) and their newest acq; 19 bytes, fixed, so a
-# read turns the summaries of many blocks into columns with one np.frombuffer.
+# Hour sums of a block that holds live numeric points (empty bytes when it holds none): a
+# layout byte, then one record per UTC hour with points, in fixed layouts, so a read turns
+# the summaries of many blocks into columns with one np.frombuffer per layout.
+# Layout 1, the usual one (every hour's newest acq alike, at most 255 points an hour): the
+# acq (int64) once, then per hour its hour of the day, number of points and sum, 10 bytes.
+# Layout 2: per hour its hour of the day, number of points, sum and newest acq, 19 bytes.
+HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
+_ONE_ACQ: Final = b"\x01"
+_PER_HOUR: Final = b"\x02"
 _HOUR_MS: Final = 3_600_000
 _HOUR_N_MAX: Final = 2**16 - 1
 
 
 def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
-    """Each block's HOURS records (`first`: where a block starts in `f`, as encode_batch
-    sorts it): the newest version of each time, DBL or INT with a finite value — what a read
-    without as_of aggregates. None for a block with an hour of more points than a record
-    counts (it is decoded instead)."""
+    """Each block's hour sums (`first`: where a block starts in `f`, as encode_batch sorts
+    it): of the newest version of each time, DBL or INT with a finite value — what a read
+    without as_of aggregates (pipeline.hour_sums). None for a block with an hour of more
+    points than a record counts (it is decoded instead)."""
     newest = last_of_runs(series_id, f.origin, f.time)
     block = np.cumsum(first) - 1
     live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
@@ -504,42 +510,69 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     if not at.shape[0]:
         return out
     h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
-    rec = np.empty(len(h), dtype=HOURS)
-    rec["hour"] = (h.hour % DAY_MS) // _HOUR_MS
-    rec["n"] = np.minimum(h.n, _HOUR_N_MAX)
-    rec["total"], rec["acq"] = h.total, h.acq
-    raw = rec.tobytes()
-    per = np.bincount(h.origin, minlength=nblocks)
-    too_many = np.bincount(h.origin, weights=h.n > _HOUR_N_MAX, minlength=nblocks) > 0
-    size = HOURS.itemsize
-    lo = 0
-    for b, (k, bad) in enumerate(zip(per.tolist(), too_many.tolist(), strict=True)):
-        if k:
-            out[b] = None if bad else raw[lo * size : (lo + k) * size]
-            lo += k
+    hour = (h.hour % DAY_MS) // _HOUR_MS
+    starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
+    which = h.origin[starts].tolist()
+    one_acq = (np.maximum.reduceat(h.acq, starts) == np.minimum.reduceat(h.acq, starts)) & (
+        np.maximum.reduceat(h.n, starts) <= 255
+    )
+    too_many = np.maximum.reduceat(h.n, starts) > _HOUR_N_MAX
+    short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
+    short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
+    full = np.empty(len(h), dtype=HOURS)
+    full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
+    full["total"], full["acq"] = h.total, h.acq
+    short_b, full_b, acq_b = short.tobytes(), full.tobytes(), h.acq[starts].astype("<i8").tobytes()
+    bounds = np.append(starts, len(h)).tolist()
+    for i, (b, one, bad) in enumerate(zip(which, one_acq.tolist(), too_many.tolist(), strict=True)):
+        lo, hi = bounds[i], bounds[i + 1]
+        if bad:
+            out[b] = None
+        elif one:
+            size = HOURS_ONE_ACQ.itemsize
+            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo * size : hi * size]
+        else:
+            out[b] = _PER_HOUR + full_b[lo * HOURS.itemsize : hi * HOURS.itemsize]
     return out
 
 
 def read_hour_summaries(
     rows: Sequence[tuple[int, int, bytes]],
 ) -> tuple[I64, I64, I64, F64, I64]:
-    """(hour start ms, origin, n, total, acq) of the HOURS records of (day, origin, hours)
-    rows, in the rows' order: one join and one np.frombuffer for all of them."""
-    size = HOURS.itemsize
-    counts = np.array([len(h) // size for _, _, h in rows], dtype=np.int64)
-    if any(len(h) % size for _, _, h in rows):
-        raise CorruptBlock("hour summary of a partial record")
-    rec = np.frombuffer(b"".join([h for _, _, h in rows]), dtype=HOURS)
-    days = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
-    origin = np.repeat(np.array([r[1] for r in rows], dtype=np.int64), counts)
-    hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
-    return (
-        hour,
-        origin,
-        rec["n"].astype(np.int64),
-        rec["total"].astype(np.float64),
-        rec["acq"].astype(np.int64),
-    )
+    """(hour start ms, origin, n, total, acq) of the hour sums of (day, origin, hours) rows
+    (none empty) sorted by (day, origin): one join and np.frombuffer per layout. The hours
+    of each origin ascend, as pipeline's bucket sums add them."""
+    if any(h[:1] not in (_ONE_ACQ, _PER_HOUR) for _, _, h in rows):
+        raise CorruptBlock("hour sums of an unknown layout")
+    parts: list[tuple[I64, I64, I64, F64, I64]] = []
+    for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
+        mine = [r for r in rows if r[2][:1] == layout]
+        if not mine:
+            continue
+        size = dtype.itemsize
+        counts = np.array([(len(h) - skip) // size for _, _, h in mine], dtype=np.int64)
+        if any((len(h) - skip) % size for _, _, h in mine):
+            raise CorruptBlock("hour sums of a partial record")
+        rec = np.frombuffer(b"".join([h[skip:] for _, _, h in mine]), dtype=dtype)
+        days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
+        origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
+        if layout == _ONE_ACQ:
+            acqs = np.frombuffer(b"".join([h[1:9] for _, _, h in mine]), dtype="<i8")
+            acq = np.repeat(acqs.astype(np.int64), counts)
+        else:
+            acq = rec["acq"].astype(np.int64)
+        hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+        parts.append(
+            (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
+        )
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        z = np.empty(0, dtype=np.int64)
+        return z, z, z, np.empty(0, dtype=np.float64), z
+    hour, origin, n, total, acq = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((hour, origin))
+    return hour[order], origin[order], n[order], total[order], acq[order]
 
 
 def _block_texts(
