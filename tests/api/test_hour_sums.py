@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
-from besmart_server.server.signals.pipeline import HourSums
+from besmart_server.server.signals.calendar import Buckets, zone
+from besmart_server.server.signals.pipeline import Sums
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.signals.tables import blocks, series
 from tests.api.signal_helpers import Q, get, make_sensor, make_state, moid, put
@@ -53,12 +54,12 @@ def _drop_summaries(db: Database, sid: int) -> None:
         conn.execute(update(blocks).where(blocks.c.series_id == sid).values(hours=None))
 
 
-def _summed(db: Database, sid: int, since: int, till: int) -> HourSums:
+def _summed(db: Database, sid: int, since: int, till: int, buckets: Buckets) -> Sums:
     with db.transaction(write=False) as conn:
-        _, hours = SeriesStore(db.dialect).read_hours(
-            conn, sid, since, till, origin=None, limit=10**7
+        _, sums = SeriesStore(db.dialect).read_sums(
+            conn, sid, since, till, origin=None, limit=10**7, edges=buckets.edges(since, till - 1)
         )
-    return hours
+    return sums
 
 
 def _data(body: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +163,11 @@ def test_dst_days_in_warsaw_from_summaries(
     put(client, actor.headers, cid, mid, m, {"time": [start + 3 * H], "type": ["RM"]})
     since, till = start - 2 * D, start + 3 * D
     sid = _series_id(db, mid, m)
-    hours = _summed(db, sid, since, till)
-    assert len(hours) >= 3 * 24  # the whole UTC days inside come from summaries
+    # Quarter hours keep one sum per UTC day: a local day cuts each of them, a local month
+    # only the day of its midnight, so the month's whole days come from summaries.
+    months = _summed(db, sid, since, till, Buckets("month", zone("Europe/Warsaw")))
+    assert len(months.days) >= 3
+    assert not len(_summed(db, sid, since, till, Buckets(1440, zone("Europe/Warsaw"))))
     body = get(client, actor.headers, cid, mid, m, since, till, delta_t=1440, tz="Europe/Warsaw")
     i = body["data"]["time"].index(start)
     # 92 or 100 quarter hours of 0.25 kWh, one of them 1.25 and one removed.
@@ -191,3 +195,24 @@ def test_a_meter_state_with_a_ratio_decodes(client: TestClient, db: Database) ->
     body = get(client, actor.headers, cid, mid, m, start, start + 4 * D, delta_t=1440,
                apply_multiplier="true")  # fmt: skip
     assert body["data"]["value"] == [384.0] * 4  # 96 x 0.1 x 40
+
+
+def test_minute_data_keeps_hours_for_local_days(client: TestClient, db: Database) -> None:
+    """1-minute power keeps a sum per UTC hour: Warsaw's local days (cut at 22:00 or 23:00
+    UTC) come from them, 23 and 25 hours long, as decoding gives them."""
+    cid, actor = make_tenant(db, Role.write)
+    mid = make_sensor(db, cid)
+    m = moid("P+")
+    start = ms(2026, 10, 25)
+    t = np.arange(start - 2 * D, start + 3 * D, 60_000, dtype=np.int64)
+    value = ((t // 60_000) % 7 + 1).astype(float).tolist()
+    put(client, actor.headers, cid, mid, m, {"time": t.tolist(), "value": value})
+    since, till = start - D, start + 2 * D
+    sid = _series_id(db, mid, m)
+    sums = _summed(db, sid, since, till, Buckets(1440, zone("Europe/Warsaw")))
+    assert len(sums.hours) >= 24
+    body = get(client, actor.headers, cid, mid, m, since, till, delta_t=1440, tz="Europe/Warsaw")
+    assert body["data"]["time"] == [since, start, start + 25 * H]
+    _drop_summaries(db, sid)
+    again = get(client, actor.headers, cid, mid, m, since, till, delta_t=1440, tz="Europe/Warsaw")
+    assert again["data"] == body["data"]

@@ -482,25 +482,32 @@ _NO_TIME_HI: Final = np.iinfo(np.int64).max
 _NO_TIME_LO: Final = np.iinfo(np.int64).min
 
 
-# Hour sums of a block that holds live numeric points (empty bytes when it holds none): a
-# layout byte, then one record per UTC hour with points, in fixed layouts, so a read turns
-# the summaries of many blocks into columns with one np.frombuffer per layout.
-# Layout 1, the usual one (every hour's newest acq alike, at most 255 points an hour): the
-# acq (int64) once, then per hour its hour of the day, number of points and sum, 10 bytes.
-# Layout 2: per hour its hour of the day, number of points, sum and newest acq, 19 bytes.
+# The summary of a block (its `hours` column; empty bytes when it holds no live numeric
+# point): a layout byte, then fixed-size records, so a read turns the summaries of many
+# blocks into columns with one np.frombuffer per layout. Blocks of at least _DENSE points an
+# hour on average keep one record per UTC hour with points (a day's local midnight or any
+# hour edge cuts them anywhere); sparser ones one record for the whole day, used when no
+# bucket edge cuts the day, or 15-minute data would store more summary than points.
+# Layout 1 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
+#   then per hour its hour of the day, number of points and sum: 10 bytes an hour.
+# Layout 2 (hours): per hour its hour of the day, number of points, sum and newest acq.
+# Layout 3 (the whole day): number of points, sum (of the hour sums, in hour order), acq.
 HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
+DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
 _ONE_ACQ: Final = b"\x01"
 _PER_HOUR: Final = b"\x02"
+_WHOLE_DAY: Final = b"\x03"
 _HOUR_MS: Final = 3_600_000
 _HOUR_N_MAX: Final = 2**16 - 1
+_DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
 
 
 def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
-    """Each block's hour sums (`first`: where a block starts in `f`, as encode_batch sorts
+    """Each block's summary (`first`: where a block starts in `f`, as encode_batch sorts
     it): of the newest version of each time, DBL or INT with a finite value — what a read
-    without as_of aggregates (pipeline.hour_sums). None for a block with an hour of more
-    points than a record counts (it is decoded instead)."""
+    without as_of aggregates (pipeline.hour_sums, HourSums). None for a block with an hour of
+    more points than a record counts (it is decoded instead)."""
     newest = last_of_runs(series_id, f.origin, f.time)
     block = np.cumsum(first) - 1
     live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
@@ -513,20 +520,31 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     hour = (h.hour % DAY_MS) // _HOUR_MS
     starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
     which = h.origin[starts].tolist()
-    one_acq = (np.maximum.reduceat(h.acq, starts) == np.minimum.reduceat(h.acq, starts)) & (
-        np.maximum.reduceat(h.n, starts) <= 255
-    )
-    too_many = np.maximum.reduceat(h.n, starts) > _HOUR_N_MAX
+    n_max = np.maximum.reduceat(h.n, starts)
+    acq_max = np.maximum.reduceat(h.acq, starts)
+    one_acq = (acq_max == np.minimum.reduceat(h.acq, starts)) & (n_max <= 255)
+    hours_n = np.diff(np.append(starts, len(h)))
+    points = np.add.reduceat(h.n, starts)
+    dense = points >= _DENSE * hours_n
+    day = np.empty(starts.shape[0], dtype=DAY_SUM)
+    # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
+    day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
     short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
     short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
     full = np.empty(len(h), dtype=HOURS)
     full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
     full["total"], full["acq"] = h.total, h.acq
-    short_b, full_b, acq_b = short.tobytes(), full.tobytes(), h.acq[starts].astype("<i8").tobytes()
+    short_b, full_b, day_b = short.tobytes(), full.tobytes(), day.tobytes()
+    acq_b = h.acq[starts].astype("<i8").tobytes()
     bounds = np.append(starts, len(h)).tolist()
-    for i, (b, one, bad) in enumerate(zip(which, one_acq.tolist(), too_many.tolist(), strict=True)):
+    flags = zip(
+        which, dense.tolist(), one_acq.tolist(), (n_max > _HOUR_N_MAX).tolist(), strict=True
+    )
+    for i, (b, many, one, bad) in enumerate(flags):
         lo, hi = bounds[i], bounds[i + 1]
-        if bad:
+        if not many:
+            out[b] = _WHOLE_DAY + day_b[i * DAY_SUM.itemsize : (i + 1) * DAY_SUM.itemsize]
+        elif bad:
             out[b] = None
         elif one:
             size = HOURS_ONE_ACQ.itemsize
@@ -536,24 +554,26 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     return out
 
 
-def read_hour_summaries(
-    rows: Sequence[tuple[int, int, bytes]],
-) -> tuple[I64, I64, I64, F64, I64]:
-    """(hour start ms, origin, n, total, acq) of the hour sums of (day, origin, hours) rows
-    (none empty) sorted by (day, origin): one join and np.frombuffer per layout. The hours
-    of each origin ascend, as pipeline's bucket sums add them."""
-    if any(h[:1] not in (_ONE_ACQ, _PER_HOUR) for _, _, h in rows):
-        raise CorruptBlock("hour sums of an unknown layout")
-    parts: list[tuple[I64, I64, I64, F64, I64]] = []
+Columns = tuple[I64, I64, I64, F64, I64]  # (hour or day start ms, origin, n, total, acq)
+
+
+def is_whole_day(summary: bytes) -> bool:
+    """Whether a (non-empty) summary is one record for the whole day (layout 3)."""
+    return summary[:1] == _WHOLE_DAY
+
+
+def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns, Columns]:
+    """The hour records and the whole-day records of (day, origin, summary) rows sorted by
+    (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
+    ascend in time within each layout."""
+    if any(h[:1] not in (_ONE_ACQ, _PER_HOUR, _WHOLE_DAY) for _, _, h in rows):
+        raise CorruptBlock("block summary of an unknown layout")
+    parts: list[Columns] = []
     for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
         mine = [r for r in rows if r[2][:1] == layout]
         if not mine:
             continue
-        size = dtype.itemsize
-        counts = np.array([(len(h) - skip) // size for _, _, h in mine], dtype=np.int64)
-        if any((len(h) - skip) % size for _, _, h in mine):
-            raise CorruptBlock("hour sums of a partial record")
-        rec = np.frombuffer(b"".join([h[skip:] for _, _, h in mine]), dtype=dtype)
+        rec, counts = _records(mine, dtype, skip)
         days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
         origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
         if layout == _ONE_ACQ:
@@ -565,14 +585,34 @@ def read_hour_summaries(
         parts.append(
             (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
         )
+    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY]
+    rec, _ = _records(whole, DAY_SUM, 1)
+    days_cols: Columns = (
+        np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS,
+        np.array([r[1] for r in whole], dtype=np.int64),
+        rec["n"].astype(np.int64),
+        rec["total"].astype(np.float64),
+        rec["acq"].astype(np.int64),
+    )
     if len(parts) == 1:
-        return parts[0]
+        return parts[0], days_cols
     if not parts:
         z = np.empty(0, dtype=np.int64)
-        return z, z, z, np.empty(0, dtype=np.float64), z
+        return (z, z, z, np.empty(0, dtype=np.float64), z), days_cols
     hour, origin, n, total, acq = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((hour, origin))
-    return hour[order], origin[order], n[order], total[order], acq[order]
+    return (hour[order], origin[order], n[order], total[order], acq[order]), days_cols
+
+
+def _records(
+    rows: Sequence[tuple[int, int, bytes]], dtype: np.dtype[np.void], skip: int
+) -> tuple[NDArray[np.void], I64]:
+    """The fixed-size records after `skip` bytes of each row's summary, and their count."""
+    size = dtype.itemsize
+    counts = np.array([(len(h) - skip) // size for _, _, h in rows], dtype=np.int64)
+    if any((len(h) - skip) % size for _, _, h in rows):
+        raise CorruptBlock("block summary of a partial record")
+    return np.frombuffer(b"".join([h[skip:] for _, _, h in rows]), dtype=dtype), counts
 
 
 def _block_texts(

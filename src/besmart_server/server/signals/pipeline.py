@@ -25,6 +25,7 @@ from besmart_server.wire import TYPE_RM, TYPE_STR
 
 MS_PER_MINUTE: Final = 60_000
 HOUR_MS: Final = 3_600_000
+MS_PER_DAY: Final = 86_400_000
 # Computed values (unit conversions, multipliers, stitching, aggregates) keep this many
 # significant decimal digits: a double carries 15 exactly, and the 16th and 17th are the noise
 # of binary arithmetic (0.7083 kW is 708.3000000000001 W unrounded).
@@ -291,10 +292,12 @@ def stitch(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
 
 @dataclass(frozen=True, slots=True)
 class HourSums:
-    """Sums of points per (origin, UTC hour), sorted by (origin, hour): a bucket whose edges
-    are hour edges is the sum of its hours' sums, so day blocks keep them (blocks.py) and a
-    read adds up hours instead of decoding points. The decoding path adds up the same hour
-    sums (`hour_sums` of its points), so both give bit for bit the same buckets."""
+    """Sums of points per (origin, UTC hour), or per (origin, UTC day), sorted by (origin,
+    hour). A bucket whose edges are hour edges is added up in three steps — the points of
+    each hour, the hours of each UTC day within the bucket (in hour order), those days (in
+    day order) — whether the points are decoded or summed already: day blocks keep the sums
+    of their hours, or of their whole day (blocks.hour_summaries), and a read adds them up
+    instead of decoding, bit for bit as decoding would."""
 
     hour: I64  # the hour's start, UTC ms
     origin: I64
@@ -353,6 +356,18 @@ def _merge_hours(a: HourSums, b: HourSums) -> HourSums:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """What a read took from the blocks' summaries instead of decoding points: hour sums, and
+    sums of whole UTC days that no bucket edge cuts (`hour` the day's start)."""
+
+    hours: HourSums
+    days: HourSums
+
+    def __len__(self) -> int:
+        return len(self.hours) + len(self.days)
+
+
 def aggregate(
     f: Frame,
     *,
@@ -361,7 +376,7 @@ def aggregate(
     since: int,
     till: int,
     buckets: Buckets | None = None,
-    hours: HourSums | None = None,
+    sums: Sums | None = None,
 ) -> Frame:
     """Buckets of `delta_t_minutes` aligned to the epoch (or `buckets`: calendar buckets in a
     zone, see calendar.py), per origin, as DBL points labelled with their start.
@@ -374,8 +389,8 @@ def aggregate(
     window), never extrapolated. acq is the newest acq among the points used. RM and STR
     points are ignored.
 
-    When the bucket edges are hour edges (Buckets.on_hours), a mean or sum adds up hour sums
-    (HourSums), not points: `hours` are those of the window's points the caller did not
+    When the bucket edges are hour edges (Buckets.on_hours), a mean or sum adds up sums
+    (HourSums), not points: `sums` are those of the window's points the caller did not
     decode (whole days inside the window, from the blocks' summaries; INSTANTANEOUS and
     INTERVAL only), `f` the rest.
     """
@@ -388,11 +403,13 @@ def aggregate(
     if kind == SeriesKind.CUMULATIVE:
         return _counter_at_grid(points, buckets, since, till)
     mean = kind == SeriesKind.INSTANTANEOUS
-    if hours is None and not buckets.on_hours(since, till):
+    if sums is None and not buckets.on_hours(since, till):
         return _bucket_reduce(clip_window(points, since, till), buckets, mean=mean)
     inside = clip_window(points, since, till)
     own = hour_sums(inside.time, inside.origin, inside.value, inside.acq)
-    return _hours_reduce(own if hours is None else _merge_hours(own, hours), buckets, mean=mean)
+    if sums is None:
+        return _hours_reduce(own, HourSums.empty(), buckets, mean=mean)
+    return _hours_reduce(_merge_hours(own, sums.hours), sums.days, buckets, mean=mean)
 
 
 def _labels(time: I64, buckets: Buckets) -> I64:
@@ -432,14 +449,37 @@ def _bucket_reduce(f: Frame, buckets: Buckets, *, mean: bool) -> Frame:
     )
 
 
-def _hours_reduce(h: HourSums, buckets: Buckets, *, mean: bool) -> Frame:
-    """_bucket_reduce over hour sums: each bucket the sum of its hours' sums in hour order."""
-    if not len(h):
+def _hours_reduce(h: HourSums, days: HourSums, buckets: Buckets, *, mean: bool) -> Frame:
+    """_bucket_reduce over sums (HourSums): the hours `h` of each UTC day within a bucket
+    added up in hour order, with `days` (whole days within one bucket) the pieces of each
+    bucket, added up in time order."""
+    if len(h):
+        label = _labels(h.hour, buckets)
+        day = h.hour - h.hour % MS_PER_DAY
+        first = np.ones(len(h), dtype=np.bool_)
+        first[1:] = (
+            (day[1:] != day[:-1]) | (label[1:] != label[:-1]) | (h.origin[1:] != h.origin[:-1])
+        )
+        at = np.flatnonzero(first)
+        pieces = HourSums(
+            h.hour[at],
+            h.origin[at],
+            np.add.reduceat(h.n, at),
+            np.add.reduceat(h.total, at),
+            np.maximum.reduceat(h.acq, at),
+        )
+        piece_label = label[at]
+    else:
+        pieces, piece_label = h, np.empty(0, dtype=np.int64)
+    if len(days):
+        pieces = _merge_hours(pieces, days)
+        piece_label = _labels(pieces.hour, buckets)  # a piece lies within its bucket
+    if not len(pieces):
         return Frame.empty()
-    label, origin = _labels(h.hour, buckets), h.origin
-    total, count, acq = h.total, h.n, h.acq
+    label, origin = piece_label, pieces.origin
+    total, count, acq = pieces.total, pieces.n, pieces.acq
     if not (bool((origin == origin[0]).all()) and bool((np.diff(label) >= 0).all())):
-        order = np.lexsort((origin, label))  # stable: hour order within each bucket
+        order = np.lexsort((origin, label))  # stable: time order within each bucket
         label, origin = label[order], origin[order]
         total, count, acq = total[order], count[order], acq[order]
     first = np.ones(label.shape[0], dtype=np.bool_)
@@ -653,7 +693,7 @@ def run(
     neighbours: Frame | None = None,
     periods: Sequence[StatePeriod] = (),
     swap_edges: Mapping[int, Frame] | None = None,
-    hours: HourSums | None = None,
+    sums: Sums | None = None,
 ) -> Result:
     """One read's steps, in order (the numbers of docs/domain.md):
 
@@ -666,13 +706,13 @@ def run(
     `points` are what the store holds for the window (newest versions only when
     `plan.newest_only`), `neighbours` the readings around it (`plan.widens`), `periods` the
     sensor's states (`plan.needs_periods`) and `swap_edges` the readings before each swap of
-    `missing_swap_ends`, by period since. `hours`: sums of the window's points that
+    `missing_swap_ends`, by period since. `sums`: sums of the window's points that
     `points` leaves out (`summable`), which the buckets add up with those of `points`.
     """
     f = concat([points, neighbours]) if neighbours is not None and len(neighbours) else points
     if plan.acq_before is not None and len(f) and not plan.newest_only:
         f = f.take(f.acq < plan.acq_before)  # acq is µs, a whole ms (store.py)
-    if not len(f) and not (hours is not None and len(hours)):
+    if not len(f) and not (sums is not None and len(sums)):
         return Result(f)
     if plan.newest_only:
         # The store returned the newest of each (time, origin): this drops those that are RM
@@ -693,7 +733,7 @@ def run(
             since=plan.since,
             till=plan.till,
             buckets=plan.buckets,
-            hours=hours,
+            sums=sums,
         )
     if plan.converts:
         numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)

@@ -433,7 +433,7 @@ def read_frame(
             neighbours=got.neighbours,
             periods=got.periods,
             swap_edges=got.swap_edges,
-            hours=got.hours,
+            sums=got.sums,
         )
     except pipeline.Overflow as exc:
         raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
@@ -449,7 +449,7 @@ class _Fetched:
     periods: list[StatePeriod]
     swap_edges: dict[int, Frame]
     storage_s: float  # seconds spent reading them
-    hours: pipeline.HourSums | None = None  # sums of the whole days `points` leaves out
+    sums: pipeline.Sums | None = None  # the summed whole days `points` leaves out
 
 
 def _fetch(
@@ -470,13 +470,15 @@ def _fetch(
     origin = q.signal_origin_id
     points = neighbours = Frame.empty()
     periods: list[StatePeriod] | None = None
-    hours: pipeline.HourSums | None = None
+    sums: pipeline.Sums | None = None
     if sid is not None and plan.multiply and plan.buckets is not None:
         # Before the points: whether their factors let whole days come from summaries.
         periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply)
     if sid is not None and pipeline.summable(plan, periods):
-        points, hours = store.read_hours(
-            conn, sid, q.since, q.till, origin=origin, limit=budget.left
+        assert plan.buckets is not None
+        edges = plan.buckets.edges(q.since, q.till - 1)
+        points, sums = store.read_sums(
+            conn, sid, q.since, q.till, origin=origin, limit=budget.left, edges=edges
         )
     elif sid is not None and plan.newest_only:
         points = store.read_latest(
@@ -488,7 +490,7 @@ def _fetch(
             )
     elif sid is not None:
         points = store.read(conn, sid, q.since, q.till, origin=origin, limit=budget.left)
-    budget.take(len(points) + len(neighbours) + (0 if hours is None else len(hours)))
+    budget.take(len(points) + len(neighbours) + (0 if sums is None else len(sums)))
     swap_edges: dict[int, Frame] = {}
     found = sid is not None and plan.needs_periods and len(points) + len(neighbours) > 0
     if periods is None:
@@ -503,7 +505,7 @@ def _fetch(
             swap_edges[p.since] = store.neighbours(
                 conn, sid, p.till, None, origin=origin, acq_before=plan.acq_before
             )
-    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0, hours)
+    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0, sums)
 
 
 def _acq_bound(as_of_ms: int) -> int:

@@ -45,6 +45,7 @@ from besmart_server.server.signals.pipeline import (
     I64,
     Frame,
     HourSums,
+    Sums,
     concat,
     last_of_runs,
     sort_versions,
@@ -390,7 +391,7 @@ class SeriesStore:
         rows = self._fetch(conn, column, series_id, since, till, origin)
         return _decoded(rows, since, till, origin, limit, latest=latest, before=before)
 
-    def read_hours(
+    def read_sums(
         self,
         conn: Connection,
         series_id: int,
@@ -399,37 +400,82 @@ class SeriesStore:
         *,
         origin: int | None,
         limit: int,
-    ) -> tuple[Frame, HourSums]:
-        """A read of hour-aligned buckets without as_of: the hour sums (blocks.HOURS) of the
-        blocks of whole UTC days within since..till that keep them, and the newest versions
-        (as read_latest) of the other blocks' points in the window — the window's first and
-        last day, and blocks without summaries. At most `limit` + 1 points, as `read`."""
+        edges: I64,
+    ) -> tuple[Frame, Sums]:
+        """A read of buckets whose edges (`edges`, sorted, covering the window) are hour
+        edges, without as_of: the summaries (blocks.hour_summaries) of the blocks of whole
+        UTC days within since..till — their hours, or the whole day where no edge cuts it —
+        and the newest versions (as read_latest) of the other blocks' points in the window.
+        At most `limit` + 1 points, as `read`."""
         if since >= till:
-            return Frame.empty(), HourSums.empty()
+            return Frame.empty(), Sums(HourSums.empty(), HourSums.empty())
         ph = self._d.ph
         whole_lo = -(-since // blocks.DAY_MS)
         whole_hi = till // blocks.DAY_MS - 1
         sql = (
-            f"SELECT day, origin, n, CASE WHEN day >= {ph} AND day <= {ph} THEN hours END, "
-            f"CASE WHEN hours IS NULL OR day < {ph} OR day > {ph} THEN coalesce(latest, body) "
-            f"END FROM blocks WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
+            f"SELECT day, origin, hours FROM blocks "
+            f"WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
         )
-        params = [whole_lo, whole_hi, whole_lo, whole_hi, series_id]
-        params += [blocks.day_of(since), blocks.day_of(till - 1)]
+        params = [series_id, blocks.day_of(since), blocks.day_of(till - 1)]
         if origin is not None:
             sql += f" AND origin = {ph}"
             params.append(origin)
         cur = dbapi_connection(conn).cursor()
         cur.execute(sql + " ORDER BY day, origin", params)
+        rows = cur.fetchall()
+        day = np.array([r[0] for r in rows], dtype=np.int64)
+        # Where an edge lies strictly inside a day, a whole-day summary does not split.
+        nxt = np.searchsorted(edges, day * blocks.DAY_MS, side="right")
+        cut = edges[np.minimum(nxt, edges.shape[0] - 1)] < (day + 1) * blocks.DAY_MS
+        cut &= nxt < edges.shape[0]
         summed: list[tuple[int, int, bytes]] = []
-        decode: list[tuple[int, int, int, bytes]] = []
-        for d, o, n, h, b in cur.fetchall():
-            if h is not None:
-                summed.append((int(d), int(o), bytes(h)))
+        decode: set[tuple[int, int]] = set()
+        for (d, o, raw), c in zip(rows, cut.tolist(), strict=True):
+            d, o = int(d), int(o)
+            h = None if raw is None else bytes(raw)
+            if h is None or not whole_lo <= d <= whole_hi or (c and blocks.is_whole_day(h)):
+                decode.add((d, o))
+            elif h:  # empty: no live numeric point, nothing to add
+                summed.append((d, o, h))
+        points = Frame.empty()
+        if decode:
+            bodies = [
+                r
+                for r in self._fetch_days(conn, series_id, sorted({d for d, _ in decode}), origin)
+                if (r[0], r[1]) in decode
+            ]
+            points = _decoded(bodies, since, till, origin, limit, latest=True, before=None)
+        hours, days = blocks.read_hour_summaries(summed)
+        return points, Sums(HourSums(*hours), HourSums(*days))
+
+    def _fetch_days(
+        self, conn: Connection, series_id: int, days: list[int], origin: int | None
+    ) -> list[tuple[int, int, int, bytes]]:
+        """(day, origin, n, newest versions) of the blocks of these days (sorted), by (day,
+        origin): one statement, the days as ranges of consecutive ones."""
+        ranges: list[tuple[int, int]] = []
+        for d in days:
+            if ranges and ranges[-1][1] == d - 1:
+                ranges[-1] = (ranges[-1][0], d)
             else:
-                decode.append((int(d), int(o), int(n), bytes(b)))
-        points = _decoded(decode, since, till, origin, limit, latest=True, before=None)
-        return points, HourSums(*blocks.read_hour_summaries(summed)) if summed else HourSums.empty()
+                ranges.append((d, d))
+        ph = self._d.ph
+        out: list[tuple[int, int, int, bytes]] = []
+        cur = dbapi_connection(conn).cursor()
+        for i in range(0, len(ranges), _CHUNK):
+            chunk = ranges[i : i + _CHUNK]
+            where = " OR ".join([f"(day >= {ph} AND day <= {ph})"] * len(chunk))
+            sql = (
+                f"SELECT day, origin, n, coalesce(latest, body) FROM blocks "
+                f"WHERE series_id = {ph} AND ({where})"
+            )
+            params = [series_id, *(v for r in chunk for v in r)]
+            if origin is not None:
+                sql += f" AND origin = {ph}"
+                params.append(origin)
+            cur.execute(sql + " ORDER BY day, origin", params)
+            out.extend((int(d), int(o), int(n), bytes(b)) for d, o, n, b in cur.fetchall())
+        return out
 
     def _fetch(
         self,
