@@ -495,6 +495,7 @@ _NO_TIME_LO: Final = np.iinfo(np.int64).min
 HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
 DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
+_DAY_ROW: Final = np.dtype([("layout", "u1"), *DAY_SUM.descr])
 _ONE_ACQ: Final = b"\x01"
 _PER_HOUR: Final = b"\x02"
 _WHOLE_DAY: Final = b"\x03"
@@ -566,10 +567,13 @@ def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns
     """The hour records and the whole-day records of (day, origin, summary) rows sorted by
     (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
     ascend in time within each layout."""
-    if any(h[:1] not in (_ONE_ACQ, _PER_HOUR, _WHOLE_DAY) for _, _, h in rows):
+    layouts = bytes([h[0] for _, _, h in rows])
+    if layouts.translate(None, _ONE_ACQ + _PER_HOUR + _WHOLE_DAY):
         raise CorruptBlock("block summary of an unknown layout")
     parts: list[Columns] = []
     for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
+        if layout not in layouts:
+            continue
         mine = [r for r in rows if r[2][:1] == layout]
         if not mine:
             continue
@@ -585,8 +589,12 @@ def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns
         parts.append(
             (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
         )
-    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY]
-    rec, _ = _records(whole, DAY_SUM, 1)
+    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
+    # One record each, of one size: the rows joined whole, the layout byte a field.
+    joined = b"".join([h for _, _, h in whole])
+    if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
+        raise CorruptBlock("block summary of a partial record")
+    rec = np.frombuffer(joined, dtype=_DAY_ROW)
     days_cols: Columns = (
         np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS,
         np.array([r[1] for r in whole], dtype=np.int64),

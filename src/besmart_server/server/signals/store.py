@@ -452,24 +452,18 @@ class SeriesStore:
         self, conn: Connection, series_id: int, days: list[int], origin: int | None
     ) -> list[tuple[int, int, int, bytes]]:
         """(day, origin, n, newest versions) of the blocks of these days (sorted), by (day,
-        origin): one statement, the days as ranges of consecutive ones."""
-        ranges: list[tuple[int, int]] = []
-        for d in days:
-            if ranges and ranges[-1][1] == d - 1:
-                ranges[-1] = (ranges[-1][0], d)
-            else:
-                ranges.append((d, d))
+        origin): an IN list of days, `_CHUNK` a statement (a key lookup each; an OR of day
+        ranges made SQLite scan)."""
         ph = self._d.ph
         out: list[tuple[int, int, int, bytes]] = []
         cur = dbapi_connection(conn).cursor()
-        for i in range(0, len(ranges), _CHUNK):
-            chunk = ranges[i : i + _CHUNK]
-            where = " OR ".join([f"(day >= {ph} AND day <= {ph})"] * len(chunk))
+        for i in range(0, len(days), _CHUNK):
+            chunk = days[i : i + _CHUNK]
             sql = (
                 f"SELECT day, origin, n, coalesce(latest, body) FROM blocks "
-                f"WHERE series_id = {ph} AND ({where})"
+                f"WHERE series_id = {ph} AND day IN ({', '.join([ph] * len(chunk))})"
             )
-            params = [series_id, *(v for r in chunk for v in r)]
+            params = [series_id, *chunk]
             if origin is not None:
                 sql += f" AND origin = {ph}"
                 params.append(origin)
