@@ -518,7 +518,6 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     if not at.shape[0]:
         return out
     h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
-    hour = (h.hour % DAY_MS) // _HOUR_MS
     starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
     which = h.origin[starts].tolist()
     n_max = np.maximum.reduceat(h.n, starts)
@@ -530,12 +529,16 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     day = np.empty(starts.shape[0], dtype=DAY_SUM)
     # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
     day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
-    short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
-    short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
-    full = np.empty(len(h), dtype=HOURS)
-    full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
-    full["total"], full["acq"] = h.total, h.acq
-    short_b, full_b, day_b = short.tobytes(), full.tobytes(), day.tobytes()
+    short_b = full_b = b""
+    if bool(dense.any()):
+        short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
+        hour = (h.hour % DAY_MS) // _HOUR_MS
+        short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
+        full = np.empty(len(h), dtype=HOURS)
+        full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
+        full["total"], full["acq"] = h.total, h.acq
+        short_b, full_b = short.tobytes(), full.tobytes()
+    day_b = day.tobytes()
     acq_b = h.acq[starts].astype("<i8").tobytes()
     bounds = np.append(starts, len(h)).tolist()
     flags = zip(
@@ -589,7 +592,9 @@ def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns
         parts.append(
             (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
         )
-    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
+    whole = (
+        [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
+    )
     # One record each, of one size: the rows joined whole, the layout byte a field.
     joined = b"".join([h for _, _, h in whole])
     if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
