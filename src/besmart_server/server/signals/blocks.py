@@ -528,7 +528,8 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     dense = points >= _DENSE * hours_n
     day = np.empty(starts.shape[0], dtype=DAY_SUM)
     # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
-    day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
+        day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
     short_b = full_b = b""
     if bool(dense.any()):
         short = np.empty(len(h), dtype=HOURS_ONE_ACQ)

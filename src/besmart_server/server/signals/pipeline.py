@@ -330,11 +330,14 @@ def hour_sums(time: I64, group: I64, value: F64, acq: I64) -> HourSums:
     first = np.ones(n, dtype=np.bool_)
     first[1:] = (hour[1:] != hour[:-1]) | (group[1:] != group[:-1])
     starts = np.flatnonzero(first)
+    # A sum beyond the double's range is inf (a write keeps it; a read reports Overflow).
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduceat(value, starts)
     return HourSums(
         hour[starts],
         group[starts],
         np.diff(np.append(starts, n)),
-        np.add.reduceat(value, starts),
+        total,
         np.maximum.reduceat(acq, starts),
     )
 
