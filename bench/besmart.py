@@ -293,6 +293,10 @@ class Besmart(Served):
             return self._get(q, get_last="true")
         if kind == "daily":
             return self._get(q, delta_t=q.delta_t_min)
+        if kind == "daily_tz":
+            return self._get(q, delta_t=q.delta_t_min, tz=q.tz)
+        if kind == "monthly":
+            return self._get(q, delta_t="month", tz=q.tz)
         if kind == "multi":
             body = orjson.dumps(
                 [

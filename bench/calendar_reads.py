@@ -6,8 +6,9 @@
 Writes a year of 1-minute power (525,600 points) and ten years of 15-minute interval energy
 (350,640 points), then reads them through the HTTP route (TestClient, no network):
 `delta_t=1440` without and with `tz=Europe/Warsaw`, and `delta_t=month&tz=Europe/Warsaw`
-over the ten years. Every read decodes its points (no block summaries yet), so these are
-the figures summaries would have to beat. On PostgreSQL a scratch database is made and dropped.
+over the ten years: the in-process side of `bench.run`'s rows 4b-4d (no peers, no server
+process), from the blocks' summaries where a read can use them (README, "Calendar time").
+On PostgreSQL a scratch database is made and dropped.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ on disk, and stopped. Every wait is a bounded loop.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -426,6 +428,17 @@ class InfluxDB(_Peer):
             return self._read(
                 f"SELECT mean(value) FROM minute WHERE {where} GROUP BY time(1d) fill(none)"
             )
+        if kind == "daily_tz":
+            return self._read(
+                f"SELECT mean(value) FROM minute WHERE {where} GROUP BY time(1d) fill(none) "
+                f"tz('{q.tz}')"
+            )
+        if kind == "monthly":
+            # InfluxQL has no calendar months: local days, summed to months by the client
+            # (inside the timed send).
+            days = f"SELECT sum(value) FROM decade WHERE {where} GROUP BY time(1d) fill(none) "
+            query, zone = days + f"tz('{q.tz}')", ZoneInfo(q.tz or "UTC")
+            return Read(lambda: _local_months(self._query(query), zone), self._count)
         if kind == "multi":
             sensors = "|".join(dict.fromkeys(s.sensor for s in q.series))
             return self._read(
@@ -519,6 +532,8 @@ class VictoriaMetrics(_Peer):
                 f"({ver} == on(sensor, moid) group_left max by (sensor, moid) ({ver})))"
             )
             return self._range(expr, q.since, q.till - 1, 900)
+        if kind in ("daily_tz", "monthly"):
+            raise Skip("no local-time buckets (MetricsQL steps are UTC-aligned)")
         if kind == "daily":
             # The window (t - 1d, t] ending at g + 1d - 1 ms is the bucket [g, g + 1d).
             expr = f"avg_over_time(minute_value{sel}[1d])"
@@ -533,6 +548,21 @@ class VictoriaMetrics(_Peer):
         self.flush()
         _check(self.http.get("/internal/force_merge", timeout=300), 200)
         return settle_size(self.store, stable_s=5, timeout_s=90)
+
+
+def _local_months(body: bytes, zone: ZoneInfo) -> bytes:
+    """An InfluxDB answer of local days (epoch ms) summed to the local months of `zone`, in
+    the same answer's shape."""
+    answer: dict[str, Any] = orjson.loads(body)
+    for result in answer["results"]:
+        for series in result.get("series", []):
+            months: dict[tuple[int, int], list[float]] = {}
+            for t, v in series["values"]:
+                local = dt.datetime.fromtimestamp(t / 1000, zone)
+                cell = months.setdefault((local.year, local.month), [t, 0.0])
+                cell[1] += v
+            series["values"] = list(months.values())
+    return orjson.dumps(answer)
 
 
 PEERS: dict[str, type[_Peer]] = {"influxdb": InfluxDB, "victoriametrics": VictoriaMetrics}

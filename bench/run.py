@@ -31,7 +31,7 @@ import orjson
 
 from bench.besmart import DEFAULT_PG_URL, Backend, Besmart, check_loopback_url
 from bench.peers import InfluxDB, Read, Skip, VictoriaMetrics, wait_until
-from bench.workload import FULL, QUICK, Batch, Layout, Query, Spec, Workload, generate
+from bench.workload import CALENDAR_TZ, FULL, QUICK, Batch, Layout, Query, Spec, Workload, generate
 
 ENGINES: tuple[str, ...] = ("sqlite", "postgres", "influxdb", "victoriametrics")
 COLUMN = {
@@ -113,6 +113,7 @@ def rows(workload: Workload) -> list[Row]:
     multi = workload.multi_query()
     minute = len(workload.minute)
     weather = workload.weather_query().expected_points
+    decade = 0 if workload.decade is None else len(workload.decade)
     return [
         Row("ingest", "1 ingest, multi-series PUT (first versions)", "pts/s", True),
         Row("reingest", f"1b ingest, versions 2-{spec.versions} of the same points", "pts/s", True),
@@ -130,6 +131,15 @@ def rows(workload: Workload) -> list[Row]:
         Row("last_ratio", "3 get_last p50 / raw read p50", "x", False),
         Row("daily_p50", f"4 delta_t=1440 over {minute:,} 1-min pts, p50", "ms", False),
         Row("daily_p95", "4 delta_t=1440, p95", "ms", False),
+        Row("daily_tz_p50", f"4b the same in local days, tz={CALENDAR_TZ}, p50", "ms", False),
+        Row("daily_tz_ratio", "4c local days p50 / UTC days p50, read in turns", "x", False),
+        Row(
+            "monthly_p50",
+            f"4d local months, tz={CALENDAR_TZ}, over {decade:,} 15-min pts, p50",
+            "ms",
+            False,
+        ),
+        Row("monthly_p95", "4d local months, p95", "ms", False),
         Row(
             "multi_p50",
             f"5 multi-series POST, {len(multi.series)} series x 1 day, p50",
@@ -151,6 +161,15 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Result], str], float | None], 
     "last_ratio": ("<= 1.3", lambda r, e: r[e].values.get("last_ratio"), 1.3, "le"),
     "raw_p95": ("< 50 ms", lambda r, e: r[e].values.get("raw_p95"), 50.0, "lt"),
     "daily_p95": ("< 100 ms", lambda r, e: r[e].values.get("daily_p95"), 100.0, "lt"),
+    # issue 17: calendar time from block summaries
+    "daily_p50": (
+        "<= vm (17)",
+        lambda r, e: _ratio(r, e, "victoriametrics", "daily_p50"),
+        1.0,
+        "le",
+    ),
+    "daily_tz_ratio": ("<= 1.2 (17)", lambda r, e: r[e].values.get("daily_tz_ratio"), 1.2, "le"),
+    "monthly_p95": ("< 20 ms (17)", lambda r, e: r[e].values.get("monthly_p95"), 20.0, "lt"),
     "bytes_per_point": (
         "<= 16 on SQLite",
         lambda r, e: r[e].values.get("bytes_per_point") if e == "sqlite" else None,
@@ -213,7 +232,7 @@ def table(workload: Workload, results: dict[str, Result], *, judge: bool) -> lis
     engines = [e for e in ENGINES if e in results]
     pairs = [(o, p) for o in OURS for p in PEERS if o in results and p in results]
     header = ["figure", "unit", *(COLUMN[e] for e in engines)]
-    header += [f"{SHORT[o]}/{SHORT[p]}" for o, p in pairs] + ["target (issue 5)"]
+    header += [f"{SHORT[o]}/{SHORT[p]}" for o, p in pairs] + ["target (issue 5; 17)"]
     lines = [header]
     for row in rows(workload):
         line = [row.label, row.unit]
@@ -360,6 +379,8 @@ def _queries(workload: Workload) -> dict[str, Query]:
         "raw": workload.raw_query(),
         "last": workload.last_query(),
         "daily": workload.daily_query(),
+        "daily_tz": workload.daily_tz_query(),
+        "monthly": workload.monthly_query(),
         "multi": workload.multi_query(),
         "weather": workload.weather_query(),
     }
@@ -384,6 +405,9 @@ def start_and_ingest(engine: Engine, workload: Workload, opts: Options) -> Live:
         engine.setup(workload)
         _ingest(engine, res, "ingest", workload.ingest_batches(opts.layout))
         _ingest(engine, res, "reingest", workload.version_batches())
+        for body in engine.prepare(workload.decade_batches()):  # not in the ingest rates
+            engine.write(body)
+        engine.flush()
         raw = workload.raw_query()
         first = engine.read("raw", raw)
         wait_until(
@@ -396,8 +420,12 @@ def start_and_ingest(engine: Engine, workload: Workload, opts: Options) -> Live:
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with may swallow)
 
 
+_UTC = "@utc"  # the key of a UTC-days read measured beside the local days (row 4c)
+
+
 def read_all(lives: dict[str, Live], workload: Workload, opts: Options) -> None:
     """Phase 2: every read, the running engines taking turns; failures close an engine."""
+    daily: dict[str, Read] = {}
     for kind, q in _queries(workload).items():
         reads: dict[str, Read] = {}
         for name, live in list(lives.items()):
@@ -416,13 +444,25 @@ def read_all(lives: dict[str, Live], workload: Workload, opts: Options) -> None:
             reads[name] = read
         if not reads:
             continue
+        if kind == "daily":
+            daily = dict(reads)
         sends = {name: r.send for name, r in reads.items()}
+        if kind == "daily_tz":
+            # Row 4c: the UTC days read again in the same rounds as the local days, so that
+            # the ratio is not the machine's drift between two phases.
+            sends |= {f"{name}{_UTC}": daily[name].send for name in reads if name in daily}
         took, failed = interleaved_samples(
             sends, warmup=opts.warmup, reps=opts.reps, budget_s=opts.budget_s
         )
         for name, reason in failed.items():
-            _fail(lives, name, f"{kind} read: {reason}")
+            if name.removesuffix(_UTC) in lives:
+                _fail(lives, name.removesuffix(_UTC), f"{kind} read: {reason}")
         for name, values in took.items():
+            if name.endswith(_UTC) or name not in lives:
+                continue
+            if f"{name}{_UTC}" in took:
+                utc = percentiles_ms(took[f"{name}{_UTC}"])[0]
+                lives[name].res.values["daily_tz_ratio"] = percentiles_ms(values)[0] / utc
             p50, p95 = percentiles_ms(values)
             res = lives[name].res
             res.values[f"{kind}_p50"], res.values[f"{kind}_p95"] = p50, p95

@@ -33,6 +33,10 @@ T_AIR = 139  # air temperature (stored in K)
 
 A_PLUS = 32  # active energy import register, kWh, cumulative
 P_PLUS = 1001  # active power import, kW, instantaneous
+EA_PLUS = 1011  # active energy import per period, kWh, interval
+# Calendar reads (issue 17): ten years of 15-minute energy read in Warsaw's local months.
+DECADE_START_MS = 1_451_602_800_000  # 2016-01-01 00:00 Europe/Warsaw
+CALENDAR_TZ = "Europe/Warsaw"
 U1, U2, U3 = 53, 54, 55  # phase voltages, V, instantaneous
 METER_SIGNALS: tuple[int, ...] = (A_PLUS, P_PLUS, U1, U2, U3)
 
@@ -104,6 +108,7 @@ class Spec:
     version_days: int
     versions: int = 5
     weather_days: int = 365  # of the weather grid (hourly, from WEATHER_START_MS)
+    decade_days: int = 3653  # of the 15-minute energy series read in local months
     multi_series: int = 100  # series in the multi-series read (whole sensors, rounded up)
     batch_points: int = 10_000  # points per write request
     seed: int = 20240101
@@ -120,7 +125,15 @@ class Spec:
 
 # 20 sensors x 5 signals = the 100 series of the multi-series read; a year of each.
 FULL = Spec(sensors=20, days=365, minute_days=365, version_days=365)
-QUICK = Spec(sensors=2, days=7, minute_days=7, version_days=7, weather_days=7, batch_points=2_000)
+QUICK = Spec(
+    sensors=2,
+    days=7,
+    minute_days=7,
+    version_days=7,
+    weather_days=7,
+    decade_days=62,
+    batch_points=2_000,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +145,7 @@ class Query:
     till: int
     expected_points: int  # points (or buckets) each series' answer must hold in total
     delta_t_min: int | None = None
+    tz: str | None = None  # the zone of calendar buckets (besmart's `tz`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,11 +169,22 @@ class Workload:
     versions: tuple[Series, ...]
     sensors: tuple[str, ...] = field(default=())
     weather: tuple[WeatherPoint, ...] = field(default=())
+    decade: Series | None = None  # 15-minute energy over ten years (the local-month read)
 
     @property
     def stored_points(self) -> int:
         """Every point version all writes leave in storage."""
-        return sum(len(s) for s in self.meters) + len(self.minute) + sum(map(len, self.versions))
+        decade = 0 if self.decade is None else len(self.decade)
+        return (
+            sum(len(s) for s in self.meters)
+            + len(self.minute)
+            + sum(map(len, self.versions))
+            + decade
+        )
+
+    def decade_batches(self) -> list[Batch]:
+        """Written after the ingest rows (not part of their rates): the decade of energy."""
+        return pack([] if self.decade is None else [self.decade], self.spec.batch_points, "series")
 
     def ingest_batches(self, layout: Layout = "time") -> list[Batch]:
         """Phase 1: every first version (meters, the minute series, version 0)."""
@@ -203,6 +228,20 @@ class Workload:
         s = self.minute
         return Query((s,), int(s.time[0]), _end(s, MS_MINUTE), self.spec.minute_days, 1440)
 
+    def daily_tz_query(self) -> Query:
+        """Daily means of the 1-minute series in Warsaw's local days (23/24/25 hours)."""
+        s = self.minute
+        till = _end(s, MS_MINUTE)
+        days = _calendar_buckets(s.time, 1440)
+        return Query((s,), int(s.time[0]), till, days, 1440, CALENDAR_TZ)
+
+    def monthly_query(self) -> Query:
+        """Energy of each of Warsaw's local months over the decade series."""
+        assert self.decade is not None
+        s = self.decade
+        months = _calendar_buckets(s.time, "month")
+        return Query((s,), int(s.time[0]), _end(s, MS_15MIN), months, None, CALENDAR_TZ)
+
     def multi_query(self) -> Query:
         """Whole sensors' series (about ``multi_series`` of them) over one day."""
         n_sensors = min(self.spec.sensors, math.ceil(self.spec.multi_series / len(METER_SIGNALS)))
@@ -222,6 +261,15 @@ class Workload:
 
 def _end(series: Series, step: int) -> int:
     return int(series.time[-1]) + step
+
+
+def _calendar_buckets(time: IntArray, size: int | str) -> int:
+    """How many of CALENDAR_TZ's buckets of `size` (minutes or "month") hold a time."""
+    from besmart_server.server.signals.calendar import Buckets, label_points, zone
+
+    buckets = Buckets(size, zone(CALENDAR_TZ))  # type: ignore[arg-type]
+    edges = buckets.edges(int(time[0]), int(time[-1]))
+    return int(np.unique(label_points(time, edges)).shape[0])
 
 
 def pack(series: Sequence[Series], batch_points: int, layout: Layout) -> list[Batch]:
@@ -379,5 +427,17 @@ def generate(spec: Spec) -> Workload:
     tm = _times(spec, spec.minute_days, MS_MINUTE)
     minute = Series("minute", "min000", P_PLUS, tm, power_kw(_rng(spec, 4), tm, 4.0))
     versions = _versions(spec)
-    sensors = (*dict.fromkeys(s.sensor for s in meters), minute.sensor, versions[0].sensor)
-    return Workload(spec, meters, minute, versions, sensors, weather_grid(spec))
+    td = (
+        DECADE_START_MS
+        + np.arange(spec.decade_days * MS_DAY // MS_15MIN, dtype=np.int64) * MS_15MIN
+    )
+    # Quarter-hour energy of a 4 kW peak load: power x 0.25 h, kWh with 3 decimals.
+    energy = _round(power_kw(_rng(spec, 5), td, 4.0) * 0.25, 3)
+    decade = Series("decade", "dec000", EA_PLUS, td, energy)
+    sensors = (
+        *dict.fromkeys(s.sensor for s in meters),
+        minute.sensor,
+        versions[0].sensor,
+        decade.sensor,
+    )
+    return Workload(spec, meters, minute, versions, sensors, weather_grid(spec), decade)

@@ -105,6 +105,10 @@ def test_deleted_ids_are_never_handed_out_again(empty_db: Database) -> None:
     assert second > first
 
 
+# The blocks table as the revisions before 0015 (block hour sums) have it.
+_BLOCK_COLUMNS_BEFORE_0015 = [c for c in blocks.c if c.name != "hours"]
+
+
 def _series(conn: Connection, moids: Sequence[int]) -> list[int]:
     """A client, a sensor of it and one series per signal type `moids`, in raw SQL (the
     table definitions of the code may be newer than the schema at the revision tested);
@@ -222,7 +226,9 @@ def test_points_move_into_blocks_and_back(empty_db: Database, chunk: int | None)
     assert "points" not in _tables(empty_db)
     got: list[tuple[Any, ...]] = []
     with empty_db.transaction(write=False) as conn:
-        stored = conn.execute(select(blocks).order_by(*blocks.primary_key.columns)).all()
+        stored = conn.execute(
+            select(*_BLOCK_COLUMNS_BEFORE_0015).order_by(*blocks.primary_key.columns)
+        ).all()
     keys = {(r[0], r[1] // _DAY, r[2]) for r in rows}
     assert [(b.series_id, b.day, b.origin) for b in stored] == sorted(keys)
     for b in stored:
@@ -290,7 +296,7 @@ def test_0007_gives_every_version_its_own_ms(empty_db: Database, chunk: int | No
         conn.execute(sa.text("UPDATE version_clock SET last_us = 9000007"))
     _migrate_to(empty_db, "0009", chunk)  # 0010 moves the clock into each series
     with empty_db.transaction(write=False) as conn:
-        stored = conn.execute(select(blocks).order_by(blocks.c.day)).all()
+        stored = conn.execute(select(*_BLOCK_COLUMNS_BEFORE_0015).order_by(blocks.c.day)).all()
         clock = conn.execute(sa.text("SELECT last_us FROM version_clock")).scalar_one()
     day0 = decode(stored[0].day, stored[0].origin, stored[0].body)
     day1 = decode(stored[1].day, stored[1].origin, stored[1].body)
@@ -375,7 +381,11 @@ def _format_1_blocks() -> tuple[np.ndarray[Any, np.dtype[np.int64]], Frame]:
 
 def _stored_blocks(db: Database) -> list[Any]:
     with db.transaction(write=False) as conn:
-        return list(conn.execute(select(blocks).order_by(*blocks.primary_key.columns)).all())
+        return list(
+            conn.execute(
+                select(*_BLOCK_COLUMNS_BEFORE_0015).order_by(*blocks.primary_key.columns)
+            ).all()
+        )
 
 
 @pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
@@ -443,3 +453,34 @@ def test_0014_band_types_up_and_down(empty_db: Database) -> None:
     assert {32, 70, 1011} <= moids()
     _migrate_to(empty_db, "0014", None)
     assert bands <= moids()
+
+
+@pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
+def test_0015_block_hour_sums_up_down_up(empty_db: Database, chunk: int | None) -> None:
+    """0015 adds `hours` and fills it for every stored block with what a write gives it now
+    (the newest live numeric points' hour sums: a re-write, an RM and text excluded); its
+    downgrade drops the column, and upgrading again fills it the same."""
+    _migrate_to(empty_db, "0014", chunk)
+    sid, f = _format_1_blocks()
+    with empty_db.transaction() as conn:
+        series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
+        _insert_blocks(conn, series_col, f)
+    encoded = encode_batch(series_col, f)
+    want = {(s, e.day, e.origin): e.hours for s, e in encoded}
+    assert any(h for h in want.values())
+    assert b"" in want.values()  # a day of inf alone: nothing to sum
+
+    def stored_hours() -> dict[tuple[int, int, int], bytes | None]:
+        with empty_db.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(blocks.c.series_id, blocks.c.day, blocks.c.origin, blocks.c.hours)
+            )
+            return {(r[0], r[1], r[2]): None if r[3] is None else bytes(r[3]) for r in rows}
+
+    _migrate_to(empty_db, "0015", chunk)
+    assert stored_hours() == want
+    _migrate_to(empty_db, "0014", chunk, down=True)
+    assert "hours" not in {c["name"] for c in inspect(empty_db.engine).get_columns("blocks")}
+    assert len(_stored_blocks(empty_db)) == len(want)  # the blocks stay
+    _migrate_to(empty_db, "0015", chunk)
+    assert stored_hours() == want

@@ -44,7 +44,14 @@ import orjson
 import zstandard
 from numpy.typing import NDArray
 
-from besmart_server.server.signals.pipeline import F64, I64, Frame, concat, last_of_runs
+from besmart_server.server.signals.pipeline import (
+    F64,
+    I64,
+    Frame,
+    concat,
+    hour_sums,
+    last_of_runs,
+)
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 
 DAY_MS: Final = 86_400_000
@@ -119,6 +126,9 @@ class Encoded:
     # The newest version of each time alone (RM included), when the block holds older ones:
     # what get_last and delta_t reads decode, so they cost what a plain read of one version does.
     latest: bytes | None = None
+    # Sums per UTC hour of the newest live numeric points (HOURS records; b"" for none),
+    # None where a read must decode the block instead (see hour_summaries).
+    hours: bytes | None = None
 
 
 def day_of(time: int) -> int:
@@ -172,6 +182,7 @@ def encode_batch(
     texts = _block_texts(f, kind, starts, ends)
     newest = _latest_bodies(series_id, f, first, legacy) if latest else {}
     bodies = (_bodies_v1 if legacy else _bodies_v2)(f, offset, kind, starts, ends, texts)
+    summaries = hour_summaries(series_id, f, first) if latest else [None] * starts.shape[0]
     out: list[tuple[int, Encoded]] = []
     for i, (lo, hi, sid, d, org, last, body) in enumerate(
         zip(
@@ -198,6 +209,7 @@ def encode_batch(
                     num_last=hi_num[i] if has_num else None,
                     body=body,
                     latest=newest.get(i),
+                    hours=summaries[i],
                 ),
             )
         )
@@ -468,6 +480,153 @@ def _latest_bodies(
 
 _NO_TIME_HI: Final = np.iinfo(np.int64).max
 _NO_TIME_LO: Final = np.iinfo(np.int64).min
+
+
+# The summary of a block (its `hours` column; empty bytes when it holds no live numeric
+# point): a layout byte, then fixed-size records, so a read turns the summaries of many
+# blocks into columns with one np.frombuffer per layout. Blocks of at least _DENSE points an
+# hour on average keep one record per UTC hour with points (a day's local midnight or any
+# hour edge cuts them anywhere); sparser ones one record for the whole day, used when no
+# bucket edge cuts the day, or 15-minute data would store more summary than points.
+# Layout 1 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
+#   then per hour its hour of the day, number of points and sum: 10 bytes an hour.
+# Layout 2 (hours): per hour its hour of the day, number of points, sum and newest acq.
+# Layout 3 (the whole day): number of points, sum (of the hour sums, in hour order), acq.
+HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
+HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
+DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
+_DAY_ROW: Final = np.dtype([("layout", "u1"), *DAY_SUM.descr])
+_ONE_ACQ: Final = b"\x01"
+_PER_HOUR: Final = b"\x02"
+_WHOLE_DAY: Final = b"\x03"
+_HOUR_MS: Final = 3_600_000
+_HOUR_N_MAX: Final = 2**16 - 1
+_DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
+
+
+def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
+    """Each block's summary (`first`: where a block starts in `f`, as encode_batch sorts
+    it): of the newest version of each time, DBL or INT with a finite value — what a read
+    without as_of aggregates (pipeline.hour_sums, HourSums). None for a block with an hour of
+    more points than a record counts (it is decoded instead)."""
+    newest = last_of_runs(series_id, f.origin, f.time)
+    block = np.cumsum(first) - 1
+    live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
+    nblocks = int(block[-1]) + 1
+    out: list[bytes | None] = [b""] * nblocks
+    at = np.flatnonzero(live)
+    if not at.shape[0]:
+        return out
+    h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
+    starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
+    which = h.origin[starts].tolist()
+    n_max = np.maximum.reduceat(h.n, starts)
+    acq_max = np.maximum.reduceat(h.acq, starts)
+    one_acq = (acq_max == np.minimum.reduceat(h.acq, starts)) & (n_max <= 255)
+    hours_n = np.diff(np.append(starts, len(h)))
+    points = np.add.reduceat(h.n, starts)
+    dense = points >= _DENSE * hours_n
+    day = np.empty(starts.shape[0], dtype=DAY_SUM)
+    # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
+        day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
+    short_b = full_b = b""
+    if bool(dense.any()):
+        short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
+        hour = (h.hour % DAY_MS) // _HOUR_MS
+        short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
+        full = np.empty(len(h), dtype=HOURS)
+        full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
+        full["total"], full["acq"] = h.total, h.acq
+        short_b, full_b = short.tobytes(), full.tobytes()
+    day_b = day.tobytes()
+    acq_b = h.acq[starts].astype("<i8").tobytes()
+    bounds = np.append(starts, len(h)).tolist()
+    flags = zip(
+        which, dense.tolist(), one_acq.tolist(), (n_max > _HOUR_N_MAX).tolist(), strict=True
+    )
+    for i, (b, many, one, bad) in enumerate(flags):
+        lo, hi = bounds[i], bounds[i + 1]
+        if not many:
+            out[b] = _WHOLE_DAY + day_b[i * DAY_SUM.itemsize : (i + 1) * DAY_SUM.itemsize]
+        elif bad:
+            out[b] = None
+        elif one:
+            size = HOURS_ONE_ACQ.itemsize
+            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo * size : hi * size]
+        else:
+            out[b] = _PER_HOUR + full_b[lo * HOURS.itemsize : hi * HOURS.itemsize]
+    return out
+
+
+Columns = tuple[I64, I64, I64, F64, I64]  # (hour or day start ms, origin, n, total, acq)
+
+
+def is_whole_day(summary: bytes) -> bool:
+    """Whether a (non-empty) summary is one record for the whole day (layout 3)."""
+    return summary[:1] == _WHOLE_DAY
+
+
+def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns, Columns]:
+    """The hour records and the whole-day records of (day, origin, summary) rows sorted by
+    (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
+    ascend in time within each layout."""
+    layouts = bytes([h[0] for _, _, h in rows])
+    if layouts.translate(None, _ONE_ACQ + _PER_HOUR + _WHOLE_DAY):
+        raise CorruptBlock("block summary of an unknown layout")
+    parts: list[Columns] = []
+    for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
+        if layout not in layouts:
+            continue
+        mine = [r for r in rows if r[2][:1] == layout]
+        if not mine:
+            continue
+        rec, counts = _records(mine, dtype, skip)
+        days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
+        origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
+        if layout == _ONE_ACQ:
+            acqs = np.frombuffer(b"".join([h[1:9] for _, _, h in mine]), dtype="<i8")
+            acq = np.repeat(acqs.astype(np.int64), counts)
+        else:
+            acq = rec["acq"].astype(np.int64)
+        hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+        parts.append(
+            (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
+        )
+    whole = (
+        [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
+    )
+    # One record each, of one size: the rows joined whole, the layout byte a field.
+    joined = b"".join([h for _, _, h in whole])
+    if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
+        raise CorruptBlock("block summary of a partial record")
+    rec = np.frombuffer(joined, dtype=_DAY_ROW)
+    days_cols: Columns = (
+        np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS,
+        np.array([r[1] for r in whole], dtype=np.int64),
+        rec["n"].astype(np.int64),
+        rec["total"].astype(np.float64),
+        rec["acq"].astype(np.int64),
+    )
+    if len(parts) == 1:
+        return parts[0], days_cols
+    if not parts:
+        z = np.empty(0, dtype=np.int64)
+        return (z, z, z, np.empty(0, dtype=np.float64), z), days_cols
+    hour, origin, n, total, acq = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((hour, origin))
+    return (hour[order], origin[order], n[order], total[order], acq[order]), days_cols
+
+
+def _records(
+    rows: Sequence[tuple[int, int, bytes]], dtype: np.dtype[np.void], skip: int
+) -> tuple[NDArray[np.void], I64]:
+    """The fixed-size records after `skip` bytes of each row's summary, and their count."""
+    size = dtype.itemsize
+    counts = np.array([(len(h) - skip) // size for _, _, h in rows], dtype=np.int64)
+    if any((len(h) - skip) % size for _, _, h in rows):
+        raise CorruptBlock("block summary of a partial record")
+    return np.frombuffer(b"".join([h[skip:] for _, _, h in rows]), dtype=dtype), counts
 
 
 def _block_texts(

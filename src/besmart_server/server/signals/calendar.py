@@ -39,6 +39,8 @@ _MIN_MS: Final = -62_135_596_800_000 + 2 * 86_400_000  # 0001-01-03 UTC
 _MAX_MS: Final = 253_402_300_799_000 - 2 * 86_400_000  # 9999-12-29 UTC
 
 I64 = NDArray[np.int64]
+_HOUR_MS: Final = 3_600_000
+_MAX_EDGES: Final = 200_000  # Buckets.on_hours looks at most at this many edges
 
 
 class CalendarError(ValueError):
@@ -119,6 +121,20 @@ class Buckets:
         if isinstance(self.size, int):
             return self.size * MS_PER_MINUTE
         return {"month": 28, "quarter": 90, "year": 365}[self.size] * 86_400_000
+
+    def on_hours(self, since: int, till: int) -> bool:
+        """Whether every bucket edge within since..till is a UTC hour edge, so that a bucket
+        is a whole number of hours (pipeline.HourSums): epoch-aligned whole hours, or in a
+        zone whose offsets there are whole hours, sizes of whole hours or days, months,
+        quarters, years. Windows of more than _MAX_EDGES buckets are not looked at (False)."""
+        if self.epoch_aligned:
+            assert isinstance(self.size, int)
+            return self.size % 60 == 0
+        if isinstance(self.size, int) and self.size % 60:
+            return False
+        if since >= till or (till - since) // self.nominal_ms > _MAX_EDGES:
+            return False
+        return bool((self.edges(since, till - 1) % _HOUR_MS == 0).all())
 
     def edges(self, lo: int, hi: int) -> I64:
         """Sorted bucket starts: the start of the bucket holding `lo`, every start after it up to

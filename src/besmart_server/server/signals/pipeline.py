@@ -24,6 +24,8 @@ from besmart_server.wire import TYPE_INT as TYPE_INT
 from besmart_server.wire import TYPE_RM, TYPE_STR
 
 MS_PER_MINUTE: Final = 60_000
+HOUR_MS: Final = 3_600_000
+MS_PER_DAY: Final = 86_400_000
 # Computed values (unit conversions, multipliers, stitching, aggregates) keep this many
 # significant decimal digits: a double carries 15 exactly, and the 16th and 17th are the noise
 # of binary arithmetic (0.7083 kW is 708.3000000000001 W unrounded).
@@ -288,6 +290,87 @@ def stitch(f: Frame, periods: Sequence[StatePeriod]) -> Frame:
     return replace(f, value=f.value + shifts[_period_index(f.time, ps)])
 
 
+@dataclass(frozen=True, slots=True)
+class HourSums:
+    """Sums of points per (origin, UTC hour), or per (origin, UTC day), sorted by (origin,
+    hour). A bucket whose edges are hour edges is added up in three steps — the points of
+    each hour, the hours of each UTC day within the bucket (in hour order), those days (in
+    day order) — whether the points are decoded or summed already: day blocks keep the sums
+    of their hours, or of their whole day (blocks.hour_summaries), and a read adds them up
+    instead of decoding, bit for bit as decoding would."""
+
+    hour: I64  # the hour's start, UTC ms
+    origin: I64
+    n: I64  # points summed
+    total: F64  # their sum, np.add.reduceat over the hour's points in time order
+    acq: I64  # the newest acq among them
+
+    def __len__(self) -> int:
+        return int(self.hour.shape[0])
+
+    @classmethod
+    def empty(cls) -> HourSums:
+        """No hours."""
+        z = np.empty(0, dtype=np.int64)
+        return cls(z, z, z, np.empty(0, dtype=np.float64), z)
+
+
+def hour_sums(time: I64, group: I64, value: F64, acq: I64) -> HourSums:
+    """The sums per (group, UTC hour) of points sorted by time within each group (group: the
+    origin, or at write time a block's index), sorted by (group, hour)."""
+    n = time.shape[0]
+    if n == 0:
+        return HourSums.empty()
+    hour = time - time % HOUR_MS
+    if n > 1 and not bool((group == group[0]).all()):
+        dg = np.diff(group)
+        if not bool(((dg > 0) | ((dg == 0) & (np.diff(hour) >= 0))).all()):
+            order = np.lexsort((hour, group))  # stable: time order within each hour
+            hour, group, value, acq = hour[order], group[order], value[order], acq[order]
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = (hour[1:] != hour[:-1]) | (group[1:] != group[:-1])
+    starts = np.flatnonzero(first)
+    # A sum beyond the double's range is inf (a write keeps it; a read reports Overflow).
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduceat(value, starts)
+    return HourSums(
+        hour[starts],
+        group[starts],
+        np.diff(np.append(starts, n)),
+        total,
+        np.maximum.reduceat(acq, starts),
+    )
+
+
+def _merge_hours(a: HourSums, b: HourSums) -> HourSums:
+    """Hour sums of disjoint hours, as one sorted by (origin, hour)."""
+    if not len(b):
+        return a
+    if not len(a):
+        return b
+    hour, origin = np.concatenate([a.hour, b.hour]), np.concatenate([a.origin, b.origin])
+    order = np.lexsort((hour, origin))
+    return HourSums(
+        hour[order],
+        origin[order],
+        np.concatenate([a.n, b.n])[order],
+        np.concatenate([a.total, b.total])[order],
+        np.concatenate([a.acq, b.acq])[order],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """What a read took from the blocks' summaries instead of decoding points: hour sums, and
+    sums of whole UTC days that no bucket edge cuts (`hour` the day's start)."""
+
+    hours: HourSums
+    days: HourSums
+
+    def __len__(self) -> int:
+        return len(self.hours) + len(self.days)
+
+
 def aggregate(
     f: Frame,
     *,
@@ -296,6 +379,7 @@ def aggregate(
     since: int,
     till: int,
     buckets: Buckets | None = None,
+    sums: Sums | None = None,
 ) -> Frame:
     """Buckets of `delta_t_minutes` aligned to the epoch (or `buckets`: calendar buckets in a
     zone, see calendar.py), per origin, as DBL points labelled with their start.
@@ -307,6 +391,11 @@ def aggregate(
     interpolated between the readings at/before and at/after g (which may lie outside the
     window), never extrapolated. acq is the newest acq among the points used. RM and STR
     points are ignored.
+
+    When the bucket edges are hour edges (Buckets.on_hours), a mean or sum adds up sums
+    (HourSums), not points: `sums` are those of the window's points the caller did not
+    decode (whole days inside the window, from the blocks' summaries; INSTANTANEOUS and
+    INTERVAL only), `f` the rest.
     """
     if buckets is None:
         buckets = Buckets(delta_t_minutes)  # ValueError for a size that is not positive
@@ -316,9 +405,14 @@ def aggregate(
     points = f.take(numeric)
     if kind == SeriesKind.CUMULATIVE:
         return _counter_at_grid(points, buckets, since, till)
-    return _bucket_reduce(
-        clip_window(points, since, till), buckets, mean=kind == SeriesKind.INSTANTANEOUS
-    )
+    mean = kind == SeriesKind.INSTANTANEOUS
+    if sums is None and not buckets.on_hours(since, till):
+        return _bucket_reduce(clip_window(points, since, till), buckets, mean=mean)
+    inside = clip_window(points, since, till)
+    own = hour_sums(inside.time, inside.origin, inside.value, inside.acq)
+    if sums is None:
+        return _hours_reduce(own, HourSums.empty(), buckets, mean=mean)
+    return _hours_reduce(_merge_hours(own, sums.hours), sums.days, buckets, mean=mean)
 
 
 def _labels(time: I64, buckets: Buckets) -> I64:
@@ -349,6 +443,54 @@ def _bucket_reduce(f: Frame, buckets: Buckets, *, mean: bool) -> Frame:
     result = np.add.reduceat(value, starts)
     if mean:
         result = result / np.diff(np.append(starts, n))
+    return Frame(
+        label[starts],
+        origin[starts],
+        np.maximum.reduceat(acq, starts),
+        np.full(starts.shape[0], TYPE_DBL, dtype=np.int8),
+        result.astype(np.float64),
+    )
+
+
+def _hours_reduce(h: HourSums, days: HourSums, buckets: Buckets, *, mean: bool) -> Frame:
+    """_bucket_reduce over sums (HourSums): the hours `h` of each UTC day within a bucket
+    added up in hour order, with `days` (whole days within one bucket) the pieces of each
+    bucket, added up in time order."""
+    if len(h):
+        label = _labels(h.hour, buckets)
+        day = h.hour - h.hour % MS_PER_DAY
+        first = np.ones(len(h), dtype=np.bool_)
+        first[1:] = (
+            (day[1:] != day[:-1]) | (label[1:] != label[:-1]) | (h.origin[1:] != h.origin[:-1])
+        )
+        at = np.flatnonzero(first)
+        pieces = HourSums(
+            h.hour[at],
+            h.origin[at],
+            np.add.reduceat(h.n, at),
+            np.add.reduceat(h.total, at),
+            np.maximum.reduceat(h.acq, at),
+        )
+        piece_label = label[at]
+    else:
+        pieces, piece_label = h, np.empty(0, dtype=np.int64)
+    if len(days):
+        pieces = _merge_hours(pieces, days)
+        piece_label = _labels(pieces.hour, buckets)  # a piece lies within its bucket
+    if not len(pieces):
+        return Frame.empty()
+    label, origin = piece_label, pieces.origin
+    total, count, acq = pieces.total, pieces.n, pieces.acq
+    if not (bool((origin == origin[0]).all()) and bool((np.diff(label) >= 0).all())):
+        order = np.lexsort((origin, label))  # stable: time order within each bucket
+        label, origin = label[order], origin[order]
+        total, count, acq = total[order], count[order], acq[order]
+    first = np.ones(label.shape[0], dtype=np.bool_)
+    first[1:] = (label[1:] != label[:-1]) | (origin[1:] != origin[:-1])
+    starts = np.flatnonzero(first)
+    result = np.add.reduceat(total, starts)
+    if mean:
+        result = result / np.add.reduceat(count, starts)
     return Frame(
         label[starts],
         origin[starts],
@@ -554,6 +696,7 @@ def run(
     neighbours: Frame | None = None,
     periods: Sequence[StatePeriod] = (),
     swap_edges: Mapping[int, Frame] | None = None,
+    sums: Sums | None = None,
 ) -> Result:
     """One read's steps, in order (the numbers of docs/domain.md):
 
@@ -566,12 +709,13 @@ def run(
     `points` are what the store holds for the window (newest versions only when
     `plan.newest_only`), `neighbours` the readings around it (`plan.widens`), `periods` the
     sensor's states (`plan.needs_periods`) and `swap_edges` the readings before each swap of
-    `missing_swap_ends`, by period since.
+    `missing_swap_ends`, by period since. `sums`: sums of the window's points that
+    `points` leaves out (`summable`), which the buckets add up with those of `points`.
     """
     f = concat([points, neighbours]) if neighbours is not None and len(neighbours) else points
     if plan.acq_before is not None and len(f) and not plan.newest_only:
         f = f.take(f.acq < plan.acq_before)  # acq is µs, a whole ms (store.py)
-    if not len(f):
+    if not len(f) and not (sums is not None and len(sums)):
         return Result(f)
     if plan.newest_only:
         # The store returned the newest of each (time, origin): this drops those that are RM
@@ -586,7 +730,14 @@ def run(
     if plan.buckets is not None:
         if plan.needs_periods:  # the aggregate would leave an overflowed point out
             _check_finite(f, f.value, plan.unit, converted=False)
-        f = aggregate(f, kind=plan.kind, since=plan.since, till=plan.till, buckets=plan.buckets)
+        f = aggregate(
+            f,
+            kind=plan.kind,
+            since=plan.since,
+            till=plan.till,
+            buckets=plan.buckets,
+            sums=sums,
+        )
     if plan.converts:
         numeric = (f.type == TYPE_DBL) | (f.type == TYPE_INT)
         value = np.where(numeric, convert(f.value, plan.unit, plan.out_unit), f.value)
@@ -594,6 +745,19 @@ def run(
     if plan.needs_periods or plan.buckets is not None or plan.converts:
         f = _computed(f, None if plan.buckets is not None else stored, plan)
     return Result(f, tuple(warnings))
+
+
+def summable(plan: Plan, periods: Sequence[StatePeriod] | None) -> bool:
+    """Whether a read may take the sums of whole days from the blocks' hour summaries
+    (HourSums) instead of decoding them, with exactly the numbers decoding gives: a mean or
+    sum over buckets whose edges are hour edges, of the newest versions (no as_of), each value
+    as stored (`periods`: the sensor's states when the plan multiplies; a factor other than 1
+    changes each point before it is summed)."""
+    if plan.buckets is None or plan.acq_before is not None or plan.kind == SeriesKind.CUMULATIVE:
+        return False
+    if plan.multiply and any(p.factor != 1.0 for p in periods or ()):
+        return False
+    return plan.buckets.on_hours(plan.since, plan.till)
 
 
 def _computed(f: Frame, before: F64 | None, plan: Plan) -> Frame:

@@ -447,6 +447,7 @@ def read_frame(
             neighbours=got.neighbours,
             periods=got.periods,
             swap_edges=got.swap_edges,
+            sums=got.sums,
         )
     except pipeline.Overflow as exc:
         raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
@@ -462,6 +463,7 @@ class _Fetched:
     periods: list[StatePeriod]
     swap_edges: dict[int, Frame]
     storage_s: float  # seconds spent reading them
+    sums: pipeline.Sums | None = None  # the summed whole days `points` leaves out
 
 
 def _fetch(
@@ -481,7 +483,18 @@ def _fetch(
     sid = (series if series is not None else store.series_ids(conn, [key], create=False)).get(key)
     origin = q.signal_origin_id
     points = neighbours = Frame.empty()
-    if sid is not None and plan.newest_only:
+    periods: list[StatePeriod] | None = None
+    sums: pipeline.Sums | None = None
+    if sid is not None and plan.multiply and plan.buckets is not None:
+        # Before the points: whether their factors let whole days come from summaries.
+        periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply)
+    if sid is not None and pipeline.summable(plan, periods):
+        assert plan.buckets is not None
+        edges = plan.buckets.edges(q.since, q.till - 1)
+        points, sums = store.read_sums(
+            conn, sid, q.since, q.till, origin=origin, limit=budget.left, edges=edges
+        )
+    elif sid is not None and plan.newest_only:
         points = store.read_latest(
             conn, sid, q.since, q.till, origin=origin, limit=budget.left, acq_before=plan.acq_before
         )
@@ -491,21 +504,22 @@ def _fetch(
             )
     elif sid is not None:
         points = store.read(conn, sid, q.since, q.till, origin=origin, limit=budget.left)
-    budget.take(len(points) + len(neighbours))
-    periods: list[StatePeriod] = []
+    budget.take(len(points) + len(neighbours) + (0 if sums is None else len(sums)))
     swap_edges: dict[int, Frame] = {}
-    if sid is not None and plan.needs_periods and len(points) + len(neighbours):
-        periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply)
-        if plan.stitches:
-            # Before versions are resolved the newest point is at least the newest run sees,
-            # so these are all the swaps run may ask for.
-            newest = max(int(fr.time.max()) for fr in (points, neighbours) if len(fr))
-            for p in missing_swap_ends(periods, newest):
-                assert p.till is not None
-                swap_edges[p.since] = store.neighbours(
-                    conn, sid, p.till, None, origin=origin, acq_before=plan.acq_before
-                )
-    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0)
+    found = sid is not None and plan.needs_periods and len(points) + len(neighbours) > 0
+    if periods is None:
+        periods = load_periods(conn, q.sensor_mid, t, multiply=plan.multiply) if found else []
+    if found and plan.stitches:
+        assert sid is not None
+        # Before versions are resolved the newest point is at least the newest run sees,
+        # so these are all the swaps run may ask for.
+        newest = max(int(fr.time.max()) for fr in (points, neighbours) if len(fr))
+        for p in missing_swap_ends(periods, newest):
+            assert p.till is not None
+            swap_edges[p.since] = store.neighbours(
+                conn, sid, p.till, None, origin=origin, acq_before=plan.acq_before
+            )
+    return _Fetched(points, neighbours, periods, swap_edges, time.perf_counter() - s0, sums)
 
 
 def _acq_bound(as_of_ms: int) -> int:

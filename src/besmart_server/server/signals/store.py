@@ -41,7 +41,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Conflict
 from besmart_server.server.signals import blocks
-from besmart_server.server.signals.pipeline import I64, Frame, concat, last_of_runs, sort_versions
+from besmart_server.server.signals.pipeline import (
+    I64,
+    Frame,
+    HourSums,
+    Sums,
+    concat,
+    last_of_runs,
+    sort_versions,
+)
 from besmart_server.server.signals.tables import blocks as blocks_table
 from besmart_server.server.signals.tables import series
 from besmart_server.wire import ORIGINS, TYPE_DBL, TYPE_INT
@@ -56,7 +64,7 @@ _TIME_MIN: Final = -(2**63)
 _TIME_MAX: Final = 2**63 - 1
 _CHUNK: Final = 500
 _NO_IMPORT: Final = -(2**62)  # a series' newest imported acq when a write imports none
-_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest"
+_COLUMNS: Final = "series_id, day, origin, n, t_last, num_first, num_last, body, latest, hours"
 
 
 # --- the engines' own statements ------------------------------------------------------------
@@ -78,7 +86,7 @@ def _stored_sqlite(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
 def _put_sqlite(cur: Any, rows: list[tuple[Any, ...]]) -> None:
     """Whole blocks, each replacing the stored one with its key."""
     cur.executemany(
-        f"INSERT OR REPLACE INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        f"INSERT OR REPLACE INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
     )
 
 
@@ -90,12 +98,24 @@ _PG_STORED: Final = (
 )
 _PG_STAGE: Final = "CREATE TEMP TABLE IF NOT EXISTS blocks_in (LIKE blocks) ON COMMIT DELETE ROWS"
 _PG_COPY: Final = f"COPY blocks_in ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_PG_COPY_TYPES: Final = ("int4", "int8", "int2", "int4", "int8", "int8", "int8", "bytea", "bytea")
+_PG_COPY_TYPES: Final = (
+    "int4",
+    "int8",
+    "int2",
+    "int4",
+    "int8",
+    "int8",
+    "int8",
+    "bytea",
+    "bytea",
+    "bytea",
+)
 _PG_MERGE: Final = (
     f"INSERT INTO blocks ({_COLUMNS}) SELECT {_COLUMNS} FROM blocks_in "
     "ON CONFLICT (series_id, day, origin) DO UPDATE SET n = EXCLUDED.n, "
     "t_last = EXCLUDED.t_last, num_first = EXCLUDED.num_first, "
-    "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest; "
+    "num_last = EXCLUDED.num_last, body = EXCLUDED.body, latest = EXCLUDED.latest, "
+    "hours = EXCLUDED.hours; "
     "DELETE FROM blocks_in"
 )
 
@@ -260,7 +280,18 @@ class SeriesStore:
         if not bool(keep.all()):
             both, sid_col, fresh = both.take(keep), sid_col[keep], fresh[keep]
         rows = [
-            (sid, e.day, e.origin, e.n, e.t_last, e.num_first, e.num_last, e.body, e.latest)
+            (
+                sid,
+                e.day,
+                e.origin,
+                e.n,
+                e.t_last,
+                e.num_first,
+                e.num_last,
+                e.body,
+                e.latest,
+                e.hours,
+            )
             for sid, e in blocks.encode_batch(sid_col, both)
         ]
         self._d.put(cur, rows)
@@ -358,30 +389,87 @@ class SeriesStore:
         # bound needs the older ones too.
         column = "coalesce(latest, body)" if latest and before is None else "body"
         rows = self._fetch(conn, column, series_id, since, till, origin)
-        frames: list[Frame] = []
-        kept = 0
-        i = 0
-        while i < len(rows) and kept <= limit:
-            # Decode in whole days, about as many points as the limit still wants at a time.
-            j, planned = i, 0
-            while j < len(rows) and (planned <= limit - kept or rows[j][0] == rows[j - 1][0]):
-                planned += rows[j][2]
-                j += 1
-            f, _ = blocks.decode_batch([(d, o, body) for d, o, _, body in rows[i:j]])
-            i = j
-            if f.time[0] < since or f.time[-1] >= till:
-                f = f.take((f.time >= since) & (f.time < till))
-            if latest:
-                f = _newest(f, before)
-            if len(f):
-                frames.append(f)
-                kept += len(f)
-        if not frames:
-            return Frame.empty()
-        out = frames[0] if len(frames) == 1 else concat(frames)
-        if origin is None and len({int(r[1]) for r in rows}) > 1:
-            out = sort_versions(out)
-        return out if len(out) <= limit + 1 else out.take(np.arange(limit + 1))
+        return _decoded(rows, since, till, origin, limit, latest=latest, before=before)
+
+    def read_sums(
+        self,
+        conn: Connection,
+        series_id: int,
+        since: int,
+        till: int,
+        *,
+        origin: int | None,
+        limit: int,
+        edges: I64,
+    ) -> tuple[Frame, Sums]:
+        """A read of buckets whose edges (`edges`, sorted, covering the window) are hour
+        edges, without as_of: the summaries (blocks.hour_summaries) of the blocks of whole
+        UTC days within since..till — their hours, or the whole day where no edge cuts it —
+        and the newest versions (as read_latest) of the other blocks' points in the window.
+        At most `limit` + 1 points, as `read`."""
+        if since >= till:
+            return Frame.empty(), Sums(HourSums.empty(), HourSums.empty())
+        ph = self._d.ph
+        whole_lo = -(-since // blocks.DAY_MS)
+        whole_hi = till // blocks.DAY_MS - 1
+        sql = (
+            f"SELECT day, origin, hours FROM blocks "
+            f"WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
+        )
+        params = [series_id, blocks.day_of(since), blocks.day_of(till - 1)]
+        if origin is not None:
+            sql += f" AND origin = {ph}"
+            params.append(origin)
+        cur = dbapi_connection(conn).cursor()
+        cur.execute(sql + " ORDER BY day, origin", params)
+        rows = cur.fetchall()
+        day = np.array([r[0] for r in rows], dtype=np.int64)
+        # Where an edge lies strictly inside a day, a whole-day summary does not split.
+        nxt = np.searchsorted(edges, day * blocks.DAY_MS, side="right")
+        cut = edges[np.minimum(nxt, edges.shape[0] - 1)] < (day + 1) * blocks.DAY_MS
+        cut &= nxt < edges.shape[0]
+        summed: list[tuple[int, int, bytes]] = []
+        decode: set[tuple[int, int]] = set()
+        for (d, o, raw), c in zip(rows, cut.tolist(), strict=True):
+            d, o = int(d), int(o)
+            h = None if raw is None else bytes(raw)
+            if h is None or not whole_lo <= d <= whole_hi or (c and blocks.is_whole_day(h)):
+                decode.add((d, o))
+            elif h:  # empty: no live numeric point, nothing to add
+                summed.append((d, o, h))
+        points = Frame.empty()
+        if decode:
+            bodies = [
+                r
+                for r in self._fetch_days(conn, series_id, sorted({d for d, _ in decode}), origin)
+                if (r[0], r[1]) in decode
+            ]
+            points = _decoded(bodies, since, till, origin, limit, latest=True, before=None)
+        hours, days = blocks.read_hour_summaries(summed)
+        return points, Sums(HourSums(*hours), HourSums(*days))
+
+    def _fetch_days(
+        self, conn: Connection, series_id: int, days: list[int], origin: int | None
+    ) -> list[tuple[int, int, int, bytes]]:
+        """(day, origin, n, newest versions) of the blocks of these days (sorted), by (day,
+        origin): an IN list of days, `_CHUNK` a statement (a key lookup each; an OR of day
+        ranges made SQLite scan)."""
+        ph = self._d.ph
+        out: list[tuple[int, int, int, bytes]] = []
+        cur = dbapi_connection(conn).cursor()
+        for i in range(0, len(days), _CHUNK):
+            chunk = days[i : i + _CHUNK]
+            sql = (
+                f"SELECT day, origin, n, coalesce(latest, body) FROM blocks "
+                f"WHERE series_id = {ph} AND day IN ({', '.join([ph] * len(chunk))})"
+            )
+            params = [series_id, *chunk]
+            if origin is not None:
+                sql += f" AND origin = {ph}"
+                params.append(origin)
+            cur.execute(sql + " ORDER BY day, origin", params)
+            out.extend((int(d), int(o), int(n), bytes(b)) for d, o, n, b in cur.fetchall())
+        return out
 
     def _fetch(
         self,
@@ -544,6 +632,45 @@ def _block_keys(series_id: I64, f: Frame) -> set[tuple[int, int, int]]:
         }
     keys = np.unique(np.stack((series_id, day, f.origin)), axis=1).T.tolist()
     return {(s, d, o) for s, d, o in keys}
+
+
+def _decoded(
+    rows: Sequence[tuple[int, int, int, bytes]],
+    since: int,
+    till: int,
+    origin: int | None,
+    limit: int,
+    *,
+    latest: bool,
+    before: int | None,
+) -> Frame:
+    """The points in since..till of (day, origin, n, body) rows sorted by (day, origin):
+    every version, or (`latest`) the newest one before `before` of each (time, origin); at
+    most `limit` + 1 of them."""
+    frames: list[Frame] = []
+    kept = 0
+    i = 0
+    while i < len(rows) and kept <= limit:
+        # Decode in whole days, about as many points as the limit still wants at a time.
+        j, planned = i, 0
+        while j < len(rows) and (planned <= limit - kept or rows[j][0] == rows[j - 1][0]):
+            planned += rows[j][2]
+            j += 1
+        f, _ = blocks.decode_batch([(d, o, body) for d, o, _, body in rows[i:j]])
+        i = j
+        if f.time[0] < since or f.time[-1] >= till:
+            f = f.take((f.time >= since) & (f.time < till))
+        if latest:
+            f = _newest(f, before)
+        if len(f):
+            frames.append(f)
+            kept += len(f)
+    if not frames:
+        return Frame.empty()
+    out = frames[0] if len(frames) == 1 else concat(frames)
+    if origin is None and len({int(r[1]) for r in rows}) > 1:
+        out = sort_versions(out)
+    return out if len(out) <= limit + 1 else out.take(np.arange(limit + 1))
 
 
 def _newest(f: Frame, acq_before: int | None) -> Frame:

@@ -79,6 +79,9 @@ blocks = Table(
     Column("body", LargeBinary, nullable=False),
     # The newest version per time alone, when the body holds older ones (blocks.Encoded).
     Column("latest", LargeBinary, nullable=True),
+    # Sums per UTC hour of the newest live numeric points (blocks.HOURS records), from which
+    # a read of hour-aligned buckets adds up whole days without decoding them; NULL: decode.
+    Column("hours", LargeBinary, nullable=True),
     # The nearest block of one origin before or after a window, whatever lies between: a
     # counter's neighbours (store.neighbours) without scanning the other origins' days.
     Index("ix_blocks_series_origin_day", "series_id", "origin", "day"),
