@@ -190,19 +190,9 @@ def enqueue_write(
     savepoint and never raising: a failure here is logged, and the write stands."""
     if not settings.validate_after_write:
         return
-    writes = [
-        x
-        for x in (
-            service.written(
-                i.client_cid, i.sensor_mid, i.signal_type_moid, i.columns.time, i.columns.origin
-            )
-            for i in items
-        )
-        if x is not None
-    ]
+    writes, edits = _windows(items)
     if not writes:
         return
-    edits = [i for i in items if np.isin(i.columns.origin, audit.AUDITED).any()]
     try:
         with conn.begin_nested():
             budget = signals.ReadBudget(settings.max_points_per_read)
@@ -211,6 +201,38 @@ def enqueue_write(
             service.enqueue(conn, principal, writes, reason=reason)
     except Exception:
         log.exception("queueing validation after a write failed")
+
+
+def _windows(
+    items: Sequence[signals.WriteItem],
+) -> tuple[list[Written], list[signals.WriteItem]]:
+    """The window and origins of each item with points, and the items with an audited
+    origin: numpy over all items at once (per item, the five calls that a multi-series PUT
+    of 100 items paid 100 times were a tenth of the served write)."""
+    full = [i for i in items if len(i.columns.time)]
+    if not full:
+        return [], []
+    lens = np.array([len(i.columns.time) for i in full], dtype=np.int64)
+    starts = np.cumsum(lens) - lens
+    time = np.concatenate([i.columns.time for i in full])
+    origin = np.concatenate([i.columns.origin for i in full]).astype(np.int64)
+    lo_t, hi_t = np.minimum.reduceat(time, starts), np.maximum.reduceat(time, starts)
+    lo_o, hi_o = np.minimum.reduceat(origin, starts), np.maximum.reduceat(origin, starts)
+    audited = np.logical_or.reduceat(np.isin(origin, audit.AUDITED), starts)
+    writes: list[Written] = []
+    for k, (i, lo, hi, olo, ohi, n) in enumerate(
+        zip(
+            full, lo_t.tolist(), hi_t.tolist(), lo_o.tolist(), hi_o.tolist(), lens.tolist(),
+            strict=True,
+        )
+    ):  # fmt: skip
+        origins = (
+            (olo,) if olo == ohi else tuple(np.unique(origin[starts[k] : starts[k] + n]).tolist())
+        )
+        writes.append(
+            Written(i.client_cid, i.sensor_mid, i.signal_type_moid, lo, hi + 1, origins, n)
+        )
+    return writes, [i for i, a in zip(full, audited.tolist(), strict=True) if a]
 
 
 def kick(state: Any) -> None:
