@@ -522,5 +522,6 @@ def test_the_windows_of_a_multi_series_write_are_each_items_own() -> None:
         vee_service.written(1, 10, EA, items[0].columns.time, items[0].columns.origin),
         vee_service.written(1, 12, EA, items[2].columns.time, items[2].columns.origin),
     ]
-    assert writes[1].origins == (1, 5) and writes[1].till == T0 + 3 * Q + 1
+    assert writes[1].origins == (1, 5)
+    assert writes[1].till == T0 + 3 * Q + 1
     assert edits == [items[2]]  # origin 5 (corrected) is audited
