@@ -525,3 +525,10 @@ def test_the_windows_of_a_multi_series_write_are_each_items_own() -> None:
     assert writes[1].origins == (1, 5)
     assert writes[1].till == T0 + 3 * Q + 1
     assert edits == [items[2]]  # origin 5 (corrected) is audited
+
+
+def test_the_validation_delay_is_bounded() -> None:
+    assert Settings(demo=False).validate_delay_seconds == 1.0
+    for bad in (-1.0, 61.0):
+        with pytest.raises(ValueError, match="validate_delay_seconds"):
+            Settings(demo=False, validate_delay_seconds=bad)
