@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import closing
@@ -255,6 +256,27 @@ class Besmart(Served):
 
     def flush(self) -> None:
         """Writes are committed before the PUT answers."""
+
+    def settle(self, timeout_s: float = 900.0) -> float:
+        """Wait until the validation queue is empty (the windows every write queued, validated
+        by the server's worker after the write answered); the seconds waited."""
+        sql = "SELECT count(*) FROM vee_queue"
+        t0 = time.perf_counter()
+        while True:
+            if self.backend == "sqlite":
+                with closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
+                    row = conn.execute(sql).fetchone()
+            else:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as pg:
+                    row = pg.execute(sql).fetchone()
+            waited = time.perf_counter() - t0
+            if not row or not row[0]:
+                return waited
+            if waited > timeout_s:
+                raise RuntimeError(
+                    f"{row[0]} windows still queued for validation after {waited:.0f} s"
+                )
+            time.sleep(0.5)
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -309,6 +309,10 @@ class _Peer(Served):
     def flush(self) -> None:
         """Make every acknowledged write visible to reads (a no-op where it already is)."""
 
+    def settle(self) -> float | None:
+        """Nothing runs after a write here that the benchmark waits for."""
+        return None
+
     def read(self, kind: str, q: Query) -> Read:
         raise NotImplementedError
 

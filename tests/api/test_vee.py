@@ -24,7 +24,14 @@ from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.vee import service as vee_service
 from besmart_server.server.vee.tables import vee_queue
-from besmart_server.server.vee.worker import ROBOT, process, worker_of
+from besmart_server.server.vee.worker import (
+    CLAIM_ROWS,
+    ROBOT,
+    _windows,
+    merged_windows,
+    process,
+    worker_of,
+)
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -580,3 +587,48 @@ def test_zeros_inside_an_outage_marked_on_the_sensor_are_not_a_zero_run(
     with db.transaction() as conn:
         conn.execute(update(sensors).where(sensors.c.mid == mid).values(info=half))
     assert "zero_run" in rules_found()
+
+
+def test_one_claim_takes_every_queued_window_of_a_bulk_load_in_one_statement(db: Database) -> None:
+    # A bulk load queues a row per series and request: one drain claims them all (the old
+    # claim took 200 a time, a statement each) so they merge into a window per series.
+    days = [
+        vee_service.Written(1, 2, EA, T0 + d * 96 * Q, T0 + (d + 1) * 96 * Q, (1,), 96)
+        for d in range(250)
+    ]
+    with db.transaction() as conn:
+        vee_service.enqueue(conn, ROBOT, days)
+        rows = vee_service.claim(conn, CLAIM_ROWS)
+        assert [int(r.since) for r in rows] == [w.since for w in days]  # in queue order
+        assert vee_service.claim(conn, CLAIM_ROWS) == []
+    merged = merged_windows(rows)
+    first, _ = merged[0]
+    assert (first.since, first.till) == (T0, T0 + 31 * 96 * Q)
+    assert sum(len(ids) for _, ids in merged) == 250
+
+
+def test_the_windows_of_a_multi_series_write_are_each_items_own() -> None:
+    def item(mid: int, times: list[int], origins: list[int]) -> signals.WriteItem:
+        body = {"time": times, "value": [1.0] * len(times), "origin": origins}
+        return signals.WriteItem(1, mid, EA, None, columns.decode(body), ("body",))
+
+    items = [
+        item(10, [T0 + Q, T0], [1, 1]),
+        item(11, [], []),  # no points: no window
+        item(12, [T0, T0 + 3 * Q, T0 + Q], [5, 1, 1]),
+    ]
+    writes, edits = _windows(items)
+    assert writes == [
+        vee_service.written(1, 10, EA, items[0].columns.time, items[0].columns.origin),
+        vee_service.written(1, 12, EA, items[2].columns.time, items[2].columns.origin),
+    ]
+    assert writes[1].origins == (1, 5)
+    assert writes[1].till == T0 + 3 * Q + 1
+    assert edits == [items[2]]  # origin 5 (corrected) is audited
+
+
+def test_the_validation_delay_is_bounded() -> None:
+    assert Settings(demo=False).validate_delay_seconds == 1.0
+    for bad in (-1.0, 61.0):
+        with pytest.raises(ValueError, match="validate_delay_seconds"):
+            Settings(demo=False, validate_delay_seconds=bad)

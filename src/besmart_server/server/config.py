@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         "then this often (windows queued by a bridge process or another server, or left by a "
         "restart); with validate_after_write only",
     )
+    validate_delay_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="vee: a drain of the validation queue starts this long after the write "
+        "that kicked it, so the windows of a burst of writes (a bulk load) are validated "
+        "together, merged per series; with validate_after_write only",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",
