@@ -136,3 +136,17 @@ def test_a_table_needs_a_position(env: dict[str, str], tmp_path: Path) -> None:
     code, out = invoke(env, str(f), *here("--year", "2030"))
     assert code == 1
     assert "--year places typical years" in out
+
+
+def test_converted_values_are_stored_at_15_significant_digits() -> None:
+    """°C → K in binary floating point gives 270.04999999999995 for -3.1; a provider stores
+    270.05 (15 significant digits, as every computed value), so the block keeps its decimal
+    encoding and a read gives the same number a person computes."""
+    from besmart_server.server.weather.providers.table import weather_table
+
+    frame = pd.DataFrame(
+        {"time": ["2024-06-21T00:00Z", "2024-06-21T01:00Z"], "T_AIR[°C]": ["8.5", "-3.1"]}
+    )
+    assert -3.1 + 273.15 != 270.05  # the noise this test is about
+    t_air = weather_table(frame, lat=LAT, lon=LON, origin=1)["T_AIR"]
+    assert t_air.value.tolist() == [281.65, 270.05]

@@ -21,6 +21,8 @@ from typing import Final, NamedTuple, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from besmart_server.server.signals.catalog import Unit, convert
+from besmart_server.server.signals.pipeline import round_significant
 from besmart_server.wire import ORIGIN_CALCULATED, ORIGIN_MEASURED, ORIGIN_PREDICTED
 
 # A provider's kinds of value by the origin they are stored with (besmart_server.wire).
@@ -42,6 +44,13 @@ WEATHER_SYMBOLS: Final = (
     "PRES",
     "PRECIP",
 )
+
+
+def to_catalog_unit(values: NDArray[np.float64], unit: Unit | str, to: str) -> NDArray[np.float64]:
+    """A provider's values converted to the catalog unit `to`, kept to 15 significant digits
+    as every computed value is (pipeline.round_significant): 8.5 °C is stored as 281.65 K,
+    not 281.65000000000003, which also keeps the block's decimal encoding."""
+    return round_significant(convert(values, unit, to))
 
 
 class ProviderError(RuntimeError):

@@ -28,7 +28,7 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]  # typed only 
 from numpy.typing import NDArray
 from pvlib import iotools  # type: ignore[import-untyped]  # pvlib ships no type hints
 
-from besmart_server.server.signals.catalog import convert, signal_type_by_symbol
+from besmart_server.server.signals.catalog import signal_type_by_symbol
 from besmart_server.server.weather.compat import quiet_pandas_deprecations
 from besmart_server.server.weather.providers import (
     ORIGIN_MODEL,
@@ -37,6 +37,7 @@ from besmart_server.server.weather.providers import (
     ProviderResult,
     ProviderSeries,
     finite_series,
+    to_catalog_unit,
 )
 
 HOUR_MS: Final = 3_600_000
@@ -127,7 +128,7 @@ def _series(
         values = np.where(bad, np.nan, raw * col.scale)
         target = signal_type_by_symbol(col.symbol)
         assert target is not None  # every weather symbol is in the catalog
-        values = convert(values, col.unit, target.unit_symbol)
+        values = to_catalog_unit(values, col.unit, target.unit_symbol)
         shift = period_shift_ms if col.period else sample_shift_ms
         series = finite_series(times + shift, values, ORIGIN_MODEL, acq_time)
         if series.time.shape[0]:  # a column with nothing usable is left out

@@ -22,7 +22,7 @@ from typing import Any, Final
 import httpx
 import numpy as np
 
-from besmart_server.server.signals.catalog import convert, signal_type_by_symbol
+from besmart_server.server.signals.catalog import signal_type_by_symbol
 from besmart_server.server.weather.providers import (
     ORIGIN_FORECAST,
     ORIGIN_MODEL,
@@ -31,6 +31,7 @@ from besmart_server.server.weather.providers import (
     ProviderResult,
     ProviderSeries,
     finite_series,
+    to_catalog_unit,
 )
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def parse(
         target = signal_type_by_symbol(symbol)
         assert target is not None  # the catalog holds every weather symbol
         try:
-            values = convert(values, unit, target.unit_symbol)
+            values = to_catalog_unit(values, unit, target.unit_symbol)
         except (LookupError, ValueError) as exc:
             raise ProviderError(f"Open-Meteo {variable} in unexpected unit {unit!r}") from exc
         t = times - HOUR_MS if period else times

@@ -29,6 +29,7 @@ from besmart_server.server.weather.providers import (
     ProviderResult,
     ProviderSeries,
     finite_series,
+    to_catalog_unit,
 )
 
 TIME_COLUMN: Final = "time"
@@ -136,7 +137,7 @@ def weather_table(
         t = catalog.signal_type_by_symbol(symbol)
         assert t is not None  # _column checked it
         values = _values(frame[name].reset_index(drop=True), str(name))
-        values = catalog.convert(values, unit, t.unit_symbol)
+        values = to_catalog_unit(values, unit, t.unit_symbol)
         series[symbol] = finite_series(times, values, origin, acq)
     if not series:
         raise ProviderError("no weather columns besides time (e.g. T_AIR[°C], GHI[W/m2])")
