@@ -49,7 +49,10 @@ def test_full_sizes_are_the_issues(full: Workload) -> None:
     assert {len(s) for s in full.meters} == {35_040}
     assert len(full.minute) == 525_600
     assert [len(v) for v in full.versions] == [35_040] * 5
-    assert full.stored_points == 100 * 35_040 + 525_600 + 5 * 35_040
+    assert full.decade is not None
+    assert len(full.decade) == 3653 * 96  # ten years of quarter hours, 2016-2025
+    assert full.stored_points == 100 * 35_040 + 525_600 + 5 * 35_040 + 3653 * 96
+    assert full.monthly_query().expected_points == 120
     assert full.raw_query().expected_points == 35_040
     assert full.last_query().expected_points == 35_040
     assert full.daily_query().expected_points == 365
@@ -160,13 +163,14 @@ def test_epw_file_has_one_row_per_hour() -> None:
 @pytest.mark.parametrize("layout", ["time", "series"])
 def test_batches_cover_every_point_once(layout: Layout) -> None:
     w = generate(QUICK)
-    batches = w.ingest_batches(layout) + w.version_batches()
+    batches = w.ingest_batches(layout) + w.version_batches() + w.decade_batches()
     assert all(0 < b.points <= QUICK.batch_points for b in batches)
     seen: dict[str, list[tuple[int, int]]] = {}
     for b in batches:
         for c in b.chunks:
             seen.setdefault(c.series.key, []).append((c.start, c.stop))
-    every = (*w.meters, w.minute, *w.versions)
+    assert w.decade is not None
+    every = (*w.meters, w.minute, *w.versions, w.decade)
     assert set(seen) == {s.key for s in every}
     for s in every:
         ranges = sorted(seen[s.key])
