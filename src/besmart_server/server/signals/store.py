@@ -412,11 +412,15 @@ class SeriesStore:
         ph = self._d.ph
         whole_lo = -(-since // blocks.DAY_MS)
         whole_hi = till // blocks.DAY_MS - 1
+        # The days the window holds only part of, and blocks without a summary, are decoded:
+        # their bodies come in the same statement (a round trip less on PostgreSQL); only a
+        # whole-day summary that a bucket edge cuts needs a second one.
         sql = (
-            f"SELECT day, origin, hours FROM blocks "
+            f"SELECT day, origin, hours, n, CASE WHEN day < {ph} OR day > {ph} OR hours IS NULL "
+            f"THEN coalesce(latest, body) END FROM blocks "
             f"WHERE series_id = {ph} AND day >= {ph} AND day <= {ph}"
         )
-        params = [series_id, blocks.day_of(since), blocks.day_of(till - 1)]
+        params = [whole_lo, whole_hi, series_id, blocks.day_of(since), blocks.day_of(till - 1)]
         if origin is not None:
             sql += f" AND origin = {ph}"
             params.append(origin)
@@ -429,21 +433,26 @@ class SeriesStore:
         cut = edges[np.minimum(nxt, edges.shape[0] - 1)] < (day + 1) * blocks.DAY_MS
         cut &= nxt < edges.shape[0]
         summed: list[tuple[int, int, bytes]] = []
-        decode: set[tuple[int, int]] = set()
-        for (d, o, raw), c in zip(rows, cut.tolist(), strict=True):
+        bodies: list[tuple[int, int, int, bytes]] = []
+        refetch: set[tuple[int, int]] = set()
+        for (d, o, raw, n, body), c in zip(rows, cut.tolist(), strict=True):
             d, o = int(d), int(o)
             h = None if raw is None else bytes(raw)
-            if h is None or not whole_lo <= d <= whole_hi or (c and blocks.is_whole_day(h)):
-                decode.add((d, o))
+            if body is not None:  # a part of a day or no summary: decoded
+                bodies.append((d, o, int(n), bytes(body)))
+            elif h is not None and c and blocks.is_whole_day(h):
+                refetch.add((d, o))
             elif h:  # empty: no live numeric point, nothing to add
                 summed.append((d, o, h))
-        points = Frame.empty()
-        if decode:
-            bodies = [
+        if refetch:
+            bodies += [
                 r
-                for r in self._fetch_days(conn, series_id, sorted({d for d, _ in decode}), origin)
-                if (r[0], r[1]) in decode
+                for r in self._fetch_days(conn, series_id, sorted({d for d, _ in refetch}), origin)
+                if (r[0], r[1]) in refetch
             ]
+            bodies.sort(key=lambda r: (r[0], r[1]))
+        points = Frame.empty()
+        if bodies:
             points = _decoded(bodies, since, till, origin, limit, latest=True, before=None)
         hours, days = blocks.read_hour_summaries(summed)
         return points, Sums(HourSums(*hours), HourSums(*days))
