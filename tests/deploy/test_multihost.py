@@ -89,24 +89,31 @@ def _attempts(state: multihost.State) -> dict[int, int]:
         return {int(r): int(a) for r, a in conn.execute("SELECT id, attempts FROM graph_runs")}
 
 
-def _freeze_mid_run(state: multihost.State, name: str) -> int:
-    """SIGSTOP a graph worker while it holds a run (`running`, claimed by its pid); that
-    run's id. A stop that lands after the run finished is undone (SIGCONT) and tried again."""
-    pid = state.host(name).pid
+def _freeze_mid_run(state: multihost.State, names: tuple[str, ...]) -> tuple[str, int]:
+    """SIGSTOP whichever of the graph workers `names` is first seen holding a run
+    (`running`, claimed by its pid); that worker and run. A stop that lands after the run
+    finished is undone (SIGCONT) and tried again. Any worker will do: which one the queue
+    hands a run to is the broker's business (a CI run once saw one worker take them all)."""
+    pids = {state.host(name).pid: name for name in names}
     url = f"postgresql://postgres@127.0.0.1:5432/{state.database}"
-    mine = "SELECT id FROM graph_runs WHERE state = 'running' AND claimed_by LIKE %s"
+    held = "SELECT id, claimed_by FROM graph_runs WHERE state = 'running'"
     deadline = time.monotonic() + SECONDS
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute(mine, (f"%:{pid}",)).fetchone()
-            if row is not None:
+            for run_id, claimed_by in conn.execute(held).fetchall():
+                pid = int(str(claimed_by).rsplit(":", 1)[-1])
+                if pid not in pids:
+                    continue
                 os.kill(pid, signal.SIGSTOP)
                 time.sleep(0.5)  # a commit already sent would have landed by now
-                if conn.execute(mine + " AND id = %s", (f"%:{pid}", row[0])).fetchone():
-                    return int(row[0])
+                still = conn.execute(
+                    held + " AND id = %s AND claimed_by = %s", (run_id, claimed_by)
+                ).fetchone()
+                if still:
+                    return pids[pid], int(run_id)
                 os.kill(pid, signal.SIGCONT)
             time.sleep(0.01)
-    raise AssertionError(f"{name} never held a run")
+    raise AssertionError(f"none of {names} ever held a run")
 
 
 def _finished_runs(target: Target, run_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -160,8 +167,8 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.1)
         multihost.kill(state, "api1")
-        lost_run = _freeze_mid_run(state, "worker1")
-        multihost.kill(state, "worker1")  # mid-run: its run holds a lease nobody renews
+        frozen, lost_run = _freeze_mid_run(state, ("worker1", "worker2"))
+        multihost.kill(state, frozen)  # mid-run: its run holds a lease nobody renews
         at_kill = (len(load.writes_acked), len(load.runs_acked))
     finally:
         loader.join(timeout=SECONDS + 60)
