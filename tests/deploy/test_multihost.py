@@ -113,7 +113,15 @@ def _freeze_mid_run(state: multihost.State, names: tuple[str, ...]) -> tuple[str
                     return pids[pid], int(run_id)
                 os.kill(pid, signal.SIGCONT)
             time.sleep(0.01)
-    raise AssertionError(f"none of {names} ever held a run")
+        states = conn.execute(
+            "SELECT state, claimed_by, count(*) FROM graph_runs GROUP BY state, claimed_by"
+        ).fetchall()
+    logs = {
+        name: (multihost.run_dir(state.net) / f"{name}.log").read_text(errors="replace")[-3000:]
+        for name in names
+        if (multihost.run_dir(state.net) / f"{name}.log").exists()
+    }
+    raise AssertionError(f"none of {names} ({pids}) ever held a run; runs {states}; logs {logs}")
 
 
 def _finished_runs(target: Target, run_ids: list[int]) -> dict[int, dict[str, Any]]:
