@@ -432,17 +432,27 @@ def _bucket_reduce(f: Frame, buckets: Buckets, *, mean: bool) -> Frame:
     n = len(f)
     if n == 0:
         return Frame.empty()
-    label, origin, acq, value = _labels(f.time, buckets), f.origin, f.acq, f.value
-    one_origin = bool((origin == origin[0]).all())
-    if not (one_origin and bool((np.diff(label) >= 0).all())):
+    return _reduce_runs(_labels(f.time, buckets), f.origin, f.acq, f.value, None, mean=mean)
+
+
+def _reduce_runs(
+    label: I64, origin: I64, acq: I64, total: F64, count: I64 | None, *, mean: bool
+) -> Frame:
+    """One DBL point per (bucket label, origin), in that order (a stable sort when the rows
+    are not in it already, so each bucket adds up in time order): the sum of `total`, or
+    (`mean`) that sum over the bucket's `count` (its number of rows when None), with the
+    newest acq."""
+    if not (bool((origin == origin[0]).all()) and bool((np.diff(label) >= 0).all())):
         order = np.lexsort((origin, label))
-        label, origin, acq, value = label[order], origin[order], acq[order], value[order]
-    first = np.ones(n, dtype=np.bool_)
+        label, origin, acq, total = label[order], origin[order], acq[order], total[order]
+        count = None if count is None else count[order]
+    first = np.ones(label.shape[0], dtype=np.bool_)
     first[1:] = (label[1:] != label[:-1]) | (origin[1:] != origin[:-1])
     starts = np.flatnonzero(first)
-    result = np.add.reduceat(value, starts)
+    result = np.add.reduceat(total, starts)
     if mean:
-        result = result / np.diff(np.append(starts, n))
+        runs = np.diff(np.append(starts, label.shape[0]))
+        result = result / (runs if count is None else np.add.reduceat(count, starts))
     return Frame(
         label[starts],
         origin[starts],
@@ -479,25 +489,7 @@ def _hours_reduce(h: HourSums, days: HourSums, buckets: Buckets, *, mean: bool) 
         piece_label = _labels(pieces.hour, buckets)  # a piece lies within its bucket
     if not len(pieces):
         return Frame.empty()
-    label, origin = piece_label, pieces.origin
-    total, count, acq = pieces.total, pieces.n, pieces.acq
-    if not (bool((origin == origin[0]).all()) and bool((np.diff(label) >= 0).all())):
-        order = np.lexsort((origin, label))  # stable: time order within each bucket
-        label, origin = label[order], origin[order]
-        total, count, acq = total[order], count[order], acq[order]
-    first = np.ones(label.shape[0], dtype=np.bool_)
-    first[1:] = (label[1:] != label[:-1]) | (origin[1:] != origin[:-1])
-    starts = np.flatnonzero(first)
-    result = np.add.reduceat(total, starts)
-    if mean:
-        result = result / np.add.reduceat(count, starts)
-    return Frame(
-        label[starts],
-        origin[starts],
-        np.maximum.reduceat(acq, starts),
-        np.full(starts.shape[0], TYPE_DBL, dtype=np.int8),
-        result.astype(np.float64),
-    )
+    return _reduce_runs(piece_label, pieces.origin, pieces.acq, pieces.total, pieces.n, mean=mean)
 
 
 def _counter_at_grid(f: Frame, buckets: Buckets, since: int, till: int) -> Frame:
