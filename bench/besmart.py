@@ -263,18 +263,13 @@ class Besmart(Served):
         sql = "SELECT count(*) FROM vee_queue"
         t0 = time.perf_counter()
         while True:
-            if self.backend == "sqlite":
-                with closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
-                    row = conn.execute(sql).fetchone()
-            else:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as pg:
-                    row = pg.execute(sql).fetchone()
+            left = self._scalar(sql)
             waited = time.perf_counter() - t0
-            if not row or not row[0]:
+            if not left:
                 return waited
             if waited > timeout_s:
                 raise RuntimeError(
-                    f"{row[0]} windows still queued for validation after {waited:.0f} s"
+                    f"{left} windows still queued for validation after {waited:.0f} s"
                 )
             time.sleep(0.5)
 
@@ -361,14 +356,18 @@ class Besmart(Served):
 
     def stored_points(self) -> int:
         """Points held in the blocks (every version): the workload's plus the weather grid's."""
-        sql = f"SELECT coalesce(sum(n), 0) FROM {BLOCKS_TABLE}"
+        return self._scalar(f"SELECT coalesce(sum(n), 0) FROM {BLOCKS_TABLE}")
+
+    def _scalar(self, sql: str) -> int:
+        """The integer one-row, one-column query `sql` answers on the server's database, read
+        beside the server (SQLite read-only); 0 for no row or NULL."""
         if self.backend == "sqlite":
             with closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
                 row = conn.execute(sql).fetchone()
         else:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as pg:
                 row = pg.execute(sql).fetchone()
-        return int(row[0]) if row else 0
+        return int(row[0]) if row and row[0] is not None else 0
 
     def storage_bytes(self) -> int:
         """Bytes of the blocks table: on SQLite its pages (WITHOUT ROWID: the primary key is the
