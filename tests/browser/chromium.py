@@ -60,6 +60,19 @@ def requested_urls(driver: webdriver.Chrome) -> list[str]:
     return urls
 
 
+def failed_responses(driver: webdriver.Chrome) -> list[str]:
+    """The status and URL of every answer of 400 or above since the last read of the
+    performance log."""
+    failed = []
+    for entry in driver.get_log("performance"):
+        message: dict[str, Any] = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.responseReceived":
+            response = message["params"]["response"]
+            if int(response["status"]) >= 400:
+                failed.append(f"{response['status']} {response['url']}")
+    return failed
+
+
 def console_errors(driver: webdriver.Chrome) -> list[str]:
     """Console messages of level SEVERE since the last call."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]

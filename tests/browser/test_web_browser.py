@@ -27,7 +27,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from besmart_server import demo
 from besmart_server.server.db import Database
-from tests.browser.chromium import available, chromium, console_errors, requested_urls
+from tests.browser.chromium import (
+    available,
+    chromium,
+    console_errors,
+    failed_responses,
+    requested_urls,
+)
 
 # .ci/run sets BESMART_BROWSER_TESTS=required so CI fails, instead of skipping, without them.
 pytestmark = pytest.mark.skipif(
@@ -64,8 +70,8 @@ def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, 
         [sys.executable, "-m", "besmart_server", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
+        stdout=log,  # uvicorn's access log: the status of every request a chart made
+        stderr=subprocess.STDOUT,
     )
     _SERVER_LOGS.append(tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}"
@@ -159,8 +165,31 @@ def _charts_drawn(d: WebDriver, timeout: float = 15) -> None:
     charts = d.find_elements(By.CSS_SELECTOR, ".chart")
     states = [e.get_attribute("data-state") for e in charts]
     assert states
-    errors = [e.text for e in charts if e.get_attribute("data-state") == "error"]
-    assert set(states) == {"drawn"}, (d.current_url, states, errors, _server_log_tail())
+    if set(states) != {"drawn"}:
+        # pytest.fail, not assert: an assertion's report is cut short, and what failed (the
+        # chart's message, the browser's console, the answers of 400 and above, the server's
+        # log) is what the next reader needs in full
+        errors = [
+            f"{e.get_attribute('data-symbol')}: {e.text}"
+            for e in charts
+            if e.get_attribute("data-state") == "error"
+        ]
+        console = [f"{x['level']} {x['message']}" for x in d.get_log("browser")]
+        pytest.fail(
+            "\n".join(
+                [
+                    f"charts not drawn on {d.current_url}: {states}",
+                    *errors,
+                    "console:",
+                    *console,
+                    "failed requests:",
+                    *failed_responses(d),
+                    "server log:",
+                    _server_log_tail(),
+                ]
+            ),
+            pytrace=False,
+        )
 
 
 # The focused element, and whether it shows a focus ring (an outline of 2 px or more).

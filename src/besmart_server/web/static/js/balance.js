@@ -1,9 +1,9 @@
 // A node's balance: the parent's series against its children's, stacked, and the residual
 // (parent minus children) per interval, from the public data route aggregated by delta_t.
 /* global echarts */
+import { esc, getJson } from "./http.js";
 import { localAxis } from "./timeaxis.js";
 
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const fmt = (x) =>
   x == null ? "—" : Number(x).toLocaleString("en", { maximumFractionDigits: Math.abs(x) < 10 ? 3 : 1 });
@@ -14,9 +14,7 @@ async function series(d, mid) {
     since: d.since, till: d.till, delta_t: d.deltaT, get_last: "true", apply_multiplier: "true", is_chart: "true",
   });
   if (d.asOf) q.set("as_of", d.asOf);
-  const r = await fetch(`/api/sensors/${d.cid}.${mid}/signals/${d.moid}/data?${q}`, { credentials: "same-origin" });
-  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
-  const body = await r.json();
+  const body = await getJson(`/api/sensors/${d.cid}.${mid}/signals/${d.moid}/data?${q}`);
   const t = body.data.time;
   const v = body.data.value;
   const out = new Map();

@@ -2,6 +2,7 @@
 // authenticates it), draws each origin in its own style, marks meter installation periods and
 // swaps, refetches finer data on zoom, and offers CSV of what is drawn and the curl call.
 /* global echarts */
+import { getJson, esc } from "./http.js";
 import { localAxis } from "./timeaxis.js";
 
 const ORIGINS = {
@@ -12,7 +13,6 @@ const ORIGINS = {
   5: { name: "corrected", line: "solid", color: "--m5", symbols: true },
 };
 
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 const fmt = (x) =>
@@ -41,12 +41,6 @@ function chartUrl(el, since, till, maxPoints, register, moid = el.dataset.moid) 
   if (d.asOf) q.set("as_of", d.asOf);
   if (register) q.set("register", "true");
   return `/api/sensors/${d.cid}.${d.mid}/signals/${moid}/chart?${q}`;
-}
-
-async function getJson(url) {
-  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
-  return r.json();
 }
 
 function pairs(s, shift = 0) {
@@ -383,6 +377,7 @@ async function draw(el) {
   new ResizeObserver(() => chart.resize()).observe(el);
 
   function fail(err) {
+    console.error(err);  // a drawing fault's stack, beside an HTTP error's status and body
     el.dataset.state = "error";
     el.textContent = `Could not load this chart: ${err.message}`;
   }

@@ -2,6 +2,7 @@
 // from the public completeness route, with the list of gaps; the validation flags (VEE events
 // of the public quality route) mark their days and are listed.
 /* global echarts */
+import { getJson, esc } from "./http.js";
 
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 // Days and times in the page's time zone (en-CA writes dates as YYYY-MM-DD).
@@ -14,14 +15,6 @@ function duration(ms) {
   if (m < 120) return `${m} min`;
   if (m < 2880) return `${Math.round(m / 60)} h`;
   return `${Math.round(m / 1440)} d`;
-}
-
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-
-async function getJson(url) {
-  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
-  return r.json();
 }
 
 // The validation flags per day of the heatmap (`starts`, sorted): each event marks every day
