@@ -52,6 +52,7 @@ from besmart_server.server.signals.pipeline import (
     hour_sums,
     last_of_runs,
 )
+from besmart_server.server.signals.reduce import segment_extremes
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 
 DAY_MS: Final = 86_400_000
@@ -488,35 +489,55 @@ _NO_TIME_LO: Final = np.iinfo(np.int64).min
 # hour on average keep one record per UTC hour with points (a day's local midnight or any
 # hour edge cuts them anywhere); sparser ones one record for the whole day, used when no
 # bucket edge cuts the day, or 15-minute data would store more summary than points.
-# Layout 1 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
-#   then per hour its hour of the day, number of points and sum: 10 bytes an hour.
-# Layout 2 (hours): per hour its hour of the day, number of points, sum and newest acq.
-# Layout 3 (the whole day): number of points, sum (of the hour sums, in hour order), acq.
+# Layout 4 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
+#   then per hour its hour of the day, number of points, sum, and its extremes: min, the ms
+#   into the hour it is first reached at, max, the same: 34 bytes an hour.
+# Layout 5 (hours): per hour its hour of the day, number of points, sum, newest acq, extremes.
+# Layout 6 (the whole day): number of points, sum (of the hour sums, in hour order), acq,
+#   extremes (their times in ms into the day).
+# Layouts 1-3 are 4-6 without the extremes (migration 0015; 0016 rewrites them, and back).
 HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
 DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
-_DAY_ROW: Final = np.dtype([("layout", "u1"), *DAY_SUM.descr])
+_EXTREMES: Final = [("low", "<f8"), ("t_low", "<u4"), ("high", "<f8"), ("t_high", "<u4")]
+HOURS_ONE_ACQ_X: Final = np.dtype([*HOURS_ONE_ACQ.descr, *_EXTREMES])
+HOURS_X: Final = np.dtype([*HOURS.descr, *_EXTREMES])
+DAY_SUM_X: Final = np.dtype([*DAY_SUM.descr, *_EXTREMES])
 _ONE_ACQ: Final = b"\x01"
 _PER_HOUR: Final = b"\x02"
 _WHOLE_DAY: Final = b"\x03"
+_ONE_ACQ_X: Final = b"\x04"
+_PER_HOUR_X: Final = b"\x05"
+_WHOLE_DAY_X: Final = b"\x06"
+_LAYOUTS: Final = _ONE_ACQ + _PER_HOUR + _WHOLE_DAY + _ONE_ACQ_X + _PER_HOUR_X + _WHOLE_DAY_X
 _HOUR_MS: Final = 3_600_000
 _HOUR_N_MAX: Final = 2**16 - 1
 _DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
 
 
-def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
+def hour_summaries(
+    series_id: I64, f: Frame, first: NDArray[np.bool_], *, extremes: bool = True
+) -> list[bytes | None]:
     """Each block's summary (`first`: where a block starts in `f`, as encode_batch sorts
     it): of the newest version of each time, DBL or INT with a finite value — what a read
-    without as_of aggregates (pipeline.hour_sums, HourSums). None for a block with an hour of
-    more points than a record counts (it is decoded instead)."""
+    without as_of aggregates (pipeline.hour_sums, HourSums) — and (`extremes`, layouts 4-6)
+    their min and max per hour or day, with the first time each is reached (a chart's
+    min/max per bucket, reduce.minmax_pieces). None for a block with an hour of more points
+    than a record counts, and (`extremes`) for one whose newest numeric versions include a
+    non-finite value, which a chart draws or counts (it is decoded instead)."""
     newest = last_of_runs(series_id, f.origin, f.time)
     block = np.cumsum(first) - 1
-    live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
+    numeric = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT))
+    finite = np.isfinite(f.value)
+    live = numeric & finite
     nblocks = int(block[-1]) + 1
     out: list[bytes | None] = [b""] * nblocks
+    decode = np.zeros(nblocks, dtype=np.bool_)
+    if extremes and not bool(finite[numeric].all()):
+        decode[block[numeric & ~finite]] = True
     at = np.flatnonzero(live)
     if not at.shape[0]:
-        return out
+        return [None if u else h for u, h in zip(decode.tolist(), out, strict=True)]
     h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
     starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
     which = h.origin[starts].tolist()
@@ -526,18 +547,37 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     hours_n = np.diff(np.append(starts, len(h)))
     points = np.add.reduceat(h.n, starts)
     dense = points >= _DENSE * hours_n
-    day = np.empty(starts.shape[0], dtype=DAY_SUM)
+    if extremes:
+        # Each hour's extremes: the points come in (block, time) order, as hour_sums groups them.
+        t_at = f.time[at]
+        hour_of = t_at - t_at % _HOUR_MS
+        edge = np.ones(at.shape[0], dtype=np.bool_)
+        edge[1:] = (hour_of[1:] != hour_of[:-1]) | (block[at][1:] != block[at][:-1])
+        v_at = f.value[at]
+        lo, i_lo, hi, i_hi = segment_extremes(v_at, v_at, np.flatnonzero(edge))
+        t_lo, t_hi = t_at[i_lo], t_at[i_hi]
+        d_lo, di_lo, d_hi, di_hi = segment_extremes(lo, hi, starts)
+    day = np.empty(starts.shape[0], dtype=DAY_SUM_X if extremes else DAY_SUM)
     # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
     with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
         day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
+    if extremes:
+        day_start = h.hour[starts] - h.hour[starts] % DAY_MS
+        day["low"], day["t_low"] = d_lo, t_lo[di_lo] - day_start
+        day["high"], day["t_high"] = d_hi, t_hi[di_hi] - day_start
     short_b = full_b = b""
+    short_t, full_t = (HOURS_ONE_ACQ_X, HOURS_X) if extremes else (HOURS_ONE_ACQ, HOURS)
     if bool(dense.any()):
-        short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
+        short = np.empty(len(h), dtype=short_t)
         hour = (h.hour % DAY_MS) // _HOUR_MS
         short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
-        full = np.empty(len(h), dtype=HOURS)
+        full = np.empty(len(h), dtype=full_t)
         full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
         full["total"], full["acq"] = h.total, h.acq
+        if extremes:
+            for rec in (short, full):
+                rec["low"], rec["t_low"] = lo, t_lo - h.hour
+                rec["high"], rec["t_high"] = hi, t_hi - h.hour
         short_b, full_b = short.tobytes(), full.tobytes()
     day_b = day.tobytes()
     acq_b = h.acq[starts].astype("<i8").tobytes()
@@ -545,77 +585,109 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     flags = zip(
         which, dense.tolist(), one_acq.tolist(), (n_max > _HOUR_N_MAX).tolist(), strict=True
     )
+    whole, one_l, per_l = (
+        (_WHOLE_DAY_X, _ONE_ACQ_X, _PER_HOUR_X) if extremes else (_WHOLE_DAY, _ONE_ACQ, _PER_HOUR)
+    )
+    d_size, s_size, f_size = day.dtype.itemsize, short_t.itemsize, full_t.itemsize
     for i, (b, many, one, bad) in enumerate(flags):
-        lo, hi = bounds[i], bounds[i + 1]
+        lo_i, hi_i = bounds[i], bounds[i + 1]
         if not many:
-            out[b] = _WHOLE_DAY + day_b[i * DAY_SUM.itemsize : (i + 1) * DAY_SUM.itemsize]
+            out[b] = whole + day_b[i * d_size : (i + 1) * d_size]
         elif bad:
             out[b] = None
         elif one:
-            size = HOURS_ONE_ACQ.itemsize
-            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo * size : hi * size]
+            out[b] = one_l + acq_b[8 * i : 8 * i + 8] + short_b[lo_i * s_size : hi_i * s_size]
         else:
-            out[b] = _PER_HOUR + full_b[lo * HOURS.itemsize : hi * HOURS.itemsize]
-    return out
+            out[b] = per_l + full_b[lo_i * f_size : hi_i * f_size]
+    return [None if u else h for u, h in zip(decode.tolist(), out, strict=True)]
 
 
-Columns = tuple[I64, I64, I64, F64, I64]  # (hour or day start ms, origin, n, total, acq)
+# (hour or day start ms, origin, n, total, acq, min, time of min, max, time of max)
+Columns = tuple[I64, I64, I64, F64, I64, F64, I64, F64, I64]
 
 
 def is_whole_day(summary: bytes) -> bool:
-    """Whether a (non-empty) summary is one record for the whole day (layout 3)."""
-    return summary[:1] == _WHOLE_DAY
+    """Whether a (non-empty) summary is one record for the whole day (layout 3 or 6)."""
+    return summary[:1] in (_WHOLE_DAY, _WHOLE_DAY_X)
 
 
 def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns, Columns]:
     """The hour records and the whole-day records of (day, origin, summary) rows sorted by
     (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
-    ascend in time within each layout."""
+    ascend in time within each layout. A summary without extremes (layouts 1-3) has NaN for
+    them."""
     layouts = bytes([h[0] for _, _, h in rows])
-    if layouts.translate(None, _ONE_ACQ + _PER_HOUR + _WHOLE_DAY):
+    if layouts.translate(None, _LAYOUTS):
         raise CorruptBlock("block summary of an unknown layout")
-    parts: list[Columns] = []
-    for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
+    hour_parts: list[Columns] = []
+    day_parts: list[Columns] = []
+    for layout, dtype, skip in (
+        (_ONE_ACQ_X, HOURS_ONE_ACQ_X, 9),
+        (_PER_HOUR_X, HOURS_X, 1),
+        (_WHOLE_DAY_X, DAY_SUM_X, 1),
+        (_ONE_ACQ, HOURS_ONE_ACQ, 9),
+        (_PER_HOUR, HOURS, 1),
+        (_WHOLE_DAY, DAY_SUM, 1),
+    ):
         if layout not in layouts:
             continue
-        mine = [r for r in rows if r[2][:1] == layout]
-        if not mine:
-            continue
+        mine = [r for r in rows if r[2][:1] == layout] if len(set(layouts)) > 1 else rows
         rec, counts = _records(mine, dtype, skip)
         days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
         origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
-        if layout == _ONE_ACQ:
+        if layout in (_ONE_ACQ, _ONE_ACQ_X):
             acqs = np.frombuffer(b"".join([h[1:9] for _, _, h in mine]), dtype="<i8")
             acq = np.repeat(acqs.astype(np.int64), counts)
         else:
             acq = rec["acq"].astype(np.int64)
-        hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
-        parts.append(
-            (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
+        whole = layout in (_WHOLE_DAY, _WHOLE_DAY_X)
+        if whole and bool((counts != 1).any()):
+            raise CorruptBlock("block summary of a partial record")
+        at = days * DAY_MS + (0 if whole else rec["hour"].astype(np.int64) * _HOUR_MS)
+        if "low" in (dtype.names or ()):
+            ext = (
+                rec["low"].astype(np.float64),
+                at + rec["t_low"].astype(np.int64),
+                rec["high"].astype(np.float64),
+                at + rec["t_high"].astype(np.int64),
+            )
+        else:
+            nan = np.full(at.shape[0], np.nan)
+            ext = (nan, at, nan, at)
+        cols: Columns = (
+            at,
+            origin,
+            rec["n"].astype(np.int64),
+            rec["total"].astype(np.float64),
+            acq,
+            *ext,
         )
-    whole = (
-        [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
-    )
-    # One record each, of one size: the rows joined whole, the layout byte a field.
-    joined = b"".join([h for _, _, h in whole])
-    if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
-        raise CorruptBlock("block summary of a partial record")
-    rec = np.frombuffer(joined, dtype=_DAY_ROW)
-    days_cols: Columns = (
-        np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS,
-        np.array([r[1] for r in whole], dtype=np.int64),
-        rec["n"].astype(np.int64),
-        rec["total"].astype(np.float64),
-        rec["acq"].astype(np.int64),
-    )
+        (day_parts if whole else hour_parts).append(cols)
+    return _joined(hour_parts), _joined(day_parts)
+
+
+def _joined(parts: list[Columns]) -> Columns:
+    """Columns of several layouts as one, sorted by (origin, time)."""
     if len(parts) == 1:
-        return parts[0], days_cols
+        return parts[0]
     if not parts:
-        z = np.empty(0, dtype=np.int64)
-        return (z, z, z, np.empty(0, dtype=np.float64), z), days_cols
-    hour, origin, n, total, acq = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((hour, origin))
-    return (hour[order], origin[order], n[order], total[order], acq[order]), days_cols
+        z, nan = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return (z, z, z, nan, z, nan, z, nan, z)
+    at, origin, n, total, acq, low, t_low, high, t_high = (
+        np.concatenate(c) for c in zip(*parts, strict=True)
+    )
+    order = np.lexsort((at, origin))
+    return (
+        at[order],
+        origin[order],
+        n[order],
+        total[order],
+        acq[order],
+        low[order],
+        t_low[order],
+        high[order],
+        t_high[order],
+    )
 
 
 def _records(
