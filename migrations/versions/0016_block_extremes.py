@@ -1,6 +1,6 @@
-"""Block summaries keep each hour's (or sparse day's) min and max and the first time each is
-reached (blocks.hour_summaries layouts 4-6), from which a chart's min/max per bucket of whole
-hours is built without decoding the points.
+"""Block summaries of dense days keep each hour's min and max and the first time each is
+reached (blocks.hour_summaries layouts 4 and 5), from which a chart's min/max per bucket of
+whole hours is built without decoding the points.
 
 Upgrade rewrites the summary of every stored block from its newest versions (`latest`, else
 `body`), walking the table in key order `CHUNK` blocks per query (keyset, so the table is

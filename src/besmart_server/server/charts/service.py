@@ -167,7 +167,7 @@ def _read_summed(
     if any(p.factor != 1.0 for p in periods):
         return None
     points, sums = store.read_sums(
-        conn, sid, q.since, q.till, origin=None, limit=budget.left, edges=edges
+        conn, sid, q.since, q.till, origin=None, limit=budget.left, edges=edges, whole_days=False
     )
     storage_s = time.perf_counter() - s0
     budget.take(len(points) + len(sums))

@@ -48,6 +48,7 @@ from besmart_server.server.signals.pipeline import (
     F64,
     I64,
     Frame,
+    HourSums,
     concat,
     hour_sums,
     last_of_runs,
@@ -489,30 +490,64 @@ _NO_TIME_LO: Final = np.iinfo(np.int64).min
 # hour on average keep one record per UTC hour with points (a day's local midnight or any
 # hour edge cuts them anywhere); sparser ones one record for the whole day, used when no
 # bucket edge cuts the day, or 15-minute data would store more summary than points.
-# Layout 4 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
-#   then per hour its hour of the day, number of points, sum, and its extremes: min, the ms
-#   into the hour it is first reached at, max, the same: 34 bytes an hour.
-# Layout 5 (hours): per hour its hour of the day, number of points, sum, newest acq, extremes.
-# Layout 6 (the whole day): number of points, sum (of the hour sums, in hour order), acq,
-#   extremes (their times in ms into the day).
-# Layouts 1-3 are 4-6 without the extremes (migration 0015; 0016 rewrites them, and back).
+# Layout 1 (hours sharing one newest acq, at most 255 points an hour): the acq (int64) once,
+#   then per hour its hour of the day, number of points and sum: 10 bytes an hour.
+# Layout 2 (hours): per hour its hour of the day, number of points, sum and newest acq.
+# Layout 3 (the whole day): number of points, sum (of the hour sums, in hour order), acq.
+# Layouts 4 and 5 (written since migration 0016) are 1 and 2 with each hour's extremes (a
+# chart's min/max per bucket): its min and max and where in the hour each is first reached.
+# After the acq (layout 4) comes _X_HEAD: the values' scale k (value = m / 10**k bit for bit,
+# as format 2 stores a block's values; _RAW: float64), the byte width of m - base and the
+# unit of the times (minutes, seconds or ms into the hour, 1, 2 or 4 bytes), and the base;
+# each record then ends with low, high (m - base, or float64) and their times. A day of
+# 1-minute readings with 3 decimals spends 6 bytes an hour on them. Sparse days keep layout
+# 3: a chart's bucket of whole hours cuts them, so a chart decodes them (they are small).
 HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
 DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
-_EXTREMES: Final = [("low", "<f8"), ("t_low", "<u4"), ("high", "<f8"), ("t_high", "<u4")]
-HOURS_ONE_ACQ_X: Final = np.dtype([*HOURS_ONE_ACQ.descr, *_EXTREMES])
-HOURS_X: Final = np.dtype([*HOURS.descr, *_EXTREMES])
-DAY_SUM_X: Final = np.dtype([*DAY_SUM.descr, *_EXTREMES])
+_DAY_ROW: Final = np.dtype([("layout", "u1"), *DAY_SUM.descr])
+_X_HEAD: Final = np.dtype([("scale", "u1"), ("width", "u1"), ("unit", "u1"), ("base", "<i8")])
+_X_UNITS: Final = (60_000, 1_000, 1)  # ms per unit of the times: minutes, seconds, ms
+_X_UNIT_TYPES: Final = ("u1", "<u2", "<u4")
 _ONE_ACQ: Final = b"\x01"
 _PER_HOUR: Final = b"\x02"
 _WHOLE_DAY: Final = b"\x03"
 _ONE_ACQ_X: Final = b"\x04"
 _PER_HOUR_X: Final = b"\x05"
-_WHOLE_DAY_X: Final = b"\x06"
-_LAYOUTS: Final = _ONE_ACQ + _PER_HOUR + _WHOLE_DAY + _ONE_ACQ_X + _PER_HOUR_X + _WHOLE_DAY_X
+_LAYOUTS: Final = _ONE_ACQ + _PER_HOUR + _WHOLE_DAY + _ONE_ACQ_X + _PER_HOUR_X
 _HOUR_MS: Final = 3_600_000
 _HOUR_N_MAX: Final = 2**16 - 1
 _DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
+
+
+def _x_dtype(base: np.dtype[np.void], width: int, unit: int) -> np.dtype[np.void]:
+    """An hour record of layout 4 or 5: the sums' record, then the extremes."""
+    v = "<f8" if width == 8 else {1: "u1", 2: "<u2", 4: "<u4"}[width]
+    t = _X_UNIT_TYPES[unit]
+    return np.dtype([*base.descr, ("low", v), ("high", v), ("t_low", t), ("t_high", t)])
+
+
+def _x_values(low: F64, high: F64) -> tuple[int, int, int, I64, I64]:
+    """How one block's extremes are stored: (scale k or _RAW, byte width, base, m - base of
+    the lows and the highs): the smallest k with np.true_divide(m, 10.0**k) giving each back
+    bit for bit (what a read computes), m - base in 1, 2 or 4 bytes; else float64."""
+    both = np.concatenate([low, high])
+    bits = both.view(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(_MAX_SCALE + 1):
+            m = np.rint(both * 10.0**k)
+            if not bool((np.abs(m) <= _EXACT).all()):
+                break
+            mi = m.astype(np.int64)
+            if bool((np.true_divide(mi, 10.0**k).view(np.int64) == bits).all()):
+                base = int(mi.min())
+                span = int(mi.max()) - base
+                width = next((w for w in (1, 2, 4) if span < 1 << (8 * w)), 0)
+                if width:
+                    d = mi - base
+                    return k, width, base, d[: low.shape[0]], d[low.shape[0] :]
+                break
+    return _RAW, 8, 0, low.view(np.int64), high.view(np.int64)
 
 
 def hour_summaries(
@@ -520,11 +555,11 @@ def hour_summaries(
 ) -> list[bytes | None]:
     """Each block's summary (`first`: where a block starts in `f`, as encode_batch sorts
     it): of the newest version of each time, DBL or INT with a finite value — what a read
-    without as_of aggregates (pipeline.hour_sums, HourSums) — and (`extremes`, layouts 4-6)
-    their min and max per hour or day, with the first time each is reached (a chart's
-    min/max per bucket, reduce.minmax_pieces). None for a block with an hour of more points
-    than a record counts, and (`extremes`) for one whose newest numeric versions include a
-    non-finite value, which a chart draws or counts (it is decoded instead)."""
+    without as_of aggregates (pipeline.hour_sums, HourSums) — and (`extremes`, layouts 4
+    and 5) each hour's min and max with the first time each is reached (a chart's min/max per
+    bucket, reduce.minmax_pieces). None for a block with an hour of more points than a record
+    counts, and (`extremes`) for one whose newest numeric versions include a non-finite
+    value, which a chart draws or counts (it is decoded instead)."""
     newest = last_of_runs(series_id, f.origin, f.time)
     block = np.cumsum(first) - 1
     numeric = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT))
@@ -547,7 +582,21 @@ def hour_summaries(
     hours_n = np.diff(np.append(starts, len(h)))
     points = np.add.reduceat(h.n, starts)
     dense = points >= _DENSE * hours_n
-    if extremes:
+    day = np.empty(starts.shape[0], dtype=DAY_SUM)
+    # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
+        day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
+    short_b = full_b = b""
+    hour = (h.hour % DAY_MS) // _HOUR_MS
+    if bool(dense.any()) and not extremes:
+        short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
+        short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
+        full = np.empty(len(h), dtype=HOURS)
+        full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
+        full["total"], full["acq"] = h.total, h.acq
+        short_b, full_b = short.tobytes(), full.tobytes()
+    ext: tuple[F64, I64, F64, I64] | None = None
+    if extremes and bool(dense.any()):
         # Each hour's extremes: the points come in (block, time) order, as hour_sums groups them.
         t_at = f.time[at]
         hour_of = t_at - t_at % _HOUR_MS
@@ -555,51 +604,52 @@ def hour_summaries(
         edge[1:] = (hour_of[1:] != hour_of[:-1]) | (block[at][1:] != block[at][:-1])
         v_at = f.value[at]
         lo, i_lo, hi, i_hi = segment_extremes(v_at, v_at, np.flatnonzero(edge))
-        t_lo, t_hi = t_at[i_lo], t_at[i_hi]
-        d_lo, di_lo, d_hi, di_hi = segment_extremes(lo, hi, starts)
-    day = np.empty(starts.shape[0], dtype=DAY_SUM_X if extremes else DAY_SUM)
-    # The day's sum as pipeline._hours_reduce adds up a day's hours: reduceat, in hour order.
-    with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
-        day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
-    if extremes:
-        day_start = h.hour[starts] - h.hour[starts] % DAY_MS
-        day["low"], day["t_low"] = d_lo, t_lo[di_lo] - day_start
-        day["high"], day["t_high"] = d_hi, t_hi[di_hi] - day_start
-    short_b = full_b = b""
-    short_t, full_t = (HOURS_ONE_ACQ_X, HOURS_X) if extremes else (HOURS_ONE_ACQ, HOURS)
-    if bool(dense.any()):
-        short = np.empty(len(h), dtype=short_t)
-        hour = (h.hour % DAY_MS) // _HOUR_MS
-        short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
-        full = np.empty(len(h), dtype=full_t)
-        full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
-        full["total"], full["acq"] = h.total, h.acq
-        if extremes:
-            for rec in (short, full):
-                rec["low"], rec["t_low"] = lo, t_lo - h.hour
-                rec["high"], rec["t_high"] = hi, t_hi - h.hour
-        short_b, full_b = short.tobytes(), full.tobytes()
+        ext = (lo, t_at[i_lo] - h.hour, hi, t_at[i_hi] - h.hour)
     day_b = day.tobytes()
     acq_b = h.acq[starts].astype("<i8").tobytes()
     bounds = np.append(starts, len(h)).tolist()
     flags = zip(
         which, dense.tolist(), one_acq.tolist(), (n_max > _HOUR_N_MAX).tolist(), strict=True
     )
-    whole, one_l, per_l = (
-        (_WHOLE_DAY_X, _ONE_ACQ_X, _PER_HOUR_X) if extremes else (_WHOLE_DAY, _ONE_ACQ, _PER_HOUR)
-    )
-    d_size, s_size, f_size = day.dtype.itemsize, short_t.itemsize, full_t.itemsize
     for i, (b, many, one, bad) in enumerate(flags):
         lo_i, hi_i = bounds[i], bounds[i + 1]
         if not many:
-            out[b] = whole + day_b[i * d_size : (i + 1) * d_size]
+            out[b] = _WHOLE_DAY + day_b[i * DAY_SUM.itemsize : (i + 1) * DAY_SUM.itemsize]
         elif bad:
             out[b] = None
+        elif ext is not None:
+            out[b] = _with_extremes(h, hour, ext, lo_i, hi_i, one)
         elif one:
-            out[b] = one_l + acq_b[8 * i : 8 * i + 8] + short_b[lo_i * s_size : hi_i * s_size]
+            size = HOURS_ONE_ACQ.itemsize
+            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo_i * size : hi_i * size]
         else:
-            out[b] = per_l + full_b[lo_i * f_size : hi_i * f_size]
+            out[b] = _PER_HOUR + full_b[lo_i * HOURS.itemsize : hi_i * HOURS.itemsize]
     return [None if u else h for u, h in zip(decode.tolist(), out, strict=True)]
+
+
+def _with_extremes(
+    h: HourSums, hour: I64, ext: tuple[F64, I64, F64, I64], lo: int, hi: int, one: bool
+) -> bytes:
+    """The layout 4 (`one`: one acq) or 5 summary of the hours lo:hi of `h`, one block's."""
+    low, t_low, high, t_high = ext[0][lo:hi], ext[1][lo:hi], ext[2][lo:hi], ext[3][lo:hi]
+    scale, width, base, d_low, d_high = _x_values(low, high)
+    offsets = np.concatenate([t_low, t_high])
+    unit = next(u for u, ms in enumerate(_X_UNITS) if bool((offsets % ms == 0).all()))
+    rec = np.empty(hi - lo, dtype=_x_dtype(HOURS_ONE_ACQ if one else HOURS, width, unit))
+    rec["hour"], rec["total"] = hour[lo:hi], h.total[lo:hi]
+    rec["n"] = h.n[lo:hi]
+    if not one:
+        rec["acq"] = h.acq[lo:hi]
+    if width == 8:
+        rec["low"], rec["high"] = d_low.view(np.float64), d_high.view(np.float64)
+    else:
+        rec["low"], rec["high"] = d_low, d_high
+    rec["t_low"], rec["t_high"] = t_low // _X_UNITS[unit], t_high // _X_UNITS[unit]
+    head = np.array([(scale, width, unit, base)], dtype=_X_HEAD).tobytes()
+    if one:
+        acq = h.acq[lo : lo + 1].astype("<i8").tobytes()
+        return _ONE_ACQ_X + acq + head + rec.tobytes()
+    return _PER_HOUR_X + head + rec.tobytes()
 
 
 # (hour or day start ms, origin, n, total, acq, min, time of min, max, time of max)
@@ -607,63 +657,113 @@ Columns = tuple[I64, I64, I64, F64, I64, F64, I64, F64, I64]
 
 
 def is_whole_day(summary: bytes) -> bool:
-    """Whether a (non-empty) summary is one record for the whole day (layout 3 or 6)."""
-    return summary[:1] in (_WHOLE_DAY, _WHOLE_DAY_X)
+    """Whether a (non-empty) summary is one record for the whole day (layout 3)."""
+    return summary[:1] == _WHOLE_DAY
 
 
 def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns, Columns]:
     """The hour records and the whole-day records of (day, origin, summary) rows sorted by
-    (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
-    ascend in time within each layout. A summary without extremes (layouts 1-3) has NaN for
-    them."""
+    (day, origin), as columns: one join and np.frombuffer per layout (and, for layouts 4
+    and 5, per way their extremes are stored). Each origin's records ascend in time within
+    each layout. Records without extremes (layouts 1-3) have NaN for them."""
     layouts = bytes([h[0] for _, _, h in rows])
     if layouts.translate(None, _LAYOUTS):
         raise CorruptBlock("block summary of an unknown layout")
-    hour_parts: list[Columns] = []
-    day_parts: list[Columns] = []
-    for layout, dtype, skip in (
-        (_ONE_ACQ_X, HOURS_ONE_ACQ_X, 9),
-        (_PER_HOUR_X, HOURS_X, 1),
-        (_WHOLE_DAY_X, DAY_SUM_X, 1),
-        (_ONE_ACQ, HOURS_ONE_ACQ, 9),
-        (_PER_HOUR, HOURS, 1),
-        (_WHOLE_DAY, DAY_SUM, 1),
-    ):
+    parts: list[Columns] = []
+    mixed = len(set(layouts)) > 1
+    for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
         if layout not in layouts:
             continue
-        mine = [r for r in rows if r[2][:1] == layout] if len(set(layouts)) > 1 else rows
+        mine = [r for r in rows if r[2][:1] == layout] if mixed else rows
         rec, counts = _records(mine, dtype, skip)
-        days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
-        origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
-        if layout in (_ONE_ACQ, _ONE_ACQ_X):
-            acqs = np.frombuffer(b"".join([h[1:9] for _, _, h in mine]), dtype="<i8")
-            acq = np.repeat(acqs.astype(np.int64), counts)
+        acq = np.repeat(_acqs(mine), counts) if layout == _ONE_ACQ else rec["acq"].astype(np.int64)
+        at = _hour_starts(mine, rec, counts)
+        nan = np.full(at.shape[0], np.nan)
+        parts.append(
+            (at, _origins(mine, counts), rec["n"].astype(np.int64),
+             rec["total"].astype(np.float64), acq, nan, at, nan, at)
+        )  # fmt: skip
+    for layout, base, skip in ((_ONE_ACQ_X, HOURS_ONE_ACQ, 9), (_PER_HOUR_X, HOURS, 1)):
+        if layout in layouts:
+            mine = [r for r in rows if r[2][:1] == layout] if mixed else rows
+            parts += _extreme_parts(mine, layout, base, skip)
+    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY] if mixed else rows
+    if _WHOLE_DAY not in layouts:
+        whole = []
+    # One record each, of one size: the rows joined whole, the layout byte a field.
+    joined = b"".join([h for _, _, h in whole])
+    if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
+        raise CorruptBlock("block summary of a partial record")
+    rec = np.frombuffer(joined, dtype=_DAY_ROW)
+    at = np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS
+    nan = np.full(at.shape[0], np.nan)
+    days_cols: Columns = (
+        at,
+        np.array([r[1] for r in whole], dtype=np.int64),
+        rec["n"].astype(np.int64),
+        rec["total"].astype(np.float64),
+        rec["acq"].astype(np.int64),
+        nan,
+        at,
+        nan,
+        at,
+    )
+    return _joined(parts), days_cols
+
+
+def _acqs(rows: Sequence[tuple[int, int, bytes]]) -> I64:
+    """The acq after the layout byte of each row (layouts 1 and 4)."""
+    return np.frombuffer(b"".join([h[1:9] for _, _, h in rows]), dtype="<i8").astype(np.int64)
+
+
+def _origins(rows: Sequence[tuple[int, int, bytes]], counts: I64) -> I64:
+    return np.repeat(np.array([r[1] for r in rows], dtype=np.int64), counts)
+
+
+def _hour_starts(rows: Sequence[tuple[int, int, bytes]], rec: NDArray[np.void], counts: I64) -> I64:
+    days = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    return days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+
+
+def _extreme_parts(
+    rows: Sequence[tuple[int, int, bytes]], layout: bytes, base: np.dtype[np.void], skip: int
+) -> list[Columns]:
+    """Columns of layout 4 or 5 rows: one np.frombuffer per (value width, time unit)."""
+    size = _X_HEAD.itemsize
+    heads = np.frombuffer(b"".join([h[skip : skip + size] for _, _, h in rows]), dtype=_X_HEAD)
+    if heads.shape[0] != len(rows):
+        raise CorruptBlock("block summary of a partial record")
+    kinds = heads["width"].astype(np.int64) * 8 + heads["unit"].astype(np.int64)
+    out: list[Columns] = []
+    for kind in np.unique(kinds).tolist():
+        width, unit = kind // 8, kind % 8
+        if width not in (1, 2, 4, 8) or unit >= len(_X_UNITS):
+            raise CorruptBlock("block summary of an unknown extremes encoding")
+        sel = np.flatnonzero(kinds == kind)
+        mine = [rows[i] for i in sel.tolist()] if sel.shape[0] < len(rows) else rows
+        head = heads[sel]
+        rec, counts = _records(mine, _x_dtype(base, width, unit), skip + size)
+        acq = np.repeat(_acqs(mine), counts) if layout == _ONE_ACQ_X else rec["acq"]
+        at = _hour_starts(mine, rec, counts)
+        scale = head["scale"].astype(np.int64)
+        if width == 8:
+            low, high = rec["low"].astype(np.float64), rec["high"].astype(np.float64)
         else:
-            acq = rec["acq"].astype(np.int64)
-        whole = layout in (_WHOLE_DAY, _WHOLE_DAY_X)
-        if whole and bool((counts != 1).any()):
-            raise CorruptBlock("block summary of a partial record")
-        at = days * DAY_MS + (0 if whole else rec["hour"].astype(np.int64) * _HOUR_MS)
-        if "low" in (dtype.names or ()):
-            ext = (
-                rec["low"].astype(np.float64),
-                at + rec["t_low"].astype(np.int64),
-                rec["high"].astype(np.float64),
-                at + rec["t_high"].astype(np.int64),
-            )
-        else:
-            nan = np.full(at.shape[0], np.nan)
-            ext = (nan, at, nan, at)
-        cols: Columns = (
-            at,
-            origin,
-            rec["n"].astype(np.int64),
-            rec["total"].astype(np.float64),
-            acq,
-            *ext,
-        )
-        (day_parts if whole else hour_parts).append(cols)
-    return _joined(hour_parts), _joined(day_parts)
+            if bool((scale > _MAX_SCALE).any()):
+                raise CorruptBlock("block summary of an unknown scale")
+            b = np.repeat(head["base"].astype(np.int64), counts)
+            p = np.repeat(10.0**scale, counts)
+            # What the encoder checked gives each value back bit for bit: int64 / 10.0**k.
+            low = np.true_divide(rec["low"].astype(np.int64) + b, p)
+            high = np.true_divide(rec["high"].astype(np.int64) + b, p)
+        ms = _X_UNITS[unit]
+        out.append(
+            (at, _origins(mine, counts), rec["n"].astype(np.int64),
+             rec["total"].astype(np.float64), acq.astype(np.int64), low,
+             at + rec["t_low"].astype(np.int64) * ms, high,
+             at + rec["t_high"].astype(np.int64) * ms)
+        )  # fmt: skip
+    return out
 
 
 def _joined(parts: list[Columns]) -> Columns:
