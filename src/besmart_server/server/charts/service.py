@@ -29,7 +29,6 @@ from besmart_server.server.signals.pipeline import (
     Overflow,
     Plan,
     Sums,
-    hour_sums,
     round_significant,
     run,
 )
@@ -208,11 +207,23 @@ class _Totals:
     high: float
 
 
-def _points_totals(ts: I64, vs: F64, acq: I64, origin: int) -> _Totals:
-    """_Totals of one origin's points (sorted by time, without NaN)."""
-    hours = hour_sums(ts, np.full(ts.shape[0], origin, dtype=np.int64), vs, acq)
-    low, high = (float(vs.min()), float(vs.max())) if len(vs) else (np.inf, -np.inf)
-    return _Totals(hours, HourSums.empty(), low, high)
+def _points_totals(ts: I64, vs: F64, origin: int) -> _Totals:
+    """_Totals of one origin's points (sorted by time, without NaN): the hours' sums as
+    pipeline.hour_sums adds them up (one reduceat over each hour's points in time order),
+    the hours found by binary search, not per point."""
+    if not len(ts):
+        return _Totals(HourSums.empty(), HourSums.empty(), np.inf, -np.inf)
+    first = int(ts[0]) - int(ts[0]) % HOUR_MS
+    edges = np.arange(first, int(ts[-1]) + 1, HOUR_MS, dtype=np.int64)
+    at = np.searchsorted(ts, edges)
+    nonempty = np.diff(np.append(at, ts.shape[0])) > 0
+    starts = at[nonempty]
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduceat(vs, starts)
+    n = np.diff(np.append(starts, ts.shape[0]))
+    z = np.zeros(starts.shape[0], dtype=np.int64)
+    hours = HourSums(edges[nonempty], z + origin, n, total, z)
+    return _Totals(hours, HourSums.empty(), float(vs.min()), float(vs.max()))
 
 
 def _window_total(tot: _Totals) -> tuple[int, float]:
@@ -334,7 +345,7 @@ def chart(
                 ts, vs, since=q.since, till=q.till, max_points=q.max_points, edges=edges
             )
             keep = ~np.isnan(vs)
-            totals[origin] = _points_totals(ts[keep], vs[keep], f.acq[sel][keep], origin)
+            totals[origin] = _points_totals(ts[keep], vs[keep], origin)
             compared[origin] = (ts, vs)
             if len(r.time) < int(np.count_nonzero(keep)):
                 mode = "minmax"
@@ -473,7 +484,7 @@ def _chart_summed(
         ts, vs = f.time[sel], f.value[sel]
         keep = ~np.isnan(vs)
         tk, vk = ts[keep], vs[keep]
-        own = _points_totals(tk, vk, f.acq[sel][keep], origin)
+        own = _points_totals(tk, vk, origin)
         h, d = _of_origin(hours, origin), _of_origin(days, origin)
         summed = int(h.n.sum()) + int(d.n.sum())
         if len(tk) + summed <= q.max_points:
