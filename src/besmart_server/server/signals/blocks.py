@@ -527,27 +527,45 @@ def _x_dtype(base: np.dtype[np.void], width: int, unit: int) -> np.dtype[np.void
     return np.dtype([*base.descr, ("low", v), ("high", v), ("t_low", t), ("t_high", t)])
 
 
-def _x_values(low: F64, high: F64) -> tuple[int, int, int, I64, I64]:
-    """How one block's extremes are stored: (scale k or _RAW, byte width, base, m - base of
-    the lows and the highs): the smallest k with np.true_divide(m, 10.0**k) giving each back
-    bit for bit (what a read computes), m - base in 1, 2 or 4 bytes; else float64."""
-    both = np.concatenate([low, high])
-    bits = both.view(np.int64)
+def _x_scales(low: F64, high: F64, starts: I64) -> tuple[I64, I64, I64, I64, I64]:
+    """How each block's extremes (hours grouped by `starts`) are stored: per block the scale
+    k (the smallest with np.true_divide(m, 10.0**k) giving each value back bit for bit, what
+    a read computes; _RAW: float64), the byte width of m - base (1, 2 or 4; 8: float64) and
+    the base; per hour m - base of the low and the high (the raw bits for float64)."""
+    nb = starts.shape[0]
+    counts = np.diff(np.append(starts, low.shape[0]))
+    scale = np.full(nb, _RAW, dtype=np.int64)
+    m_low = np.zeros(low.shape[0], dtype=np.int64)
+    m_high = np.zeros(low.shape[0], dtype=np.int64)
+    pending = np.ones(nb, dtype=np.bool_)
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(_MAX_SCALE + 1):
-            m = np.rint(both * 10.0**k)
-            if not bool((np.abs(m) <= _EXACT).all()):
-                break
-            mi = m.astype(np.int64)
-            if bool((np.true_divide(mi, 10.0**k).view(np.int64) == bits).all()):
-                base = int(mi.min())
-                span = int(mi.max()) - base
-                width = next((w for w in (1, 2, 4) if span < 1 << (8 * w)), 0)
-                if width:
-                    d = mi - base
-                    return k, width, base, d[: low.shape[0]], d[low.shape[0] :]
-                break
-    return _RAW, 8, 0, low.view(np.int64), high.view(np.int64)
+            p = 10.0**k
+            ml, mh = np.rint(low * p), np.rint(high * p)
+            fits = (np.abs(ml) <= _EXACT) & (np.abs(mh) <= _EXACT)
+            li = np.where(fits, ml, 0).astype(np.int64)
+            hi = np.where(fits, mh, 0).astype(np.int64)
+            ok = fits & (np.true_divide(li, p).view(np.int64) == low.view(np.int64))
+            ok &= np.true_divide(hi, p).view(np.int64) == high.view(np.int64)
+            done = pending & np.logical_and.reduceat(ok, starts)
+            if bool(done.any()):
+                at = np.repeat(done, counts)
+                m_low[at], m_high[at] = li[at], hi[at]
+                scale[done] = k
+                pending &= ~done
+                if not bool(pending.any()):
+                    break
+    scaled = scale != _RAW
+    base = np.where(scaled, np.minimum.reduceat(m_low, starts), 0)
+    span = np.maximum.reduceat(m_high, starts) - base
+    width = np.select([span < 1 << 8, span < 1 << 16, span < 1 << 32], [1, 2, 4], 8)
+    width = np.where(scaled, width, 8)
+    scale = np.where(width == 8, _RAW, scale)
+    raw = np.repeat(width == 8, counts)
+    b = np.repeat(base, counts)
+    d_low = np.where(raw, low.view(np.int64), m_low - b)
+    d_high = np.where(raw, high.view(np.int64), m_high - b)
+    return scale, width, np.where(width == 8, 0, base), d_low, d_high
 
 
 def hour_summaries(
@@ -605,6 +623,10 @@ def hour_summaries(
         v_at = f.value[at]
         lo, i_lo, hi, i_hi = segment_extremes(v_at, v_at, np.flatnonzero(edge))
         ext = (lo, t_at[i_lo] - h.hour, hi, t_at[i_hi] - h.hour)
+    with_ext: dict[int, bytes] = {}
+    if ext is not None:
+        keep = np.flatnonzero(dense & (n_max <= _HOUR_N_MAX))
+        with_ext = _with_extremes(h, hour, ext, starts, keep, one_acq)
     day_b = day.tobytes()
     acq_b = h.acq[starts].astype("<i8").tobytes()
     bounds = np.append(starts, len(h)).tolist()
@@ -618,7 +640,7 @@ def hour_summaries(
         elif bad:
             out[b] = None
         elif ext is not None:
-            out[b] = _with_extremes(h, hour, ext, lo_i, hi_i, one)
+            out[b] = with_ext[i]
         elif one:
             size = HOURS_ONE_ACQ.itemsize
             out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo_i * size : hi_i * size]
@@ -628,28 +650,53 @@ def hour_summaries(
 
 
 def _with_extremes(
-    h: HourSums, hour: I64, ext: tuple[F64, I64, F64, I64], lo: int, hi: int, one: bool
-) -> bytes:
-    """The layout 4 (`one`: one acq) or 5 summary of the hours lo:hi of `h`, one block's."""
-    low, t_low, high, t_high = ext[0][lo:hi], ext[1][lo:hi], ext[2][lo:hi], ext[3][lo:hi]
-    scale, width, base, d_low, d_high = _x_values(low, high)
-    offsets = np.concatenate([t_low, t_high])
-    unit = next(u for u, ms in enumerate(_X_UNITS) if bool((offsets % ms == 0).all()))
-    rec = np.empty(hi - lo, dtype=_x_dtype(HOURS_ONE_ACQ if one else HOURS, width, unit))
-    rec["hour"], rec["total"] = hour[lo:hi], h.total[lo:hi]
-    rec["n"] = h.n[lo:hi]
-    if not one:
-        rec["acq"] = h.acq[lo:hi]
-    if width == 8:
-        rec["low"], rec["high"] = d_low.view(np.float64), d_high.view(np.float64)
-    else:
-        rec["low"], rec["high"] = d_low, d_high
-    rec["t_low"], rec["t_high"] = t_low // _X_UNITS[unit], t_high // _X_UNITS[unit]
-    head = np.array([(scale, width, unit, base)], dtype=_X_HEAD).tobytes()
-    if one:
-        acq = h.acq[lo : lo + 1].astype("<i8").tobytes()
-        return _ONE_ACQ_X + acq + head + rec.tobytes()
-    return _PER_HOUR_X + head + rec.tobytes()
+    h: HourSums,
+    hour: I64,
+    ext: tuple[F64, I64, F64, I64],
+    starts: I64,
+    blocks: I64,
+    one: NDArray[np.bool_],
+) -> dict[int, bytes]:
+    """The layout 4 (`one`: one acq) or 5 summaries of the summed blocks `blocks` (indices
+    into `starts`, each block's first hour in `h`), by block index: the records of alike
+    blocks (layout, value width, time unit) built as one array, then sliced per block."""
+    low, t_low, high, t_high = ext
+    counts = np.diff(np.append(starts, len(h)))
+    scale, width, base, d_low, d_high = _x_scales(low, high, starts)
+    unit_pt = np.where(
+        (t_low % 60_000 == 0) & (t_high % 60_000 == 0),
+        0,
+        np.where((t_low % 1_000 == 0) & (t_high % 1_000 == 0), 1, 2),
+    )
+    unit = np.maximum.reduceat(unit_pt, starts)
+    heads = np.zeros(starts.shape[0], dtype=_X_HEAD)
+    heads["scale"], heads["width"], heads["unit"], heads["base"] = scale, width, unit, base
+    head_b = heads.tobytes()
+    acq_b = h.acq[starts].astype("<i8").tobytes()
+    out: dict[int, bytes] = {}
+    kind = one.astype(np.int64) * 256 + width * 16 + unit
+    for k in np.unique(kind[blocks]).tolist():
+        sel = blocks[kind[blocks] == k]
+        is_one, w, u = bool(k // 256), (k % 256) // 16, k % 16
+        rows = np.concatenate([np.arange(starts[i], starts[i] + counts[i]) for i in sel.tolist()])
+        rec = np.empty(rows.shape[0], dtype=_x_dtype(HOURS_ONE_ACQ if is_one else HOURS, w, u))
+        rec["hour"], rec["total"] = hour[rows], h.total[rows]
+        rec["n"] = h.n[rows]
+        if not is_one:
+            rec["acq"] = h.acq[rows]
+        if w == 8:
+            rec["low"], rec["high"] = d_low[rows].view(np.float64), d_high[rows].view(np.float64)
+        else:
+            rec["low"], rec["high"] = d_low[rows], d_high[rows]
+        rec["t_low"], rec["t_high"] = t_low[rows] // _X_UNITS[u], t_high[rows] // _X_UNITS[u]
+        rec_b, size, hs = rec.tobytes(), rec.dtype.itemsize, _X_HEAD.itemsize
+        at = 0
+        for i in sel.tolist():
+            c = int(counts[i])
+            body = head_b[i * hs : (i + 1) * hs] + rec_b[at * size : (at + c) * size]
+            at += c
+            out[i] = (_ONE_ACQ_X + acq_b[8 * i : 8 * i + 8] if is_one else _PER_HOUR_X) + body
+    return out
 
 
 # (hour or day start ms, origin, n, total, acq, min, time of min, max, time of max)
