@@ -22,7 +22,7 @@ from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
 from besmart_server.server.signals import calendar, reduce
 from besmart_server.server.signals import completeness as completeness_mod
-from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
+from besmart_server.server.signals.catalog import SeriesKind, SignalType, Unit, signal_type_by_moid
 from besmart_server.server.signals.pipeline import (
     Frame,
     HourSums,
@@ -121,7 +121,7 @@ class _Summed:
 
     frame: Frame
     sums: Sums
-    unit: Any
+    unit: Unit
     storage_s: float
     warnings: tuple[str, ...]
 
