@@ -171,3 +171,38 @@ def test_whole_days_are_not_decoded(
     assert body["summary"]["max"] == 50.0
     assert body["summary"]["min"] == -30.0
     assert body["summary"]["mean"] == pytest.approx(float(v[inside].mean()), abs=1e-12)
+
+
+def test_summaries_without_extremes_are_decoded(client: TestClient, db: Database) -> None:
+    """Summaries as migration 0015 wrote them (sums alone, layouts 1-3: a database part-way
+    through 0016's rewrite) give the chart by decoding, the same body."""
+    cid, actor = make_tenant(db, Role.write)
+    mid = make_sensor(db, cid)
+    m = moid("P+")
+    t = DAY0 + np.arange(4 * 1440, dtype=np.int64) * MIN
+    v = np.round(np.cos(np.arange(t.shape[0]) / 77.0), 3)
+    put(client, actor.headers, cid, mid, m, {"time": t.tolist(), "value": v.tolist()})
+    url = f"/api/sensors/{cid}.{mid}/signals/{m}/chart"
+    query = {"since": DAY0 + 5 * MIN, "till": DAY0 + 4 * D, "max_points": 20}
+    fast = _body(client.get(url, params=query, headers=actor.headers))
+    sid = _series_id(db, mid, m)
+    with db.transaction() as conn:
+        rows = conn.execute(
+            select(blocks.c.day, blocks.c.origin, blocks.c.body).where(blocks.c.series_id == sid)
+        ).all()
+        for day, origin, body in rows:
+            f = blocks_mod.decode(int(day), int(origin), bytes(body))
+            first = np.zeros(len(f), dtype=np.bool_)
+            first[0] = True
+            (old,) = blocks_mod.hour_summaries(
+                np.full(len(f), sid, dtype=np.int64), f, first, extremes=False
+            )
+            assert old is not None
+            assert old[:1] == b"\x01"
+            conn.execute(
+                update(blocks)
+                .where(blocks.c.series_id == sid, blocks.c.day == day, blocks.c.origin == origin)
+                .values(hours=old)
+            )
+    assert fast["bucket_ms"] == 10 * H  # 96 hours in at most 10 buckets
+    assert _body(client.get(url, params=query, headers=actor.headers)) == fast
