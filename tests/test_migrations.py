@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from besmart_server.server import migrate
 from besmart_server.server.all_tables import metadata
 from besmart_server.server.db import Database
-from besmart_server.server.signals.blocks import decode, encode_batch
+from besmart_server.server.signals.blocks import decode, encode_batch, hour_summaries
 from besmart_server.server.signals.catalog import SIGNAL_TYPES
-from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.pipeline import Frame, concat
 from besmart_server.server.signals.tables import blocks, signal_types
 
 
@@ -465,22 +465,75 @@ def test_0015_block_hour_sums_up_down_up(empty_db: Database, chunk: int | None) 
     with empty_db.transaction() as conn:
         series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
         _insert_blocks(conn, series_col, f)
-    encoded = encode_batch(series_col, f)
-    want = {(s, e.day, e.origin): e.hours for s, e in encoded}
+    want = _summaries(series_col, f, extremes=False)
     assert any(h for h in want.values())
     assert b"" in want.values()  # a day of inf alone: nothing to sum
-
-    def stored_hours() -> dict[tuple[int, int, int], bytes | None]:
-        with empty_db.transaction(write=False) as conn:
-            rows = conn.execute(
-                select(blocks.c.series_id, blocks.c.day, blocks.c.origin, blocks.c.hours)
-            )
-            return {(r[0], r[1], r[2]): None if r[3] is None else bytes(r[3]) for r in rows}
-
     _migrate_to(empty_db, "0015", chunk)
-    assert stored_hours() == want
+    assert _stored_hours(empty_db) == want
     _migrate_to(empty_db, "0014", chunk, down=True)
     assert "hours" not in {c["name"] for c in inspect(empty_db.engine).get_columns("blocks")}
     assert len(_stored_blocks(empty_db)) == len(want)  # the blocks stay
     _migrate_to(empty_db, "0015", chunk)
-    assert stored_hours() == want
+    assert _stored_hours(empty_db) == want
+
+
+def _summaries(
+    series_col: np.ndarray[Any, np.dtype[np.int64]], f: Frame, *, extremes: bool
+) -> dict[tuple[int, int, int], bytes | None]:
+    """Each block's summary (blocks.hour_summaries) of points sorted as encode_batch wants."""
+    encoded = encode_batch(series_col, f)
+    key = np.stack([series_col, f.time // _DAY, f.origin])
+    first = np.ones(len(f), dtype=np.bool_)
+    first[1:] = (key[:, 1:] != key[:, :-1]).any(axis=0)
+    sums = hour_summaries(series_col, f, first, extremes=extremes)
+    return {(s, e.day, e.origin): h for (s, e), h in zip(encoded, sums, strict=True)}
+
+
+def _stored_hours(db: Database) -> dict[tuple[int, int, int], bytes | None]:
+    with db.transaction(write=False) as conn:
+        rows = conn.execute(
+            select(blocks.c.series_id, blocks.c.day, blocks.c.origin, blocks.c.hours)
+        )
+        return {(r[0], r[1], r[2]): None if r[3] is None else bytes(r[3]) for r in rows}
+
+
+@pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
+def test_0016_block_extremes_up_down_up(empty_db: Database, chunk: int | None) -> None:
+    """0016 rewrites every block's summary with its hours' (or day's) min and max, as a
+    write gives it now (a day whose newest numeric points include inf: none, decoded); its
+    downgrade writes them back as 0015 does, and upgrading again gives the same."""
+    _migrate_to(empty_db, "0014", chunk)
+    sid, f = _format_1_blocks()
+    # Dense days too (those keep hours): 1-minute decimals with a second version of some
+    # minutes, and points at odd ms whose values no decimal scale gives back (float64).
+    t = np.arange(1440, dtype=np.int64) * 60_000
+    rng = np.random.default_rng(7)
+    dense = [
+        Frame.from_columns(_T0 + 5 * _DAY + t, [1] * 1440, [70] * 1440, [0] * 1440,
+                           np.round(rng.normal(5, 2, 1440), 3)),
+        Frame.from_columns(_T0 + 5 * _DAY + t[:300:7], [1] * 43, [71] * 43, [0] * 43,
+                           np.round(rng.normal(5, 2, 43), 3)),
+        Frame.from_columns(_T0 + 6 * _DAY + t + 7, [1] * 1440, [72] * 1440, [0] * 1440,
+                           rng.normal(0, 1e250, 1440)),
+    ]  # fmt: skip
+    f = concat([f, *dense])
+    sid = np.concatenate([sid, [2] * (1440 + 43 + 1440)])
+    order = np.lexsort((f.acq, f.time, f.origin, sid))
+    f, sid = f.take(order), sid[order]
+    with empty_db.transaction() as conn:
+        series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
+        _insert_blocks(conn, series_col, f)
+    old = _summaries(series_col, f, extremes=False)
+    new = {(s, e.day, e.origin): e.hours for s, e in encode_batch(series_col, f)}
+    assert new == _summaries(series_col, f, extremes=True)
+    assert None in new.values()  # the day of inf alone
+    assert {k for k, h in new.items() if h} == {k for k, h in old.items() if h}
+    assert sorted(h[:1] for h in new.values() if h and h[:1] != b"\x03") == [b"\x04", b"\x05"]
+    _migrate_to(empty_db, "0015", chunk)
+    assert _stored_hours(empty_db) == old
+    _migrate_to(empty_db, "0016", chunk)
+    assert _stored_hours(empty_db) == new
+    _migrate_to(empty_db, "0015", chunk, down=True)
+    assert _stored_hours(empty_db) == old
+    _migrate_to(empty_db, "0016", chunk)
+    assert _stored_hours(empty_db) == new

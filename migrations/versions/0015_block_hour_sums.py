@@ -72,7 +72,7 @@ def _backfill() -> None:
             first = np.zeros(len(f), dtype=np.bool_)
             first[np.cumsum(counts) - counts] = True
             # A `latest` body and a body alike: the newest of each time is its last version.
-            sums = hour_summaries(sid, f, first)
+            sums = hour_summaries(sid, f, first, extremes=False)  # layouts 1-3 (0016 adds 4-6)
             bind.execute(
                 update,
                 [

@@ -342,3 +342,51 @@ def test_format_1_blocks_decode_alone_and_mixed_with_format_2(
     got, counts = blocks.decode_batch(mixed)
     assert _rows(got) == _rows(f)
     assert counts.tolist() == [e.n for _, e in new]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    step=st.sampled_from([60_000, 1_000, 7, 30_000]),
+    scale=st.sampled_from([0, 3, None]),
+    spread=st.sampled_from([3, 10**4, 10**12]),
+)
+def test_hour_extremes_are_those_of_the_newest_live_points(
+    seed: int, step: int, scale: int | None, spread: int
+) -> None:
+    """A dense block's summary keeps per hour the min and the max of its newest live numeric
+    points and the first time each is reached, whatever the values (decimals of any width, or
+    not decimal: float64) and the times (whole minutes, seconds or ms), past re-writes and
+    RMs; read back bit for bit."""
+    rng = np.random.default_rng(seed)
+    day = 20_000
+    n = min(3000, DAY_MS // step)
+    t = np.sort(rng.choice(DAY_MS // step, n, replace=False)).astype(np.int64) * step
+    t += day * DAY_MS
+    ints = rng.integers(-spread, spread, n)
+    v = ints / 10.0**scale if scale is not None else rng.normal(0, 1e200, n)
+    again = rng.choice(n, n // 10, replace=False)  # a second version, one in ten an RM
+    kind = np.where(rng.random(again.shape[0]) < 0.1, TYPE_RM, TYPE_DBL)
+    f = Frame.from_columns(
+        np.concatenate([t, t[again]]),
+        np.ones(n + again.shape[0]),
+        np.concatenate([np.full(n, 5), np.full(again.shape[0], 9)]),
+        np.concatenate([np.full(n, TYPE_DBL), kind]),
+        np.concatenate([v, np.where(kind == TYPE_RM, np.nan, v[rng.permutation(again)])]),
+    )
+    f = sort_versions(f)
+    (e,) = [e for _, e in blocks.encode_batch(np.zeros(len(f), dtype=np.int64), f)]
+    assert e.hours is not None
+    assert e.hours[:1] in (b"\x04", b"\x05")  # hours with their extremes
+    hours, _ = blocks.read_hour_summaries([(day, 1, e.hours)])
+    newest = f.take(np.append(f.time[1:] != f.time[:-1], True))
+    live = newest.take(newest.type == TYPE_DBL)
+    at, _, count, _, _, low, t_low, high, t_high = hours
+    assert count.sum() == len(live)
+    for i, hour in enumerate(at.tolist()):
+        inside = (live.time >= hour) & (live.time < hour + 3_600_000)
+        tt, vv = live.time[inside], live.value[inside]
+        assert low[i].tobytes() == vv.min().tobytes()
+        assert high[i].tobytes() == vv.max().tobytes()
+        assert t_low[i] == tt[np.flatnonzero(vv == vv.min())[0]]
+        assert t_high[i] == tt[np.flatnonzero(vv == vv.max())[0]]

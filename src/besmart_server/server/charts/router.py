@@ -72,8 +72,12 @@ def get_signal_chart(
         int,
         Query(
             description="Points per origin to send at most (about two per horizontal pixel): "
-            "above it, the min and the max of each of max_points/2 equal buckets, each at its "
-            f"own time, so peaks never vanish. 2..{chart.MAX_POINTS_LIMIT}"
+            "above it, the min and the max of each of at most max_points/2 buckets, each at "
+            "its own time, so peaks never vanish. Where (till - since) / (max_points/2) is an "
+            "hour or more, a bucket is a whole number of UTC hours (returned as `bucket_ms`), "
+            "the first starting at the hour at or before `since`, so long windows come from "
+            "the hourly summaries the store keeps; shorter buckets are equal parts of the "
+            f"window (`bucket_ms` null). 2..{chart.MAX_POINTS_LIMIT}"
         ),
     ] = 2000,
     register: Annotated[
@@ -85,9 +89,10 @@ def get_signal_chart(
     ] = True,
 ) -> Response:
     """Newest versions (as of `as_of`) in the chart unit, split by origin; instantaneous and
-    interval signals min/max-reduced to `max_points`, counters as interval energy per bucket
-    (`bucket_ms`) unless `register`; `summary` holds count, mean, min, max (and sum for
-    energy) over the whole window, of the measured origin when there is one."""
+    interval signals min/max-reduced to `max_points` (buckets of `bucket_ms` when they are
+    whole hours), counters as interval energy per bucket (`bucket_ms`) unless `register`;
+    `summary` holds count, mean, min, max (and sum for energy) over the whole window, of the
+    measured origin when there is one."""
     q = replace(w, max_points=max_points, register=register, apply_multiplier=apply_multiplier)
     body = chart.chart(conn, store, user, q, budget=budget)
     return Response(columns.dumps(body), media_type="application/json")

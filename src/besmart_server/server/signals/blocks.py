@@ -48,10 +48,12 @@ from besmart_server.server.signals.pipeline import (
     F64,
     I64,
     Frame,
+    HourSums,
     concat,
     hour_sums,
     last_of_runs,
 )
+from besmart_server.server.signals.reduce import segment_extremes
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 
 DAY_MS: Final = 86_400_000
@@ -492,31 +494,103 @@ _NO_TIME_LO: Final = np.iinfo(np.int64).min
 #   then per hour its hour of the day, number of points and sum: 10 bytes an hour.
 # Layout 2 (hours): per hour its hour of the day, number of points, sum and newest acq.
 # Layout 3 (the whole day): number of points, sum (of the hour sums, in hour order), acq.
+# Layouts 4 and 5 (written since migration 0016) are 1 and 2 with each hour's extremes (a
+# chart's min/max per bucket): its min and max and where in the hour each is first reached.
+# After the acq (layout 4) comes _X_HEAD: the values' scale k (value = m / 10**k bit for bit,
+# as format 2 stores a block's values; _RAW: float64), the byte width of m - base and the
+# unit of the times (minutes, seconds or ms into the hour, 1, 2 or 4 bytes), and the base;
+# each record then ends with low, high (m - base, or float64) and their times. A day of
+# 1-minute readings with 3 decimals spends 6 bytes an hour on them. Sparse days keep layout
+# 3: a chart's bucket of whole hours cuts them, so a chart decodes them (they are small).
 HOURS_ONE_ACQ: Final = np.dtype([("hour", "u1"), ("n", "u1"), ("total", "<f8")])
 HOURS: Final = np.dtype([("hour", "u1"), ("n", "<u2"), ("total", "<f8"), ("acq", "<i8")])
 DAY_SUM: Final = np.dtype([("n", "<u4"), ("total", "<f8"), ("acq", "<i8")])
 _DAY_ROW: Final = np.dtype([("layout", "u1"), *DAY_SUM.descr])
+_X_HEAD: Final = np.dtype([("scale", "u1"), ("width", "u1"), ("unit", "u1"), ("base", "<i8")])
+_X_UNITS: Final = (60_000, 1_000, 1)  # ms per unit of the times: minutes, seconds, ms
+_X_UNIT_TYPES: Final = ("u1", "<u2", "<u4")
 _ONE_ACQ: Final = b"\x01"
 _PER_HOUR: Final = b"\x02"
 _WHOLE_DAY: Final = b"\x03"
+_ONE_ACQ_X: Final = b"\x04"
+_PER_HOUR_X: Final = b"\x05"
+_LAYOUTS: Final = _ONE_ACQ + _PER_HOUR + _WHOLE_DAY + _ONE_ACQ_X + _PER_HOUR_X
 _HOUR_MS: Final = 3_600_000
 _HOUR_N_MAX: Final = 2**16 - 1
 _DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
 
 
-def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[bytes | None]:
+def _x_dtype(base: np.dtype[np.void], width: int, unit: int) -> np.dtype[np.void]:
+    """An hour record of layout 4 or 5: the sums' record, then the extremes."""
+    v = "<f8" if width == 8 else {1: "u1", 2: "<u2", 4: "<u4"}[width]
+    t = _X_UNIT_TYPES[unit]
+    return np.dtype([*base.descr, ("low", v), ("high", v), ("t_low", t), ("t_high", t)])
+
+
+def _x_scales(low: F64, high: F64, starts: I64) -> tuple[I64, I64, I64, I64, I64]:
+    """How each block's extremes (hours grouped by `starts`) are stored: per block the scale
+    k (the smallest with np.true_divide(m, 10.0**k) giving each value back bit for bit, what
+    a read computes; _RAW: float64), the byte width of m - base (1, 2 or 4; 8: float64) and
+    the base; per hour m - base of the low and the high (the raw bits for float64)."""
+    nb = starts.shape[0]
+    counts = np.diff(np.append(starts, low.shape[0]))
+    scale = np.full(nb, _RAW, dtype=np.int64)
+    m_low = np.zeros(low.shape[0], dtype=np.int64)
+    m_high = np.zeros(low.shape[0], dtype=np.int64)
+    pending = np.ones(nb, dtype=np.bool_)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(_MAX_SCALE + 1):
+            p = 10.0**k
+            ml, mh = np.rint(low * p), np.rint(high * p)
+            fits = (np.abs(ml) <= _EXACT) & (np.abs(mh) <= _EXACT)
+            li = np.where(fits, ml, 0).astype(np.int64)
+            hi = np.where(fits, mh, 0).astype(np.int64)
+            ok = fits & (np.true_divide(li, p).view(np.int64) == low.view(np.int64))
+            ok &= np.true_divide(hi, p).view(np.int64) == high.view(np.int64)
+            done = pending & np.logical_and.reduceat(ok, starts)
+            if bool(done.any()):
+                at = np.repeat(done, counts)
+                m_low[at], m_high[at] = li[at], hi[at]
+                scale[done] = k
+                pending &= ~done
+                if not bool(pending.any()):
+                    break
+    scaled = scale != _RAW
+    base = np.where(scaled, np.minimum.reduceat(m_low, starts), 0)
+    span = np.maximum.reduceat(m_high, starts) - base
+    width = np.select([span < 1 << 8, span < 1 << 16, span < 1 << 32], [1, 2, 4], 8)
+    width = np.where(scaled, width, 8)
+    scale = np.where(width == 8, _RAW, scale)
+    raw = np.repeat(width == 8, counts)
+    b = np.repeat(base, counts)
+    d_low = np.where(raw, low.view(np.int64), m_low - b)
+    d_high = np.where(raw, high.view(np.int64), m_high - b)
+    return scale, width, np.where(width == 8, 0, base), d_low, d_high
+
+
+def hour_summaries(
+    series_id: I64, f: Frame, first: NDArray[np.bool_], *, extremes: bool = True
+) -> list[bytes | None]:
     """Each block's summary (`first`: where a block starts in `f`, as encode_batch sorts
     it): of the newest version of each time, DBL or INT with a finite value — what a read
-    without as_of aggregates (pipeline.hour_sums, HourSums). None for a block with an hour of
-    more points than a record counts (it is decoded instead)."""
+    without as_of aggregates (pipeline.hour_sums, HourSums) — and (`extremes`, layouts 4
+    and 5) each hour's min and max with the first time each is reached (a chart's min/max per
+    bucket, reduce.minmax_pieces). None for a block with an hour of more points than a record
+    counts, and (`extremes`) for one whose newest numeric versions include a non-finite
+    value, which a chart draws or counts (it is decoded instead)."""
     newest = last_of_runs(series_id, f.origin, f.time)
     block = np.cumsum(first) - 1
-    live = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT)) & np.isfinite(f.value)
+    numeric = newest & ((f.type == TYPE_DBL) | (f.type == TYPE_INT))
+    finite = np.isfinite(f.value)
+    live = numeric & finite
     nblocks = int(block[-1]) + 1
     out: list[bytes | None] = [b""] * nblocks
+    decode = np.zeros(nblocks, dtype=np.bool_)
+    if extremes and not bool(finite[numeric].all()):
+        decode[block[numeric & ~finite]] = True
     at = np.flatnonzero(live)
     if not at.shape[0]:
-        return out
+        return [None if u else h for u, h in zip(decode.tolist(), out, strict=True)]
     h = hour_sums(f.time[at], block[at], f.value[at], f.acq[at])
     starts = np.flatnonzero(np.diff(h.origin, prepend=-1))  # each summed block's first hour
     which = h.origin[starts].tolist()
@@ -531,14 +605,28 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
     with np.errstate(over="ignore", invalid="ignore"):  # inf, as a read would add them
         day["n"], day["total"], day["acq"] = points, np.add.reduceat(h.total, starts), acq_max
     short_b = full_b = b""
-    if bool(dense.any()):
+    hour = (h.hour % DAY_MS) // _HOUR_MS
+    if bool(dense.any()) and not extremes:
         short = np.empty(len(h), dtype=HOURS_ONE_ACQ)
-        hour = (h.hour % DAY_MS) // _HOUR_MS
         short["hour"], short["n"], short["total"] = hour, np.minimum(h.n, 255), h.total
         full = np.empty(len(h), dtype=HOURS)
         full["hour"], full["n"] = hour, np.minimum(h.n, _HOUR_N_MAX)
         full["total"], full["acq"] = h.total, h.acq
         short_b, full_b = short.tobytes(), full.tobytes()
+    ext: tuple[F64, I64, F64, I64] | None = None
+    if extremes and bool(dense.any()):
+        # Each hour's extremes: the points come in (block, time) order, as hour_sums groups them.
+        t_at = f.time[at]
+        hour_of = t_at - t_at % _HOUR_MS
+        edge = np.ones(at.shape[0], dtype=np.bool_)
+        edge[1:] = (hour_of[1:] != hour_of[:-1]) | (block[at][1:] != block[at][:-1])
+        v_at = f.value[at]
+        lo, i_lo, hi, i_hi = segment_extremes(v_at, v_at, np.flatnonzero(edge))
+        ext = (lo, t_at[i_lo] - h.hour, hi, t_at[i_hi] - h.hour)
+    with_ext: dict[int, bytes] = {}
+    if ext is not None:
+        keep = np.flatnonzero(dense & (n_max <= _HOUR_N_MAX))
+        with_ext = _with_extremes(h, hour, ext, starts, keep, one_acq)
     day_b = day.tobytes()
     acq_b = h.acq[starts].astype("<i8").tobytes()
     bounds = np.append(starts, len(h)).tolist()
@@ -546,20 +634,73 @@ def hour_summaries(series_id: I64, f: Frame, first: NDArray[np.bool_]) -> list[b
         which, dense.tolist(), one_acq.tolist(), (n_max > _HOUR_N_MAX).tolist(), strict=True
     )
     for i, (b, many, one, bad) in enumerate(flags):
-        lo, hi = bounds[i], bounds[i + 1]
+        lo_i, hi_i = bounds[i], bounds[i + 1]
         if not many:
             out[b] = _WHOLE_DAY + day_b[i * DAY_SUM.itemsize : (i + 1) * DAY_SUM.itemsize]
         elif bad:
             out[b] = None
+        elif ext is not None:
+            out[b] = with_ext[i]
         elif one:
             size = HOURS_ONE_ACQ.itemsize
-            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo * size : hi * size]
+            out[b] = _ONE_ACQ + acq_b[8 * i : 8 * i + 8] + short_b[lo_i * size : hi_i * size]
         else:
-            out[b] = _PER_HOUR + full_b[lo * HOURS.itemsize : hi * HOURS.itemsize]
+            out[b] = _PER_HOUR + full_b[lo_i * HOURS.itemsize : hi_i * HOURS.itemsize]
+    return [None if u else h for u, h in zip(decode.tolist(), out, strict=True)]
+
+
+def _with_extremes(
+    h: HourSums,
+    hour: I64,
+    ext: tuple[F64, I64, F64, I64],
+    starts: I64,
+    blocks: I64,
+    one: NDArray[np.bool_],
+) -> dict[int, bytes]:
+    """The layout 4 (`one`: one acq) or 5 summaries of the summed blocks `blocks` (indices
+    into `starts`, each block's first hour in `h`), by block index: the records of alike
+    blocks (layout, value width, time unit) built as one array, then sliced per block."""
+    low, t_low, high, t_high = ext
+    counts = np.diff(np.append(starts, len(h)))
+    scale, width, base, d_low, d_high = _x_scales(low, high, starts)
+    unit_pt = np.where(
+        (t_low % 60_000 == 0) & (t_high % 60_000 == 0),
+        0,
+        np.where((t_low % 1_000 == 0) & (t_high % 1_000 == 0), 1, 2),
+    )
+    unit = np.maximum.reduceat(unit_pt, starts)
+    heads = np.zeros(starts.shape[0], dtype=_X_HEAD)
+    heads["scale"], heads["width"], heads["unit"], heads["base"] = scale, width, unit, base
+    head_b = heads.tobytes()
+    acq_b = h.acq[starts].astype("<i8").tobytes()
+    out: dict[int, bytes] = {}
+    kind = one.astype(np.int64) * 256 + width * 16 + unit
+    for k in np.unique(kind[blocks]).tolist():
+        sel = blocks[kind[blocks] == k]
+        is_one, w, u = bool(k // 256), (k % 256) // 16, k % 16
+        rows = np.concatenate([np.arange(starts[i], starts[i] + counts[i]) for i in sel.tolist()])
+        rec = np.empty(rows.shape[0], dtype=_x_dtype(HOURS_ONE_ACQ if is_one else HOURS, w, u))
+        rec["hour"], rec["total"] = hour[rows], h.total[rows]
+        rec["n"] = h.n[rows]
+        if not is_one:
+            rec["acq"] = h.acq[rows]
+        if w == 8:
+            rec["low"], rec["high"] = d_low[rows].view(np.float64), d_high[rows].view(np.float64)
+        else:
+            rec["low"], rec["high"] = d_low[rows], d_high[rows]
+        rec["t_low"], rec["t_high"] = t_low[rows] // _X_UNITS[u], t_high[rows] // _X_UNITS[u]
+        rec_b, size, hs = rec.tobytes(), rec.dtype.itemsize, _X_HEAD.itemsize
+        at = 0
+        for i in sel.tolist():
+            c = int(counts[i])
+            body = head_b[i * hs : (i + 1) * hs] + rec_b[at * size : (at + c) * size]
+            at += c
+            out[i] = (_ONE_ACQ_X + acq_b[8 * i : 8 * i + 8] if is_one else _PER_HOUR_X) + body
     return out
 
 
-Columns = tuple[I64, I64, I64, F64, I64]  # (hour or day start ms, origin, n, total, acq)
+# (hour or day start ms, origin, n, total, acq, min, time of min, max, time of max)
+Columns = tuple[I64, I64, I64, F64, I64, F64, I64, F64, I64]
 
 
 def is_whole_day(summary: bytes) -> bool:
@@ -569,53 +710,131 @@ def is_whole_day(summary: bytes) -> bool:
 
 def read_hour_summaries(rows: Sequence[tuple[int, int, bytes]]) -> tuple[Columns, Columns]:
     """The hour records and the whole-day records of (day, origin, summary) rows sorted by
-    (day, origin), as columns: one join and np.frombuffer per layout. Each origin's records
-    ascend in time within each layout."""
+    (day, origin), as columns: one join and np.frombuffer per layout (and, for layouts 4
+    and 5, per way their extremes are stored). Each origin's records ascend in time within
+    each layout. Records without extremes (layouts 1-3) have NaN for them."""
     layouts = bytes([h[0] for _, _, h in rows])
-    if layouts.translate(None, _ONE_ACQ + _PER_HOUR + _WHOLE_DAY):
+    if layouts.translate(None, _LAYOUTS):
         raise CorruptBlock("block summary of an unknown layout")
     parts: list[Columns] = []
+    mixed = len(set(layouts)) > 1
     for layout, dtype, skip in ((_ONE_ACQ, HOURS_ONE_ACQ, 9), (_PER_HOUR, HOURS, 1)):
         if layout not in layouts:
             continue
-        mine = [r for r in rows if r[2][:1] == layout]
-        if not mine:
-            continue
+        mine = [r for r in rows if r[2][:1] == layout] if mixed else rows
         rec, counts = _records(mine, dtype, skip)
-        days = np.repeat(np.array([r[0] for r in mine], dtype=np.int64), counts)
-        origin = np.repeat(np.array([r[1] for r in mine], dtype=np.int64), counts)
-        if layout == _ONE_ACQ:
-            acqs = np.frombuffer(b"".join([h[1:9] for _, _, h in mine]), dtype="<i8")
-            acq = np.repeat(acqs.astype(np.int64), counts)
-        else:
-            acq = rec["acq"].astype(np.int64)
-        hour = days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+        acq = np.repeat(_acqs(mine), counts) if layout == _ONE_ACQ else rec["acq"].astype(np.int64)
+        at = _hour_starts(mine, rec, counts)
+        nan = np.full(at.shape[0], np.nan)
         parts.append(
-            (hour, origin, rec["n"].astype(np.int64), rec["total"].astype(np.float64), acq)
-        )
-    whole = (
-        [r for r in rows if r[2][:1] == _WHOLE_DAY] if layouts.translate(None, _WHOLE_DAY) else rows
-    )
+            (at, _origins(mine, counts), rec["n"].astype(np.int64),
+             rec["total"].astype(np.float64), acq, nan, at, nan, at)
+        )  # fmt: skip
+    for layout, base, skip in ((_ONE_ACQ_X, HOURS_ONE_ACQ, 9), (_PER_HOUR_X, HOURS, 1)):
+        if layout in layouts:
+            mine = [r for r in rows if r[2][:1] == layout] if mixed else rows
+            parts += _extreme_parts(mine, layout, base, skip)
+    whole = [r for r in rows if r[2][:1] == _WHOLE_DAY] if mixed else rows
+    if _WHOLE_DAY not in layouts:
+        whole = []
     # One record each, of one size: the rows joined whole, the layout byte a field.
     joined = b"".join([h for _, _, h in whole])
     if len(joined) != len(whole) * (1 + DAY_SUM.itemsize):
         raise CorruptBlock("block summary of a partial record")
     rec = np.frombuffer(joined, dtype=_DAY_ROW)
+    at = np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS
+    nan = np.full(at.shape[0], np.nan)
     days_cols: Columns = (
-        np.array([r[0] for r in whole], dtype=np.int64) * DAY_MS,
+        at,
         np.array([r[1] for r in whole], dtype=np.int64),
         rec["n"].astype(np.int64),
         rec["total"].astype(np.float64),
         rec["acq"].astype(np.int64),
+        nan,
+        at,
+        nan,
+        at,
     )
+    return _joined(parts), days_cols
+
+
+def _acqs(rows: Sequence[tuple[int, int, bytes]]) -> I64:
+    """The acq after the layout byte of each row (layouts 1 and 4)."""
+    return np.frombuffer(b"".join([h[1:9] for _, _, h in rows]), dtype="<i8").astype(np.int64)
+
+
+def _origins(rows: Sequence[tuple[int, int, bytes]], counts: I64) -> I64:
+    return np.repeat(np.array([r[1] for r in rows], dtype=np.int64), counts)
+
+
+def _hour_starts(rows: Sequence[tuple[int, int, bytes]], rec: NDArray[np.void], counts: I64) -> I64:
+    days = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    return days * DAY_MS + rec["hour"].astype(np.int64) * _HOUR_MS
+
+
+def _extreme_parts(
+    rows: Sequence[tuple[int, int, bytes]], layout: bytes, base: np.dtype[np.void], skip: int
+) -> list[Columns]:
+    """Columns of layout 4 or 5 rows: one np.frombuffer per (value width, time unit)."""
+    size = _X_HEAD.itemsize
+    heads = np.frombuffer(b"".join([h[skip : skip + size] for _, _, h in rows]), dtype=_X_HEAD)
+    if heads.shape[0] != len(rows):
+        raise CorruptBlock("block summary of a partial record")
+    kinds = heads["width"].astype(np.int64) * 8 + heads["unit"].astype(np.int64)
+    out: list[Columns] = []
+    for kind in np.unique(kinds).tolist():
+        width, unit = kind // 8, kind % 8
+        if width not in (1, 2, 4, 8) or unit >= len(_X_UNITS):
+            raise CorruptBlock("block summary of an unknown extremes encoding")
+        sel = np.flatnonzero(kinds == kind)
+        mine = [rows[i] for i in sel.tolist()] if sel.shape[0] < len(rows) else rows
+        head = heads[sel]
+        rec, counts = _records(mine, _x_dtype(base, width, unit), skip + size)
+        acq = np.repeat(_acqs(mine), counts) if layout == _ONE_ACQ_X else rec["acq"]
+        at = _hour_starts(mine, rec, counts)
+        scale = head["scale"].astype(np.int64)
+        if width == 8:
+            low, high = rec["low"].astype(np.float64), rec["high"].astype(np.float64)
+        else:
+            if bool((scale > _MAX_SCALE).any()):
+                raise CorruptBlock("block summary of an unknown scale")
+            b = np.repeat(head["base"].astype(np.int64), counts)
+            p = np.repeat(10.0**scale, counts)
+            # What the encoder checked gives each value back bit for bit: int64 / 10.0**k.
+            low = np.true_divide(rec["low"].astype(np.int64) + b, p)
+            high = np.true_divide(rec["high"].astype(np.int64) + b, p)
+        ms = _X_UNITS[unit]
+        out.append(
+            (at, _origins(mine, counts), rec["n"].astype(np.int64),
+             rec["total"].astype(np.float64), acq.astype(np.int64), low,
+             at + rec["t_low"].astype(np.int64) * ms, high,
+             at + rec["t_high"].astype(np.int64) * ms)
+        )  # fmt: skip
+    return out
+
+
+def _joined(parts: list[Columns]) -> Columns:
+    """Columns of several layouts as one, sorted by (origin, time)."""
     if len(parts) == 1:
-        return parts[0], days_cols
+        return parts[0]
     if not parts:
-        z = np.empty(0, dtype=np.int64)
-        return (z, z, z, np.empty(0, dtype=np.float64), z), days_cols
-    hour, origin, n, total, acq = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((hour, origin))
-    return (hour[order], origin[order], n[order], total[order], acq[order]), days_cols
+        z, nan = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return (z, z, z, nan, z, nan, z, nan, z)
+    at, origin, n, total, acq, low, t_low, high, t_high = (
+        np.concatenate(c) for c in zip(*parts, strict=True)
+    )
+    order = np.lexsort((at, origin))
+    return (
+        at[order],
+        origin[order],
+        n[order],
+        total[order],
+        acq[order],
+        low[order],
+        t_low[order],
+        high[order],
+        t_high[order],
+    )
 
 
 def _records(

@@ -304,6 +304,13 @@ class HourSums:
     n: I64  # points summed
     total: F64  # their sum, np.add.reduceat over the hour's points in time order
     acq: I64  # the newest acq among them
+    # The extremes of the points (charts' min/max per bucket, blocks.hour_summaries): their
+    # min and max and the first time each is reached; None where not kept (sums alone), NaN
+    # for a summary written before they were (a read decodes instead).
+    low: F64 | None = None
+    t_low: I64 | None = None
+    high: F64 | None = None
+    t_high: I64 | None = None
 
     def __len__(self) -> int:
         return int(self.hour.shape[0])

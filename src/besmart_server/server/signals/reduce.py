@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from besmart_server.server.signals.pipeline import subtract_rounded
+from besmart_server.server.signals.pipeline import HOUR_MS, subtract_rounded
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
@@ -28,41 +28,82 @@ class Reduced:
     value: F64
 
 
-def minmax(time: I64, value: F64, *, since: int, till: int, max_points: int) -> Reduced:
+def minmax(
+    time: I64, value: F64, *, since: int, till: int, max_points: int, edges: I64 | None = None
+) -> Reduced:
     """The points as given when they are at most `max_points`; otherwise the min and the max of
-    each of `max_points // 2` equal buckets of [since, till), each at its own time, in time
-    order (one point for a bucket whose min and max are the same point). NaNs are dropped.
+    each bucket, each at its own time, in time order (one point for a bucket whose min and max
+    are the same point). The buckets: `edges` (sorted, from at or before `since` to after
+    `till`), else `max_points // 2` equal buckets of [since, till). NaNs are dropped.
 
     `time` must be sorted ascending and lie within [since, till)."""
     keep = ~np.isnan(value)
     t, v = (time, value) if keep.all() else (time[keep], value[keep])
     if len(t) <= max_points:
         return Reduced(t, v)
-    buckets = max(max_points // 2, 1)
-    # Bucket edges, found by binary search in the sorted times: O(buckets log n), no per-point
-    # division; the non-empty buckets' starts partition the points for reduceat. In Python ints
-    # where k * (till - since) would leave int64 (windows of decades at 10,000 buckets).
+    if edges is None:
+        edges = equal_edges(since, till, max(max_points // 2, 1))
+    return minmax_pieces(t, v, t, v, t, edges)
+
+
+def equal_edges(since: int, till: int, buckets: int) -> I64:
+    """The edges of `buckets` equal buckets of [since, till) (to the ms, rounded down)."""
+    # In Python ints where k * (till - since) would leave int64 (windows of decades at 10,000
+    # buckets).
     span = till - since
     if span <= (2**63 - 1) // buckets:
-        edges = since + (np.arange(buckets + 1, dtype=np.int64) * span) // buckets
-    else:
-        edges = np.array([since + k * span // buckets for k in range(buckets + 1)], np.int64)
-    starts = np.searchsorted(t, edges[:-1])
-    ends = np.searchsorted(t, edges[1:])
-    nonempty = ends > starts
-    starts, counts = starts[nonempty], (ends - starts)[nonempty]
-    vmin = np.minimum.reduceat(v, starts)
-    vmax = np.maximum.reduceat(v, starts)
-    index = np.arange(len(v))
-    # The first index at which each bucket reaches its min and its max.
-    imin = np.minimum.reduceat(np.where(v == np.repeat(vmin, counts), index, len(v)), starts)
-    imax = np.minimum.reduceat(np.where(v == np.repeat(vmax, counts), index, len(v)), starts)
-    first = np.minimum(imin, imax)
-    second = np.maximum(imin, imax)
-    pick = np.stack([first, second], 1)
-    keep_pair = np.stack([np.ones(len(first), bool), second != first], 1)
-    at = pick[keep_pair]
-    return Reduced(t[at], v[at])
+        return since + (np.arange(buckets + 1, dtype=np.int64) * span) // buckets
+    return np.array([since + k * span // buckets for k in range(buckets + 1)], np.int64)
+
+
+def hour_edges(since: int, till: int, max_buckets: int) -> I64 | None:
+    """Buckets of a whole number of UTC hours for a min/max reduction to at most `max_buckets`
+    buckets, from the hour at or before `since` to the first edge at or after `till`; None when
+    equal buckets of [since, till) would be shorter than an hour. Their edges are those of the
+    blocks' hour summaries, so a long window's buckets come from them without decoding."""
+    if (till - since) < HOUR_MS * max(max_buckets, 1):
+        return None
+    first = since - since % HOUR_MS
+    hours = -(-(till - first) // HOUR_MS)
+    size = -(-hours // max(max_buckets, 1))  # whole hours a bucket: at most max_buckets
+    count = -(-hours // size)
+    if max(first + count * size * HOUR_MS, size * HOUR_MS) > 2**63 - 1:
+        return None  # windows near the ends of time: equal buckets
+    return first + np.arange(count + 1, dtype=np.int64) * (size * HOUR_MS)
+
+
+def segment_extremes(low: F64, high: F64, starts: I64) -> tuple[F64, I64, F64, I64]:
+    """Per segment of the rows (`starts`: ascending, the first at 0 or after rows no segment
+    holds; each segment runs to the next start, the last to the end) the min of `low` and the
+    first row reaching it, and the max of `high` and the first row reaching it. No NaNs."""
+    n = low.shape[0]
+    counts = np.diff(np.append(starts, n))
+    vmin = np.minimum.reduceat(low, starts)
+    vmax = np.maximum.reduceat(high, starts)
+    index = np.arange(n)
+    imin = np.minimum.reduceat(np.where(low == np.repeat(vmin, counts), index, n), starts)
+    imax = np.minimum.reduceat(np.where(high == np.repeat(vmax, counts), index, n), starts)
+    return vmin, imin, vmax, imax
+
+
+def minmax_pieces(at: I64, low: F64, t_low: I64, high: F64, t_high: I64, edges: I64) -> Reduced:
+    """minmax over pieces of a series in time order (`at`: each piece's start): points (low and
+    high the value, both times its time) or summaries of whole hours or days (their min and max
+    and the first time each is reached), each within one bucket of `edges`. The min of a
+    bucket is reached first in the first piece that reaches it, so the answer is the points'
+    whether the pieces are points or summaries of them."""
+    # Bucket edges found by binary search in the sorted starts: O(buckets log n), no per-piece
+    # division; the non-empty buckets' starts partition the pieces for reduceat.
+    starts = np.searchsorted(at, edges[:-1])
+    ends = np.searchsorted(at, edges[1:])
+    starts = starts[ends > starts]
+    vmin, imin, vmax, imax = segment_extremes(low, high, starts)
+    tmin, tmax = t_low[imin], t_high[imax]
+    low_first = tmin <= tmax
+    times = np.stack([np.where(low_first, tmin, tmax), np.where(low_first, tmax, tmin)], 1)
+    values = np.stack([np.where(low_first, vmin, vmax), np.where(low_first, vmax, vmin)], 1)
+    keep_pair = np.stack([np.ones(len(tmin), bool), tmin != tmax], 1)
+    return Reduced(times[keep_pair], values[keep_pair])
 
 
 # Bucket sizes a counter's energy may be shown in, minutes: calendar-friendly steps.

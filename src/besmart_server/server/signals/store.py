@@ -401,12 +401,14 @@ class SeriesStore:
         origin: int | None,
         limit: int,
         edges: I64,
+        whole_days: bool = True,
     ) -> tuple[Frame, Sums]:
         """A read of buckets whose edges (`edges`, sorted, covering the window) are hour
         edges, without as_of: the summaries (blocks.hour_summaries) of the blocks of whole
-        UTC days within since..till — their hours, or the whole day where no edge cuts it —
-        and the newest versions (as read_latest) of the other blocks' points in the window.
-        At most `limit` + 1 points, as `read`."""
+        UTC days within since..till — their hours, or the whole day where no edge cuts it
+        (and `whole_days`: a chart's extremes need hours) — and the newest versions (as
+        read_latest) of the other blocks' points in the window. At most `limit` + 1 points,
+        as `read`."""
         if since >= till:
             return Frame.empty(), Sums(HourSums.empty(), HourSums.empty())
         ph = self._d.ph
@@ -440,7 +442,7 @@ class SeriesStore:
             h = None if raw is None else bytes(raw)
             if body is not None:  # a part of a day or no summary: decoded
                 bodies.append((d, o, int(n), bytes(body)))
-            elif h is not None and c and blocks.is_whole_day(h):
+            elif h is not None and (c or not whole_days) and blocks.is_whole_day(h):
                 refetch.add((d, o))
             elif h:  # empty: no live numeric point, nothing to add
                 summed.append((d, o, h))

@@ -206,7 +206,8 @@ function download(name, text) {
 async function showVersions(el, state, t) {
   const box = el.parentElement.querySelector(".versions");
   const d = el.dataset;
-  const span = state.body.bucket_ms || 1;
+  // A bucket of energy spans bucket_ms; a min/max point is one stored point at its own time.
+  const span = state.body.mode === "energy" ? state.body.bucket_ms : 1;
   const q = new URLSearchParams({ since: t, till: t + span, raw: "true" });
   const body = await getJson(`/api/sensors/${d.cid}.${d.mid}/signals/${d.moid}/data?${q}`);
   const x = body.data;
