@@ -112,3 +112,22 @@ def test_minmax_buckets_of_the_whole_time_range() -> None:
     # Two buckets, [-2**62, 0) and [0, 2**62): each one's min and max at their own times.
     assert got.time.tolist() == [-(2**61), -5, 0, 2**61]
     assert got.value.tolist() == [1.0, 5.0, -3.0, 4.0]
+
+
+def test_hour_edges_are_whole_hours_from_the_hour_at_or_before_since() -> None:
+    hour = 3_600_000
+    edges = reduce.hour_edges(hour + 5, 11 * hour, 4)
+    assert edges is not None
+    assert edges.tolist() == [hour, 4 * hour, 7 * hour, 10 * hour, 13 * hour]
+    assert reduce.hour_edges(0, 3 * hour, 4) is None  # buckets under an hour: equal ones
+
+
+@pytest.mark.parametrize(
+    ("since", "till"),
+    [(-(2**71), 2**55), (-(2**63), 0), (0, 2**63 + 1), (-(2**62), 2**62)],
+)
+def test_hour_edges_beyond_int64_fall_back_to_equal_buckets(since: int, till: int) -> None:
+    """A window beyond what int64 holds (the route answers 422 when it reads) gets no hour
+    edges instead of an overflow (a fuzzed `since` of -2.5e21 once answered 500)."""
+    edges = reduce.hour_edges(since, till, 1000)
+    assert edges is None or (edges[0] >= -(2**63) and edges[-1] >= till)

@@ -67,8 +67,8 @@ def hour_edges(since: int, till: int, max_buckets: int) -> I64 | None:
     hours = -(-(till - first) // HOUR_MS)
     size = -(-hours // max(max_buckets, 1))  # whole hours a bucket: at most max_buckets
     count = -(-hours // size)
-    if max(first + count * size * HOUR_MS, size * HOUR_MS) > 2**63 - 1:
-        return None  # windows near the ends of time: equal buckets
+    if first < -(2**63) or max(first + count * size * HOUR_MS, size * HOUR_MS) > 2**63 - 1:
+        return None  # windows near or beyond the ends of time: equal buckets (or the 422)
     return first + np.arange(count + 1, dtype=np.int64) * (size * HOUR_MS)
 
 
