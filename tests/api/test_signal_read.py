@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
+from besmart_server.server.users import service as users
 from tests.api.signal_helpers import MIN, T0, Q, data_url, get, make_sensor, make_state, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -144,6 +145,13 @@ def test_read_access(client: TestClient, db: Database, owner: tuple[int, int, Ac
     assert r.status_code == 404
     assert r.json() == f"Sensor {cid}.{mid} not found"
     assert client.get(url, params=params).status_code == 401
+    # The route checks the token itself, in the read's transaction: an unknown or revoked
+    # token is refused there as by every other route.
+    unknown = {"Authorization": "Bearer bst_" + "x" * 43}
+    assert client.get(url, params=params, headers=unknown).status_code == 401
+    with db.transaction() as conn:
+        users.revoke_token(conn, reader.token)
+    assert client.get(url, params=params, headers=reader.headers).status_code == 401
     r = client.get(data_url(cid, mid, 99_999, v2=False), params=params, headers=a.headers)
     assert r.status_code == 404
     # An existing sensor and type without any point: 200, empty columns.

@@ -104,11 +104,18 @@ def _bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | 
     return token
 
 
-def current_user(
-    conn: ConnDep, settings: SettingsDep, token: Annotated[str, Depends(bearer_token)]
-) -> Principal:
-    """The user behind a valid bearer token."""
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def token_user(conn: Connection, settings: Settings, token: str) -> Principal:
+    """current_user's check of a token, for a route that runs it in a transaction of its own
+    (BearerToken gives the token)."""
     return users.authenticate_token(conn, token, pepper=settings.secret_pepper.get_secret_value())
+
+
+def current_user(conn: ConnDep, settings: SettingsDep, token: BearerToken) -> Principal:
+    """The user behind a valid bearer token."""
+    return token_user(conn, settings, token)
 
 
 def user_or_api_key(

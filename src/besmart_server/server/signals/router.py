@@ -31,13 +31,16 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.deps import (
+    BearerToken,
     BudgetDep,
     ConnDep,
     CurrentUser,
     DatabaseDep,
+    SettingsDep,
     StoreDep,
     UserOwnTransactions,
     read_budget,
+    token_user,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import calendar, columns, service
@@ -172,9 +175,10 @@ def get_cap(
     "`warnings` when a meter swap lacks a reading and the server had to assume one.",
     responses={200: {"description": "Successfully read signal data"}, **R401, **R404, **R413},
 )
-def get_signal_data(
-    conn: ConnDep,
-    user: CurrentUser,
+async def get_signal_data(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    token: BearerToken,
     store: StoreDep,
     budget: BudgetDep,
     client_cid: ClientCid,
@@ -214,7 +218,25 @@ def get_signal_data(
         tz=tz,
         calendar=period,
     )
-    return _json(service.read(conn, store, user, q, budget=budget, started=started))
+    body = await run_in_threadpool(_get_one, db, settings, token, store, q, budget, started)
+    return Response(body, media_type=_JSON)
+
+
+def _get_one(
+    db: Database,
+    settings: Settings,
+    token: str,
+    store: SeriesStore,
+    q: service.ReadQuery,
+    budget: service.ReadBudget,
+    started: float,
+) -> bytes:
+    """The token's user and the read in one transaction and one trip to the thread pool
+    (as CurrentUser and ConnDep, which take a trip each and a third to commit)."""
+    with db.transaction(write=False) as conn:
+        user = token_user(conn, settings, token)
+        out = service.read(conn, store, user, q, budget=budget, started=started)
+    return columns.dumps(out)
 
 
 def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]:
