@@ -231,9 +231,9 @@ def _get_one(
     budget: service.ReadBudget,
     started: float,
 ) -> bytes:
-    """The token's user and the read in one transaction and one trip to the thread pool
-    (as CurrentUser and ConnDep, which take a trip each and a third to commit)."""
-    with db.transaction(write=False) as conn:
+    """The token's check and the read on one connection, in one trip to the thread pool
+    (CurrentUser and ConnDep take three: the transaction's start, the check, the commit)."""
+    with db.reads() as conn:
         user = token_user(conn, settings, token)
         out = service.read(conn, store, user, q, budget=budget, started=started)
     return columns.dumps(out)
@@ -282,7 +282,7 @@ def _read_many(
     qs: list[service.ReadQuery],
     budget: service.ReadBudget,
 ) -> bytes:
-    with db.transaction(write=False) as conn:
+    with db.reads() as conn:
         out = service.read_many(conn, store, user, qs, budget=budget)
     return columns.dumps(out)
 
