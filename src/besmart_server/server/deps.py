@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
@@ -19,6 +21,7 @@ from besmart_server.server.users import security
 from besmart_server.server.users import service as users
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_T = TypeVar("_T")
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Token from POST /api/users/token")
 api_key_scheme = APIKeyHeader(name="X-Auth", auto_error=False, description="A client's API key")
@@ -146,7 +149,72 @@ def user_before_transaction(
         )
 
 
+class Reading:
+    """A read-only connection (Database.reads) with the caller already checked on it: the
+    route's work runs on it with `run`, in one trip to the thread pool, which also ends it."""
+
+    def __init__(
+        self, scope: AbstractContextManager[Connection], conn: Connection, user: Principal
+    ) -> None:
+        self._scope: AbstractContextManager[Connection] | None = scope
+        self.conn = conn
+        self.user = user
+
+    @property
+    def open(self) -> bool:
+        """Whether the connection is still held (`run` or `close` end it)."""
+        return self._scope is not None
+
+    def run(self, work: Callable[[Connection, Principal], _T]) -> _T:
+        """`work(conn, user)`, then the connection ended (rolled back on an error)."""
+        try:
+            out = work(self.conn, self.user)
+        except BaseException as exc:
+            self.close(exc)
+            raise
+        self.close()
+        return out
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """End the connection, once."""
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            if exc is None:
+                scope.__exit__(None, None, None)
+            else:
+                scope.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def _open_reading(db: Database, settings: Settings, token: str) -> Reading:
+    scope = db.reads()
+    conn = scope.__enter__()
+    try:
+        user = token_user(conn, settings, token)
+    except BaseException as exc:
+        scope.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return Reading(scope, conn, user)
+
+
+async def reading(
+    db: DatabaseDep, settings: SettingsDep, token: BearerToken
+) -> AsyncIterator[Reading]:
+    """CurrentUser and a read-only connection in one trip to the thread pool (CurrentUser
+    with ConnDep take three: the transaction's start, the check and the commit), checked as
+    a dependency, so before the route's parameters (a bad token is a 401, not a 422). The
+    route ends the connection in its own trip (Reading.run); whatever it left open, or a
+    route that never ran, is ended here."""
+    held = await run_in_threadpool(_open_reading, db, settings, token)
+    try:
+        yield held
+    finally:
+        if held.open:
+            await run_in_threadpool(held.close)
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
+# A read-only route's caller and connection (Reading.run its work).
+ReadingDep = Annotated[Reading, Depends(reading, scope="function")]
 # For routes without ConnDep that manage their own transactions.
 UserOwnTransactions = Annotated[Principal, Depends(user_before_transaction)]
 UserOrApiKey = Annotated[Principal, Depends(user_or_api_key)]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from besmart_server.schemas import ID_MAX
@@ -31,16 +32,14 @@ from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.deps import (
-    BearerToken,
     BudgetDep,
     ConnDep,
     CurrentUser,
     DatabaseDep,
-    SettingsDep,
+    ReadingDep,
     StoreDep,
     UserOwnTransactions,
     read_budget,
-    token_user,
 )
 from besmart_server.server.errors import R401, R403, R404, R413, Invalid, TooLarge
 from besmart_server.server.signals import calendar, columns, service
@@ -176,9 +175,7 @@ def get_cap(
     responses={200: {"description": "Successfully read signal data"}, **R401, **R404, **R413},
 )
 async def get_signal_data(
-    db: DatabaseDep,
-    settings: SettingsDep,
-    token: BearerToken,
+    reading: ReadingDep,
     store: StoreDep,
     budget: BudgetDep,
     client_cid: ClientCid,
@@ -218,25 +215,11 @@ async def get_signal_data(
         tz=tz,
         calendar=period,
     )
-    body = await run_in_threadpool(_get_one, db, settings, token, store, q, budget, started)
-    return Response(body, media_type=_JSON)
 
+    def work(conn: Connection, user: Principal) -> bytes:
+        return columns.dumps(service.read(conn, store, user, q, budget=budget, started=started))
 
-def _get_one(
-    db: Database,
-    settings: Settings,
-    token: str,
-    store: SeriesStore,
-    q: service.ReadQuery,
-    budget: service.ReadBudget,
-    started: float,
-) -> bytes:
-    """The token's check and the read on one connection, in one trip to the thread pool
-    (CurrentUser and ConnDep take three: the transaction's start, the check, the commit)."""
-    with db.reads() as conn:
-        user = token_user(conn, settings, token)
-        out = service.read(conn, store, user, q, budget=budget, started=started)
-    return columns.dumps(out)
+    return Response(await run_in_threadpool(reading.run, work), media_type=_JSON)
 
 
 def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]:
