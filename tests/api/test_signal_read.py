@@ -7,10 +7,12 @@ import itertools
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
+from besmart_server.server.users import service as users
 from tests.api.signal_helpers import MIN, T0, Q, data_url, get, make_sensor, make_state, moid, put
 from tests.factories import Actor, make_tenant, make_user
 
@@ -144,6 +146,13 @@ def test_read_access(client: TestClient, db: Database, owner: tuple[int, int, Ac
     assert r.status_code == 404
     assert r.json() == f"Sensor {cid}.{mid} not found"
     assert client.get(url, params=params).status_code == 401
+    # The route checks the token itself, in the read's transaction: an unknown or revoked
+    # token is refused there as by every other route.
+    unknown = {"Authorization": "Bearer bst_" + "x" * 43}
+    assert client.get(url, params=params, headers=unknown).status_code == 401
+    with db.transaction() as conn:
+        users.revoke_token(conn, reader.token)
+    assert client.get(url, params=params, headers=reader.headers).status_code == 401
     r = client.get(data_url(cid, mid, 99_999, v2=False), params=params, headers=a.headers)
     assert r.status_code == 404
     # An existing sensor and type without any point: 200, empty columns.
@@ -152,6 +161,29 @@ def test_read_access(client: TestClient, db: Database, owner: tuple[int, int, Ac
     assert empty["unit"] == "V"
     assert empty["time_tstorage"] >= 0
     assert empty["time_other"] >= 0
+
+
+def test_a_read_gives_its_connection_back(
+    app: FastAPI, client: TestClient, owner: tuple[int, int, Actor]
+) -> None:
+    """The route's connection, opened with the caller's check, goes back to the pool however
+    the request ends: read, refused by the route, by its parameters, or by the store."""
+    cid, mid, a = owner
+    m = moid("P+")
+    put(client, a.headers, cid, mid, m, {"time": [T0], "value": [1]})
+    url = data_url(cid, mid, m, v2=False)
+    pool = app.state.db.engine.pool
+    for params, status in (
+        ({"since": T0, "till": T0 + 1}, 200),
+        ({"since": T0, "till": T0 + 1, "delta_t": "fortnight"}, 422),  # in the route
+        ({"since": T0}, 422),  # before it: a missing parameter
+        ({"since": T0, "till": T0 + 1, "tz": "Mars/Olympus"}, 422),  # in the service
+    ):
+        assert client.get(url, params=params, headers=a.headers).status_code == status
+        assert pool.checkedout() == 0, params
+    r = client.get(data_url(cid, mid + 1, m, v2=False), params={"since": T0, "till": T0 + 1})
+    assert r.status_code == 401
+    assert pool.checkedout() == 0
 
 
 def test_str_and_int_points(client: TestClient, owner: tuple[int, int, Actor]) -> None:

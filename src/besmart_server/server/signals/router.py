@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from besmart_server.schemas import ID_MAX
@@ -35,6 +36,7 @@ from besmart_server.server.deps import (
     ConnDep,
     CurrentUser,
     DatabaseDep,
+    ReadingDep,
     StoreDep,
     UserOwnTransactions,
     read_budget,
@@ -172,9 +174,8 @@ def get_cap(
     "`warnings` when a meter swap lacks a reading and the server had to assume one.",
     responses={200: {"description": "Successfully read signal data"}, **R401, **R404, **R413},
 )
-def get_signal_data(
-    conn: ConnDep,
-    user: CurrentUser,
+async def get_signal_data(
+    reading: ReadingDep,
     store: StoreDep,
     budget: BudgetDep,
     client_cid: ClientCid,
@@ -214,7 +215,11 @@ def get_signal_data(
         tz=tz,
         calendar=period,
     )
-    return _json(service.read(conn, store, user, q, budget=budget, started=started))
+
+    def work(conn: Connection, user: Principal) -> bytes:
+        return columns.dumps(service.read(conn, store, user, q, budget=budget, started=started))
+
+    return Response(await run_in_threadpool(reading.run, work), media_type=_JSON)
 
 
 def _parse_read_items(raw: bytes, settings: Settings) -> list[service.ReadQuery]:
@@ -260,7 +265,7 @@ def _read_many(
     qs: list[service.ReadQuery],
     budget: service.ReadBudget,
 ) -> bytes:
-    with db.transaction(write=False) as conn:
+    with db.reads() as conn:
         out = service.read_many(conn, store, user, qs, budget=budget)
     return columns.dumps(out)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from besmart_server.schemas.signals import SignalTypeResponse, UnitResponse
 from besmart_server.schemas.users import Role
@@ -25,6 +25,7 @@ from besmart_server.server.access import (
 )
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import AppError, Invalid, NotFound, TooLarge
+from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import calendar, catalog, pipeline
 from besmart_server.server.signals.calendar import MINUTES_PER_DAY, Buckets, Period
 from besmart_server.server.signals.catalog import SignalType, Unit, UnknownUnit
@@ -46,6 +47,7 @@ from besmart_server.server.signals.pipeline import (
     missing_swap_ends,
 )
 from besmart_server.server.signals.store import SeriesKey, SeriesStore
+from besmart_server.server.signals.tables import series as series_table
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.wire import ACQ_SKEW_MS, ORIGINS, TIME_MAX, TIME_MIN
 
@@ -420,9 +422,11 @@ def read_frame(
     budget.check_window(q.since, q.till, q.window_delta_t())
     buckets = buckets_of(q, loc)
     if pre is None:
-        sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
+        series = _readable_series(conn, principal, q)
     elif (q.client_cid, q.sensor_mid) not in pre.sensors:
         raise sensor_not_found(q.client_cid, q.sensor_mid)
+    else:
+        series = pre.series
     t = type_or_404(q.signal_type_moid)
     plan = Plan(
         since=q.since,
@@ -439,7 +443,7 @@ def read_frame(
     if buckets is not None and (q.till - q.since) // buckets.nominal_ms > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
-    got = _fetch(conn, store, q, t, plan, budget, None if pre is None else pre.series)
+    got = _fetch(conn, store, q, t, plan, budget, series)
     try:
         out = pipeline.run(
             got.points,
@@ -452,6 +456,34 @@ def read_frame(
     except pipeline.Overflow as exc:
         raise Invalid(str(exc), loc=(*loc, "output_unit_id") if exc.converted else loc) from exc
     return FrameRead(out.frame, plan.out_unit, got.storage_s, out.warnings)
+
+
+# A read's sensor (as sensor_for looks it up) and its series, if stored, in one statement: on
+# PostgreSQL every statement is a round trip. Built once (building it cost as much again).
+_SENSOR_SERIES = (
+    select(sensors.c.mid, series_table.c.id)
+    .select_from(
+        sensors.outerjoin(
+            series_table,
+            (series_table.c.sensor_mid == sensors.c.mid)
+            & (series_table.c.signal_type_moid == bindparam("moid")),
+        )
+    )
+    .where(sensors.c.mid == bindparam("mid"), sensors.c.client_cid == bindparam("cid"))
+)
+
+
+def _readable_series(conn: Connection, principal: Principal, q: ReadQuery) -> dict[SeriesKey, int]:
+    """sensor_for(..., Role.read)'s verdict on the read's sensor, and the id of its series
+    (none when nothing was ever stored), as store.series_ids gives it."""
+    if not principal.can(q.client_cid, Role.read):
+        raise sensor_not_found(q.client_cid, q.sensor_mid)
+    row = conn.execute(
+        _SENSOR_SERIES, {"cid": q.client_cid, "mid": q.sensor_mid, "moid": q.signal_type_moid}
+    ).first()
+    require_role(principal, q.client_cid, q.sensor_mid, Role.read, exists=row is not None)
+    assert row is not None
+    return {} if row.id is None else {(q.sensor_mid, q.signal_type_moid): int(row.id)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,14 +505,13 @@ def _fetch(
     t: SignalType,
     plan: Plan,
     budget: ReadBudget,
-    series: dict[SeriesKey, int] | None,
+    series: dict[SeriesKey, int],
 ) -> _Fetched:
     """The series' points (within the budget), the readings around the window, the sensor's
     states and the readings before its meter swaps, as far as `plan` needs them; `series` are
-    the series ids a multi-series read looked up already."""
+    the ids of the series that exist, looked up with the sensor."""
     s0 = time.perf_counter()
-    key = (q.sensor_mid, t.moid)
-    sid = (series if series is not None else store.series_ids(conn, [key], create=False)).get(key)
+    sid = series.get((q.sensor_mid, t.moid))
     origin = q.signal_origin_id
     points = neighbours = Frame.empty()
     periods: list[StatePeriod] | None = None
