@@ -6,9 +6,12 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
+from besmart_server.server.access import Principal
 from besmart_server.server.charts import service as chart
-from besmart_server.server.deps import BudgetDep, ConnDep, CurrentUser, StoreDep
+from besmart_server.server.deps import BudgetDep, ConnDep, CurrentUser, ReadingDep, StoreDep
 from besmart_server.server.errors import R401, R404, R413
 from besmart_server.server.signals import columns
 from besmart_server.server.signals.router import (
@@ -62,9 +65,8 @@ SeriesWindow = Annotated[chart.ChartQuery, Depends(series_window)]
         **_RESPONSES,
     },
 )
-def get_signal_chart(
-    conn: ConnDep,
-    user: CurrentUser,
+async def get_signal_chart(
+    reading: ReadingDep,
     store: StoreDep,
     budget: BudgetDep,
     w: SeriesWindow,
@@ -94,8 +96,11 @@ def get_signal_chart(
     `summary` holds count, mean, min, max (and sum for energy) over the whole window, of the
     measured origin when there is one."""
     q = replace(w, max_points=max_points, register=register, apply_multiplier=apply_multiplier)
-    body = chart.chart(conn, store, user, q, budget=budget)
-    return Response(columns.dumps(body), media_type="application/json")
+
+    def work(conn: Connection, user: Principal) -> bytes:
+        return columns.dumps(chart.chart(conn, store, user, q, budget=budget))
+
+    return Response(await run_in_threadpool(reading.run, work), media_type="application/json")
 
 
 @router.get(
