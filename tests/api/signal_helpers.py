@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
+from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals.catalog import signal_type_by_symbol
+from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import sensor_states, signal_states
+from tests.factories import Actor, make_tenant
 
 T0 = 1_700_000_100_000 - (1_700_000_100_000 % 3_600_000)  # an hour boundary, UTC ms
 MIN = 60_000
@@ -110,3 +113,37 @@ def get(
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+def series_id(db: Database, mid: int, m: int) -> int:
+    """The id of the series of signal `m` on sensor `mid`."""
+    with db.transaction(write=False) as conn:
+        return int(
+            conn.execute(
+                select(series.c.id).where(
+                    series.c.sensor_mid == mid, series.c.signal_type_moid == m
+                )
+            ).scalar_one()
+        )
+
+
+def drop_summaries(db: Database, sid: int) -> None:
+    """The series' blocks as migration 0015 finds them: every read decodes them."""
+    with db.transaction() as conn:
+        conn.execute(update(blocks).where(blocks.c.series_id == sid).values(hours=None))
+
+
+def put_case(client: TestClient, db: Database, case: dict[str, Any]) -> tuple[int, Actor, int, int]:
+    """A tenant with a writer, a sensor and a property test's first write: the points
+    `t`/`values` of signal `kind`, under a current ratio `factor` from `swap` on (1 in the
+    ten days before) when it is not None. Returns (cid, actor, mid, moid)."""
+    cid, actor = make_tenant(db, Role.write)
+    mid = make_sensor(db, cid)
+    m = moid(case["kind"])
+    if case["factor"] is not None:
+        info = {"current_ratio": case["factor"]}
+        make_state(db, mid, case["swap"] - 10 * 86_400_000, case["swap"],
+                   info={"current_ratio": 1.0}, readings={m: (0.0, None)})  # fmt: skip
+        make_state(db, mid, case["swap"], None, info=info, readings={m: (0.0, None)})
+    put(client, actor.headers, cid, mid, m, {"time": case["t"], "value": case["values"]})
+    return cid, actor, mid, m

@@ -14,15 +14,23 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.signals.calendar import Buckets, zone
 from besmart_server.server.signals.pipeline import Sums
 from besmart_server.server.signals.store import SeriesStore
-from besmart_server.server.signals.tables import blocks, series
-from tests.api.signal_helpers import Q, get, make_sensor, make_state, moid, put
+from tests.api.signal_helpers import (
+    Q,
+    drop_summaries,
+    get,
+    make_sensor,
+    make_state,
+    moid,
+    put,
+    put_case,
+    series_id,
+)
 from tests.factories import make_tenant
 
 WAW = ZoneInfo("Europe/Warsaw")
@@ -35,23 +43,6 @@ SIZES: tuple[int | str, ...] = (60, 120, 1440, 2880, 10080, "month", "quarter", 
 
 def ms(y: int, m: int, d: int, hh: int = 0, tz: dt.tzinfo = WAW) -> int:
     return int(dt.datetime(y, m, d, hh, tzinfo=tz).timestamp() * 1000)
-
-
-def _series_id(db: Database, mid: int, m: int) -> int:
-    with db.transaction(write=False) as conn:
-        return int(
-            conn.execute(
-                select(series.c.id).where(
-                    series.c.sensor_mid == mid, series.c.signal_type_moid == m
-                )
-            ).scalar_one()
-        )
-
-
-def _drop_summaries(db: Database, sid: int) -> None:
-    """The series' blocks as migration 0015 finds them: every read decodes them."""
-    with db.transaction() as conn:
-        conn.execute(update(blocks).where(blocks.c.series_id == sid).values(hours=None))
 
 
 def _summed(db: Database, sid: int, since: int, till: int, buckets: Buckets) -> Sums:
@@ -108,15 +99,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
 def test_summaries_give_what_decoding_gives(
     client: TestClient, db: Database, case: dict[str, Any]
 ) -> None:
-    cid, actor = make_tenant(db, Role.write)
-    mid = make_sensor(db, cid)
-    m = moid(case["kind"])
-    if case["factor"] is not None:
-        info = {"current_ratio": case["factor"]}
-        make_state(db, mid, case["swap"] - 10 * D, case["swap"], info={"current_ratio": 1.0},
-                   readings={m: (0.0, None)})  # fmt: skip
-        make_state(db, mid, case["swap"], None, info=info, readings={m: (0.0, None)})
-    put(client, actor.headers, cid, mid, m, {"time": case["t"], "value": case["values"]})
+    cid, actor, mid, m = put_case(client, db, case)
     if case["origin2"]:
         third = {"time": case["t"][::3], "value": case["values"][::3]}
         put(client, actor.headers, cid, mid, m, {**third, "origin": [2] * len(third["time"])})
@@ -134,8 +117,8 @@ def test_summaries_give_what_decoding_gives(
     url = f"/api/sensors/{cid}.{mid}/signals/{m}/data"
     query = {"since": case["since"], "till": case["till"], **params}
     fast = client.get(url, params=query, headers=actor.headers)
-    sid = _series_id(db, mid, m)
-    _drop_summaries(db, sid)
+    sid = series_id(db, mid, m)
+    drop_summaries(db, sid)
     slow = client.get(url, params=query, headers=actor.headers)
     assert fast.status_code == slow.status_code, (fast.text, slow.text)
     if fast.status_code == 200:
@@ -162,7 +145,7 @@ def test_dst_days_in_warsaw_from_summaries(
     put(client, actor.headers, cid, mid, m, {"time": [start + 2 * H], "value": [1.25]})
     put(client, actor.headers, cid, mid, m, {"time": [start + 3 * H], "type": ["RM"]})
     since, till = start - 2 * D, start + 3 * D
-    sid = _series_id(db, mid, m)
+    sid = series_id(db, mid, m)
     # Quarter hours keep one sum per UTC day: a local day cuts each of them, a local month
     # only the day of its midnight, so the month's whole days come from summaries.
     months = _summed(db, sid, since, till, Buckets("month", zone("Europe/Warsaw")))
@@ -175,7 +158,7 @@ def test_dst_days_in_warsaw_from_summaries(
     month = get(
         client, actor.headers, cid, mid, m, since, till, delta_t="month", tz="Europe/Warsaw"
     )
-    _drop_summaries(db, sid)
+    drop_summaries(db, sid)
     assert get(client, actor.headers, cid, mid, m, since, till, delta_t=1440,
                tz="Europe/Warsaw")["data"] == body["data"]  # fmt: skip
     assert get(client, actor.headers, cid, mid, m, since, till, delta_t="month",
@@ -208,11 +191,11 @@ def test_minute_data_keeps_hours_for_local_days(client: TestClient, db: Database
     value = ((t // 60_000) % 7 + 1).astype(float).tolist()
     put(client, actor.headers, cid, mid, m, {"time": t.tolist(), "value": value})
     since, till = start - D, start + 2 * D
-    sid = _series_id(db, mid, m)
+    sid = series_id(db, mid, m)
     sums = _summed(db, sid, since, till, Buckets(1440, zone("Europe/Warsaw")))
     assert len(sums.hours) >= 24
     body = get(client, actor.headers, cid, mid, m, since, till, delta_t=1440, tz="Europe/Warsaw")
     assert body["data"]["time"] == [since, start, start + 25 * H]
-    _drop_summaries(db, sid)
+    drop_summaries(db, sid)
     again = get(client, actor.headers, cid, mid, m, since, till, delta_t=1440, tz="Europe/Warsaw")
     assert again["data"] == body["data"]

@@ -18,8 +18,17 @@ from sqlalchemy import select, update
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.signals import blocks as blocks_mod
-from besmart_server.server.signals.tables import blocks, series
-from tests.api.signal_helpers import MIN, Q, make_sensor, make_state, moid, put
+from besmart_server.server.signals.tables import blocks
+from tests.api.signal_helpers import (
+    MIN,
+    Q,
+    drop_summaries,
+    make_sensor,
+    moid,
+    put,
+    put_case,
+    series_id,
+)
 from tests.factories import make_tenant
 
 H = 3_600_000
@@ -28,22 +37,6 @@ DAY0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 CUTS = (0, H, 1_800_000, 23 * H, -H, 7 * MIN + 1)
 # Timings and the as_of echoed differ between the paths by construction.
 _VOLATILE = ("time_tstorage", "time_other", "as_of")
-
-
-def _series_id(db: Database, mid: int, m: int) -> int:
-    with db.transaction(write=False) as conn:
-        return int(
-            conn.execute(
-                select(series.c.id).where(
-                    series.c.sensor_mid == mid, series.c.signal_type_moid == m
-                )
-            ).scalar_one()
-        )
-
-
-def _drop_summaries(db: Database, sid: int) -> None:
-    with db.transaction() as conn:
-        conn.execute(update(blocks).where(blocks.c.series_id == sid).values(hours=None))
 
 
 def _body(res: Any) -> dict[str, Any]:
@@ -94,15 +87,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
 def test_chart_from_summaries_is_the_decoded_chart(
     client: TestClient, db: Database, case: dict[str, Any]
 ) -> None:
-    cid, actor = make_tenant(db, Role.write)
-    mid = make_sensor(db, cid)
-    m = moid(case["kind"])
-    if case["factor"] is not None:
-        info = {"current_ratio": case["factor"]}
-        make_state(db, mid, case["swap"] - 10 * D, case["swap"], info={"current_ratio": 1.0},
-                   readings={m: (0.0, None)})  # fmt: skip
-        make_state(db, mid, case["swap"], None, info=info, readings={m: (0.0, None)})
-    put(client, actor.headers, cid, mid, m, {"time": case["t"], "value": case["values"]})
+    cid, actor, mid, m = put_case(client, db, case)
     for o in case["origins"]:
         part = {"time": case["t"][o::o], "value": case["values"][o::o]}
         put(client, actor.headers, cid, mid, m, {**part, "origin": [o] * len(part["time"])})
@@ -122,7 +107,7 @@ def test_chart_from_summaries_is_the_decoded_chart(
     fast = _body(client.get(url, params=query, headers=actor.headers))
     later = {**query, "as_of": 4_000_000_000_000}  # after every write: decodes
     assert _body(client.get(url, params=later, headers=actor.headers)) == fast
-    _drop_summaries(db, _series_id(db, mid, m))
+    drop_summaries(db, series_id(db, mid, m))
     assert _body(client.get(url, params=query, headers=actor.headers)) == fast
 
 
@@ -185,7 +170,7 @@ def test_summaries_without_extremes_are_decoded(client: TestClient, db: Database
     url = f"/api/sensors/{cid}.{mid}/signals/{m}/chart"
     query = {"since": DAY0 + 5 * MIN, "till": DAY0 + 4 * D, "max_points": 20}
     fast = _body(client.get(url, params=query, headers=actor.headers))
-    sid = _series_id(db, mid, m)
+    sid = series_id(db, mid, m)
     with db.transaction() as conn:
         rows = conn.execute(
             select(blocks.c.day, blocks.c.origin, blocks.c.body).where(blocks.c.series_id == sid)
