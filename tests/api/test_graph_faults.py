@@ -113,6 +113,30 @@ def test_gap_fill_is_done_and_its_record_is_plain_json(
     assert filled["data"]["time"] == [T0 + i * Q for i in range(40, 50)]
 
 
+def test_two_runs_started_in_one_millisecond_store_two_versions(
+    client: TestClient, db: Database, owner: tuple[int, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stamps its points with its run_time; two runs over one series that took the
+    same millisecond as their run_time (two workers at once; here a clock held still) get
+    different ones, each its own version, and each record names the acq_time stored."""
+    cid, actor = owner
+    mid = _power_with_a_gap(client, db, cid, actor)
+    held = time.time()
+    monkeypatch.setattr(time, "time", lambda: held)
+    body = {"client_cid": cid, "sensor_mid": mid, "moid": P_PLUS}
+    records = []
+    for _ in range(2):
+        res = _run(client, actor, "gap_fill", body)
+        assert res.status_code == 201, res.text
+        records.append(res.json())
+    stamps = [r["run_time"] for r in records]
+    assert stamps == [int(held * 1000), int(held * 1000) + 1]
+    filled = T0 + 40 * Q
+    versions = get(client, actor.headers, cid, mid, P_PLUS, filled, filled + 1, raw="true",
+                   signal_origin_id=4)["data"]  # fmt: skip
+    assert sorted(versions["acq_time"]) == stamps
+
+
 def test_a_run_whose_writes_fail_half_way_is_failed_and_wrote_nothing(
     client: TestClient, db: Database, owner: tuple[int, Actor]
 ) -> None:

@@ -200,15 +200,15 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
     runs = _finished_runs(target, [r for r, _, _ in load.runs_acked])
     failed = {r: s["error"] for r, s in runs.items() if s["state"] != "done"}
     assert failed == {}
-    # A run's points are stored with acq_time = its run_time (ms): two runs over one
-    # sensor-day that started in the same millisecond on the two workers write the same
-    # version, which the store keeps once, as it does any (series, time, origin, acq_time)
-    # written twice (a CI run met it once).
+    # Each run adds a version: runs over one sensor-day get distinct run_times (their
+    # acq_time) even when two workers start them in the same millisecond (a CI run once
+    # stored one version for two such runs, before runs took a fresh stamp).
     versions: dict[tuple[int, int], dict[int, int]] = {}
     for run_id, mid, day in load.runs_acked:
         record = runs[run_id]["record"]
         points = sum(record["points_written"].values())
         versions.setdefault((mid, day), {})[int(record["run_time"])] = points
+    assert sum(len(v) for v in versions.values()) == len(load.runs_acked)
     expected = {key: sum(v.values()) for key, v in versions.items()}
     calculated = _blocks(state, EA_PLUS, origin=3)
     keys = calculated.keys() | expected.keys()

@@ -34,7 +34,10 @@ class RunRecord(BaseModel):
     graph: str
     since: int
     till: int
-    run_time: int = Field(description="the acq_time of every point the run wrote (UTC ms)")
+    run_time: int = Field(
+        description="the acq_time of every point the run wrote (UTC ms): its start, or 1 ms "
+        "past the newest version of a series it wrote, so each run adds its own version"
+    )
     items: int = Field(description="body items run (a list body runs once per element)")
     points_written: dict[str, int] = Field(description="per target `cid.mid/moid/origin`")
     metrics: list[dict[str, dict[str, Any]]] = Field(description="per item, per `node:function`")

@@ -215,6 +215,13 @@ class DbContext:
         """The series the run has written so far."""
         return sorted({(cid, mid, moid) for cid, mid, moid, _ in self.pending})
 
+    def fresh_run_time(self, conn: Connection, at_least_ms: int) -> int:
+        """A run_time for `flush` into `conn` that no stored version of the pending targets
+        has (their series locked until `conn` commits): two runs over one series that
+        started in the same millisecond store two versions, not one."""
+        keys = {(mid, moid) for _, mid, moid, _ in self.pending}
+        return self._store.fresh_stamp(conn, keys, at_least_ms)
+
     def flush(self, run_time: int, *, into: Connection | None = None) -> dict[Target, int]:
         """Store the collected points, one transaction per target series, with acq_time =
         `run_time`; the points stored per target. Targets stored before a failure stay, unless

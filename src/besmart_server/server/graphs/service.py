@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 import orjson
@@ -516,8 +516,10 @@ def execute(
             plan.name, plan.graph, plan.body, plan.since, plan.till, ctx, run_time=run_time
         )
         duration = {"run_id": run_id, "duration_s": time.perf_counter() - started}
-        text = records.dumps(done.to_json() | duration)
         with db.transaction() as conn:
+            if run_time is None:  # stamped by this run, not asked for (a backtest's issue time)
+                done = replace(done, run_time=ctx.fresh_run_time(conn, done.run_time))
+            text = records.dumps(done.to_json() | duration)
             finished = conn.execute(
                 update(graph_runs)
                 .where(_mine(run_id, attempt))

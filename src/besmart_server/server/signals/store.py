@@ -253,6 +253,22 @@ class SeriesStore:
                     out[(mid, moid)] = sid
         return out
 
+    def fresh_stamp(self, conn: Connection, keys: Iterable[SeriesKey], at_least_ms: int) -> int:
+        """An acq_time (ms) that no stored version of the series `keys` has: `at_least_ms`,
+        or 1 ms past the newest version of any of them. Their rows are locked until the
+        transaction ends (in id order, as a write locks them; SQLite's write lock is held
+        already), so two transactions writing the same series with a stamp from here get
+        different ones: a graph run stamps every point it writes with one acq_time."""
+        ids = sorted(self.series_ids(conn, keys, create=False).values())
+        if not ids:
+            return at_least_ms
+        listed = ", ".join(map(str, ids))
+        lock = " FOR UPDATE" if self._d.lock else ""
+        cur = dbapi_connection(conn).cursor()
+        cur.execute(f"SELECT acq_us FROM series WHERE id IN ({listed}) ORDER BY id{lock}")
+        newest = max(int(us) for (us,) in cur.fetchall())
+        return max(at_least_ms, newest // 1000 + 1)
+
     # --- the write ------------------------------------------------------------------------
 
     def insert(
