@@ -58,6 +58,10 @@ async function draw(el) {
     itemStyle: { color: es.some((e) => e.severity === "error") ? css("--error") : css("--fg") },
   }));
   const last = Number(d.till) - 1;
+  // Square-ish cells of at most 40 px: a week or a month is a short row of readable days,
+  // not one column stretched over the page; a year's 53 weeks still fit the width.
+  const weeks = Math.ceil((last - Number(d.since)) / (7 * 86400000)) + 1;
+  const cell = Math.max(10, Math.min(40, Math.floor((el.clientWidth - 56) / weeks)));
   const chart = echarts.init(el);
   chart.setOption({
     animation: false,
@@ -67,12 +71,12 @@ async function draw(el) {
         : `${p.value[0]}: ${(p.value[1] * 100).toFixed(1)} %${flagged.has(p.value[0]) ? ` · ${flagged.get(p.value[0]).length} flag(s)` : ""}`,
     },
     visualMap: {
-      seriesIndex: 0, min: 0, max: 1, calculable: false, orient: "horizontal", left: "center", bottom: 0,
+      seriesIndex: 0, min: 0, max: 1, calculable: false, orient: "horizontal", left: 40, bottom: 0,
       inRange: { color: ["#b71c1c", "#f9a825", "#2e7d32"] }, textStyle: { color: css("--muted") },
       formatter: (v) => `${Math.round(v * 100)} %`,
     },
     calendar: {
-      range: [dayOf(Number(d.since)), dayOf(last)], top: 28, left: 40, right: 16, cellSize: ["auto", 14],
+      range: [dayOf(Number(d.since)), dayOf(last)], top: 28, left: 40, cellSize: [cell, Math.min(cell, 18)],
       dayLabel: { color: css("--muted"), firstDay: 1 }, monthLabel: { color: css("--muted") }, yearLabel: { show: false },
       itemStyle: { color: css("--card"), borderColor: css("--line") }, splitLine: { lineStyle: { color: css("--muted") } },
     },
