@@ -15,9 +15,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from sqlalchemy import Connection
 
-from besmart_server.schemas.users import Role
 from besmart_server.server import metrics
-from besmart_server.server.access import Principal, sensor_for
+from besmart_server.server.access import Principal
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid
 from besmart_server.server.signals import calendar, reduce
@@ -27,7 +26,6 @@ from besmart_server.server.signals.pipeline import (
     Frame,
     HourSums,
     Overflow,
-    Plan,
     Sums,
     round_significant,
     run,
@@ -38,8 +36,9 @@ from besmart_server.server.signals.service import (
     ReadQuery,
     check_query,
     load_periods,
-    output_unit,
     read_frame,
+    read_plan,
+    readable_series,
 )
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.wire import ORIGIN_NAMES, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
@@ -145,21 +144,11 @@ def _read_summed(
     rq = _query(q)
     check_query(rq, _LOC)
     budget.check_window(rq.since, rq.till, rq.window_delta_t())
-    sensor_for(conn, principal, q.client_cid, q.sensor_mid, Role.read)
-    plan = Plan(
-        since=q.since,
-        till=q.till,
-        kind=t.time_series_type,
-        unit=t.unit,
-        out_unit=output_unit(rq, t, _LOC),
-        get_last=True,
-        multiply=rq.apply_multiplier and t.apply_multiplier,
-    )
+    sid = readable_series(conn, principal, rq).get((q.sensor_mid, t.moid))
+    plan = read_plan(rq, t, _LOC)
     if plan.converts:
         return None
     s0 = time.perf_counter()
-    key = (q.sensor_mid, t.moid)
-    sid = store.series_ids(conn, [key], create=False).get(key)
     if sid is None:
         return None
     periods = load_periods(conn, q.sensor_mid, t, multiply=True) if plan.multiply else []

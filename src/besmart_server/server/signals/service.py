@@ -422,24 +422,13 @@ def read_frame(
     budget.check_window(q.since, q.till, q.window_delta_t())
     buckets = buckets_of(q, loc)
     if pre is None:
-        series = _readable_series(conn, principal, q)
+        series = readable_series(conn, principal, q)
     elif (q.client_cid, q.sensor_mid) not in pre.sensors:
         raise sensor_not_found(q.client_cid, q.sensor_mid)
     else:
         series = pre.series
     t = type_or_404(q.signal_type_moid)
-    plan = Plan(
-        since=q.since,
-        till=q.till,
-        kind=t.time_series_type,
-        unit=t.unit,
-        out_unit=output_unit(q, t, loc),
-        get_last=q.get_last,
-        acq_before=None if q.as_of is None else _acq_bound(q.as_of),
-        multiply=q.apply_multiplier and t.apply_multiplier,
-        raw=q.raw,
-        buckets=buckets,
-    )
+    plan = read_plan(q, t, loc, buckets)
     if buckets is not None and (q.till - q.since) // buckets.nominal_ms > budget.limit:
         budget.take(budget.limit + 1)  # more buckets than a read may return
 
@@ -458,6 +447,23 @@ def read_frame(
     return FrameRead(out.frame, plan.out_unit, got.storage_s, out.warnings)
 
 
+def read_plan(q: ReadQuery, t: SignalType, loc: Loc, buckets: Buckets | None = None) -> Plan:
+    """What pipeline.run is to do for the read `q` of signal type `t` (`buckets`: its
+    delta_t's, from buckets_of)."""
+    return Plan(
+        since=q.since,
+        till=q.till,
+        kind=t.time_series_type,
+        unit=t.unit,
+        out_unit=output_unit(q, t, loc),
+        get_last=q.get_last,
+        acq_before=None if q.as_of is None else _acq_bound(q.as_of),
+        multiply=q.apply_multiplier and t.apply_multiplier,
+        raw=q.raw,
+        buckets=buckets,
+    )
+
+
 # A read's sensor (as sensor_for looks it up) and its series, if stored, in one statement: on
 # PostgreSQL every statement is a round trip. Built once (building it cost as much again).
 _SENSOR_SERIES = (
@@ -473,7 +479,7 @@ _SENSOR_SERIES = (
 )
 
 
-def _readable_series(conn: Connection, principal: Principal, q: ReadQuery) -> dict[SeriesKey, int]:
+def readable_series(conn: Connection, principal: Principal, q: ReadQuery) -> dict[SeriesKey, int]:
     """sensor_for(..., Role.read)'s verdict on the read's sensor, and the id of its series
     (none when nothing was ever stored), as store.series_ids gives it."""
     if not principal.can(q.client_cid, Role.read):
