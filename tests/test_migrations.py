@@ -83,6 +83,9 @@ def test_schema_columns_match_the_table_definitions(empty_db: Database) -> None:
         assert actual == {c.name for c in table.columns}, table.name
         pk = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
         assert pk == {c.name for c in table.primary_key.columns}, table.name
+        indexes = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table.name)}
+        declared = {(i.name, tuple(c.name for c in i.columns)) for i in table.indexes}
+        assert declared <= indexes, table.name
 
 
 def test_deleted_ids_are_never_handed_out_again(empty_db: Database) -> None:
@@ -537,3 +540,56 @@ def test_0016_block_extremes_up_down_up(empty_db: Database, chunk: int | None) -
     assert _stored_hours(empty_db) == old
     _migrate_to(empty_db, "0016", chunk)
     assert _stored_hours(empty_db) == new
+
+
+def _block_indexes(db: Database) -> dict[str, str]:
+    """Each index of `blocks` and its definition as the engine keeps it."""
+    with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            rows = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'blocks'"
+                " AND sql IS NOT NULL"
+            ).all()
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'blocks'"
+                " AND indexname <> 'blocks_pkey'"
+            ).all()
+    return {str(name): " ".join(str(sql).split()) for name, sql in rows}
+
+
+def _block_options(db: Database) -> set[str]:
+    if db.dialect == "sqlite":
+        return set()
+    with db.engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'blocks'"
+        ).scalar_one()
+    return set(row or ())
+
+
+def test_0017_measured_blocks_leave_the_origin_index_up_down_up(empty_db: Database) -> None:
+    """0017 turns the (series_id, origin, day) index into one of the origins other than
+    measured; on PostgreSQL it keeps blocks of up to a page in their row and gives `blocks`
+    autovacuum thresholds of its own. Down restores 0016's index and options."""
+    _migrate_to(empty_db, "0016", None)
+    before = _block_indexes(empty_db)
+    assert list(before) == ["ix_blocks_series_origin_day"]
+    options_before = _block_options(empty_db)
+    _migrate_to(empty_db, "0017", None)
+    after = _block_indexes(empty_db)
+    assert list(after) == ["ix_blocks_other_origins"]
+    assert "origin <> 1" in after["ix_blocks_other_origins"]
+    if empty_db.dialect == "postgresql":
+        assert options_before == {"fillfactor=90"}
+        assert _block_options(empty_db) == {
+            "fillfactor=90",
+            "toast_tuple_target=8160",
+            "autovacuum_vacuum_scale_factor=0.05",
+            "autovacuum_vacuum_threshold=1000",
+        }
+    _migrate_to(empty_db, "0016", None, down=True)
+    assert _block_indexes(empty_db) == before
+    assert _block_options(empty_db) == options_before
+    _migrate_to(empty_db, "0017", None)
+    assert _block_indexes(empty_db) == after

@@ -44,13 +44,22 @@ class Node:
 
 def newest_measured(conn: Connection, mids: list[int]) -> dict[int, int]:
     """The newest measured capture time per sensor, from the day blocks' summary column
-    (`t_last`), one grouped query for the whole list: no block body is decoded."""
+    (`t_last`), one grouped query for the whole list: no block body is decoded. Of each
+    series only its newest measured day is read (by the key, from the end), whose `t_last`
+    is the series' newest: the days before hold earlier times."""
     if not mids:
         return {}
+    newest = (
+        select(blocks.c.t_last)
+        .where(blocks.c.series_id == series.c.id, blocks.c.origin == ORIGIN_MEASURED)
+        .order_by(blocks.c.day.desc())
+        .limit(1)
+        .correlate(series)
+        .scalar_subquery()
+    )
     rows = conn.execute(
-        select(series.c.sensor_mid, func.max(blocks.c.t_last))
-        .select_from(series.join(blocks, blocks.c.series_id == series.c.id))
-        .where(series.c.sensor_mid.in_(mids), blocks.c.origin == ORIGIN_MEASURED)
+        select(series.c.sensor_mid, func.max(newest))
+        .where(series.c.sensor_mid.in_(mids))
         .group_by(series.c.sensor_mid)
     )
     return {int(mid): int(t) for mid, t in rows if t is not None}

@@ -52,7 +52,7 @@ from besmart_server.server.signals.pipeline import (
 )
 from besmart_server.server.signals.tables import blocks as blocks_table
 from besmart_server.server.signals.tables import series
-from besmart_server.wire import ORIGINS, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ORIGIN_MEASURED, ORIGINS, TYPE_DBL, TYPE_INT
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 Rows = list[tuple[int, int, int, bytes]]  # (series id, day, origin, body) of stored blocks
@@ -157,7 +157,8 @@ class Dialect:
 
     name: str
     ph: str  # the driver's placeholder
-    by_origin: str  # FROM blocks ... so that the (series_id, origin, day) index is used
+    # FROM blocks ... so that the index of the origins other than measured is used
+    other_origins: str
     greatest: str  # the two-argument maximum
     # Before the stamping UPDATE: what locks the series rows in id order ({ids}: a list),
     # joined to the new values by `locked`; `clock`: a series' stamp as locked.
@@ -179,7 +180,7 @@ SQLITE: Final = Dialect(
     ph="?",
     # Without it SQLite walks the primary key (series_id, day) back through every other
     # origin's days (its planner has no statistics to tell them apart).
-    by_origin=" INDEXED BY ix_blocks_series_origin_day",
+    other_origins=" INDEXED BY ix_blocks_other_origins",
     greatest="max",
     lock="",  # BEGIN IMMEDIATE holds the database's write lock already
     locked="",
@@ -194,7 +195,7 @@ SQLITE: Final = Dialect(
 POSTGRES: Final = Dialect(
     name="postgresql",
     ph="%s",
-    by_origin="",
+    other_origins="",
     greatest="GREATEST",
     # Locked in id order before any is updated (an UPDATE ... FROM alone locks in whatever
     # order its join yields rows): writers of overlapping series never wait in a cycle.
@@ -555,8 +556,8 @@ class SeriesStore:
         given) is DBL or INT with a finite value, so a reading removed by RM is no neighbour.
         One point per origin and side, sorted by (time, origin).
 
-        Per origin, the nearest block that holds a numeric version
-        on the wanted side is found by the (series_id, origin, day) index and decoded; its
+        Per origin, the nearest block that holds a numeric version on the wanted side is found
+        (measured: by the key; the other origins: by their index) and decoded; its
         summary columns count every version, RM'd and later ones too, so a block whose live
         readings are all gone sends the search on to the next one, in growing steps."""
         column = "coalesce(latest, body)" if acq_before is None else "body"
@@ -608,6 +609,25 @@ class SeriesStore:
     ) -> dict[tuple[bool, int], list[tuple[int, bytes]]]:
         """The `step` nearest blocks of each (backward?, origin) from its day that hold a
         numeric version on that side of the window: one statement for all of them."""
+        sql, params = self.edge_statement(column, series_id, pending, since, till, step)
+        cur = dbapi_connection(conn).cursor()
+        out: dict[tuple[bool, int], list[tuple[int, bytes]]] = {}
+        for back, o, day, body in self._d.query(cur, sql, params):
+            out.setdefault((bool(back), int(o)), []).append((int(day), bytes(body)))
+        for (back, _), cands in out.items():
+            cands.sort(reverse=back)  # nearest first: UNION ALL keeps no order
+        return out
+
+    def edge_statement(
+        self,
+        column: str,
+        series_id: int,
+        pending: dict[tuple[bool, int], int],
+        since: int,
+        till: int,
+        step: int,
+    ) -> tuple[str, list[int]]:
+        """The statement of `_edge_blocks` and its parameters (the tests read its plan)."""
         ph = self._d.ph
         parts: list[str] = []
         params: list[int] = []
@@ -617,20 +637,23 @@ class SeriesStore:
                 if back
                 else ("day >= {ph} AND num_last >= {ph}", "ASC", till)
             )
+            # Measured blocks by the key (series_id, day, origin); the others by their
+            # partial index, whose predicate the statement repeats so that both engines may
+            # use it.
+            origin_is = (
+                f"FROM blocks WHERE series_id = {ph} AND origin = {ph} AND "
+                if o == ORIGIN_MEASURED
+                else f"FROM blocks{self._d.other_origins} WHERE series_id = {ph} AND "
+                f"origin = {ph} AND origin <> {ORIGIN_MEASURED} AND "
+            )
             parts.append(
                 f"SELECT * FROM (SELECT {int(back)} AS back, origin, day, {column} AS b "
-                f"FROM blocks{self._d.by_origin} WHERE series_id = {ph} AND origin = {ph} AND "
+                + origin_is
                 + cond.format(ph=ph)
                 + f" ORDER BY day {order} LIMIT {step}) AS e{len(parts)}"
             )
             params.extend([series_id, o, day, edge])
-        cur = dbapi_connection(conn).cursor()
-        out: dict[tuple[bool, int], list[tuple[int, bytes]]] = {}
-        for back, o, day, body in self._d.query(cur, " UNION ALL ".join(parts), params):
-            out.setdefault((bool(back), int(o)), []).append((int(day), bytes(body)))
-        for (back, _), cands in out.items():
-            cands.sort(reverse=back)  # nearest first: UNION ALL keeps no order
-        return out
+        return " UNION ALL ".join(parts), params
 
     def cap_max(
         self, conn: Connection, series_ids: Sequence[int], *, origin: int | None
