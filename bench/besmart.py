@@ -369,6 +369,19 @@ class Besmart(Served):
                 row = pg.execute(sql).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def compacted_bytes(self) -> int | None:
+        """`storage_bytes` after `besmart db compact` (SQLite VACUUM, PostgreSQL VACUUM FULL),
+        run as an operator would, beside the idle server: row 7 as InfluxDB's and
+        VictoriaMetrics' are measured, after their own compaction."""
+        subprocess.run(
+            [sys.executable, "-m", "besmart_server", "db", "compact"],
+            env={**os.environ, "BESMART_DATABASE_URL": self.url},
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        return self.storage_bytes()
+
     def storage_bytes(self) -> int:
         """Bytes of the blocks table: on SQLite its pages (WITHOUT ROWID: the primary key is the
         table, no index besides); on PostgreSQL with its TOAST and primary-key index (and all

@@ -319,6 +319,10 @@ class _Peer(Served):
     def storage_bytes(self) -> int:
         raise NotImplementedError
 
+    def compacted_bytes(self) -> int | None:
+        """None: `storage_bytes` is measured after the peer's own compaction already."""
+        return None
+
     def stored_points(self) -> int | None:
         """Not counted back: the workload's points are what was written."""
         return None

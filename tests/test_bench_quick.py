@@ -221,8 +221,12 @@ def test_line_protocol() -> None:
 def _results() -> dict[str, run.Result]:
     ours = {"ingest": 400_000.0, "raw_p95": 40.0, "last_ratio": 1.2, "bytes_per_point": 20.0}
     return {
-        "sqlite": run.Result("besmart-sqlite", values={**ours, "daily_p95": 90.0}),
-        "postgres": run.Result("besmart-postgres", values={**ours, "raw_p95": 60.0}),
+        "sqlite": run.Result(
+            "besmart-sqlite", values={**ours, "daily_p95": 90.0, "bytes_compacted": 2.4}
+        ),
+        "postgres": run.Result(
+            "besmart-postgres", values={**ours, "raw_p95": 60.0, "bytes_compacted": 4.1}
+        ),
         "influxdb": run.Result("influxdb", values={"ingest": 500_000.0, "raw_p95": 80.0}),
         "victoriametrics": run.Result("victoriametrics", skipped="not installed"),
     }
@@ -246,7 +250,10 @@ def test_table_has_every_figure_ratio_and_target() -> None:
     assert raw_p95[header.index("pg/influx")] == "0.75x"
     assert raw_p95[-1] == "< 50 ms: sqlite ✓, pg ✗"
     size = next(line for line in body if line[0].startswith("7 "))
-    assert size[-1] == "<= 16 on SQLite: sqlite ✗"
+    assert size[-1] == "<= 2.5 sqlite, <= 4 pg (18): sqlite ✗, pg ✗"
+    compacted = next(line for line in body if line[0].startswith("7b "))
+    assert compacted[2:4] == ["2.4", "4.1"]
+    assert compacted[-1] == "<= 2.5 sqlite, <= 4 pg (18): sqlite ✓, pg ✗"
     assert run.table(w, _results(), judge=False)[1][-1] == ">= 1.0x influxdb"
 
 

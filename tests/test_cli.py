@@ -345,3 +345,64 @@ def test_a_missing_postgresql_database_is_a_clear_error(request: pytest.FixtureR
     assert "error: cannot open the database:" in result.stderr
     assert "besmart_no_such_database" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_db_compact_gives_back_what_deletions_and_rewrites_left_free(
+    env: dict[str, str], db: Database
+) -> None:
+    """A sensor's blocks deleted and another's rewritten leave free space (SQLite pages,
+    PostgreSQL dead rows); `db compact` shrinks the database and every point stays."""
+    import numpy as np
+
+    from besmart_server.server.compact import database_bytes
+    from besmart_server.server.signals.pipeline import Frame
+    from besmart_server.server.signals.store import SeriesStore
+    from besmart_server.server.signals.tables import blocks
+    from besmart_server.wire import TYPE_DBL
+    from tests.api.signal_helpers import make_sensor, moid
+    from tests.factories import make_client
+
+    store = SeriesStore(db.dialect)
+    cid = make_client(db)
+    kept, gone = make_sensor(db, cid), make_sensor(db, cid)
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, [(kept, moid("P+")), (gone, moid("P+"))], create=True)
+    t0 = 1_767_225_600_000
+    times = t0 + np.arange(200 * 96, dtype=np.int64) * 900_000  # 200 days of 15-min data
+    rng = np.random.default_rng(3)
+    for half in (times[::2], times[1::2]):  # every day's block written twice
+        n = len(half)
+        f = Frame.from_columns(half, [1] * n, [0] * n, [TYPE_DBL] * n, rng.normal(5, 1, n))
+        with db.transaction() as conn:
+            for sid in ids.values():
+                store.insert(conn, np.full(n, sid, dtype=np.int64), f,
+                             live=np.ones(n, dtype=np.bool_))  # fmt: skip
+    with db.transaction() as conn:
+        conn.execute(blocks.delete().where(blocks.c.series_id == ids[(gone, moid("P+"))]))
+    sid = ids[(kept, moid("P+"))]
+    with db.transaction(write=False) as conn:
+        stored = store.read(conn, sid, t0, t0 + 201 * 86_400_000, origin=None, limit=100_000)
+    before = database_bytes(db)
+    code, out = invoke(env, "db", "compact")
+    assert code == 0, out
+    m = re.fullmatch(r"compacted: ([\d,]+) -> ([\d,]+) bytes \(([\d,-]+) freed\)\n", out)
+    assert m, out
+    was, now = (int(g.replace(",", "")) for g in m.groups()[:2])
+    assert was >= before
+    assert now < was
+    assert now == database_bytes(db)
+    with db.transaction(write=False) as conn:
+        again = store.read(conn, sid, t0, t0 + 201 * 86_400_000, origin=None, limit=100_000)
+    assert len(again) == len(times)
+    for col in ("time", "origin", "acq", "type", "value"):
+        assert np.array_equal(getattr(again, col), getattr(stored, col)), col
+
+
+def test_db_compact_refuses_a_missing_database(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    result = runner.invoke(
+        app, ["db", "compact"], env={"BESMART_DATABASE_URL": f"sqlite:///{missing}"}
+    )
+    assert result.exit_code == 1
+    assert f"error: no database at {missing.resolve()}" in result.stderr
+    assert not missing.exists()

@@ -23,7 +23,7 @@ from besmart_server.server.weather.cli import weather_app
 app = typer.Typer(
     help="besmart-server: energy-data platform (besmart REST API).", no_args_is_help=True
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and upkeep.", no_args_is_help=True)
 client_app = typer.Typer(help="Clients (tenants).", no_args_is_help=True)
 user_app = typer.Typer(help="Users and roles.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for the X-Auth header.", no_args_is_help=True)
@@ -90,6 +90,19 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     with open_database(create=True, upgrade=False) as db:
         migrate.upgrade(db, revision)
         typer.echo(f"database at revision {migrate.current_revision(db)}")
+
+
+@db_app.command("compact")
+def db_compact() -> None:
+    """Rewrite the database without the space rewrites and deletions left free (SQLite
+    VACUUM, PostgreSQL VACUUM FULL): for a maintenance window, it holds each table it
+    rewrites exclusively and needs free disk for a copy."""
+    from besmart_server.server.compact import compact
+
+    with open_database() as db:
+        done = compact(db)
+    saved = done.before - done.after
+    typer.echo(f"compacted: {done.before:,} -> {done.after:,} bytes ({saved:,} freed)")
 
 
 @client_app.command("add")
