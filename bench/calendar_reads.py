@@ -84,7 +84,7 @@ def run(url: str, reps: int) -> None:
         year = {"since": YEAR_2025, "till": int(minute[-1]) + MIN}
         ten = {"since": TEN_YEARS_FROM, "till": TEN_YEARS_TILL}
         waw = {"tz": "Europe/Warsaw"}
-        cases = [
+        cases: list[tuple[str, int, int, dict[str, Any]]] = [
             ("delta_t=1440, 525,600 1-min pts", power_mid, P_PLUS, {**year, "delta_t": 1440}),
             ("delta_t=1440&tz=Europe/Warsaw", power_mid, P_PLUS, {**year, "delta_t": 1440, **waw}),
             (

@@ -87,7 +87,10 @@ def run_engine(
         urls = {name: s.load_year() for name, s in servers.items()}
         base = {"since": YEAR0, "till": YEAR0 + 365 * 86_400_000, "max_points": 2000}
         rows: list[str] = []
-        reads = (("chart", {}), ("chart as_of (decodes)", {"as_of": AFTER_EVERY_WRITE}))
+        reads: tuple[tuple[str, dict[str, int]], ...] = (
+            ("chart", {}),
+            ("chart as_of (decodes)", {"as_of": AFTER_EVERY_WRITE}),
+        )
         for label, extra in reads:
             params = {**base, **extra}
             got: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
