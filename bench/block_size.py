@@ -41,7 +41,7 @@ from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import blocks as codec
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.signals.store import COLUMNS, SeriesStore, stored_row
 from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.users import service as users
 from besmart_server.wire import TYPE_DBL
@@ -141,13 +141,9 @@ def _legacy_twin(e: Engine, sid: int) -> int:
         f, _ = codec.decode_batch([(r.day, r.origin, bytes(r.body)) for r in stored])
         col = np.full(len(f), twin, dtype=np.int64)
         rows = [
-            {
-                "series_id": twin, "day": b.day, "origin": b.origin, "n": b.n,
-                "t_last": b.t_last, "num_first": b.num_first, "num_last": b.num_last,
-                "body": b.body, "latest": b.latest,
-            }
+            dict(zip(COLUMNS, (*stored_row(twin, b)[:-1], None), strict=True))
             for _, b in codec.encode_batch(col, f, legacy=True)
-        ]  # fmt: skip
+        ]  # without summaries: format 1 is read by decoding
         conn.execute(insert(blocks), rows)
     return int(twin)
 

@@ -139,6 +139,13 @@ def _series(conn: Connection, moids: Sequence[int]) -> list[int]:
     ]
 
 
+_BLOCKS_BEFORE_0018 = sa.table(
+    "blocks",
+    *(sa.column(c.name, sa.BigInteger if c.name in ("t_last", "num_first", "num_last") else c.type)
+      for c in blocks.c if c.name != "hours"),
+)  # fmt: skip
+
+
 def _insert_blocks(
     conn: Connection,
     series_col: np.ndarray[Any, np.dtype[np.int64]],
@@ -146,10 +153,11 @@ def _insert_blocks(
     *,
     legacy: bool = False,
 ) -> None:
-    """The frame's points as blocks written directly (series_col: each point's series)."""
+    """The frame's points as blocks written directly (series_col: each point's series), as
+    the revisions before 0018 keep them: capture times since 1970 (BIGINT)."""
     for s, e in encode_batch(series_col, f, legacy=legacy):
         conn.execute(
-            sa.insert(blocks).values(
+            sa.insert(_BLOCKS_BEFORE_0018).values(
                 series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
                 num_first=e.num_first, num_last=e.num_last, body=e.body, latest=e.latest,
             )
@@ -593,3 +601,61 @@ def test_0017_measured_blocks_leave_the_origin_index_up_down_up(empty_db: Databa
     assert _block_options(empty_db) == options_before
     _migrate_to(empty_db, "0017", None)
     assert _block_indexes(empty_db) == after
+
+
+def _block_times(db: Database) -> dict[tuple[int, int, int], tuple[int, int | None, int | None]]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT series_id, day, origin, t_last, num_first, num_last FROM blocks")
+        ).all()
+    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+
+
+def test_0018_block_times_become_ms_into_the_day_up_down_up(empty_db: Database) -> None:
+    """0018 stores each block's t_last, num_first and num_last as ms into its day (days
+    before 1970 too; a block without numeric points keeps NULLs), as a write stores them
+    now; down gives the times back, and the store reads the same either side."""
+    from besmart_server.server.signals.store import SeriesStore
+
+    _migrate_to(empty_db, "0017", None)
+    sid, f = _format_1_blocks()
+    early = Frame.from_columns([-2 * _DAY + 7, -3], [1, 1], [5, 5], [0, 2], [1.0, _NAN])
+    sid = np.concatenate([sid, [1, 1]])
+    f = concat([f, early])
+    order = np.lexsort((f.acq, f.time, f.origin, sid))
+    f, sid = f.take(order), sid[order]
+    with empty_db.transaction() as conn:
+        series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
+        _insert_blocks(conn, series_col, f)
+    absolute = {
+        (s, e.day, e.origin): (e.t_last, e.num_first, e.num_last)
+        for s, e in encode_batch(series_col, f)
+    }
+    assert _block_times(empty_db) == absolute
+    assert any(v[1] is None for v in absolute.values())  # the text-only day
+    assert min(d for _, d, _ in absolute) < 0
+    in_day = {
+        k: tuple(None if t is None else t - k[1] * _DAY for t in v) for k, v in absolute.items()
+    }
+    assert all(0 <= t < _DAY for v in in_day.values() for t in v if t is not None)
+
+    def neighbours() -> list[Any]:
+        store = SeriesStore(empty_db.dialect)
+        with empty_db.transaction(write=False) as conn:
+            return [
+                store.neighbours(conn, int(s), _T0 + 3_600_000, _T0 + 3_600_001,
+                                 origin=None, acq_before=None).time.tolist()
+                for s in sorted(set(series_col.tolist()))
+            ]  # fmt: skip
+
+    _migrate_to(empty_db, "0018", None)
+    assert _block_times(empty_db) == in_day
+    # Series 0 around its first hour: measured -0.0 at 00:15 and 1e250 the next day, the
+    # predicted 230.1 at 00:00.
+    found = neighbours()
+    assert found[0] == [_T0, _T0 + 900_000, _T0 + _DAY]
+    _migrate_to(empty_db, "0017", None, down=True)
+    assert _block_times(empty_db) == absolute
+    _migrate_to(empty_db, "0018", None)
+    assert _block_times(empty_db) == in_day
+    assert neighbours() == found

@@ -17,6 +17,7 @@ from besmart_server.server.sensors import demo
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import blocks as codec
 from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.store import COLUMNS, stored_row
 from besmart_server.server.signals.tables import blocks, series
 from besmart_server.server.states.tables import sensor_states, signal_states
 from tests.api.sensor_helpers import (
@@ -566,16 +567,7 @@ def test_delete_removes_states_series_and_points(client: TestClient, db: Databas
             sids[sensor_mid] = sid
             for _, e in codec.encode_batch(np.full(3, sid, dtype=np.int64), three):
                 conn.execute(
-                    insert(blocks).values(
-                        series_id=sid,
-                        day=e.day,
-                        origin=e.origin,
-                        n=e.n,
-                        t_last=e.t_last,
-                        num_first=e.num_first,
-                        num_last=e.num_last,
-                        body=e.body,
-                    )
+                    insert(blocks).values(dict(zip(COLUMNS, stored_row(sid, e), strict=True)))
                 )
     assert _stored_points(db) == {sids[mid]: 3, sids[keep]: 3}
     res = client.delete(f"/api/sensors/{cid}.{mid}", headers=actor.headers)

@@ -21,7 +21,8 @@ from besmart_server.server.signals.catalog import (
     SeriesKind,
     signal_type_by_moid,
 )
-from besmart_server.server.signals.tables import blocks, series
+from besmart_server.server.signals.store import newest_per_sensor
+from besmart_server.server.signals.tables import series
 from besmart_server.server.states.tables import sensor_states
 from besmart_server.wire import ORIGIN_MEASURED
 
@@ -43,26 +44,8 @@ class Node:
 
 
 def newest_measured(conn: Connection, mids: list[int]) -> dict[int, int]:
-    """The newest measured capture time per sensor, from the day blocks' summary column
-    (`t_last`), one grouped query for the whole list: no block body is decoded. Of each
-    series only its newest measured day is read (by the key, from the end), whose `t_last`
-    is the series' newest: the days before hold earlier times."""
-    if not mids:
-        return {}
-    newest = (
-        select(blocks.c.t_last)
-        .where(blocks.c.series_id == series.c.id, blocks.c.origin == ORIGIN_MEASURED)
-        .order_by(blocks.c.day.desc())
-        .limit(1)
-        .correlate(series)
-        .scalar_subquery()
-    )
-    rows = conn.execute(
-        select(series.c.sensor_mid, func.max(newest))
-        .where(series.c.sensor_mid.in_(mids))
-        .group_by(series.c.sensor_mid)
-    )
-    return {int(mid): int(t) for mid, t in rows if t is not None}
+    """The newest measured capture time per sensor (the grid's freshness badge)."""
+    return newest_per_sensor(conn, mids, ORIGIN_MEASURED)
 
 
 def _nodes(conn: Connection, where: list[object], *, limit: int, offset: int = 0) -> list[Node]:

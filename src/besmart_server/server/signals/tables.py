@@ -75,9 +75,11 @@ blocks = Table(
     Column("day", BigInteger, primary_key=True, autoincrement=False),  # time // 86,400,000
     Column("origin", SmallInteger, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),  # points in the body, every version
-    Column("t_last", BigInteger, nullable=False),  # newest capture time of any point
-    Column("num_first", BigInteger, nullable=True),  # first/last time of a DBL/INT point
-    Column("num_last", BigInteger, nullable=True),
+    # Capture times in ms into the block's day (store.stored_row): the newest of any point,
+    # the first and last of a DBL/INT point.
+    Column("t_last", Integer, nullable=False),
+    Column("num_first", Integer, nullable=True),
+    Column("num_last", Integer, nullable=True),
     Column("body", LargeBinary, nullable=False),
     # The newest version per time alone, when the body holds older ones (blocks.Encoded).
     Column("latest", LargeBinary, nullable=True),
