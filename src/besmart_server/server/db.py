@@ -45,7 +45,7 @@ SQLITE_PAGE_SIZE = 16384
 # keeps a small busy table from being vacuumed every tick for a few rows; the factor keeps a
 # large one from being vacuumed every few seconds for a handful of them, each VACUUM reading
 # its indexes whole. 0.05 rather than 0.2: nearly every write leaves a dead row in `blocks`
-# (a rewritten day block), so at 0.2 it would carry a fifth of dead rows in every page.
+# (a rewritten day block), and at 0.2 up to a fifth of its rows could be dead ones.
 PG_VACUUM_THRESHOLD = 1000
 PG_VACUUM_SCALE_FACTOR = 0.05
 # The session advisory lock a vacuuming server holds ("besmVACU"), so that of the servers
