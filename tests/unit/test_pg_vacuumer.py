@@ -14,8 +14,11 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from besmart_server.server.app import create_app
+from besmart_server.server.config import Settings
 from besmart_server.server.db import (
     PG_VACUUM_LOCK_KEY,
     PG_VACUUM_SCALE_FACTOR,
@@ -180,6 +183,21 @@ def test_dispose_stops_the_thread_and_closes_its_connection(
         vacuumer.dispose()
     assert vacuum_threads() == others
     assert wait_for(lambda: vacuum_backends(db) == 0), "its connection outlived dispose()"
+
+
+@pytest.mark.parametrize(("env", "threads"), [("0.05", 1), ("0", 0)])
+def test_the_server_runs_the_thread_from_its_setting(
+    db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch, env: str, threads: int
+) -> None:
+    pg_only(db)
+    monkeypatch.setenv("BESMART_PG_VACUUM_SECONDS", env)
+    settings = Settings(database_url=database_url, demo=False)
+    others = vacuum_threads()
+    with TestClient(create_app(settings)):
+        assert len(vacuum_threads()) == len(others) + threads
+        if threads:
+            assert wait_for(lambda: vacuum_backends(db) == 1), "the thread never connected"
+    assert vacuum_threads() == others
 
 
 def test_a_failing_tick_is_logged_and_the_thread_goes_on(

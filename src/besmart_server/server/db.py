@@ -277,12 +277,12 @@ class PgVacuumer:
             self._close()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        with self._conn_lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(
-                    self._dsn, autocommit=True, application_name="besmart-vacuum"
-                )
-            return self._conn
+        conn = self._conn  # only this thread sets it; stop() reads it under the lock
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._dsn, autocommit=True, application_name="besmart-vacuum")
+            with self._conn_lock:
+                self._conn = conn
+        return conn
 
     def _close(self) -> None:
         with self._conn_lock:
@@ -301,8 +301,8 @@ class PgVacuumer:
         if not (got and got[0]):
             return None
         try:
-            # Read under the lock, so a server that queued behind another's VACUUM sees the
-            # counts that VACUUM reported rather than vacuuming the same table again.
+            # Read under the lock, so a tick right after another server's VACUUM sees the
+            # counts that VACUUM reported, not the ones that made it vacuum.
             rows = conn.execute(
                 "SELECT schemaname, relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"
                 " WHERE schemaname = current_schema()"
