@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_checkpoint_seconds=settings.sqlite_checkpoint_seconds,
+            pg_vacuum_seconds=settings.pg_vacuum_seconds,
         )
         app.state.store = SeriesStore(app.state.db.dialect)
         app.state.write_observers = [vee_worker.Observer(app.state)]

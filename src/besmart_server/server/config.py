@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         description="the server checkpoints SQLite's WAL this often on a thread of its own "
         "(0: SQLite does it inside the commit that fills 1,000 WAL pages)",
     )
+    pg_vacuum_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="while PostgreSQL's autovacuum is off, the server looks this often on a "
+        "thread of its own for tables with many dead rows and vacuums them (0: never)",
+    )
     token_ttl_seconds: int = Field(7200, ge=60, description="lifetime of login tokens")
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (JSON list)"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -35,6 +39,21 @@ _WRITE_OPTION = "besmart_write"
 # copies far fewer whole rows into interior cells (bench/README.md, "page size").
 SQLITE_PAGE_SIZE = 16384
 
+# When PostgreSQL's autovacuum is off, the server's own vacuum thread (PgVacuumer) vacuums a
+# table once its dead tuples exceed THRESHOLD + SCALE_FACTOR * its live tuples: autovacuum's
+# own rule (autovacuum_vacuum_threshold + _scale_factor, 50 and 0.2 by default). The floor
+# keeps a small busy table from being vacuumed every tick for a few rows; the factor keeps a
+# large one from being vacuumed every few seconds for a handful of them, each VACUUM reading
+# its indexes whole. 0.05 rather than 0.2: nearly every write leaves a dead row in `blocks`
+# (a rewritten day block), and at 0.2 up to a fifth of its rows could be dead ones.
+PG_VACUUM_THRESHOLD = 1000
+PG_VACUUM_SCALE_FACTOR = 0.05
+# The session advisory lock a vacuuming server holds ("besmVACU"), so that of the servers
+# and hosts on one database only one vacuums at a time (advisory locks are per database).
+PG_VACUUM_LOCK_KEY = 0x6265_736D_5641_4355
+
+log = logging.getLogger(__name__)
+
 
 def now_ms() -> int:
     """Server clock as UTC unix milliseconds."""
@@ -48,6 +67,15 @@ def normalize_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def psycopg_dsn(url: str) -> str:
+    """The libpq URL psycopg connects to for a postgresql:// database URL."""
+    return (
+        make_url(normalize_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 def create_db_engine(
@@ -105,6 +133,7 @@ class Database:
         *,
         sqlite_synchronous: str = "NORMAL",
         sqlite_checkpoint_seconds: float = 0.0,
+        pg_vacuum_seconds: float = 0.0,
     ) -> None:
         self.url = url
         database = make_url(normalize_url(url)).database
@@ -117,6 +146,9 @@ class Database:
         self._checkpointer: WalCheckpointer | None = None
         if background and database:
             self._checkpointer = WalCheckpointer(database, sqlite_checkpoint_seconds)
+        self._vacuumer: PgVacuumer | None = None
+        if self.dialect == "postgresql" and pg_vacuum_seconds > 0:
+            self._vacuumer = PgVacuumer(psycopg_dsn(url), pg_vacuum_seconds)
 
     @staticmethod
     def _is_sqlite_file(url: str, database: str | None) -> bool:
@@ -145,9 +177,11 @@ class Database:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
-        """Close every pooled connection (and stop the checkpointer)."""
+        """Close every pooled connection (and stop the checkpointer or vacuumer)."""
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._vacuumer is not None:
+            self._vacuumer.stop()
         self.engine.dispose()
 
 
@@ -187,4 +221,115 @@ class WalCheckpointer:
     def stop(self) -> None:
         """Checkpoint once more and end the thread."""
         self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """A table's row of pg_stat_user_tables (tuple counts as of the last stats flush)."""
+
+    name: str
+    live: int
+    dead: int
+
+
+def tables_to_vacuum(autovacuum: str, tables: Iterable[TableStats]) -> list[str]:
+    """The tables the server vacuums itself, given `current_setting('autovacuum')`: none
+    when autovacuum is on (it does the job), else those past the threshold above."""
+    if autovacuum == "on":
+        return []
+    return [
+        t.name for t in tables if t.dead > PG_VACUUM_THRESHOLD + PG_VACUUM_SCALE_FACTOR * t.live
+    ]
+
+
+class PgVacuumer:
+    """VACUUM of the PostgreSQL tables the server churns, when autovacuum is off.
+
+    Every write of a day block rewrites its row (signals/tables.py `blocks`), leaving a dead
+    tuple; with autovacuum off nothing reclaims them and `blocks` grows to about twice its
+    live size. A daemon thread looks every `interval_s` and, while `autovacuum` is off,
+    vacuums the current schema's tables past the threshold (`tables_to_vacuum`), holding
+    PG_VACUUM_LOCK_KEY (a tick another process holds it for is skipped). Its connection is
+    its own, outside the engine's pool, in autocommit (VACUUM cannot run in a transaction);
+    after an error it is closed (which releases the lock) and opened again on the next tick.
+    """
+
+    def __init__(self, dsn: str, interval_s: float) -> None:
+        self._dsn = dsn
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = threading.Lock()  # stop() cancels a running VACUUM through it
+        self._thread = threading.Thread(target=self._run, name="pg-vacuum", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    self.vacuum_once()
+                except Exception:
+                    if not self._stop.is_set():  # a VACUUM cancelled by stop() is no news
+                        log.warning("vacuum tick failed", exc_info=True)
+                    self._close()
+        finally:
+            self._close()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._conn  # only this thread sets it; stop() reads it under the lock
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._dsn, autocommit=True, application_name="besmart-vacuum")
+            with self._conn_lock:
+                self._conn = conn
+        return conn
+
+    def _close(self) -> None:
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def vacuum_once(self) -> list[str] | None:
+        """One tick: the tables vacuumed, or None when another process holds the lock."""
+        conn = self._connect()
+        row = conn.execute("SELECT current_setting('autovacuum')").fetchone()
+        autovacuum = str(row[0]) if row else "off"
+        if autovacuum == "on":  # neither the lock nor the stats are needed
+            return []
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (PG_VACUUM_LOCK_KEY,)).fetchone()
+        if not (got and got[0]):
+            return None
+        try:
+            # Read under the lock, so a tick right after another server's VACUUM sees the
+            # counts that VACUUM reported, not the ones that made it vacuum.
+            rows = conn.execute(
+                "SELECT schemaname, relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"
+                " WHERE schemaname = current_schema()"
+            ).fetchall()
+            schema = {str(r[1]): str(r[0]) for r in rows}
+            stats = [TableStats(str(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
+            names = tables_to_vacuum(autovacuum, stats)
+            done: list[str] = []
+            for name in names:
+                if self._stop.is_set():
+                    break
+                table = sql.Identifier(schema[name], name)
+                conn.execute(sql.SQL("VACUUM (SKIP_LOCKED) {}").format(table))
+                done.append(name)
+            if done:
+                log.debug("vacuumed %s", ", ".join(done))
+            return done
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (PG_VACUUM_LOCK_KEY,))
+
+    def stop(self) -> None:
+        """End the thread, cancelling a VACUUM in progress (dispose need not wait for it)."""
+        self._stop.set()
+        with self._conn_lock:
+            conn = self._conn
+        if conn is not None:
+            # Closed meanwhile, or the server is gone: nothing to cancel.
+            with suppress(Exception):
+                conn.cancel_safe()
         self._thread.join(timeout=30)
