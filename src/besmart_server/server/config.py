@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         "(0: SQLite does it inside the commit that fills 1,000 WAL pages)",
     )
     pg_vacuum_seconds: float = Field(
-        2.0,
+        1.0,
         ge=0,
         le=3600,
         description="while PostgreSQL's autovacuum is off, the server looks this often on a "
