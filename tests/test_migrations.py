@@ -578,8 +578,9 @@ def _block_options(db: Database) -> set[str]:
 
 def test_0017_measured_blocks_leave_the_origin_index_up_down_up(empty_db: Database) -> None:
     """0017 turns the (series_id, origin, day) index into one of the origins other than
-    measured; on PostgreSQL it keeps blocks of up to a page in their row and gives `blocks`
-    autovacuum thresholds of its own. Down restores 0016's index and options."""
+    measured; on PostgreSQL it keeps blocks of up to a page in their row, fills pages whole
+    and gives `blocks` autovacuum thresholds of its own. Down restores 0016's index and
+    options."""
     _migrate_to(empty_db, "0016", None)
     before = _block_indexes(empty_db)
     assert list(before) == ["ix_blocks_series_origin_day"]
@@ -591,7 +592,7 @@ def test_0017_measured_blocks_leave_the_origin_index_up_down_up(empty_db: Databa
     if empty_db.dialect == "postgresql":
         assert options_before == {"fillfactor=90"}
         assert _block_options(empty_db) == {
-            "fillfactor=90",
+            "fillfactor=100",
             "toast_tuple_target=8160",
             "autovacuum_vacuum_scale_factor=0.05",
             "autovacuum_vacuum_threshold=1000",
