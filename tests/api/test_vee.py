@@ -428,12 +428,49 @@ def test_a_failing_queue_never_fails_the_write(
         raise RuntimeError("queue unavailable")
 
     monkeypatch.setattr(vee_service, "enqueue", broken)
+    monkeypatch.setattr(vee_service, "enqueue_apart", broken)
     put(client, owner.headers, cid, mid, EA, _day_with_defects())
     _settle(app)
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert len(data["data"]["time"]) == 88  # the points stand, unvalidated
     with db.transaction(write=False) as conn:
         assert vee_service.pending(conn) == 0
+
+
+def test_a_queue_insert_the_database_refuses_never_fails_the_write(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """The queue's INSERT fails in the database itself (on PostgreSQL that aborts the
+    transaction unless its savepoint is rolled back): the points stand, nothing is queued."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    pg = db.dialect == "postgresql"
+    with db.transaction() as conn:
+        conn.exec_driver_sql(
+            "ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK (points < 0) NOT VALID"
+            if pg
+            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    try:
+        put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    finally:
+        with db.transaction() as conn:
+            conn.exec_driver_sql(
+                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
+            )
+    _settle(app)
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
+    assert len(data["data"]["time"]) == 88
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0
+    quality = {"since": T0, "till": T0 + DAY}
+    r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
+    assert r.json()["events"] == []  # never queued, never validated
+    put(client, owner.headers, cid, mid, EA, _day_with_defects())  # queued once it can be
+    _settle(app)
+    r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
+    assert r.json()["events"] != []
 
 
 def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:
