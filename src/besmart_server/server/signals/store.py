@@ -56,6 +56,7 @@ from besmart_server.wire import ORIGINS, TYPE_DBL, TYPE_INT
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 Rows = list[tuple[int, int, int, bytes]]  # (series id, day, origin, body) of stored blocks
+Rows2 = list[tuple[int, int]]  # (series id, stamp) as the stamping statement returns them
 
 # The most blocks per origin one round of the neighbour search decodes at most (see neighbours).
 _EDGE_STEP_MAX: Final = 64
@@ -81,6 +82,14 @@ def _stored_sqlite(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
         cur.execute(f"SELECT series_id, day, origin, body FROM blocks WHERE {where}", params)
         out.extend((int(s), int(d), int(o), bytes(b)) for s, d, o, b in cur.fetchall())
     return out
+
+
+def _stamp_and_read_sqlite(
+    cur: Any, stamp: str, span: list[tuple[int, tuple[int, int]]]
+) -> tuple[Rows2, Rows]:
+    cur.execute(stamp)
+    clock: Rows2 = cur.fetchall()
+    return clock, _stored_sqlite(cur, span)
 
 
 def _query_sqlite(cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -126,10 +135,21 @@ _PG_MERGE: Final = (
 )
 
 
-def _stored_pg(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
+def _stamp_and_read_pg(
+    cur: Any, stamp: str, span: list[tuple[int, tuple[int, int]]]
+) -> tuple[Rows2, Rows]:
+    """The staging table, the series' lock and stamps, and the stored blocks, in one round
+    trip (psycopg's pipeline mode): the blocks' read waits on the server for the lock, as
+    it did a round trip later."""
+    conn = cur.connection
     params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
-    cur.execute(_PG_STORED, params, binary=True)
-    return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in cur.fetchall()]
+    with conn.pipeline(), conn.cursor() as stamps, conn.cursor() as found:
+        cur.execute(_PG_STAGE)
+        stamps.execute(stamp)
+        found.execute(_PG_STORED, params, binary=True)
+        clock: Rows2 = stamps.fetchall()
+        rows = found.fetchall()
+    return clock, [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
 
 
 def _query_pg(cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -164,9 +184,10 @@ class Dialect:
     lock: str
     locked: str
     clock: str
-    # Run in the same round trip as the lock (PostgreSQL: the staging table _put copies into).
-    prelude: str
-    stored: Callable[[Any, list[tuple[int, tuple[int, int]]]], Rows]
+    # The stamping statement's rows (series id, stamp), then the stored blocks within the
+    # spans (`stored`): PostgreSQL sends both, with the staging table _put copies into, in
+    # one round trip.
+    stamp_and_read: Callable[[Any, str, list[tuple[int, tuple[int, int]]]], tuple[Rows2, Rows]]
     # A read statement's rows (PostgreSQL: in the binary format).
     query: Callable[[Any, str, Sequence[Any]], list[tuple[Any, ...]]]
     put: Callable[[Any, list[tuple[Any, ...]]], None]
@@ -184,8 +205,7 @@ SQLITE: Final = Dialect(
     lock="",  # BEGIN IMMEDIATE holds the database's write lock already
     locked="",
     clock="series.acq_us",
-    prelude="",
-    stored=_stored_sqlite,
+    stamp_and_read=_stamp_and_read_sqlite,
     query=_query_sqlite,
     put=_put_sqlite,
     insert=sqlite.insert,
@@ -202,8 +222,7 @@ POSTGRES: Final = Dialect(
     "ORDER BY id FOR UPDATE) ",
     locked=" JOIN l ON l.id = v.column1",
     clock="l.acq_us",  # the newest committed stamp: the row as the lock returned it
-    prelude=_PG_STAGE + "; ",
-    stored=_stored_pg,
+    stamp_and_read=_stamp_and_read_pg,
     query=_query_pg,
     put=_put_pg,
     insert=postgresql.insert,
@@ -334,13 +353,13 @@ class SeriesStore:
         if live is None:
             live = np.zeros(len(frame), dtype=np.bool_)
         cur = dbapi_connection(conn).cursor()
-        frame = self._stamp(cur, series_id, frame, live, keys)
         span: dict[int, tuple[int, int]] = {}
-        wanted = _block_keys(series_id, frame)
+        wanted = _block_keys(series_id, frame)  # stamps change no block a point falls in
         for sid, day, _ in wanted:
             lo, hi = span.get(sid, (day, day))
             span[sid] = (min(lo, day), max(hi, day))
-        stored = [row for row in self._d.stored(cur, sorted(span.items())) if row[:3] in wanted]
+        frame, found = self._stamp(cur, series_id, frame, live, keys, sorted(span.items()))
+        stored = [row for row in found if row[:3] in wanted]
         old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
         both = concat([old, frame])
         sid_col = np.concatenate(
@@ -379,10 +398,12 @@ class SeriesStore:
         frame: Frame,
         live: NDArray[np.bool_],
         keys: Mapping[int, SeriesKey] | None,
-    ) -> Frame:
+        span: list[tuple[int, tuple[int, int]]],
+    ) -> tuple[Frame, Rows]:
         """Lock the write's series (held until the transaction ends) and move each one's
         clock: past its newest imported acq, and for a live write to its new stamp, which
-        the live points get. One statement, the ids and stamps inlined (integers only); with
+        the live points get; then read the stored blocks of each series within its (first,
+        last) day of `span`. One statement, the ids and stamps inlined (integers only); with
         `keys`, a row whose (sensor, signal type) is not its id's key is left alone, and
         missing from what the statement returns."""
         ids, at = _series_index(series_id)
@@ -405,26 +426,23 @@ class SeriesStore:
         now = now_ms()
         last = f"{g}({self._d.clock}, v.column2)"
         sql = (
-            self._d.prelude
-            + self._d.lock.format(ids=", ".join(map(str, ids.tolist())))
+            self._d.lock.format(ids=", ".join(map(str, ids.tolist())))
             + f"UPDATE series SET acq_us = CASE WHEN v.column3 = 1 "
             f"THEN {g}({last} / 1000 + 1, {now}) * 1000 ELSE {last} END "
             f"FROM (VALUES {values}) AS v{self._d.locked} WHERE series.id = v.column1{match} "
             "RETURNING series.id, series.acq_us"
         )
-        cur.execute(sql)
-        while cur.description is None and cur.nextset():  # past the prelude's result
-            pass
-        clock = dict(cur.fetchall())
+        stamps, stored = self._d.stamp_and_read(cur, sql, span)
+        clock = dict(stamps)
         if len(clock) != len(ids):
             if keys is not None:
                 self.forget(keys[i] for i in id_list if i not in clock)
             raise SeriesGone()
         if not bool(live.any()):
-            return frame
+            return frame, stored
         stamp = np.array([clock[i] for i in ids.tolist()], dtype=np.int64)
         acq = np.where(live, stamp[at], frame.acq)
-        return Frame(frame.time, frame.origin, acq, frame.type, frame.value, frame.text)
+        return Frame(frame.time, frame.origin, acq, frame.type, frame.value, frame.text), stored
 
     # --- reads ----------------------------------------------------------------------------
 
