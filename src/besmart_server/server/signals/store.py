@@ -143,10 +143,11 @@ def _stamp_and_read_pg(
     it did a round trip later."""
     conn = cur.connection
     params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
-    with conn.pipeline(), conn.cursor() as stamps, conn.cursor() as found:
-        cur.execute(_PG_STAGE)
-        stamps.execute(stamp)
-        found.execute(_PG_STORED, params, binary=True)
+    with conn.cursor() as stamps, conn.cursor() as found:
+        with conn.pipeline():  # its end waits for all three results; a fetch in it, again
+            cur.execute(_PG_STAGE)
+            stamps.execute(stamp)
+            found.execute(_PG_STORED, params, binary=True)
         clock: Rows2 = stamps.fetchall()
         rows = found.fetchall()
     return clock, [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
