@@ -557,8 +557,8 @@ def enqueue(
 
 # The queue rows of a write as arrays, one per column, and what they share as scalars: a
 # short statement (psycopg caches its parse; one with a placeholder per value, 1,100 for
-# the benchmark's 100 series, it parses again each time, 5 ms) whose parameters are dumped
-# as eleven values, not 1,100.
+# the benchmark's 100 series, it parses again each time) whose parameters are dumped as
+# eleven values, not 1,100. 100 rows: 1.9 ms, against 3.0 ms for SQLAlchemy's executemany.
 _PG_ENQUEUE = (
     "INSERT INTO vee_queue (client_cid, sensor_mid, signal_type_moid, since, till, origins, "
     "points, who, method, reason, enqueued_at) "
