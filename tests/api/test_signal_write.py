@@ -622,3 +622,23 @@ def test_an_overflowed_multiplied_point_is_a_422_with_delta_t_too(
     )
     assert r.status_code == 200, r.text
     assert r.json()["data"]["value"] == [5e249]
+
+
+def test_many_checks_the_token_before_the_body_and_in_the_write(
+    client: TestClient, writer: tuple[int, int, Actor]
+) -> None:
+    # The multi-series PUT checks its caller in the write's own transaction: a wrong or
+    # missing token is a 401 whatever the body (a bad one too), and stores nothing.
+    cid, mid, a = writer
+    good = [item(cid, mid, "P+", {"time": [T0], "value": [1.0]})]
+    bad = [item(cid, mid, "P+", {"time": [T0], "value": ["x"]})]
+    wrong = {"Authorization": "Bearer " + a.headers["Authorization"].split()[1][:-4] + "AAAA"}
+    for url in (MANY, MANY_LEGACY):
+        for body in (good, bad, b"{not json"):
+            kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
+            assert client.put(url, headers=wrong, **kw).status_code == 401
+            assert client.put(url, **kw).status_code == 401
+    assert values(client, a, cid, mid, "P+") == []
+    assert client.put(MANY, json=bad, headers=a.headers).status_code == 422
+    assert client.put(MANY, json=good, headers=a.headers).status_code == 200
+    assert values(client, a, cid, mid, "P+") == [1.0]

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 
 from besmart_server.schemas.users import Role
+from besmart_server.server.access import Principal
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
@@ -428,12 +429,71 @@ def test_a_failing_queue_never_fails_the_write(
         raise RuntimeError("queue unavailable")
 
     monkeypatch.setattr(vee_service, "enqueue", broken)
+    monkeypatch.setattr(vee_service, "enqueue_apart", broken)
     put(client, owner.headers, cid, mid, EA, _day_with_defects())
     _settle(app)
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert len(data["data"]["time"]) == 88  # the points stand, unvalidated
     with db.transaction(write=False) as conn:
         assert vee_service.pending(conn) == 0
+
+
+def test_a_queue_insert_the_database_refuses_never_fails_the_write(
+    db: Database, client: TestClient, app: FastAPI
+) -> None:
+    """The queue's INSERT fails in the database itself (on PostgreSQL that aborts the
+    transaction unless its savepoint is rolled back): the points stand, nothing is queued."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    pg = db.dialect == "postgresql"
+    with db.transaction() as conn:
+        conn.exec_driver_sql(
+            "ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK (points < 0) NOT VALID"
+            if pg
+            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    try:
+        put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    finally:
+        with db.transaction() as conn:
+            conn.exec_driver_sql(
+                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
+            )
+    _settle(app)
+    data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
+    assert len(data["data"]["time"]) == 88
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 0
+    quality = {"since": T0, "till": T0 + DAY}
+    r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
+    assert r.json()["events"] == []  # never queued, never validated
+    put(client, owner.headers, cid, mid, EA, _day_with_defects())  # queued once it can be
+    _settle(app)
+    r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
+    assert r.json()["events"] != []
+
+
+def test_a_live_writes_queue_rows_are_enqueues_rows(db: Database) -> None:
+    """enqueue_apart (a live write's queue rows: on PostgreSQL one INSERT of arrays) stores
+    what enqueue stores, row for row."""
+    writer = Principal(user_id=7, login=None)
+    writes = [
+        vee_service.Written(3, 10 + i, moid("A+"), T0 + i, T0 + DAY, (1, 5) if i else (2,), i)
+        for i in range(3)
+    ]
+    got = []
+    for queue in (vee_service.enqueue, vee_service.enqueue_apart):
+        with db.transaction() as conn:
+            assert queue(conn, writer, writes, reason="why 'quoted'") == 3
+            rows = conn.execute(select(vee_queue).order_by(vee_queue.c.id)).all()
+            conn.execute(delete(vee_queue))
+        got.append([r._asdict() | {"id": 0, "enqueued_at": 0} for r in rows])
+    assert got[0] == got[1]
+    assert got[0][1]["origins"] == "1,5"
+    assert got[0][0]["who"] == "user 7"
+    with db.transaction() as conn:
+        assert vee_service.enqueue_apart(conn, writer, [], reason=None) == 0
 
 
 def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:

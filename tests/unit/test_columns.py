@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -288,6 +289,7 @@ _cell = st.one_of(
     st.booleans(),
     st.none(),
     st.text(max_size=3),
+    st.lists(st.integers(0, 3), max_size=2),
 )
 
 
@@ -334,22 +336,58 @@ def test_decode_many_answers_and_fails_exactly_as_decode_item_by_item(
         want = exc
     except OverflowError:
         return  # decode's own limit (a huge int in a value column), not this function's
-    try:
-        got: list[columns.Columns] | Invalid = columns.decode_many(items, locs)
-    except Invalid as exc:
-        got = exc
-    if isinstance(want, Invalid):
-        assert isinstance(got, Invalid)
-        assert (str(got), got.loc) == (str(want), want.loc)
-        return
-    assert not isinstance(got, Invalid)
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert g.time.tolist() == w.time.tolist()
-        assert g.origin.tolist() == w.origin.tolist()
-        assert g.type.tolist() == w.type.tolist()
-        np.testing.assert_array_equal(g.value, w.value)
-        assert (g.text, g.acq_ms is None) == (w.text, w.acq_ms is None)
+    raws: list[bytes | None] = [None]
+    # With the body's JSON and no bool in it, numpy's inference checks the types (an int
+    # beyond 64 bits: no JSON that orjson parses, so no such body).
+    with contextlib.suppress(TypeError):
+        raws.append(orjson.dumps(items))
+    for raw in raws:
+        try:
+            got: list[columns.Columns] | Invalid = columns.decode_many(items, locs, raw)
+        except Invalid as exc:
+            got = exc
+        if isinstance(want, Invalid):
+            assert isinstance(got, Invalid)
+            assert (str(got), got.loc) == (str(want), want.loc)
+            continue
+        assert not isinstance(got, Invalid)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.time.tolist() == w.time.tolist()
+            assert g.origin.tolist() == w.origin.tolist()
+            assert g.type.tolist() == w.type.tolist()
+            np.testing.assert_array_equal(g.value, w.value)
+            assert (g.text, g.acq_ms is None) == (w.text, w.acq_ms is None)
+
+
+def test_decode_many_with_the_body_refuses_what_numpy_would_take() -> None:
+    """With the body's JSON, decode_many lets numpy infer the columns' types: a bool beside
+    ints (`np.array([1, True])` is int64), a float time (decode floors it) or a nested list
+    must still be answered exactly as decode answers them."""
+    locs = [("body", 0, "data"), ("body", 1, "data")]
+    plain = {"time": [T, T + 1], "value": [1.0, 2.0]}
+    for bad in (
+        {"time": [T, True], "value": [1.0, 2.0]},
+        {"time": [T, T + 1], "value": [1, True]},
+        {"time": [T, T + 1], "value": [1.0, 2.0], "origin": [1, True]},
+        {"time": [T, -1.5], "value": [1.0, 2.0]},
+        {"time": [T, T + 1], "value": [1.0, [2.0]]},
+        {"time": [T, T + 1], "value": [1.0, "2"]},
+        {"time": [T, T + 1], "value": [1.0, None]},
+    ):
+        items = [plain, bad]
+        try:
+            want: Any = [columns.decode(it, loc) for it, loc in zip(items, locs, strict=True)]
+        except Invalid as exc:
+            want = (str(exc), exc.loc)
+        try:
+            got: Any = columns.decode_many(items, locs, orjson.dumps(items))
+        except Invalid as exc:
+            got = (str(exc), exc.loc)
+        if isinstance(want, tuple):
+            assert got == want, bad
+        else:
+            assert [c.time.tolist() for c in got] == [c.time.tolist() for c in want], bad
 
 
 def test_check_points_applies_decodes_bounds_to_columns_built_in_code() -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection
 
+from besmart_server.server.access import Principal
 from besmart_server.server.db import Database, now_ms
+from besmart_server.server.signals import columns, service
 from besmart_server.server.signals.pipeline import Frame, concat, latest_versions
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_RM, TYPE_STR
@@ -557,3 +559,38 @@ def test_a_new_version_is_kept_beside_the_old_and_a_same_key_point_replaces_it(
     ]
     assert got.value[:2].tolist() == [1.0, 1.5]
     assert got.text == (None, None, "x")
+
+
+def test_remembered_series_ids_are_checked_against_their_keys(
+    db: Database, store: SeriesStore
+) -> None:
+    """A write takes the series ids its store remembers, without a lookup; its stamping
+    statement checks each against its key. An id remembered from a transaction that rolled
+    back (SQLite hands the same id to the next series created) is looked up again, and the
+    points never land in the series that now has that id."""
+    cid = make_client(db)
+    mid = make_sensor(db, cid)
+    a, b = (mid, moid("A+")), (mid, moid("P+"))
+    with db.engine.connect() as conn:
+        rolled_back = conn.begin()
+        phantom = store.series_ids(conn, [a], create=True)[a]
+        rolled_back.rollback()
+    with db.transaction() as conn:
+        assert store.series_ids(conn, [a], create=False, known=True) == {a: phantom}
+        assert store.series_ids(conn, [a], create=False) == {}
+        other = store.series_ids(conn, [b], create=True)[b]
+    if db.dialect == "sqlite":
+        assert other == phantom  # AUTOINCREMENT's counter rolled back with the row
+    admin = Principal(user_id=None, login="t", is_admin=True)
+    cols = columns.decode({"time": [T, T + 1], "value": [1.0, 2.0]})
+    item = service.WriteItem(cid, mid, moid("A+"), None, cols, ("body",))
+    with db.transaction() as conn:
+        assert service.write(conn, store, admin, [item]) == 2
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, [a, b], create=False)
+        assert ids[b] == other
+        assert read(conn, store, other).value.tolist() == []
+        assert read(conn, store, ids[a]).value.tolist() == [1.0, 2.0]
+        # remembered now as it is stored: the next write needs no lookup and checks out
+        assert store.series_ids(conn, [a], create=False, known=True) == {a: ids[a]}
+        assert service.write(conn, store, admin, [item]) == 2  # a second version of each

@@ -150,20 +150,46 @@ class _NotPlain(Exception):
     """The items are not all plain numeric ones: validate them one by one."""
 
 
-def decode_many(bodies: Sequence[dict[str, Any]], locs: Sequence[Loc]) -> list[Columns]:
+def decode_many(
+    bodies: Sequence[dict[str, Any]], locs: Sequence[Loc], raw: bytes | None = None
+) -> list[Columns]:
     """`decode` of many columnar objects (the items of a multi-series PUT).
 
     When every item is plain — integer times, finite numbers, origins in range, no type,
     acq_time or text — each column is validated once over all items concatenated: per item,
     a dozen numpy calls cost more than its hundred points do. Anything else, and every error,
-    goes through `decode` item by item, so answers and errors are exactly decode's.
+    goes through `decode` item by item, so answers and errors are exactly decode's. `raw`,
+    the JSON the bodies were parsed from, lets numpy check the columns' types (see
+    _no_bools).
     """
     if bodies and all(_is_plain(b) for b in bodies):
         try:
-            return _decode_plain(bodies)
+            return _decode_plain(bodies, typed=raw is not None and _no_bools(raw))
         except _NotPlain:
             pass
     return [decode(b, loc) for b, loc in zip(bodies, locs, strict=True)]
+
+
+def _no_bools(raw: bytes) -> bool:
+    """Whether JSON `raw` surely holds no true or false (a string that spells one only costs
+    the check by type). Without bools, numpy's own inference of a list's dtype tells what a
+    check of every element's type would: all ints give int64, any float float64, anything
+    else (a string, None, a list, an int beyond 64 bits) another dtype or shape. A bool it
+    would take for an int (`np.array([1, True])` is int64), hence this: a search of the
+    bytes costs a hundredth of the per-element check (0.9 ms a 10,000-point request)."""
+    return b"true" not in raw and b"false" not in raw
+
+
+def _typed(col: list[Any], dtype: type[np.generic]) -> NDArray[Any]:
+    """`col` (bools excluded) as a 1-D array of int64, or of float64 when `dtype` is that
+    (ints and floats both), else _NotPlain."""
+    try:
+        a = np.array(col)
+    except (ValueError, OverflowError) as exc:  # lists of unequal lengths among the cells
+        raise _NotPlain from exc
+    if a.ndim != 1 or not (a.dtype == np.int64 or (dtype is np.float64 and a.dtype == dtype)):
+        raise _NotPlain
+    return a if a.dtype == dtype else a.astype(dtype)
 
 
 def _is_plain(body: dict[str, Any]) -> bool:
@@ -178,7 +204,7 @@ def _is_plain(body: dict[str, Any]) -> bool:
     )
 
 
-def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
+def _decode_plain(bodies: Sequence[dict[str, Any]], *, typed: bool = False) -> list[Columns]:
     sizes = [len(b["time"]) for b in bodies]
     total = sum(sizes)
     times = list(itertools.chain.from_iterable(b["time"] for b in bodies))
@@ -188,16 +214,21 @@ def _decode_plain(bodies: Sequence[dict[str, Any]]) -> list[Columns]:
             b.get("origin") or [1] * n for b, n in zip(bodies, sizes, strict=True)
         )
     )
-    if set(map(type, times)) - {int} or set(map(type, origins)) - {int}:
-        raise _NotPlain
-    if set(map(type, values)) - _NUMBER:
-        raise _NotPlain
-    try:
-        time = np.fromiter(times, dtype=np.int64, count=total)
-        origin = np.fromiter(origins, dtype=np.int64, count=total)
-        value = np.array(values, dtype=np.float64) if total else np.empty(0, dtype=np.float64)
-    except OverflowError as exc:
-        raise _NotPlain from exc
+    if typed and total:
+        time = _typed(times, np.int64)
+        origin = _typed(origins, np.int64)
+        value = _typed(values, np.float64)
+    else:
+        if set(map(type, times)) - {int} or set(map(type, origins)) - {int}:
+            raise _NotPlain
+        if set(map(type, values)) - _NUMBER:
+            raise _NotPlain
+        try:
+            time = np.fromiter(times, dtype=np.int64, count=total)
+            origin = np.fromiter(origins, dtype=np.int64, count=total)
+            value = np.array(values, dtype=np.float64) if total else np.empty(0, dtype=np.float64)
+        except OverflowError as exc:
+            raise _NotPlain from exc
     if total and not _within(value, VALUE_MAX):
         raise _NotPlain
     if bool(((origin < _ORIGIN_MIN) | (origin > _ORIGIN_MAX)).any()):

@@ -46,7 +46,7 @@ from besmart_server.server.signals.pipeline import (
     StatePeriod,
     missing_swap_ends,
 )
-from besmart_server.server.signals.store import SeriesKey, SeriesStore
+from besmart_server.server.signals.store import SeriesGone, SeriesKey, SeriesStore
 from besmart_server.server.signals.tables import series as series_table
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.wire import ACQ_SKEW_MS, ORIGINS, TIME_MAX, TIME_MIN
@@ -153,16 +153,36 @@ def write(
             locs.append(item.loc)
     if not converted:
         return 0
-    ids = store.series_ids(conn, (k for k, _ in converted), create=True)
     # Every item as one frame, in request order (the store keeps the later of two points
     # with the same key): no frame or sort per item. Points without an acq_time are live:
     # the store stamps them, one stamp per series (0 until then).
     frame = to_frame([c for _, c in converted], 0)
     sizes = [len(c) for _, c in converted]
     check_points(frame, sizes, locs)
-    series = np.repeat(np.array([ids[k] for k, _ in converted], dtype=np.int64), sizes)
     live = np.repeat(np.array([c.acq_ms is None for _, c in converted], dtype=np.bool_), sizes)
-    return store.insert(conn, series, frame, live=live)
+    keys = [k for k, _ in converted]
+    # The ids the store remembers, checked against their keys as the write locks them; one
+    # that is stale (SeriesGone, before anything is written) is looked up again, once.
+    ids = store.series_ids(conn, keys, create=True, known=True)
+    try:
+        return _insert(conn, store, ids, keys, sizes, frame, live)
+    except SeriesGone:
+        ids = store.series_ids(conn, keys, create=True)
+        return _insert(conn, store, ids, keys, sizes, frame, live)
+
+
+def _insert(
+    conn: Connection,
+    store: SeriesStore,
+    ids: dict[SeriesKey, int],
+    keys: list[SeriesKey],
+    sizes: list[int],
+    frame: Frame,
+    live: np.ndarray[Any, np.dtype[np.bool_]],
+) -> int:
+    series = np.repeat(np.array([ids[k] for k in keys], dtype=np.int64), sizes)
+    by_id = {ids[k]: k for k in keys}
+    return store.insert(conn, series, frame, live=live, keys=by_id)
 
 
 # --- reads ----------------------------------------------------------------------------------

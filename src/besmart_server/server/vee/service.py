@@ -25,7 +25,7 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.signals.store import SeriesStore, dbapi_connection
 from besmart_server.server.signals.tables import series
 from besmart_server.server.vee import rules
 from besmart_server.server.vee.rules import DAY_MS, Finding, Rule, Thresholds
@@ -549,8 +549,73 @@ def enqueue(
     method: str | None = None,
 ) -> int:
     """Queue the windows a committed write touched; the rows carry who wrote and why."""
+    rows = _queue_rows(principal, writes, reason=reason, method=method)
+    if rows:
+        conn.execute(insert(vee_queue), rows)
+    return len(rows)
+
+
+# The queue rows of a write as arrays, one per column, and what they share as scalars: a
+# short statement (psycopg caches its parse; one with a placeholder per value, 1,100 for
+# the benchmark's 100 series, it parses again each time) whose parameters are dumped as
+# eleven values, not 1,100. 100 rows: 1.9 ms, against 3.0 ms for SQLAlchemy's executemany.
+_PG_ENQUEUE = (
+    "INSERT INTO vee_queue (client_cid, sensor_mid, signal_type_moid, since, till, origins, "
+    "points, who, method, reason, enqueued_at) "
+    "SELECT c, m, t, s, u, o, p, %s::text, %s::text, %s::text, %s::bigint "
+    "FROM unnest(%s::int[], %s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::text[], "
+    "%s::int[]) AS r(c, m, t, s, u, o, p)"
+)
+
+
+def enqueue_apart(
+    conn: Connection, principal: Principal, writes: Sequence[Written], *, reason: str | None
+) -> int:
+    """`enqueue` in a savepoint of its own, which a failure rolls back before it is raised
+    (the write before it stands). On PostgreSQL one INSERT of arrays, sent with the
+    savepoint and its release in one round trip (psycopg's pipeline mode), not a statement
+    per row (SQLAlchemy's executemany) and a round trip each for the savepoint's two."""
+    if not writes:
+        return 0
+    if conn.dialect.name != "postgresql":
+        with conn.begin_nested():
+            return enqueue(conn, principal, writes, reason=reason)
+    params = [
+        who_wrote(principal),
+        None,
+        reason,
+        now_ms(),
+        [x.client_cid for x in writes],
+        [x.sensor_mid for x in writes],
+        [x.signal_type_moid for x in writes],
+        [x.since for x in writes],
+        [x.till for x in writes],
+        [",".join(map(str, x.origins)) for x in writes],
+        [x.points for x in writes],
+    ]
+    raw = dbapi_connection(conn)
+    try:
+        with raw.cursor() as cur, raw.pipeline():
+            cur.execute("SAVEPOINT vee_enqueue")
+            cur.execute(_PG_ENQUEUE, params)
+            cur.execute("RELEASE SAVEPOINT vee_enqueue")
+    except Exception:
+        raw.execute("ROLLBACK TO SAVEPOINT vee_enqueue")
+        raw.execute("RELEASE SAVEPOINT vee_enqueue")
+        raise
+    return len(writes)
+
+
+def who_wrote(principal: Principal) -> str | None:
+    """How a queue row names its writer."""
+    return principal.login or (None if principal.user_id is None else f"user {principal.user_id}")
+
+
+def _queue_rows(
+    principal: Principal, writes: Sequence[Written], *, reason: str | None, method: str | None
+) -> list[dict[str, Any]]:
     stamp = now_ms()
-    rows = [
+    return [
         {
             "client_cid": x.client_cid,
             "sensor_mid": x.sensor_mid,
@@ -559,17 +624,13 @@ def enqueue(
             "till": x.till,
             "origins": ",".join(map(str, x.origins)),
             "points": x.points,
-            "who": principal.login
-            or (None if principal.user_id is None else f"user {principal.user_id}"),
+            "who": who_wrote(principal),
             "method": method,
             "reason": reason,
             "enqueued_at": stamp,
         }
         for x in writes
     ]
-    if rows:
-        conn.execute(insert(vee_queue), rows)
-    return len(rows)
 
 
 def pending(conn: Connection) -> int:

@@ -194,6 +194,9 @@ def enqueue_write(
     if not writes:
         return
     try:
+        if not edits:  # the queue rows alone (a live write): one round trip on PostgreSQL
+            service.enqueue_apart(conn, principal, writes, reason=reason)
+            return
         with conn.begin_nested():
             budget = signals.ReadBudget(settings.max_points_per_read)
             for item in edits:

@@ -1,0 +1,81 @@
+"""The benchmark's multi-series PUTs against one `besmart serve`, timed, with the server's
+CPU per request (/proc/PID/stat, every thread) and optionally a py-spy profile of it.
+
+    .venv/bin/python -m bench.served_ingest sqlite|postgres [N] [py-spy raw output file]
+
+20 requests warm the server, then N (default 300) are timed one at a time, as row 1 of
+bench.run sends them. BESMART_VALIDATE_DELAY_SECONDS=60 keeps the validation worker from
+running during them (its CPU otherwise dominates the figure); BENCH_NO_SETTLE=1 skips the
+waits for the validation queue.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.besmart import Backend, Besmart
+from bench.workload import FULL, generate
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def main(argv: list[str]) -> None:
+    backend: Backend = "postgres" if argv[0] == "postgres" else "sqlite"
+    n = int(argv[1]) if len(argv) > 1 else 300
+    spy = argv[2] if len(argv) > 2 else ""
+    settle = not os.environ.get("BENCH_NO_SETTLE")
+    wl = generate(FULL)
+    with Besmart(backend) as b:
+        for name in wl.sensors:
+            r = b.http.post("/api/sensors", params={"client_cid": b.cid, "name": name})
+            b.mids[name] = int(r.json()["sensor_mid"])
+        bodies = b.prepare(wl.ingest_batches("time")[: n + 20])
+        for body in bodies[:20]:
+            b.write(body)
+        if settle:
+            b.settle()
+        assert b._proc is not None
+        kids = subprocess.run(
+            ["pgrep", "-P", str(b._proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        pid = int(kids[0]) if kids else b._proc.pid
+        recorder = None
+        if spy:
+            args = ["record", "-r", "200", "-p", str(pid), "-o", spy, "-f", "raw", "--threads"]
+            recorder = subprocess.Popen(
+                [str(PY_SPY), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
+
+        def cpu() -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        c0, seconds = cpu(), []
+        for body in bodies[20:]:
+            t0 = time.perf_counter()
+            b.write(body)
+            seconds.append(time.perf_counter() - t0)
+        c1 = cpu()
+        waited = b.settle() if settle else 0.0
+        c2 = cpu()
+        if recorder is not None:
+            recorder.send_signal(2)
+            recorder.wait()
+    print(
+        f"{backend}: {n} PUTs median {statistics.median(seconds) * 1000:.2f} ms, "
+        f"mean {statistics.mean(seconds) * 1000:.2f} ms; server CPU "
+        f"{1000 * (c1 - c0) / n:.1f} ms a request during the writes, "
+        f"{1000 * (c2 - c0) / n:.1f} with their validation (queue empty {waited:.1f} s later)"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
