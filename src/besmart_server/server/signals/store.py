@@ -659,7 +659,9 @@ class SeriesStore:
         found: list[Frame] = []
         step = 1
         while pending:
-            rows = self._edge_blocks(conn, column, series_id, pending, lo, hi, step)
+            rows = self._edge_blocks(
+                conn, self.edge_statement(column, series_id, pending, lo, hi, step)
+            )
             searched, pending = pending, {}
             for key in searched:
                 back, o = key
@@ -684,18 +686,10 @@ class SeriesStore:
         return out.take(np.lexsort((out.origin, out.time)))
 
     def _edge_blocks(
-        self,
-        conn: Connection,
-        column: str,
-        series_id: int,
-        pending: dict[tuple[bool, int], int],
-        since: int,
-        till: int,
-        step: int,
+        self, conn: Connection, statement: tuple[str, list[int]]
     ) -> dict[tuple[bool, int], list[tuple[int, bytes]]]:
-        """The `step` nearest blocks of each (backward?, origin) from its day that hold a
-        numeric version on that side of the window: one statement for all of them."""
-        sql, params = self.edge_statement(column, series_id, pending, since, till, step)
+        """The blocks `edge_statement` finds, by (backward?, origin), nearest first."""
+        sql, params = statement
         cur = dbapi_connection(conn).cursor()
         out: dict[tuple[bool, int], list[tuple[int, bytes]]] = {}
         for back, o, day, body in self._d.query(cur, sql, params):
@@ -713,7 +707,9 @@ class SeriesStore:
         till: int,
         step: int,
     ) -> tuple[str, list[int]]:
-        """The statement of `_edge_blocks` and its parameters (the tests read its plan)."""
+        """The `step` nearest blocks of each (backward?, origin) from its day that hold a
+        numeric version on that side of the window: one statement for all of them, and its
+        parameters (the tests read its plan)."""
         ph = self._d.ph
         parts: list[str] = []
         params: list[int] = []
