@@ -56,7 +56,7 @@ from besmart_server.wire import ORIGIN_MEASURED, ORIGINS, TYPE_DBL, TYPE_INT
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 Rows = list[tuple[int, int, int, bytes]]  # (series id, day, origin, body) of stored blocks
-Rows2 = list[tuple[int, int]]  # (series id, stamp) as the stamping statement returns them
+Stamps = list[tuple[int, int]]  # (series id, stamp) as the stamping statement returns them
 
 # The most blocks per origin one round of the neighbour search decodes at most (see neighbours).
 _EDGE_STEP_MAX: Final = 64
@@ -110,9 +110,9 @@ def _stored_sqlite(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
 
 def _stamp_and_read_sqlite(
     cur: Any, stamp: str, span: list[tuple[int, tuple[int, int]]]
-) -> tuple[Rows2, Rows]:
+) -> tuple[Stamps, Rows]:
     cur.execute(stamp)
-    clock: Rows2 = cur.fetchall()
+    clock: Stamps = cur.fetchall()
     return clock, _stored_sqlite(cur, span)
 
 
@@ -161,7 +161,7 @@ _PG_MERGE: Final = (
 
 def _stamp_and_read_pg(
     cur: Any, stamp: str, span: list[tuple[int, tuple[int, int]]]
-) -> tuple[Rows2, Rows]:
+) -> tuple[Stamps, Rows]:
     """The staging table, the series' lock and stamps, and the stored blocks, in one round
     trip (psycopg's pipeline mode): the blocks' read waits on the server for the lock, as
     it did a round trip later."""
@@ -172,7 +172,7 @@ def _stamp_and_read_pg(
             cur.execute(_PG_STAGE)
             stamps.execute(stamp)
             found.execute(_PG_STORED, params, binary=True)
-        clock: Rows2 = stamps.fetchall()
+        clock: Stamps = stamps.fetchall()
         rows = found.fetchall()
     return clock, [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
 
@@ -213,7 +213,7 @@ class Dialect:
     # The stamping statement's rows (series id, stamp), then the stored blocks within the
     # spans (`stored`): PostgreSQL sends both, with the staging table _put copies into, in
     # one round trip.
-    stamp_and_read: Callable[[Any, str, list[tuple[int, tuple[int, int]]]], tuple[Rows2, Rows]]
+    stamp_and_read: Callable[[Any, str, list[tuple[int, tuple[int, int]]]], tuple[Stamps, Rows]]
     # A read statement's rows (PostgreSQL: in the binary format).
     query: Callable[[Any, str, Sequence[Any]], list[tuple[Any, ...]]]
     put: Callable[[Any, list[tuple[Any, ...]]], None]
@@ -438,7 +438,7 @@ class SeriesStore:
         now = now_ms()
         last = f"{g}({self._d.clock}, v.column2)"
         sql = (
-            self._d.lock.format(ids=", ".join(map(str, ids.tolist())))
+            self._d.lock.format(ids=", ".join(map(str, id_list)))
             + f"UPDATE series SET acq_us = CASE WHEN v.column3 = 1 "
             f"THEN {g}({last} / 1000 + 1, {now}) * 1000 ELSE {last} END "
             f"FROM (VALUES {values}) AS v{self._d.locked} WHERE series.id = v.column1{match} "
@@ -452,7 +452,7 @@ class SeriesStore:
             raise SeriesGone()
         if not bool(live.any()):
             return frame, stored
-        stamp = np.array([clock[i] for i in ids.tolist()], dtype=np.int64)
+        stamp = np.array([clock[i] for i in id_list], dtype=np.int64)
         acq = np.where(live, stamp[at], frame.acq)
         return Frame(frame.time, frame.origin, acq, frame.type, frame.value, frame.text), stored
 
