@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from bench.scratch import scratch_database
 from bench.workload import FULL, MS_15MIN, MS_MINUTE, Workload, generate
 from besmart_server.server import migrate
-from besmart_server.server.db import Database, now_ms
+from besmart_server.server.db import Database, now_ms, psycopg_dsn
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import blocks as codec
 from besmart_server.server.signals.pipeline import Frame
@@ -100,7 +100,7 @@ def _size(e: Engine, url: str) -> int:
                 " (SELECT name FROM sqlite_master WHERE tbl_name = 'blocks')"
             ).fetchone()
         return int(row[0])
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    plain = psycopg_dsn(url)
     with psycopg.connect(plain, autocommit=True) as conn:
         row = conn.execute("SELECT pg_total_relation_size('blocks')").fetchone()
     return int(row[0]) if row else 0

@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from besmart_server.server.db import psycopg_dsn
+
 
 @contextmanager
 def scratch_database(url: str | None, prefix: str) -> Iterator[str]:
@@ -21,7 +23,7 @@ def scratch_database(url: str | None, prefix: str) -> Iterator[str]:
             yield f"sqlite:///{Path(tmp) / f'{prefix}.db'}"
         return
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = psycopg_dsn(url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:

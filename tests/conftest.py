@@ -20,7 +20,7 @@ from besmart_server.server import migrate
 from besmart_server.server.all_tables import CATALOG_TABLES, metadata
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, psycopg_dsn
 from besmart_server.server.meters.tables import meter_types
 from besmart_server.server.sensors.tables import sensor_types
 from besmart_server.server.users import security
@@ -46,10 +46,6 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"besmart database: {config.getoption('--db-url')}"
 
 
-def _pg_admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -65,7 +61,7 @@ def database_url(
         yield url
         return
     name = f"besmart_test_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_dsn(option)
+    admin = psycopg_dsn(option)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(option).set(database=name).render_as_string(hide_password=False)

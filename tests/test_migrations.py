@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from besmart_server.server import migrate
 from besmart_server.server.all_tables import metadata
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, psycopg_dsn
 from besmart_server.server.signals.blocks import decode, encode_batch, hour_summaries
 from besmart_server.server.signals.catalog import SIGNAL_TYPES
 from besmart_server.server.signals.pipeline import Frame, concat
@@ -33,7 +33,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         db.dispose()
         return
     name = f"besmart_mig_{uuid.uuid4().hex[:10]}"
-    admin = make_url(option).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = psycopg_dsn(option)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     db = Database(make_url(option).set(database=name).render_as_string(hide_password=False))
