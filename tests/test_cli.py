@@ -406,3 +406,27 @@ def test_db_compact_refuses_a_missing_database(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"error: no database at {missing.resolve()}" in result.stderr
     assert not missing.exists()
+
+
+def test_db_compact_rewrites_the_schemas_tables_not_the_shared_catalogs(db: Database) -> None:
+    """On PostgreSQL the blocks table is rewritten, but not pg_authid or pg_database: a
+    VACUUM FULL of them would stop new connections to every database of the server."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite's VACUUM is the one file")
+    from besmart_server.server.compact import compact
+
+    def filenodes() -> dict[str, int]:
+        with db.engine.connect() as conn:
+            return {
+                name: int(
+                    conn.exec_driver_sql(f"SELECT pg_relation_filenode('{name}')").scalar_one()
+                )
+                for name in ("blocks", "pg_authid", "pg_database")
+            }
+
+    before = filenodes()
+    compact(db)
+    after = filenodes()
+    assert after["blocks"] != before["blocks"]
+    assert after["pg_authid"] == before["pg_authid"]
+    assert after["pg_database"] == before["pg_database"]

@@ -9,7 +9,8 @@ PostgreSQL's vacuum) reuses that space but never shrinks the files; this does, a
 full compaction and VictoriaMetrics' force-merge do for theirs.
 
 Both hold the tables they rewrite exclusively while they run (SQLite: its one write lock,
-readers go on; PostgreSQL: VACUUM FULL locks each table in turn, reads of it wait too) and
+readers go on; PostgreSQL: VACUUM FULL of each of the schema's tables in turn, reads of it
+wait too; never the cluster's shared catalogs, which every new connection reads) and
 need free disk for a copy of what they rewrite.
 """
 
@@ -54,7 +55,15 @@ def compact(db: Database) -> Compacted:
     else:
         with db.engine.connect() as conn:
             auto = conn.execution_options(isolation_level="AUTOCOMMIT")
-            auto.exec_driver_sql("VACUUM (FULL, ANALYZE)")
+            # The schema's own tables, named: a VACUUM FULL of the whole database rewrites
+            # the cluster's shared catalogs too (pg_authid, pg_database), whose locks stop
+            # every new connection to every database on the server while it runs.
+            names = auto.exec_driver_sql(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = current_schema() ORDER BY tablename"
+            ).scalars()
+            for name in list(names):
+                auto.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {name}")
     return Compacted(before, database_bytes(db))
 
 
