@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
+from scipy.ndimage import median_filter  # type: ignore[import-untyped]  # no stubs
 
 from besmart_server.server.signals import completeness
 
@@ -229,13 +230,24 @@ def spikes(times: I64, values: F64, th: Thresholds = DEFAULTS) -> list[Finding]:
     n = len(values)
     if n < 2 * k + 1 or k < 1:
         return []
-    padded = np.pad(values, k, mode="reflect")
-    windows = sliding_window_view(padded, 2 * k + 1)
-    med = np.median(windows, axis=1)
-    mad = np.median(np.abs(windows - med[:, None]), axis=1) * MAD_TO_SIGMA
+    windows = sliding_window_view(np.pad(values, k, mode="reflect"), 2 * k + 1)
+    if np.isfinite(values).all():  # the filter's selection is undefined for NaN
+        # the same middle value as np.median of each window (an odd count, `mirror` being
+        # np.pad's `reflect`), at a tenth of its cost: the rule ran on every validated window
+        med: F64 = median_filter(values, size=2 * k + 1, mode="mirror")
+    else:
+        med = np.median(windows, axis=1)
     dev = np.abs(values - med)
     floor = np.maximum(th.spike_min_abs, th.spike_min_rel * np.abs(med))
-    hit = (dev > th.spike_sigmas * mad) & (dev > floor)
+    # A spike is beyond the floor and beyond its sigmas: the robust sigma (a second median
+    # per window) is only computed where the first holds, which is rare.
+    hit = dev > floor
+    mad = np.zeros_like(values)
+    near = np.flatnonzero(hit)
+    if near.size:
+        spread = np.abs(windows[near] - med[near, None])
+        mad[near] = np.median(spread, axis=1) * MAD_TO_SIGMA
+    hit &= dev > th.spike_sigmas * mad
     step = series_step(times, th)
     if step:  # a neighbourhood across a gap compares other hours of the day: not judged
         tpad = np.pad(times, k, mode="edge")
