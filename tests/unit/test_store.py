@@ -594,3 +594,22 @@ def test_remembered_series_ids_are_checked_against_their_keys(
         # remembered now as it is stored: the next write needs no lookup and checks out
         assert store.series_ids(conn, [a], create=False, known=True) == {a: ids[a]}
         assert service.write(conn, store, admin, [item]) == 2  # a second version of each
+
+
+def test_superseded_tells_the_days_whose_times_have_older_versions(
+    db: Database, store: SeriesStore, sid: int
+) -> None:
+    day = 86_400_000
+    with db.transaction() as conn:
+        put(conn, store, sid, frame([T, T + day], 1, [1.0, 2.0]))
+        put(conn, store, sid, frame([T + 2 * day], 1, [5.0], origin=2))
+        assert not store.superseded(conn, sid, T - day, T + 3 * day, origin=1)
+        put(conn, store, sid, frame([T], 2, [1.5]))  # a second version of T's reading
+        put(conn, store, sid, frame([T + 2 * day], 2, [6.0], origin=2))  # another origin
+        assert store.superseded(conn, sid, T, T + 1, origin=1)
+        assert store.superseded(conn, sid, T - day, T + 3 * day, origin=1)
+        assert not store.superseded(conn, sid, T + day, T + 2 * day, origin=1)  # next day
+        assert store.superseded(conn, sid, T + 2 * day, T + 3 * day, origin=2)
+        assert not store.superseded(conn, sid, T + 2 * day, T + 3 * day, origin=1)
+        assert not store.superseded(conn, sid, T, T, origin=1)  # an empty window
+        assert not store.superseded(conn, sid + 1, T - day, T + 3 * day, origin=1)

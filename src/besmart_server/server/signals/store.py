@@ -626,6 +626,22 @@ class SeriesStore:
         rows = self._d.query(cur, sql + " ORDER BY day, origin", params)
         return [(int(d), int(o), int(n), bytes(b)) for d, o, n, b in rows]
 
+    def superseded(
+        self, conn: Connection, series_id: int, since: int, till: int, *, origin: int
+    ) -> bool:
+        """Whether a time of `origin` in [since, till) may have more than one version: a block
+        of those days holds superseded versions (its `latest` body is set). False means a
+        read of every version gives the newest ones, and reading them costs a key lookup."""
+        if since >= till:
+            return False
+        ph = self._d.ph
+        sql = (
+            f"SELECT 1 FROM blocks WHERE series_id = {ph} AND day >= {ph} AND day <= {ph} "
+            f"AND origin = {ph} AND latest IS NOT NULL LIMIT 1"
+        )
+        params = [series_id, blocks.day_of(since), blocks.day_of(till - 1), origin]
+        return bool(self._d.query(dbapi_connection(conn).cursor(), sql, params))
+
     def neighbours(
         self,
         conn: Connection,
