@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal
@@ -28,9 +28,11 @@ from besmart_server.server.vee.tables import vee_queue
 from besmart_server.server.vee.worker import (
     CLAIM_ROWS,
     ROBOT,
+    Worker,
     _windows,
     merged_windows,
     process,
+    rest_after,
     worker_of,
 )
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
@@ -620,6 +622,34 @@ def test_the_poll_interval_is_a_bounded_setting(settings: Settings) -> None:
             Settings(demo=False, validate_poll_seconds=bad)
 
 
+def test_a_drain_is_followed_by_a_rest_in_proportion_to_it(
+    db: Database, client: TestClient, app: FastAPI, settings: Settings
+) -> None:
+    """Drains take at most validate_max_share of the worker's time: after one of d seconds
+    the next waits d * (1 - share) / share, longer than the delay after a write."""
+    assert rest_after(1.0, 0.25) == 3.0
+    assert rest_after(2.0, 0.5) == 2.0
+    assert rest_after(5.0, 1.0) == 0.0
+    assert Settings(demo=False).validate_max_share == 0.25
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="validate_max_share"):
+            Settings(demo=False, validate_max_share=bad)
+    # A worker at a share of 1/100,000 rests ~10^5 times its drain: seconds even for a drain
+    # of a few tens of microseconds, where a worker without the rest waits its delay of 0.
+    sparing = Worker(
+        db, settings.model_copy(update={"validate_delay_seconds": 0.0, "validate_max_share": 1e-5})
+    )
+    try:
+        assert sparing.wait() == 0.0  # no drain yet: the delay alone
+        cid, owner = make_tenant(db, Role.owner)
+        put(client, owner.headers, cid, make_sensor(db, cid), EA, _day_with_defects())
+        sparing.kick()
+        sparing.join()
+        assert sparing.wait() > 0.5
+    finally:
+        sparing.shutdown()
+
+
 def test_zeros_inside_an_outage_marked_on_the_sensor_are_not_a_zero_run(
     db: Database, client: TestClient, app: FastAPI
 ) -> None:
@@ -661,10 +691,8 @@ def test_one_claim_takes_every_queued_window_of_a_bulk_load_in_one_statement(db:
         rows = vee_service.claim(conn, CLAIM_ROWS)
         assert [int(r.since) for r in rows] == [w.since for w in days]  # in queue order
         assert vee_service.claim(conn, CLAIM_ROWS) == []
-    merged = merged_windows(rows)
-    first, _ = merged[0]
-    assert (first.since, first.till) == (T0, T0 + 31 * 96 * Q)
-    assert sum(len(ids) for _, ids in merged) == 250
+    merged = merged_windows(rows)  # 24,000 points: one window
+    assert [(w.since, w.till, len(ids)) for w, ids in merged] == [(T0, T0 + 250 * 96 * Q, 250)]
 
 
 def test_the_windows_of_a_multi_series_write_are_each_items_own() -> None:
@@ -692,3 +720,57 @@ def test_the_validation_delay_is_bounded() -> None:
     for bad in (-1.0, 61.0):
         with pytest.raises(ValueError, match="validate_delay_seconds"):
             Settings(demo=False, validate_delay_seconds=bad)
+
+
+def test_a_batch_of_windows_locks_its_series_in_id_order(db: Database) -> None:
+    """Writes lock their series in id order; a drain's batch of keeps must too, or a write
+    and a drain deadlock on PostgreSQL. A transaction holds the lower id; the batch (its
+    windows in the other order) waits for it holding nothing, so the transaction still takes
+    the higher id at once (NOWAIT; window order would have locked it first)."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has one writer at a time")
+    import threading
+
+    from besmart_server.server.signals.tables import series
+
+    cid, _ = make_tenant(db, Role.owner)
+    mids = [make_sensor(db, cid, f"batch{i}") for i in range(2)]
+    store = SeriesStore(db.dialect)
+    with db.transaction() as conn:
+        ids = store.series_ids(conn, [(m, EA) for m in mids], create=True)
+    low, high = sorted(ids.values())
+    mid_of = {i: key[0] for key, i in ids.items()}
+    windows = [vee_service.Window(cid, mid_of[i], EA, T0, T0 + Q) for i in (high, low)]
+    failed: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            with db.transaction() as conn:
+                vee_service.lock_series(conn, store, windows)
+        except BaseException as exc:  # reported by the assertion below
+            failed.append(exc)
+
+    def waiting() -> bool:
+        with db.transaction(write=False) as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar()
+            )
+
+    mine = select(series.c.id).where(series.c.id == low).with_for_update()
+    with db.transaction() as conn:
+        conn.execute(mine)
+        worker = threading.Thread(target=batch)
+        worker.start()
+        _until(waiting, "the batch waiting for the lower id")
+        taken = conn.execute(
+            select(series.c.id).where(series.c.id == high).with_for_update(nowait=True)
+        ).scalar()
+        assert taken == high
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert failed == []

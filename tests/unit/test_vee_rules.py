@@ -171,16 +171,22 @@ def test_spike_is_not_judged_across_a_gap() -> None:
     assert r.spikes(t, v) == []
 
 
-def test_queued_windows_of_a_series_merge_when_near_and_not_beyond_a_month() -> None:
+def test_queued_windows_of_a_series_merge_when_near_and_up_to_a_number_of_points() -> None:
     from types import SimpleNamespace
 
-    from besmart_server.server.vee.worker import MERGE_SPAN_MS, merged_windows
+    from besmart_server.server.vee.worker import MERGE_POINTS, merged_windows
 
     day = 86_400_000
 
-    def row(i: int, mid: int, since: int, till: int) -> SimpleNamespace:
+    def row(i: int, mid: int, since: int, till: int, points: int = 96) -> SimpleNamespace:
         return SimpleNamespace(
-            id=i, client_cid=1, sensor_mid=mid, signal_type_moid=1011, since=since, till=till
+            id=i,
+            client_cid=1,
+            sensor_mid=mid,
+            signal_type_moid=1011,
+            since=since,
+            till=till,
+            points=points,
         )
 
     rows = [
@@ -188,12 +194,74 @@ def test_queued_windows_of_a_series_merge_when_near_and_not_beyond_a_month() -> 
         row(2, 3, day + day // 2, 2 * day),  # half a day after: merged
         row(3, 4, 0, day),  # another series: its own window
         row(4, 3, 10 * day, 11 * day),  # eight days after: its own window
-        row(5, 3, 11 * day, 11 * day + MERGE_SPAN_MS),  # adjacent, but a month too long
+        row(5, 3, 11 * day, 400 * day),  # adjacent and a year long, still merged
+        row(6, 3, 400 * day, 401 * day, MERGE_POINTS - 2 * 96),  # up to the points: merged
+        row(7, 3, 401 * day, 402 * day, 1),  # adjacent, but one point too many
+        row(8, 5, 0, day, MERGE_POINTS + 1),  # a window too large alone is still one
     ]
     got = {(w.sensor_mid, w.since, w.till): ids for w, ids in merged_windows(rows)}
     assert got == {
         (3, 0, 2 * day): [1, 2],
-        (3, 10 * day, 11 * day): [4],
-        (3, 11 * day, 11 * day + MERGE_SPAN_MS): [5],
+        (3, 10 * day, 401 * day): [4, 5, 6],
+        (3, 401 * day, 402 * day): [7],
         (4, 0, day): [3],
+        (5, 0, day): [8],
     }
+
+
+def _hampel_reference(times: r.I64, values: r.F64, th: r.Thresholds) -> list[r.Finding]:
+    """The spike rule as first written: both medians over every window (np.median)."""
+    k = th.spike_half_window
+    if len(values) < 2 * k + 1:
+        return []
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(values, k, mode="reflect"), 2 * k + 1)
+    med = np.median(windows, axis=1)
+    mad = np.median(np.abs(windows - med[:, None]), axis=1) * r.MAD_TO_SIGMA
+    dev = np.abs(values - med)
+    floor = np.maximum(th.spike_min_abs, th.spike_min_rel * np.abs(med))
+    hit = (dev > th.spike_sigmas * mad) & (dev > floor)
+    step = r.series_step(times, th)
+    if step:
+        tpad = np.pad(times, k, mode="edge")
+        hit &= tpad[2 * k :] - tpad[: -2 * k] <= 2 * k * step * th.gap_factor
+    return [
+        r.Finding(
+            int(times[i]),
+            int(times[i]) + (step or 1),
+            r.Rule.SPIKE,
+            r.Severity.WARNING,
+            {"value": float(values[i]), "median": float(med[i]), "sigma": float(mad[i])},
+        )
+        for i in np.flatnonzero(hit).tolist()
+    ]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_spikes_find_what_both_medians_over_every_window_find(seed: int) -> None:
+    """The rolling median and the sigma computed only where a point clears the floor give
+    the findings, medians and sigmas of the plain definition, on noise with spikes, flat
+    stretches (a sigma of 0), a gap, NaN, and thresholds of every kind."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 600))
+    v = wavy(n) * rng.choice([1.0, 1000.0]) + rng.normal(0, rng.choice([0.0, 0.01, 0.3]), n)
+    edges = [i for i in (0, 1, n - 2, n - 1) if 0 <= i < n]  # where the padding decides the median
+    for i in [*rng.integers(0, n, int(rng.integers(0, 8))), *edges]:
+        v[i] *= rng.choice([-5.0, 4.0, 30.0])
+    if n > 40 and seed % 3 == 0:
+        v[10:30] = 2.0  # flat: a sigma of 0 around it
+    if seed % 7 == 0:
+        v[rng.integers(0, n)] = np.nan
+    t = grid(n)
+    if n > 100 and seed % 5 == 0:
+        t[n // 2 :] += 12 * Q  # a gap
+    th = r.Thresholds(
+        spike_half_window=int(rng.integers(1, 12)),
+        spike_sigmas=float(rng.choice([2.0, 6.0])),
+        spike_min_abs=float(rng.choice([0.0, 0.5])),
+        spike_min_rel=float(rng.choice([0.0, 0.2, 1.0])),
+    )
+    got = r.spikes(t, v, th)
+    want = _hampel_reference(t, v, th)
+    assert got == want
+    if seed == 1:
+        assert got  # the spikes drawn are found: the comparison is not of two empty lists

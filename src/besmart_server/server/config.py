@@ -118,6 +118,15 @@ class Settings(BaseSettings):
         "that kicked it, so the windows of a burst of writes (a bulk load) are validated "
         "together, merged per series; with validate_after_write only",
     )
+    validate_max_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="vee: while writes keep coming, the worker's drains of the validation queue "
+        "take at most this share of its time: after a drain it rests in proportion (a drain "
+        "of 1 s, then 3 s at 0.25), so a bulk load is validated in fewer, larger windows and "
+        "its requests keep the CPU; 1 drains again after validate_delay_seconds",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

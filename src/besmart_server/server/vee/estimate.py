@@ -3,7 +3,6 @@ the signals service's write (so never over origin 1), each method in the audit."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,6 @@ from besmart_server.server.access import Principal, sensor_for
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Invalid, TooLarge
 from besmart_server.server.profiles import bdew_profile, holiday_dates
-from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import completeness
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import SeriesKind
@@ -41,15 +39,6 @@ DEFAULT_COUNTRY = "PL"
 MAX_SLOTS = 400_000
 CALENDAR_SINCE = -2_208_988_800_000  # 1900-01-01T00:00:00Z
 CALENDAR_TILL = 7_258_118_400_000  # 2200-01-01T00:00:00Z
-
-
-def _sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
-    raw = conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar()
-    try:
-        info = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 def _step(info: dict[str, Any], times: estimation.I64) -> int:
@@ -122,7 +111,7 @@ def run(
         )
     lo, hi = service.around(w, LOOKBACK_DAYS * DAY_MS, DAY_MS)
     f = service.read_numeric(conn, store, principal, w, lo, hi, budget=budget)
-    info = _sensor_info(conn, w.sensor_mid)
+    info = service.sensor_info(conn, w.sensor_mid)
     step = _step(info, f.time)
     slots = -(-(w.till - w.since) // step)
     if slots > MAX_SLOTS:

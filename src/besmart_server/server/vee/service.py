@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from besmart_server.schemas.users import Role
-from besmart_server.server.access import Principal, SensorRef, sensor_for
+from besmart_server.server.access import Principal, SensorRef, sensor_for, sensor_not_found
 from besmart_server.server.charts import service as chart
 from besmart_server.server.db import now_ms
 from besmart_server.server.errors import Forbidden, Invalid, NotFound, TooLarge
@@ -25,12 +25,12 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore, dbapi_connection
+from besmart_server.server.signals.store import SeriesKey, SeriesStore, dbapi_connection
 from besmart_server.server.signals.tables import series
 from besmart_server.server.vee import rules
 from besmart_server.server.vee.rules import DAY_MS, Finding, Rule, Thresholds
 from besmart_server.server.vee.tables import quality_events, vee_queue, vee_thresholds
-from besmart_server.wire import TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ORIGIN_MEASURED, TIME_MAX, TIME_MIN, TYPE_DBL, TYPE_INT
 
 # How far around a window the rules look (a spike needs its neighbours, a flatline its start)
 CONTEXT_MS = DAY_MS
@@ -71,8 +71,13 @@ def around(w: Window, before: int, after: int) -> tuple[int, int]:
 # --- thresholds -----------------------------------------------------------------------------
 
 
-def _info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
-    raw = conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar()
+def sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
+    """The sensor's info as a dict ({} when it is none or malformed)."""
+    return _parsed(conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar())
+
+
+def _parsed(raw: str | None) -> dict[str, Any]:
+    """A sensor's info as a dict ({} when it is none or malformed)."""
     try:
         info = json.loads(raw) if raw else {}
     except ValueError:
@@ -96,26 +101,82 @@ def outages_of(info: dict[str, Any]) -> list[tuple[int, int]]:
     return out
 
 
-def thresholds_for(conn: Connection, ref: SensorRef) -> Thresholds:
-    """The defaults, then the sensor's own `contracted_power_kw` and `meter_max_digits` (its
-    info), then the client's overrides for every type, then those for the sensor's type."""
-    th = rules.DEFAULTS
-    info = _info(conn, ref.sensor_mid)
-    own: dict[str, Any] = {
-        k: info[k] for k in ("contracted_power_kw", "meter_max_digits") if k in info
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What validating windows looks up once for all of them (a drain validates one window
+    per series queued, and these lookups were half of each window's cost): the sensors the
+    caller may read with their info, their clients' threshold overrides (per sensor type;
+    ALL_TYPES for every type), and the ids of the series that exist."""
+
+    refs: dict[tuple[int, int], SensorRef]
+    infos: dict[int, dict[str, Any]]
+    overrides: dict[tuple[int, int], dict[str, Any]]
+    series: dict[SeriesKey, int]
+
+    def ref(self, w: Window) -> SensorRef:
+        """The window's sensor; 404 when it is missing or the caller may not read it."""
+        found = self.refs.get((w.client_cid, w.sensor_mid))
+        if found is None:
+            raise sensor_not_found(w.client_cid, w.sensor_mid)
+        return found
+
+    def thresholds(self, ref: SensorRef) -> Thresholds:
+        """The defaults, then the sensor's own `contracted_power_kw` and `meter_max_digits`
+        (its info), then the client's overrides for every type, then those for its type."""
+        th = rules.DEFAULTS
+        info = self.infos.get(ref.sensor_mid, {})
+        own: dict[str, Any] = {
+            k: info[k] for k in ("contracted_power_kw", "meter_max_digits") if k in info
+        }
+        # a malformed info field is the sensor's business: the defaults stand
+        with contextlib.suppress(ValueError):
+            th = th.merged(own)
+        for type_id in dict.fromkeys((ALL_TYPES, ref.sensor_type_id or ALL_TYPES)):
+            more = self.overrides.get((ref.client_cid, type_id))
+            if more is not None:
+                th = th.merged(more)
+        return th
+
+    def prefetched(self) -> signals.Prefetched:
+        return signals.Prefetched(set(self.refs), self.series)
+
+
+_IN_CHUNK = 500  # ids in one IN list
+
+
+def look_up(
+    conn: Connection, store: SeriesStore, principal: Principal, windows: Sequence[Window]
+) -> Known:
+    """`Known` for these windows: three statements, however many windows."""
+    wanted = {
+        (w.client_cid, w.sensor_mid) for w in windows if principal.can(w.client_cid, Role.read)
     }
-    # a malformed info field is the sensor's business: the defaults stand
-    with contextlib.suppress(ValueError):
-        th = th.merged(own)
-    rows = conn.execute(
-        select(vee_thresholds.c.sensor_type_id, vee_thresholds.c.overrides).where(
-            vee_thresholds.c.client_cid == ref.client_cid,
-            vee_thresholds.c.sensor_type_id.in_([ALL_TYPES, ref.sensor_type_id or ALL_TYPES]),
+    mids = sorted({mid for _, mid in wanted})
+    refs: dict[tuple[int, int], SensorRef] = {}
+    infos: dict[int, dict[str, Any]] = {}
+    c = sensors.c
+    for i in range(0, len(mids), _IN_CHUNK):
+        rows = conn.execute(
+            select(c.client_cid, c.mid, c.sensor_type_id, c.lat, c.lon, c.info).where(
+                c.mid.in_(mids[i : i + _IN_CHUNK])
+            )
         )
-    ).all()
-    for row in sorted(rows, key=lambda r: r.sensor_type_id != ALL_TYPES):
-        th = th.merged(json.loads(row.overrides))
-    return th
+        for r in rows:
+            key = (int(r.client_cid), int(r.mid))
+            if key in wanted:
+                refs[key] = SensorRef(key[0], key[1], r.sensor_type_id, r.lat, r.lon)
+                infos[key[1]] = _parsed(r.info)
+    overrides: dict[tuple[int, int], dict[str, Any]] = {}
+    cids = sorted({cid for cid, _ in refs})
+    if cids:
+        v = vee_thresholds.c
+        for o in conn.execute(
+            select(v.client_cid, v.sensor_type_id, v.overrides).where(v.client_cid.in_(cids))
+        ):
+            overrides[(int(o.client_cid), int(o.sensor_type_id))] = json.loads(o.overrides)
+    keys = {(w.sensor_mid, w.signal_type_moid) for w in windows}
+    keys |= {(mid, SUM_PAIRS[moid]) for mid, moid in list(keys) if moid in SUM_PAIRS}
+    return Known(refs, infos, overrides, store.series_ids(conn, keys, create=False))
 
 
 def set_thresholds(
@@ -183,6 +244,7 @@ def read_numeric(
     budget: signals.ReadBudget,
     latest: bool = True,
     origin: int | None = 1,
+    pre: signals.Prefetched | None = None,
 ) -> Frame:
     """Numeric points of the series in [since, till) through the public read: the newest
     version of each time (`latest`), else every version."""
@@ -196,7 +258,7 @@ def read_numeric(
         raw=True,
         signal_origin_id=origin,
     )
-    f = signals.read_frame(conn, store, principal, q, budget=budget).frame
+    f = signals.read_frame(conn, store, principal, q, budget=budget, pre=pre).frame
     return f.take((f.type == TYPE_DBL) | (f.type == TYPE_INT))
 
 
@@ -215,16 +277,20 @@ def validate(
     *,
     budget: signals.ReadBudget,
     now: int | None = None,
+    known: Known | None = None,
 ) -> list[Finding]:
     """Every rule that applies to the series' kind over [since, till) of its measured points
-    (origin 1), with a day of context each side; findings that touch the window."""
+    (origin 1), with a day of context each side; findings that touch the window. `known`:
+    the lookups of a batch of windows this one belongs to (look_up)."""
     check_window(w.since, w.till)
-    ref = sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.read)
+    if known is None:
+        known = look_up(conn, store, principal, [w])
+    ref = known.ref(w)
     t = type_of(w.signal_type_moid)
-    th = thresholds_for(conn, ref)
+    th = known.thresholds(ref)
+    pre = known.prefetched()
     now = now_ms() if now is None else now
-    lo, hi = around(w, CONTEXT_MS, CONTEXT_MS)
-    f = read_numeric(conn, store, principal, w, lo, hi, budget=budget)
+    f, hmax = _context(conn, store, principal, w, t, budget=budget, pre=pre)
     times, values = f.time, f.value
     found: list[Finding] = []
     found += rules.gaps(times, since=w.since, till=min(w.till, max(now, w.since + 1)), th=th)
@@ -236,21 +302,26 @@ def validate(
         pair = SUM_PAIRS.get(t.moid)
         if pair is not None:
             other = Window(w.client_cid, w.sensor_mid, pair, w.since, w.till)
-            g = read_numeric(conn, store, principal, other, w.since, w.till, budget=budget)
+            g = read_numeric(conn, store, principal, other, w.since, w.till, budget=budget, pre=pre)
             inside = (times >= w.since) & (times < w.till)
             if len(g):
                 found += rules.sum_check(times[inside], values[inside], g.time, g.value, th)
     else:
         found += rules.spikes(times, values, th)
-        outages = outages_of(_info(conn, w.sensor_mid))
+        outages = outages_of(known.infos.get(w.sensor_mid, {}))
         found += rules.zero_runs(times, values, outages=outages, th=th)
-        hmax = _historical_max(conn, store, principal, w, budget.limit)
         interval = t.time_series_type == SeriesKind.INTERVAL
         found += rules.high(times, values, historical_max=hmax, energy_per_interval=interval, th=th)
         if interval:
             found += rules.negative(times, values, th)
-    versions = read_numeric(conn, store, principal, w, w.since, w.till, budget=budget, latest=False)
-    found += rules.rewrites(versions.time, versions.acq, versions.value, th)
+    # Rewrites need a time with two versions; most windows hold none, and reading every
+    # version of them again was a third of their reads.
+    sid = known.series.get((w.sensor_mid, w.signal_type_moid))
+    if sid is not None and store.superseded(conn, sid, w.since, w.till, origin=ORIGIN_MEASURED):
+        versions = read_numeric(
+            conn, store, principal, w, w.since, w.till, budget=budget, latest=False, pre=pre
+        )
+        found += rules.rewrites(versions.time, versions.acq, versions.value, th)
     return sorted(
         (x for x in found if x.since < w.till and x.till > w.since),
         key=lambda x: (x.since, x.rule),
@@ -262,28 +333,37 @@ def require_write(conn: Connection, principal: Principal, w: Window) -> None:
     sensor_for(conn, principal, w.client_cid, w.sensor_mid, Role.write)
 
 
-def _historical_max(
-    conn: Connection, store: SeriesStore, principal: Principal, w: Window, limit: int
-) -> float | None:
-    """The measured maximum of the HISTORY_DAYS before the window, read with a budget of its
-    own: None when the history holds more points than one read may, or there is no time
-    before the window."""
+def _context(
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    w: Window,
+    t: SignalType,
+    *,
+    budget: signals.ReadBudget,
+    pre: signals.Prefetched,
+) -> tuple[Frame, float | None]:
+    """The window's measured points with CONTEXT_MS either side and, for the kinds whose
+    `high` rule compares with the past (not registers), the measured maximum of the
+    HISTORY_DAYS before the window: one read of both. The maximum is None when there is no
+    time before the window, or when history and window hold more points than one read may
+    (the window is then read alone)."""
+    lo, hi = around(w, CONTEXT_MS, CONTEXT_MS)
     before = around(w, HISTORY_DAYS * DAY_MS, 0)[0]
-    if before >= w.since:
-        return None
-    try:
-        hist = read_numeric(
-            conn,
-            store,
-            principal,
-            w,
-            before,
-            w.since,
-            budget=signals.ReadBudget(limit),
-        )
-    except TooLarge:
-        return None  # too dense to read whole: the contracted power still applies
-    return float(hist.value.max()) if len(hist) else None
+    if t.time_series_type != SeriesKind.CUMULATIVE and before < w.since:
+        try:
+            whole = read_numeric(
+                conn, store, principal, w, before, hi, budget=signals.ReadBudget(budget.limit),
+                pre=pre,
+            )  # fmt: skip
+        except TooLarge:
+            pass  # too dense to read whole: the contracted power still applies
+        else:
+            past = whole.value[whole.time < w.since]
+            f = whole.take(whole.time >= lo)
+            budget.take(len(f))
+            return f, float(past.max()) if len(past) else None
+    return read_numeric(conn, store, principal, w, lo, hi, budget=budget, pre=pre), None
 
 
 def series_id(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
@@ -301,22 +381,61 @@ def run(
     now: int | None = None,
 ) -> list[dict[str, Any]]:
     """Validate the window and keep what was found: the open events that touch it are
-    replaced; an event already accepted, estimated or corrected is not raised again."""
-    return keep(conn, store, w, validate(conn, store, principal, w, budget=budget, now=now))
+    replaced; an event already accepted, estimated or corrected is not raised again. The
+    events that touch the window, after."""
+    sid = keep(conn, store, w, validate(conn, store, principal, w, budget=budget, now=now))
+    return [] if sid is None else events(conn, sid, w.since, w.till)
 
 
-def keep(
-    conn: Connection, store: SeriesStore, w: Window, found: Sequence[Finding]
-) -> list[dict[str, Any]]:
+def _locked_series(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
+    """The window's series id with its row locked, None when it has none (and not `create`).
+    Two validations of one series at once (the worker after a write, a run on demand) queue
+    on the lock: each replaces the open events the other stored, never adding to them
+    (PostgreSQL; SQLite's one writer serialises them anyway). An id the store remembers is
+    checked against its sensor and type by the locking statement itself; a stale one (a
+    deleted sensor's) is looked up again."""
+    key = (w.sensor_mid, w.signal_type_moid)
+    for known in (True, False):
+        sid = store.series_ids(conn, [key], create=create, known=known).get(key)
+        if sid is None:
+            return None
+        locked = conn.execute(
+            select(series.c.id)
+            .where(
+                series.c.id == sid,
+                series.c.sensor_mid == w.sensor_mid,
+                series.c.signal_type_moid == w.signal_type_moid,
+            )
+            .with_for_update()
+        ).scalar()
+        if locked is not None:
+            return sid
+        store.forget([key])
+    return None
+
+
+def lock_series(conn: Connection, store: SeriesStore, windows: Sequence[Window]) -> None:
+    """Lock the existing series of these windows in id order, as every write does (the
+    store's stamping statement): keeps of a batch locking them one by one in window order
+    deadlocked with writes of the same series on PostgreSQL."""
+    keys = {(w.sensor_mid, w.signal_type_moid) for w in windows}
+    ids = sorted(set(store.series_ids(conn, keys, create=False, known=True).values()))
+    for i in range(0, len(ids), _IN_CHUNK):
+        conn.execute(
+            select(series.c.id)
+            .where(series.c.id.in_(ids[i : i + _IN_CHUNK]))
+            .order_by(series.c.id)
+            .with_for_update()
+        ).all()
+
+
+def keep(conn: Connection, store: SeriesStore, w: Window, found: Sequence[Finding]) -> int | None:
     """Store what `validate` found over `w` (a short write: the worker validates in a read
-    transaction first, so a writer never waits for the rules)."""
-    sid = series_id(conn, store, w, create=bool(found))
+    transaction first, so a writer never waits for the rules); the series' id, None when it
+    has none and nothing was found."""
+    sid = _locked_series(conn, store, w, create=bool(found))
     if sid is None:
-        return []
-    # Two validations of one series at once (the worker after a write, a run on demand)
-    # queue here: each replaces the open events the other stored, never adding to them
-    # (PostgreSQL; SQLite's one writer serialises them anyway).
-    conn.execute(select(series.c.id).where(series.c.id == sid).with_for_update())
+        return None
     touching = and_(
         quality_events.c.series_id == sid,
         quality_events.c.since < w.till,
@@ -353,7 +472,7 @@ def keep(
     ]
     if rows:
         conn.execute(insert(quality_events), rows)
-    return events(conn, sid, w.since, w.till)
+    return sid
 
 
 def events(conn: Connection, sid: int, since: int, till: int) -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@ here too, from the queue rows that carry who wrote and why."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
@@ -31,8 +33,12 @@ ROBOT: Final = Principal(user_id=None, login="vee", is_admin=True)
 # Queued windows of one series closer than this are validated as one (a bulk load queues a
 # window per request; each validation reads a day of context either side of its window).
 MERGE_GAP_MS: Final = 86_400_000
-# ... but a merged window stays within what one read may fetch at 1-minute readings.
-MERGE_SPAN_MS: Final = 31 * 86_400_000
+# ... up to this many written points: a window's cost is mostly per window (its sensor, its
+# thresholds, a day of context either side, 30 days of history), so the fewer the better, but
+# its reads and rules hold the worker's thread for their points (100,000: 69 days of 1-minute
+# readings, years of quarter-hours; a month's cap cost 1,200 windows per year of a bulk load
+# of 100 quarter-hour series).
+MERGE_POINTS: Final = 100_000
 
 
 def merged_windows(rows: Sequence[Any]) -> list[tuple[Window, list[int]]]:
@@ -45,50 +51,107 @@ def merged_windows(rows: Sequence[Any]) -> list[tuple[Window, list[int]]]:
     out: list[tuple[Window, list[int]]] = []
     for (cid, mid, moid), group in by_series.items():
         group.sort(key=lambda r: int(r.since))
-        since, till, ids = int(group[0].since), int(group[0].till), [int(group[0].id)]
+        first = group[0]
+        since, till, ids = int(first.since), int(first.till), [int(first.id)]
+        points = int(first.points)
         for r in group[1:]:
-            lo, hi = int(r.since), int(r.till)
-            if lo <= till + MERGE_GAP_MS and max(till, hi) - since <= MERGE_SPAN_MS:
+            lo, hi, n = int(r.since), int(r.till), int(r.points)
+            if lo <= till + MERGE_GAP_MS and points + n <= MERGE_POINTS:
                 till = max(till, hi)
                 ids.append(int(r.id))
+                points += n
                 continue
             out.append((Window(cid, mid, moid, since, till), ids))
-            since, till, ids = lo, hi, [int(r.id)]
+            since, till, ids, points = lo, hi, [int(r.id)], n
         out.append((Window(cid, mid, moid, since, till), ids))
     return out
 
 
 # Rows one claim takes: a bulk load queues a row per series and request (100 in the
 # benchmark's), and only the rows of one claim are merged into windows.
-CLAIM_ROWS: Final = 5000
+CLAIM_ROWS: Final = 20_000
 
 
-def process(db: Database, store: SeriesStore, max_points: int, limit: int = CLAIM_ROWS) -> int:
-    """Claim and process queued rows until none is left; the rows processed. The rules run in
+# Windows validated in one read transaction with their lookups shared, and kept in one write
+# transaction: under SQLite's one writer a batch's write holds up a request's for as long as
+# the events of this many windows take to store (a few ms each).
+BATCH_WINDOWS: Final = 25
+
+
+def process(
+    db: Database,
+    store: SeriesStore,
+    max_points: int,
+    limit: int = CLAIM_ROWS,
+    *,
+    claims: int | None = None,
+) -> int:
+    """Claim and process queued rows until none is left (or `claims` claims were made); the
+    rows processed. The rules run in
     a read transaction and only their events are written, in a short write of their own, so
     a writer never waits for a validation (SQLite has one writer at a time). A window that
-    fails is logged and dropped rather than blocking the rows behind it."""
+    fails is logged and dropped rather than blocking the rows behind it (and not counted)."""
     total = 0
-    while True:
+    for _ in itertools.count() if claims is None else range(claims):
         with db.transaction() as conn:
             rows = service.claim(conn, limit)
         if not rows:
             return total
-        for w, ids in merged_windows(rows):
+        merged = merged_windows(rows)
+        for i in range(0, len(merged), BATCH_WINDOWS):
+            batch = merged[i : i + BATCH_WINDOWS]
             try:
-                budget = signals.ReadBudget(max_points)  # each window reads what one read may
-                with db.transaction(write=False) as conn:
-                    found = service.validate(conn, store, ROBOT, w, budget=budget)
-                with db.transaction() as conn:
-                    service.keep(conn, store, w, found)
-                    service.done(conn, ids)
-                total += len(ids)
+                _validate_batch(db, store, max_points, batch)
+                total += sum(len(ids) for _, ids in batch)
             except Exception:
-                # dropped, not retried: a window that fails once fails again (the audit is
-                # not in the queue; only this validation is lost, and it is logged)
-                log.exception("validation of queued windows %s failed: dropped", ids)
-                with db.transaction() as conn:
-                    service.done(conn, ids)
+                # On PostgreSQL a failed statement ends its transaction for every window of
+                # the batch: they are validated again one at a time, the failing one dropped.
+                log.warning("validation of %d windows failed: one at a time", len(batch))
+                total += sum(_validate_alone(db, store, max_points, one) for one in batch)
+    return total
+
+
+def _validate_batch(
+    db: Database, store: SeriesStore, max_points: int, batch: Sequence[tuple[Window, list[int]]]
+) -> None:
+    with db.transaction(write=False) as conn:
+        known = service.look_up(conn, store, ROBOT, [w for w, _ in batch])
+        found = [
+            # each window reads what one read may
+            service.validate(
+                conn, store, ROBOT, w, budget=signals.ReadBudget(max_points), known=known
+            )
+            for w, _ in batch
+        ]
+    with db.transaction() as conn:
+        service.lock_series(conn, store, [w for w, _ in batch])
+        for (w, _), f in zip(batch, found, strict=True):
+            service.keep(conn, store, w, f)
+        service.done(conn, [i for _, ids in batch for i in ids])
+
+
+def _validate_alone(
+    db: Database, store: SeriesStore, max_points: int, one: tuple[Window, list[int]]
+) -> int:
+    """The window's rows validated, 0 when it failed and was dropped."""
+    ids = one[1]
+    try:
+        _validate_batch(db, store, max_points, [one])
+        return len(ids)
+    except Exception:
+        # dropped, not retried: a window that fails once fails again (the audit is not in
+        # the queue; only this validation is lost, and it is logged)
+        log.exception("validation of queued windows %s failed: dropped", ids)
+        with db.transaction() as conn:
+            service.done(conn, ids)
+        return 0
+
+
+def rest_after(drain_s: float, share: float) -> float:
+    """Seconds the worker rests after a drain of `drain_s` seconds, so that while windows keep
+    coming its drains take at most `share` of the time (a drain of the server's own thread
+    holds the GIL the requests need)."""
+    return drain_s * (1.0 - share) / share
 
 
 class Worker:
@@ -101,6 +164,8 @@ class Worker:
         self._store = SeriesStore(db.dialect)
         self._max_points = settings.max_points_per_read
         self._delay = settings.validate_delay_seconds
+        self._share = settings.validate_max_share
+        self._rested_at = 0.0  # time.monotonic() before which no drain starts
         self._hurry = threading.Event()  # join and shutdown cut a drain's delay short
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vee")
         self._lock = threading.Lock()
@@ -136,12 +201,31 @@ class Worker:
         # merges them per series, so a day's context either side of a window is read once
         # per merged window, not per request (the drain per request was a third of the
         # server's time in bench.run's ingest).
-        self._hurry.wait(self._delay)
+        # Under a steady load each drain is followed by a rest in proportion to it: drains
+        # then come less often and merge more requests' windows, so validation stays a
+        # bounded share of the server's time and costs less per point (a drain's cost is
+        # mostly per series, not per point).
+        self._hurry.wait(self.wait())
+        started = time.monotonic()
         try:
-            return process(self._db, self._store, self._max_points)
+            # One claim a drain: under a steady load rows keep coming, and a drain that
+            # claimed until none was left never ended, so never rested. What it left is
+            # claimed by the next, after the rest (kicked now, or by the next write).
+            done = process(self._db, self._store, self._max_points, claims=1)
+            if done >= CLAIM_ROWS:
+                self.kick()
+            return done
         except Exception:
             log.exception("validation queue drain failed")
             return 0
+        finally:
+            ended = time.monotonic()
+            self._rested_at = ended + rest_after(ended - started, self._share)
+
+    def wait(self) -> float:
+        """Seconds the next drain waits from now: the delay after a write, or what is left of
+        the rest after the last drain, whichever is longer."""
+        return max(self._delay, self._rested_at - time.monotonic())
 
     def join(self) -> None:
         """Wait until the drains kicked so far are done (tests, shutdown), without their delay."""
@@ -279,5 +363,6 @@ __all__ = [
     "kick",
     "merged_windows",
     "process",
+    "rest_after",
     "worker_of",
 ]
