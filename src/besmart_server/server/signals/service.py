@@ -377,7 +377,7 @@ def load_periods(
     }
     periods = []
     for s in states:
-        info = _parse_info(s.info)
+        info = parse_info(s.info)
         vfs, vft = readings.get(int(s.id), (None, None))
         periods.append(
             StatePeriod(
@@ -391,7 +391,8 @@ def load_periods(
     return periods
 
 
-def _parse_info(raw: Any) -> dict[str, Any]:
+def parse_info(raw: Any) -> dict[str, Any]:
+    """A sensor's `info` column as a dict ({} when it is none or not a JSON object)."""
     if isinstance(raw, dict):
         return raw
     if not raw:

@@ -73,16 +73,8 @@ def around(w: Window, before: int, after: int) -> tuple[int, int]:
 
 def sensor_info(conn: Connection, sensor_mid: int) -> dict[str, Any]:
     """The sensor's info as a dict ({} when it is none or malformed)."""
-    return _parsed(conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar())
-
-
-def _parsed(raw: str | None) -> dict[str, Any]:
-    """A sensor's info as a dict ({} when it is none or malformed)."""
-    try:
-        info = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+    raw = conn.execute(select(sensors.c.info).where(sensors.c.mid == sensor_mid)).scalar()
+    return signals.parse_info(raw)
 
 
 def outages_of(info: dict[str, Any]) -> list[tuple[int, int]]:
@@ -165,7 +157,7 @@ def look_up(
             key = (int(r.client_cid), int(r.mid))
             if key in wanted:
                 refs[key] = SensorRef(key[0], key[1], r.sensor_type_id, r.lat, r.lon)
-                infos[key[1]] = _parsed(r.info)
+                infos[key[1]] = signals.parse_info(r.info)
     overrides: dict[tuple[int, int], dict[str, Any]] = {}
     cids = sorted({cid for cid, _ in refs})
     if cids:

@@ -87,10 +87,10 @@ def process(
     claims: int | None = None,
 ) -> int:
     """Claim and process queued rows until none is left (or `claims` claims were made); the
-    rows processed. The rules run in
-    a read transaction and only their events are written, in a short write of their own, so
-    a writer never waits for a validation (SQLite has one writer at a time). A window that
-    fails is logged and dropped rather than blocking the rows behind it (and not counted)."""
+    rows processed. The rules run in a read transaction and only their events are written,
+    in a short write of their own, so a writer never waits for a validation (SQLite has one
+    writer at a time). A window that fails is logged and dropped rather than blocking the
+    rows behind it (and not counted)."""
     total = 0
     for _ in itertools.count() if claims is None else range(claims):
         with db.transaction() as conn:
