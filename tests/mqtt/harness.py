@@ -3,6 +3,8 @@ bridge as a separate process that can be killed, and devices that publish at QoS
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -206,7 +208,9 @@ class Device:
         self.connect_result: Any = None
         self.client.on_connect = self._on_connect
         self.connected = threading.Event()
-        self.sent: list[tuple[mqtt.MQTTMessageInfo, str, bytes]] = []
+        # (paho's handle, topic, payload, when sent): what the device still owes the broker
+        self.sent: list[tuple[mqtt.MQTTMessageInfo, str, bytes, float]] = []
+        self.reconnects = 0
         self.client.connect_async("127.0.0.1", port)
         self.client.loop_start()
 
@@ -221,19 +225,45 @@ class Device:
     def publish(self, topic: str, payload: Any) -> mqtt.MQTTMessageInfo:
         raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         info = self.client.publish(topic, raw, qos=1)
-        self.sent.append((info, topic, raw))
+        self.sent.append((info, topic, raw, time.monotonic()))
         return info
 
     def unacknowledged(self) -> int:
-        return sum(not _acknowledged(info) for info, _, _ in self.sent)
+        return sum(not _acknowledged(info) for info, *_ in self.sent)
 
-    def republish_unacknowledged(self) -> int:
-        """The device's side of end-to-end safety: send again what was never acknowledged."""
-        again = [(t, p) for info, t, p in self.sent if not _acknowledged(info)]
-        self.sent = [s for s in self.sent if _acknowledged(s[0])]
-        for topic, raw in again:
+    def republish_unacknowledged(self, *, waited: float = 0.0) -> int:
+        """The device's side of end-to-end safety: send again what has waited `waited` seconds
+        or more for the broker's acknowledgment. A device that sent again everything not yet
+        acknowledged at each look would queue a second copy of a long queue behind the first,
+        then a third: when paho drains more slowly than the device looks, the queue only grows
+        (seen in CI, where 100,000 readings never settled)."""
+        now = time.monotonic()
+        keep, again = [], []
+        for s in self.sent:
+            late = not _acknowledged(s[0]) and now - s[3] >= waited
+            (again if late else keep).append(s)
+        self.sent = keep
+        for _, topic, raw, _ in again:
             self.publish(topic, raw)
         return len(again)
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a new one, keeping the session: paho then sends again
+        everything it holds. What a device does when the broker stops acknowledging."""
+        self.reconnects += 1
+        sock = self.client.socket()
+        if sock is not None:  # paho's loop sees the connection lost and connects again
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def state(self) -> str:
+        """For a failure's message: what the device and paho's own queue hold."""
+        c = self.client
+        held = collections.Counter(m.state for m in c._out_messages.values())
+        return (
+            f"{self.name}: {self.unacknowledged()} unacknowledged, connected={c.is_connected()}, "
+            f"reconnects={self.reconnects}, paho inflight={c._inflight_messages} {dict(held)}"
+        )
 
     def close(self) -> None:
         self.client.disconnect()
