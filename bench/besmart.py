@@ -259,7 +259,8 @@ class Besmart(Served):
 
     def settle(self, timeout_s: float = 900.0) -> float:
         """Wait until the validation queue is empty (the windows every write queued, validated
-        by the server's worker after the write answered); the seconds waited."""
+        by the validation worker `besmart serve` starts, after the write answered); the seconds
+        waited."""
         sql = "SELECT count(*) FROM vee_queue"
         t0 = time.perf_counter()
         while True:

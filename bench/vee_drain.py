@@ -1,8 +1,8 @@
 """What validation after writes costs per request of a bulk load, in-process: the benchmark's
 multi-series PUTs (100 series, 10,000 points each, as row 1 of bench.run sends them) through
-one app whose worker is held off, and the validation queue they fill drained by
-`vee.worker.process` every `--every` requests (as the server's worker would between its
-rests), timed apart from the writes. CPU time of the drains per request, and per request
+one app (which queues windows and validates none), and the validation queue they fill
+drained by `vee.worker.process` every `--every` requests (as a validation worker would
+between its rests), timed apart from the writes. CPU time of the drains per request, and per request
 of the writes, median of `--runs` runs.
 
     .venv/bin/python -m bench.vee_drain [--requests 200] [--every 25] [--runs 3] [PG_URL]
@@ -52,11 +52,7 @@ def one_run(url: str | None, requests: int, every: int) -> tuple[float, float]:
             token = users.issue_token(conn, user_id=uid, ttl_seconds=3600).token
         db.dispose()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        # The app's own worker waits a minute after each write and polls hourly: only the
-        # drains below validate.
-        settings = Settings(
-            database_url=db_url, demo=False, validate_delay_seconds=60, validate_poll_seconds=3600
-        )
+        settings = Settings(database_url=db_url, demo=False)
         app = create_app(settings)
         bodies = [
             orjson.dumps(

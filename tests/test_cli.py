@@ -247,6 +247,7 @@ NO_CREATE = [
     ["graph", "run", "balance", "--since", "0", "--till", "1"],
     ["graph", "evaluate", "load_forecast", "--since", "0", "--till", "1"],
     ["graph", "worker"],
+    ["vee", "worker"],
     ["weather", "import", str(WEATHER_FILE)],
 ]
 

@@ -18,6 +18,7 @@ from besmart_server.server.cli_db import open_database
 from besmart_server.server.config import Settings
 from besmart_server.server.graphs.cli import graph_app
 from besmart_server.server.mqtt.cli import device_app, mqtt_app
+from besmart_server.server.vee.cli import beside_serve, vee_app
 from besmart_server.server.weather.cli import weather_app
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(graph_app, name="graph")
 app.add_typer(device_app, name="device")
 app.add_typer(mqtt_app, name="mqtt")
+app.add_typer(vee_app, name="vee")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -61,7 +63,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Upgrade the schema, load demo data into an empty database, and serve the API."""
+    """Upgrade the schema, load demo data into an empty database, and serve the API, with a
+    validation worker beside it (`besmart vee worker`; BESMART_VALIDATE_IN_SERVE=0: none)."""
     import uvicorn
 
     from besmart_server import demo
@@ -70,16 +73,17 @@ def serve(
     with open_database(settings, create=True) as db:
         if settings.demo and demo.is_empty(db):
             _print_demo(demo.load_demo(db))
-    uvicorn.run(
-        "besmart_server.server.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        # Tokens travel in headers, never in URLs; access lines show paths only.
-        access_log=True,
-    )
+    with beside_serve(settings):
+        uvicorn.run(
+            "besmart_server.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            # Tokens travel in headers, never in URLs; access lines show paths only.
+            access_log=True,
+        )
 
 
 @db_app.command("upgrade")

@@ -4,6 +4,7 @@ estimate runs, corrections with a reason and their audit; tenancy and error path
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,7 @@ from besmart_server.server.vee.worker import (
     merged_windows,
     process,
     rest_after,
-    worker_of,
+    serve,
 )
 from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
 from tests.factories import Actor, make_tenant, make_user
@@ -55,8 +56,10 @@ def _url(cid: int, mid: int, m: int = EA, tail: str = "quality") -> str:
 
 
 def _settle(app: FastAPI) -> None:
-    """Wait for the validation the writes queued (the worker runs in the background)."""
-    worker_of(app.state).join()
+    """The validation the writes queued, as a worker's drain does it (`besmart vee worker`
+    runs `process` in a process of its own)."""
+    state = app.state
+    process(state.db, state.store, state.settings.max_points_per_read)
 
 
 def _setup(db: Database, client: TestClient, app: FastAPI) -> tuple[int, int, Actor]:
@@ -582,11 +585,11 @@ def _until(done: Callable[[], bool], what: str, tries: int = 400) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-def test_windows_queued_elsewhere_are_drained_at_start_and_by_the_periodic_pass(
-    db: Database, settings: Settings
+def test_a_worker_drains_the_queue_at_start_and_by_its_periodic_look(
+    db: Database, settings: Settings, client: TestClient
 ) -> None:
-    """Points stored and windows queued by another process (a bridge, another server): this
-    server's worker validates them with no write of its own to wake it."""
+    """Points stored and windows queued by other processes (the API's, a bridge's) and
+    nobody waking the worker: it validates what it finds at start and what comes later."""
     cid, owner = make_tenant(db, Role.owner)
     first, second = make_sensor(db, cid), make_sensor(db, cid, "second")
     store = SeriesStore(db.dialect)
@@ -605,18 +608,27 @@ def test_windows_queued_elsewhere_are_drained_at_start_and_by_the_periodic_pass(
         assert r.status_code == 200, r.text
         return {e["rule"] for e in r.json()["events"]}
 
-    stored_and_queued(first)  # before the server starts (a restart's leftovers)
-    polling = create_app(settings.model_copy(update={"validate_poll_seconds": 0.05}))
-    with TestClient(polling) as c:
-        _until(lambda: {"gap", "spike"} <= rules(c, first), "the startup drain")
-        stored_and_queued(second)  # while it runs, with nothing to kick its worker
-        _until(lambda: {"gap", "spike"} <= rules(c, second), "a periodic drain")
+    stored_and_queued(first)  # before the worker starts (a restart's leftovers)
+    quick = settings.model_copy(
+        update={"validate_poll_seconds": 0.05, "validate_delay_seconds": 0.0}
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=serve, args=(db, quick, stop))
+    worker.start()
+    try:
+        _until(lambda: {"gap", "spike"} <= rules(client, first), "the startup drain")
+        stored_and_queued(second)  # while it runs, with nothing to kick it
+        _until(lambda: {"gap", "spike"} <= rules(client, second), "a periodic drain")
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
     with db.transaction(write=False) as conn:
         assert vee_service.pending(conn) == 0
 
 
 def test_the_poll_interval_is_a_bounded_setting(settings: Settings) -> None:
-    assert Settings(demo=False).validate_poll_seconds == 30.0
+    assert Settings(demo=False).validate_poll_seconds == 1.0
     for bad in (0, -1, 3601):
         with pytest.raises(ValueError, match="validate_poll_seconds"):
             Settings(demo=False, validate_poll_seconds=bad)

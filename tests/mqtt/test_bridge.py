@@ -103,7 +103,7 @@ def test_a_defective_reading_through_the_bridge_becomes_a_quality_event(
     client: TestClient, db: Database, broker: Broker, bridge: BridgeProcess, tenant: Any
 ) -> None:
     """The bridge (a process of its own) queues the windows it wrote in its own transaction;
-    a drain of the queue (the server's worker does it at start and periodically) finds it."""
+    a drain of the queue (a validation worker's, here the test's) finds it."""
     cid, owner = tenant
     mid = make_sensor(db, cid)
     dev = new_device(db, broker, cid, "meter-v")
@@ -117,7 +117,6 @@ def test_a_defective_reading_through_the_bridge_becomes_a_quality_event(
     wait_for(lambda: queued() == 1, 20, "the bridge's queued window")
 
     def found() -> bool:
-        # drained here or by the test server's own periodic pass, whichever claims it first
         process(db, SeriesStore(db.dialect), 10_000)
         r = client.get(
             f"/api/sensors/{cid}.{mid}/signals/{EA_PLUS}/quality",
@@ -345,6 +344,8 @@ def test_serve_runs_the_bridge_when_asked(
             with db.transaction(write=False) as conn:
                 return vee_service.pending(conn)
 
-        # the stored batch woke the server's validation worker (its poll is 30 s away)
-        wait_for(lambda: queued() == 0, 20, "the validation of the bridge's write")
+        # queued in the transaction that stored it, for a validation worker to drain
+        assert queued() == 1
+        process(db, SeriesStore(db.dialect), 10_000)
+        assert queued() == 0
     dev.close()

@@ -34,7 +34,6 @@ from besmart_server.web.app import mount as mount_web
 
 if TYPE_CHECKING:
     from besmart_server.server.mqtt.bridge import Bridge
-    from besmart_server.server.mqtt.service import IngestResult
 
 log = logging.getLogger("besmart")
 
@@ -83,22 +82,11 @@ def _routers() -> list[APIRouter]:
 
 
 def _start_bridge(settings: Settings, state: Any) -> Bridge:
-    """The MQTT bridge on a thread of the server (run one server process with it); a batch
-    that stored something wakes the server's validation worker, as a REST write does."""
+    """The MQTT bridge on a thread of the server (run one server process with it)."""
     from besmart_server.server.mqtt.bridge import Bridge, broker_address, start_thread
 
-    def stored(result: IngestResult) -> None:
-        if result.stored:
-            vee_worker.kick(state)
-
     address = broker_address(settings.mqtt_broker_url, settings.mqtt_config_dir)
-    bridge = Bridge(
-        state.db,
-        address,
-        settings=settings,
-        dedupe_days=settings.mqtt_dedupe_days,
-        on_batch=stored,
-    )
+    bridge = Bridge(state.db, address, settings=settings, dedupe_days=settings.mqtt_dedupe_days)
     start_thread(bridge)
     return bridge
 
@@ -116,8 +104,6 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.store = SeriesStore(app.state.db.dialect)
         app.state.write_observers = [vee_worker.Observer(app.state)]
-        if settings.validate_after_write:
-            vee_worker.worker_of(app.state).poll(settings.validate_poll_seconds)
         bridge = _start_bridge(settings, app.state) if settings.mqtt_bridge else None
         app.state.mqtt_bridge = bridge
         try:
@@ -128,9 +114,6 @@ def create_app(settings: Settings) -> FastAPI:
             executor = getattr(app.state, "graph_executor", None)  # made on first async run
             if executor is not None:
                 executor.shutdown()
-            vee = getattr(app.state, "vee_worker", None)  # none when validation is off
-            if vee is not None:
-                vee.shutdown()
             app.state.db.dispose()
 
     app = FastAPI(

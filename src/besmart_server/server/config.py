@@ -99,33 +99,40 @@ class Settings(BaseSettings):
     )
     validate_after_write: bool = Field(
         True,
-        description="vee: queue the windows every write touched for validation (run after its "
-        "commit by a worker thread) and the audit of estimated and corrected points",
+        description="vee: queue the windows every write touched for validation (by a "
+        "validation worker, after the write's commit) and the audit of estimated and "
+        "corrected points",
+    )
+    validate_in_serve: bool = Field(
+        True,
+        description="vee: `besmart serve` starts one validation worker process (`besmart vee "
+        "worker`) beside the API and stops it with the API; off when the workers run "
+        "elsewhere (several hosts: one or more `besmart vee worker` in all)",
     )
     validate_poll_seconds: float = Field(
-        30.0,
+        1.0,
         gt=0,
         le=3600,
-        description="vee: the server's worker also drains the validation queue at start and "
-        "then this often (windows queued by a bridge process or another server, or left by a "
-        "restart); with validate_after_write only",
+        description="vee: a validation worker looks at the queue this often (a read of one "
+        "row; writers queue their windows and wake nobody, whichever process they are in)",
     )
     validate_delay_seconds: float = Field(
         1.0,
         ge=0,
         le=60,
-        description="vee: a drain of the validation queue starts this long after the write "
-        "that kicked it, so the windows of a burst of writes (a bulk load) are validated "
-        "together, merged per series; with validate_after_write only",
+        description="vee: a worker that found windows queued waits this long before it claims "
+        "them, so the windows of a burst of writes (a bulk load) are validated together, "
+        "merged per series",
     )
     validate_max_share: float = Field(
         0.25,
         gt=0,
         le=1,
-        description="vee: while writes keep coming, the worker's drains of the validation queue "
+        description="vee: while writes keep coming, a worker's drains of the validation queue "
         "take at most this share of its time: after a drain it rests in proportion (a drain "
         "of 1 s, then 3 s at 0.25), so a bulk load is validated in fewer, larger windows and "
-        "its requests keep the CPU; 1 drains again after validate_delay_seconds",
+        "the API and the database keep the cores; 1 drains again after "
+        "validate_delay_seconds",
     )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",

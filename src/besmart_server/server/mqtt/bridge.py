@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +80,6 @@ class Bridge:
         batch_max: int = 5000,
         linger_s: float = 0.2,
         dedupe_days: float = 7.0,
-        on_batch: Callable[[IngestResult], None] | None = None,
     ) -> None:
         self._db = db
         self._settings = settings  # what ingest needs of them: validation after writes
@@ -90,7 +89,6 @@ class Bridge:
         self._batch_max = batch_max
         self._linger_s = linger_s
         self._dedupe_ms = int(dedupe_days * 86_400_000)
-        self._on_batch = on_batch
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._first_at = 0.0  # monotonic time the oldest pending message arrived
@@ -267,8 +265,6 @@ class Bridge:
         t.points += result.points
         for reason in result.reasons[:5]:
             log.warning("MQTT message refused: %s", reason)
-        if self._on_batch is not None:
-            self._on_batch(result)
 
     def _acknowledge(self, batch: list[_Pending]) -> None:
         """Ask the receiver that delivered them for the PUBACKs, one frame per connection; the

@@ -17,7 +17,7 @@ from besmart_server.server.signals.store import SeriesStore
 
 
 class WriteObserver(Protocol):
-    """Told of every write of the data routes: inside its transaction, then after its commit."""
+    """Told of every write of the data routes, inside its transaction."""
 
     def written(
         self,
@@ -29,8 +29,4 @@ class WriteObserver(Protocol):
         reason: str | None,
     ) -> None:
         """Inside the write's transaction, after its points; must not fail the write."""
-        ...
-
-    def committed(self) -> None:
-        """After the write's commit; must not raise."""
         ...

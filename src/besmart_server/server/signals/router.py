@@ -324,9 +324,7 @@ def _write(
     reason: str | None,
 ) -> int:
     with db.transaction(write=True) as conn:
-        n = _store_items(conn, request, store, user, items, reason)
-    _committed(request)
-    return n
+        return _store_items(conn, request, store, user, items, reason)
 
 
 def _store_items(
@@ -338,18 +336,12 @@ def _store_items(
     reason: str | None,
 ) -> int:
     # The observers (validation: its audit of corrections and the windows to validate) write
-    # in the same transaction, so nothing is lost, and act on the rest after the commit.
+    # in the same transaction, so nothing is lost.
     n = service.write(conn, store, user, items)
     observers: list[WriteObserver] = request.app.state.write_observers
     for observer in observers:
         observer.written(conn, store, user, items, reason=reason)
     return n
-
-
-def _committed(request: Request) -> None:
-    observers: list[WriteObserver] = request.app.state.write_observers
-    for observer in observers:
-        observer.committed()
 
 
 def _write_many(request: Request, token: str, raw: bytes, reason: str | None) -> None:
@@ -370,7 +362,6 @@ def _write_many(request: Request, token: str, raw: bytes, reason: str | None) ->
     with db.transaction(write=True) as conn:
         user = token_user(conn, settings, token)
         _store_items(conn, request, state.store, user, items, reason)
-    _committed(request)
 
 
 def _too_many_points(n: int, settings: Settings) -> TooLarge:

@@ -749,6 +749,18 @@ def pending(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(vee_queue)).scalar_one())
 
 
+def _free() -> Any:
+    """Rows nobody holds: never claimed, or claimed by a worker that died or failed on them."""
+    q = vee_queue.c
+    return or_(q.claimed_at.is_(None), q.claimed_at < now_ms() - CLAIM_EXPIRES_MS)
+
+
+def claimable(conn: Connection) -> bool:
+    """Whether `claim` would take anything: a read, where a claim is a write even of no row
+    (on SQLite it takes the one writer's lock)."""
+    return conn.execute(select(vee_queue.c.id).where(_free()).limit(1)).first() is not None
+
+
 def claim(conn: Connection, limit: int = 50) -> list[Any]:
     """Take up to `limit` rows nobody holds (each claimed by one worker only); a claim older
     than CLAIM_EXPIRES_MS (its worker died or failed on it) is taken again.
@@ -756,14 +768,13 @@ def claim(conn: Connection, limit: int = 50) -> list[Any]:
     One UPDATE for all of them (a statement per row was most of a drain's cost under a bulk
     load, 100 rows a request): its WHERE is checked again on the row as locked (PostgreSQL's
     READ COMMITTED), so of two workers claiming the same row the second finds it held."""
-    stamp = now_ms()
     q = vee_queue.c
-    free = or_(q.claimed_at.is_(None), q.claimed_at < stamp - CLAIM_EXPIRES_MS)
+    free = _free()
     wanted = select(q.id).where(free).order_by(q.id).limit(limit).scalar_subquery()
     rows = conn.execute(
         update(vee_queue)
         .where(q.id.in_(wanted), free)
-        .values(claimed_at=stamp)
+        .values(claimed_at=now_ms())
         .returning(*vee_queue.c)
     ).all()
     return sorted(rows, key=lambda r: int(r.id))

@@ -1,12 +1,15 @@
-"""Validation after writes: the write path queues the windows it touched (after its commit)
-and a worker thread of the server drains the queue, so a write never waits for the rules and
-never fails because of them. The audit entries of estimated and corrected writes are made
-here too, from the queue rows that carry who wrote and why."""
+"""Validation after writes: the write path queues the windows it touched (in its own
+transaction) and a validation worker drains the queue in a process of its own (`besmart vee
+worker`, which `besmart serve` starts beside the API), so a write never waits for the rules,
+never fails because of them, and never shares an interpreter lock with them. The audit
+entries of estimated and corrected writes are made with the queue rows, which carry who wrote
+and why."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -92,6 +95,9 @@ def process(
     writer at a time). A window that fails is logged and dropped rather than blocking the
     rows behind it (and not counted)."""
     total = 0
+    with db.transaction(write=False) as conn:
+        if not service.claimable(conn):  # a worker's look at an empty queue writes nothing
+            return 0
     for _ in itertools.count() if claims is None else range(claims):
         with db.transaction() as conn:
             rows = service.claim(conn, limit)
@@ -149,15 +155,15 @@ def _validate_alone(
 
 def rest_after(drain_s: float, share: float) -> float:
     """Seconds the worker rests after a drain of `drain_s` seconds, so that while windows keep
-    coming its drains take at most `share` of the time (a drain of the server's own thread
-    holds the GIL the requests need)."""
+    coming its drains take at most `share` of the time: of a machine's cores, which the API
+    and the database need under a bulk load more than validation does."""
     return drain_s * (1.0 - share) / share
 
 
 class Worker:
-    """One background thread per app that drains the queue when kicked, and (once `poll` is
-    called) at start and every so many seconds after: windows queued by other processes (a
-    bridge of its own, another server) or left by a restart wait for no write of this one."""
+    """Drains the queue on a thread of its own when kicked, and (once `poll` is called) at
+    start and every so many seconds after: the writes are made by other processes (the API's,
+    a bridge's), which queue their windows in the database and wake nobody."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -246,19 +252,6 @@ class Worker:
         self._pool.shutdown(wait=True)
 
 
-_lock = threading.Lock()
-
-
-def worker_of(state: Any) -> Worker:
-    """The app's worker (kept on its state), made on first use."""
-    with _lock:
-        found: Worker | None = getattr(state, "vee_worker", None)
-        if found is None:
-            found = Worker(state.db, state.settings)
-            setattr(state, "vee_worker", found)  # noqa: B010  # Starlette's State
-        return found
-
-
 def enqueue_write(
     conn: Connection,
     settings: Settings,
@@ -322,17 +315,6 @@ def _windows(
     return writes, [i for i, a in zip(full, audited.tolist(), strict=True) if a]
 
 
-def kick(state: Any) -> None:
-    """After the write's commit: wake the worker (never raises)."""
-    settings: Settings = state.settings
-    if not settings.validate_after_write:
-        return
-    try:
-        worker_of(state).kick()
-    except Exception:
-        log.exception("starting validation after a write failed")
-
-
 class Observer:
     """The write routes' observer (signals.observers.WriteObserver) for the app `state`."""
 
@@ -350,8 +332,20 @@ class Observer:
     ) -> None:
         enqueue_write(conn, self._state.settings, store, principal, items, reason=reason)
 
-    def committed(self) -> None:
-        kick(self._state)
+
+def serve(db: Database, settings: Settings, stop: threading.Event, *, parent: int = 0) -> None:
+    """`besmart vee worker`: drain the queue now and every validate_poll_seconds until `stop`
+    is set or, with `parent`, until that process is gone (the worker `besmart serve` starts
+    must not outlive it, even when it is killed)."""
+    worker = Worker(db, settings)
+    worker.poll(settings.validate_poll_seconds)
+    try:
+        while not stop.wait(1.0):
+            if parent and os.getppid() != parent:
+                log.warning("the process that started this worker is gone: stopping")
+                return
+    finally:
+        worker.shutdown()
 
 
 __all__ = [
@@ -360,9 +354,8 @@ __all__ = [
     "Worker",
     "Written",
     "enqueue_write",
-    "kick",
     "merged_windows",
     "process",
     "rest_after",
-    "worker_of",
+    "serve",
 ]

@@ -1,0 +1,144 @@
+"""`besmart vee worker`: the validation worker in a process of its own, and its start beside
+`besmart serve`.
+
+Validation of what was written runs in its own process, not on a thread of the API's: a drain
+is numpy and SQL for seconds under a bulk load, and on a thread it held the interpreter lock
+the requests need (the served ingest's largest cost after the writes themselves).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from besmart_server.server.cli_db import open_database
+from besmart_server.server.config import Settings
+
+log = logging.getLogger("besmart.vee")
+
+vee_app = typer.Typer(help="Validation (VEE): the worker that validates what was written.")
+
+
+@vee_app.command("worker")
+def worker(
+    exit_with_parent: Annotated[
+        bool,
+        typer.Option(
+            "--exit-with-parent",
+            help="stop when the process that started this one is gone (besmart serve's own)",
+        ),
+    ] = False,
+) -> None:
+    """Validate the windows the writes queued (BESMART_VALIDATE_*), until SIGTERM or Ctrl-C.
+    Several workers, on one host or many, share the queue: each claims its own rows."""
+    from besmart_server.server.vee.worker import serve
+
+    settings = Settings()
+    if not settings.validate_after_write:
+        typer.echo("validation after writes is off (BESMART_VALIDATE_AFTER_WRITE=0)", err=True)
+        raise typer.Exit(2)
+    parent = os.getppid() if exit_with_parent else 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_database(settings, upgrade=False) as db:
+        typer.echo(
+            f"validation worker: the queue every {settings.validate_poll_seconds:g} s; "
+            "Ctrl-C stops",
+            err=True,
+        )
+        serve(db, settings, stop, parent=parent)
+
+
+# A worker that exits on its own (a crash, the database gone for a while) is started again
+# after this long, doubled up to the cap while it keeps failing.
+RESTART_S = 1.0
+RESTART_MAX_S = 30.0
+# A stopping worker finishes the drain it started (one claim: seconds at most) before this.
+STOP_TIMEOUT_S = 60.0
+
+
+class Supervisor:
+    """One `besmart vee worker` process, started again when it exits on its own."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self._argv = argv
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._run, name="vee-supervisor", daemon=True)
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        pause = RESTART_S
+        while not self._stop.is_set():
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                # A session of its own: a Ctrl-C meant for the API reaches the worker only
+                # through stop(), after the API has stopped writing.
+                self._proc = subprocess.Popen(self._argv, start_new_session=True)
+                self.starts += 1
+                proc = self._proc
+            code = proc.wait()
+            if self._stop.is_set():
+                return
+            log.warning("the validation worker exited (%s): starting another in %g s", code, pause)
+            self._stop.wait(pause)
+            pause = min(pause * 2, RESTART_MAX_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def beside_serve(settings: Settings) -> Iterator[Supervisor | None]:
+    """`besmart serve`'s validation worker, while the API runs (none when validation after
+    writes or validate_in_serve is off)."""
+    if not (settings.validate_after_write and settings.validate_in_serve):
+        yield None
+        return
+    argv = [sys.executable, "-m", "besmart_server", "vee", "worker", "--exit-with-parent"]
+    supervisor = Supervisor(argv)
+    # Uvicorn stops on SIGTERM, puts back the handler it found and raises the signal again:
+    # with the default handler the process would die there, before it stopped its worker.
+    terminated: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda sig, _: terminated.append(sig))
+    supervisor.start()
+    try:
+        yield supervisor
+    finally:
+        supervisor.stop()
+        signal.signal(signal.SIGTERM, before)
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)  # the exit a process manager expects of a SIGTERM
+
+
+__all__ = ["Supervisor", "beside_serve", "vee_app"]
