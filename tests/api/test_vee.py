@@ -501,6 +501,36 @@ def test_a_live_writes_queue_rows_are_enqueues_rows(db: Database) -> None:
         assert vee_service.enqueue_apart(conn, writer, [], reason=None) == 0
 
 
+def test_a_live_writes_queue_rows_refused_midway_leave_none_and_the_write_goes_on(
+    db: Database,
+) -> None:
+    """The third of three rows refused by the database: enqueue_apart raises, the two rows
+    before it are rolled back with its savepoint, and the write's transaction goes on."""
+    writer = Principal(user_id=7, login=None)
+    writes = [vee_service.Written(3, 10 + i, EA, T0, T0 + DAY, (1,), i) for i in range(3)]
+    pg = db.dialect == "postgresql"
+    with db.transaction() as conn:
+        conn.exec_driver_sql(
+            "ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK (points <> 2) NOT VALID"
+            if pg
+            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue WHEN NEW.points = 2 "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    try:
+        with db.transaction() as conn:
+            with pytest.raises(Exception, match="refuse"):
+                vee_service.enqueue_apart(conn, writer, writes, reason=None)
+            assert vee_service.pending(conn) == 0
+            assert vee_service.enqueue_apart(conn, writer, writes[:2], reason=None) == 2
+        with db.transaction(write=False) as conn:
+            assert vee_service.pending(conn) == 2  # committed: the transaction went on
+    finally:
+        with db.transaction() as conn:
+            conn.exec_driver_sql(
+                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
+            )
+
+
 def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:
     off = create_app(settings.model_copy(update={"validate_after_write": False}))
     cid, owner = make_tenant(db, Role.owner)

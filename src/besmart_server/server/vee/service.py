@@ -679,18 +679,42 @@ _PG_ENQUEUE = (
 )
 
 
+_SQLITE_ENQUEUE = (
+    "INSERT INTO vee_queue (client_cid, sensor_mid, signal_type_moid, since, till, origins, "
+    "points, who, method, reason, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"
+)
+
+
 def enqueue_apart(
     conn: Connection, principal: Principal, writes: Sequence[Written], *, reason: str | None
 ) -> int:
     """`enqueue` in a savepoint of its own, which a failure rolls back before it is raised
-    (the write before it stands). On PostgreSQL one INSERT of arrays, sent with the
-    savepoint and its release in one round trip (psycopg's pipeline mode), not a statement
-    per row (SQLAlchemy's executemany) and a round trip each for the savepoint's two."""
+    (the write before it stands), by the driver itself: SQLAlchemy's executemany of a dict a
+    row, with its savepoint, was a tenth of a served 10,000-point write on SQLite (100
+    rows). On PostgreSQL one INSERT of arrays, sent with the savepoint and its release in
+    one round trip (psycopg's pipeline mode), not a statement per row and a round trip each
+    for the savepoint's two."""
     if not writes:
         return 0
+    raw = dbapi_connection(conn)
     if conn.dialect.name != "postgresql":
-        with conn.begin_nested():
-            return enqueue(conn, principal, writes, reason=reason)
+        who, stamp = who_wrote(principal), now_ms()
+        rows = [
+            (
+                x.client_cid, x.sensor_mid, x.signal_type_moid, x.since, x.till,
+                ",".join(map(str, x.origins)), x.points, who, reason, stamp,
+            )
+            for x in writes
+        ]  # fmt: skip
+        raw.execute("SAVEPOINT vee_enqueue")
+        try:
+            raw.executemany(_SQLITE_ENQUEUE, rows)
+        except Exception:
+            raw.execute("ROLLBACK TO SAVEPOINT vee_enqueue")
+            raise
+        finally:
+            raw.execute("RELEASE SAVEPOINT vee_enqueue")
+        return len(writes)
     params = [
         who_wrote(principal),
         None,
@@ -704,7 +728,6 @@ def enqueue_apart(
         [",".join(map(str, x.origins)) for x in writes],
         [x.points for x in writes],
     ]
-    raw = dbapi_connection(conn)
     try:
         with raw.cursor() as cur, raw.pipeline():
             cur.execute("SAVEPOINT vee_enqueue")
