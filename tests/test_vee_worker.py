@@ -155,17 +155,28 @@ def _pending(db: Database) -> int:
         return vee_service.pending(conn)
 
 
-def test_serve_validates_in_a_worker_process_that_stops_with_it(
-    db: Database, served: Callable[..., Served]
-) -> None:
-    cid, owner = make_tenant(db, Role.owner)
-    mid = make_sensor(db, cid)
-    s = served()
+def _one_worker(s: Served) -> int:
+    """The pid of the one validation worker `s` started."""
     _until(lambda: len(_vee_children(s.proc.pid)) == 1, "serve's validation worker")
     (worker,) = _vee_children(s.proc.pid)
+    return worker
+
+
+def _validated(db: Database, s: Served) -> None:
+    """A day with a gap and a spike written through `s` comes out validated."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
     _write(s, owner, cid, mid)
     _until(lambda: {"gap", "spike"} <= _rules(s, owner, cid, mid), "the write validated")
     assert _pending(db) == 0
+
+
+def test_serve_validates_in_a_worker_process_that_stops_with_it(
+    db: Database, served: Callable[..., Served]
+) -> None:
+    s = served()
+    worker = _one_worker(s)
+    _validated(db, s)
     s.stop(signal.SIGTERM)
     assert s.proc.returncode == -signal.SIGTERM, s.log.read_text()[-2000:]
     assert not _alive(worker)  # stopped by serve before it exited, not left behind
@@ -174,16 +185,12 @@ def test_serve_validates_in_a_worker_process_that_stops_with_it(
 def test_a_killed_serve_leaves_no_worker_and_a_dead_worker_is_started_again(
     db: Database, served: Callable[..., Served]
 ) -> None:
-    cid, owner = make_tenant(db, Role.owner)
-    mid = make_sensor(db, cid)
     s = served()
-    _until(lambda: len(_vee_children(s.proc.pid)) == 1, "serve's validation worker")
-    (first,) = _vee_children(s.proc.pid)
+    first = _one_worker(s)
     os.kill(first, signal.SIGKILL)
     _until(lambda: _vee_children(s.proc.pid) not in ([], [first]), "another worker")
-    (second,) = _vee_children(s.proc.pid)
-    _write(s, owner, cid, mid)  # the new worker validates
-    _until(lambda: {"gap", "spike"} <= _rules(s, owner, cid, mid), "the write validated")
+    second = _one_worker(s)
+    _validated(db, s)  # by the new worker
     s.stop(signal.SIGKILL)  # no chance to stop its worker: the worker sees it gone
     _until(lambda: not _alive(second), "the orphaned worker to stop", timeout_s=15)
 

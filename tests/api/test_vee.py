@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -443,6 +444,29 @@ def test_a_failing_queue_never_fails_the_write(
         assert vee_service.pending(conn) == 0
 
 
+@contextmanager
+def _queue_refusing(db: Database, allowed: str) -> Iterator[None]:
+    """The database refuses every queue row but those where `allowed` (a condition on the
+    `points` column) holds: a constraint on PostgreSQL, a trigger on SQLite, until the block
+    ends."""
+    pg = db.dialect == "postgresql"
+    with db.transaction() as conn:
+        conn.exec_driver_sql(
+            f"ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK ({allowed}) NOT VALID"
+            if pg
+            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue "
+            f"WHEN NOT ({allowed.replace('points', 'NEW.points')}) "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    try:
+        yield
+    finally:
+        with db.transaction() as conn:
+            conn.exec_driver_sql(
+                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
+            )
+
+
 def test_a_queue_insert_the_database_refuses_never_fails_the_write(
     db: Database, client: TestClient, app: FastAPI
 ) -> None:
@@ -450,21 +474,8 @@ def test_a_queue_insert_the_database_refuses_never_fails_the_write(
     transaction unless its savepoint is rolled back): the points stand, nothing is queued."""
     cid, owner = make_tenant(db, Role.owner)
     mid = make_sensor(db, cid)
-    pg = db.dialect == "postgresql"
-    with db.transaction() as conn:
-        conn.exec_driver_sql(
-            "ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK (points < 0) NOT VALID"
-            if pg
-            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue "
-            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )
-    try:
+    with _queue_refusing(db, "points < 0"):  # every row
         put(client, owner.headers, cid, mid, EA, _day_with_defects())
-    finally:
-        with db.transaction() as conn:
-            conn.exec_driver_sql(
-                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
-            )
     _settle(app)
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert len(data["data"]["time"]) == 88
@@ -508,27 +519,13 @@ def test_a_live_writes_queue_rows_refused_midway_leave_none_and_the_write_goes_o
     before it are rolled back with its savepoint, and the write's transaction goes on."""
     writer = Principal(user_id=7, login=None)
     writes = [vee_service.Written(3, 10 + i, EA, T0, T0 + DAY, (1,), i) for i in range(3)]
-    pg = db.dialect == "postgresql"
-    with db.transaction() as conn:
-        conn.exec_driver_sql(
-            "ALTER TABLE vee_queue ADD CONSTRAINT refuse CHECK (points <> 2) NOT VALID"
-            if pg
-            else "CREATE TRIGGER refuse BEFORE INSERT ON vee_queue WHEN NEW.points = 2 "
-            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )
-    try:
-        with db.transaction() as conn:
-            with pytest.raises(Exception, match="refuse"):
-                vee_service.enqueue_apart(conn, writer, writes, reason=None)
-            assert vee_service.pending(conn) == 0
-            assert vee_service.enqueue_apart(conn, writer, writes[:2], reason=None) == 2
-        with db.transaction(write=False) as conn:
-            assert vee_service.pending(conn) == 2  # committed: the transaction went on
-    finally:
-        with db.transaction() as conn:
-            conn.exec_driver_sql(
-                "ALTER TABLE vee_queue DROP CONSTRAINT refuse" if pg else "DROP TRIGGER refuse"
-            )
+    with _queue_refusing(db, "points <> 2"), db.transaction() as conn:
+        with pytest.raises(Exception, match="refuse"):
+            vee_service.enqueue_apart(conn, writer, writes, reason=None)
+        assert vee_service.pending(conn) == 0
+        assert vee_service.enqueue_apart(conn, writer, writes[:2], reason=None) == 2
+    with db.transaction(write=False) as conn:
+        assert vee_service.pending(conn) == 2  # committed: the transaction went on
 
 
 def test_validation_after_writes_can_be_switched_off(db: Database, settings: Settings) -> None:
