@@ -129,16 +129,27 @@ def beside_serve(settings: Settings) -> Iterator[Supervisor | None]:
     supervisor = Supervisor(argv)
     # Uvicorn stops on SIGTERM, puts back the handler it found and raises the signal again:
     # with the default handler the process would die there, before it stopped its worker.
-    terminated: list[int] = []
-    before = signal.signal(signal.SIGTERM, lambda sig, _: terminated.append(sig))
+    # This one unwinds to here instead (also from a SIGTERM before uvicorn took the signal).
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    terminated = False
     supervisor.start()
     try:
         yield supervisor
+    except _Terminated:
+        terminated = True
     finally:
         supervisor.stop()
         signal.signal(signal.SIGTERM, before)
     if terminated:
         signal.raise_signal(signal.SIGTERM)  # the exit a process manager expects of a SIGTERM
+
+
+class _Terminated(Exception):
+    """SIGTERM, on its way out of uvicorn to `beside_serve`."""
+
+
+def _raise_terminated(_sig: int, _frame: object) -> None:
+    raise _Terminated
 
 
 __all__ = ["Supervisor", "beside_serve", "vee_app"]
