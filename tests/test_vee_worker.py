@@ -191,8 +191,9 @@ def test_a_killed_serve_leaves_no_worker_and_a_dead_worker_is_started_again(
     _until(lambda: _vee_children(s.proc.pid) not in ([], [first]), "another worker")
     second = _one_worker(s)
     _validated(db, s)  # by the new worker
-    s.stop(signal.SIGKILL)  # no chance to stop its worker: the worker sees it gone
-    _until(lambda: not _alive(second), "the orphaned worker to stop", timeout_s=15)
+    assert "killed by the kernel with its parent" in s.log.read_text()
+    s.stop(signal.SIGKILL)  # no chance to stop its worker: the kernel kills it too, at once
+    _until(lambda: not _alive(second), "the orphaned worker to die", timeout_s=0.5)
 
 
 def test_without_a_worker_in_serve_a_worker_elsewhere_validates_the_queue(

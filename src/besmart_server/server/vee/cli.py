@@ -8,6 +8,8 @@ the requests need (the served ingest's largest cost after the writes themselves)
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -46,7 +48,13 @@ def worker(
     if not settings.validate_after_write:
         typer.echo("validation after writes is off (BESMART_VALIDATE_AFTER_WRITE=0)", err=True)
         raise typer.Exit(2)
-    parent = os.getppid() if exit_with_parent else 0
+    parent = 0
+    if exit_with_parent:
+        parent = os.getppid()
+        if _killed_with_parent():
+            typer.echo("validation worker: killed by the kernel with its parent", err=True)
+        if os.getppid() != parent:  # gone before the kernel was told
+            raise typer.Exit(1)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -56,7 +64,26 @@ def worker(
             "Ctrl-C stops",
             err=True,
         )
-        serve(db, settings, stop, parent=parent)
+        if not serve(db, settings, stop, parent=parent):
+            os._exit(1)  # not waiting for the drain under way: its transaction rolls back
+
+
+def _killed_with_parent() -> bool:
+    """On Linux, have the kernel SIGKILL this process when the thread that started it ends
+    (prctl PR_SET_PDEATHSIG): a worker then never outlives a server killed with SIGKILL, not
+    even for the second its own look at its parent takes, and finishes no drain after it
+    (it would still write to a database its server's operator, or a test, had moved on
+    from). Whether the kernel took it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        return False
+    return True
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 # A worker that exits on its own (a crash, the database gone for a while) is started again

@@ -333,19 +333,19 @@ class Observer:
         enqueue_write(conn, self._state.settings, store, principal, items, reason=reason)
 
 
-def serve(db: Database, settings: Settings, stop: threading.Event, *, parent: int = 0) -> None:
+def serve(db: Database, settings: Settings, stop: threading.Event, *, parent: int = 0) -> bool:
     """`besmart vee worker`: drain the queue now and every validate_poll_seconds until `stop`
-    is set or, with `parent`, until that process is gone (the worker `besmart serve` starts
-    must not outlive it, even when it is killed)."""
+    is set (then finish the drain under way: True) or, with `parent`, until that process is
+    gone (False at once: the worker `besmart serve` starts must not outlive it, even when it
+    is killed, and the caller exits without waiting for the drain, whose claims expire)."""
     worker = Worker(db, settings)
     worker.poll(settings.validate_poll_seconds)
-    try:
-        while not stop.wait(1.0):
-            if parent and os.getppid() != parent:
-                log.warning("the process that started this worker is gone: stopping")
-                return
-    finally:
-        worker.shutdown()
+    while not stop.wait(1.0):
+        if parent and os.getppid() != parent:
+            log.warning("the process that started this worker is gone: stopping")
+            return False
+    worker.shutdown()
+    return True
 
 
 __all__ = [
