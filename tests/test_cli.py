@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from besmart_server.cli import app, parse_duration
 from besmart_server.server.db import Database
 from besmart_server.server.users import service
 from besmart_server.server.users.tables import clients, tokens, user_roles, users
+from tests.processes import free_port
 
 runner = CliRunner()
 
@@ -181,15 +181,9 @@ def test_demo_ignores_system_clients(env: dict[str, str], db: Database) -> None:
     assert code == 0, out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_on_a_fresh_sqlite_database_with_demo_login(tmp_path: Path) -> None:
     """The README's first command: empty default database → schema, demo user, live API."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BESMART_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "besmart_server", "serve", "--port", str(port)],

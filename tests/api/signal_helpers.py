@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
 
@@ -147,3 +148,12 @@ def put_case(client: TestClient, db: Database, case: dict[str, Any]) -> tuple[in
         make_state(db, mid, case["swap"], None, info=info, readings={m: (0.0, None)})
     put(client, actor.headers, cid, mid, m, {"time": case["t"], "value": case["values"]})
     return cid, actor, mid, m
+
+
+def day_with_defects() -> dict[str, Any]:
+    """A day of quarter-hour energy from T0 with a 2-hour gap (slots 40..47) and a spike at
+    slot 70: what validation must find."""
+    slots = [i for i in range(96) if not 40 <= i < 48]
+    values = [round(1.0 + 0.5 * float(np.sin(2 * np.pi * i / 96)), 6) for i in slots]
+    values[slots.index(70)] = 9.0
+    return {"time": [T0 + i * Q for i in slots], "value": values}

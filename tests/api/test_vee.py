@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -37,19 +36,20 @@ from besmart_server.server.vee.worker import (
     rest_after,
     serve,
 )
-from tests.api.signal_helpers import MIN, T0, Q, get, make_sensor, moid, put
+from tests.api.signal_helpers import (
+    MIN,
+    T0,
+    Q,
+    day_with_defects,
+    get,
+    make_sensor,
+    moid,
+    put,
+)
 from tests.factories import Actor, make_tenant, make_user
 
 DAY = 86_400_000
 EA = moid("EA+")
-
-
-def _day_with_defects() -> dict[str, Any]:
-    """A day of quarter-hour energy with a 2-hour gap (slots 40..47) and a spike at slot 70."""
-    slots = [i for i in range(96) if not 40 <= i < 48]
-    values = [round(1.0 + 0.5 * np.sin(2 * np.pi * i / 96), 6) for i in slots]
-    values[slots.index(70)] = 9.0
-    return {"time": [T0 + i * Q for i in slots], "value": values}
 
 
 def _url(cid: int, mid: int, m: int = EA, tail: str = "quality") -> str:
@@ -66,7 +66,7 @@ def _settle(app: FastAPI) -> None:
 def _setup(db: Database, client: TestClient, app: FastAPI) -> tuple[int, int, Actor]:
     cid, owner = make_tenant(db, Role.owner)
     mid = make_sensor(db, cid)
-    put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
     _settle(app)
     return cid, mid, owner
 
@@ -436,7 +436,7 @@ def test_a_failing_queue_never_fails_the_write(
 
     monkeypatch.setattr(vee_service, "enqueue", broken)
     monkeypatch.setattr(vee_service, "enqueue_apart", broken)
-    put(client, owner.headers, cid, mid, EA, _day_with_defects())
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
     _settle(app)
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert len(data["data"]["time"]) == 88  # the points stand, unvalidated
@@ -475,7 +475,7 @@ def test_a_queue_insert_the_database_refuses_never_fails_the_write(
     cid, owner = make_tenant(db, Role.owner)
     mid = make_sensor(db, cid)
     with _queue_refusing(db, "points < 0"):  # every row
-        put(client, owner.headers, cid, mid, EA, _day_with_defects())
+        put(client, owner.headers, cid, mid, EA, day_with_defects())
     _settle(app)
     data = get(client, owner.headers, cid, mid, EA, T0, T0 + DAY)
     assert len(data["data"]["time"]) == 88
@@ -484,7 +484,7 @@ def test_a_queue_insert_the_database_refuses_never_fails_the_write(
     quality = {"since": T0, "till": T0 + DAY}
     r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
     assert r.json()["events"] == []  # never queued, never validated
-    put(client, owner.headers, cid, mid, EA, _day_with_defects())  # queued once it can be
+    put(client, owner.headers, cid, mid, EA, day_with_defects())  # queued once it can be
     _settle(app)
     r = client.get(_url(cid, mid), params=quality, headers=owner.headers)
     assert r.json()["events"] != []
@@ -533,7 +533,7 @@ def test_validation_after_writes_can_be_switched_off(db: Database, settings: Set
     cid, owner = make_tenant(db, Role.owner)
     mid = make_sensor(db, cid)
     with TestClient(off) as c:
-        put(c, owner.headers, cid, mid, EA, _day_with_defects())
+        put(c, owner.headers, cid, mid, EA, day_with_defects())
         r = c.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
     assert r.json()["events"] == []
     assert r.json()["completeness"]["present"] == 88
@@ -622,7 +622,7 @@ def test_a_worker_drains_the_queue_at_start_and_by_its_periodic_look(
     store = SeriesStore(db.dialect)
 
     def stored_and_queued(mid: int) -> None:
-        cols = columns.decode(json.loads(json.dumps(_day_with_defects())))  # plain floats
+        cols = columns.decode(json.loads(json.dumps(day_with_defects())))  # plain floats
         item = signals.WriteItem(cid, mid, EA, None, cols, ("test",))
         with db.transaction() as conn:
             signals.write(conn, store, ROBOT, [item])
@@ -681,7 +681,7 @@ def test_a_drain_is_followed_by_a_rest_in_proportion_to_it(
     try:
         assert sparing.wait() == 0.0  # no drain yet: the delay alone
         cid, owner = make_tenant(db, Role.owner)
-        put(client, owner.headers, cid, make_sensor(db, cid), EA, _day_with_defects())
+        put(client, owner.headers, cid, make_sensor(db, cid), EA, day_with_defects())
         sparing.kick()
         sparing.join()
         assert sparing.wait() > 0.5

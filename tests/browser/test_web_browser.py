@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from tests.browser.chromium import (
     failed_responses,
     requested_urls,
 )
+from tests.processes import free_port
 
 # .ci/run sets BESMART_BROWSER_TESTS=required so CI fails, instead of skipping, without them.
 pytestmark = pytest.mark.skipif(
@@ -48,18 +48,12 @@ YEAR0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 YEAR_POINTS = 525_600
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(db: Database, database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """`besmart serve` in its own process on the test database, with the demo loaded and a
     sensor holding a year of 1-minute power under the demo's transformer."""
     info = demo.load_demo(db, password=PASSWORD)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BESMART_DATABASE_URL": database_url,

@@ -27,7 +27,8 @@ from besmart_server.server.vee.worker import process
 from tests.api.signal_helpers import T0, get, make_sensor, moid
 from tests.api.test_devices import MALFORMED
 from tests.factories import Actor, make_tenant
-from tests.mqtt.harness import MOSQUITTO, BridgeProcess, Broker, Device, wait_for
+from tests.mqtt.harness import MOSQUITTO, BridgeProcess, Broker, Device
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(MOSQUITTO), reason="mosquitto is not installed (.ci/run installs it)"

@@ -17,7 +17,7 @@ from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from tests.factories import Actor, make_tenant
-from tests.reliability.server import free_port
+from tests.processes import free_port
 
 
 def _failing_app(settings: Settings) -> FastAPI:
