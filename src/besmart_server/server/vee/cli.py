@@ -103,12 +103,6 @@ class Supervisor:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._run, name="vee-supervisor", daemon=True)
-        self.starts = 0
-
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
         self._thread.start()
@@ -122,7 +116,6 @@ class Supervisor:
                 # A session of its own: a Ctrl-C meant for the API reaches the worker only
                 # through stop(), after the API has stopped writing.
                 self._proc = subprocess.Popen(self._argv, start_new_session=True)
-                self.starts += 1
                 proc = self._proc
             code = proc.wait()
             if self._stop.is_set():
@@ -146,11 +139,11 @@ class Supervisor:
 
 
 @contextmanager
-def beside_serve(settings: Settings) -> Iterator[Supervisor | None]:
+def beside_serve(settings: Settings) -> Iterator[None]:
     """`besmart serve`'s validation worker, while the API runs (none when validation after
     writes or validate_in_serve is off)."""
     if not (settings.validate_after_write and settings.validate_in_serve):
-        yield None
+        yield
         return
     argv = [sys.executable, "-m", "besmart_server", "vee", "worker", "--exit-with-parent"]
     supervisor = Supervisor(argv)
@@ -161,7 +154,7 @@ def beside_serve(settings: Settings) -> Iterator[Supervisor | None]:
     terminated = False
     supervisor.start()
     try:
-        yield supervisor
+        yield
     except _Terminated:
         terminated = True
     finally:
