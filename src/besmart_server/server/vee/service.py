@@ -679,9 +679,10 @@ _PG_ENQUEUE = (
 )
 
 
+# The columns a queue row is written with (_queue_rows' keys), in the table's order.
+_QUEUED = tuple(c.name for c in vee_queue.c if c.name not in ("id", "claimed_at"))
 _SQLITE_ENQUEUE = (
-    "INSERT INTO vee_queue (client_cid, sensor_mid, signal_type_moid, since, till, origins, "
-    "points, who, method, reason, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"
+    f"INSERT INTO vee_queue ({', '.join(_QUEUED)}) VALUES ({', '.join('?' * len(_QUEUED))})"
 )
 
 
@@ -698,14 +699,8 @@ def enqueue_apart(
         return 0
     raw = dbapi_connection(conn)
     if conn.dialect.name != "postgresql":
-        who, stamp = who_wrote(principal), now_ms()
-        rows = [
-            (
-                x.client_cid, x.sensor_mid, x.signal_type_moid, x.since, x.till,
-                ",".join(map(str, x.origins)), x.points, who, reason, stamp,
-            )
-            for x in writes
-        ]  # fmt: skip
+        queued = _queue_rows(principal, writes, reason=reason, method=None)
+        rows = [tuple(r[c] for c in _QUEUED) for r in queued]
         raw.execute("SAVEPOINT vee_enqueue")
         try:
             raw.executemany(_SQLITE_ENQUEUE, rows)
