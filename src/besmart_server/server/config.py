@@ -120,9 +120,9 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         le=60,
-        description="vee: a worker that found windows queued waits this long before it claims "
-        "them, so the windows of a burst of writes (a bulk load) are validated together, "
-        "merged per series",
+        description="vee: each drain of the validation queue looks at it this long after the "
+        "poll that started it, so the windows of a burst of writes (a bulk load) are claimed "
+        "together, merged per series",
     )
     validate_max_share: float = Field(
         0.25,

@@ -216,7 +216,7 @@ class Worker:
         try:
             # One claim a drain: under a steady load rows keep coming, and a drain that
             # claimed until none was left never ended, so never rested. What it left is
-            # claimed by the next, after the rest (kicked now, or by the next write).
+            # claimed by the next, after the rest (kicked now, or by the next poll).
             done = process(self._db, self._store, self._max_points, claims=1)
             if done >= CLAIM_ROWS:
                 self.kick()
@@ -229,8 +229,8 @@ class Worker:
             self._rested_at = ended + rest_after(ended - started, self._share)
 
     def wait(self) -> float:
-        """Seconds the next drain waits from now: the delay after a write, or what is left of
-        the rest after the last drain, whichever is longer."""
+        """Seconds the next drain waits from now before it looks at the queue: the delay, or
+        what is left of the rest after the last drain, whichever is longer."""
         return max(self._delay, self._rested_at - time.monotonic())
 
     def join(self) -> None:
