@@ -665,7 +665,7 @@ def test_a_drain_is_followed_by_a_rest_in_proportion_to_it(
     db: Database, client: TestClient, app: FastAPI, settings: Settings
 ) -> None:
     """Drains take at most validate_max_share of the worker's time: after one of d seconds
-    the next waits d * (1 - share) / share, longer than the delay after a write."""
+    the next waits d * (1 - share) / share, longer than the delay."""
     assert rest_after(1.0, 0.25) == 3.0
     assert rest_after(2.0, 0.5) == 2.0
     assert rest_after(5.0, 1.0) == 0.0
@@ -768,8 +768,6 @@ def test_a_batch_of_windows_locks_its_series_in_id_order(db: Database) -> None:
     the higher id at once (NOWAIT; window order would have locked it first)."""
     if db.dialect != "postgresql":
         pytest.skip("PostgreSQL only: SQLite has one writer at a time")
-    import threading
-
     from besmart_server.server.signals.tables import series
 
     cid, _ = make_tenant(db, Role.owner)
