@@ -73,6 +73,27 @@ def past_threshold(db: Database) -> bool:
     return dead > PG_VACUUM_THRESHOLD + PG_VACUUM_SCALE_FACTOR * live
 
 
+def began_before(db: Database, moment: object) -> int:
+    """Transactions of the whole cluster still open that began before `moment`: any of them,
+    in any database, may still see the rows a later commit left dead, and a VACUUM then keeps
+    them (the other test process's transactions, on this machine)."""
+    with db.reads() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE pid <> pg_backend_pid() AND xact_start < :moment"
+                ),
+                {"moment": moment},
+            ).scalar_one()
+        )
+
+
+def committed_at(db: Database) -> object:
+    with db.reads() as conn:
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+
 def rewrite_day_blocks(db: Database) -> None:
     """One point on each of DAYS days, then a second one on each: every block is written
     twice through the store, so the first version of each is left dead."""
@@ -152,6 +173,7 @@ def test_a_tick_while_another_process_holds_the_lock_vacuums_nothing(
     a tick that cannot take it is skipped, and the next one vacuums."""
     pg_only(db)
     rewrite_day_blocks(db)
+    rewritten = committed_at(db)
     # Backends flush their counts to pg_stat within about a second of a commit.
     assert wait_for(lambda: past_threshold(db)), "blocks' dead rows never showed in pg_stat"
     before = blocks_stats(db)[2]
@@ -161,6 +183,7 @@ def test_a_tick_while_another_process_holds_the_lock_vacuums_nothing(
             other.execute("SELECT pg_advisory_lock(%s)", (PG_VACUUM_LOCK_KEY,))
             assert vacuumer.vacuum_once() is None
             assert blocks_stats(db)[2] == before
+        assert wait_for(lambda: began_before(db, rewritten) == 0), "a transaction stays open"
         done = vacuumer.vacuum_once()  # `other` closed: its lock went with its session
         assert done is not None
         assert "blocks" in done
