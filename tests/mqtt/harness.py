@@ -140,7 +140,11 @@ class BridgeProcess:
         wait_for(lambda: children(pid), 30, "the bridge's receiving process")
         (receiver,) = children(pid)
         os.kill(receiver, signal.SIGKILL)
-        wait_for(lambda: children(pid) not in ([], [receiver]), 30, "a new receiving process")
+        try:
+            wait_for(lambda: children(pid) not in ([], [receiver]), 30, "a new receiving process")
+        except AssertionError as exc:  # what the bridge was doing meanwhile, to read
+            log = (self.log_dir / f"bridge-{self.runs}.log").read_text()
+            raise AssertionError(f"{exc}; children {children(pid)}; log:\n{log[-3000:]}") from None
 
     def stop(self) -> str:
         """SIGTERM; the bridge finishes its batch and says what it did."""
