@@ -7,9 +7,9 @@ measures it (SQLite: dbstat pages of the table and its index; PostgreSQL:
 pg_total_relation_size, heap + TOAST + indexes) and the medians of three store reads, the
 engines taking turns: a year of one 15-minute series (bench.run's figure 2), its newest
 versions over five (figure 3) and the 1-minute year that figure 4 averages. Each read
-series also gets a twin in the same database whose blocks are the same points in format 1
-(the encoding before format 2), read in turn with it: the two formats' read times under
-the same load.
+series also gets two twins in the same database whose blocks are the same points in the
+formats before (2, the byte planes of format 3's fallback; 1, before format 2), read in turn
+with it: the formats' read times under the same load.
 
     .venv/bin/python -m bench.block_size                 # both engines, the full year
     .venv/bin/python -m bench.block_size --days 60 --reps 5 --pg-url ''   # SQLite alone
@@ -118,13 +118,13 @@ def _page_size(url: str) -> int:
         return int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
-def _legacy_twin(e: Engine, sid: int) -> int:
-    """A new series holding series `sid`'s blocks re-encoded in format 1."""
+def _twin(e: Engine, sid: int, fmt: int) -> int:
+    """A new series holding series `sid`'s blocks re-encoded in an older format `fmt`."""
     with e.db.transaction() as conn:
-        cid = users.create_client(conn, name=f"twin{sid}")
+        cid = users.create_client(conn, name=f"twin{sid}.{fmt}")
         mid = conn.execute(
             insert(sensors)
-            .values(client_cid=cid, name=f"twin{sid}", created_at=now_ms())
+            .values(client_cid=cid, name=f"twin{sid}.{fmt}", created_at=now_ms())
             .returning(sensors.c.mid)
         ).scalar_one()
         moid = conn.execute(
@@ -141,9 +141,10 @@ def _legacy_twin(e: Engine, sid: int) -> int:
         f, _ = codec.decode_batch([(r.day, r.origin, bytes(r.body)) for r in stored])
         col = np.full(len(f), twin, dtype=np.int64)
         rows = [
-            dict(zip(COLUMNS, (*stored_row(twin, b)[:-1], None), strict=True))
-            for _, b in codec.encode_batch(col, f, legacy=True)
-        ]  # without summaries: format 1 is read by decoding
+            dict(zip(COLUMNS, (*stored_row(twin, b)[:-1], hours), strict=True))
+            for _, b in codec.encode_batch(col, f, fmt=fmt)
+            for hours in [None if fmt == codec.LEGACY_FORMAT else b.hours]
+        ]  # format 1 without summaries: it was read by decoding
         conn.execute(insert(blocks), rows)
     return int(twin)
 
@@ -158,8 +159,9 @@ def _reads(e: Engine, w: Workload) -> dict[str, Callable[[], int]]:
     ):
         lo, hi = int(s.time[0]), int(s.time[-1]) + step
         sid = e.ids[(s.sensor, s.moid)]
-        for fmt, series_id in ((2, sid), (1, _legacy_twin(e, sid))):
-            out[f"{label}, format {fmt}"] = _read(e, series_id, lo, hi, latest)
+        out[f"{label}, format {codec.FORMAT}"] = _read(e, sid, lo, hi, latest)
+        for fmt in (codec.FORMAT_2, codec.LEGACY_FORMAT):
+            out[f"{label}, format {fmt}"] = _read(e, _twin(e, sid, fmt), lo, hi, latest)
     return out
 
 
