@@ -18,7 +18,14 @@ from sqlalchemy.engine import make_url
 from besmart_server.server import migrate
 from besmart_server.server.all_tables import metadata
 from besmart_server.server.db import Database, psycopg_dsn
-from besmart_server.server.signals.blocks import decode, encode_batch, hour_summaries
+from besmart_server.server.signals.blocks import (
+    FORMAT,
+    FORMAT_2,
+    LEGACY_FORMAT,
+    decode,
+    encode_batch,
+    hour_summaries,
+)
 from besmart_server.server.signals.catalog import SIGNAL_TYPES
 from besmart_server.server.signals.pipeline import Frame, concat
 from besmart_server.server.signals.tables import blocks, signal_types
@@ -151,11 +158,11 @@ def _insert_blocks(
     series_col: np.ndarray[Any, np.dtype[np.int64]],
     f: Frame,
     *,
-    legacy: bool = False,
+    fmt: int = FORMAT,
 ) -> None:
     """The frame's points as blocks written directly (series_col: each point's series), as
     the revisions before 0018 keep them: capture times since 1970 (BIGINT)."""
-    for s, e in encode_batch(series_col, f, legacy=legacy):
+    for s, e in encode_batch(series_col, f, fmt=fmt):
         conn.execute(
             sa.insert(_BLOCKS_BEFORE_0018).values(
                 series_id=s, day=e.day, origin=e.origin, n=e.n, t_last=e.t_last,
@@ -408,7 +415,7 @@ def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: i
     with empty_db.transaction() as conn:
         ids = _series(conn, (32, 34, 53))
         series_col = np.array(ids, dtype=np.int64)[sid]
-        _insert_blocks(conn, series_col, f, legacy=True)
+        _insert_blocks(conn, series_col, f, fmt=LEGACY_FORMAT)
     before = _stored_blocks(empty_db)
     assert {b.body[0] for b in before} == {1}
     assert any(b.latest is not None for b in before)
@@ -511,7 +518,8 @@ def _stored_hours(db: Database) -> dict[tuple[int, int, int], bytes | None]:
 @pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
 def test_0016_block_extremes_up_down_up(empty_db: Database, chunk: int | None) -> None:
     """0016 rewrites every block's summary with its hours' (or day's) min and max, as a
-    write gives it now (a day whose newest numeric points include inf: none, decoded); its
+    write gives it now to a block of 48 points or more (a day whose newest numeric points
+    include inf: none, decoded); its
     downgrade writes them back as 0015 does, and upgrading again gives the same."""
     _migrate_to(empty_db, "0014", chunk)
     sid, f = _format_1_blocks()
@@ -535,8 +543,13 @@ def test_0016_block_extremes_up_down_up(empty_db: Database, chunk: int | None) -
         series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
         _insert_blocks(conn, series_col, f)
     old = _summaries(series_col, f, extremes=False)
-    new = {(s, e.day, e.origin): e.hours for s, e in encode_batch(series_col, f)}
-    assert new == _summaries(series_col, f, extremes=True)
+    new = _summaries(series_col, f, extremes=True)
+    # A write gives the same summaries, but none to a block of fewer than 48 points (0019).
+    written = {(s, e.day, e.origin): (e.n, e.hours) for s, e in encode_batch(series_col, f)}
+    assert {k: h for k, (n, h) in written.items() if n >= 48} == {
+        k: h for k, h in new.items() if written[k][0] >= 48
+    }
+    assert {h for n, h in written.values() if n < 48} == {None}
     assert None in new.values()  # the day of inf alone
     assert {k for k, h in new.items() if h} == {k for k, h in old.items() if h}
     assert sorted(h[:1] for h in new.values() if h and h[:1] != b"\x03") == [b"\x04", b"\x05"]
@@ -660,3 +673,60 @@ def test_0018_block_times_become_ms_into_the_day_up_down_up(empty_db: Database) 
     _migrate_to(empty_db, "0018", None)
     assert _block_times(empty_db) == in_day
     assert neighbours() == found
+
+
+def _all_blocks(db: Database) -> list[Any]:
+    with db.transaction(write=False) as conn:
+        return list(conn.execute(select(blocks).order_by(*blocks.primary_key.columns)).all())
+
+
+@pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
+def test_0019_reencodes_blocks_in_format_3_and_back(empty_db: Database, chunk: int | None) -> None:
+    """Format 2 blocks (body and latest) become format 3 with the same points and every other
+    column as it was; a day of noisy decimal readings gets smaller; downgrade gives back the
+    format 2 blocks byte for byte."""
+    from besmart_server.server.signals.store import COLUMNS, stored_row
+
+    _migrate_to(empty_db, "0018", chunk)
+    sid, f = _format_1_blocks()
+    t = _T0 + 5 * _DAY + np.arange(96, dtype=np.int64) * 900_000
+    power = np.round(1.5 + np.random.default_rng(3).uniform(-1.0, 1.0, 96), 3)
+    noisy = Frame.from_columns(t, np.ones(96), np.full(96, 70), np.zeros(96), power)
+    sid = np.concatenate([sid, np.full(96, 2)])
+    f = concat([f, noisy])
+    order = np.lexsort((f.acq, f.time, f.origin, sid))
+    f, sid = f.take(order), sid[order]
+    with empty_db.transaction() as conn:
+        series_col = np.array(_series(conn, (32, 34, 53)), dtype=np.int64)[sid]
+        for s, e in encode_batch(series_col, f, fmt=FORMAT_2):
+            conn.execute(
+                sa.insert(blocks).values(dict(zip(COLUMNS, stored_row(s, e), strict=True)))
+            )
+    before = _all_blocks(empty_db)
+    assert {b.body[0] for b in before} == {2}
+    assert any(b.latest is not None for b in before)
+
+    _migrate_to(empty_db, "0019", chunk)
+    after = _all_blocks(empty_db)
+    same = [c for c in COLUMNS if c not in ("body", "latest")]
+    assert [[getattr(b, c) for c in same] for b in after] == [
+        [getattr(b, c) for c in same] for b in before
+    ]
+    for old, new in zip(before, after, strict=True):
+        assert new.body[0] == 3
+        assert (new.latest is None) == (old.latest is None)
+        for o, n in ((old.body, new.body), (old.latest, new.latest)):
+            if o is None:
+                continue
+            a, b = decode(old.day, old.origin, o), decode(new.day, new.origin, n)
+            assert (a.time.tolist(), a.acq.tolist(), a.type.tolist(), a.text) == (
+                b.time.tolist(), b.acq.tolist(), b.type.tolist(), b.text,
+            )  # fmt: skip
+            assert a.value.view(np.uint64).tolist() == b.value.view(np.uint64).tolist()
+            assert n[0] == 3
+    (old_day,) = [b for b in before if b.n == 96]
+    (new_day,) = [b for b in after if b.n == 96]
+    assert len(new_day.body) < len(old_day.body) * 0.9
+
+    _migrate_to(empty_db, "0018", chunk, down=True)
+    assert [tuple(b) for b in _all_blocks(empty_db)] == [tuple(b) for b in before]
