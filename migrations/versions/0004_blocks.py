@@ -22,6 +22,7 @@ from alembic import op
 
 from besmart_server.server.signals.blocks import DAY_MS, decode, encode_batch
 from besmart_server.server.signals.pipeline import TYPE_RM, TYPE_STR, Frame
+from besmart_server.server.signals.reformat import migration_chunk
 
 revision = "0004"
 down_revision = "0003"
@@ -56,12 +57,6 @@ _blocks = sa.table(
     sa.column("body", sa.LargeBinary),
     sa.column("latest", sa.LargeBinary),
 )
-
-
-def _chunk() -> int:
-    cfg = op.get_context().config
-    size = cfg.attributes.get("blocks_chunk", CHUNK) if cfg is not None else CHUNK
-    return int(size)
 
 
 def _series_ids(bind: sa.Connection, table: sa.TableClause) -> Iterator[int]:
@@ -150,7 +145,7 @@ def upgrade() -> None:
         # Bodies are zstd already: TOAST's pglz would only spend time failing to shrink them.
         op.execute("ALTER TABLE blocks ALTER COLUMN body SET STORAGE EXTERNAL")
         op.execute("ALTER TABLE blocks ALTER COLUMN latest SET STORAGE EXTERNAL")
-    chunk = _chunk()
+    chunk = migration_chunk(CHUNK)
     p = _points.c
     for sid in _series_ids(bind, _points):
         query = (
@@ -182,7 +177,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     _create_points()
     bind = op.get_bind()
-    chunk = _chunk()
+    chunk = migration_chunk(CHUNK)
     b = _blocks.c
     out: list[dict[str, Any]] = []
     for sid in _series_ids(bind, _blocks):

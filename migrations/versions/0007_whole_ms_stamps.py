@@ -28,6 +28,7 @@ from alembic import op
 
 from besmart_server.server.signals.blocks import decode, encode_batch
 from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.reformat import migration_chunk
 
 revision = "0007"
 down_revision = "0006"
@@ -50,12 +51,6 @@ _blocks = sa.table(
     sa.column("latest", sa.LargeBinary),
 )
 _clock = sa.table("version_clock", sa.column("id", sa.Integer), sa.column("last_us", BIG))
-
-
-def _chunk() -> int:
-    cfg = op.get_context().config
-    size = cfg.attributes.get("blocks_chunk", CHUNK) if cfg is not None else CHUNK
-    return int(size)
 
 
 def _blocks_of_every_series(bind: sa.Connection, chunk: int) -> Iterator[tuple[int, Frame]]:
@@ -96,7 +91,7 @@ def restamped(
 
 def upgrade() -> None:
     bind = op.get_bind()
-    chunk = _chunk()
+    chunk = migration_chunk(CHUNK)
     found: list[np.ndarray[Any, np.dtype[np.int64]]] = []
     imported: list[np.ndarray[Any, np.dtype[np.int64]]] = []
     for _, f in _blocks_of_every_series(bind, chunk):
