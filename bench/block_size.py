@@ -7,9 +7,11 @@ measures it (SQLite: dbstat pages of the table and its index; PostgreSQL:
 pg_total_relation_size, heap + TOAST + indexes) and the medians of three store reads, the
 engines taking turns: a year of one 15-minute series (bench.run's figure 2), its newest
 versions over five (figure 3) and the 1-minute year that figure 4 averages. Each read
-series also gets two twins in the same database whose blocks are the same points in the
-formats before (2, the byte planes of format 3's fallback; 1, before format 2), read in turn
-with it: the formats' read times under the same load.
+series also gets three twins in the same database whose blocks are the same points in each
+format (3, written now; 2, whose byte planes format 3 keeps where bits gain too little; 1,
+before format 2), read in turn with it: the formats' read times under the same load. The
+twins' rows are written at once and lie together; the series as the workload wrote it has
+its rows spread among the other series' (compare the twins with each other).
 
     .venv/bin/python -m bench.block_size                 # both engines, the full year
     .venv/bin/python -m bench.block_size --days 60 --reps 5 --pg-url ''   # SQLite alone
@@ -119,7 +121,7 @@ def _page_size(url: str) -> int:
 
 
 def _twin(e: Engine, sid: int, fmt: int) -> int:
-    """A new series holding series `sid`'s blocks re-encoded in an older format `fmt`."""
+    """A new series holding series `sid`'s blocks re-encoded in format `fmt`."""
     with e.db.transaction() as conn:
         cid = users.create_client(conn, name=f"twin{sid}.{fmt}")
         mid = conn.execute(
@@ -159,8 +161,9 @@ def _reads(e: Engine, w: Workload) -> dict[str, Callable[[], int]]:
     ):
         lo, hi = int(s.time[0]), int(s.time[-1]) + step
         sid = e.ids[(s.sensor, s.moid)]
-        out[f"{label}, format {codec.FORMAT}"] = _read(e, sid, lo, hi, latest)
-        for fmt in (codec.FORMAT_2, codec.LEGACY_FORMAT):
+        out[f"{label}, as written (format {codec.FORMAT})"] = _read(e, sid, lo, hi, latest)
+        # Twins are written at once, so their rows lie together: they compare with each other
+        for fmt in (codec.FORMAT, codec.FORMAT_2, codec.LEGACY_FORMAT):
             out[f"{label}, format {fmt}"] = _read(e, _twin(e, sid, fmt), lo, hi, latest)
     return out
 

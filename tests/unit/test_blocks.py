@@ -459,7 +459,8 @@ def test_format_3_blocks_of_every_value_layout_decode_together() -> None:
         bodies.append((day, 1, e.body))
     one = Frame.from_columns([9 * DAY_MS], [1], [9], [0], [0.125])
     ((_, single),) = blocks.encode_batch(np.zeros(1, dtype=np.int64), one)
-    for rows in (bodies, [*bodies, (9, 1, single.body)], [bodies[0], bodies[3], bodies[2]]):
+    mixes = (bodies, [*bodies, (9, 1, single.body)], [bodies[0], bodies[3], bodies[2]])
+    for rows in (*mixes, [bodies[0], bodies[1], bodies[0]]):  # the last: bits only, two widths
         got, counts = blocks.decode_batch(rows)
         alone = [blocks.decode(d, o, b) for d, o, b in rows]
         assert counts.tolist() == [len(a) for a in alone]

@@ -448,12 +448,21 @@ def _add_bits(
     first = np.cumsum(size) - size
     # Every block in bits, none in planes: each group's values are set, not added.
     only = d is None and sum(len(sel) for sel in groups.values()) == starts.shape[0]
+    if only and same_n and len(groups) > 1:  # blocks of one size: as one array, whatever bits
+        c = int(counts[0])
+        at = first[:, None] * 8 + np.arange(c, dtype=np.int64) * bits[:, None]
+        v = words.take(at >> 3)
+        v >>= (at & 7).astype(np.uint64)
+        v &= (np.uint64(1) << bits.astype(np.uint64)[:, None]) - np.uint64(1)
+        x: I64 = v.view(np.int64)
+        x += ref[:, None]
+        return x.reshape(-1)
     for (w, c), sel in groups.items():
         o = np.arange(c, dtype=np.int64) * w
         v = words.take(first[sel][:, None] + (o >> 3))  # take: 3x a fancy index, unaligned
         v >>= (o & 7).astype(np.uint64)
         v &= np.uint64((1 << w) - 1)
-        x: I64 = v.view(np.int64)
+        x = v.view(np.int64)
         x += ref[sel][:, None]
         if only and len(sel) * c == total:  # every block, in order
             return x.reshape(-1)
