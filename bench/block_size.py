@@ -108,6 +108,27 @@ def _size(e: Engine, url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _breakdown(url: str) -> list[str]:
+    """Where a SQLite database's block bytes go: the leaves' free space, and per signal type
+    the body, summary and latest bytes per point (the payload's parts)."""
+    path = make_url(url).database
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        pages, unused = conn.execute(
+            "SELECT sum(pgsize), sum(unused) FROM dbstat WHERE name = 'blocks'"
+        ).fetchone()
+        out = [f"  free space in the table's pages: {unused / pages:.1%}"]
+        for moid, rows, points, body, hours, latest in conn.execute(
+            "SELECT s.signal_type_moid, count(*), sum(b.n), sum(length(b.body)),"
+            " sum(coalesce(length(b.hours), 0)), sum(coalesce(length(b.latest), 0))"
+            " FROM blocks b JOIN series s ON s.id = b.series_id GROUP BY 1 ORDER BY 1"
+        ):
+            out.append(
+                f"  signal {moid}: {rows:,} blocks, {points:,} points; B/pt body"
+                f" {body / points:.2f}, summary {hours / points:.2f}, latest {latest / points:.2f}"
+            )
+    return out
+
+
 def _create_sqlite(url: str, page_size: int) -> None:
     """An empty SQLite file in WAL mode with this page size (fixed from then on)."""
     with closing(sqlite3.connect(make_url(url).database or "")) as conn:
@@ -219,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
             e.size = _size(e, url)
             print(f"{e.name}: ingest {stored / took:,.0f} pts/s, {e.size:,} bytes,"
                   f" {e.size / stored:.2f} B/pt")  # fmt: skip
+            if e.name.startswith("sqlite"):
+                print("\n".join(_breakdown(url)))
             engines.append(e)
         reads = {e.name: _reads(e, w) for e in engines}
         for k in range(args.reps + 1):  # the first round warms up, untimed

@@ -19,6 +19,7 @@ import pytest
 from besmart_server.schemas.users import Role
 from besmart_server.server.db import Database
 from besmart_server.server.vee import service as vee_service
+from besmart_server.server.vee.cli import RESTART_MAX_S, RESTART_S, restart_pauses
 from tests.api.signal_helpers import T0, data_url, day_with_defects, make_sensor, moid
 from tests.factories import Actor, make_tenant
 from tests.processes import alive, children, wait_for
@@ -171,3 +172,15 @@ def test_a_worker_refuses_to_run_with_validation_off(database_url: str, db: Data
     )
     assert done.returncode == 2
     assert "BESMART_VALIDATE_AFTER_WRITE" in done.stderr
+
+
+def test_the_restart_pause_doubles_while_workers_die_young_and_starts_over() -> None:
+    """A worker dying at once waits 1, 2, 4 … up to 30 s before the next start; one that ran
+    30 s or more was well, so its exit waits 1 s again."""
+    waits, pause = [], RESTART_S
+    for _ in range(7):
+        wait, pause = restart_pauses(pause, 0.5)
+        waits.append(wait)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert restart_pauses(pause, RESTART_MAX_S) == (RESTART_S, 2 * RESTART_S)
+    assert restart_pauses(pause, RESTART_MAX_S - 1) == (RESTART_MAX_S, RESTART_MAX_S)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -94,6 +95,15 @@ RESTART_MAX_S = 30.0
 STOP_TIMEOUT_S = 60.0
 
 
+def restart_pauses(pause: float, ran_s: float) -> tuple[float, float]:
+    """(the wait before starting a worker again, the pause for the exit after that), given
+    the pause due now and how long the worker that exited ran: the pause doubles from
+    RESTART_S up to RESTART_MAX_S while workers die young, and starts over after one that ran
+    that long (a worker that failed once a day would otherwise wait the longest pause)."""
+    wait = RESTART_S if ran_s >= RESTART_MAX_S else pause
+    return wait, min(wait * 2, RESTART_MAX_S)
+
+
 class Supervisor:
     """One `besmart vee worker` process, started again when it exits on its own."""
 
@@ -117,12 +127,13 @@ class Supervisor:
                 # through stop(), after the API has stopped writing.
                 self._proc = subprocess.Popen(self._argv, start_new_session=True)
                 proc = self._proc
+            started = time.monotonic()
             code = proc.wait()
             if self._stop.is_set():
                 return
-            log.warning("the validation worker exited (%s): starting another in %g s", code, pause)
-            self._stop.wait(pause)
-            pause = min(pause * 2, RESTART_MAX_S)
+            wait, pause = restart_pauses(pause, time.monotonic() - started)
+            log.warning("the validation worker exited (%s): starting another in %g s", code, wait)
+            self._stop.wait(wait)
 
     def stop(self) -> None:
         self._stop.set()
