@@ -406,6 +406,23 @@ def _stored_blocks(db: Database) -> list[Any]:
         )
 
 
+def _assert_reencoded(before: Sequence[Any], after: Sequence[Any], fmt: int) -> None:
+    """Each block of `after` (body and latest) in format `fmt`, holding the points of the
+    block of `before` in its place, every value bit for bit."""
+    for old, new in zip(before, after, strict=True):
+        assert new.body[0] == fmt
+        assert (new.latest is None) == (old.latest is None)
+        for o, n in ((old.body, new.body), (old.latest, new.latest)):
+            if o is None:
+                continue
+            a, b = decode(old.day, old.origin, o), decode(new.day, new.origin, n)
+            assert (a.time.tolist(), a.acq.tolist(), a.type.tolist(), a.text) == (
+                b.time.tolist(), b.acq.tolist(), b.type.tolist(), b.text,
+            )  # fmt: skip
+            assert a.value.view(np.uint64).tolist() == b.value.view(np.uint64).tolist()
+            assert n[0] == fmt
+
+
 @pytest.mark.parametrize("chunk", [None, 2], ids=["default-chunk", "chunk-2"])
 def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: int | None) -> None:
     """Format 1 blocks (body and latest) become format 2 with the same points and summary
@@ -423,18 +440,7 @@ def test_0011_reencodes_blocks_in_format_2_and_back(empty_db: Database, chunk: i
     _migrate_to(empty_db, "0011", chunk)
     after = _stored_blocks(empty_db)
     assert [tuple(b)[:7] for b in after] == [tuple(b)[:7] for b in before]  # key, summaries
-    for old, new in zip(before, after, strict=True):
-        assert new.body[0] == 2
-        assert (new.latest is None) == (old.latest is None)
-        for o, n in ((old.body, new.body), (old.latest, new.latest)):
-            if o is None:
-                continue
-            a, b = decode(old.day, old.origin, o), decode(new.day, new.origin, n)
-            assert (a.time.tolist(), a.acq.tolist(), a.type.tolist(), a.text) == (
-                b.time.tolist(), b.acq.tolist(), b.type.tolist(), b.text,
-            )  # fmt: skip
-            assert a.value.view(np.uint64).tolist() == b.value.view(np.uint64).tolist()
-            assert n[0] == 2
+    _assert_reencoded(before, after, 2)
     if empty_db.dialect == "postgresql":
         with empty_db.engine.connect() as conn:
             options = conn.execute(
@@ -712,18 +718,7 @@ def test_0019_reencodes_blocks_in_format_3_and_back(empty_db: Database, chunk: i
     assert [[getattr(b, c) for c in same] for b in after] == [
         [getattr(b, c) for c in same] for b in before
     ]
-    for old, new in zip(before, after, strict=True):
-        assert new.body[0] == 3
-        assert (new.latest is None) == (old.latest is None)
-        for o, n in ((old.body, new.body), (old.latest, new.latest)):
-            if o is None:
-                continue
-            a, b = decode(old.day, old.origin, o), decode(new.day, new.origin, n)
-            assert (a.time.tolist(), a.acq.tolist(), a.type.tolist(), a.text) == (
-                b.time.tolist(), b.acq.tolist(), b.type.tolist(), b.text,
-            )  # fmt: skip
-            assert a.value.view(np.uint64).tolist() == b.value.view(np.uint64).tolist()
-            assert n[0] == 3
+    _assert_reencoded(before, after, 3)
     (old_day,) = [b for b in before if b.n == 96]
     (new_day,) = [b for b in after if b.n == 96]
     assert len(new_day.body) < len(old_day.body) * 0.9
