@@ -186,6 +186,8 @@ def encode_batch(
     `fmt`: the body format to write; the older ones for the migrations' ways down (format 1
     for 0011's, 2 for 0019's).
     """
+    if fmt not in _FORMATS:
+        raise ValueError(f"no block format {fmt}")
     n = len(f)
     if n == 0:
         return []
@@ -207,19 +209,16 @@ def encode_batch(
     lo_num = np.minimum.reduceat(np.where(numeric, f.time, _NO_TIME_HI), starts).tolist()
     hi_num = np.maximum.reduceat(np.where(numeric, f.time, _NO_TIME_LO), starts).tolist()
     texts = _block_texts(f, kind, starts, ends)
-    if fmt not in _FORMATS:
-        raise ValueError(f"no block format {fmt}")
     newest = _latest_bodies(series_id, f, first, fmt) if latest else {}
     if fmt == LEGACY_FORMAT:
         bodies = _bodies_v1(f, offset, kind, starts, ends, texts)
     else:
         bodies = _bodies_v2(f, offset, kind, starts, ends, texts, fmt)
     summaries: list[bytes | None] = [None] * starts.shape[0]
-    if latest:
-        # A day of fewer than _SUMMED points keeps no summary (see _SUMMED).
-        sparse = (ends - starts < _SUMMED).tolist()
+    sparse = ends - starts < _SUMMED  # a day of so few points keeps no summary (_SUMMED)
+    if latest and not bool(sparse.all()):  # a batch of hourly days alone: none to compute
         summed = hour_summaries(series_id, f, first)
-        summaries = [None if few else h for few, h in zip(sparse, summed, strict=True)]
+        summaries = [None if few else h for few, h in zip(sparse.tolist(), summed, strict=True)]
     out: list[tuple[int, Encoded]] = []
     for i, (lo, hi, sid, d, org, last, body) in enumerate(
         zip(
