@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,8 @@ class Device:
         self.connect_result: Any = None
         self.client.on_connect = self._on_connect
         self.connected = threading.Event()
-        # (paho's handle, topic, payload, when sent): what the device still owes the broker
-        self.sent: list[tuple[mqtt.MQTTMessageInfo, str, bytes, float]] = []
+        # Every reading the device sent: what the device still owes the broker
+        self.sent: list[Reading] = []
         self.reconnects = 0
         self.client.connect_async("127.0.0.1", port)
         self.client.loop_start()
@@ -194,26 +195,23 @@ class Device:
     def publish(self, topic: str, payload: Any) -> mqtt.MQTTMessageInfo:
         raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         info = self.client.publish(topic, raw, qos=1)
-        self.sent.append((info, topic, raw, time.monotonic()))
+        self.sent.append(Reading(topic, raw, [info], time.monotonic()))
         return info
 
     def unacknowledged(self) -> int:
-        return sum(not _acknowledged(info) for info, *_ in self.sent)
+        return sum(not r.acknowledged() for r in self.sent)
 
     def republish_unacknowledged(self, *, waited: float = 0.0) -> int:
-        """The device's side of end-to-end safety: send again what has waited `waited` seconds
-        or more for the broker's acknowledgment. A device that sent again everything not yet
-        acknowledged at each look would queue a second copy of a long queue behind the first,
-        then a third: when paho drains more slowly than the device looks, the queue only grows
-        (seen in CI, where 100,000 readings never settled)."""
+        """The device's side of end-to-end safety: send again each reading none of whose
+        copies the broker acknowledged within `waited` seconds of the last. The copies sent
+        before stay in paho's queue and may be acknowledged first: any one delivers the
+        reading (counting only the last copy, a device whose queue drained more slowly than it
+        looked saw no progress while the broker acknowledged every earlier copy)."""
         now = time.monotonic()
-        keep, again = [], []
-        for s in self.sent:
-            late = not _acknowledged(s[0]) and now - s[3] >= waited
-            (again if late else keep).append(s)
-        self.sent = keep
-        for _, topic, raw, _ in again:
-            self.publish(topic, raw)
+        again = [r for r in self.sent if now - r.last >= waited and not r.acknowledged()]
+        for r in again:
+            r.copies.append(self.client.publish(r.topic, r.raw, qos=1))
+            r.last = time.monotonic()
         return len(again)
 
     def reconnect(self) -> None:
@@ -228,10 +226,17 @@ class Device:
     def state(self) -> str:
         """For a failure's message: what the device and paho's own queue hold."""
         c = self.client
-        held = collections.Counter(m.state for m in c._out_messages.values())
+        # paho's network thread changes its queue as we read it: read it under paho's own lock
+        with c._out_message_mutex:
+            held = collections.Counter(m.state for m in c._out_messages.values())
+            inflight = c._inflight_messages
+        why = collections.Counter(r.copies[-1].rc.name for r in self.sent if not r.acknowledged())
+        thread = c._thread
         return (
-            f"{self.name}: {self.unacknowledged()} unacknowledged, connected={c.is_connected()}, "
-            f"reconnects={self.reconnects}, paho inflight={c._inflight_messages} {dict(held)}"
+            f"{self.name}: {self.unacknowledged()} unacknowledged (paho's rc {dict(why)}), "
+            f"connected={c.is_connected()}, network thread alive="
+            f"{thread is not None and thread.is_alive()}, reconnects={self.reconnects}, "
+            f"paho inflight={inflight} of {c._max_inflight_messages}, held by state {dict(held)}"
         )
 
     def close(self) -> None:
@@ -239,10 +244,22 @@ class Device:
         self.client.loop_stop()
 
 
+@dataclass
+class Reading:
+    """One reading of a device and the copies of it the device sent (paho's handles)."""
+
+    topic: str
+    raw: bytes
+    copies: list[mqtt.MQTTMessageInfo]
+    last: float  # when the last copy was sent (time.monotonic)
+
+    def acknowledged(self) -> bool:
+        return any(_acknowledged(info) for info in self.copies)
+
+
 def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
-    """Whether the broker acknowledged a message (one published while disconnected counts as
-    not acknowledged, whatever paho did with it: the device sends it again)."""
-    try:
-        return info.is_published()
-    except (RuntimeError, ValueError):
-        return False
+    """Whether the broker acknowledged a copy. Read from paho's flag, not is_published(),
+    which raises for a copy published while disconnected even after paho sent it on the next
+    connection and the broker acknowledged it; a copy paho refused (its rc) is never set."""
+    with info._condition:
+        return bool(info._published)
