@@ -62,6 +62,20 @@ def check_loopback_url(url: str) -> str:
     return url
 
 
+def put_body(batch: Batch, cid: int, mids: dict[str, int]) -> bytes:
+    """A multi-series PUT body: one item per chunk of the batch, columnar data with origin 1."""
+    items = [
+        {
+            "client_cid": cid,
+            "sensor_mid": mids[c.series.sensor],
+            "signal_type_moid": c.series.moid,
+            "data": {"time": c.time, "value": c.value, "origin": np.ones(len(c), dtype=np.int8)},
+        }
+        for c in batch.chunks
+    ]
+    return orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 class Besmart(Served):
     """One besmart-server process and its database, for the life of the ``with`` block."""
 
@@ -230,24 +244,7 @@ class Besmart(Served):
         return errors
 
     def prepare(self, batches: Sequence[Batch]) -> list[bytes]:
-        """Multi-series PUT bodies: one item per chunk, columnar data with origin 1."""
-        bodies = []
-        for batch in batches:
-            items = [
-                {
-                    "client_cid": self.cid,
-                    "sensor_mid": self.mids[c.series.sensor],
-                    "signal_type_moid": c.series.moid,
-                    "data": {
-                        "time": c.time,
-                        "value": c.value,
-                        "origin": np.ones(len(c), dtype=np.int8),
-                    },
-                }
-                for c in batch.chunks
-            ]
-            bodies.append(orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY))
-        return bodies
+        return [put_body(batch, self.cid, self.mids) for batch in batches]
 
     def write(self, body: bytes) -> None:
         resp = self.http.put(PUT_MULTI, content=body, headers={"Content-Type": "application/json"})

@@ -1,9 +1,11 @@
 """Where a 10,000-point multi-series write spends its time, in-process (no HTTP).
 
-The benchmark's ingest request — 20 meters x 5 signals x 100 points, each day block written
-twice as its day fills — through `signals.service.write` on a fresh database of either
-engine: the median time per request, then the share of each storage step (timed around the
-store's methods) and cProfile's top functions by their own time.
+Row 1's requests of bench.run (20 meters x 5 signals x 100 points, each day block written
+twice as its day fills, real values) through the multi-series PUT's own function
+(`signals.router._write_many`: the body parsed, the token checked, the write, the validation
+queue's rows, the commit) on a fresh database of either engine: the median wall and CPU time
+per request, the time of each step (timed around the functions the route calls), then
+cProfile's top functions by their own time.
 
     .venv/bin/python -m bench.profile_write                      # SQLite in a temporary file
     .venv/bin/python -m bench.profile_write postgresql://postgres@127.0.0.1:5432/test
@@ -18,59 +20,24 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-from sqlalchemy import insert
+from bench.inproc import InProcess, bench_app
+from besmart_server.server.signals import blocks, router, service
 
-from bench.scratch import scratch_database
-from bench.workload import METER_SIGNALS, MS_15MIN, START_MS
-from besmart_server.schemas.users import Role
-from besmart_server.server import migrate
-from besmart_server.server.access import Principal
-from besmart_server.server.db import Database, now_ms
-from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.signals import columns, service
-from besmart_server.server.signals.store import SeriesStore
-from besmart_server.server.users import service as users
-
-WARM, TIMED = 20, 40
+WARM, TIMED, PROFILED = 20, 150, 40
 
 
 def main(argv: list[str]) -> None:
-    with scratch_database(argv[0] if argv else None, "profile") as url:
-        db = Database(url)
-        try:
-            _profile(db)
-        finally:
-            db.dispose()
+    with bench_app(argv[0] if argv else None, WARM + TIMED + PROFILED, "profile") as ip:
+        _profile(ip)
 
 
-def _profile(db: Database) -> None:
-    migrate.upgrade(db)
-    with db.transaction() as conn:
-        cid = users.create_client(conn, name="profile")
-        mids = [
-            conn.execute(
-                insert(sensors)
-                .values(client_cid=cid, name=f"m{i}", created_at=now_ms())
-                .returning(sensors.c.mid)
-            ).scalar_one()
-            for i in range(20)
-        ]
-    caller = Principal(None, None, roles={cid: Role.write})
-    store = SeriesStore(db.dialect)
-
-    def request(k: int) -> list[service.WriteItem]:
-        times = (START_MS + (k * 100 + np.arange(100)) * MS_15MIN).tolist()
-        body = {"time": times, "value": [float(x % 97) for x in range(100)]}
-        return [
-            service.WriteItem(cid, mid, moid, None, columns.decode(body), ("body", 0, "data"))
-            for mid in mids
-            for moid in METER_SIGNALS
-        ]
-
+def _profile(ip: InProcess) -> None:
+    state = ip.app.state
     spent: dict[str, float] = defaultdict(float)
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,36 +50,53 @@ def _profile(db: Database) -> None:
 
         return wrapper
 
-    # _stamp: the series' lock and clocks, and the stored blocks' read (stamp_and_read)
-    for name in ("series_ids", "_stamp"):
-        setattr(store, name, timed(name, getattr(store, name)))
-    d = store._d  # the engine's bulk read and write of blocks
-    store._d = dataclasses.replace(
-        d, stamp_and_read=timed("stamp_and_read", d.stamp_and_read), put=timed("put", d.put)
+    # Each module attribute the route's code looks up when it runs, replaced by a timed one.
+    for module, name, label in (
+        (router, "_parse_many", "parse"),
+        (router, "token_user", "token check"),
+        (service, "write", "write"),
+        (blocks, "encode_batch", "  encode blocks"),
+        (blocks, "decode_batch", "  decode stored blocks"),
+    ):
+        setattr(module, name, timed(label, getattr(module, name)))
+    d = state.store._d  # the engine's bulk read and write of blocks
+    state.store._d = dataclasses.replace(
+        d,
+        stamp_and_read=timed("  lock, stamp, read stored", d.stamp_and_read),
+        put=timed("  put blocks", d.put),
     )
-    bodies = [request(k) for k in range(WARM + 2 * TIMED)]
-    seconds, commits = [], 0.0
-    for k, items in enumerate(bodies[: WARM + TIMED]):
+    for observer in state.write_observers:
+        observer.written = timed("validation queue", observer.written)
+    transaction = state.db.transaction
+
+    @contextmanager
+    def commit_timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with transaction(*args, **kwargs) as conn:
+            yield conn
+            t0 = time.perf_counter()  # the block's body is done: what is left is the commit
+        spent["commit"] += time.perf_counter() - t0
+
+    state.db.transaction = commit_timed
+    request: Any = SimpleNamespace(app=ip.app)  # all _write_many reads of its request
+    walls, cpus = [], []
+    for k, raw in enumerate(ip.bodies[: WARM + TIMED]):
         if k == WARM:
             spent.clear()
-        t0 = time.perf_counter()
-        with db.transaction(write=True) as conn:
-            service.write(conn, store, caller, items)
-            t1 = time.perf_counter()
-        done = time.perf_counter()
-        if k >= WARM:
-            seconds.append(done - t0)
-            commits += done - t1
-    med = statistics.median(seconds)
-    rate = f"{1e4 / med:,.0f} pts/s"
-    print(f"{db.dialect}: median {med * 1000:.1f} ms per 10,000-point request ({rate})")
-    for name, total in sorted({**spent, "commit": commits}.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:14} {total / TIMED * 1000:6.2f} ms per request")
-    profile = cProfile.Profile()  # a second series of requests: the profiler's cost not timed
-    for items in bodies[WARM + TIMED :]:
-        with db.transaction(write=True) as conn:
-            profile.runcall(service.write, conn, store, caller, items)
-    pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        router._write_many(request, ip.token, raw, None)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.thread_time() - c0)
+    wall, cpu = statistics.median(walls[WARM:]), statistics.median(cpus[WARM:])
+    print(
+        f"{state.db.dialect}: median {wall * 1000:.1f} ms per 10,000-point request "
+        f"({1e4 / wall:,.0f} pts/s), {cpu * 1000:.1f} ms of this thread's CPU"
+    )
+    for name, total in spent.items():
+        print(f"  {name:26} {total / TIMED * 1000:6.2f} ms per request")
+    profile = cProfile.Profile()  # more requests: the profiler's cost not in the times above
+    for raw in ip.bodies[WARM + TIMED :]:
+        profile.runcall(router._write_many, request, ip.token, raw, None)
+    pstats.Stats(profile).sort_stats("tottime").print_stats(45)
 
 
 if __name__ == "__main__":

@@ -17,69 +17,25 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-import orjson
-from fastapi.testclient import TestClient
-from sqlalchemy import insert
-
 from bench.besmart import PUT_MULTI
-from bench.scratch import scratch_database
-from bench.workload import FULL, generate
-from besmart_server.schemas.users import Role
-from besmart_server.server import migrate
-from besmart_server.server.app import create_app
-from besmart_server.server.config import Settings
-from besmart_server.server.db import Database, now_ms
-from besmart_server.server.sensors.tables import sensors
-from besmart_server.server.users import service as users
+from bench.inproc import bench_app
 from besmart_server.server.vee.worker import process
 
 
 def one_run(url: str | None, requests: int, every: int) -> tuple[float, float]:
     """(write CPU s, drain CPU s) per request of one run on a fresh database."""
-    wl = generate(FULL)
-    with scratch_database(url, "veedrain") as db_url:
-        db = Database(db_url)
-        migrate.upgrade(db)
-        mids: dict[str, int] = {}
-        with db.transaction() as conn:
-            cid = users.create_client(conn, name="bench")
-            for name in wl.sensors:
-                row = insert(sensors).values(client_cid=cid, name=name, created_at=now_ms())
-                mids[name] = int(conn.execute(row.returning(sensors.c.mid)).scalar_one())
-            uid = users.create_user(conn, login="bench", password="bench bench bench")
-            users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.write)
-            token = users.issue_token(conn, user_id=uid, ttl_seconds=3600).token
-        db.dispose()
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        settings = Settings(database_url=db_url, demo=False)
-        app = create_app(settings)
-        bodies = [
-            orjson.dumps(
-                [
-                    {
-                        "client_cid": cid,
-                        "sensor_mid": mids[c.series.sensor],
-                        "signal_type_moid": c.series.moid,
-                        "data": {"time": c.time, "value": c.value, "origin": np.ones(len(c))},
-                    }
-                    for c in batch.chunks
-                ],
-                option=orjson.OPT_SERIALIZE_NUMPY,
-            )
-            for batch in wl.ingest_batches("time")[:requests]
-        ]
+    with bench_app(url, requests, "veedrain") as ip:
+        state = ip.app.state
         write_s = drain_s = 0.0
-        with TestClient(app) as client:
-            for i, body in enumerate(bodies, 1):
+        for i, body in enumerate(ip.bodies, 1):
+            t0 = time.process_time()
+            r = ip.client.put(PUT_MULTI, content=body, headers=ip.headers)
+            write_s += time.process_time() - t0
+            assert r.status_code in (200, 204), r.text[:300]
+            if i % every == 0 or i == len(ip.bodies):
                 t0 = time.process_time()
-                r = client.put(PUT_MULTI, content=body, headers=headers)
-                write_s += time.process_time() - t0
-                assert r.status_code in (200, 204), r.text[:300]
-                if i % every == 0 or i == len(bodies):
-                    t0 = time.process_time()
-                    process(app.state.db, app.state.store, settings.max_points_per_read)
-                    drain_s += time.process_time() - t0
+                process(state.db, state.store, ip.settings.max_points_per_read)
+                drain_s += time.process_time() - t0
         return write_s / requests, drain_s / requests
 
 

@@ -1,0 +1,62 @@
+"""The app in-process on a fresh database holding the benchmark's sensors, with a writer's
+token and row 1's request bodies (100 series x 100 points, as bench.run sends them): what
+bench.vee_drain and bench.profile_write measure on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from bench.besmart import put_body
+from bench.scratch import scratch_database
+from bench.workload import FULL, generate
+from besmart_server.schemas.users import Role
+from besmart_server.server import migrate
+from besmart_server.server.app import create_app
+from besmart_server.server.config import Settings
+from besmart_server.server.db import Database, now_ms
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.users import service as users
+
+
+@dataclass(frozen=True)
+class InProcess:
+    app: FastAPI  # started: its state holds the database, the store and the write observers
+    settings: Settings
+    client: TestClient
+    token: str
+    bodies: list[bytes]  # multi-series PUT bodies, in the order row 1 sends them
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+
+
+@contextmanager
+def bench_app(url: str | None, requests: int, prefix: str) -> Iterator[InProcess]:
+    """A started app on a fresh database (SQLite in a temporary file when `url` is None, else
+    a new database on that PostgreSQL server), and the first `requests` bodies of row 1."""
+    wl = generate(FULL)
+    with scratch_database(url, prefix) as db_url:
+        db = Database(db_url)
+        migrate.upgrade(db)
+        mids: dict[str, int] = {}
+        with db.transaction() as conn:
+            cid = users.create_client(conn, name="bench")
+            for name in wl.sensors:
+                row = insert(sensors).values(client_cid=cid, name=name, created_at=now_ms())
+                mids[name] = int(conn.execute(row.returning(sensors.c.mid)).scalar_one())
+            uid = users.create_user(conn, login="bench", password="bench bench bench")
+            users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.write)
+            token = users.issue_token(conn, user_id=uid, ttl_seconds=3600).token
+        db.dispose()
+        settings = Settings(database_url=db_url, demo=False)
+        app = create_app(settings)
+        bodies = [put_body(batch, cid, mids) for batch in wl.ingest_batches("time")[:requests]]
+        with TestClient(app) as client:
+            yield InProcess(app, settings, client, token, bodies)
