@@ -24,8 +24,10 @@ from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import columns
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore
+from besmart_server.server.signals.tables import series
 from besmart_server.server.vee import service as vee_service
-from besmart_server.server.vee.tables import vee_queue
+from besmart_server.server.vee.rules import Finding, Rule, Severity
+from besmart_server.server.vee.tables import quality_events, vee_queue
 from besmart_server.server.vee.worker import (
     CLAIM_ROWS,
     ROBOT,
@@ -768,8 +770,6 @@ def test_a_batch_of_windows_locks_its_series_in_id_order(db: Database) -> None:
     the higher id at once (NOWAIT; window order would have locked it first)."""
     if db.dialect != "postgresql":
         pytest.skip("PostgreSQL only: SQLite has one writer at a time")
-    from besmart_server.server.signals.tables import series
-
     cid, _ = make_tenant(db, Role.owner)
     mids = [make_sensor(db, cid, f"batch{i}") for i in range(2)]
     store = SeriesStore(db.dialect)
@@ -783,7 +783,7 @@ def test_a_batch_of_windows_locks_its_series_in_id_order(db: Database) -> None:
     def batch() -> None:
         try:
             with db.transaction() as conn:
-                vee_service.lock_series(conn, store, windows)
+                vee_service.keep_many(conn, store, [(w, []) for w in windows])
         except BaseException as exc:  # reported by the assertion below
             failed.append(exc)
 
@@ -811,3 +811,116 @@ def test_a_batch_of_windows_locks_its_series_in_id_order(db: Database) -> None:
     worker.join(timeout=60)
     assert not worker.is_alive()
     assert failed == []
+
+
+def _finding(rule: Rule, since: int, till: int) -> Finding:
+    return Finding(since, till, rule, Severity.WARNING, {"why": "test"})
+
+
+def _events(db: Database, sid: int) -> list[tuple[int, str, int, int, str]]:
+    q = quality_events.c
+    with db.transaction(write=False) as conn:
+        rows = conn.execute(
+            select(q.id, q.rule, q.since, q.till, q.state)
+            .where(q.series_id == sid)
+            .order_by(q.since, q.rule)
+        )
+        return [(int(r.id), r.rule, int(r.since), int(r.till), r.state) for r in rows]
+
+
+def test_keeping_a_batch_is_keeping_its_windows_one_after_another(db: Database) -> None:
+    """keep_many stores a batch's findings with a statement of each kind for all its windows;
+    what it leaves is what keeping them one window after another leaves, two windows of one
+    series included: an open event found again keeps its id, an open one not found again
+    goes (one the batch's first window made and its second does not find too), an accepted
+    one is not raised again, a series is made only for findings."""
+    cid, _ = make_tenant(db, Role.owner)
+    store = SeriesStore(db.dialect)
+    A_MINUS = moid("EA-")
+
+    def layout(prefix: str) -> tuple[int, list[tuple[vee_service.Window, list[Finding]]], int]:
+        mid, bare = make_sensor(db, cid, f"{prefix}-a"), make_sensor(db, cid, f"{prefix}-b")
+        with db.transaction() as conn:
+            sid = store.series_ids(conn, [(mid, EA)], create=True)[(mid, EA)]
+            conn.execute(
+                quality_events.insert(),
+                [
+                    {
+                        "series_id": sid,
+                        "since": since,
+                        "till": till,
+                        "rule": rule,
+                        "severity": "warning",
+                        "detail": "{}",
+                        "found_at": 1,
+                        "state": state,
+                    }
+                    for rule, since, till, state in (
+                        ("spike", T0, T0 + Q, "open"),  # found again: kept, same id
+                        ("flatline", T0 + 2 * Q, T0 + 3 * Q, "open"),  # not found: goes
+                        ("spike", T0 + 4 * Q, T0 + 5 * Q, "accepted"),  # never raised again
+                        ("gap", T0 + 20 * Q, T0 + 21 * Q, "open"),  # outside both windows
+                    )
+                ],
+            )
+        first = [
+            _finding(Rule.SPIKE, T0, T0 + Q),
+            _finding(Rule.SPIKE, T0 + 4 * Q, T0 + 5 * Q),
+            _finding(Rule.ZERO_RUN, T0 + 5 * Q, T0 + 6 * Q),  # the second window drops it
+            _finding(Rule.HIGH, T0 + 3 * Q, T0 + 4 * Q),  # the second window does not touch
+        ]
+        second = [_finding(Rule.NEGATIVE, T0 + 7 * Q, T0 + 8 * Q)]
+        batch = [
+            (vee_service.Window(cid, mid, EA, T0, T0 + 6 * Q), first),
+            (vee_service.Window(cid, mid, EA, T0 + 5 * Q, T0 + 8 * Q), second),
+            (vee_service.Window(cid, bare, EA, T0, T0 + Q), []),  # no series, none made
+            (vee_service.Window(cid, bare, A_MINUS, T0, T0 + Q), [_finding(Rule.GAP, T0, T0 + Q)]),
+        ]
+        return sid, batch, bare
+
+    sid, batch, bare = layout("many")
+    before = {(rule, since): i for i, rule, since, _, _ in _events(db, sid)}
+    with db.transaction() as conn:
+        got = vee_service.keep_many(conn, store, batch)
+    with db.transaction(write=False) as conn:
+        made = store.series_ids(conn, [(bare, EA), (bare, A_MINUS)], create=False)
+    assert (bare, EA) not in made
+    assert got == [sid, sid, None, made[(bare, A_MINUS)]]
+    after = _events(db, sid)
+    assert [(r, a - T0, b - T0, st) for _, r, a, b, st in after] == [
+        ("spike", 0, Q, "open"),
+        ("high", 3 * Q, 4 * Q, "open"),
+        ("spike", 4 * Q, 5 * Q, "accepted"),
+        ("negative", 7 * Q, 8 * Q, "open"),
+        ("gap", 20 * Q, 21 * Q, "open"),
+    ]
+    assert after[0][0] == before[("spike", T0)]  # its id stays valid for an accept
+    assert after[2][0] == before[("spike", T0 + 4 * Q)]
+    assert [r for _, r, *_ in _events(db, made[(bare, A_MINUS)])] == ["gap"]
+
+    one_sid, one_batch, _ = layout("one")
+    for w, found in one_batch:
+        with db.transaction() as conn:
+            vee_service.keep(conn, store, w, found)
+    assert [e[1:] for e in _events(db, one_sid)] == [e[1:] for e in after]
+
+
+def test_keep_looks_up_again_an_id_the_store_remembers_for_a_deleted_series(
+    db: Database,
+) -> None:
+    """A series id the store remembers whose row is gone (its sensor deleted, a sensor made
+    again with another mid) is not written to: keep finds the window's series again."""
+    cid, _ = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid, "stale")
+    store = SeriesStore(db.dialect)
+    with db.transaction() as conn:
+        old = store.series_ids(conn, [(mid, EA)], create=True)[(mid, EA)]
+    with db.transaction() as conn:  # the row goes behind the store's back
+        conn.execute(delete(series).where(series.c.id == old))
+    w = vee_service.Window(cid, mid, EA, T0, T0 + Q)
+    with db.transaction() as conn:
+        sid = vee_service.keep(conn, store, w, [_finding(Rule.GAP, T0, T0 + Q)])
+    assert sid is not None
+    assert sid != old
+    assert [e[1] for e in _events(db, sid)] == ["gap"]
+    assert _events(db, old) == []

@@ -134,6 +134,7 @@ class Known:
 
 
 _IN_CHUNK = 500  # ids in one IN list
+_OR_CHUNK = 100  # (series, window) conditions in one OR
 
 
 def look_up(
@@ -379,92 +380,131 @@ def run(
     return [] if sid is None else events(conn, sid, w.since, w.till)
 
 
-def _locked_series(conn: Connection, store: SeriesStore, w: Window, *, create: bool) -> int | None:
-    """The window's series id with its row locked, None when it has none (and not `create`).
-    Two validations of one series at once (the worker after a write, a run on demand) queue
-    on the lock: each replaces the open events the other stored, never adding to them
-    (PostgreSQL; SQLite's one writer serialises them anyway). An id the store remembers is
-    checked against its sensor and type by the locking statement itself; a stale one (a
-    deleted sensor's) is looked up again."""
-    key = (w.sensor_mid, w.signal_type_moid)
+def _locked_ids(
+    conn: Connection, store: SeriesStore, keys: set[SeriesKey], create: set[SeriesKey]
+) -> dict[SeriesKey, int]:
+    """The ids of these series with their rows locked, in id order as every write locks them
+    (the store's stamping statement; a batch locking them in window order deadlocked with
+    writes on PostgreSQL), those in `create` made when missing; a series without a row (and
+    not to be made) is left out. Two validations of one series at once (the worker after a
+    write, a run on demand) queue on the lock: each replaces the open events the other
+    stored, never adding to them (PostgreSQL; SQLite's one writer serialises them anyway). An
+    id the store remembers is checked against its sensor and type by the locking statement
+    itself; a stale one (a deleted sensor's) is looked up again."""
+    out: dict[SeriesKey, int] = {}
     for known in (True, False):
-        sid = store.series_ids(conn, [key], create=create, known=known).get(key)
-        if sid is None:
-            return None
-        locked = conn.execute(
-            select(series.c.id)
-            .where(
-                series.c.id == sid,
-                series.c.sensor_mid == w.sensor_mid,
-                series.c.signal_type_moid == w.signal_type_moid,
+        wanted = keys - out.keys()
+        ids = store.series_ids(conn, wanted & create, create=True, known=known)
+        ids |= store.series_ids(conn, wanted - create, create=False, known=known)
+        order = sorted(ids.values())
+        locked: set[tuple[int, int, int]] = set()
+        for i in range(0, len(order), _IN_CHUNK):
+            rows = conn.execute(
+                select(series.c.id, series.c.sensor_mid, series.c.signal_type_moid)
+                .where(series.c.id.in_(order[i : i + _IN_CHUNK]))
+                .order_by(series.c.id)
+                .with_for_update()
             )
-            .with_for_update()
-        ).scalar()
-        if locked is not None:
-            return sid
-        store.forget([key])
-    return None
+            locked.update((int(r.id), int(r.sensor_mid), int(r.signal_type_moid)) for r in rows)
+        stale = [k for k, sid in ids.items() if (sid, *k) not in locked]
+        out.update((k, sid) for k, sid in ids.items() if (sid, *k) in locked)
+        if not stale:
+            break
+        store.forget(stale)
+    return out
 
 
-def lock_series(conn: Connection, store: SeriesStore, windows: Sequence[Window]) -> None:
-    """Lock the existing series of these windows in id order, as every write does (the
-    store's stamping statement): keeps of a batch locking them one by one in window order
-    deadlocked with writes of the same series on PostgreSQL."""
-    keys = {(w.sensor_mid, w.signal_type_moid) for w in windows}
-    ids = sorted(set(store.series_ids(conn, keys, create=False, known=True).values()))
-    for i in range(0, len(ids), _IN_CHUNK):
-        conn.execute(
-            select(series.c.id)
-            .where(series.c.id.in_(ids[i : i + _IN_CHUNK]))
-            .order_by(series.c.id)
-            .with_for_update()
-        ).all()
+@dataclass(slots=True)
+class _Event:
+    """A quality event as keep_many sees it: a stored one (its id), or one it will insert."""
+
+    key: tuple[str, int, int]  # (rule, since, till)
+    state: str
+    id: int | None = None
+    row: dict[str, Any] | None = None  # what to insert, for one without an id
+    alive: bool = True
 
 
 def keep(conn: Connection, store: SeriesStore, w: Window, found: Sequence[Finding]) -> int | None:
-    """Store what `validate` found over `w` (a short write: the worker validates in a read
-    transaction first, so a writer never waits for the rules); the series' id, None when it
-    has none and nothing was found."""
-    sid = _locked_series(conn, store, w, create=bool(found))
-    if sid is None:
-        return None
-    touching = and_(
-        quality_events.c.series_id == sid,
-        quality_events.c.since < w.till,
-        quality_events.c.till > w.since,
-    )
-    # An open event found again keeps its row (its id stays valid for an accept); open ones
-    # not found any more go; accepted, estimated and corrected ones are never raised again.
-    now_found = {(x.rule.value, x.since, x.till) for x in found}
+    """keep_many of one window."""
+    return keep_many(conn, store, [(w, found)])[0]
+
+
+def keep_many(
+    conn: Connection, store: SeriesStore, kept: Sequence[tuple[Window, Sequence[Finding]]]
+) -> list[int | None]:
+    """Store what `validate` found over each window (a short write: the worker validates in
+    a read transaction first, so a writer never waits for the rules), as keeping them one
+    window after another would: an open event found again keeps its row (its id stays valid
+    for an accept), open ones not found any more go, accepted, estimated and corrected ones
+    are never raised again. Each window's series id, None when it has none and nothing was
+    found. The series are locked with one statement, the events read with one, deleted with
+    one and inserted with one, however many windows (a window at a time took three to five
+    statements and as many SQLAlchemy constructions)."""
+    keys = {(w.sensor_mid, w.signal_type_moid) for w, _ in kept}
+    ids = _locked_ids(conn, store, keys, {(w.sensor_mid, w.signal_type_moid) for w, f in kept if f})
+    spans: dict[int, tuple[int, int]] = {}
+    for w, _ in kept:
+        if (sid := ids.get((w.sensor_mid, w.signal_type_moid))) is not None:
+            lo, hi = spans.get(sid, (w.since, w.till))
+            spans[sid] = (min(lo, w.since), max(hi, w.till))
     q = quality_events.c
-    settled: set[tuple[str, int, int]] = set()
-    gone: list[int] = []
-    for r in conn.execute(select(q.id, q.rule, q.since, q.till, q.state).where(touching)):
-        key = (r.rule, int(r.since), int(r.till))
-        if r.state == "open" and key not in now_found:
-            gone.append(int(r.id))
-        else:
-            settled.add(key)
-    if gone:
-        conn.execute(delete(quality_events).where(q.id.in_(gone)))
+    stored: dict[int, list[_Event]] = {sid: [] for sid in spans}
+    span = list(spans.items())
+    for i in range(0, len(span), _OR_CHUNK):
+        touching = or_(
+            *(
+                and_(q.series_id == sid, q.since < hi, q.till > lo)
+                for sid, (lo, hi) in span[i : i + _OR_CHUNK]
+            )
+        )
+        cols = select(q.series_id, q.id, q.rule, q.since, q.till, q.state)
+        for r in conn.execute(cols.where(touching).order_by(q.id)):
+            event = _Event((r.rule, int(r.since), int(r.till)), r.state, int(r.id))
+            stored[int(r.series_id)].append(event)
+    made: list[_Event] = []
     stamp = now_ms()
-    rows = [
-        {
-            "series_id": sid,
-            "since": x.since,
-            "till": x.till,
-            "rule": x.rule.value,
-            "severity": x.severity.value,
-            "detail": json.dumps(x.detail),
-            "found_at": stamp,
-            "state": "open",
-        }
-        for x in found
-        if (x.rule.value, x.since, x.till) not in settled
-    ]
+    out: list[int | None] = []
+    for w, found in kept:
+        sid = ids.get((w.sensor_mid, w.signal_type_moid))
+        out.append(sid)
+        if sid is None:
+            continue
+        now_found = {(x.rule.value, x.since, x.till) for x in found}
+        settled: set[tuple[str, int, int]] = set()
+        for e in stored[sid]:
+            _, since, till = e.key
+            if not e.alive or since >= w.till or till <= w.since:
+                continue
+            if e.state == "open" and e.key not in now_found:
+                e.alive = False
+            else:
+                settled.add(e.key)
+        for x in found:
+            key = (x.rule.value, x.since, x.till)
+            if key in settled:
+                continue
+            row = {
+                "series_id": sid,
+                "since": x.since,
+                "till": x.till,
+                "rule": x.rule.value,
+                "severity": x.severity.value,
+                "detail": json.dumps(x.detail),
+                "found_at": stamp,
+                "state": "open",
+            }
+            made.append(_Event(key, "open", row=row))
+            stored[sid].append(made[-1])
+    gone = sorted(
+        e.id for events in stored.values() for e in events if not e.alive and e.id is not None
+    )
+    for i in range(0, len(gone), _IN_CHUNK):
+        conn.execute(delete(quality_events).where(q.id.in_(gone[i : i + _IN_CHUNK])))
+    rows = [e.row for e in made if e.alive and e.row is not None]
     if rows:
         conn.execute(insert(quality_events), rows)
-    return sid
+    return out
 
 
 def events(conn: Connection, sid: int, since: int, till: int) -> list[dict[str, Any]]:

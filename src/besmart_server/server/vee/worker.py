@@ -130,9 +130,7 @@ def _validate_batch(
             for w, _ in batch
         ]
     with db.transaction() as conn:
-        service.lock_series(conn, store, [w for w, _ in batch])
-        for (w, _), f in zip(batch, found, strict=True):
-            service.keep(conn, store, w, f)
+        service.keep_many(conn, store, [(w, f) for (w, _), f in zip(batch, found, strict=True)])
         service.done(conn, [i for _, ids in batch for i in ids])
 
 
