@@ -104,6 +104,7 @@ class Known:
     infos: dict[int, dict[str, Any]]
     overrides: dict[tuple[int, int], dict[str, Any]]
     series: dict[SeriesKey, int]
+    prefetched: signals.Prefetched  # the same, for the signals reads of every window
 
     def ref(self, w: Window) -> SensorRef:
         """The window's sensor; 404 when it is missing or the caller may not read it."""
@@ -128,9 +129,6 @@ class Known:
             if more is not None:
                 th = th.merged(more)
         return th
-
-    def prefetched(self) -> signals.Prefetched:
-        return signals.Prefetched(set(self.refs), self.series)
 
 
 _IN_CHUNK = 500  # ids in one IN list
@@ -169,7 +167,8 @@ def look_up(
             overrides[(int(o.client_cid), int(o.sensor_type_id))] = json.loads(o.overrides)
     keys = {(w.sensor_mid, w.signal_type_moid) for w in windows}
     keys |= {(mid, SUM_PAIRS[moid]) for mid, moid in list(keys) if moid in SUM_PAIRS}
-    return Known(refs, infos, overrides, store.series_ids(conn, keys, create=False))
+    ids = store.series_ids(conn, keys, create=False)
+    return Known(refs, infos, overrides, ids, signals.Prefetched(set(refs), ids))
 
 
 def set_thresholds(
@@ -281,7 +280,7 @@ def validate(
     ref = known.ref(w)
     t = type_of(w.signal_type_moid)
     th = known.thresholds(ref)
-    pre = known.prefetched()
+    pre = known.prefetched
     now = now_ms() if now is None else now
     f, hmax = _context(conn, store, principal, w, t, budget=budget, pre=pre)
     times, values = f.time, f.value
