@@ -412,10 +412,14 @@ def _to_bits(u: NDArray[np.uint64], starts: I64, counts: I64, bits: I64) -> list
         as_bytes = x.astype(wide).view(np.uint8).reshape(len(sel), c, -1)
         kept = np.unpackbits(as_bytes, axis=2, bitorder="little")[:, :, :w]
         data = np.packbits(kept.reshape(len(sel), c * w), axis=1, bitorder="little")
-        size, packed = data.shape[1], data.tobytes()
-        for j, b in enumerate(sel.tolist()):
-            out[b] = packed[j * size : (j + 1) * size]
+        _deal(out, sel, data.tobytes(), data.shape[1])
     return out
+
+
+def _deal(out: list[bytes], sel: NDArray[np.intp], data: bytes, size: int) -> None:
+    """A group's packed rows, `size` bytes each, to the blocks `sel` in order."""
+    for j, b in enumerate(sel.tolist()):
+        out[b] = data[j * size : (j + 1) * size]
 
 
 def _add_bits(
@@ -592,10 +596,7 @@ def _to_planes(d: I64, starts: I64, counts: I64, widths: I64) -> list[bytes]:
     for (w, c), sel in _groups(counts, widths).items():
         at = starts[sel][:, None] + np.arange(c)
         planes = d[at].astype(f"<i{w}").view(np.uint8).reshape(len(sel), c, w)
-        data = np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes()
-        size = w * c
-        for j, b in enumerate(sel.tolist()):
-            out[b] = data[j * size : (j + 1) * size]
+        _deal(out, sel, np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes(), w * c)
     return out
 
 
