@@ -61,7 +61,9 @@ class Engine:
     reads: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
-def _ingest(db: Database, w: Workload) -> Engine:
+def ingest(db: Database, w: Workload) -> Engine:
+    """The workload's meters, minute series and versions written to a migrated `db` through
+    the store, in-process (bench.reencode writes its database with it too)."""
     migrate.upgrade(db)
     store = SeriesStore(db.dialect)
     names = sorted({s.sensor for s in (*w.meters, w.minute, *w.versions)})
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             db = Database(url)
             stack.callback(db.dispose)
             t0 = time.perf_counter()
-            e = _ingest(db, w)
+            e = ingest(db, w)
             took = time.perf_counter() - t0
             if e.name == "sqlite":
                 e.name = f"sqlite ({_page_size(url)} B pages)"

@@ -11,7 +11,7 @@ import time
 
 from sqlalchemy import text
 
-from bench.block_size import _ingest
+from bench.block_size import ingest
 from bench.scratch import scratch_database
 from bench.workload import FULL, generate
 from besmart_server.server.db import Database
@@ -23,7 +23,7 @@ def main() -> None:
     with scratch_database(None, "reencode") as url:
         db = Database(url)
         try:
-            _ingest(db, generate(FULL))
+            ingest(db, generate(FULL))
             with db.engine.begin() as conn:
                 reencode(conn, FORMAT_2)
                 points = conn.execute(text("SELECT sum(n) FROM blocks")).scalar_one()
