@@ -440,11 +440,13 @@ def keep_many(
     found. The series are locked with one statement, the events read with one, deleted with
     one and inserted with one, however many windows (a window at a time took three to five
     statements and as many SQLAlchemy constructions)."""
-    keys = {(w.sensor_mid, w.signal_type_moid) for w, _ in kept}
-    ids = _locked_ids(conn, store, keys, {(w.sensor_mid, w.signal_type_moid) for w, f in kept if f})
+    keys = [(w.sensor_mid, w.signal_type_moid) for w, _ in kept]
+    to_make = {k for k, (_, f) in zip(keys, kept, strict=True) if f}  # made when missing
+    ids = _locked_ids(conn, store, set(keys), to_make)
+    sids = [ids.get(k) for k in keys]
     spans: dict[int, tuple[int, int]] = {}
-    for w, _ in kept:
-        if (sid := ids.get((w.sensor_mid, w.signal_type_moid))) is not None:
+    for (w, _), sid in zip(kept, sids, strict=True):
+        if sid is not None:
             lo, hi = spans.get(sid, (w.since, w.till))
             spans[sid] = (min(lo, w.since), max(hi, w.till))
     q = quality_events.c
@@ -463,10 +465,7 @@ def keep_many(
             stored[int(r.series_id)].append(event)
     made: list[_Event] = []
     stamp = now_ms()
-    out: list[int | None] = []
-    for w, found in kept:
-        sid = ids.get((w.sensor_mid, w.signal_type_moid))
-        out.append(sid)
+    for (w, found), sid in zip(kept, sids, strict=True):
         if sid is None:
             continue
         now_found = {(x.rule.value, x.since, x.till) for x in found}
@@ -503,7 +502,7 @@ def keep_many(
     rows = [e.row for e in made if e.alive and e.row is not None]
     if rows:
         conn.execute(insert(quality_events), rows)
-    return out
+    return sids
 
 
 def events(conn: Connection, sid: int, since: int, till: int) -> list[dict[str, Any]]:
