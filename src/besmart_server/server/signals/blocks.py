@@ -215,10 +215,10 @@ def encode_batch(
     else:
         bodies = _bodies_v2(f, offset, kind, starts, ends, texts, fmt)
     summaries: list[bytes | None] = [None] * starts.shape[0]
-    sparse = ends - starts < _SUMMED  # a day of so few points keeps no summary (_SUMMED)
-    if latest and not bool(sparse.all()):  # a batch of hourly days alone: none to compute
+    kept = keeps_summary(ends - starts)
+    if latest and bool(kept.any()):  # a batch of hourly days alone: none to compute
         summed = hour_summaries(series_id, f, first)
-        summaries = [None if few else h for few, h in zip(sparse.tolist(), summed, strict=True)]
+        summaries = [h if k else None for k, h in zip(kept.tolist(), summed, strict=True)]
     out: list[tuple[int, Encoded]] = []
     for i, (lo, hi, sid, d, org, last, body) in enumerate(
         zip(
@@ -701,6 +701,13 @@ _DENSE: Final = 30  # points an hour (2-minute data) from which hours are kept
 # decodes blocks without a summary, as those with a non-finite value). 15-minute days (96
 # points) keep theirs: a decade of them summed in local months reads 3,650 records.
 _SUMMED: Final = 48
+
+
+def keeps_summary(points: I64) -> NDArray[np.bool_]:
+    """Which blocks of `points` points each (every version: the `n` column) keep an hour
+    summary (_SUMMED); the others keep none, and a read decodes them. What a write and a
+    migration that computes the summaries again both apply."""
+    return points >= _SUMMED
 
 
 def _x_dtype(base: np.dtype[np.void], width: int, unit: int) -> np.dtype[np.void]:

@@ -21,6 +21,7 @@ from besmart_server.server.signals.blocks import (
     encode_batch,
     format_of,
     hour_summaries,
+    keeps_summary,
 )
 from besmart_server.server.signals.pipeline import I64, Frame
 
@@ -32,6 +33,7 @@ _blocks = sa.table(
     sa.column("series_id", sa.Integer),
     sa.column("day", sa.BigInteger()),
     sa.column("origin", sa.SmallInteger),
+    sa.column("n", sa.Integer),
     sa.column("body", sa.LargeBinary),
     sa.column("latest", sa.LargeBinary),
     sa.column("hours", sa.LargeBinary),
@@ -47,12 +49,12 @@ def migration_chunk(default: int = CHUNK) -> int:
 
 def _walk(
     bind: Connection, body: sa.ColumnElement[bytes], chunk: int
-) -> Iterator[Sequence[Row[tuple[int, int, int, bytes]]]]:
-    """The blocks' (series_id, day, origin, body) in key order, `chunk` at a time."""
+) -> Iterator[Sequence[Row[tuple[int, int, int, int, bytes]]]]:
+    """The blocks' (series_id, day, origin, n, body) in key order, `chunk` at a time."""
     b = _blocks.c
     after: tuple[int, int, int] | None = None
     while True:
-        query = sa.select(b.series_id, b.day, b.origin, body.label("body")).order_by(
+        query = sa.select(b.series_id, b.day, b.origin, b.n, body.label("body")).order_by(
             b.series_id, b.day, b.origin
         )
         if after is not None:
@@ -80,7 +82,7 @@ def _update(*columns: str) -> sa.Update:
     )
 
 
-def _points(rows: Sequence[Row[tuple[int, int, int, bytes]]]) -> tuple[Frame, I64, I64]:
+def _points(rows: Sequence[Row[tuple[int, int, int, int, bytes]]]) -> tuple[Frame, I64, I64]:
     """The rows' bodies decoded: (frame, each point's series id, each block's count)."""
     f, counts = decode_batch([(int(r.day), int(r.origin), bytes(r.body)) for r in rows])
     sid = np.repeat(np.array([int(r.series_id) for r in rows], dtype=np.int64), counts)
@@ -116,8 +118,9 @@ def reencode(bind: Connection, to: int, chunk: int = CHUNK) -> int:
 
 
 def resummarize(bind: Connection, *, extremes: bool, chunk: int = CHUNK) -> None:
-    """Every block's summary (`hours`) computed again: with each hour's extremes (layouts
-    4 and 5) or without (1-3), as blocks.hour_summaries gives it."""
+    """Every block's summary (`hours`) computed again as a write gives it: with each hour's
+    extremes (layouts 4 and 5) or without (1-3), and none for a block of few points
+    (blocks.keeps_summary)."""
     update = _update("hours")
     newest = sa.func.coalesce(_blocks.c.latest, _blocks.c.body)
     for rows in _walk(bind, newest, chunk):
@@ -128,10 +131,16 @@ def resummarize(bind: Connection, *, extremes: bool, chunk: int = CHUNK) -> None
         first[np.cumsum(counts) - counts] = True
         # A `latest` body and a body alike: the newest of each time is its last version.
         sums = hour_summaries(sid, f, first, extremes=extremes)
+        kept = keeps_summary(np.array([int(r.n) for r in rows], dtype=np.int64)).tolist()
         bind.execute(
             update,
             [
-                {"k_sid": r.series_id, "k_day": r.day, "k_origin": r.origin, "v_hours": h}
-                for r, h in zip(rows, sums, strict=True)
+                {
+                    "k_sid": r.series_id,
+                    "k_day": r.day,
+                    "k_origin": r.origin,
+                    "v_hours": h if k else None,
+                }
+                for r, h, k in zip(rows, sums, kept, strict=True)
             ],
         )
