@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection
 
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, dbapi_connection
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore, dbapi_connection
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.web.service import newest_measured
 from besmart_server.wire import (
     ORIGIN_ESTIMATED,

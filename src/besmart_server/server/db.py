@@ -60,6 +60,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def dbapi_connection(conn: Connection) -> Any:
+    """The DB-API connection under the SQLAlchemy one, in the same transaction."""
+    return conn.connection.driver_connection
+
+
 def normalize_url(url: str) -> str:
     """Map plain postgresql:// URLs to the psycopg 3 driver SQLAlchemy should use."""
     if url.startswith("postgres://"):

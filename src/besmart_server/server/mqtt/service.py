@@ -17,7 +17,7 @@ from besmart_server.schemas.devices import Device, DeviceCreated, RejectedMessag
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
-from besmart_server.server.db import now_ms
+from besmart_server.server.db import dbapi_connection, now_ms
 from besmart_server.server.errors import AppError, Conflict, Invalid, NotFound
 from besmart_server.server.mqtt import passwords, topics
 from besmart_server.server.mqtt.tables import device_sensors, devices, mqtt_rejected, mqtt_seen
@@ -25,7 +25,7 @@ from besmart_server.server.mqtt.topics import Reading, Refused, Topic
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import catalog, columns
 from besmart_server.server.signals import service as signals
-from besmart_server.server.signals.store import SeriesStore, dbapi_connection
+from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.users.service import client_exists
 from besmart_server.server.vee import worker as vee
 

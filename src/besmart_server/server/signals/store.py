@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from besmart_server.server.db import now_ms
+from besmart_server.server.db import dbapi_connection, now_ms
 from besmart_server.server.errors import Conflict
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.pipeline import (
@@ -868,8 +868,3 @@ def _newest(f: Frame, acq_before: int | None) -> Frame:
     if acq_before is not None:
         f = f.take(f.acq < acq_before)
     return f.take(last_of_runs(f.time, f.origin))  # take() of an all-true mask is free
-
-
-def dbapi_connection(conn: Connection) -> Any:
-    """The DB-API connection under the SQLAlchemy one, in the same transaction."""
-    return conn.connection.driver_connection

@@ -19,13 +19,13 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from besmart_server.schemas.users import Role
 from besmart_server.server.access import Principal, SensorRef, sensor_for, sensor_not_found
 from besmart_server.server.charts import service as chart
-from besmart_server.server.db import now_ms
+from besmart_server.server.db import dbapi_connection, now_ms
 from besmart_server.server.errors import Forbidden, Invalid, NotFound, TooLarge
 from besmart_server.server.sensors.tables import sensors
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.catalog import SeriesKind, SignalType, signal_type_by_moid
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesKey, SeriesStore, dbapi_connection
+from besmart_server.server.signals.store import SeriesKey, SeriesStore
 from besmart_server.server.signals.tables import series
 from besmart_server.server.vee import rules
 from besmart_server.server.vee.rules import DAY_MS, Finding, Rule, Thresholds
