@@ -120,6 +120,13 @@ def rows(workload: Workload) -> list[Row]:
         Row("ingest", "1 ingest, multi-series PUT (first versions)", "pts/s", True),
         Row("reingest", f"1b ingest, versions 2-{spec.versions} of the same points", "pts/s", True),
         Row(
+            "push",
+            f"1d ingest, live pushes: 1 point x {len(workload.pushed)} series a request, "
+            f"{spec.push_steps} requests",
+            "pts/s",
+            True,
+        ),
+        Row(
             "concurrent",
             f"1c ingest, {CONCURRENT_THREADS} writer threads, disjoint series "
             f"({CONCURRENT_WORKERS} server workers)",
@@ -420,6 +427,7 @@ def start_and_ingest(engine: Engine, workload: Workload, opts: Options) -> Live:
         engine.setup(workload)
         _ingest(engine, res, "ingest", workload.ingest_batches(opts.layout))
         _ingest(engine, res, "reingest", workload.version_batches())
+        _ingest(engine, res, "push", workload.push_batches())  # a year of the series stored
         for body in engine.prepare(workload.decade_batches()):  # not in the ingest rates
             engine.write(body)
         engine.flush()
@@ -662,7 +670,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str], Path]:
     ap.add_argument(
         "--ingest-only",
         action="store_true",
-        help="only the ingest rows (1, 1b, 1c): no reads, no size on disk",
+        help="only the ingest rows (1, 1b, 1c, 1d): no reads, no size on disk",
     )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results are written")
     args = ap.parse_args(argv)

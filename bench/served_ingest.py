@@ -1,10 +1,12 @@
 """The benchmark's multi-series PUTs against one `besmart serve`, timed, with the server's
 CPU per request (/proc/PID/stat, every thread) and optionally a py-spy profile of it.
 
-    .venv/bin/python -m bench.served_ingest sqlite|postgres [N] [py-spy raw output file]
+    .venv/bin/python -m bench.served_ingest sqlite|postgres [N] [py-spy raw output file] [--push]
 
 20 requests warm the server, then N (default 300) are timed one at a time, as row 1 of
-bench.run sends them. The CPU of the validation worker `besmart serve` starts (a process of
+bench.run sends them. With --push, the meters' year is written first (not timed) and the N
+requests timed are row 1d's live pushes (one point of each of the 100 series a request;
+N at most push_steps). The CPU of the validation worker `besmart serve` starts (a process of
 its own) is counted apart; BENCH_NO_SETTLE=1 skips the waits for the validation queue.
 """
 
@@ -24,6 +26,8 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 
 
 def main(argv: list[str]) -> None:
+    push = "--push" in argv
+    argv = [a for a in argv if a != "--push"]
     backend: Backend = "postgres" if argv[0] == "postgres" else "sqlite"
     n = int(argv[1]) if len(argv) > 1 else 300
     spy = argv[2] if len(argv) > 2 else ""
@@ -33,7 +37,13 @@ def main(argv: list[str]) -> None:
         for name in wl.sensors:
             r = b.http.post("/api/sensors", params={"client_cid": b.cid, "name": name})
             b.mids[name] = int(r.json()["sensor_mid"])
-        bodies = b.prepare(wl.ingest_batches("time")[: n + 20])
+        if push:
+            for body in b.prepare(wl.ingest_batches("time")):
+                b.write(body)
+            bodies = b.prepare(wl.push_batches()[: n + 20])
+            n = len(bodies) - 20
+        else:
+            bodies = b.prepare(wl.ingest_batches("time")[: n + 20])
         for body in bodies[:20]:
             b.write(body)
         if settle:

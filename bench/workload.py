@@ -111,12 +111,13 @@ class Spec:
     decade_days: int = 3653  # of the 15-minute energy series read in local months
     multi_series: int = 100  # series in the multi-series read (whole sensors, rounded up)
     batch_points: int = 10_000  # points per write request
+    push_steps: int = 288  # 15-minute readings pushed live after the meters' span (row 1d)
     seed: int = 20240101
     start_ms: int = START_MS
 
     def __post_init__(self) -> None:
-        if min(self.sensors, self.days, self.minute_days, self.version_days) < 1:
-            raise ValueError("sensors and every number of days must be at least 1")
+        if min(self.sensors, self.days, self.minute_days, self.version_days, self.push_steps) < 1:
+            raise ValueError("sensors, push_steps and every number of days must be at least 1")
         if not 3 <= self.weather_days <= 365:
             raise ValueError("weather_days must be 3 to 365 (one typical year at most)")
         if self.versions < 1 or self.batch_points < 1 or self.multi_series < 1:
@@ -133,6 +134,7 @@ QUICK = Spec(
     weather_days=7,
     decade_days=62,
     batch_points=2_000,
+    push_steps=16,
 )
 
 
@@ -170,6 +172,7 @@ class Workload:
     sensors: tuple[str, ...] = field(default=())
     weather: tuple[WeatherPoint, ...] = field(default=())
     decade: Series | None = None  # 15-minute energy over ten years (the local-month read)
+    pushed: tuple[Series, ...] = field(default=())  # the meters' readings after their span
 
     @property
     def stored_points(self) -> int:
@@ -180,6 +183,7 @@ class Workload:
             + len(self.minute)
             + sum(map(len, self.versions))
             + decade
+            + sum(len(s) for s in self.pushed)
         )
 
     def decade_batches(self) -> list[Batch]:
@@ -194,6 +198,11 @@ class Workload:
             + pack([self.minute], size, "series")
             + pack(self.versions[:1], size, "series")
         )
+
+    def push_batches(self) -> list[Batch]:
+        """Row 1d, after the meters' year is stored: their next readings as a head-end system
+        pushes them live, one request a 15-minute step holding one point of every series."""
+        return pack(self.pushed, len(self.pushed), "time")
 
     def writer_streams(self, writers: int) -> list[list[Batch]]:
         """The meters' first versions split among `writers` clients by sensor (each writes
@@ -388,6 +397,19 @@ def _meter(spec: Spec, index: int) -> tuple[Series, ...]:
     return tuple(out)
 
 
+def _pushed(spec: Spec, meter: Series) -> Series:
+    """`meter`'s next `push_steps` readings after its span: the shape of its first ones, a
+    counter going on from where it stopped (it never decreases)."""
+    k = spec.push_steps
+    t = meter.time[-1] + np.arange(1, k + 1, dtype=np.int64) * MS_15MIN
+    head = meter.value[: k + 1]
+    if meter.moid == A_PLUS:
+        value = _round(meter.value[-1] + (head[1:] - head[0]), 3)
+    else:
+        value = head[1:].copy()
+    return Series(meter.measurement, meter.sensor, meter.moid, t, value)
+
+
 def _versions(spec: Spec) -> tuple[Series, ...]:
     t = _times(spec, spec.version_days, MS_15MIN)
     value = power_kw(_rng(spec, 5), t, 3.0)
@@ -440,4 +462,5 @@ def generate(spec: Spec) -> Workload:
         versions[0].sensor,
         decade.sensor,
     )
-    return Workload(spec, meters, minute, versions, sensors, weather_grid(spec), decade)
+    pushed = tuple(_pushed(spec, s) for s in meters)
+    return Workload(spec, meters, minute, versions, sensors, weather_grid(spec), decade, pushed)

@@ -51,7 +51,7 @@ def test_full_sizes_are_the_issues(full: Workload) -> None:
     assert [len(v) for v in full.versions] == [35_040] * 5
     assert full.decade is not None
     assert len(full.decade) == 3653 * 96  # ten years of quarter hours, 2016-2025
-    assert full.stored_points == 100 * 35_040 + 525_600 + 5 * 35_040 + 3653 * 96
+    assert full.stored_points == 100 * 35_040 + 525_600 + 5 * 35_040 + 3653 * 96 + 100 * 288
     assert full.monthly_query().expected_points == 120
     assert full.raw_query().expected_points == 35_040
     assert full.last_query().expected_points == 35_040
@@ -62,6 +62,29 @@ def test_full_sizes_are_the_issues(full: Workload) -> None:
     assert multi.expected_points == 100 * 96
     assert [len(p.time) for p in full.weather] == [8_760] * 4
     assert full.weather_query().expected_points == 8_712
+
+
+def test_the_pushes_go_on_after_the_meters_span_one_point_of_every_series_a_request(
+    full: Workload,
+) -> None:
+    batches = full.push_batches()
+    assert len(batches) == full.spec.push_steps == 288
+    meters = {s.key: s for s in full.meters}
+    for k, batch in enumerate(batches):
+        assert sorted(c.series.key for c in batch.chunks) == sorted(meters)
+        assert {len(c) for c in batch.chunks} == {1}
+        for c in batch.chunks:
+            end = int(meters[c.series.key].time[-1])
+            assert c.time.tolist() == [end + (k + 1) * MS_15MIN]
+    for pushed in full.pushed:
+        meter = meters[pushed.key]
+        assert pushed.measurement == meter.measurement
+        if pushed.moid == A_PLUS:  # a counter goes on from its last reading, never down
+            steps = np.diff(np.concatenate([meter.value[-1:], pushed.value]))
+            assert bool((steps >= 0).all())
+            assert bool((steps > 0).any())
+        else:
+            np.testing.assert_array_equal(pushed.value, meter.value[1:289])
 
 
 def test_generation_is_deterministic_and_independent_of_size() -> None:
@@ -177,7 +200,10 @@ def test_batches_cover_every_point_once(layout: Layout) -> None:
         assert ranges[0][0] == 0
         assert ranges[-1][1] == len(s)
         assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
-    assert sum(b.points for b in batches) == w.stored_points
+    pushes = w.push_batches()  # the meters' series again, with points after their span
+    pushed = sorted((c.series.key, c.start) for b in pushes for c in b.chunks)
+    assert pushed == sorted((s.key, i) for s in w.pushed for i in range(len(s)))
+    assert sum(b.points for b in batches + pushes) == w.stored_points
 
 
 def test_writer_streams_split_the_meters_by_sensor() -> None:
