@@ -1,6 +1,6 @@
 """The app in-process on a fresh database holding the benchmark's sensors, with a writer's
-token and row 1's request bodies (100 series x 100 points, as bench.run sends them): what
-bench.vee_drain and bench.profile_write measure on."""
+token, row 1's request bodies (100 series x 100 points, as bench.run sends them) and row
+1d's pushes: what bench.vee_drain and bench.profile_write measure on."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class InProcess:
     client: TestClient
     token: str
     bodies: list[bytes]  # multi-series PUT bodies, in the order row 1 sends them
+    pushes: list[bytes]  # row 1d's pushes (one point of each series), after row 1's year
 
     @property
     def headers(self) -> dict[str, str]:
@@ -58,5 +59,6 @@ def bench_app(url: str | None, requests: int, prefix: str) -> Iterator[InProcess
         settings = Settings(database_url=db_url, demo=False)
         app = create_app(settings)
         bodies = [put_body(batch, cid, mids) for batch in wl.ingest_batches("time")[:requests]]
+        pushes = [put_body(batch, cid, mids) for batch in wl.push_batches()]
         with TestClient(app) as client:
-            yield InProcess(app, settings, client, token, bodies)
+            yield InProcess(app, settings, client, token, bodies, pushes)

@@ -9,6 +9,10 @@ cProfile's top functions by their own time.
 
     .venv/bin/python -m bench.profile_write                      # SQLite in a temporary file
     .venv/bin/python -m bench.profile_write postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m bench.profile_write --push [PG_URL]      # row 1d's pushes instead
+
+With --push, row 1's whole year is written first (not timed), then row 1d's pushes (one
+point of each of the 100 series a request) are timed and profiled the same way.
 """
 
 from __future__ import annotations
@@ -29,14 +33,18 @@ from bench.inproc import InProcess, bench_app
 from besmart_server.server.signals import blocks, router, service
 
 WARM, TIMED, PROFILED = 20, 150, 40
+YEAR = 351  # row 1's requests: the meters' whole year (35,040 points a series, 100 a request)
 
 
 def main(argv: list[str]) -> None:
-    with bench_app(argv[0] if argv else None, WARM + TIMED + PROFILED, "profile") as ip:
-        _profile(ip)
+    push = "--push" in argv
+    argv = [a for a in argv if a != "--push"]
+    requests = YEAR if push else WARM + TIMED + PROFILED
+    with bench_app(argv[0] if argv else None, requests, "profile") as ip:
+        _profile(ip, push)
 
 
-def _profile(ip: InProcess) -> None:
+def _profile(ip: InProcess, push: bool) -> None:
     state = ip.app.state
     spent: dict[str, float] = defaultdict(float)
 
@@ -78,8 +86,13 @@ def _profile(ip: InProcess) -> None:
 
     state.db.transaction = commit_timed
     request: Any = SimpleNamespace(app=ip.app)  # all _write_many reads of its request
+    bodies, what = ip.bodies, "10,000-point request"
+    if push:
+        for raw in ip.bodies:  # the year, as row 1 writes it (row 1d follows it)
+            router._write_many(request, ip.token, raw, None)
+        bodies, what = ip.pushes, "100-point push"
     walls, cpus = [], []
-    for k, raw in enumerate(ip.bodies[: WARM + TIMED]):
+    for k, raw in enumerate(bodies[: WARM + TIMED]):
         if k == WARM:
             spent.clear()
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -88,13 +101,14 @@ def _profile(ip: InProcess) -> None:
         cpus.append(time.thread_time() - c0)
     wall, cpu = statistics.median(walls[WARM:]), statistics.median(cpus[WARM:])
     print(
-        f"{state.db.dialect}: median {wall * 1000:.1f} ms per 10,000-point request "
-        f"({1e4 / wall:,.0f} pts/s), {cpu * 1000:.1f} ms of this thread's CPU"
+        f"{state.db.dialect}: median {wall * 1000:.1f} ms per {what} "
+        f"({(100 if push else 10_000) / wall:,.0f} pts/s), {cpu * 1000:.1f} ms of this "
+        "thread's CPU"
     )
     for name, total in spent.items():
         print(f"  {name:26} {total / TIMED * 1000:6.2f} ms per request")
     profile = cProfile.Profile()  # more requests: the profiler's cost not in the times above
-    for raw in ip.bodies[WARM + TIMED :]:
+    for raw in bodies[WARM + TIMED : WARM + TIMED + PROFILED]:
         profile.runcall(router._write_many, request, ip.token, raw, None)
     pstats.Stats(profile).sort_stats("tottime").print_stats(45)
 

@@ -90,7 +90,9 @@ def main(argv: list[str]) -> None:
             recorder.wait()
     print(
         f"{backend}: {n} PUTs median {statistics.median(seconds) * 1000:.2f} ms, "
-        f"mean {statistics.mean(seconds) * 1000:.2f} ms; server CPU "
+        f"mean {statistics.mean(seconds) * 1000:.2f} ms, p99 "
+        f"{statistics.quantiles(seconds, n=100)[98] * 1000:.1f} ms, slowest "
+        f"{max(seconds) * 1000:.1f} ms; server CPU "
         f"{1000 * (c1 - c0) / n:.1f} ms a request during the writes "
         f"(the event loop's thread {1000 * (l1 - l0) / n:.1f}), "
         f"{1000 * (c2 - c0) / n:.1f} until the queue was empty ({waited:.1f} s later); "
