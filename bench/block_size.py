@@ -36,7 +36,7 @@ import psycopg
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
-from bench.scratch import scratch_database
+from bench.scratch import client_with_sensors, scratch_database
 from bench.workload import FULL, MS_15MIN, MS_MINUTE, Workload, generate
 from besmart_server.server import migrate
 from besmart_server.server.db import Database, now_ms, psycopg_dsn
@@ -69,15 +69,7 @@ def ingest(db: Database, w: Workload) -> Engine:
     names = sorted({s.sensor for s in (*w.meters, w.minute, *w.versions)})
     keys = sorted({(s.sensor, s.moid) for s in (*w.meters, w.minute, *w.versions)})
     with db.transaction() as conn:
-        cid = users.create_client(conn, name="size")
-        mids = {
-            name: conn.execute(
-                insert(sensors)
-                .values(client_cid=cid, name=name, created_at=now_ms())
-                .returning(sensors.c.mid)
-            ).scalar_one()
-            for name in names
-        }
+        _, mids = client_with_sensors(conn, "size", names)
         found = store.series_ids(conn, [(mids[s], m) for s, m in keys], create=True)
     ids = {(s, m): found[(mids[s], m)] for s, m in keys}
     for batch in w.ingest_batches() + w.version_batches():

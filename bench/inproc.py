@@ -10,17 +10,15 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from bench.besmart import put_body
-from bench.scratch import scratch_database
+from bench.scratch import client_with_sensors, scratch_database
 from bench.workload import FULL, generate
 from besmart_server.schemas.users import Role
 from besmart_server.server import migrate
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database, now_ms
-from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.db import Database
 from besmart_server.server.users import service as users
 
 
@@ -46,12 +44,8 @@ def bench_app(url: str | None, requests: int, prefix: str) -> Iterator[InProcess
     with scratch_database(url, prefix) as db_url:
         db = Database(db_url)
         migrate.upgrade(db)
-        mids: dict[str, int] = {}
         with db.transaction() as conn:
-            cid = users.create_client(conn, name="bench")
-            for name in wl.sensors:
-                row = insert(sensors).values(client_cid=cid, name=name, created_at=now_ms())
-                mids[name] = int(conn.execute(row.returning(sensors.c.mid)).scalar_one())
+            cid, mids = client_with_sensors(conn, "bench", wl.sensors)
             uid = users.create_user(conn, login="bench", password="bench bench bench")
             users.grant_role(conn, user_id=uid, client_cid=cid, role=Role.write)
             token = users.issue_token(conn, user_id=uid, ttl_seconds=3600).token

@@ -1,17 +1,21 @@
-"""A throwaway database for in-process measurements, removed afterwards."""
+"""A throwaway database for in-process measurements, removed afterwards, and the client and
+sensors a measurement writes into."""
 
 from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import Connection, insert
 from sqlalchemy.engine import make_url
 
-from besmart_server.server.db import psycopg_dsn
+from besmart_server.server.db import now_ms, psycopg_dsn
+from besmart_server.server.sensors.tables import sensors
+from besmart_server.server.users import service as users
 
 
 @contextmanager
@@ -31,3 +35,15 @@ def scratch_database(url: str | None, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def client_with_sensors(
+    conn: Connection, client: str, names: Iterable[str]
+) -> tuple[int, dict[str, int]]:
+    """A new client and a sensor of it per name: (client_cid, each name's sensor_mid)."""
+    cid = users.create_client(conn, name=client)
+    mids: dict[str, int] = {}
+    for name in names:
+        row = insert(sensors).values(client_cid=cid, name=name, created_at=now_ms())
+        mids[name] = int(conn.execute(row.returning(sensors.c.mid)).scalar_one())
+    return cid, mids
