@@ -3,10 +3,10 @@ CPU per request (/proc/PID/stat, every thread) and optionally a py-spy profile o
 
     .venv/bin/python -m bench.served_ingest sqlite|postgres [N] [py-spy raw output file] [--push]
 
-20 requests warm the server, then N (default 300) are timed one at a time, as row 1 of
-bench.run sends them. With --push, the meters' year is written first (not timed) and the N
-requests timed are row 1d's live pushes (one point of each of the 100 series a request;
-N at most push_steps). The CPU of the validation worker `besmart serve` starts (a process of
+20 requests warm the server, then N (default 300, at most 388) are timed one at a time, as
+row 1 of bench.run sends them. With --push, the meters' year is written first (not timed)
+and the N requests timed are row 1d's live pushes (one point of each of the 100 series a
+request; N at most 268). The CPU of the validation worker `besmart serve` starts (a process of
 its own) is counted apart; BENCH_NO_SETTLE=1 skips the waits for the validation queue.
 """
 
@@ -41,9 +41,9 @@ def main(argv: list[str]) -> None:
             for body in b.prepare(wl.ingest_batches("time")):
                 b.write(body)
             bodies = b.prepare(wl.push_batches()[: n + 20])
-            n = len(bodies) - 20
         else:
             bodies = b.prepare(wl.ingest_batches("time")[: n + 20])
+        n = len(bodies) - 20  # row 1 has 408 requests, row 1d 288
         for body in bodies[:20]:
             b.write(body)
         if settle:
