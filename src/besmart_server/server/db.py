@@ -218,7 +218,9 @@ class WriterQueue:
     The wait is bounded as SQLite's is (SQLITE_BUSY_TIMEOUT_S, then "database is locked"),
     by a helper thread that blocks on the flock while the writer waits on an event. The
     file is opened at the first write, never before: a command that must not create a
-    database makes none."""
+    database makes none. A process makes its own Database (uvicorn's workers are spawned,
+    not forked; `serve` disposes of its own before they start): a forked child sharing the
+    parent's open file would share its turn."""
 
     def __init__(self, database: str, timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         self._path = f"{database}-writer"
