@@ -175,15 +175,18 @@ def test_acknowledged_writes_and_queued_runs_survive_a_lost_api_host_and_worker(
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.1)
         multihost.kill(state, "api1")
+        # Counted at the host's kill: finding a worker mid-run can take longer than the rest
+        # of the load (a CI run finished all 240 requests before a worker was frozen). That
+        # the runs finish with one worker left is checked below, for every run.
+        at_kill = (len(load.writes_acked), len(load.runs_acked))
         frozen, lost_run = _freeze_mid_run(state, ("worker1", "worker2"))
         multihost.kill(state, frozen)  # mid-run: its run holds a lease nobody renews
-        at_kill = (len(load.writes_acked), len(load.runs_acked))
     finally:
         loader.join(timeout=SECONDS + 60)
     assert not loader.is_alive()
     assert at_kill[0] > 0
     assert at_kill[1] > 0
-    # the deployment kept serving with one API host and one worker
+    # the deployment kept serving with one API host
     assert len(load.writes_acked) > at_kill[0], load.errors
     assert len(load.runs_acked) > at_kill[1], load.errors
 
