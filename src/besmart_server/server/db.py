@@ -212,9 +212,10 @@ class WriterQueue:
     which sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms between tries: the lock is
     often free for most of a sleep. A writer waiting on the flock is woken by the kernel the
     moment the holder lets go (bench/README.md, "Writers take turns": 4 writers into 2
-    server processes, row 1c, +15 to +25 %; trying the flock every 0.5 ms instead gained
-    little). The queue only orders writers: SQLite's own lock still guards the file, so a
-    writer that bypasses it (a migration) or an edge of the queue costs time, never data.
+    server processes, row 1c, +9 to +35 % in five pairs of runs; trying the flock every
+    0.5 ms instead gained little). The queue only orders writers: SQLite's own lock still
+    guards the file, so a writer that bypasses it (a migration) or an edge of the queue
+    costs time, never data.
     The wait is bounded as SQLite's is (SQLITE_BUSY_TIMEOUT_S, then "database is locked"),
     by a helper thread that blocks on the flock while the writer waits on an event. The
     file is opened at the first write, never before: a command that must not create a
