@@ -4,6 +4,7 @@ token, row 1's request bodies (100 series x 100 points, as bench.run sends them)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,13 +14,19 @@ from fastapi.testclient import TestClient
 
 from bench.besmart import put_body
 from bench.scratch import client_with_sensors, scratch_database
-from bench.workload import FULL, generate
+from bench.workload import FULL, METER_SIGNALS, MS_15MIN, MS_DAY, generate
 from besmart_server.schemas.users import Role
 from besmart_server.server import migrate
 from besmart_server.server.app import create_app
 from besmart_server.server.config import Settings
 from besmart_server.server.db import Database
 from besmart_server.server.users import service as users
+
+# Row 1's requests that write the meters' whole year (351: 35,040 quarter hours of each of
+# the 100 series, 100 points of each a request); row 1d's pushes follow it.
+YEAR = math.ceil(
+    FULL.days * MS_DAY // MS_15MIN / (FULL.batch_points // (FULL.sensors * len(METER_SIGNALS)))
+)
 
 
 @dataclass(frozen=True)

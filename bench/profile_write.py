@@ -29,11 +29,10 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
-from bench.inproc import InProcess, bench_app
+from bench.inproc import YEAR, InProcess, bench_app
 from besmart_server.server.signals import blocks, router, service
 
 WARM, TIMED, PROFILED = 20, 150, 40
-YEAR = 351  # row 1's requests: the meters' whole year (35,040 points a series, 100 a request)
 
 
 def main(argv: list[str]) -> None:
