@@ -255,10 +255,10 @@ class Besmart(Served):
         """Writes are committed before the PUT answers."""
 
     def settle(self, timeout_s: float = 900.0) -> float:
-        """Wait until the validation queue is empty (the windows every write queued, validated
-        by the validation worker `besmart serve` starts, after the write answered); the seconds
-        waited."""
-        sql = "SELECT count(*) FROM vee_queue"
+        """Wait until the validation queue and the write-ahead table are empty (the windows
+        every write queued, validated by the validation worker `besmart serve` starts, and the
+        points merged into their blocks, both after the write answered); the seconds waited."""
+        sql = "SELECT (SELECT count(*) FROM vee_queue) + (SELECT count(*) FROM pending)"
         t0 = time.perf_counter()
         while True:
             left = self._scalar(sql)
@@ -267,7 +267,7 @@ class Besmart(Served):
                 return waited
             if waited > timeout_s:
                 raise RuntimeError(
-                    f"{left} windows still queued for validation after {waited:.0f} s"
+                    f"{left} windows queued for validation or rows pending after {waited:.0f} s"
                 )
             time.sleep(0.5)
 

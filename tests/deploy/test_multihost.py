@@ -26,6 +26,8 @@ import psycopg
 import pytest
 from bench.multihost import A_PLUS, DAY, EA_PLUS, POINTS, T0, Load, Target, drive, login, prepare
 
+from besmart_server.server.db import Database
+from besmart_server.server.signals import store as _store  # noqa: F401  (Database.settler)
 from deploy import multihost
 
 pytestmark = pytest.mark.slow
@@ -69,13 +71,19 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[multihost.State]:
 
 def _blocks(state: multihost.State, moid: int, origin: int | None) -> dict[tuple[int, int], int]:
     """Points stored (every version) per (sensor_mid, day) of one signal type; days counted
-    from the load's first day, as the load names them."""
+    from the load's first day, as the load names them. What the writes left in the
+    write-ahead table is merged first, as any read through the API would."""
+    url = f"postgresql://postgres@127.0.0.1:5432/{state.database}"
+    db = Database(url)
+    try:
+        db.settle()
+    finally:
+        db.dispose()
     sql = (
         "SELECT s.sensor_mid, b.day, sum(b.n) FROM blocks b JOIN series s ON s.id = b.series_id "
         "WHERE s.signal_type_moid = %s AND (%s::int IS NULL OR b.origin = %s::int) "
         "GROUP BY s.sensor_mid, b.day"
     )
-    url = f"postgresql://postgres@127.0.0.1:5432/{state.database}"
     with psycopg.connect(url) as conn:
         rows = conn.execute(sql, (moid, origin, origin)).fetchall()
     first = T0 // DAY

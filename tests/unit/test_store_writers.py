@@ -293,8 +293,9 @@ def test_every_statement_on_blocks_selects_by_series_id(
     db: Database, store: SeriesStore, statements: list[str]
 ) -> None:
     """A representative workload: live writes and imports of several series, a rewrite of
-    stored blocks, every read of the store, the sensor page's newest reading and a sensor's
-    deletion. Each statement that reaches `blocks` names its series."""
+    stored blocks, a deferred write merged by the next transaction, every read of the store,
+    the sensor page's newest reading and a sensor's deletion. Each statement that reaches
+    `blocks` names its series."""
     mid, sids = new_series(db, store, 3)
     days = D0 + np.arange(0, 5 * DAY, 900_000)
     with db.transaction() as conn:
@@ -305,6 +306,10 @@ def test_every_statement_on_blocks_selects_by_series_id(
         imported = Frame(imported.time, imported.origin, imported.acq + 5_000_000,
                          imported.type, imported.value)  # fmt: skip
         store.insert(conn, np.full(2, sids[2], dtype=np.int64), imported)
+    with db.transaction(settle=False) as conn:  # deferred, then merged by the read's settling
+        series = np.repeat(np.array(sids, dtype=np.int64), 2)
+        f = points(np.tile([D0 + 5, D0 + DAY + 5], 3))
+        store.insert(conn, series, f, live=np.ones(6, dtype=np.bool_), defer=True)
     with db.transaction(write=False) as conn:
         for sid in sids:
             assert len(store.read(conn, sid, D0, D0 + DAY, origin=None, limit=10_000))

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import psycopg
 from psycopg import sql
@@ -135,8 +135,23 @@ def _configure_sqlite(engine: Engine, synchronous: str, autocheckpoint: bool) ->
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+class Settler(Protocol):
+    """What makes the points writes left in the write-ahead table readable (signals/store.py,
+    "Write-ahead"): `pending` says whether any are left (the newest row's id) on a DB-API
+    connection, `settle` merges the rows up to that id in write transactions of its own."""
+
+    def pending(self, raw: Any) -> int | None: ...
+
+    def settle(self, db: Database, upto: int) -> None: ...
+
+
 class Database:
     """Owns the engine; hands out one transaction per unit of work."""
+
+    # Set by signals.store when it is imported, so in every process that can read blocks:
+    # a transaction first merges what deferring writes left pending (unless `settle=False`:
+    # those writes themselves, and the merges), so that it sees every acknowledged point.
+    settler: ClassVar[Settler | None] = None
 
     def __init__(
         self,
@@ -169,13 +184,17 @@ class Database:
         return backend == "sqlite" and database not in (None, "", ":memory:")
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Connection]:
+    def transaction(self, *, write: bool = True, settle: bool = True) -> Iterator[Connection]:
         """Commit on success, roll back on any exception. On an SQLite file a writer first
-        takes its turn in the WriterQueue."""
-        queued = self.writers.turn() if write and self.writers is not None else nullcontext()
-        with queued, self.engine.connect() as conn:
+        takes its turn in the WriterQueue. `settle`: what writes left pending is merged first
+        (Database.settler), before BEGIN: the merge runs in transactions of its own (taking
+        the writers' turn itself); with nothing to merge, one statement on this connection."""
+        with self.engine.connect() as conn:
             conn = conn.execution_options(**{_WRITE_OPTION: write})
-            with conn.begin():
+            if settle:
+                self._settle(conn)
+            queued = self.writers.turn() if write and self.writers is not None else nullcontext()
+            with queued, conn.begin():
                 yield conn
 
     @contextmanager
@@ -189,7 +208,31 @@ class Database:
                 yield conn
             return
         with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._settle(auto)
+            yield auto
+
+    def settle(self) -> None:
+        """Merge what writes left pending now (a worker's tick; transactions do it anyway)."""
+        with self.engine.connect() as conn:
+            self._settle(conn)
+
+    def _settle(self, conn: Connection) -> None:
+        """Merge what is pending, `conn` in no transaction: its look runs in autocommit."""
+        settler = Database.settler
+        if settler is None:
+            return
+        raw = dbapi_connection(conn)
+        if self.dialect == "postgresql" and not raw.autocommit:
+            raw.autocommit = True  # psycopg's own: no statement, and SQLAlchemy began nothing
+            try:
+                upto = settler.pending(raw)
+            finally:
+                raw.autocommit = False
+        else:
+            upto = settler.pending(raw)  # SQLite's driver runs it in autocommit (no BEGIN)
+        if upto is not None:
+            settler.settle(self, upto)
 
     def dispose(self) -> None:
         """Close every pooled connection (and stop the checkpointer or vacuumer)."""

@@ -36,7 +36,7 @@ from besmart_server.server.fields import (
 )
 from besmart_server.server.sensors.tables import sensor_types, sensors
 from besmart_server.server.sensors.tree import creates_cycle
-from besmart_server.server.signals.tables import blocks, series
+from besmart_server.server.signals.tables import blocks, pending, series
 from besmart_server.server.states.tables import sensor_states, signal_states
 from besmart_server.server.users.tables import clients
 
@@ -369,6 +369,7 @@ def delete_sensor(conn: Connection, principal: Principal, client_cid: int, senso
     own_series = select(series.c.id).where(series.c.sensor_mid == sensor_mid)
     own_states = select(sensor_states.c.id).where(sensor_states.c.sensor_mid == sensor_mid)
     conn.execute(delete(blocks).where(blocks.c.series_id.in_(own_series)))
+    conn.execute(delete(pending).where(pending.c.series_id.in_(own_series)))
     conn.execute(delete(series).where(series.c.sensor_mid == sensor_mid))
     conn.execute(delete(signal_states).where(signal_states.c.sensor_state_id.in_(own_states)))
     conn.execute(delete(sensor_states).where(sensor_states.c.sensor_mid == sensor_mid))

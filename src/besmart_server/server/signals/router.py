@@ -323,7 +323,7 @@ def _write(
     items: list[service.WriteItem],
     reason: str | None,
 ) -> int:
-    with db.transaction(write=True) as conn:
+    with db.transaction(write=True, settle=False) as conn:
         return _store_items(conn, request, store, user, items, reason)
 
 
@@ -335,9 +335,12 @@ def _store_items(
     items: list[service.WriteItem],
     reason: str | None,
 ) -> int:
-    # The observers (validation: its audit of corrections and the windows to validate) write
-    # in the same transaction, so nothing is lost.
-    n = service.write(conn, store, user, items)
+    # The points go to the write-ahead table (store.py), merged into their blocks by the next
+    # transaction that reads, or the validation worker's: this one reads none of them (an
+    # observer that does merges them first). The observers (validation: its audit of
+    # corrections and the windows to validate) write in the same transaction, so nothing is
+    # lost.
+    n = service.write(conn, store, user, items, defer=True)
     observers: list[WriteObserver] = request.app.state.write_observers
     for observer in observers:
         observer.written(conn, store, user, items, reason=reason)
@@ -359,7 +362,7 @@ def _write_many(request: Request, token: str, raw: bytes, reason: str | None) ->
         with db.reads() as conn:
             token_user(conn, settings, token)
         raise
-    with db.transaction(write=True) as conn:
+    with db.transaction(write=True, settle=False) as conn:
         user = token_user(conn, settings, token)
         _store_items(conn, request, state.store, user, items, reason)
 

@@ -127,9 +127,16 @@ class WriteItem:
 
 
 def write(
-    conn: Connection, store: SeriesStore, principal: Principal, items: Sequence[WriteItem]
+    conn: Connection,
+    store: SeriesStore,
+    principal: Principal,
+    items: Sequence[WriteItem],
+    *,
+    defer: bool = False,
 ) -> int:
-    """Store every item as a new version, all or nothing; returns how many points were stored.
+    """Store every item as a new version, all or nothing; returns how many points were stored
+    (`defer`: written to the write-ahead table, to be merged before the next read: how many
+    were written, store.insert).
 
     Authorization, types and units are checked for every item before anything is written.
     Each series written takes one version stamp (store.py); points of one series sent twice
@@ -165,10 +172,10 @@ def write(
     # that is stale (SeriesGone, before anything is written) is looked up again, once.
     ids = store.series_ids(conn, keys, create=True, known=True)
     try:
-        return _insert(conn, store, ids, keys, sizes, frame, live)
+        return _insert(conn, store, ids, keys, sizes, frame, live, defer)
     except SeriesGone:
         ids = store.series_ids(conn, keys, create=True)
-        return _insert(conn, store, ids, keys, sizes, frame, live)
+        return _insert(conn, store, ids, keys, sizes, frame, live, defer)
 
 
 def _insert(
@@ -179,10 +186,11 @@ def _insert(
     sizes: list[int],
     frame: Frame,
     live: np.ndarray[Any, np.dtype[np.bool_]],
+    defer: bool,
 ) -> int:
     series = np.repeat(np.array([ids[k] for k in keys], dtype=np.int64), sizes)
     by_id = {ids[k]: k for k in keys}
-    return store.insert(conn, series, frame, live=live, keys=by_id)
+    return store.insert(conn, series, frame, live=live, keys=by_id, defer=defer)
 
 
 # --- reads ----------------------------------------------------------------------------------

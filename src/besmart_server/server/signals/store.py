@@ -25,20 +25,40 @@ them until it ends, so writers of disjoint series run in parallel and writers of
 queue; a block is only ever rewritten under its series' lock. On SQLite, `BEGIN IMMEDIATE`
 already gives a write transaction the whole database. Every statement on `blocks` names the
 series it reads or writes (`series_id`), so the table can be distributed by it.
+
+Write-ahead. Merging into day blocks is most of a write's cost (read, decode, merge, encode
+and rewrite each block it touches), and a write that adds a point to each of many series pays
+it for every one. A deferring write (`insert(defer=True)`: the REST PUTs) locks and stamps its
+series as above, then appends one `pending` row per series holding its stamped points raw
+(`pack`), and is done. `drain` merges pending rows into their blocks, a series' rows in id
+order (= the order its writers committed in, as they take turns on the series' lock) and
+under that lock, and deletes them. The rule that makes every acknowledged point readable:
+every transaction (`Database.transaction`, `Database.reads`) first looks whether anything is
+pending and merges it, in transactions of its own, before it begins (`Database.settler`,
+set below) — all but the deferring writes themselves (`settle=False`), which read no blocks
+(an observer that reads what its write deferred merges those series first: `drain_series`).
+A write committed after that look is concurrent with the transaction and need not be seen.
+A write that merges at once (graphs, weather, imports through the store) first merges what
+is pending of its series, so that two writes of one key keep the later. The validation
+worker merges what is left every second, so that the merge is mostly off the API's processes
+and a read rarely pays it. A deferring write reports the points it wrote, not the new ones.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
+import orjson
+import psycopg
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from besmart_server.server.db import dbapi_connection, now_ms
+from besmart_server.server.db import Database, dbapi_connection, now_ms
 from besmart_server.server.errors import Conflict
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.pipeline import (
@@ -52,7 +72,7 @@ from besmart_server.server.signals.pipeline import (
 )
 from besmart_server.server.signals.tables import blocks as blocks_table
 from besmart_server.server.signals.tables import series
-from besmart_server.wire import ORIGIN_MEASURED, ORIGINS, TYPE_DBL, TYPE_INT
+from besmart_server.wire import ORIGIN_MEASURED, ORIGINS, TYPE_DBL, TYPE_INT, TYPE_STR
 
 SeriesKey = tuple[int, int]  # (sensor_mid, signal_type_moid)
 Rows = list[tuple[int, int, int, bytes]]  # (series id, day, origin, body) of stored blocks
@@ -106,6 +126,10 @@ def _stored_sqlite(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
         cur.execute(f"SELECT series_id, day, origin, body FROM blocks WHERE {where}", params)
         out.extend((int(s), int(d), int(o), bytes(b)) for s, d, o, b in cur.fetchall())
     return out
+
+
+def _append_sqlite(cur: Any, rows: list[tuple[int, bytes]]) -> None:
+    cur.executemany("INSERT INTO pending (series_id, body) VALUES (?, ?)", rows)
 
 
 def _stamp_and_read_sqlite(
@@ -177,6 +201,24 @@ def _stamp_and_read_pg(
     return clock, [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
 
 
+def _stored_pg(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
+    """The staging table _put copies into, and the stored blocks within the spans."""
+    params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
+    with cur.connection.pipeline():
+        cur.execute(_PG_STAGE)
+        cur.execute(_PG_STORED, params, binary=True)
+    rows = cur.fetchall()
+    return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
+
+
+def _append_pg(cur: Any, rows: list[tuple[int, bytes]]) -> None:
+    cur.execute(
+        "INSERT INTO pending (series_id, body) SELECT * FROM unnest(%s::int[], %s::bytea[])",
+        ([s for s, _ in rows], [b for _, b in rows]),
+        binary=True,
+    )
+
+
 def _query_pg(cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Rows in PostgreSQL's binary format: in text, each bytea travels hex-coded, which the
     server encodes and psycopg decodes (a year of a series' day summaries and bodies: 0.9 ms
@@ -214,6 +256,10 @@ class Dialect:
     # spans (`stored`): PostgreSQL sends both, with the staging table _put copies into, in
     # one round trip.
     stamp_and_read: Callable[[Any, str, list[tuple[int, tuple[int, int]]]], tuple[Stamps, Rows]]
+    # The stored blocks within the spans alone (a merge of pending points, its series locked).
+    stored: Callable[[Any, list[tuple[int, tuple[int, int]]]], Rows]
+    # Rows (series id, packed points) into `pending`.
+    append: Callable[[Any, list[tuple[int, bytes]]], None]
     # A read statement's rows (PostgreSQL: in the binary format).
     query: Callable[[Any, str, Sequence[Any]], list[tuple[Any, ...]]]
     put: Callable[[Any, list[tuple[Any, ...]]], None]
@@ -232,6 +278,8 @@ SQLITE: Final = Dialect(
     locked="",
     clock="series.acq_us",
     stamp_and_read=_stamp_and_read_sqlite,
+    stored=_stored_sqlite,
+    append=_append_sqlite,
     query=_query_sqlite,
     put=_put_sqlite,
     insert=sqlite.insert,
@@ -249,6 +297,8 @@ POSTGRES: Final = Dialect(
     locked=" JOIN l ON l.id = v.column1",
     clock="l.acq_us",  # the newest committed stamp: the row as the lock returned it
     stamp_and_read=_stamp_and_read_pg,
+    stored=_stored_pg,
+    append=_append_pg,
     query=_query_pg,
     put=_put_pg,
     insert=postgresql.insert,
@@ -359,9 +409,11 @@ class SeriesStore:
         *,
         live: NDArray[np.bool_] | None = None,
         keys: Mapping[int, SeriesKey] | None = None,
+        defer: bool = False,
     ) -> int:
         """Store points of many series as new versions, `series_id` giving each point's series;
-        returns how many distinct new points were stored.
+        returns how many distinct new points were stored, or with `defer` how many were
+        written.
 
         `keys` (each series id's key, for every id written): the series' rows are checked to
         have them as they are locked, before anything is written; SeriesGone (a 409) when one
@@ -373,18 +425,37 @@ class SeriesStore:
         points with the same (series, time, origin, acq), stored or new, the later new one is
         kept: server stamps never repeat, so only an import can meet a stored one (and then it
         is the version with the same acq_time on the wire, replaced).
+
+        `defer`: the points are stamped and appended to `pending` (one row per series), not
+        merged into their blocks: what a read sees only after `drain` (module docstring,
+        "Write-ahead"), which every transaction that may read does first, but not this one.
         """
         if not len(frame):
             return 0
         if live is None:
             live = np.zeros(len(frame), dtype=np.bool_)
         cur = dbapi_connection(conn).cursor()
-        span: dict[int, tuple[int, int]] = {}
-        wanted = _block_keys(series_id, frame)  # stamps change no block a point falls in
-        for sid, day, _ in wanted:
-            lo, hi = span.get(sid, (day, day))
-            span[sid] = (min(lo, day), max(hi, day))
-        frame, found = self._stamp(cur, series_id, frame, live, keys, sorted(span.items()))
+        if defer:
+            frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
+            self._append(cur, series_id, frame)
+            return len(frame)
+        # What deferring writes left of these series first: of two writes of one key the
+        # later must be merged last.
+        self._drain_ids(cur, _series_index(series_id)[0].tolist())
+        span = _spans(series_id, frame)
+        frame, found = self._stamp(cur, series_id, frame, live, keys, span[1])
+        return self._merge(cur, series_id, frame, found, span[0])
+
+    def _merge(
+        self,
+        cur: Any,
+        series_id: I64,
+        frame: Frame,
+        found: Rows,
+        wanted: set[tuple[int, int, int]],
+    ) -> int:
+        """Merge the points into the stored blocks `found` and write those of `wanted` back;
+        how many of the points were new."""
         stored = [row for row in found if row[:3] in wanted]
         old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
         both = concat([old, frame])
@@ -402,6 +473,72 @@ class SeriesStore:
         rows = [stored_row(sid, e) for sid, e in blocks.encode_batch(sid_col, both)]
         self._d.put(cur, rows)
         return int(fresh.sum())
+
+    # --- write-ahead ----------------------------------------------------------------------
+
+    def _append(self, cur: Any, series_id: I64, frame: Frame) -> None:
+        """One `pending` row per series of the (stamped) points."""
+        ids, at = _series_index(series_id)
+        if len(ids) == 1:
+            self._d.append(cur, [(int(ids[0]), pack(frame))])
+            return
+        order = np.argsort(at, kind="stable")
+        bounds = np.searchsorted(at[order], np.arange(len(ids) + 1))
+        f = frame.take(order)
+        rows = []
+        for k, sid in enumerate(ids.tolist()):
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            rows.append((sid, pack(_slice(f, lo, hi))))
+        self._d.append(cur, rows)
+
+    def drain(self, conn: Connection, *, upto: int | None = None, rows: int = 2000) -> int:
+        """Merge the pending points of the series of (at most `rows` of) the oldest pending
+        rows, id `upto` at most, into their blocks, and delete those rows; how many rows were
+        merged (0: none left). In a write transaction."""
+        cur = dbapi_connection(conn).cursor()
+        below = "" if upto is None else f" WHERE id <= {int(upto)}"
+        cur.execute(
+            f"SELECT DISTINCT series_id FROM (SELECT series_id FROM pending{below} "
+            f"ORDER BY id LIMIT {int(rows)}) AS p"
+        )
+        ids = sorted(int(s) for (s,) in cur.fetchall())
+        return self._drain_ids(cur, ids) if ids else 0
+
+    def drain_series(self, conn: Connection, ids: Iterable[int]) -> int:
+        """Merge every pending point of these series into their blocks (a transaction that
+        wrote deferred points and reads them back: its own are pending too). In a write
+        transaction."""
+        return self._drain_ids(dbapi_connection(conn).cursor(), sorted(set(ids)))
+
+    def _drain_ids(self, cur: Any, ids: list[int]) -> int:
+        """Every pending row of the series `ids` (sorted) merged, in id order per series."""
+        if not ids:
+            return 0
+        listed = ", ".join(map(str, ids))
+        sql = f"SELECT id, series_id, body FROM pending WHERE series_id IN ({listed})"
+        found = self._d.query(cur, sql, ())
+        if not found:
+            return 0
+        if self._d.lock:
+            # Locked as a write locks them (id order), then read again: a row committed
+            # meanwhile is merged too, and none is merged twice.
+            cur.execute(f"SELECT id FROM series WHERE id IN ({listed}) ORDER BY id FOR UPDATE")
+            found = self._d.query(cur, sql, ())
+            if not found:
+                return 0
+        found.sort(key=lambda r: (int(r[1]), int(r[0])))
+        frames = [unpack(bytes(body)) for _, _, body in found]
+        series_id = np.repeat(
+            np.array([int(r[1]) for r in found], dtype=np.int64), [len(f) for f in frames]
+        )
+        frame = concat(frames)
+        wanted, span = _spans(series_id, frame)
+        self._merge(cur, series_id, frame, self._d.stored(cur, span), wanted)
+        done = [int(r[0]) for r in found]
+        for i in range(0, len(done), _CHUNK * 10):
+            chunk = ", ".join(map(str, done[i : i + _CHUNK * 10]))
+            cur.execute(f"DELETE FROM pending WHERE id IN ({chunk})")
+        return len(found)
 
     def _stamp(
         self,
@@ -868,3 +1005,87 @@ def _newest(f: Frame, acq_before: int | None) -> Frame:
     if acq_before is not None:
         f = f.take(f.acq < acq_before)
     return f.take(last_of_runs(f.time, f.origin))  # take() of an all-true mask is free
+
+
+class _Pending:
+    """Database.settler: the write-ahead table merged before a transaction reads."""
+
+    def pending(self, raw: Any) -> int | None:
+        cur = raw.cursor()
+        try:
+            cur.execute("SELECT max(id) FROM pending")
+            (newest,) = cur.fetchone()
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable) as exc:
+            # A schema before migration 0020 (an upgrade's first steps, their tests): no
+            # deferred write can have run on it. Statements in autocommit: nothing aborted.
+            if isinstance(exc, sqlite3.OperationalError) and "no such table" not in str(exc):
+                raise
+            return None
+        finally:
+            cur.close()
+        return None if newest is None else int(newest)
+
+    def settle(self, db: Database, upto: int) -> None:
+        store = SeriesStore(db.dialect)
+        while True:
+            with db.transaction(write=True, settle=False) as conn:
+                if not store.drain(conn, upto=upto):
+                    return
+
+
+Database.settler = _Pending()
+
+
+def _spans(
+    series_id: I64, frame: Frame
+) -> tuple[set[tuple[int, int, int]], list[tuple[int, tuple[int, int]]]]:
+    """The blocks the points fall in, and each series' (first, last) day of them."""
+    wanted = _block_keys(series_id, frame)  # stamps change no block a point falls in
+    span: dict[int, tuple[int, int]] = {}
+    for sid, day, _ in wanted:
+        lo, hi = span.get(sid, (day, day))
+        span[sid] = (min(lo, day), max(hi, day))
+    return wanted, sorted(span.items())
+
+
+def _slice(f: Frame, lo: int, hi: int) -> Frame:
+    text = None if f.text is None else f.text[lo:hi]
+    return Frame(f.time[lo:hi], f.origin[lo:hi], f.acq[lo:hi], f.type[lo:hi], f.value[lo:hi], text)
+
+
+# A pending row's points (`pack`): their count, whether texts follow, then the columns raw
+# (time, acq, value as 8 bytes, origin and type as 1), then the texts as a JSON array. No
+# compression: a pending row lives until the next merge, and writing it must cost little.
+_PACK_HEAD: Final = np.dtype([("n", "<u4"), ("text", "u1")])
+
+
+def pack(f: Frame) -> bytes:
+    """The points as a pending row keeps them (`unpack` gives them back exactly)."""
+    n = len(f)
+    has_text = f.text is not None and bool(np.any(f.type == TYPE_STR))
+    head = np.array([(n, int(has_text))], dtype=_PACK_HEAD).tobytes()
+    parts = [
+        head,
+        f.time.astype("<i8", copy=False).tobytes(),
+        f.acq.astype("<i8", copy=False).tobytes(),
+        f.value.astype("<f8", copy=False).tobytes(),
+        f.origin.astype("i1").tobytes(),
+        f.type.astype("i1", copy=False).tobytes(),
+    ]
+    if has_text:
+        parts.append(orjson.dumps(list(f.text or ())))
+    return b"".join(parts)
+
+
+def unpack(body: bytes) -> Frame:
+    """The points of a pending row."""
+    head = np.frombuffer(body, dtype=_PACK_HEAD, count=1)[0]
+    n, has_text = int(head["n"]), bool(head["text"])
+    at = _PACK_HEAD.itemsize
+    time = np.frombuffer(body, "<i8", n, at).astype(np.int64)
+    acq = np.frombuffer(body, "<i8", n, at + 8 * n).astype(np.int64)
+    value = np.frombuffer(body, "<f8", n, at + 16 * n).astype(np.float64)
+    origin = np.frombuffer(body, "i1", n, at + 24 * n).astype(np.int64)
+    kind = np.frombuffer(body, "i1", n, at + 25 * n).astype(np.int8)
+    text = tuple(orjson.loads(body[at + 26 * n :])) if has_text else None
+    return Frame(time, origin, acq, kind, value, text)

@@ -101,3 +101,18 @@ blocks = Table(
     ),
     sqlite_with_rowid=False,
 )
+
+# Points a write acknowledged before they were merged into their day blocks (store.py,
+# "Write-ahead"): one row per series a deferring write touched, its points as raw columns
+# (`store.pack`), in id order per series = commit order (writers of a series take turns).
+# A merge (`SeriesStore.drain`) moves them into `blocks` and deletes them; every
+# transaction that may read blocks merges what is pending first (`Database.settler`).
+pending = Table(
+    "pending",
+    metadata,
+    # SQLite: the rowid itself (INTEGER PRIMARY KEY), no index of its own.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("series_id", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_pending_series_id_id", "series_id", "id"),
+)

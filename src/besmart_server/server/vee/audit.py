@@ -83,6 +83,7 @@ def record_write(
         if cols.acq_ms is not None:
             acq = int(cols.acq_ms[mask].max())
         else:
+            store.drain_series(conn, [sid])  # this write's points, if it deferred them
             q = signals.ReadQuery(
                 client_cid=w.client_cid,
                 sensor_mid=w.sensor_mid,

@@ -332,16 +332,23 @@ class Observer:
 
 
 def serve(db: Database, settings: Settings, stop: threading.Event, *, parent: int = 0) -> bool:
-    """`besmart vee worker`: drain the queue now and every validate_poll_seconds until `stop`
-    is set (then finish the drain under way: True) or, with `parent`, until that process is
-    gone (False at once: the worker `besmart serve` starts must not outlive it, even when it
-    is killed, and the caller exits without waiting for the drain, whose claims expire)."""
+    """`besmart vee worker`: drain the queue now and every validate_poll_seconds, and merge
+    the write-ahead table's points every second, until `stop` is set (then finish the drain
+    under way: True) or, with `parent`, until that process is gone (False at once: the
+    worker `besmart serve` starts must not outlive it, even when it is killed, and the
+    caller exits without waiting for the drain, whose claims expire)."""
     worker = Worker(db, settings)
     worker.poll(settings.validate_poll_seconds)
     while not stop.wait(1.0):
         if parent and os.getppid() != parent:
             log.warning("the process that started this worker is gone: stopping")
             return False
+        # The points deferring writes left pending are merged into their blocks here too,
+        # off the API's processes, when no read or drain did it meanwhile.
+        try:
+            db.settle()
+        except Exception:
+            log.exception("merging the pending points failed")
     worker.shutdown()
     return True
 

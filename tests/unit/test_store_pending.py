@@ -1,0 +1,270 @@
+"""The write-ahead table (store.py, "Write-ahead"): a deferring write appends its stamped
+points to `pending`; every transaction that may read merges them into the blocks first, so
+no acknowledged point is ever missing from a read, and merges keep the writes' order."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, text
+
+from besmart_server.server.db import Database
+from besmart_server.server.sensors.service import delete_sensor
+from besmart_server.server.signals.pipeline import Frame
+from besmart_server.server.signals.store import SeriesStore, pack, unpack
+from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
+from tests.unit.test_store_writers import (
+    ADMIN,
+    D0,
+    DAY,
+    every_version,
+    new_series,
+    points,
+)
+
+
+@pytest.fixture
+def store(db: Database) -> SeriesStore:
+    return SeriesStore(db.dialect)
+
+
+def write(
+    conn: Connection, store: SeriesStore, sids: list[int], f: Frame, *, defer: bool = True
+) -> int:
+    """`f`'s points into each of `sids`, live (stamped by the store)."""
+    n = len(f)
+    frame = Frame.from_columns(
+        np.tile(f.time, len(sids)),
+        np.tile(f.origin, len(sids)),
+        np.tile(f.acq, len(sids)),
+        np.tile(f.type, len(sids)),
+        np.tile(f.value, len(sids)),
+    )
+    series = np.repeat(np.array(sids, dtype=np.int64), n)
+    live = np.ones(len(frame), dtype=np.bool_)
+    return store.insert(conn, series, frame, live=live, defer=defer)
+
+
+def imported(times: list[int], acq_ms: int, value: float) -> Frame:
+    """Points with an acq_time of their own (an import), as the store keeps it (µs)."""
+    n = len(times)
+    return Frame.from_columns(times, [1] * n, [acq_ms * 1000] * n, [TYPE_DBL] * n, [value] * n)
+
+
+def count(db: Database, table: str) -> int:
+    # settle=False: a look at the tables as the writes left them, nothing merged first
+    with db.transaction(write=False, settle=False) as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+# --- the rows' format -----------------------------------------------------------------------
+
+_I64 = st.integers(-(2**62), 2**62)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _I64,
+            st.integers(1, 5),
+            _I64,
+            st.sampled_from([TYPE_DBL, TYPE_INT, TYPE_STR]),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.one_of(st.none(), st.text(max_size=20)),
+        ),
+        max_size=40,
+    )
+)
+def test_a_pending_row_gives_back_every_column_exactly(rows: list[tuple[Any, ...]]) -> None:
+    texts = [r[5] if r[3] == TYPE_STR else None for r in rows]
+    f = Frame.from_columns(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        texts if any(t is not None for t in texts) else None,
+    )
+    g = unpack(pack(f))
+    for a, b in ((f.time, g.time), (f.origin, g.origin), (f.acq, g.acq), (f.type, g.type)):
+        assert a.dtype == b.dtype
+        assert a.tolist() == b.tolist()
+    assert f.value.view(np.int64).tolist() == g.value.view(np.int64).tolist()  # NaN bits too
+    has_text = any(r[3] == TYPE_STR for r in rows) and f.text is not None
+    assert g.text == (f.text if has_text else None)
+
+
+# --- reads see every acknowledged point -----------------------------------------------------
+
+
+def test_a_deferred_write_is_pending_until_a_transaction_reads(
+    db: Database, store: SeriesStore
+) -> None:
+    _, sids = new_series(db, store, 2)
+    times = (D0 + np.arange(0, 2 * DAY, 900_000)).tolist()
+    with db.transaction(settle=False) as conn:
+        assert write(conn, store, sids, points(times, 3.0)) == 2 * len(times)
+    assert count(db, "pending") == 2  # one row per series
+    assert count(db, "blocks") == 0
+    with db.reads() as conn:  # settles first
+        for sid in sids:
+            f = every_version(conn, store, sid)
+            assert f.time.tolist() == times
+            assert set(f.value.tolist()) == {3.0}
+            assert len(set(f.acq.tolist())) == 1  # one stamp per series and write
+    assert count(db, "pending") == 0
+    assert count(db, "blocks") == 2 * 2  # two days of two series
+
+
+def test_a_write_transaction_settles_too(db: Database, store: SeriesStore) -> None:
+    """A transaction that writes blocks (a graph's, the weather's) merges what is pending
+    before it reads or writes."""
+    _, (sid,) = new_series(db, store, 1)
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [sid], points([D0, D0 + 1]))
+    with db.transaction() as conn:
+        assert count(db, "pending") == 0
+        assert every_version(conn, store, sid).time.tolist() == [D0, D0 + 1]
+
+
+def test_versions_keep_the_order_of_their_writes(db: Database, store: SeriesStore) -> None:
+    """Three writes of one time, the middle one merged at once: every version stays, the
+    newest (the last write's stamp) last; an import of the same acq_time twice keeps the
+    later one, whichever way each was written."""
+    _, (sid,) = new_series(db, store, 1)
+    for value, defer in ((1.0, True), (2.0, False), (3.0, True)):
+        with db.transaction(settle=False) as conn:
+            write(conn, store, [sid], points([D0], value), defer=defer)
+    for value, defer in ((10.0, True), (11.0, True), (12.0, False), (13.0, True)):
+        with db.transaction(settle=False) as conn:
+            series = np.full(1, sid, dtype=np.int64)
+            store.insert(conn, series, imported([D0 + 1], 5_000, value), defer=defer)
+    with db.reads() as conn:
+        f = every_version(conn, store, sid)
+    live = f.take(f.time == D0)
+    assert live.value.tolist() == [1.0, 2.0, 3.0]
+    assert live.acq.tolist() == sorted(live.acq.tolist())
+    assert f.take(f.time == D0 + 1).value.tolist() == [13.0]
+
+
+def test_a_merging_write_takes_its_series_pending_points_first(
+    db: Database, store: SeriesStore
+) -> None:
+    """A deferred import, then the same import merged at once (no settling between): the
+    later one is kept, so the merging write merged the pending one first."""
+    _, (sid,) = new_series(db, store, 1)
+    series = np.full(1, sid, dtype=np.int64)
+    with db.transaction(settle=False) as conn:
+        store.insert(conn, series, imported([D0], 7_000, 1.0), defer=True)
+    with db.transaction(settle=False) as conn:
+        store.insert(conn, series, imported([D0], 7_000, 2.0))
+        assert count(db, "pending") == 1  # not committed yet: another connection's look
+    assert count(db, "pending") == 0
+    with db.reads() as conn:
+        assert every_version(conn, store, sid).value.tolist() == [2.0]
+
+
+def test_drain_merges_the_oldest_rows_first_and_stops_at_upto(
+    db: Database, store: SeriesStore
+) -> None:
+    _, sids = new_series(db, store, 3)
+    for k, sid in enumerate(sids):
+        with db.transaction(settle=False) as conn:
+            write(conn, store, [sid], points([D0 + k]))
+    with db.transaction(write=False, settle=False) as conn:
+        ids = [int(i) for (i,) in conn.execute(text("SELECT id FROM pending ORDER BY id"))]
+    with db.transaction(settle=False) as conn:
+        assert store.drain(conn, upto=ids[1], rows=1) == 1  # the oldest row's series
+    assert count(db, "pending") == 2
+    with db.transaction(settle=False) as conn:
+        assert store.drain(conn, upto=ids[1]) == 1
+        assert store.drain(conn, upto=ids[1]) == 0  # the third is newer than upto
+    assert count(db, "pending") == 1
+    with db.transaction(settle=False) as conn:
+        assert [len(every_version(conn, store, s)) for s in sids] == [1, 1, 0]
+
+
+def test_deleting_a_sensor_deletes_its_pending_points(db: Database, store: SeriesStore) -> None:
+    mid, sids = new_series(db, store, 2)
+    _, (other,) = new_series(db, store, 1)
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [*sids, other], points([D0]))
+        cid = conn.execute(text(f"SELECT client_cid FROM sensors WHERE mid = {mid}")).scalar_one()
+        delete_sensor(conn, ADMIN, int(cid), mid)
+    assert count(db, "pending") == 1
+    with db.reads() as conn:
+        assert every_version(conn, store, other).time.tolist() == [D0]
+
+
+def test_a_failed_write_leaves_nothing_pending(db: Database, store: SeriesStore) -> None:
+    _, (sid,) = new_series(db, store, 1)
+
+    def fail_after_the_points() -> None:
+        with db.transaction(settle=False) as conn:
+            write(conn, store, [sid], points([D0]))
+            raise RuntimeError("the request failed after its points")
+
+    with pytest.raises(RuntimeError):
+        fail_after_the_points()
+    assert count(db, "pending") == 0
+
+
+# --- many writers and readers at once -------------------------------------------------------
+
+
+def test_deferred_writers_and_readers_at_once_lose_and_duplicate_nothing(
+    db: Database, store: SeriesStore
+) -> None:
+    """Four threads defer writes to overlapping series (each its own and its neighbour's),
+    two read meanwhile (each read merges what is pending): every read sees at least what
+    was acknowledged before it began, and afterwards every point is there once. (On
+    SQLite the writers and the readers' merges take turns in the writers' queue.)"""
+    threads, rounds = 4, 15
+    _, sids = new_series(db, store, threads)
+    acked = [0] * threads  # writes of thread k acknowledged so far
+    lock = threading.Lock()
+    done = threading.Event()
+    errors: list[str] = []
+
+    def writer(k: int) -> None:
+        for r in range(rounds):
+            t = D0 + (k * rounds + r) * 60_000
+            with db.transaction(settle=False) as conn:
+                write(conn, store, [sids[k], sids[(k + 1) % threads]], points([t], float(k)))
+            with lock:
+                acked[k] = r + 1
+
+    def reader() -> None:
+        while not done.is_set():
+            with lock:
+                before = list(acked)
+            with db.reads() as conn:
+                for k in range(threads):
+                    f = every_version(conn, store, sids[k])
+                    mine = int(np.count_nonzero(f.value == float(k)))
+                    if mine < before[k]:
+                        errors.append(f"series {k}: {mine} of {before[k]} acknowledged")
+
+    with ThreadPoolExecutor(threads + 2) as pool:
+        readers = [pool.submit(reader) for _ in range(2)]
+        list(pool.map(writer, range(threads)))
+        done.set()
+        for fut in readers:
+            fut.result()
+    assert not errors, errors[:5]
+    with db.reads() as conn:
+        for k in range(threads):
+            f = every_version(conn, store, sids[k])
+            writers = (k, (k - 1) % threads)  # its own thread and its neighbour's
+            want = {D0 + (j * rounds + r) * 60_000 for j in writers for r in range(rounds)}
+            got = f.time.tolist()
+            assert len(got) == len(set(got)) == 2 * rounds
+            assert set(got) == want
+    assert count(db, "pending") == 0
