@@ -268,3 +268,55 @@ def test_deferred_writers_and_readers_at_once_lose_and_duplicate_nothing(
             assert len(got) == len(set(got)) == 2 * rounds
             assert set(got) == want
     assert count(db, "pending") == 0
+
+
+# --- merges planned without the lock, applied under it --------------------------------------
+
+
+def test_a_plan_is_applied_when_nothing_changed(db: Database, store: SeriesStore) -> None:
+    _, sids = new_series(db, store, 2)
+    with db.transaction() as conn:
+        write(conn, store, sids, points([D0, D0 + 1]), defer=False)  # blocks to merge into
+    with db.transaction(settle=False) as conn:
+        write(conn, store, sids, points([D0 + 2], 5.0))
+    with db.transaction(write=False, settle=False) as conn:
+        plan = store.plan(conn)
+    assert plan is not None
+    assert plan.series == sorted(sids)
+    assert count(db, "pending") == 2  # planning wrote nothing
+    with db.transaction(settle=False) as conn:
+        assert store.apply(conn, plan)
+    assert count(db, "pending") == 0
+    with db.transaction(write=False, settle=False) as conn:
+        for sid in sids:
+            assert every_version(conn, store, sid).value.tolist() == [1.0, 1.0, 5.0]
+        assert store.plan(conn) is None
+
+
+def test_a_plan_overtaken_by_another_merge_writes_nothing(db: Database, store: SeriesStore) -> None:
+    """Its rows merged meanwhile (by a write that merges at once), or its rows still pending
+    but the blocks rewritten: the plan is refused whole, and no point is lost or doubled."""
+    _, (sid,) = new_series(db, store, 1)
+    series = np.full(1, sid, dtype=np.int64)
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [sid], points([D0], 1.0))
+    with db.transaction(write=False, settle=False) as conn:
+        plan = store.plan(conn)
+        saved = conn.execute(text("SELECT id, series_id, body FROM pending")).all()
+    assert plan is not None
+    with db.transaction(settle=False) as conn:  # merges the pending point with its own
+        store.insert(conn, series, imported([D0 + 1], 9_000, 2.0))
+    with db.transaction(settle=False) as conn:
+        assert not store.apply(conn, plan)  # its row is gone
+    with db.transaction(settle=False) as conn:  # the row back, the blocks not as planned
+        for row in saved:
+            conn.execute(
+                text("INSERT INTO pending (id, series_id, body) VALUES (:i, :s, :b)"),
+                {"i": row[0], "s": row[1], "b": row[2]},
+            )
+        assert not store.apply(conn, plan)
+        conn.execute(text("DELETE FROM pending"))
+    with db.reads() as conn:
+        f = every_version(conn, store, sid)
+    assert f.time.tolist() == [D0, D0 + 1]
+    assert f.value.tolist() == [1.0, 2.0]

@@ -248,7 +248,8 @@ class Bridge:
         delay = 0.1
         while True:
             try:
-                with _collector_paused(), self._db.transaction() as conn:
+                # settle=False: a batch reads no blocks and defers its points (store.py)
+                with _collector_paused(), self._db.transaction(settle=False) as conn:
                     result = service.ingest(conn, self._store, messages, settings=self._settings)
                 break
             except Exception:

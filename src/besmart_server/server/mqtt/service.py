@@ -207,7 +207,7 @@ class IngestResult:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
-    points: int = 0
+    points: int = 0  # written (to the write-ahead table: signals.write(defer=True))
     reasons: list[str] = field(default_factory=list)
 
 
@@ -439,7 +439,9 @@ def _write(
     )
     try:
         with conn.begin_nested():
-            result.points += signals.write(conn, store, principal, [it for it, _ in items])
+            result.points += signals.write(
+                conn, store, principal, [it for it, _ in items], defer=True
+            )
         result.stored += sum(len(ok) for _, ok in items)
         vee.enqueue_write(conn, settings, store, principal, [it for it, _ in items])
         return
@@ -449,7 +451,7 @@ def _write(
     for item, ok in items:
         try:
             with conn.begin_nested():
-                result.points += signals.write(conn, store, principal, [item])
+                result.points += signals.write(conn, store, principal, [item], defer=True)
             result.stored += len(ok)
             written.append(item)
         except AppError as exc:

@@ -28,20 +28,25 @@ series it reads or writes (`series_id`), so the table can be distributed by it.
 
 Write-ahead. Merging into day blocks is most of a write's cost (read, decode, merge, encode
 and rewrite each block it touches), and a write that adds a point to each of many series pays
-it for every one. A deferring write (`insert(defer=True)`: the REST PUTs) locks and stamps its
-series as above, then appends one `pending` row per series holding its stamped points raw
-(`pack`), and is done. `drain` merges pending rows into their blocks, a series' rows in id
-order (= the order its writers committed in, as they take turns on the series' lock) and
-under that lock, and deletes them. The rule that makes every acknowledged point readable:
-every transaction (`Database.transaction`, `Database.reads`) first looks whether anything is
-pending and merges it, in transactions of its own, before it begins (`Database.settler`,
-set below) — all but the deferring writes themselves (`settle=False`), which read no blocks
-(an observer that reads what its write deferred merges those series first: `drain_series`).
-A write committed after that look is concurrent with the transaction and need not be seen.
-A write that merges at once (graphs, weather, imports through the store) first merges what
-is pending of its series, so that two writes of one key keep the later. The validation
-worker merges what is left every second, so that the merge is mostly off the API's processes
-and a read rarely pays it. A deferring write reports the points it wrote, not the new ones.
+it for every one. A deferring write (`insert(defer=True)`: the REST PUTs, the MQTT bridge)
+locks and stamps its series as above, then appends one `pending` row per series holding its
+stamped points raw (`pack`), and is done. A merge moves a series' pending rows into its
+blocks in id order (= the order its writers committed in: they take turns on the series'
+lock) and deletes them. Whoever rewrites a series' blocks holds its merge lock (PostgreSQL: a
+transaction-scoped advisory lock per series, taken after any series row lock; SQLite: the
+write lock), so deferring writers never wait for a merge. A merge is planned without a lock
+(`plan`: read, decode, merge, encode) and applied in a short write transaction (`apply`) if
+its rows are all still pending and the blocks it read are unchanged, else done again under
+the lock (`drain`). The rule that makes every acknowledged point readable: every transaction
+(`Database.transaction`, `Database.reads`) first looks whether anything is pending and has it
+merged before it begins (`Database.settler`, set below) — all but the deferring writes
+themselves (`settle=False`), which read no blocks (an observer that reads what its write
+deferred merges those series first: `drain_series`). A write committed after that look is
+concurrent with the transaction and need not be seen. A write that merges at once (graphs,
+weather) merges the pending points of its series before its own, so that of two writes of
+one key the later is kept. The validation worker merges what is left every second, so the
+merge runs mostly off the API's processes and a read rarely waits for one. A deferring
+write counts the points it wrote, not the new ones.
 """
 
 from __future__ import annotations
@@ -159,6 +164,7 @@ _PG_STORED: Final = (
     "JOIN unnest(%s::int[], %s::bigint[], %s::bigint[]) AS w(sid, lo, hi) "
     "ON b.series_id = w.sid AND b.day >= w.lo AND b.day <= w.hi"
 )
+_PG_MERGE_LOCK: Final = 0x626D7267  # "bmrg": the first key of a series' merge lock
 _PG_STAGE: Final = "CREATE TEMP TABLE IF NOT EXISTS blocks_in (LIKE blocks) ON COMMIT DELETE ROWS"
 _PG_COPY: Final = f"COPY blocks_in ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _PG_COPY_TYPES: Final = (
@@ -260,6 +266,9 @@ class Dialect:
     stored: Callable[[Any, list[tuple[int, tuple[int, int]]]], Rows]
     # Rows (series id, packed points) into `pending`.
     append: Callable[[Any, list[tuple[int, bytes]]], None]
+    # What takes the merge lock of series ({ids}: a sorted list), or "" (SQLite: the
+    # database's write lock is the merge lock).
+    merge_lock: str
     # A read statement's rows (PostgreSQL: in the binary format).
     query: Callable[[Any, str, Sequence[Any]], list[tuple[Any, ...]]]
     put: Callable[[Any, list[tuple[Any, ...]]], None]
@@ -280,6 +289,7 @@ SQLITE: Final = Dialect(
     stamp_and_read=_stamp_and_read_sqlite,
     stored=_stored_sqlite,
     append=_append_sqlite,
+    merge_lock="",
     query=_query_sqlite,
     put=_put_sqlite,
     insert=sqlite.insert,
@@ -299,6 +309,10 @@ POSTGRES: Final = Dialect(
     stamp_and_read=_stamp_and_read_pg,
     stored=_stored_pg,
     append=_append_pg,
+    # Transaction-scoped advisory locks, in id order (a sorted subquery feeds the calls in
+    # its order), in a key space of their own (the first key).
+    merge_lock=f"SELECT pg_advisory_xact_lock({_PG_MERGE_LOCK}, m.id) FROM "
+    "(SELECT unnest(ARRAY[{ids}]::int[]) AS id ORDER BY 1) AS m",
     query=_query_pg,
     put=_put_pg,
     insert=postgresql.insert,
@@ -439,9 +453,15 @@ class SeriesStore:
             frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
             self._append(cur, series_id, frame)
             return len(frame)
-        # What deferring writes left of these series first: of two writes of one key the
-        # later must be merged last.
-        self._drain_ids(cur, _series_index(series_id)[0].tolist())
+        if self._d.merge_lock:
+            # PostgreSQL: the series' rows (the stamps), then their merge lock (the blocks),
+            # the order every writer takes them in; the pending points of the series are
+            # merged first, so that of two writes of one key the later is merged last.
+            frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
+            return self._merge_pending(cur, _series_index(series_id)[0].tolist(), series_id, frame)
+        if self._has_pending(cur, _series_index(series_id)[0].tolist()):
+            frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
+            return self._merge_pending(cur, _series_index(series_id)[0].tolist(), series_id, frame)
         span = _spans(series_id, frame)
         frame, found = self._stamp(cur, series_id, frame, live, keys, span[1])
         return self._merge(cur, series_id, frame, found, span[0])
@@ -456,23 +476,9 @@ class SeriesStore:
     ) -> int:
         """Merge the points into the stored blocks `found` and write those of `wanted` back;
         how many of the points were new."""
-        stored = [row for row in found if row[:3] in wanted]
-        old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
-        both = concat([old, frame])
-        sid_col = np.concatenate(
-            [np.repeat(np.array([r[0] for r in stored], dtype=np.int64), counts), series_id]
-        )
-        fresh = np.zeros(len(both), dtype=np.bool_)
-        fresh[len(old) :] = True
-        # Stable sort, stored points first: of two with the same key the later new one is last.
-        order = np.lexsort((both.acq, both.time, both.origin, sid_col))
-        both, sid_col, fresh = both.take(order), sid_col[order], fresh[order]
-        keep = last_of_runs(sid_col, both.origin, both.time, both.acq)
-        if not bool(keep.all()):
-            both, sid_col, fresh = both.take(keep), sid_col[keep], fresh[keep]
-        rows = [stored_row(sid, e) for sid, e in blocks.encode_batch(sid_col, both)]
+        rows, fresh = _merged(series_id, frame, [r for r in found if r[:3] in wanted])
         self._d.put(cur, rows)
-        return int(fresh.sum())
+        return fresh
 
     # --- write-ahead ----------------------------------------------------------------------
 
@@ -491,54 +497,116 @@ class SeriesStore:
             rows.append((sid, pack(_slice(f, lo, hi))))
         self._d.append(cur, rows)
 
-    def drain(self, conn: Connection, *, upto: int | None = None, rows: int = 2000) -> int:
-        """Merge the pending points of the series of (at most `rows` of) the oldest pending
-        rows, id `upto` at most, into their blocks, and delete those rows; how many rows were
-        merged (0: none left). In a write transaction."""
+    def plan(self, conn: Connection, *, upto: int | None = None, rows: int = 500) -> Plan | None:
+        """The merge of the series of (at most `rows` of) the oldest pending rows, id `upto` at
+        most, computed on what `conn` sees, written by nothing: `apply` writes it if nothing
+        it read has changed meanwhile. None: nothing pending. The decoding and encoding, most
+        of a merge's time, need no lock."""
         cur = dbapi_connection(conn).cursor()
         below = "" if upto is None else f" WHERE id <= {int(upto)}"
         cur.execute(
             f"SELECT DISTINCT series_id FROM (SELECT series_id FROM pending{below} "
             f"ORDER BY id LIMIT {int(rows)}) AS p"
         )
-        ids = sorted(int(s) for (s,) in cur.fetchall())
-        return self._drain_ids(cur, ids) if ids else 0
+        ids = sorted(int(sid) for (sid,) in cur.fetchall())
+        if not ids:
+            return None
+        found = self._pending_rows(cur, ids)
+        if not found:
+            return None
+        series_id, frame = _unpacked(found)
+        wanted, span = _spans(series_id, frame)
+        stored = [r for r in self._d.stored(cur, span) if r[:3] in wanted]
+        merged, _ = _merged(series_id, frame, stored)
+        return Plan(ids, [int(r[0]) for r in found], span, wanted, stored, merged)
+
+    def apply(self, conn: Connection, plan: Plan) -> bool:
+        """Write a plan's blocks and delete its pending rows, if its rows are all still pending
+        and the blocks it merged into are as it read them (else nothing: False). In a write
+        transaction; on PostgreSQL under the series' merge lock."""
+        cur = dbapi_connection(conn).cursor()
+        self._lock_merges(cur, plan.series)
+        listed = ", ".join(map(str, plan.rows))
+        cur.execute(f"SELECT count(*) FROM pending WHERE id IN ({listed})")
+        (left,) = cur.fetchone()
+        if int(left) != len(plan.rows):
+            return False
+        now = [r for r in self._d.stored(cur, plan.span) if r[:3] in plan.wanted]
+        if sorted(now) != sorted(plan.stored):
+            return False
+        self._d.put(cur, plan.merged)
+        self._delete_pending(cur, plan.rows)
+        return True
+
+    def drain(self, conn: Connection, *, upto: int | None = None, rows: int = 500) -> int:
+        """Merge the pending points of the series of (at most `rows` of) the oldest pending
+        rows, id `upto` at most, into their blocks, and delete those rows, all under the
+        lock; how many rows were merged (0: none left). In a write transaction."""
+        cur = dbapi_connection(conn).cursor()
+        below = "" if upto is None else f" WHERE id <= {int(upto)}"
+        cur.execute(
+            f"SELECT DISTINCT series_id FROM (SELECT series_id FROM pending{below} "
+            f"ORDER BY id LIMIT {int(rows)}) AS p"
+        )
+        ids = sorted(int(sid) for (sid,) in cur.fetchall())
+        return self._merge_pending(cur, ids) if ids else 0
 
     def drain_series(self, conn: Connection, ids: Iterable[int]) -> int:
         """Merge every pending point of these series into their blocks (a transaction that
         wrote deferred points and reads them back: its own are pending too). In a write
         transaction."""
-        return self._drain_ids(dbapi_connection(conn).cursor(), sorted(set(ids)))
+        return self._merge_pending(dbapi_connection(conn).cursor(), sorted(set(ids)))
 
-    def _drain_ids(self, cur: Any, ids: list[int]) -> int:
-        """Every pending row of the series `ids` (sorted) merged, in id order per series."""
-        if not ids:
-            return 0
+    def _has_pending(self, cur: Any, ids: list[int]) -> bool:
+        listed = ", ".join(map(str, ids))
+        cur.execute(f"SELECT 1 FROM pending WHERE series_id IN ({listed}) LIMIT 1")
+        return cur.fetchone() is not None
+
+    def _lock_merges(self, cur: Any, ids: list[int]) -> None:
+        """PostgreSQL: the merge lock of each series (sorted ids), until the transaction ends:
+        whoever rewrites a series' blocks holds it, so a merge reads, merges and writes them
+        alone; writers that only stamp and append never wait for it."""
+        if self._d.merge_lock and ids:
+            cur.execute(self._d.merge_lock.format(ids=", ".join(map(str, ids))))
+
+    def _pending_rows(self, cur: Any, ids: list[int]) -> list[tuple[Any, ...]]:
         listed = ", ".join(map(str, ids))
         sql = f"SELECT id, series_id, body FROM pending WHERE series_id IN ({listed})"
         found = self._d.query(cur, sql, ())
-        if not found:
-            return 0
-        if self._d.lock:
-            # Locked as a write locks them (id order), then read again: a row committed
-            # meanwhile is merged too, and none is merged twice.
-            cur.execute(f"SELECT id FROM series WHERE id IN ({listed}) ORDER BY id FOR UPDATE")
-            found = self._d.query(cur, sql, ())
-            if not found:
-                return 0
         found.sort(key=lambda r: (int(r[1]), int(r[0])))
-        frames = [unpack(bytes(body)) for _, _, body in found]
-        series_id = np.repeat(
-            np.array([int(r[1]) for r in found], dtype=np.int64), [len(f) for f in frames]
-        )
-        frame = concat(frames)
-        wanted, span = _spans(series_id, frame)
-        self._merge(cur, series_id, frame, self._d.stored(cur, span), wanted)
-        done = [int(r[0]) for r in found]
+        return found
+
+    def _merge_pending(
+        self, cur: Any, ids: list[int], series_id: I64 | None = None, frame: Frame | None = None
+    ) -> int:
+        """Every pending row of the series `ids` (sorted) merged into their blocks, in id order
+        per series, then the points `series_id`/`frame` (a merging write's), under the merge
+        lock; the rows deleted. How many points of `frame` were new, or without it how many
+        rows were merged."""
+        if not ids:
+            return 0
+        self._lock_merges(cur, ids)
+        found = self._pending_rows(cur, ids)
+        if not found and frame is None:
+            return 0
+        parts = [_unpacked(found)] if found else []
+        if series_id is not None and frame is not None:
+            parts.append((series_id, frame))
+        sid_col = np.concatenate([p[0] for p in parts])
+        both = concat([p[1] for p in parts])
+        wanted, span = _spans(sid_col, both)
+        stored = [r for r in self._d.stored(cur, span) if r[:3] in wanted]
+        pending_points = len(both) - (0 if frame is None else len(frame))
+        rows, fresh = _merged(sid_col, both, stored, new_from=pending_points)
+        self._d.put(cur, rows)
+        self._delete_pending(cur, [int(r[0]) for r in found])
+        return len(found) if frame is None else fresh
+
+    @staticmethod
+    def _delete_pending(cur: Any, done: list[int]) -> None:
         for i in range(0, len(done), _CHUNK * 10):
             chunk = ", ".join(map(str, done[i : i + _CHUNK * 10]))
             cur.execute(f"DELETE FROM pending WHERE id IN ({chunk})")
-        return len(found)
 
     def _stamp(
         self,
@@ -1026,14 +1094,62 @@ class _Pending:
         return None if newest is None else int(newest)
 
     def settle(self, db: Database, upto: int) -> None:
+        """Plans computed in a read transaction (the decoding and encoding outside the write
+        lock, so writers go on meanwhile), applied in short write transactions; a plan that
+        something else overtook is done again under the lock."""
         store = SeriesStore(db.dialect)
         while True:
+            with db.transaction(write=False, settle=False) as conn:
+                plan = store.plan(conn, upto=upto)
+            if plan is None:
+                return
             with db.transaction(write=True, settle=False) as conn:
-                if not store.drain(conn, upto=upto):
-                    return
+                if not store.apply(conn, plan):
+                    store.drain(conn, upto=upto)
 
 
 Database.settler = _Pending()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A merge of pending rows computed without a lock (`SeriesStore.plan`), for `apply`."""
+
+    series: list[int]  # sorted
+    rows: list[int]  # the pending rows merged
+    span: list[tuple[int, tuple[int, int]]]
+    wanted: set[tuple[int, int, int]]
+    stored: Rows  # the blocks merged into, as read
+    merged: list[StoredRow]  # what replaces them
+
+
+def _unpacked(found: Sequence[tuple[Any, ...]]) -> tuple[I64, Frame]:
+    """The points of pending rows (id, series id, body) and each one's series."""
+    frames = [unpack(bytes(body)) for _, _, body in found]
+    sizes = [len(f) for f in frames]
+    return np.repeat(np.array([int(r[1]) for r in found], dtype=np.int64), sizes), concat(frames)
+
+
+def _merged(
+    series_id: I64, frame: Frame, stored: Rows, *, new_from: int = 0
+) -> tuple[list[StoredRow], int]:
+    """The blocks `stored` with the points merged in, as rows to write, and how many of the
+    points from `new_from` on were new (distinct keys not stored before)."""
+    old, counts = blocks.decode_batch([(d, o, body) for _, d, o, body in stored])
+    both = concat([old, frame])
+    sid_col = np.concatenate(
+        [np.repeat(np.array([r[0] for r in stored], dtype=np.int64), counts), series_id]
+    )
+    fresh = np.zeros(len(both), dtype=np.bool_)
+    fresh[len(old) + new_from :] = True
+    # Stable sort, stored points first: of two with the same key the later new one is last.
+    order = np.lexsort((both.acq, both.time, both.origin, sid_col))
+    both, sid_col, fresh = both.take(order), sid_col[order], fresh[order]
+    keep = last_of_runs(sid_col, both.origin, both.time, both.acq)
+    if not bool(keep.all()):
+        both, sid_col, fresh = both.take(keep), sid_col[keep], fresh[keep]
+    rows = [stored_row(sid, e) for sid, e in blocks.encode_batch(sid_col, both)]
+    return rows, int(fresh.sum())
 
 
 def _spans(
