@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from besmart_server.schemas.users import Role
 from besmart_server.server.app import create_app
@@ -642,3 +643,56 @@ def test_many_checks_the_token_before_the_body_and_in_the_write(
     assert client.put(MANY, json=bad, headers=a.headers).status_code == 422
     assert client.put(MANY, json=good, headers=a.headers).status_code == 200
     assert values(client, a, cid, mid, "P+") == [1.0]
+
+
+@pytest.fixture
+def quiet(database_url: str, db: Database) -> Iterator[TestClient]:
+    """An app with no validation after writes: no worker merges anything behind the test."""
+    settings = Settings(database_url=database_url, demo=False, validate_after_write=False)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _pending(db: Database) -> int:
+    with db.transaction(write=False, settle=False) as conn:
+        return int(conn.execute(text("SELECT count(*) FROM pending")).scalar_one())
+
+
+def test_puts_defer_their_points_and_the_next_read_merges_them(
+    quiet: TestClient, db: Database
+) -> None:
+    """Both PUTs append to the write-ahead table (one row per series) and answer; the next
+    read, of any series, merges everything pending first and sees every point."""
+    cid, a = make_tenant(db, Role.write)
+    mid = make_sensor(db, cid)
+    put(quiet, a.headers, cid, mid, moid("P+"), {"time": [T0, T0 + Q], "value": [1.0, 2.0]})
+    r = quiet.put(
+        MANY,
+        json=[
+            item(cid, mid, "P+", {"time": [T0 + 2 * Q], "value": [3.0]}),
+            item(cid, mid, "P-", {"time": [T0], "value": [4.0]}),
+        ],
+        headers=a.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert _pending(db) == 3
+    body = get(quiet, a.headers, cid, mid, moid("P-"), T0, T0 + Q)
+    assert body["data"]["value"] == [4.0]
+    assert _pending(db) == 0  # the read merged the other series' rows too
+    body = get(quiet, a.headers, cid, mid, moid("P+"), T0, T0 + H)
+    assert body["data"]["value"] == [1.0, 2.0, 3.0]
+
+
+def test_a_refused_put_leaves_nothing_pending(quiet: TestClient, db: Database) -> None:
+    cid, a = make_tenant(db, Role.write)
+    mid = make_sensor(db, cid)
+    r = quiet.put(
+        MANY,
+        json=[
+            item(cid, mid, "P+", {"time": [T0], "value": [1.0]}),
+            item(cid, mid, "P+", {"time": [T0], "value": [1.0]}, unit="bogus"),
+        ],
+        headers=a.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert _pending(db) == 0

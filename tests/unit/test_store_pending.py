@@ -5,6 +5,7 @@ no acknowledged point is ever missing from a read, and merges keep the writes' o
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,14 +18,16 @@ from sqlalchemy import Connection, text
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.service import delete_sensor
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore, pack, unpack
+from besmart_server.server.signals.store import SeriesStore, pack, pack_runs, unpack
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 from tests.unit.test_store_writers import (
     ADMIN,
     D0,
     DAY,
+    STUCK_S,
     every_version,
     new_series,
+    pg_only,
     points,
 )
 
@@ -171,7 +174,7 @@ def test_a_merging_write_takes_its_series_pending_points_first(
         assert every_version(conn, store, sid).value.tolist() == [2.0]
 
 
-def test_drain_merges_the_oldest_rows_first_and_stops_at_upto(
+def test_a_plan_takes_the_oldest_rows_first_and_stops_at_upto(
     db: Database, store: SeriesStore
 ) -> None:
     _, sids = new_series(db, store, 3)
@@ -180,15 +183,21 @@ def test_drain_merges_the_oldest_rows_first_and_stops_at_upto(
             write(conn, store, [sid], points([D0 + k]))
     with db.transaction(write=False, settle=False) as conn:
         ids = [int(i) for (i,) in conn.execute(text("SELECT id FROM pending ORDER BY id"))]
+        first = store.plan(conn, upto=ids[1], rows=1)
+    assert first is not None
+    assert (first.series, first.rows) == ([sids[0]], [ids[0]])  # the oldest row's series
     with db.transaction(settle=False) as conn:
-        assert store.drain(conn, upto=ids[1], rows=1) == 1  # the oldest row's series
-    assert count(db, "pending") == 2
+        assert store.apply(conn, first)
+    with db.transaction(write=False, settle=False) as conn:
+        second = store.plan(conn, upto=ids[1])
+    assert second is not None
+    assert (second.series, second.rows) == ([sids[1]], [ids[1]])  # the third is past upto
     with db.transaction(settle=False) as conn:
-        assert store.drain(conn, upto=ids[1]) == 1
-        assert store.drain(conn, upto=ids[1]) == 0  # the third is newer than upto
-    assert count(db, "pending") == 1
-    with db.transaction(settle=False) as conn:
+        assert store.apply(conn, second)
+    with db.transaction(write=False, settle=False) as conn:
+        assert store.plan(conn, upto=ids[1]) is None
         assert [len(every_version(conn, store, s)) for s in sids] == [1, 1, 0]
+    assert count(db, "pending") == 1
 
 
 def test_deleting_a_sensor_deletes_its_pending_points(db: Database, store: SeriesStore) -> None:
@@ -320,3 +329,58 @@ def test_a_plan_overtaken_by_another_merge_writes_nothing(db: Database, store: S
         f = every_version(conn, store, sid)
     assert f.time.tolist() == [D0, D0 + 1]
     assert f.value.tolist() == [1.0, 2.0]
+
+
+def test_runs_pack_as_their_slices_would() -> None:
+    n = 7
+    f = Frame.from_columns(
+        [D0 + i for i in range(n)],
+        [1, 1, 2, 1, 1, 1, 4],
+        [10 * i for i in range(n)],
+        [TYPE_DBL, TYPE_DBL, TYPE_STR, TYPE_DBL, TYPE_INT, TYPE_STR, TYPE_DBL],
+        [0.5, 1.5, np.nan, -2.0, 3.0, np.nan, 1e300],
+        [None, None, "a", None, None, "ü", None],
+    )
+    runs = pack_runs(f, [0, 2, 5, 5, 7])
+    assert [len(unpack(r)) for r in runs] == [2, 3, 0, 2]
+    assert unpack(runs[0]).text is None  # no text in the run: none kept
+    assert unpack(runs[1]).text == ("a", None, None)
+    back = unpack(runs[3])
+    assert back.time.tolist() == [D0 + 5, D0 + 6]
+    assert back.text == ("ü", None)
+    assert back.value.tolist()[1] == 1e300
+
+
+def test_a_merge_never_closes_a_cycle_with_a_writer_of_several_series(
+    db: Database, store: SeriesStore
+) -> None:
+    """A transaction writes (merging at once) its series one statement at a time, the
+    higher id first, as a graph's targets are; meanwhile a read merges what is pending in
+    both. The merge gives way (it takes no lock while holding another), so neither fails
+    with a deadlock and every point is there."""
+    pg_only(db)
+    _, (lo, hi) = new_series(db, store, 2)
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [lo, hi], points([D0], 1.0))  # pending in both
+    holding = threading.Event()
+    go_on = threading.Event()
+
+    def writer() -> None:
+        with db.transaction(settle=False) as conn:
+            write(conn, store, [hi], points([D0 + 1], 2.0), defer=False)  # hi's merge lock
+            holding.set()
+            go_on.wait(STUCK_S)
+            write(conn, store, [lo], points([D0 + 1], 2.0), defer=False)  # then lo's
+
+    with ThreadPoolExecutor(2) as pool:
+        wrote = pool.submit(writer)
+        assert holding.wait(STUCK_S)
+        read = pool.submit(db.settle)  # lo merged at once; hi waits for the writer
+        time.sleep(0.5)
+        go_on.set()
+        wrote.result(timeout=STUCK_S)
+        read.result(timeout=STUCK_S)
+    with db.reads() as conn:
+        for sid in (lo, hi):
+            assert every_version(conn, store, sid).value.tolist() == [1.0, 2.0]
+    assert count(db, "pending") == 0

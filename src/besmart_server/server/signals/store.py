@@ -30,14 +30,17 @@ Write-ahead. Merging into day blocks is most of a write's cost (read, decode, me
 and rewrite each block it touches), and a write that adds a point to each of many series pays
 it for every one. A deferring write (`insert(defer=True)`: the REST PUTs, the MQTT bridge)
 locks and stamps its series as above, then appends one `pending` row per series holding its
-stamped points raw (`pack`), and is done. A merge moves a series' pending rows into its
-blocks in id order (= the order its writers committed in: they take turns on the series'
-lock) and deletes them. Whoever rewrites a series' blocks holds its merge lock (PostgreSQL: a
-transaction-scoped advisory lock per series, taken after any series row lock; SQLite: the
-write lock), so deferring writers never wait for a merge. A merge is planned without a lock
+stamped points (`pack`), and is done. A merge moves a series' pending rows into its blocks in
+id order (= the order its writers committed in: they take turns on the series' lock) and
+deletes them. Whoever rewrites a series' blocks holds its merge lock (PostgreSQL: an advisory
+lock per series, for the transaction, taken after any series row lock; SQLite: the write
+lock), so deferring writers never wait for a merge. A merge is planned without a lock
 (`plan`: read, decode, merge, encode) and applied in a short write transaction (`apply`) if
-its rows are all still pending and the blocks it read are unchanged, else done again under
-the lock (`drain`). The rule that makes every acknowledged point readable: every transaction
+it gets every merge lock it needs at once, its rows are all still pending and the blocks it
+read are unchanged; else it is done again one series a transaction, each under its lock
+(`drain_series`): a merge never waits for a lock while holding another, so it cannot close a
+cycle with a writer of several series that takes them one statement at a time (a graph's
+targets). The rule that makes every acknowledged point readable: every transaction
 (`Database.transaction`, `Database.reads`) first looks whether anything is pending and has it
 merged before it begins (`Database.settler`, set below) — all but the deferring writes
 themselves (`settle=False`), which read no blocks (an observer that reads what its write
@@ -51,7 +54,10 @@ write counts the points it wrote, not the new ones.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import struct
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -59,6 +65,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 import psycopg
+import zstandard
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -195,6 +202,10 @@ def _stamp_and_read_pg(
     """The staging table, the series' lock and stamps, and the stored blocks, in one round
     trip (psycopg's pipeline mode): the blocks' read waits on the server for the lock, as
     it did a round trip later."""
+    if not span:  # a deferring write: the stamps alone
+        cur.execute(stamp)
+        alone: Stamps = cur.fetchall()
+        return alone, []
     conn = cur.connection
     params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
     with conn.cursor() as stamps, conn.cursor() as found:
@@ -218,11 +229,12 @@ def _stored_pg(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
 
 
 def _append_pg(cur: Any, rows: list[tuple[int, bytes]]) -> None:
-    cur.execute(
-        "INSERT INTO pending (series_id, body) SELECT * FROM unnest(%s::int[], %s::bytea[])",
-        ([s for s, _ in rows], [b for _, b in rows]),
-        binary=True,
-    )
+    """A binary COPY: psycopg dumps a bytea[] parameter element by element in Python (1.6 ms
+    of a 100-series write), a COPY row's bytes as they are."""
+    with cur.copy("COPY pending (series_id, body) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "bytea"])
+        for row in rows:
+            copy.write_row(row)
 
 
 def _query_pg(cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -267,8 +279,10 @@ class Dialect:
     # Rows (series id, packed points) into `pending`.
     append: Callable[[Any, list[tuple[int, bytes]]], None]
     # What takes the merge lock of series ({ids}: a sorted list), or "" (SQLite: the
-    # database's write lock is the merge lock).
+    # database's write lock is the merge lock); what takes them all only if all are free
+    # (one row: whether it did; the ones it took are held until the transaction ends).
     merge_lock: str
+    try_merge_locks: str
     # A read statement's rows (PostgreSQL: in the binary format).
     query: Callable[[Any, str, Sequence[Any]], list[tuple[Any, ...]]]
     put: Callable[[Any, list[tuple[Any, ...]]], None]
@@ -290,6 +304,7 @@ SQLITE: Final = Dialect(
     stored=_stored_sqlite,
     append=_append_sqlite,
     merge_lock="",
+    try_merge_locks="",
     query=_query_sqlite,
     put=_put_sqlite,
     insert=sqlite.insert,
@@ -309,10 +324,11 @@ POSTGRES: Final = Dialect(
     stamp_and_read=_stamp_and_read_pg,
     stored=_stored_pg,
     append=_append_pg,
-    # Transaction-scoped advisory locks, in id order (a sorted subquery feeds the calls in
-    # its order), in a key space of their own (the first key).
-    merge_lock=f"SELECT pg_advisory_xact_lock({_PG_MERGE_LOCK}, m.id) FROM "
-    "(SELECT unnest(ARRAY[{ids}]::int[]) AS id ORDER BY 1) AS m",
+    # Transaction-scoped advisory locks, in a key space of their own (the first key).
+    merge_lock=f"SELECT pg_advisory_xact_lock({_PG_MERGE_LOCK}, m.id) "
+    "FROM unnest(ARRAY[{ids}]::int[]) AS m(id)",
+    try_merge_locks=f"SELECT bool_and(pg_try_advisory_xact_lock({_PG_MERGE_LOCK}, m.id)) "
+    "FROM unnest(ARRAY[{ids}]::int[]) AS m(id)",
     query=_query_pg,
     put=_put_pg,
     insert=postgresql.insert,
@@ -441,7 +457,7 @@ class SeriesStore:
         is the version with the same acq_time on the wire, replaced).
 
         `defer`: the points are stamped and appended to `pending` (one row per series), not
-        merged into their blocks: what a read sees only after `drain` (module docstring,
+        merged into their blocks: what a read sees only after a merge (module docstring,
         "Write-ahead"), which every transaction that may read does first, but not this one.
         """
         if not len(frame):
@@ -485,17 +501,11 @@ class SeriesStore:
     def _append(self, cur: Any, series_id: I64, frame: Frame) -> None:
         """One `pending` row per series of the (stamped) points."""
         ids, at = _series_index(series_id)
-        if len(ids) == 1:
-            self._d.append(cur, [(int(ids[0]), pack(frame))])
-            return
-        order = np.argsort(at, kind="stable")
-        bounds = np.searchsorted(at[order], np.arange(len(ids) + 1))
-        f = frame.take(order)
-        rows = []
-        for k, sid in enumerate(ids.tolist()):
-            lo, hi = int(bounds[k]), int(bounds[k + 1])
-            rows.append((sid, pack(_slice(f, lo, hi))))
-        self._d.append(cur, rows)
+        if len(ids) > 1 and bool(np.any(np.diff(at) < 0)):  # a series' points not in one run
+            order = np.argsort(at, kind="stable")
+            frame, at = frame.take(order), at[order]
+        bounds = np.searchsorted(at, np.arange(len(ids) + 1)).tolist()
+        self._d.append(cur, list(zip(ids.tolist(), pack_runs(frame, bounds), strict=True)))
 
     def plan(self, conn: Connection, *, upto: int | None = None, rows: int = 500) -> Plan | None:
         """The merge of the series of (at most `rows` of) the oldest pending rows, id `upto` at
@@ -523,9 +533,16 @@ class SeriesStore:
     def apply(self, conn: Connection, plan: Plan) -> bool:
         """Write a plan's blocks and delete its pending rows, if its rows are all still pending
         and the blocks it merged into are as it read them (else nothing: False). In a write
-        transaction; on PostgreSQL under the series' merge lock."""
+        transaction; on PostgreSQL only if the merge locks of all its series are free at once
+        (else False, holding some: end the transaction): a merge never waits for one series'
+        lock while holding another's, which a writer of several series, taking them one
+        statement at a time (a graph's targets), may hold in any order."""
         cur = dbapi_connection(conn).cursor()
-        self._lock_merges(cur, plan.series)
+        if self._d.try_merge_locks:
+            cur.execute(self._d.try_merge_locks.format(ids=", ".join(map(str, plan.series))))
+            (got,) = cur.fetchone()
+            if not got:
+                return False
         listed = ", ".join(map(str, plan.rows))
         cur.execute(f"SELECT count(*) FROM pending WHERE id IN ({listed})")
         (left,) = cur.fetchone()
@@ -537,19 +554,6 @@ class SeriesStore:
         self._d.put(cur, plan.merged)
         self._delete_pending(cur, plan.rows)
         return True
-
-    def drain(self, conn: Connection, *, upto: int | None = None, rows: int = 500) -> int:
-        """Merge the pending points of the series of (at most `rows` of) the oldest pending
-        rows, id `upto` at most, into their blocks, and delete those rows, all under the
-        lock; how many rows were merged (0: none left). In a write transaction."""
-        cur = dbapi_connection(conn).cursor()
-        below = "" if upto is None else f" WHERE id <= {int(upto)}"
-        cur.execute(
-            f"SELECT DISTINCT series_id FROM (SELECT series_id FROM pending{below} "
-            f"ORDER BY id LIMIT {int(rows)}) AS p"
-        )
-        ids = sorted(int(sid) for (sid,) in cur.fetchall())
-        return self._merge_pending(cur, ids) if ids else 0
 
     def drain_series(self, conn: Connection, ids: Iterable[int]) -> int:
         """Merge every pending point of these series into their blocks (a transaction that
@@ -1104,8 +1108,11 @@ class _Pending:
             if plan is None:
                 return
             with db.transaction(write=True, settle=False) as conn:
-                if not store.apply(conn, plan):
-                    store.drain(conn, upto=upto)
+                applied = store.apply(conn, plan)
+            if not applied:  # one series a transaction, each waiting for its own lock only
+                for sid in plan.series:
+                    with db.transaction(write=True, settle=False) as conn:
+                        store.drain_series(conn, [sid])
 
 
 Database.settler = _Pending()
@@ -1164,40 +1171,61 @@ def _spans(
     return wanted, sorted(span.items())
 
 
-def _slice(f: Frame, lo: int, hi: int) -> Frame:
-    text = None if f.text is None else f.text[lo:hi]
-    return Frame(f.time[lo:hi], f.origin[lo:hi], f.acq[lo:hi], f.type[lo:hi], f.value[lo:hi], text)
-
-
 # A pending row's points (`pack`): their count, whether texts follow, then the columns raw
-# (time, acq, value as 8 bytes, origin and type as 1), then the texts as a JSON array. No
-# compression: a pending row lives until the next merge, and writing it must cost little.
-_PACK_HEAD: Final = np.dtype([("n", "<u4"), ("text", "u1")])
+# (time, acq, value as 8 bytes, origin and type as 1), then the texts as a JSON array, all in
+# one zstd frame at a fast level (-1: ~4 µs for 100 points, 2.4x smaller than raw), which
+# keeps the write-ahead log of either engine small without the block codec's cost.
+_PACK_HEAD: Final = struct.Struct("<I?")
+_PACK_LEVEL: Final = -1
+
+
+class _PackCodecs(threading.local):
+    """zstd contexts are not thread-safe: one per thread."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=_PACK_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_pack_codecs = _PackCodecs()
 
 
 def pack(f: Frame) -> bytes:
     """The points as a pending row keeps them (`unpack` gives them back exactly)."""
-    n = len(f)
-    has_text = f.text is not None and bool(np.any(f.type == TYPE_STR))
-    head = np.array([(n, int(has_text))], dtype=_PACK_HEAD).tobytes()
-    parts = [
-        head,
-        f.time.astype("<i8", copy=False).tobytes(),
-        f.acq.astype("<i8", copy=False).tobytes(),
-        f.value.astype("<f8", copy=False).tobytes(),
-        f.origin.astype("i1").tobytes(),
-        f.type.astype("i1", copy=False).tobytes(),
-    ]
-    if has_text:
-        parts.append(orjson.dumps(list(f.text or ())))
-    return b"".join(parts)
+    return pack_runs(f, [0, len(f)])[0]
 
 
-def unpack(body: bytes) -> Frame:
+def pack_runs(f: Frame, bounds: Sequence[int]) -> list[bytes]:
+    """`pack` of each run f[bounds[k]:bounds[k + 1]]: each column converted to bytes once."""
+    time = f.time.astype("<i8", copy=False).tobytes()
+    acq = f.acq.astype("<i8", copy=False).tobytes()
+    value = f.value.astype("<f8", copy=False).tobytes()
+    origin = f.origin.astype("i1").tobytes()
+    kind = f.type.astype("i1", copy=False).tobytes()
+    is_text = None if f.text is None else f.type == TYPE_STR
+    compress = _pack_codecs.compressor.compress
+    out = []
+    for lo, hi in itertools.pairwise(bounds):
+        has_text = is_text is not None and bool(is_text[lo:hi].any())
+        parts = [
+            _PACK_HEAD.pack(hi - lo, has_text),
+            time[8 * lo : 8 * hi],
+            acq[8 * lo : 8 * hi],
+            value[8 * lo : 8 * hi],
+            origin[lo:hi],
+            kind[lo:hi],
+        ]
+        if has_text:
+            parts.append(orjson.dumps(list((f.text or ())[lo:hi])))
+        out.append(bytes(compress(b"".join(parts))))
+    return out
+
+
+def unpack(packed: bytes) -> Frame:
     """The points of a pending row."""
-    head = np.frombuffer(body, dtype=_PACK_HEAD, count=1)[0]
-    n, has_text = int(head["n"]), bool(head["text"])
-    at = _PACK_HEAD.itemsize
+    body = _pack_codecs.decompressor.decompress(packed)
+    n, has_text = _PACK_HEAD.unpack_from(body)
+    at = _PACK_HEAD.size
     time = np.frombuffer(body, "<i8", n, at).astype(np.int64)
     acq = np.frombuffer(body, "<i8", n, at + 8 * n).astype(np.int64)
     value = np.frombuffer(body, "<f8", n, at + 16 * n).astype(np.float64)
