@@ -26,6 +26,7 @@ from tests.unit.test_store_writers import (
     DAY,
     STUCK_S,
     every_version,
+    live_write,
     new_series,
     pg_only,
     points,
@@ -40,18 +41,8 @@ def store(db: Database) -> SeriesStore:
 def write(
     conn: Connection, store: SeriesStore, sids: list[int], f: Frame, *, defer: bool = True
 ) -> int:
-    """`f`'s points into each of `sids`, live (stamped by the store)."""
-    n = len(f)
-    frame = Frame.from_columns(
-        np.tile(f.time, len(sids)),
-        np.tile(f.origin, len(sids)),
-        np.tile(f.acq, len(sids)),
-        np.tile(f.type, len(sids)),
-        np.tile(f.value, len(sids)),
-    )
-    series = np.repeat(np.array(sids, dtype=np.int64), n)
-    live = np.ones(len(frame), dtype=np.bool_)
-    return store.insert(conn, series, frame, live=live, defer=defer)
+    """`f`'s points into each of `sids`, live (stamped by the store), deferred by default."""
+    return live_write(conn, store, sids, f, defer=defer)
 
 
 def imported(times: list[int], acq_ms: int, value: float) -> Frame:

@@ -56,8 +56,10 @@ def points(times: list[int] | np.ndarray[Any, Any], value: float = 1.0) -> Frame
     return Frame.from_columns(times, [1] * n, [0] * n, [TYPE_DBL] * n, [value] * n)
 
 
-def live_write(conn: Connection, store: SeriesStore, sids: list[int], f: Frame) -> int:
-    """`f`'s points in each of `sids`, as one live write."""
+def live_write(
+    conn: Connection, store: SeriesStore, sids: list[int], f: Frame, *, defer: bool = False
+) -> int:
+    """`f`'s points in each of `sids`, as one live write (`defer`: to the write-ahead table)."""
     n = len(f)
     frame = Frame.from_columns(
         np.tile(f.time, len(sids)),
@@ -67,7 +69,7 @@ def live_write(conn: Connection, store: SeriesStore, sids: list[int], f: Frame) 
         np.tile(f.value, len(sids)),
     )
     series = np.repeat(np.array(sids, dtype=np.int64), n)
-    return store.insert(conn, series, frame, live=np.ones(len(frame), dtype=np.bool_))
+    return store.insert(conn, series, frame, live=np.ones(len(frame), dtype=np.bool_), defer=defer)
 
 
 def every_version(conn: Connection, store: SeriesStore, sid: int) -> Frame:
