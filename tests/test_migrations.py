@@ -733,3 +733,23 @@ def test_0019_reencodes_blocks_in_format_3_and_back(empty_db: Database, chunk: i
 
     _migrate_to(empty_db, "0018", chunk, down=True)
     assert [tuple(b) for b in _all_blocks(empty_db)] == [tuple(b) for b in before]
+
+
+def test_0020_downgrade_refuses_while_points_are_pending(empty_db: Database) -> None:
+    """The write-ahead table goes away only empty: its points would be lost, and the code
+    before it reads blocks alone. Merged (by any transaction), the downgrade goes through."""
+    from besmart_server.server.signals.store import SeriesStore
+
+    _migrate_to(empty_db, "0020", None)
+    store = SeriesStore(empty_db.dialect)
+    with empty_db.transaction(settle=False) as conn:
+        (sid,) = _series(conn, (32,))
+        f = Frame.from_columns([_T0], [1], [0], [0], [1.5])
+        store.insert(conn, np.full(1, sid, dtype=np.int64), f, defer=True)
+    with pytest.raises(RuntimeError, match="still pending"):
+        _migrate_to(empty_db, "0019", None, down=True)
+    with empty_db.transaction() as conn:  # merges first
+        assert conn.execute(sa.text("SELECT count(*) FROM pending")).scalar_one() == 0
+    _migrate_to(empty_db, "0019", None, down=True)
+    assert "pending" not in _tables(empty_db)
+    assert len(_all_blocks(empty_db)) == 1

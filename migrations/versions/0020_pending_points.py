@@ -1,6 +1,6 @@
 """The write-ahead table `pending`: points a write acknowledged before they are merged into
-their day blocks (signals/store.py, "Write-ahead"). Downgrade merges nothing: run the server
-(or any read) first so that the table is empty, or its points are lost.
+their day blocks (signals/store.py, "Write-ahead"). Downgrade merges nothing, and refuses
+while points are pending (they would be lost): run any read first, which merges them.
 
 Revision ID: 0020
 Revises: 0019
@@ -41,5 +41,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    left = op.get_bind().execute(sa.text("SELECT count(*) FROM pending")).scalar_one()
+    if left:
+        raise RuntimeError(
+            f"{left} rows of points are still pending: merge them first (any read of the "
+            "server, or `besmart vee worker`, does), then downgrade"
+        )
     op.drop_index("ix_pending_series_id_id", table_name="pending")
     op.drop_table("pending")
