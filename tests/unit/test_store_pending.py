@@ -375,3 +375,27 @@ def test_a_merge_never_closes_a_cycle_with_a_writer_of_several_series(
         for sid in (lo, hi):
             assert every_version(conn, store, sid).value.tolist() == [1.0, 2.0]
     assert count(db, "pending") == 0
+
+
+def test_the_workers_tick_merges_only_once_writes_have_paused(
+    db: Database, store: SeriesStore
+) -> None:
+    """`Database.settle(unless_newer_than=)`: the validation worker's tick merges only when
+    nothing was appended since its last look, so a bulk load keeps the cores meanwhile."""
+    _, (sid,) = new_series(db, store, 1)
+    assert db.settle(unless_newer_than=-1) is None  # nothing pending
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [sid], points([D0]))
+    first = db.settle(unless_newer_than=-1)  # the worker's first look: writes may go on
+    assert first is not None
+    assert count(db, "pending") == 1
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [sid], points([D0 + 1]))
+    second = db.settle(unless_newer_than=first)  # appended meanwhile: still not merged
+    assert second is not None
+    assert second > first
+    assert count(db, "pending") == 2
+    assert db.settle(unless_newer_than=second) == second  # a quiet tick: merged
+    assert count(db, "pending") == 0
+    with db.transaction(write=False, settle=False) as conn:
+        assert every_version(conn, store, sid).time.tolist() == [D0, D0 + 1]

@@ -212,16 +212,18 @@ class Database:
             self._settle(auto)
             yield auto
 
-    def settle(self) -> None:
-        """Merge what writes left pending now (a worker's tick; transactions do it anyway)."""
+    def settle(self, *, unless_newer_than: int | None = None) -> int | None:
+        """Merge what writes left pending now (a worker's tick; transactions do it anyway);
+        with `unless_newer_than`, only if nothing was appended since that row (writes have
+        paused). The newest pending row's id it saw (None: none)."""
         with self.engine.connect() as conn:
-            self._settle(conn)
+            return self._settle(conn, unless_newer_than)
 
-    def _settle(self, conn: Connection) -> None:
+    def _settle(self, conn: Connection, unless_newer_than: int | None = None) -> int | None:
         """Merge what is pending, `conn` in no transaction: its look runs in autocommit."""
         settler = Database.settler
         if settler is None:
-            return
+            return None
         raw = dbapi_connection(conn)
         if self.dialect == "postgresql" and not raw.autocommit:
             raw.autocommit = True  # psycopg's own: no statement, and SQLAlchemy began nothing
@@ -231,8 +233,9 @@ class Database:
                 raw.autocommit = False
         else:
             upto = settler.pending(raw)  # SQLite's driver runs it in autocommit (no BEGIN)
-        if upto is not None:
+        if upto is not None and (unless_newer_than is None or upto <= unless_newer_than):
             settler.settle(self, upto)
+        return upto
 
     def dispose(self) -> None:
         """Close every pooled connection (and stop the checkpointer or vacuumer)."""

@@ -47,9 +47,10 @@ themselves (`settle=False`), which read no blocks (an observer that reads what i
 deferred merges those series first: `drain_series`). A write committed after that look is
 concurrent with the transaction and need not be seen. A write that merges at once (graphs,
 weather) merges the pending points of its series before its own, so that of two writes of
-one key the later is kept. The validation worker merges what is left every second, so the
-merge runs mostly off the API's processes and a read rarely waits for one. A deferring
-write counts the points it wrote, not the new ones.
+one key the later is kept. The validation worker merges what is left once a second has
+passed with nothing appended (a bulk load keeps the cores meanwhile; its own drains merge
+before they read), so the merge runs mostly off the API's processes and a read rarely waits
+for one. A deferring write counts the points it wrote, not the new ones.
 """
 
 from __future__ import annotations

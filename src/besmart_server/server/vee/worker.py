@@ -333,20 +333,22 @@ class Observer:
 
 def serve(db: Database, settings: Settings, stop: threading.Event, *, parent: int = 0) -> bool:
     """`besmart vee worker`: drain the queue now and every validate_poll_seconds, and merge
-    the write-ahead table's points every second, until `stop` is set (then finish the drain
-    under way: True) or, with `parent`, until that process is gone (False at once: the
-    worker `besmart serve` starts must not outlive it, even when it is killed, and the
-    caller exits without waiting for the drain, whose claims expire)."""
+    the write-ahead table's points once a second passed with none appended, until `stop` is
+    set (then finish the drain under way: True) or, with `parent`, until that process is
+    gone (False at once: the worker `besmart serve` starts must not outlive it, even when it
+    is killed, and the caller exits without waiting for the drain, whose claims expire)."""
     worker = Worker(db, settings)
     worker.poll(settings.validate_poll_seconds)
+    newest: int | None = None
     while not stop.wait(1.0):
         if parent and os.getppid() != parent:
             log.warning("the process that started this worker is gone: stopping")
             return False
         # The points deferring writes left pending are merged into their blocks here too,
-        # off the API's processes, when no read or drain did it meanwhile.
+        # off the API's processes, when no read or drain did it meanwhile: once a second
+        # passed with nothing appended, so that a bulk load keeps the cores meanwhile.
         try:
-            db.settle()
+            newest = db.settle(unless_newer_than=-1 if newest is None else newest)
         except Exception:
             log.exception("merging the pending points failed")
     worker.shutdown()
