@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 from besmart_server.server.db import Database
 from besmart_server.server.sensors.service import delete_sensor
 from besmart_server.server.signals.pipeline import Frame
-from besmart_server.server.signals.store import SeriesStore, pack, pack_runs, unpack
+from besmart_server.server.signals.store import SeriesStore, pack_runs, unpack
 from besmart_server.wire import TYPE_DBL, TYPE_INT, TYPE_STR
 from tests.unit.test_store_writers import (
     ADMIN,
@@ -86,7 +86,8 @@ def test_a_pending_row_gives_back_every_column_exactly(rows: list[tuple[Any, ...
         [r[4] for r in rows],
         texts if any(t is not None for t in texts) else None,
     )
-    g = unpack(pack(f))
+    (packed,) = pack_runs(f, [0, len(f)])
+    g = unpack(packed)
     for a, b in ((f.time, g.time), (f.origin, g.origin), (f.acq, g.acq), (f.type, g.type)):
         assert a.dtype == b.dtype
         assert a.tolist() == b.tolist()

@@ -30,7 +30,7 @@ Write-ahead. Merging into day blocks is most of a write's cost (read, decode, me
 and rewrite each block it touches), and a write that adds a point to each of many series pays
 it for every one. A deferring write (`insert(defer=True)`: the REST PUTs, the MQTT bridge)
 locks and stamps its series as above, then appends one `pending` row per series holding its
-stamped points (`pack`), and is done. A merge moves a series' pending rows into its blocks in
+stamped points (`pack_runs`), and is done. A merge moves a series' pending rows into its blocks in
 id order (= the order its writers committed in: they take turns on the series' lock) and
 deletes them. Whoever rewrites a series' blocks holds its merge lock (PostgreSQL: an advisory
 lock per series, for the transaction, taken after any series row lock; SQLite: the write
@@ -208,24 +208,30 @@ def _stamp_and_read_pg(
         alone: Stamps = cur.fetchall()
         return alone, []
     conn = cur.connection
-    params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
     with conn.cursor() as stamps, conn.cursor() as found:
         with conn.pipeline():  # its end waits for all three results; a fetch in it, again
             cur.execute(_PG_STAGE)
             stamps.execute(stamp)
-            found.execute(_PG_STORED, params, binary=True)
+            found.execute(_PG_STORED, _pg_spans(span), binary=True)
         clock: Stamps = stamps.fetchall()
         rows = found.fetchall()
-    return clock, [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
+    return clock, _pg_rows(rows)
 
 
 def _stored_pg(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
     """The staging table _put copies into, and the stored blocks within the spans."""
-    params = ([s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span])
     with cur.connection.pipeline():
         cur.execute(_PG_STAGE)
-        cur.execute(_PG_STORED, params, binary=True)
-    rows = cur.fetchall()
+        cur.execute(_PG_STORED, _pg_spans(span), binary=True)
+    return _pg_rows(cur.fetchall())
+
+
+def _pg_spans(span: list[tuple[int, tuple[int, int]]]) -> tuple[list[int], ...]:
+    """_PG_STORED's parameters: the series, first and last days as three arrays."""
+    return [s for s, _ in span], [lo for _, (lo, _) in span], [hi for _, (_, hi) in span]
+
+
+def _pg_rows(rows: Sequence[tuple[Any, ...]]) -> Rows:
     return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
 
 
@@ -470,15 +476,14 @@ class SeriesStore:
             frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
             self._append(cur, series_id, frame)
             return len(frame)
-        if self._d.merge_lock:
-            # PostgreSQL: the series' rows (the stamps), then their merge lock (the blocks),
-            # the order every writer takes them in; the pending points of the series are
-            # merged first, so that of two writes of one key the later is merged last.
+        ids = _series_index(series_id)[0].tolist()
+        if self._d.merge_lock or self._has_pending(cur, ids):
+            # The series' rows (the stamps), then their merge lock (the blocks), the order
+            # every writer takes them in (PostgreSQL; on SQLite, only when the series have
+            # pending points): those are merged first, so that of two writes of one key the
+            # later is merged last.
             frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
-            return self._merge_pending(cur, _series_index(series_id)[0].tolist(), series_id, frame)
-        if self._has_pending(cur, _series_index(series_id)[0].tolist()):
-            frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
-            return self._merge_pending(cur, _series_index(series_id)[0].tolist(), series_id, frame)
+            return self._merge_pending(cur, ids, series_id, frame)
         span = _spans(series_id, frame)
         frame, found = self._stamp(cur, series_id, frame, live, keys, span[1])
         return self._merge(cur, series_id, frame, found, span[0])
@@ -1101,7 +1106,8 @@ class _Pending:
     def settle(self, db: Database, upto: int) -> None:
         """Plans computed in a read transaction (the decoding and encoding outside the write
         lock, so writers go on meanwhile), applied in short write transactions; a plan that
-        something else overtook is done again under the lock."""
+        something else overtook, or whose locks were not all free, is done again one series
+        a transaction under its lock."""
         store = SeriesStore(db.dialect)
         while True:
             with db.transaction(write=False, settle=False) as conn:
@@ -1191,13 +1197,9 @@ class _PackCodecs(threading.local):
 _pack_codecs = _PackCodecs()
 
 
-def pack(f: Frame) -> bytes:
-    """The points as a pending row keeps them (`unpack` gives them back exactly)."""
-    return pack_runs(f, [0, len(f)])[0]
-
-
 def pack_runs(f: Frame, bounds: Sequence[int]) -> list[bytes]:
-    """`pack` of each run f[bounds[k]:bounds[k + 1]]: each column converted to bytes once."""
+    """Each run f[bounds[k]:bounds[k + 1]] as a pending row keeps it (`unpack` gives it back
+    exactly), each column converted to bytes once for all of them."""
     time = f.time.astype("<i8", copy=False).tobytes()
     acq = f.acq.astype("<i8", copy=False).tobytes()
     value = f.value.astype("<f8", copy=False).tobytes()
