@@ -33,6 +33,7 @@ from besmart_server.server.vee.worker import (
     ROBOT,
     Worker,
     _windows,
+    look,
     merged_windows,
     process,
     rest_after,
@@ -663,11 +664,12 @@ def test_the_poll_interval_is_a_bounded_setting(settings: Settings) -> None:
             Settings(demo=False, validate_poll_seconds=bad)
 
 
-def test_a_drain_is_followed_by_a_rest_in_proportion_to_it(
-    db: Database, client: TestClient, app: FastAPI, settings: Settings
+def test_under_writes_a_drain_is_followed_by_a_rest_in_proportion_to_it(
+    db: Database, client: TestClient, settings: Settings
 ) -> None:
-    """Drains take at most validate_max_share of the worker's time: after one of d seconds
-    the next waits d * (1 - share) / share, longer than the delay."""
+    """While writes keep coming, drains take at most validate_max_share of the worker's time:
+    after one of d seconds none starts for d * (1 - share) / share; once writes pause, the
+    next drains at once."""
     assert rest_after(1.0, 0.25) == 3.0
     assert rest_after(2.0, 0.5) == 2.0
     assert rest_after(5.0, 1.0) == 0.0
@@ -675,20 +677,139 @@ def test_a_drain_is_followed_by_a_rest_in_proportion_to_it(
     for bad in (0, -0.1, 1.5):
         with pytest.raises(ValueError, match="validate_max_share"):
             Settings(demo=False, validate_max_share=bad)
-    # A worker at a share of 1/100,000 rests ~10^5 times its drain: seconds even for a drain
-    # of a few tens of microseconds, where a worker without the rest waits its delay of 0.
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
+    # A share of 1/100,000 rests ~10^5 times a drain: hours even for one of a few tens of
+    # microseconds. No max lag: a drain under writes is due at once, but for the rest.
     sparing = Worker(
-        db, settings.model_copy(update={"validate_delay_seconds": 0.0, "validate_max_share": 1e-5})
+        db,
+        settings.model_copy(
+            update={
+                "validate_delay_seconds": 0.3,
+                "validate_max_lag_seconds": 0.0,
+                "validate_max_share": 1e-5,
+            }
+        ),
     )
     try:
-        assert sparing.wait() == 0.0  # no drain yet: the delay alone
-        cid, owner = make_tenant(db, Role.owner)
-        put(client, owner.headers, cid, make_sensor(db, cid), EA, day_with_defects())
-        sparing.kick()
-        sparing.join()
-        assert sparing.wait() > 0.5
+        with _bulk_load(db, cid, mid):
+            assert sparing.kick().result() > 0  # the first under writes: no rest before it
+            assert sparing.kick().result() == 0  # resting
+            assert sparing.kick().result() == 0
+        assert sparing.kick().result() > 0  # writes paused: the rest is not waited out
     finally:
         sparing.shutdown()
+
+
+@contextmanager
+def _bulk_load(db: Database, cid: int, mid: int) -> Iterator[None]:
+    """Windows queued every 20 ms by another thread while the block runs (a bulk load's
+    requests, as the queue sees them)."""
+    stop = threading.Event()
+    one = vee_service.Written(cid, mid, EA, T0, T0 + Q, (1,), 1)
+
+    def keep_queueing() -> None:
+        while not stop.is_set():
+            with db.transaction(settle=False) as conn:
+                vee_service.enqueue(conn, ROBOT, [one])
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=keep_queueing)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+def _queued(db: Database) -> int:
+    with db.transaction(write=False, settle=False) as conn:
+        return vee_service.pending(conn)
+
+
+def test_a_drain_waits_while_writes_keep_coming_and_runs_once_they_pause(
+    db: Database, client: TestClient, settings: Settings
+) -> None:
+    """A drain whose delay saw the queue grow leaves it alone (a bulk load keeps the cores):
+    the next one after the writes stop takes every window."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
+    patient = Worker(
+        db,
+        settings.model_copy(
+            update={"validate_delay_seconds": 0.5, "validate_max_lag_seconds": 600.0}
+        ),
+    )
+    try:
+        with _bulk_load(db, cid, mid):
+            assert patient.kick().result() == 0
+            assert patient.kick().result() == 0
+            left = _queued(db)
+            assert left > 10  # the windows of a second of writes, none claimed
+        assert patient.kick().result() >= left  # writes paused: all of them
+        assert _queued(db) == 0
+        r = client.get(
+            _url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers
+        )
+        assert {"gap", "spike"} <= {e["rule"] for e in r.json()["events"]}
+    finally:
+        patient.shutdown()
+
+
+def test_under_writes_that_never_pause_a_drain_runs_once_the_oldest_window_waited_the_max_lag(
+    db: Database, client: TestClient, settings: Settings
+) -> None:
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
+    lagging = Worker(
+        db,
+        settings.model_copy(
+            update={"validate_delay_seconds": 0.3, "validate_max_lag_seconds": 1.0}
+        ),
+    )
+    try:
+        with _bulk_load(db, cid, mid):
+            time.sleep(1.0)  # the PUT's window has waited the max lag
+            assert lagging.kick().result() > 0  # while the writes go on
+    finally:
+        lagging.shutdown()
+
+
+def test_a_workers_look_at_the_queue_merges_nothing_pending(
+    db: Database, client: TestClient
+) -> None:
+    """The poll's look reads the queue alone: the points PUTs left in the write-ahead table
+    stay there (merging them once a poll would run the merges beside a bulk load); the
+    validation's read merges them, and sees them."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
+
+    def pending_rows() -> int:
+        with db.transaction(write=False, settle=False) as conn:
+            return int(conn.execute(text("SELECT count(*) FROM pending")).scalar_one())
+
+    assert pending_rows() == 1
+    seen = look(db)
+    assert seen.newest is not None
+    assert seen.oldest_at is not None
+    assert pending_rows() == 1
+    assert process(db, SeriesStore(db.dialect), 10_000) == 1
+    assert pending_rows() == 0
+    r = client.get(_url(cid, mid), params={"since": T0, "till": T0 + DAY}, headers=owner.headers)
+    assert {"gap", "spike"} <= {e["rule"] for e in r.json()["events"]}
+    assert look(db).oldest_at is None  # nothing left to claim
+
+
+def test_the_validation_max_lag_is_bounded() -> None:
+    assert Settings(demo=False).validate_max_lag_seconds == 30.0
+    for bad in (-1.0, 3601.0):
+        with pytest.raises(ValueError, match="validate_max_lag_seconds"):
+            Settings(demo=False, validate_max_lag_seconds=bad)
 
 
 def test_zeros_inside_an_outage_marked_on_the_sensor_are_not_a_zero_run(

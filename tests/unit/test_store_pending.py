@@ -400,3 +400,83 @@ def test_the_workers_tick_merges_only_once_writes_have_paused(
     assert count(db, "pending") == 0
     with db.transaction(write=False, settle=False) as conn:
         assert every_version(conn, store, sid).time.tolist() == [D0, D0 + 1]
+
+
+def test_two_threads_merging_at_once_merge_each_row_once(
+    db: Database, store: SeriesStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's tick and its validation's read (or two requests' reads) settle at the same
+    moment: one merges, the other waits for it and finds nothing left; no plan is computed
+    twice over the same rows, and none is refused as overtaken."""
+    _, sids = new_series(db, store, 10)
+    day = (D0 + np.arange(0, DAY, 900_000)).tolist()
+    for k in range(120):  # 1,200 rows: three plans of 500 rows or fewer
+        with db.transaction(settle=False) as conn:
+            write(conn, store, sids, points(day, float(k)))
+    planned: list[int] = []
+    refused: list[int] = []
+    plan, apply = SeriesStore.plan, SeriesStore.apply
+
+    def counted_plan(self: SeriesStore, conn: Connection, **kw: Any) -> Any:
+        p = plan(self, conn, **kw)
+        if p is not None:
+            planned.extend(p.rows)
+        return p
+
+    def counted_apply(self: SeriesStore, conn: Connection, p: Any) -> bool:
+        done = apply(self, conn, p)
+        if not done:
+            refused.append(1)
+        return done
+
+    monkeypatch.setattr(SeriesStore, "plan", counted_plan)
+    monkeypatch.setattr(SeriesStore, "apply", counted_apply)
+    start = threading.Barrier(2)
+
+    def settle() -> None:
+        start.wait()
+        db.settle()
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: settle(), range(2)))
+    assert count(db, "pending") == 0
+    assert len(planned) == len(set(planned)) == 1200
+    assert refused == []
+    with db.reads() as conn:
+        assert len(every_version(conn, store, sids[0])) == 120 * len(day)
+
+
+def test_a_thread_inside_a_transaction_merges_without_waiting_for_another_merge(
+    db: Database, store: SeriesStore
+) -> None:
+    """Waiting for another thread's merge is only for a thread holding nothing: one inside a
+    transaction may hold a lock that merge waits for (a series' row or merge lock), and
+    waiting would close a cycle no database can see. It merges on its own instead."""
+    from besmart_server.server.signals.store import _Pending
+
+    _, (sid,) = new_series(db, store, 1)
+    with db.transaction(settle=False) as conn:
+        write(conn, store, [sid], points([D0, D0 + 1]))
+    settler = Database.settler
+    assert isinstance(settler, _Pending)
+    waited = threading.Event()
+    with settler._merging:  # another thread's merge under way
+        with (
+            db.transaction(write=False, settle=False),
+            db.transaction(write=False) as conn,  # nested: merges at once
+        ):
+            assert every_version(conn, store, sid).time.tolist() == [D0, D0 + 1]
+        with db.transaction(settle=False) as conn:
+            write(conn, store, [sid], points([D0 + 2]))
+
+        def alone() -> None:
+            with db.transaction(write=False) as conn:
+                waited.set()
+                assert len(every_version(conn, store, sid)) == 3
+
+        reader = threading.Thread(target=alone)
+        reader.start()
+        time.sleep(0.3)
+        assert not waited.is_set()  # no transaction open: it waits for the merge under way
+    reader.join(timeout=STUCK_S)
+    assert waited.is_set()

@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         "the API and the database keep the cores; 1 drains again after "
         "validate_delay_seconds",
     )
+    validate_max_lag_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="vee: while writes keep coming (the queue grew during a drain's "
+        "validate_delay_seconds), a drain waits for them to pause, unless the oldest window "
+        "waiting has waited this long: a bulk load keeps the cores and is validated after it "
+        "(or this often while it lasts); 0 drains whether or not writes keep coming",
+    )
     mqtt_broker_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="mqtt: the broker the bridge subscribes to (mqtt://[user:password@]host:port)",

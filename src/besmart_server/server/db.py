@@ -142,7 +142,27 @@ class Settler(Protocol):
 
     def pending(self, raw: Any) -> int | None: ...
 
-    def settle(self, db: Database, upto: int) -> None: ...
+    def settle(self, db: Database, upto: int, *, alone: bool) -> None: ...
+
+
+class _Open(threading.local):
+    """The transactions this thread has open, of any Database: a merge started with none
+    (`alone`) holds no lock another merge could wait for, so it may wait for that one."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+_open = _Open()
+
+
+@contextmanager
+def _counted() -> Iterator[None]:
+    _open.n += 1
+    try:
+        yield
+    finally:
+        _open.n -= 1
 
 
 class Database:
@@ -194,7 +214,7 @@ class Database:
             if settle:
                 self._settle(conn)
             queued = self.writers.turn() if write and self.writers is not None else nullcontext()
-            with queued, conn.begin():
+            with queued, conn.begin(), _counted():
                 yield conn
 
     @contextmanager
@@ -210,7 +230,8 @@ class Database:
         with self.engine.connect() as conn:
             auto = conn.execution_options(isolation_level="AUTOCOMMIT")
             self._settle(auto)
-            yield auto
+            with _counted():
+                yield auto
 
     def settle(self, *, unless_newer_than: int | None = None) -> int | None:
         """Merge what writes left pending now (a worker's tick; transactions do it anyway);
@@ -234,7 +255,7 @@ class Database:
         else:
             upto = settler.pending(raw)  # SQLite's driver runs it in autocommit (no BEGIN)
         if upto is not None and (unless_newer_than is None or upto <= unless_newer_than):
-            settler.settle(self, upto)
+            settler.settle(self, upto, alone=_open.n == 0)
         return upto
 
     def dispose(self) -> None:

@@ -811,10 +811,25 @@ def _free() -> Any:
     return or_(q.claimed_at.is_(None), q.claimed_at < now_ms() - CLAIM_EXPIRES_MS)
 
 
-def claimable(conn: Connection) -> bool:
-    """Whether `claim` would take anything: a read, where a claim is a write even of no row
-    (on SQLite it takes the one writer's lock)."""
-    return conn.execute(select(vee_queue.c.id).where(_free()).limit(1)).first() is not None
+@dataclass(frozen=True, slots=True)
+class QueueLook:
+    """What a worker sees of the queue before it claims: `newest`, the id of the newest row
+    (None: the queue is empty), which grows while writes keep coming, and `oldest_at`, when
+    the oldest row nobody holds was queued (None: nothing `claim` would take)."""
+
+    newest: int | None
+    oldest_at: int | None
+
+
+def look(conn: Connection) -> QueueLook:
+    """The queue's newest row and its oldest free one: two reads by the primary key (where a
+    claim is a write even of no row: on SQLite it takes the one writer's lock)."""
+    q = vee_queue.c
+    newest = conn.execute(select(func.max(q.id))).scalar_one()
+    oldest = conn.execute(select(q.enqueued_at).where(_free()).order_by(q.id).limit(1)).first()
+    return QueueLook(
+        None if newest is None else int(newest), None if oldest is None else int(oldest[0])
+    )
 
 
 def claim(conn: Connection, limit: int = 50) -> list[Any]:

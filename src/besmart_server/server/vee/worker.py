@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from besmart_server.server.access import Principal
 from besmart_server.server.config import Settings
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, now_ms
 from besmart_server.server.signals import service as signals
 from besmart_server.server.signals.store import SeriesStore
 from besmart_server.server.vee import audit, service
@@ -95,11 +95,10 @@ def process(
     writer at a time). A window that fails is logged and dropped rather than blocking the
     rows behind it (and not counted)."""
     total = 0
-    with db.transaction(write=False) as conn:
-        if not service.claimable(conn):  # a worker's look at an empty queue writes nothing
-            return 0
+    if look(db).oldest_at is None:  # a worker's look at an empty queue writes nothing
+        return 0
     for _ in itertools.count() if claims is None else range(claims):
-        with db.transaction() as conn:
+        with db.transaction(settle=False) as conn:  # the queue alone
             rows = service.claim(conn, limit)
         if not rows:
             return total
@@ -117,6 +116,14 @@ def process(
     return total
 
 
+def look(db: Database) -> service.QueueLook:
+    """The queue as a worker sees it before a drain, in a transaction that merges nothing
+    pending (reading the queue alone, it need not; a merge there would run the write-ahead
+    table's merges beside every write of a bulk load, once a poll)."""
+    with db.transaction(write=False, settle=False) as conn:
+        return service.look(conn)
+
+
 def _validate_batch(
     db: Database, store: SeriesStore, max_points: int, batch: Sequence[tuple[Window, list[int]]]
 ) -> None:
@@ -129,7 +136,7 @@ def _validate_batch(
             )
             for w, _ in batch
         ]
-    with db.transaction() as conn:
+    with db.transaction(settle=False) as conn:  # events and the queue: no block is read
         service.keep_many(conn, store, [(w, f) for (w, _), f in zip(batch, found, strict=True)])
         service.done(conn, [i for _, ids in batch for i in ids])
 
@@ -169,7 +176,8 @@ class Worker:
         self._max_points = settings.max_points_per_read
         self._delay = settings.validate_delay_seconds
         self._share = settings.validate_max_share
-        self._rested_at = 0.0  # time.monotonic() before which no drain starts
+        self._max_lag_ms = int(settings.validate_max_lag_seconds * 1000)
+        self._rested_at = 0.0  # time.monotonic() before which no drain starts under writes
         self._hurry = threading.Event()  # join and shutdown cut a drain's delay short
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vee")
         self._lock = threading.Lock()
@@ -193,23 +201,33 @@ class Worker:
             self.kick()
             self._stop.wait(seconds)
 
-    def kick(self) -> None:
-        """Make sure a drain starts after now (one waiting drain covers every kick)."""
+    def kick(self) -> Future[int]:
+        """Make sure a drain starts after now (one waiting drain covers every kick): that
+        drain, whose result is the rows it processed (0 also when writes kept coming)."""
         with self._lock:
-            if self._next is not None and not self._next.running() and not self._next.done():
-                return
-            self._next = self._pool.submit(self._drain)
+            if self._next is None or self._next.running() or self._next.done():
+                self._next = self._pool.submit(self._drain)
+            return self._next
 
     def _drain(self) -> int:
         # Waiting lets the requests of a bulk load queue their windows meanwhile: one claim
         # merges them per series, so a day's context either side of a window is read once
         # per merged window, not per request (the drain per request was a third of the
         # server's time in bench.run's ingest).
-        # Under a steady load each drain is followed by a rest in proportion to it: drains
-        # then come less often and merge more requests' windows, so validation stays a
-        # bounded share of the server's time and costs less per point (a drain's cost is
+        # While writes keep coming (rows were queued during the wait) a drain leaves the
+        # queue to the next poll, so that a bulk load keeps the cores and is validated
+        # after it in fewer, larger windows; only once the oldest window waited
+        # validate_max_lag_seconds does it drain meanwhile, and then it rests in proportion
+        # to each drain, so validation stays a bounded share of the time (a drain's cost is
         # mostly per series, not per point).
-        self._hurry.wait(self.wait())
+        try:
+            before = look(self._db).newest
+            self._hurry.wait(self._delay)
+            if not self._hurry.is_set() and not self._due(before):
+                return 0  # the next poll looks again
+        except Exception:
+            log.exception("validation queue look failed")
+            return 0
         started = time.monotonic()
         try:
             # One claim a drain: under a steady load rows keep coming, and a drain that
@@ -226,10 +244,18 @@ class Worker:
             ended = time.monotonic()
             self._rested_at = ended + rest_after(ended - started, self._share)
 
-    def wait(self) -> float:
-        """Seconds the next drain waits from now before it looks at the queue: the delay, or
-        what is left of the rest after the last drain, whichever is longer."""
-        return max(self._delay, self._rested_at - time.monotonic())
+    def _due(self, before: int | None) -> bool:
+        """Whether to drain now: something is free to claim, and either nothing was queued
+        since the look that saw `before` as the newest row (rows deleted since, by a drain
+        of another worker, do not count), or the oldest free row has waited the max lag
+        and the rest after the last drain is over."""
+        now = look(self._db)
+        if now.oldest_at is None or now.newest is None:
+            return False
+        if before is not None and now.newest <= before:
+            return True
+        waited = now_ms() - now.oldest_at >= self._max_lag_ms
+        return waited and time.monotonic() >= self._rested_at
 
     def join(self) -> None:
         """Wait until the drains kicked so far are done (tests, shutdown), without their delay."""
