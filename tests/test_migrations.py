@@ -735,21 +735,62 @@ def test_0019_reencodes_blocks_in_format_3_and_back(empty_db: Database, chunk: i
     assert [tuple(b) for b in _all_blocks(empty_db)] == [tuple(b) for b in before]
 
 
-def test_0020_downgrade_refuses_while_points_are_pending(empty_db: Database) -> None:
-    """The write-ahead table goes away only empty: its points would be lost, and the code
-    before it reads blocks alone. Merged (by any transaction), the downgrade goes through."""
+def test_pending_downgrades_refuse_while_points_are_pending(empty_db: Database) -> None:
+    """The write-ahead table (0020) goes away only empty, and its `stamp` (0021) only with no
+    row relying on it: their points, or their acq, would be lost, and the code before reads
+    blocks alone. Merged (by any transaction), the downgrades go through."""
     from besmart_server.server.signals.store import SeriesStore
 
-    _migrate_to(empty_db, "0020", None)
+    _migrate_to(empty_db, "0021", None)
     store = SeriesStore(empty_db.dialect)
     with empty_db.transaction(settle=False) as conn:
         (sid,) = _series(conn, (32,))
         f = Frame.from_columns([_T0], [1], [0], [0], [1.5])
-        store.insert(conn, np.full(1, sid, dtype=np.int64), f, defer=True)
-    with pytest.raises(RuntimeError, match="still pending"):
-        _migrate_to(empty_db, "0019", None, down=True)
+        live = np.ones(1, dtype=np.bool_)  # a live write: its row has the stamp
+        store.insert(conn, np.full(1, sid, dtype=np.int64), f, live=live, defer=True)
+    with pytest.raises(RuntimeError, match="with their stamp apart"):
+        _migrate_to(empty_db, "0020", None, down=True)
     with empty_db.transaction() as conn:  # merges first
         assert conn.execute(sa.text("SELECT count(*) FROM pending")).scalar_one() == 0
+    _migrate_to(empty_db, "0020", None, down=True)
+    with empty_db.transaction(settle=False) as conn:  # a row as the code of 0020 wrote it
+        conn.execute(
+            sa.text(f"INSERT INTO pending (series_id, body) VALUES ({sid}, :b)"), {"b": b"?"}
+        )
+    with pytest.raises(RuntimeError, match="still pending"):
+        _migrate_to(empty_db, "0019", None, down=True)
+    with empty_db.transaction(settle=False) as conn:
+        conn.execute(sa.text("DELETE FROM pending"))
     _migrate_to(empty_db, "0019", None, down=True)
     assert "pending" not in _tables(empty_db)
     assert len(_all_blocks(empty_db)) == 1
+
+
+def test_points_pending_from_before_0021_are_merged_with_their_own_acq(
+    empty_db: Database,
+) -> None:
+    """A row the code of 0020 appended keeps each point's acq in its body (no stamp): after
+    the upgrade, the first read merges it as it was written."""
+    from besmart_server.server.signals.store import pack_runs
+
+    _migrate_to(empty_db, "0020", None)
+    with empty_db.transaction(settle=False) as conn:
+        (sid,) = _series(conn, (32,))
+        f = Frame.from_columns([_T0, _T0 + 900_000], [1, 1], [7_000, 8_000], [0, 0], [1.5, 2.5])
+        (body,) = pack_runs(f, [0, 2])
+        conn.execute(
+            sa.text(f"INSERT INTO pending (series_id, body) VALUES ({sid}, :b)"), {"b": body}
+        )
+    _migrate_to(empty_db, "0021", None)
+    with empty_db.transaction(write=False) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pending")).scalar_one() == 0
+    (block,) = _all_blocks(empty_db)
+    assert block.n == 2
+    from besmart_server.server.signals.store import SeriesStore
+
+    with empty_db.reads() as conn:
+        got = SeriesStore(empty_db.dialect).read(
+            conn, sid, _T0, _T0 + 86_400_000, origin=None, limit=10
+        )
+    assert got.acq.tolist() == [7_000, 8_000]
+    assert got.value.tolist() == [1.5, 2.5]

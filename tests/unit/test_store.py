@@ -561,13 +561,15 @@ def test_a_new_version_is_kept_beside_the_old_and_a_same_key_point_replaces_it(
     assert got.text == (None, None, "x")
 
 
+@pytest.mark.parametrize("defer", [False, True], ids=["merged", "deferred"])
 def test_remembered_series_ids_are_checked_against_their_keys(
-    db: Database, store: SeriesStore
+    db: Database, store: SeriesStore, defer: bool
 ) -> None:
     """A write takes the series ids its store remembers, without a lookup; its stamping
     statement checks each against its key. An id remembered from a transaction that rolled
     back (SQLite hands the same id to the next series created) is looked up again, and the
-    points never land in the series that now has that id."""
+    points never land in the series that now has that id, nor twice in the right one (a
+    deferring write appends nothing unless every series was stamped)."""
     cid = make_client(db)
     mid = make_sensor(db, cid)
     a, b = (mid, moid("A+")), (mid, moid("P+"))
@@ -584,13 +586,18 @@ def test_remembered_series_ids_are_checked_against_their_keys(
     admin = Principal(user_id=None, login="t", is_admin=True)
     cols = columns.decode({"time": [T, T + 1], "value": [1.0, 2.0]})
     item = service.WriteItem(cid, mid, moid("A+"), None, cols, ("body",))
+    c = (mid, moid("A-"))  # a series the store remembers rightly, in the same write
     with db.transaction() as conn:
-        assert service.write(conn, store, admin, [item]) == 2
+        right = store.series_ids(conn, [c], create=True)[c]
+    beside = service.WriteItem(cid, mid, moid("A-"), None, cols, ("body",))
+    with db.transaction(settle=False) as conn:
+        assert service.write(conn, store, admin, [item, beside], defer=defer) == 4
     with db.transaction() as conn:
         ids = store.series_ids(conn, [a, b], create=False)
         assert ids[b] == other
         assert read(conn, store, other).value.tolist() == []
         assert read(conn, store, ids[a]).value.tolist() == [1.0, 2.0]
+        assert read(conn, store, right).value.tolist() == [1.0, 2.0]  # once
         # remembered now as it is stored: the next write needs no lookup and checks out
         assert store.series_ids(conn, [a], create=False, known=True) == {a: ids[a]}
         assert service.write(conn, store, admin, [item]) == 2  # a second version of each

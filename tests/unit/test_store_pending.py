@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
-from besmart_server.server.db import Database
+from besmart_server.server.db import Database, now_ms
 from besmart_server.server.sensors.service import delete_sensor
 from besmart_server.server.signals.pipeline import Frame
 from besmart_server.server.signals.store import SeriesStore, pack_runs, unpack
@@ -94,6 +94,18 @@ def test_a_pending_row_gives_back_every_column_exactly(rows: list[tuple[Any, ...
     assert f.value.view(np.int64).tolist() == g.value.view(np.int64).tolist()  # NaN bits too
     has_text = any(r[3] == TYPE_STR for r in rows) and f.text is not None
     assert g.text == (f.text if has_text else None)
+    # A live write's row: the acq is its stamp, not in the body; the rest as above.
+    (stamped,) = pack_runs(f, [0, len(f)], acq=False)
+    h = unpack(stamped, 1_800_000_000_000_000)
+    assert h.acq.dtype == np.int64
+    assert h.acq.tolist() == [1_800_000_000_000_000] * len(f)
+    assert (h.time.tolist(), h.origin.tolist(), h.type.tolist()) == (
+        g.time.tolist(),
+        g.origin.tolist(),
+        g.type.tolist(),
+    )
+    assert h.value.view(np.int64).tolist() == g.value.view(np.int64).tolist()
+    assert h.text == g.text
 
 
 # --- reads see every acknowledged point -----------------------------------------------------
@@ -480,3 +492,38 @@ def test_a_thread_inside_a_transaction_merges_without_waiting_for_another_merge(
         assert not waited.is_set()  # no transaction open: it waits for the merge under way
     reader.join(timeout=STUCK_S)
     assert waited.is_set()
+
+
+def test_a_deferred_write_of_live_and_imported_points_stores_what_a_merged_one_does(
+    db: Database, store: SeriesStore
+) -> None:
+    """Its imported points (their own acq) are appended first, moving their series' clocks;
+    the live ones are stamped past them: the versions a write that merges at once stores."""
+    _, sids = new_series(db, store, 2)
+    got = []
+    future = now_ms() + 60_000  # an import newer than the clock: live stamps go past it
+    for defer in (False, True):
+        with db.transaction() as conn:
+            conn.execute(text("DELETE FROM blocks"))
+            conn.execute(text(f"UPDATE series SET acq_us = 0 WHERE id IN ({sids[0]}, {sids[1]})"))
+        f = Frame.from_columns(
+            [D0, D0, D0 + 1, D0 + 1],
+            [1, 1, 1, 1],
+            [future * 1000, 0, 0, future * 1000],
+            [TYPE_DBL] * 4,
+            [1.0, 2.0, 3.0, 4.0],
+        )
+        series = np.array([sids[0], sids[0], sids[1], sids[1]], dtype=np.int64)
+        live = np.array([False, True, True, False])
+        with db.transaction(settle=False) as conn:
+            store.insert(conn, series, f, live=live, defer=defer)
+        if defer:
+            assert count(db, "pending") == 4  # imported rows, then stamped ones
+        with db.reads() as conn:
+            got.append([every_version(conn, store, sid) for sid in sids])
+    for merged, deferred in zip(*got, strict=True):
+        assert merged.value.tolist() == deferred.value.tolist()
+        assert merged.time.tolist() == deferred.time.tolist()
+        imported, stamped = deferred.acq.tolist()
+        assert imported < stamped  # the live point is the newer version
+        assert imported == merged.acq.tolist()[0]

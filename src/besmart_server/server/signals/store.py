@@ -142,8 +142,17 @@ def _stored_sqlite(cur: Any, span: list[tuple[int, tuple[int, int]]]) -> Rows:
     return out
 
 
-def _append_sqlite(cur: Any, rows: list[tuple[int, bytes]]) -> None:
-    cur.executemany("INSERT INTO pending (series_id, body) VALUES (?, ?)", rows)
+def _stamp_and_append_sqlite(
+    cur: Any, lock: str, update: str, rows: list[tuple[int, bytes]], stamped: bool
+) -> list[int]:
+    cur.execute(lock + update)
+    clock = dict(cur.fetchall())
+    if len(clock) == len(rows):  # else nothing: SeriesGone
+        cur.executemany(
+            "INSERT INTO pending (series_id, stamp, body) VALUES (?, ?, ?)",
+            [(sid, clock[sid] if stamped else None, body) for sid, body in rows],
+        )
+    return list(clock)
 
 
 def _stamp_and_read_sqlite(
@@ -236,13 +245,26 @@ def _pg_rows(rows: Sequence[tuple[Any, ...]]) -> Rows:
     return [(int(a), int(d), int(o), bytes(b)) for a, d, o, b in rows]
 
 
-def _append_pg(cur: Any, rows: list[tuple[int, bytes]]) -> None:
-    """A binary COPY: psycopg dumps a bytea[] parameter element by element in Python (1.6 ms
-    of a 100-series write), a COPY row's bytes as they are."""
-    with cur.copy("COPY pending (series_id, body) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["int4", "bytea"])
-        for row in rows:
-            copy.write_row(row)
+def _stamp_and_append_pg(
+    cur: Any, lock: str, update: str, rows: list[tuple[int, bytes]], stamped: bool
+) -> list[int]:
+    """The series locked and stamped and their rows appended in one statement, one round
+    trip: the bodies as one bytea parameter in the binary format, cut by offsets on the
+    server (a bytea[] parameter psycopg dumps element by element in Python, 1.6 ms for 100
+    series; a COPY takes two round trips of its own after the stamp's). Nothing is appended
+    unless every series was stamped (then no row is returned: SeriesGone)."""
+    lengths = [len(b) for _, b in rows]
+    starts = np.cumsum([1, *lengths[:-1]]).tolist()  # substring counts from 1
+    sql = (
+        f"{lock}, u AS ({update}) "
+        f"INSERT INTO pending (series_id, stamp, body) "
+        f"SELECT u.id, {'u.acq_us' if stamped else 'NULL'}, substring(%b FROM r.o FOR r.n) "
+        "FROM u JOIN unnest(%s::int[], %s::int[], %s::int[]) AS r(s, o, n) ON r.s = u.id "
+        f"WHERE (SELECT count(*) FROM u) = {len(rows)} ORDER BY u.id RETURNING series_id"
+    )
+    arrays = ("{" + ",".join(map(str, a)) + "}" for a in ([s for s, _ in rows], starts, lengths))
+    cur.execute(sql, [b"".join(b for _, b in rows), *arrays])
+    return [int(sid) for (sid,) in cur.fetchall()]
 
 
 def _query_pg(cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -284,8 +306,10 @@ class Dialect:
     stamp_and_read: Callable[[Any, str, list[tuple[int, tuple[int, int]]]], tuple[Stamps, Rows]]
     # The stored blocks within the spans alone (a merge of pending points, its series locked).
     stored: Callable[[Any, list[tuple[int, tuple[int, int]]]], Rows]
-    # Rows (series id, packed points) into `pending`.
-    append: Callable[[Any, list[tuple[int, bytes]]], None]
+    # A deferring write (`_defer`): its series locked (`lock`, prefixed) and stamped
+    # (`update`), then its rows (series id, packed points) appended to `pending`, with the
+    # series' new stamp when `stamped`; the ids of the series stamped (all, or none appended).
+    stamp_and_append: Callable[[Any, str, str, list[tuple[int, bytes]], bool], list[int]]
     # What takes the merge lock of series ({ids}: a sorted list), or "" (SQLite: the
     # database's write lock is the merge lock); what takes them all only if all are free
     # (one row: whether it did; the ones it took are held until the transaction ends).
@@ -310,7 +334,7 @@ SQLITE: Final = Dialect(
     clock="series.acq_us",
     stamp_and_read=_stamp_and_read_sqlite,
     stored=_stored_sqlite,
-    append=_append_sqlite,
+    stamp_and_append=_stamp_and_append_sqlite,
     merge_lock="",
     try_merge_locks="",
     query=_query_sqlite,
@@ -331,7 +355,7 @@ POSTGRES: Final = Dialect(
     clock="l.acq_us",  # the newest committed stamp: the row as the lock returned it
     stamp_and_read=_stamp_and_read_pg,
     stored=_stored_pg,
-    append=_append_pg,
+    stamp_and_append=_stamp_and_append_pg,
     # Transaction-scoped advisory locks, in a key space of their own (the first key).
     merge_lock=f"SELECT pg_advisory_xact_lock({_PG_MERGE_LOCK}, m.id) "
     "FROM unnest(ARRAY[{ids}]::int[]) AS m(id)",
@@ -474,9 +498,15 @@ class SeriesStore:
             live = np.zeros(len(frame), dtype=np.bool_)
         cur = dbapi_connection(conn).cursor()
         if defer:
-            frame, _ = self._stamp(cur, series_id, frame, live, keys, [])
-            self._append(cur, series_id, frame)
-            return len(frame)
+            if bool(live.any()) and not bool(live.all()):
+                # Live and imported points: the imported first (they move the clocks the
+                # live ones are then stamped past), as one statement stamps them.
+                parts = (np.flatnonzero(~live), np.flatnonzero(live))
+                return sum(
+                    self._defer(cur, series_id[k], frame.take(k), stamped, keys)
+                    for k, stamped in zip(parts, (False, True), strict=True)
+                )
+            return self._defer(cur, series_id, frame, bool(live.all()), keys)
         ids = _series_index(series_id)[0].tolist()
         if self._d.merge_lock or self._has_pending(cur, ids):
             # The series' rows (the stamps), then their merge lock (the blocks), the order
@@ -505,14 +535,31 @@ class SeriesStore:
 
     # --- write-ahead ----------------------------------------------------------------------
 
-    def _append(self, cur: Any, series_id: I64, frame: Frame) -> None:
-        """One `pending` row per series of the (stamped) points."""
+    def _defer(
+        self,
+        cur: Any,
+        series_id: I64,
+        frame: Frame,
+        stamped: bool,
+        keys: Mapping[int, SeriesKey] | None,
+    ) -> int:
+        """Stamp the write's series and append one `pending` row per series of its points:
+        `stamped` (a live write), the points' acq is the row's stamp, the series' new one;
+        else (an import) each point's own, kept in the row. How many points were written."""
         ids, at = _series_index(series_id)
         if len(ids) > 1 and bool(np.any(np.diff(at) < 0)):  # a series' points not in one run
             order = np.argsort(at, kind="stable")
             frame, at = frame.take(order), at[order]
+        live = np.full(len(frame), stamped, dtype=np.bool_)
+        lock, update = self._stamping(ids, at, frame, live, keys)
         bounds = np.searchsorted(at, np.arange(len(ids) + 1)).tolist()
-        self._d.append(cur, list(zip(ids.tolist(), pack_runs(frame, bounds), strict=True)))
+        id_list = ids.tolist()
+        bodies = pack_runs(frame, bounds, acq=not stamped)
+        found = self._d.stamp_and_append(
+            cur, lock, update, list(zip(id_list, bodies, strict=True)), stamped
+        )
+        self._all_found(id_list, found, keys)
+        return len(frame)
 
     def plan(self, conn: Connection, *, upto: int | None = None, rows: int = 500) -> Plan | None:
         """The merge of the series of (at most `rows` of) the oldest pending rows, id `upto` at
@@ -582,7 +629,7 @@ class SeriesStore:
 
     def _pending_rows(self, cur: Any, ids: list[int]) -> list[tuple[Any, ...]]:
         listed = ", ".join(map(str, ids))
-        sql = f"SELECT id, series_id, body FROM pending WHERE series_id IN ({listed})"
+        sql = f"SELECT id, series_id, body, stamp FROM pending WHERE series_id IN ({listed})"
         found = self._d.query(cur, sql, ())
         found.sort(key=lambda r: (int(r[1]), int(r[0])))
         return found
@@ -629,12 +676,32 @@ class SeriesStore:
         span: list[tuple[int, tuple[int, int]]],
     ) -> tuple[Frame, Rows]:
         """Lock the write's series (held until the transaction ends) and move each one's
-        clock: past its newest imported acq, and for a live write to its new stamp, which
-        the live points get; then read the stored blocks of each series within its (first,
-        last) day of `span`. One statement, the ids and stamps inlined (integers only); with
-        `keys`, a row whose (sensor, signal type) is not its id's key is left alone, and
-        missing from what the statement returns."""
+        clock (`_stamping`), the live points getting their series' new stamp; then read the
+        stored blocks of each series within its (first, last) day of `span`."""
         ids, at = _series_index(series_id)
+        lock, update = self._stamping(ids, at, frame, live, keys)
+        stamps, stored = self._d.stamp_and_read(cur, lock + update, span)
+        clock = dict(stamps)
+        self._all_found(ids.tolist(), clock, keys)
+        if not bool(live.any()):
+            return frame, stored
+        stamp = np.array([clock[i] for i in ids.tolist()], dtype=np.int64)
+        acq = np.where(live, stamp[at], frame.acq)
+        return Frame(frame.time, frame.origin, acq, frame.type, frame.value, frame.text), stored
+
+    def _stamping(
+        self,
+        ids: I64,
+        at: NDArray[np.intp],
+        frame: Frame,
+        live: NDArray[np.bool_],
+        keys: Mapping[int, SeriesKey] | None,
+    ) -> tuple[str, str]:
+        """What locks the series `ids` (the dialect's `lock`, "" on SQLite) and the UPDATE
+        that moves each one's clock: past its newest imported acq, and for a live write to
+        its new stamp; it returns (id, acq_us) of each series. The ids and stamps inlined
+        (integers only); with `keys`, a row whose (sensor, signal type) is not its id's key
+        is left alone, and missing from what the statement returns."""
         imported = np.full(len(ids), _NO_IMPORT, dtype=np.int64)
         if not bool(live.all()):
             np.maximum.at(imported, at[~live], frame.acq[~live])
@@ -653,24 +720,23 @@ class SeriesStore:
             match = " AND series.sensor_mid = v.column4 AND series.signal_type_moid = v.column5"
         now = now_ms()
         last = f"{g}({self._d.clock}, v.column2)"
-        sql = (
-            self._d.lock.format(ids=", ".join(map(str, id_list)))
-            + f"UPDATE series SET acq_us = CASE WHEN v.column3 = 1 "
+        update = (
+            f"UPDATE series SET acq_us = CASE WHEN v.column3 = 1 "
             f"THEN {g}({last} / 1000 + 1, {now}) * 1000 ELSE {last} END "
             f"FROM (VALUES {values}) AS v{self._d.locked} WHERE series.id = v.column1{match} "
             "RETURNING series.id, series.acq_us"
         )
-        stamps, stored = self._d.stamp_and_read(cur, sql, span)
-        clock = dict(stamps)
-        if len(clock) != len(ids):
+        return self._d.lock.format(ids=", ".join(map(str, id_list))), update
+
+    def _all_found(
+        self, ids: list[int], found: Iterable[int], keys: Mapping[int, SeriesKey] | None
+    ) -> None:
+        """SeriesGone unless every series of the write was stamped (its ids forgotten)."""
+        got = set(found)
+        if len(got) != len(ids):
             if keys is not None:
-                self.forget(keys[i] for i in id_list if i not in clock)
+                self.forget(keys[i] for i in ids if i not in got)
             raise SeriesGone()
-        if not bool(live.any()):
-            return frame, stored
-        stamp = np.array([clock[i] for i in id_list], dtype=np.int64)
-        acq = np.where(live, stamp[at], frame.acq)
-        return Frame(frame.time, frame.origin, acq, frame.type, frame.value, frame.text), stored
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -1155,8 +1221,8 @@ class Plan:
 
 
 def _unpacked(found: Sequence[tuple[Any, ...]]) -> tuple[I64, Frame]:
-    """The points of pending rows (id, series id, body) and each one's series."""
-    frames = [unpack(bytes(body)) for _, _, body in found]
+    """The points of pending rows (id, series id, body, stamp) and each one's series."""
+    frames = [unpack(bytes(body), None if st is None else int(st)) for _, _, body, st in found]
     sizes = [len(f) for f in frames]
     return np.repeat(np.array([int(r[1]) for r in found], dtype=np.int64), sizes), concat(frames)
 
@@ -1214,11 +1280,13 @@ class _PackCodecs(threading.local):
 _pack_codecs = _PackCodecs()
 
 
-def pack_runs(f: Frame, bounds: Sequence[int]) -> list[bytes]:
+def pack_runs(f: Frame, bounds: Sequence[int], *, acq: bool = True) -> list[bytes]:
     """Each run f[bounds[k]:bounds[k + 1]] as a pending row keeps it (`unpack` gives it back
-    exactly), each column converted to bytes once for all of them."""
+    exactly), each column converted to bytes once for all of them. Without `acq`, the points'
+    acq is not kept: the row's `stamp` gives it (every point of a live write's series has
+    its series' stamp)."""
     time = f.time.astype("<i8", copy=False).tobytes()
-    acq = f.acq.astype("<i8", copy=False).tobytes()
+    acqs = f.acq.astype("<i8", copy=False).tobytes() if acq else b""
     value = f.value.astype("<f8", copy=False).tobytes()
     origin = f.origin.astype("i1").tobytes()
     kind = f.type.astype("i1", copy=False).tobytes()
@@ -1230,7 +1298,7 @@ def pack_runs(f: Frame, bounds: Sequence[int]) -> list[bytes]:
         parts = [
             _PACK_HEAD.pack(hi - lo, has_text),
             time[8 * lo : 8 * hi],
-            acq[8 * lo : 8 * hi],
+            acqs[8 * lo : 8 * hi],
             value[8 * lo : 8 * hi],
             origin[lo:hi],
             kind[lo:hi],
@@ -1241,15 +1309,20 @@ def pack_runs(f: Frame, bounds: Sequence[int]) -> list[bytes]:
     return out
 
 
-def unpack(packed: bytes) -> Frame:
-    """The points of a pending row."""
+def unpack(packed: bytes, stamp: int | None = None) -> Frame:
+    """The points of a pending row; `stamp`: the row's (its points' acq, not in `packed`)."""
     body = _pack_codecs.decompressor.decompress(packed)
     n, has_text = _PACK_HEAD.unpack_from(body)
     at = _PACK_HEAD.size
     time = np.frombuffer(body, "<i8", n, at).astype(np.int64)
-    acq = np.frombuffer(body, "<i8", n, at + 8 * n).astype(np.int64)
-    value = np.frombuffer(body, "<f8", n, at + 16 * n).astype(np.float64)
-    origin = np.frombuffer(body, "i1", n, at + 24 * n).astype(np.int64)
-    kind = np.frombuffer(body, "i1", n, at + 25 * n).astype(np.int8)
-    text = tuple(orjson.loads(body[at + 26 * n :])) if has_text else None
+    at += 8 * n
+    if stamp is None:
+        acq = np.frombuffer(body, "<i8", n, at).astype(np.int64)
+        at += 8 * n
+    else:
+        acq = np.full(n, stamp, dtype=np.int64)
+    value = np.frombuffer(body, "<f8", n, at).astype(np.float64)
+    origin = np.frombuffer(body, "i1", n, at + 8 * n).astype(np.int64)
+    kind = np.frombuffer(body, "i1", n, at + 9 * n).astype(np.int8)
+    text = tuple(orjson.loads(body[at + 10 * n :])) if has_text else None
     return Frame(time, origin, acq, kind, value, text)

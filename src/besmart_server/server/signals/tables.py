@@ -104,7 +104,7 @@ blocks = Table(
 
 # Points a write acknowledged before they were merged into their day blocks (store.py,
 # "Write-ahead"): one row per series a deferring write touched, its points as raw columns
-# (`store.pack`), in id order per series = commit order (writers of a series take turns).
+# (`store.pack_runs`), in id order per series = commit order (writers of a series take turns).
 # A merge (`SeriesStore.drain`) moves them into `blocks` and deletes them; every
 # transaction that may read blocks merges what is pending first (`Database.settler`).
 pending = Table(
@@ -114,5 +114,7 @@ pending = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("series_id", Integer, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    # A live write's stamp of the series (µs), every point's acq: not in `body` then.
+    Column("stamp", BigInteger, nullable=True),
     Index("ix_pending_series_id_id", "series_id", "id"),
 )
