@@ -30,11 +30,13 @@ Write-ahead. Merging into day blocks is most of a write's cost (read, decode, me
 and rewrite each block it touches), and a write that adds a point to each of many series pays
 it for every one. A deferring write (`insert(defer=True)`: the REST PUTs, the MQTT bridge)
 locks and stamps its series as above, then appends one `pending` row per series holding its
-stamped points (`pack_runs`), and is done. A merge moves a series' pending rows into its blocks in
-id order (= the order its writers committed in: they take turns on the series' lock) and
-deletes them. Whoever rewrites a series' blocks holds its merge lock (PostgreSQL: an advisory
-lock per series, for the transaction, taken after any series row lock; SQLite: the write
-lock), so deferring writers never wait for a merge. A merge is planned without a lock
+points (`pack_runs`; a live write's row keeps its series' new stamp apart, `pending.stamp`,
+every point's acq), and is done: on PostgreSQL in one statement (`_stamp_and_append_pg`).
+A merge moves a series' pending rows into its blocks in id order (= the order its writers
+committed in: they take turns on the series' lock) and deletes them. Whoever rewrites a
+series' blocks holds its merge lock (PostgreSQL: an advisory lock per series, for the
+transaction, taken after any series row lock; SQLite: the write lock), so deferring writers
+never wait for a merge. A merge is planned without a lock
 (`plan`: read, decode, merge, encode) and applied in a short write transaction (`apply`) if
 it gets every merge lock it needs at once, its rows are all still pending and the blocks it
 read are unchanged; else it is done again one series a transaction, each under its lock
