@@ -677,20 +677,15 @@ def test_under_writes_a_drain_is_followed_by_a_rest_in_proportion_to_it(
     for bad in (0, -0.1, 1.5):
         with pytest.raises(ValueError, match="validate_max_share"):
             Settings(demo=False, validate_max_share=bad)
-    cid, owner = make_tenant(db, Role.owner)
-    mid = make_sensor(db, cid)
-    put(client, owner.headers, cid, mid, EA, day_with_defects())
     # A share of 1/100,000 rests ~10^5 times a drain: hours even for one of a few tens of
     # microseconds. No max lag: a drain under writes is due at once, but for the rest.
-    sparing = Worker(
+    cid, mid, _, sparing = _a_day_and_a_worker(
         db,
-        settings.model_copy(
-            update={
-                "validate_delay_seconds": 0.3,
-                "validate_max_lag_seconds": 0.0,
-                "validate_max_share": 1e-5,
-            }
-        ),
+        client,
+        settings,
+        validate_delay_seconds=0.3,
+        validate_max_lag_seconds=0.0,
+        validate_max_share=1e-5,
     )
     try:
         with _bulk_load(db, cid, mid):
@@ -700,6 +695,17 @@ def test_under_writes_a_drain_is_followed_by_a_rest_in_proportion_to_it(
         assert sparing.kick().result() > 0  # writes paused: the rest is not waited out
     finally:
         sparing.shutdown()
+
+
+def _a_day_and_a_worker(
+    db: Database, client: TestClient, settings: Settings, **update: float
+) -> tuple[int, int, Actor, Worker]:
+    """A tenant's day with defects PUT (its window queued), and a worker with `update` to
+    the settings: (cid, mid, owner, worker)."""
+    cid, owner = make_tenant(db, Role.owner)
+    mid = make_sensor(db, cid)
+    put(client, owner.headers, cid, mid, EA, day_with_defects())
+    return cid, mid, owner, Worker(db, settings.model_copy(update=update))
 
 
 @contextmanager
@@ -734,14 +740,8 @@ def test_a_drain_waits_while_writes_keep_coming_and_runs_once_they_pause(
 ) -> None:
     """A drain whose delay saw the queue grow leaves it alone (a bulk load keeps the cores):
     the next one after the writes stop takes every window."""
-    cid, owner = make_tenant(db, Role.owner)
-    mid = make_sensor(db, cid)
-    put(client, owner.headers, cid, mid, EA, day_with_defects())
-    patient = Worker(
-        db,
-        settings.model_copy(
-            update={"validate_delay_seconds": 0.5, "validate_max_lag_seconds": 600.0}
-        ),
+    cid, mid, owner, patient = _a_day_and_a_worker(
+        db, client, settings, validate_delay_seconds=0.5, validate_max_lag_seconds=600.0
     )
     try:
         with _bulk_load(db, cid, mid):
@@ -762,14 +762,8 @@ def test_a_drain_waits_while_writes_keep_coming_and_runs_once_they_pause(
 def test_under_writes_that_never_pause_a_drain_runs_once_the_oldest_window_waited_the_max_lag(
     db: Database, client: TestClient, settings: Settings
 ) -> None:
-    cid, owner = make_tenant(db, Role.owner)
-    mid = make_sensor(db, cid)
-    put(client, owner.headers, cid, mid, EA, day_with_defects())
-    lagging = Worker(
-        db,
-        settings.model_copy(
-            update={"validate_delay_seconds": 0.3, "validate_max_lag_seconds": 1.0}
-        ),
+    cid, mid, _, lagging = _a_day_and_a_worker(
+        db, client, settings, validate_delay_seconds=0.3, validate_max_lag_seconds=1.0
     )
     try:
         with _bulk_load(db, cid, mid):
