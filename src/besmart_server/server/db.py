@@ -71,6 +71,14 @@ def dbapi_connection(conn: Connection) -> Any:
     return conn.connection.driver_connection
 
 
+def pg_array(items: Iterable[object]) -> str:
+    """A PostgreSQL array literal of integers (or of strings already quoted), for a
+    parameter the statement casts (`%s::int[]`): psycopg dumps a list parameter element by
+    element in Python (0.7 ms for the seven columns of 100 validation queue rows), a string
+    as it is."""
+    return "{" + ",".join(map(str, items)) + "}"
+
+
 def normalize_url(url: str) -> str:
     """Map plain postgresql:// URLs to the psycopg 3 driver SQLAlchemy should use."""
     if url.startswith("postgres://"):

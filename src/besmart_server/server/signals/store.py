@@ -74,7 +74,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from besmart_server.server.db import Database, dbapi_connection, now_ms
+from besmart_server.server.db import Database, dbapi_connection, now_ms, pg_array
 from besmart_server.server.errors import Conflict
 from besmart_server.server.signals import blocks
 from besmart_server.server.signals.pipeline import (
@@ -215,7 +215,7 @@ def _stamp_and_read_pg(
     """The staging table, the series' lock and stamps, and the stored blocks, in one round
     trip (psycopg's pipeline mode): the blocks' read waits on the server for the lock, as
     it did a round trip later."""
-    if not span:  # a deferring write: the stamps alone
+    if not span:  # a write merging its series' pending points first: the stamps alone
         cur.execute(stamp)
         alone: Stamps = cur.fetchall()
         return alone, []
@@ -264,7 +264,7 @@ def _stamp_and_append_pg(
         "FROM u JOIN unnest(%s::int[], %s::int[], %s::int[]) AS r(s, o, n) ON r.s = u.id "
         f"WHERE (SELECT count(*) FROM u) = {len(rows)} ORDER BY u.id RETURNING series_id"
     )
-    arrays = ("{" + ",".join(map(str, a)) + "}" for a in ([s for s, _ in rows], starts, lengths))
+    arrays = (pg_array(a) for a in ([s for s, _ in rows], starts, lengths))
     cur.execute(sql, [b"".join(b for _, b in rows), *arrays])
     return [int(sid) for (sid,) in cur.fetchall()]
 

@@ -103,10 +103,11 @@ blocks = Table(
 )
 
 # Points a write acknowledged before they were merged into their day blocks (store.py,
-# "Write-ahead"): one row per series a deferring write touched, its points as raw columns
-# (`store.pack_runs`), in id order per series = commit order (writers of a series take turns).
-# A merge (`SeriesStore.drain`) moves them into `blocks` and deletes them; every
-# transaction that may read blocks merges what is pending first (`Database.settler`).
+# "Write-ahead"): one row per series a deferring write touched, its points as columns in a
+# zstd frame (`store.pack_runs`), in id order per series = commit order (writers of a series
+# take turns). A merge (`SeriesStore.plan` and `apply`, or `drain_series`) moves them into
+# `blocks` and deletes them; every transaction that may read blocks merges what is pending
+# first (`Database.settler`).
 pending = Table(
     "pending",
     metadata,
